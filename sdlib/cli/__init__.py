@@ -1,0 +1,73 @@
+"""The ``sdlib`` command line: a click group whose subcommands load only when used.
+
+Each subcommand lives in its own module; ``_COMMANDS`` maps a command name to
+``module:attribute``. Nothing here imports torch or textual.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+from typing import Any
+
+import click
+
+from sdlib._version import __version__
+
+_COMMANDS: dict[str, str] = {
+    "hash": "sdlib.cli.hash_cmd:hash_cmd",
+    "inspect": "sdlib.cli.inspect_cmd:inspect_cmd",
+    "convert": "sdlib.cli.convert_cmd:convert_cmd",
+    "search": "sdlib.cli.civitai_cmds:search_cmd",
+    "show": "sdlib.cli.civitai_cmds:show_cmd",
+    "config": "sdlib.cli.config_cmd:config_group",
+    "demo-server": "sdlib.cli.demo_server_cmd:demo_server_cmd",
+}
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(name for name in _COMMANDS if _available(name))
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = _COMMANDS.get(cmd_name)
+        if target is None:
+            return None
+        module_name, attr = target.split(":")
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name == module_name:
+                return None  # not built yet
+            raise
+        command: click.Command = getattr(module, attr)
+        return command
+
+
+def _available(name: str) -> bool:
+    module_name = _COMMANDS[name].split(":")[0]
+    return importlib.util.find_spec(module_name) is not None
+
+
+@click.group(
+    cls=LazyGroup,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
+@click.version_option(__version__, "-V", "--version", prog_name="sdlib")
+def main() -> None:
+    """sdlib: find, download, check and organize Stable Diffusion models.
+
+    \b
+    Examples:
+      sdlib search dreamshaper --type checkpoint --base sd1
+      sdlib inspect model.safetensors --explain
+      sdlib hash *.safetensors --json
+
+    Exit codes: 0 ok, 1 failure, 2 usage, 3 unsafe file refused, 4 hash or size mismatch,
+    5 not found, 6 login or access needed, 7 network failure, 130 interrupted.
+    """
+
+
+def run(argv: list[str] | None = None) -> Any:
+    """Run the CLI in-process (tests); returns what click returns."""
+    return main.main(args=argv, prog_name="sdlib", standalone_mode=False)

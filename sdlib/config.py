@@ -1,0 +1,186 @@
+"""Settings: defaults, then the TOML config file, then environment variables.
+
+The file is ``$SDLIB_CONFIG`` or ``<user config dir>/sdlib/config.toml``.
+Environment overrides: ``SDLIB_CIVITAI_URL``, ``CIVITAI_TOKEN``, ``SDLIB_CACHE_DIR``,
+``SDLIB_DATA_DIR``; proxies come from the standard ``*_PROXY`` variables unless the file
+sets ``[network] proxy``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from sdlib.errors import ConfigError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+DEFAULT_CIVITAI_URL = "https://civitai.com"
+APP_NAME = "sdlib"
+
+
+@dataclass(frozen=True)
+class CivitaiSettings:
+    base_url: str = DEFAULT_CIVITAI_URL
+    token: str | None = None
+    #: Show NSFW results and previews (Civitai defaults to SFW only).
+    nsfw: bool = False
+
+
+@dataclass(frozen=True)
+class NetworkSettings:
+    #: http://, https://, socks5:// or socks5h:// (names resolved by the proxy). None: *_PROXY.
+    proxy: str | None = None
+    #: A PEM bundle to trust instead of the system's, e.g. a corporate proxy's CA.
+    ca_bundle: str | None = None
+    connect_timeout: float = 10.0
+    read_timeout: float = 60.0
+    retries: int = 4
+    #: Cap for exponential backoff between retries, seconds.
+    backoff_max: float = 30.0
+
+
+@dataclass(frozen=True)
+class DownloadSettings:
+    connections: int = 4
+    #: Files at least this large are fetched over several connections.
+    split_threshold_mib: int = 64
+    #: Bytes per second, 0 for no limit.
+    limit_rate: int = 0
+    #: Seconds without a byte before a connection is considered stalled.
+    stall_timeout: float = 60.0
+
+
+@dataclass(frozen=True)
+class LibrarySettings:
+    #: The webUI root (e.g. ~/stable-diffusion-webui); None to ask each time.
+    root: str | None = None
+    #: a1111, forge, reforge, sdnext, comfyui, stabilitymatrix, or auto.
+    ui: str = "auto"
+    #: Folder-name overrides per kind, e.g. {"lora": "models/Lora"}.
+    folders: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Settings:
+    civitai: CivitaiSettings = field(default_factory=CivitaiSettings)
+    network: NetworkSettings = field(default_factory=NetworkSettings)
+    download: DownloadSettings = field(default_factory=DownloadSettings)
+    library: LibrarySettings = field(default_factory=LibrarySettings)
+    cache_dir: Path = field(default_factory=lambda: _default_dir("cache"))
+    data_dir: Path = field(default_factory=lambda: _default_dir("data"))
+    config_path: Path | None = None
+
+
+def _default_dir(kind: str) -> Path:
+    env = os.environ.get(f"SDLIB_{kind.upper()}_DIR")
+    if env:
+        return Path(env).expanduser()
+    import platformdirs
+
+    if kind == "cache":
+        return Path(platformdirs.user_cache_dir(APP_NAME, appauthor=False))
+    return Path(platformdirs.user_data_dir(APP_NAME, appauthor=False))
+
+
+def default_config_path() -> Path:
+    env = os.environ.get("SDLIB_CONFIG")
+    if env:
+        return Path(env).expanduser()
+    import platformdirs
+
+    return Path(platformdirs.user_config_dir(APP_NAME, appauthor=False)) / "config.toml"
+
+
+_SECTIONS: dict[str, type] = {
+    "civitai": CivitaiSettings,
+    "network": NetworkSettings,
+    "download": DownloadSettings,
+    "library": LibrarySettings,
+}
+
+
+def _section(cls: type, raw: Any, name: str, path: Path) -> Any:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"[{name}] must be a table", path=str(path))
+    known = {f.name: f for f in fields(cls)}
+    values: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key not in known:
+            raise ConfigError(
+                f"unknown setting {name}.{key} (known: {', '.join(sorted(known))})",
+                path=str(path),
+            )
+        default = getattr(cls(), key)
+        if isinstance(default, bool) and not isinstance(value, bool):
+            raise ConfigError(f"{name}.{key} must be true or false", path=str(path))
+        if isinstance(default, (int, float)) and not isinstance(default, bool):
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ConfigError(f"{name}.{key} must be a number", path=str(path))
+            value = type(default)(value)
+        values[key] = value
+    return cls(**values)
+
+
+def load_settings(path: Path | None = None, env: Mapping[str, str] | None = None) -> Settings:
+    """Read the config file (if any) and apply environment overrides."""
+    env = os.environ if env is None else env
+    path = path or default_config_path()
+    raw: dict[str, Any] = {}
+    if path.is_file():
+        try:
+            raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(f"cannot read config: {exc}", path=str(path)) from None
+    settings = Settings(config_path=path)
+    updates: dict[str, Any] = {}
+    for name, cls in _SECTIONS.items():
+        if name in raw:
+            updates[name] = _section(cls, raw.pop(name), name, path)
+    for key in ("cache_dir", "data_dir"):
+        if key in raw:
+            updates[key] = Path(str(raw.pop(key))).expanduser()
+    if raw:
+        raise ConfigError(f"unknown setting(s): {', '.join(sorted(raw))}", path=str(path))
+    settings = replace(settings, **updates)
+
+    civitai = settings.civitai
+    if env.get("SDLIB_CIVITAI_URL"):
+        civitai = replace(civitai, base_url=env["SDLIB_CIVITAI_URL"])
+    if env.get("CIVITAI_TOKEN"):
+        civitai = replace(civitai, token=env["CIVITAI_TOKEN"])
+    civitai = replace(civitai, base_url=civitai.base_url.rstrip("/"))
+    if not civitai.base_url.startswith(("http://", "https://")):
+        raise ConfigError(f"civitai.base_url must be an http(s) URL, not {civitai.base_url!r}")
+    return replace(settings, civitai=civitai)
+
+
+def mask_token(token: str | None) -> str | None:
+    """Show enough of a token to recognise it, never enough to use it."""
+    if not token:
+        return None
+    if len(token) <= 8:
+        return "*" * len(token)
+    return f"{token[:4]}…{token[-2:]}"
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write a file readable only by its owner (0600), atomically."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
