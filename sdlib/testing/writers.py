@@ -55,7 +55,7 @@ def write_safetensors(
         if sparse:
             fh.truncate(len(head) + total)
         elif fill:
-            chunk = (fill * (1 << 20 // max(1, len(fill)) + 1))[: 1 << 20]
+            chunk = (fill * ((1 << 20) // max(1, len(fill)) + 1))[: 1 << 20]
             left = total
             while left:
                 n = min(left, len(chunk))
