@@ -14,14 +14,15 @@ from sdlib._version import __version__
 if TYPE_CHECKING:
     from sdlib.errors import SdlibError
     from sdlib.hashing import FileHashes, hash_file
-    from sdlib.inspect import inspect_file
+    from sdlib.inspect import InspectReport, inspect_file
 
-__all__ = ["FileHashes", "SdlibError", "__version__", "hash_file", "inspect_file"]
+__all__ = ["FileHashes", "InspectReport", "SdlibError", "__version__", "hash_file", "inspect_file"]
 
 _LAZY = {
     "FileHashes": "sdlib.hashing",
     "hash_file": "sdlib.hashing",
     "inspect_file": "sdlib.inspect",
+    "InspectReport": "sdlib.inspect",
     "SdlibError": "sdlib.errors",
 }
 

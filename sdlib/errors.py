@@ -101,9 +101,7 @@ class SourceError(SdlibError):
 
     exit_code = 7
 
-    def __init__(
-        self, message: str, *, url: str | None = None, status: int | None = None
-    ) -> None:
+    def __init__(self, message: str, *, url: str | None = None, status: int | None = None) -> None:
         super().__init__(message)
         self.url = url
         self.status = status

@@ -27,7 +27,11 @@ def safetensors_header(specs: Spec, metadata: Mapping[str, str] | None = None) -
     offset = 0
     for name, (dtype, shape) in specs.items():
         size = int(math.prod(shape) * DTYPE_SIZES[dtype])
-        header[name] = {"dtype": dtype, "shape": list(shape), "data_offsets": [offset, offset + size]}
+        header[name] = {
+            "dtype": dtype,
+            "shape": list(shape),
+            "data_offsets": [offset, offset + size],
+        }
         offset += size
     raw = json.dumps(header, separators=(",", ":")).encode()
     raw += b" " * (-len(raw) % 8)

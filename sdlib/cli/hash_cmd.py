@@ -1,0 +1,93 @@
+"""``sdlib hash``: every Civitai hash of a file from one read, cached."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import click
+
+from sdlib.cli._common import console, emit_json, handle_errors, json_option
+
+#: Files at least this large get a progress bar (on a terminal).
+PROGRESS_MIN = 64 << 20
+
+
+@click.command("hash")
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--no-cache", is_flag=True, help="Read the files even if cached hashes exist.")
+@json_option
+@handle_errors
+def hash_cmd(files: tuple[Path, ...], no_cache: bool, as_json: bool) -> None:
+    """Compute SHA256, AutoV1, AutoV2, AutoV3, CRC32 and BLAKE3 of FILES in one read.
+
+    Hashes follow Civitai's conventions (uppercase hex; AutoV1 only for files of 2 MiB or
+    more; AutoV3 only for safetensors). Results are cached by device, inode, size and
+    modification time, so an unchanged file is never read twice.
+
+    \b
+    Examples:
+      sdlib hash model.safetensors
+      sdlib hash models/Lora/*.safetensors --json
+    """
+    from sdlib.errors import SdlibError
+    from sdlib.hashcache import HashCache
+
+    cache = HashCache(None) if no_cache else HashCache.default()
+    err = console(stderr=True)
+    results: list[dict[str, Any]] = []
+    failures: list[SdlibError] = []
+    with cache:
+        for path in files:
+            try:
+                hashes, cached = _hash_one(cache, path, err)
+            except SdlibError as exc:
+                failures.append(exc)
+                click.echo(f"sdlib: error: {exc}", err=True)
+                continue
+            results.append({"path": str(path), **hashes.to_dict(), "cached": cached})
+    if as_json:
+        emit_json(results)
+    else:
+        _print(results)
+    if failures:
+        raise SystemExit(max(f.exit_code for f in failures))
+
+
+def _hash_one(cache: Any, path: Path, err: Any) -> Any:
+    cached = cache.lookup(path)
+    if cached is not None:
+        return cached, True
+    size = os.stat(path).st_size if path.is_file() else 0
+    if not (err.is_terminal and size >= PROGRESS_MIN):
+        return cache.get(path)
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )  # fmt: skip
+
+    with Progress(
+        "[progress.description]{task.description}", BarColumn(), DownloadColumn(),
+        TransferSpeedColumn(), TimeRemainingColumn(), console=err, transient=True,
+    ) as bar:  # fmt: skip
+        task = bar.add_task(path.name, total=size)
+        return cache.get(path, lambda n: bar.advance(task, n))
+
+
+def _print(results: list[dict[str, Any]]) -> None:
+    out = console()
+    for i, r in enumerate(results):
+        if i:
+            out.print()
+        note = "  [dim](cached)[/dim]" if r["cached"] else ""
+        out.print(f"[bold]{r['path']}[/bold]  {r['size']:,} bytes{note}")
+        for name, label in (
+            ("sha256", "SHA256"), ("autov1", "AutoV1"), ("autov2", "AutoV2"),
+            ("autov3", "AutoV3"), ("crc32", "CRC32"), ("blake3", "BLAKE3"),
+        ):  # fmt: skip
+            value = r[name] if r[name] is not None else "[dim]-[/dim]"
+            out.print(f"  {label:<7} {value}")

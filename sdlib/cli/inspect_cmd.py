@@ -1,0 +1,98 @@
+"""``sdlib inspect``: what a model file is, from its content, with the evidence."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from sdlib.cli._common import console, emit_json, handle_errors, human_size, json_option
+
+
+@click.command("inspect")
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--explain", is_flag=True, help="Show the evidence behind each verdict.")
+@json_option
+@handle_errors
+def inspect_cmd(files: tuple[Path, ...], explain: bool, as_json: bool) -> None:
+    """Classify model FILES from their content, not their names.
+
+    Prints the container, kind (checkpoint, lora, embedding, vae...), base architecture
+    (sd1, sd2, sdxl, flux...), variant, precision, full-vs-pruned weights and components.
+    Safetensors files are judged from their header alone; pickles (.ckpt/.pt/.pth/.bin)
+    are scanned statically and never executed.
+
+    \b
+    Examples:
+      sdlib inspect model.safetensors
+      sdlib inspect --explain mystery_file.ckpt
+      sdlib inspect models/Lora/* --json
+    """
+    from sdlib.errors import SdlibError
+    from sdlib.inspect import inspect_file
+
+    reports: list[dict[str, Any]] = []
+    codes: list[int] = []
+    for path in files:
+        try:
+            reports.append(inspect_file(path).to_dict())
+        except SdlibError as exc:
+            codes.append(exc.exit_code)
+            click.echo(f"sdlib: error: {exc}", err=True)
+            if as_json:
+                reports.append({"path": str(path), "error": exc.message})
+    if as_json:
+        emit_json(reports)
+    else:
+        _print(reports, explain)
+    if codes:
+        raise SystemExit(max(codes))
+
+
+def _print(reports: list[dict[str, Any]], explain: bool) -> None:
+    out = console()
+    for i, r in enumerate(reports):
+        if "error" in r:
+            continue
+        if i:
+            out.print()
+        out.print(f"[bold]{r['path']}[/bold]  {human_size(r['size'])}, {r['container']}")
+        rows: list[tuple[str, Any]] = [
+            ("kind", r["kind"]),
+            ("base", r["base"]),
+            ("variant", r.get("variant")),
+            ("precision", r.get("precision")),
+            ("weights", r.get("weights") if r.get("weights") != "n/a" else None),
+            ("components", ", ".join(r.get("components") or []) or None),
+            ("vectors", r.get("vectors")),
+        ]
+        lora = r.get("lora")
+        if lora:
+            rank = f", rank {lora['rank']}" if lora.get("rank") else ""
+            alpha = f", alpha {lora['alpha']:g}" if lora.get("alpha") is not None else ""
+            rows.append(("network", f"{lora['algo']}{rank}{alpha}"))
+            if lora.get("targets"):
+                rows.append(("targets", ", ".join(lora["targets"])))
+        rows.append(("tensors", f"{r['tensors']:,} ({r['parameters']:,} parameters)"))
+        safety = r.get("safety")
+        if safety:
+            colour = {"safe": "green", "suspicious": "yellow", "unsafe": "red"}[safety["verdict"]]
+            rows.append(("safety", f"[{colour}]{safety['verdict']}[/{colour}]"))
+        for key, value in (r.get("metadata") or {}).items():
+            rows.append((key, value))
+        for label, value in rows:
+            if value not in (None, ""):
+                out.print(f"  {label:<11} {value}", markup=label == "safety", soft_wrap=True)
+        if safety and safety.get("findings"):
+            for f in safety["findings"]:
+                where = f" in {f['entry']}" if f.get("entry") else ""
+                out.print(
+                    f"    - {f['severity']}: {f['module']}.{f['name']} ({f['opcode']} at "
+                    f"offset {f['offset']}{where}){': ' + f['reason'] if f.get('reason') else ''}",
+                    markup=False,
+                )
+        if explain:
+            out.print("  evidence:")
+            for line in r.get("evidence") or []:
+                out.print(f"    - {line}", markup=False)

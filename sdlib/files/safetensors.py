@@ -1,0 +1,118 @@
+"""A bounded, validating reader of safetensors headers.
+
+Reads the 8-byte length and the JSON header only (never tensor data), and checks the
+header against the file: a hostile or truncated file gives a ``FormatError`` that says
+what is wrong, never a traceback or an unbounded read.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import struct
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from sdlib.errors import FormatError
+from sdlib.files.tensors import DTYPE_SIZES, TensorInfo, TensorTable
+from sdlib.hashing import MAX_HEADER
+from sdlib.taxonomy import Container
+
+
+def parse_header(raw: bytes, file_size: int, path: str | None = None) -> TensorTable:
+    """Validate a decoded header (the JSON bytes) for a file of ``file_size`` bytes."""
+    data_offset = 8 + len(raw)
+    data_size = file_size - data_offset
+    try:
+        header = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise FormatError(f"invalid safetensors header: not JSON ({exc})", path=path) from None
+    if not isinstance(header, dict):
+        raise FormatError("invalid safetensors header: not a JSON object", path=path)
+    metadata = _metadata(header.pop("__metadata__", None), path)
+    tensors: dict[str, TensorInfo] = {}
+    for name, entry in header.items():
+        tensors[name] = _tensor(name, entry, path)
+    _check_layout(tensors, data_size, path)
+    return TensorTable(tensors, Container.SAFETENSORS, metadata, data_offset)
+
+
+def _metadata(raw: Any, path: str | None) -> dict[str, str]:
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise FormatError("invalid safetensors header: __metadata__ is not an object", path=path)
+    # The format says str -> str; some writers store numbers or nested JSON. Keep them as
+    # JSON text rather than refusing a file every loader accepts.
+    return {str(k): v if isinstance(v, str) else json.dumps(v) for k, v in raw.items()}
+
+
+def _tensor(name: str, entry: Any, path: str | None) -> TensorInfo:
+    if not isinstance(entry, dict):
+        raise FormatError(f"invalid safetensors header: entry {name!r} is not an object", path=path)
+    dtype, shape, offsets = entry.get("dtype"), entry.get("shape"), entry.get("data_offsets")
+    if dtype not in DTYPE_SIZES:
+        raise FormatError(f"unknown dtype {dtype!r} for tensor {name!r}", path=path)
+    if not isinstance(shape, list) or not all(
+        isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape
+    ):
+        raise FormatError(f"invalid shape {shape!r} for tensor {name!r}", path=path)
+    if (
+        not isinstance(offsets, list)
+        or len(offsets) != 2
+        or not all(isinstance(o, int) and not isinstance(o, bool) for o in offsets)
+        or not 0 <= offsets[0] <= offsets[1]
+    ):
+        raise FormatError(f"invalid data_offsets {offsets!r} for tensor {name!r}", path=path)
+    expected = math.prod(shape) * DTYPE_SIZES[dtype]
+    if offsets[1] - offsets[0] != expected:
+        raise FormatError(
+            f"tensor {name!r}: {offsets[1] - offsets[0]} bytes for a {dtype} tensor of shape "
+            f"{shape} that needs {int(expected)}",
+            path=path,
+        )
+    return TensorInfo(name, dtype, tuple(shape), (offsets[0], offsets[1]))
+
+
+def _check_layout(tensors: Mapping[str, TensorInfo], data_size: int, path: str | None) -> None:
+    spans = sorted((t.offsets, t.name) for t in tensors.values() if t.offsets and t.nbytes)
+    end_prev, name_prev = 0, ""
+    for (begin, end), name in spans:
+        if begin < end_prev:
+            raise FormatError(
+                f"tensors {name_prev!r} and {name!r} overlap in the data section", path=path
+            )
+        end_prev, name_prev = end, name
+    if end_prev > data_size:
+        raise FormatError(
+            f"truncated: the header needs {end_prev} bytes of tensor data, the file has "
+            f"{max(data_size, 0)}",
+            path=path,
+        )
+
+
+def read_table_from(fh: BinaryIO, file_size: int, path: str | None = None) -> TensorTable:
+    """Read and validate the header of an open safetensors file (at position 0)."""
+    first = fh.read(8)
+    if len(first) < 8:
+        raise FormatError("truncated: shorter than a safetensors length prefix", path=path)
+    (n,) = struct.unpack("<Q", first)
+    if n > MAX_HEADER:
+        raise FormatError(f"header length {n} is over the 100 MB limit", path=path)
+    if 8 + n > file_size:
+        raise FormatError(
+            f"header length {n} goes beyond the end of the {file_size}-byte file", path=path
+        )
+    raw = fh.read(n)
+    if len(raw) != n:
+        raise FormatError("truncated header", path=path)
+    return parse_header(raw, file_size, path)
+
+
+def read_table(path: str | os.PathLike[str]) -> TensorTable:
+    """The tensor table and metadata of a safetensors file, from its header alone."""
+    path = Path(path)
+    with open(path, "rb") as fh:
+        return read_table_from(fh, os.fstat(fh.fileno()).st_size, str(path))

@@ -1,0 +1,113 @@
+"""``inspect``: what a model file is, from its content.
+
+Sniffs the container, reads the tensor table (safetensors header, or a pickle's structure
+through the static scanner, which never executes it), and classifies the table. Reads a
+bounded amount of the file: the header of a safetensors file, the pickle streams of a
+PyTorch archive, never the tensor data.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from sdlib.errors import FormatError
+from sdlib.files.sniff import SNIFF_BYTES, looks_like_text_error, sniff_bytes
+from sdlib.taxonomy import Container
+
+if TYPE_CHECKING:
+    from sdlib.files.classify import Classification
+    from sdlib.files.pickles import PickleScan
+
+PICKLE_CONTAINERS = (Container.PICKLE_ZIP, Container.PICKLE_LEGACY, Container.PICKLE)
+
+
+@dataclass(frozen=True)
+class InspectReport:
+    path: str
+    size: int
+    container: Container
+    classification: Classification | None
+    #: The static pickle scan, for pickle containers only.
+    safety: PickleScan | None = None
+    #: Why there is no classification, when there is none.
+    note: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "path": self.path,
+            "size": self.size,
+            "container": str(self.container),
+        }
+        if self.classification is not None:
+            data.update(self.classification.to_dict())
+        else:
+            data.update(
+                kind="unknown", base="unknown", variant=None, precision=None, weights="n/a",
+                components=[], tensors=0, parameters=0, metadata={},
+                evidence=[self.note] if self.note else [],
+            )  # fmt: skip
+        data["safety"] = self.safety.to_dict() if self.safety is not None else None
+        return data
+
+
+def inspect_file(path: str | os.PathLike[str]) -> InspectReport:
+    """Classify one file from its content. Raises FormatError for corrupt or non-model files."""
+    p = Path(path)
+    spath = str(p)
+    try:
+        if p.is_dir():
+            raise FormatError("is a directory; give the model files inside it", path=spath)
+        with open(p, "rb") as fh:
+            head = fh.read(SNIFF_BYTES)
+            size = os.fstat(fh.fileno()).st_size
+            container = sniff_bytes(head, size)
+            if container is Container.SAFETENSORS:
+                from sdlib.files.safetensors import read_table_from
+
+                fh.seek(0)
+                table = read_table_from(fh, size, spath)
+                return InspectReport(spath, size, container, _classify(table))
+    except FileNotFoundError:
+        raise FormatError("no such file", path=spath) from None
+    except PermissionError:
+        raise FormatError("permission denied", path=spath) from None
+    except IsADirectoryError:
+        raise FormatError("is a directory", path=spath) from None
+    if container in PICKLE_CONTAINERS:
+        return _inspect_pickle(p, size, container)
+    if container is Container.GGUF:
+        return InspectReport(
+            spath, size, container, None, note="GGUF files are recognised but not classified yet"
+        )
+    if size == 0:
+        raise FormatError("empty file", path=spath)
+    if looks_like_text_error(head):
+        raise FormatError("an HTML or JSON error page, not a model file", path=spath)
+    if head[8:9] == b"{" or p.suffix.lower() == ".safetensors":
+        # Meant to be safetensors but the sniff refused it: let the reader say exactly why.
+        from sdlib.files.safetensors import read_table
+
+        read_table(p)
+    raise FormatError(
+        "unrecognised format (not safetensors, a PyTorch/pickle file or GGUF)", path=spath
+    )
+
+
+def _classify(table: Any) -> Classification:
+    from sdlib.files.classify import classify
+
+    return classify(table)
+
+
+def _inspect_pickle(path: Path, size: int, container: Container) -> InspectReport:
+    from sdlib.files import pickles
+
+    scan = pickles.scan_file(path)
+    try:
+        table = pickles.read_table(path)
+    except FormatError as exc:
+        return InspectReport(str(path), size, scan.container, None, scan, note=exc.message)
+    return InspectReport(str(path), size, scan.container, _classify(table), scan)

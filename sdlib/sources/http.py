@@ -1,0 +1,317 @@
+"""The one HTTP client sdlib uses, and the one place httpx exceptions become sdlib errors.
+
+``build_client(settings)`` returns an ``httpx.Client`` configured from ``Settings``:
+
+* a non-browser User-Agent naming sdlib (Civitai answers JSON errors, not login pages,
+  to non-browser agents);
+* connect/read timeouts, a custom CA bundle, an explicit proxy (``http://``, ``https://``,
+  ``socks5://`` or ``socks5h://``; the last resolves host names through the proxy) or, when
+  none is configured, the standard ``*_PROXY`` variables (httpx ``trust_env``);
+* retries with exponential backoff for 429, 502, 503, 504 and connection failures,
+  honouring ``Retry-After`` (capped at ``network.backoff_max``), for GET and HEAD only;
+* the Civitai token as ``Authorization: Bearer ...``, sent only to the configured Civitai
+  origin (scheme, host and port), never to a redirect target, never in a URL.
+
+Nothing above ``sdlib.sources`` catches ``httpx.*``: call sites wrap requests in
+``network_errors(url)``, which translates transport failures into ``SourceError``.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import logging
+import random
+import time
+import weakref
+from collections.abc import Callable, Generator, Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING
+
+import httpx
+
+from sdlib._version import __version__
+from sdlib.errors import BadResponse, ConfigError, SourceError
+
+if TYPE_CHECKING:
+    from sdlib.config import Settings
+
+__all__ = [
+    "RETRY_STATUSES",
+    "USER_AGENT",
+    "RetryTransport",
+    "ScopedTokenAuth",
+    "build_client",
+    "network_errors",
+    "origin_of",
+    "translate_error",
+]
+
+log = logging.getLogger(__name__)
+
+USER_AGENT = f"sdlib/{__version__} (+https://github.com/sdlib)"
+
+#: Statuses worth retrying: rate limits and a busy or restarting server.
+RETRY_STATUSES = frozenset({429, 502, 503, 504})
+_IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def origin_of(url: str | httpx.URL) -> tuple[str, str, int | None]:
+    """(scheme, host, port) with the default port filled in, for origin comparisons."""
+    u = httpx.URL(url)
+    port = u.port or {"http": 80, "https": 443}.get(u.scheme)
+    return (u.scheme, u.host.lower(), port)
+
+
+class ScopedTokenAuth(httpx.Auth):
+    """Bearer token for one origin only.
+
+    httpx applies ``Auth`` to the first request of a ``send`` and drops ``Authorization``
+    on cross-origin redirects itself; ``strip_foreign`` (a request hook installed by
+    ``build_client``) also removes it from same-origin redirects and from any request this
+    auth did not sign, so the token reaches exactly the requests we addressed to Civitai.
+    """
+
+    def __init__(self, token: str, origin: str) -> None:
+        self._token = token
+        self._origin = origin_of(origin)
+        self._signed: weakref.WeakSet[httpx.Request] = weakref.WeakSet()
+
+    def __repr__(self) -> str:  # never show the token, even in a debugger
+        return f"ScopedTokenAuth(origin={self._origin!r})"
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        if origin_of(request.url) == self._origin:
+            request.headers["Authorization"] = f"Bearer {self._token}"
+            self._signed.add(request)
+        yield request
+
+    def strip_foreign(self, request: httpx.Request) -> None:
+        if "authorization" in request.headers and request not in self._signed:
+            del request.headers["authorization"]
+
+
+class RetryTransport(httpx.BaseTransport):
+    """Retry idempotent requests on 429/502/503/504 and connection failures.
+
+    The wait is ``Retry-After`` when the server sends one, else exponential (1 s, 2 s, 4 s...)
+    with a little jitter; either way at most ``backoff_max`` seconds. After the last attempt the
+    final response is returned (or the last error raised) for the caller to translate.
+    """
+
+    def __init__(
+        self,
+        inner: httpx.BaseTransport,
+        *,
+        retries: int = 4,
+        backoff_max: float = 30.0,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self._inner = inner
+        self._retries = max(0, retries)
+        self._backoff_max = max(0.0, backoff_max)
+        self._sleep = sleep
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        attempt = 0
+        while True:
+            retry_after: float | None = None
+            try:
+                response = self._inner.handle_request(request)
+            except (httpx.ConnectError, httpx.ConnectTimeout, httpx.RemoteProtocolError):
+                # RemoteProtocolError here means the server closed before any response.
+                if request.method not in _IDEMPOTENT or attempt >= self._retries:
+                    raise
+            else:
+                if (
+                    response.status_code not in RETRY_STATUSES
+                    or request.method not in _IDEMPOTENT
+                    or attempt >= self._retries
+                ):
+                    return response
+                retry_after = parse_retry_after(response.headers.get("Retry-After"))
+                response.close()
+            delay = self.delay(attempt, retry_after)
+            log.debug("retrying %s %s in %.2fs", request.method, request.url.path, delay)
+            self._sleep(delay)
+            attempt += 1
+
+    def delay(self, attempt: int, retry_after: float | None) -> float:
+        if retry_after is not None:
+            return min(retry_after, self._backoff_max)
+        base = min(self._backoff_max, 2.0**attempt)
+        return min(self._backoff_max, base * (1 + random.uniform(0, 0.1)))  # noqa: S311
+
+    def close(self) -> None:
+        self._inner.close()
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Seconds from a ``Retry-After`` header: delta-seconds or an HTTP date."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def build_client(
+    settings: Settings,
+    transport: httpx.BaseTransport | None = None,
+    *,
+    sleep: Callable[[float], None] = time.sleep,
+) -> httpx.Client:
+    """An ``httpx.Client`` set up from ``settings`` (see the module docstring).
+
+    ``transport`` replaces the network (``httpx.MockTransport`` in tests); retries still
+    wrap it. The caller owns the client and closes it (it is a context manager).
+    """
+    net = settings.network
+    timeout = httpx.Timeout(net.read_timeout, connect=net.connect_timeout)
+    verify: str | bool = net.ca_bundle or True
+    if net.ca_bundle:
+        import os.path
+
+        if not os.path.isfile(os.path.expanduser(net.ca_bundle)):
+            raise ConfigError(f"network.ca_bundle: no such file: {net.ca_bundle}")
+        verify = os.path.expanduser(net.ca_bundle)
+    mounts: dict[str, httpx.BaseTransport | None] | None = None
+    if transport is None:
+        proxy = _proxy(net.proxy)
+        base = _http_transport(verify=verify, proxy=proxy, trust_env=net.proxy is None)
+        transport = base
+        if net.proxy is None:
+            # trust_env proxies are applied through mounts; wrap each in retries too.
+            env_mounts = _env_mounts(verify)
+            if env_mounts:
+                mounts = {
+                    k: RetryTransport(v, retries=net.retries, backoff_max=net.backoff_max,
+                                      sleep=sleep) if v is not None else None
+                    for k, v in env_mounts.items()
+                }  # fmt: skip
+    wrapped = RetryTransport(transport, retries=net.retries, backoff_max=net.backoff_max, sleep=sleep)
+
+    auth: ScopedTokenAuth | None = None
+    hooks: dict[str, list[Callable[..., object]]] = {"request": [], "response": []}
+    if settings.civitai.token:
+        auth = ScopedTokenAuth(settings.civitai.token, settings.civitai.base_url)
+        hooks["request"].append(auth.strip_foreign)
+    return httpx.Client(
+        auth=auth,
+        headers={"User-Agent": USER_AGENT, "Accept": "application/json"},
+        timeout=timeout,
+        follow_redirects=True,
+        max_redirects=10,
+        transport=wrapped,
+        mounts=mounts,
+        # Environment proxies are resolved above into ``mounts``; the client must not build
+        # its own (unwrapped) ones.
+        trust_env=False,
+        event_hooks=hooks,
+    )
+
+
+def _proxy(url: str | None) -> httpx.Proxy | None:
+    if not url:
+        return None
+    scheme = url.split("://", 1)[0].lower() if "://" in url else ""
+    if scheme not in {"http", "https", "socks5", "socks5h"}:
+        raise ConfigError(
+            f"network.proxy must start with http://, https://, socks5:// or socks5h://, "
+            f"not {url!r}"
+        )
+    if scheme.startswith("socks"):
+        try:
+            import socksio  # noqa: F401
+        except ImportError:
+            raise ConfigError(
+                "a SOCKS proxy needs the socksio package: pip install 'sdlib[socks]'"
+            ) from None
+    try:
+        return httpx.Proxy(url)
+    except (ValueError, httpx.InvalidURL) as exc:
+        raise ConfigError(f"network.proxy: {exc}") from None
+
+
+def _http_transport(
+    *, verify: str | bool, proxy: httpx.Proxy | None, trust_env: bool
+) -> httpx.HTTPTransport:
+    try:
+        return httpx.HTTPTransport(verify=verify, proxy=proxy, trust_env=trust_env)
+    except OSError as exc:  # an unreadable or malformed CA bundle
+        raise ConfigError(f"network.ca_bundle: cannot load: {exc}") from None
+
+
+def _env_mounts(verify: str | bool) -> dict[str, httpx.BaseTransport | None]:
+    """Transports for the ``*_PROXY`` / ``NO_PROXY`` variables, as httpx itself would mount."""
+    from httpx._utils import get_environment_proxies  # stable since 0.18; no public twin
+
+    mounts: dict[str, httpx.BaseTransport | None] = {}
+    for pattern, proxy_url in get_environment_proxies().items():
+        if proxy_url is None:
+            mounts[pattern] = None  # NO_PROXY: fall back to the default transport
+            continue
+        mounts[pattern] = _http_transport(
+            verify=verify, proxy=_proxy(proxy_url), trust_env=True
+        )
+    return mounts
+
+
+def translate_error(exc: httpx.HTTPError, url: str | httpx.URL | None = None) -> SourceError:
+    """The sdlib error for an httpx transport error (never includes a token: URLs carry none)."""
+    where = str(url) if url is not None else _url_of(exc)
+    host = httpx.URL(where).host if where else "the server"
+    text = str(exc) or type(exc).__name__
+    err: SourceError
+    if isinstance(exc, httpx.ProxyError):
+        err = SourceError(f"proxy failed: {text} (check network.proxy or *_PROXY)", url=where)
+    elif isinstance(exc, httpx.ConnectTimeout):
+        err = SourceError(f"timed out connecting to {host}", url=where)
+    elif isinstance(exc, httpx.TimeoutException):
+        err = SourceError(f"timed out waiting for {host}", url=where)
+    elif isinstance(exc, httpx.ConnectError):
+        if "CERTIFICATE_VERIFY_FAILED" in text or "certificate verify failed" in text:
+            err = SourceError(
+                f"TLS certificate of {host} not trusted (set network.ca_bundle to your "
+                "proxy's CA bundle)",
+                url=where,
+            )
+        else:
+            err = SourceError(f"cannot connect to {host}: {text}", url=where)
+    elif isinstance(exc, httpx.TooManyRedirects):
+        err = BadResponse(f"too many redirects from {host}", url=where)
+    elif isinstance(exc, (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)):
+        err = SourceError(f"connection to {host} broke: {text}", url=where)
+    elif isinstance(exc, httpx.DecodingError):
+        err = BadResponse(f"undecodable response from {host}: {text}", url=where)
+    elif isinstance(exc, (httpx.UnsupportedProtocol, httpx.LocalProtocolError)):
+        err = SourceError(f"cannot request {where}: {text}", url=where)
+    else:
+        err = SourceError(f"network error talking to {host}: {text}", url=where)
+    return err
+
+
+def _url_of(exc: httpx.HTTPError) -> str | None:
+    try:
+        return str(exc.request.url)
+    except RuntimeError:  # .request not set
+        return None
+
+
+@contextmanager
+def network_errors(url: str | httpx.URL | None = None) -> Iterator[None]:
+    """Translate httpx transport errors raised inside the block into ``SourceError``."""
+    try:
+        yield
+    except httpx.HTTPStatusError:
+        raise  # callers map statuses themselves (civitai.raise_for_status)
+    except httpx.HTTPError as exc:
+        raise translate_error(exc, url) from None
+    except httpx.InvalidURL as exc:
+        raise SourceError(f"invalid URL {url}: {exc}", url=str(url) if url else None) from None

@@ -1,0 +1,57 @@
+"""The hash cache never returns stale hashes and never reads an unchanged file twice."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+import sdlib.hashcache as hc
+from sdlib.hashcache import HashCache
+
+
+def test_unchanged_file_is_not_read_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "m.bin"
+    path.write_bytes(b"abc" * 1000)
+    with HashCache(tmp_path / "c.sqlite") as cache:
+        first, cached = cache.get(path)
+        assert not cached
+    reads: list[Path] = []
+    real = hc.hash_file
+    monkeypatch.setattr(hc, "hash_file", lambda p, *a: reads.append(Path(p)) or real(p, *a))
+    with HashCache(tmp_path / "c.sqlite") as cache:  # a new process would see the same
+        second, cached = cache.get(path)
+    assert cached and second == first and reads == []
+
+
+def test_changed_file_is_hashed_again(tmp_path: Path) -> None:
+    path = tmp_path / "m.bin"
+    path.write_bytes(b"one")
+    with HashCache(tmp_path / "c.sqlite") as cache:
+        a, _ = cache.get(path)
+        path.write_bytes(b"two")
+        st = path.stat()
+        os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000))
+        b, cached = cache.get(path)
+    assert not cached and a.sha256 != b.sha256
+
+
+def test_renamed_file_keeps_its_hashes(tmp_path: Path) -> None:
+    path = tmp_path / "m.bin"
+    path.write_bytes(b"content")
+    with HashCache(tmp_path / "c.sqlite") as cache:
+        a, _ = cache.get(path)
+        moved = path.rename(tmp_path / "renamed.bin")
+        b, cached = cache.get(moved)
+    assert cached and a == b
+
+
+def test_corrupt_cache_is_ignored(tmp_path: Path) -> None:
+    db = tmp_path / "c.sqlite"
+    db.write_bytes(b"this is not a database" * 100)
+    path = tmp_path / "m.bin"
+    path.write_bytes(b"x")
+    with HashCache(db) as cache:
+        h, cached = cache.get(path)
+    assert not cached and h.size == 1
