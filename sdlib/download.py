@@ -1,0 +1,622 @@
+"""Resumable, multi-connection downloads, hashed while the bytes arrive.
+
+The contract (what a user's models folder can rely on):
+
+* bytes go to ``<name>.part`` beside the target, under an OS lock on that file, so a
+  second sdlib process never writes the same part file;
+* the part file is always a contiguous prefix of the file (pieces fetched in parallel are
+  written in order), so after a dropped connection, Ctrl-C, a crash or kill -9 the next run
+  resumes from its size with ``Range`` + ``If-Range``; what it needs to resume (the
+  server's validator) lives in the user cache dir, not in the models folder;
+* every hash Civitai publishes is computed from the bytes as they are written (no second
+  read); a resumed download re-reads only the prefix it already had;
+* size, hashes and container are verified before ``os.replace`` puts the file at its name;
+  on a mismatch the part file is deleted and nothing appears at the target.
+
+Progress is reported through a callback of small event dataclasses; no UI code here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import hashlib
+import json
+import os
+import random
+import shutil
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, BinaryIO
+
+import httpx
+
+from sdlib import _filelock
+from sdlib.errors import (
+    DiskFull,
+    DownloadError,
+    HashMismatch,
+    Interrupted,
+    SdlibError,
+    SourceError,
+)
+from sdlib.files.sniff import looks_like_text_error, sniff_bytes
+from sdlib.hashing import CHUNK, FileHashes, Hasher
+from sdlib.taxonomy import Container
+
+if TYPE_CHECKING:
+    from sdlib.config import Settings
+
+PART_SUFFIX = ".part"
+#: Free space kept in reserve beyond the file itself.
+DISK_MARGIN = 64 << 20
+_READ_CHUNK = 1 << 20
+
+
+# --- events -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DownloadEvent:
+    name: str
+
+
+@dataclass(frozen=True)
+class Started(DownloadEvent):
+    total: int | None
+    resumed_from: int
+    connections: int
+
+
+@dataclass(frozen=True)
+class Progress(DownloadEvent):
+    done: int
+    total: int | None
+
+
+@dataclass(frozen=True)
+class Retrying(DownloadEvent):
+    attempt: int
+    reason: str
+    delay: float
+
+
+@dataclass(frozen=True)
+class Verifying(DownloadEvent):
+    pass
+
+
+@dataclass(frozen=True)
+class Finished(DownloadEvent):
+    path: str
+    size: int
+
+
+EventCallback = Callable[[DownloadEvent], None]
+
+
+# --- inputs and outputs -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DownloadSpec:
+    """What to fetch and what it must turn out to be."""
+
+    url: str
+    dest: Path
+    size: int | None = None
+    #: Civitai's ``hashes`` dict ({"SHA256": ..., "AutoV2": ...}); every one is checked.
+    hashes: Mapping[str, str] = field(default_factory=dict)
+    #: The container the source promised (safetensors, or any pickle for PickleTensor).
+    container: Container | None = None
+    #: Returns a fresh URL when a signed storage URL has expired (re-resolved via the API).
+    refresh: Callable[[], str] | None = None
+
+
+@dataclass(frozen=True)
+class DownloadOptions:
+    connections: int = 4
+    split_threshold: int = 64 << 20
+    piece_size: int = 8 << 20
+    limit_rate: int = 0
+    retries: int = 4
+    backoff_max: float = 30.0
+    stall_timeout: float = 60.0
+    connect_timeout: float = 10.0
+    #: Where resume state lives (validator per part file). None: no cross-run If-Range.
+    state_dir: Path | None = None
+    #: Wait (up to this many seconds) for another process holding the part file, else fail.
+    lock_wait: float = 0.0
+    sleep: Callable[[float], None] = time.sleep
+    #: Maps a failed response to an sdlib error (default: Civitai's mapping).
+    raise_for_status: Callable[[httpx.Response], None] | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **overrides: Any) -> DownloadOptions:
+        d, n = settings.download, settings.network
+        base = cls(
+            connections=d.connections,
+            split_threshold=d.split_threshold_mib << 20,
+            limit_rate=d.limit_rate,
+            retries=n.retries,
+            backoff_max=n.backoff_max,
+            stall_timeout=d.stall_timeout,
+            connect_timeout=n.connect_timeout,
+            state_dir=settings.cache_dir / "partials",
+        )
+        return replace(base, **overrides)
+
+
+@dataclass(frozen=True)
+class DownloadResult:
+    path: Path
+    hashes: FileHashes
+    resumed_from: int
+    connections: int
+
+    @property
+    def size(self) -> int:
+        return self.hashes.size
+
+
+def part_path(dest: Path) -> Path:
+    return dest.with_name(dest.name + PART_SUFFIX)
+
+
+# --- the engine -------------------------------------------------------------------------------
+
+
+class _Restart(Exception):
+    """The server cannot continue from our offset: start the file again from zero."""
+
+
+class _Transient(Exception):
+    """A failure worth retrying (dropped connection, stall, expired URL, 5xx)."""
+
+
+def download(
+    client: httpx.Client,
+    spec: DownloadSpec,
+    options: DownloadOptions | None = None,
+    on_event: EventCallback | None = None,
+) -> DownloadResult:
+    """Fetch ``spec.url`` to ``spec.dest`` (see the module docstring for guarantees)."""
+    return _Download(client, spec, options or DownloadOptions(), on_event).run()
+
+
+class _Download:
+    def __init__(
+        self,
+        client: httpx.Client,
+        spec: DownloadSpec,
+        options: DownloadOptions,
+        on_event: EventCallback | None,
+    ) -> None:
+        self.client = client
+        self.spec = spec
+        self.opt = options
+        self.emit: EventCallback = on_event or (lambda _e: None)
+        self.name = spec.dest.name
+        self.part = part_path(spec.dest)
+        self.url = spec.url
+        self.total: int | None = spec.size
+        self.validator: str | None = None
+        self.connections = 1
+        self.fh: BinaryIO | None = None
+        self.hasher = Hasher(spec.size, threads=True)
+        self.offset = 0
+        self.resumed_from = 0
+        self.throttle = _Throttle(options.limit_rate, options.sleep)
+        self._last_emit = 0.0
+
+    # -- top level ---------------------------------------------------------------------------
+    def run(self) -> DownloadResult:
+        dest = self.spec.dest
+        if dest.exists():
+            raise DownloadError(f"{dest} already exists; not overwriting it", path=str(dest))
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        fh = self._open_locked()
+        self.fh = fh
+        ok = False
+        try:
+            self._load_state()
+            self._check_disk_space()
+            self._fetch_with_retries()
+            hashes = self._finish_hashing()
+            self._verify(hashes)
+            ok = True
+        except KeyboardInterrupt:
+            raise Interrupted(
+                f"interrupted; {self.offset:,} bytes kept in {self.part.name}, "
+                "run the same command again to resume"
+            ) from None
+        except OSError as exc:
+            if exc.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", -1)):
+                raise DiskFull(
+                    f"disk full while writing {self.part.name}; free some space and run the "
+                    "same command again to resume",
+                    path=str(self.part),
+                ) from None
+            raise DownloadError(f"cannot write {self.part}: {exc.strerror or exc}") from None
+        finally:
+            self._close(fh, keep=not ok)
+        self._place()
+        self.emit(Finished(self.name, str(dest), hashes.size))
+        return DownloadResult(dest, hashes, self.resumed_from, self.connections)
+
+    def _open_locked(self) -> BinaryIO:
+        fh = open(self.part, "a+b")  # noqa: SIM115 - closed in _close
+        deadline = time.monotonic() + self.opt.lock_wait
+        while not _filelock.try_lock(fh):
+            if time.monotonic() >= deadline:
+                fh.close()
+                raise SdlibError(
+                    f"another sdlib process is downloading {self.name} into this folder; "
+                    "wait for it to finish or stop it",
+                    path=str(self.part),
+                )
+            time.sleep(0.2)
+        return fh
+
+    def _close(self, fh: BinaryIO, keep: bool) -> None:
+        with contextlib.suppress(OSError):
+            fh.flush()
+            if keep:
+                os.fsync(fh.fileno())
+        size = self.offset
+        with contextlib.suppress(OSError):
+            _filelock.unlock(fh)
+        fh.close()
+        if keep and size == 0:
+            # Nothing worth resuming: leave the folder exactly as it was.
+            with contextlib.suppress(OSError):
+                self.part.unlink()
+            self._drop_state()
+
+    def _place(self) -> None:
+        if self.spec.dest.exists():  # appeared while we downloaded
+            self.part.unlink(missing_ok=True)
+            raise DownloadError(f"{self.spec.dest} appeared meanwhile; not overwriting it")
+        os.replace(self.part, self.spec.dest)
+        self._drop_state()
+
+    # -- resume state ------------------------------------------------------------------------
+    def _state_file(self) -> Path | None:
+        if self.opt.state_dir is None:
+            return None
+        key = hashlib.sha256(str(self.part.resolve()).encode()).hexdigest()[:32]
+        return self.opt.state_dir / f"{key}.json"
+
+    def _identity(self) -> dict[str, Any]:
+        sha = next((v for k, v in self.spec.hashes.items() if k.upper() == "SHA256"), None)
+        return {"size": self.spec.size, "sha256": sha and sha.upper()}
+
+    def _load_state(self) -> None:
+        assert self.fh is not None
+        have = os.fstat(self.fh.fileno()).st_size
+        state: dict[str, Any] = {}
+        path = self._state_file()
+        if path is not None and path.is_file():
+            with contextlib.suppress(OSError, ValueError):
+                state = json.loads(path.read_text(encoding="utf-8"))
+        same = state.get("identity") == self._identity() and self.spec.size is not None
+        if have and same and (self.total is None or have <= self.total):
+            self.validator = state.get("validator")
+            self._hash_existing(have)
+            self.offset = self.resumed_from = have
+        elif have:
+            self._truncate()
+
+    def _save_state(self) -> None:
+        path = self._state_file()
+        if path is None:
+            return
+        with contextlib.suppress(OSError):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            data = {"identity": self._identity(), "validator": self.validator,
+                    "part": str(self.part)}  # fmt: skip
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(data), encoding="utf-8")
+            os.replace(tmp, path)
+
+    def _drop_state(self) -> None:
+        path = self._state_file()
+        if path is not None:
+            with contextlib.suppress(OSError):
+                path.unlink(missing_ok=True)
+
+    def _hash_existing(self, size: int) -> None:
+        """Feed the bytes a previous run already wrote to the hasher (the only re-read)."""
+        assert self.fh is not None
+        self.fh.seek(0)
+        left = size
+        while left:
+            data = self.fh.read(min(CHUNK, left))
+            if not data:
+                break
+            self.hasher.update(data)
+            left -= len(data)
+
+    def _truncate(self) -> None:
+        assert self.fh is not None
+        self.fh.truncate(0)
+        self.fh.seek(0)
+        self.offset = 0
+        self.resumed_from = 0
+        self.hasher = Hasher(self.spec.size, threads=True)
+
+    def _check_disk_space(self) -> None:
+        if self.total is None:
+            return
+        need = self.total - self.offset
+        try:
+            free = shutil.disk_usage(self.part.parent).free
+        except OSError:
+            return
+        if free < need + DISK_MARGIN:
+            raise DiskFull(
+                f"not enough free space for {self.name}: needs {need / 2**20:,.0f} MiB more, "
+                f"{free / 2**20:,.0f} MiB free on that disk",
+                path=str(self.part.parent),
+            )
+
+    # -- fetching ----------------------------------------------------------------------------
+    def _fetch_with_retries(self) -> None:
+        attempt = 0
+        while True:
+            try:
+                self._fetch_once()
+                return
+            except _Restart:
+                self._truncate()
+                self.validator = None
+            except _Transient as exc:
+                if attempt >= self.opt.retries:
+                    raise DownloadError(
+                        f"{self.name}: {exc} (gave up after {attempt + 1} attempts; run the "
+                        f"same command again to resume from {self.offset:,} bytes)"
+                    ) from None
+                delay = min(self.opt.backoff_max, 2.0**attempt) * random.uniform(0.5, 1.0)
+                attempt += 1
+                self.emit(Retrying(self.name, attempt, str(exc), delay))
+                self.opt.sleep(delay)
+
+    def _timeout(self) -> httpx.Timeout:
+        return httpx.Timeout(self.opt.stall_timeout, connect=self.opt.connect_timeout)
+
+    def _fetch_once(self) -> None:
+        headers = {"Accept-Encoding": "identity"}
+        if self.offset:
+            headers["Range"] = f"bytes={self.offset}-"
+            if self.validator:
+                headers["If-Range"] = self.validator
+        try:
+            request = self.client.build_request(
+                "GET", self.url, headers=headers, timeout=self._timeout()
+            )
+            response = self.client.send(request, stream=True, follow_redirects=True)
+        except httpx.TransportError as exc:
+            raise _Transient(_describe_transport(exc)) from None
+        try:
+            done = self._handle_first_response(response)
+            if done:
+                return
+            if self._should_split(response):
+                response.close()
+                self._fetch_pieces(str(response.url))
+            else:
+                self._stream(response)
+        finally:
+            response.close()
+
+    def _handle_first_response(self, response: httpx.Response) -> bool:
+        """Check status and headers; True if the file turns out to be complete already."""
+        status = response.status_code
+        if status == 416 and self.offset:
+            total = _content_range_total(response.headers.get("Content-Range"))
+            if total is not None and total == self.offset:
+                self.total = total
+                return True
+            raise _Restart()
+        if status >= 400:
+            self._raise_status(response)
+        if status == 200 and self.offset:
+            raise _Restart()  # the server ignored our Range (or If-Range said "changed")
+        if status == 206:
+            start = _content_range_start(response.headers.get("Content-Range"))
+            if start != self.offset:
+                raise _Restart()
+            total = _content_range_total(response.headers.get("Content-Range"))
+        else:
+            total = _int(response.headers.get("Content-Length"))
+        if total is not None:
+            if self.spec.size is not None and total != self.spec.size:
+                raise HashMismatch(
+                    f"{self.name}: the server offers {total:,} bytes but the source published "
+                    f"{self.spec.size:,}; not downloading a different file",
+                    expected=str(self.spec.size),
+                    actual=str(total),
+                )
+            self.total = total
+        self.validator = response.headers.get("ETag") or response.headers.get("Last-Modified")
+        self._save_state()
+        self._check_disk_space()
+        return False
+
+    def _raise_status(self, response: httpx.Response) -> None:
+        status = response.status_code
+        redirected = bool(response.history)
+        if redirected and status in (401, 403, 410) and self.spec.refresh is not None:
+            # A signed storage URL that expired: ask the API for a new one.
+            self.url = self.spec.refresh()
+            raise _Transient(f"storage link expired (HTTP {status}); fetched a new one")
+        if status in (500, 502, 503, 504, 408):
+            raise _Transient(f"server error HTTP {status}")
+        mapper = self.opt.raise_for_status or _civitai_raise_for_status
+        try:
+            mapper(response)
+        except SourceError as exc:
+            if exc.status == 429:
+                raise _Transient("rate limited (HTTP 429)") from None
+            raise
+        raise DownloadError(f"{self.name}: HTTP {status}")
+
+    def _should_split(self, response: httpx.Response) -> bool:
+        ranges = response.status_code == 206 or response.headers.get("Accept-Ranges") == "bytes"
+        left = (self.total or 0) - self.offset
+        return (
+            ranges
+            and self.opt.connections > 1
+            and self.total is not None
+            and left >= self.opt.split_threshold
+            and left > self.opt.piece_size
+        )
+
+    def _stream(self, response: httpx.Response) -> None:
+        self.connections = 1
+        self.emit(Started(self.name, self.total, self.resumed_from, 1))
+        try:
+            for chunk in response.iter_raw(_READ_CHUNK):
+                self._write(chunk)
+                self.throttle.take(len(chunk))
+        except httpx.TransportError as exc:
+            raise _Transient(_describe_transport(exc)) from None
+        if self.total is not None and self.offset < self.total:
+            raise _Transient(f"connection closed at {self.offset:,} of {self.total:,} bytes")
+
+    def _write(self, data: bytes | bytearray) -> None:
+        assert self.fh is not None
+        if self.offset == 0 and looks_like_text_error(bytes(data[:64])):
+            raise DownloadError(
+                f"{self.name}: the server sent an HTML or JSON page instead of the model file"
+            )
+        if self.total is not None and self.offset + len(data) > self.total:
+            raise HashMismatch(
+                f"{self.name}: the server sent more than the {self.total:,} bytes it announced"
+            )
+        self.fh.write(data)
+        self.hasher.update(data)
+        self.offset += len(data)
+        # Keep the hashing threads at most a few buffers behind the network.
+        if self.hasher.fed > 8:
+            self.hasher.wait_done(self.hasher.fed - 8)
+        now = time.monotonic()
+        if now - self._last_emit >= 0.1 or self.offset == self.total:
+            self._last_emit = now
+            self.emit(Progress(self.name, self.offset, self.total))
+
+    def _fetch_pieces(self, url: str) -> None:
+        from sdlib._pieces import PieceError, PieceFetcher
+
+        assert self.total is not None
+        self.connections = self.opt.connections
+        self.emit(Started(self.name, self.total, self.resumed_from, self.connections))
+        fetcher = PieceFetcher(
+            self.client, url, self.offset, self.total, self.opt, self.validator, self.throttle
+        )
+        try:
+            for data in fetcher.in_order():
+                self._write(data)
+        except PieceError as exc:
+            raise _Transient(str(exc)) from None
+
+    # -- verification ------------------------------------------------------------------------
+    def _finish_hashing(self) -> FileHashes:
+        assert self.fh is not None
+        self.fh.flush()
+        os.fsync(self.fh.fileno())
+        return self.hasher.result()
+
+    def _verify(self, hashes: FileHashes) -> None:
+        self.emit(Verifying(self.name))
+        problem: str | None = None
+        if self.spec.size is not None and hashes.size != self.spec.size:
+            problem = f"size {hashes.size:,} bytes, expected {self.spec.size:,}"
+        elif bad := hashes.matches(dict(self.spec.hashes)):
+            problem = f"{', '.join(bad)} differ from what the source published"
+        else:
+            problem = self._container_problem(hashes.size)
+        if problem is None:
+            return
+        self.offset = 0
+        with contextlib.suppress(OSError):
+            self.part.unlink()
+        self._drop_state()
+        raise HashMismatch(f"{self.name}: {problem}; the download was discarded")
+
+    def _container_problem(self, size: int) -> str | None:
+        with open(self.part, "rb") as fh:
+            head = fh.read(64)
+        if looks_like_text_error(head):
+            return "the file is an HTML or JSON page, not a model"
+        want = self.spec.container
+        if want is None:
+            return None
+        got = sniff_bytes(head, size)
+        pickles = {Container.PICKLE_ZIP, Container.PICKLE_LEGACY, Container.PICKLE}
+        if got == want or (want in pickles and got in pickles):
+            return None
+        return f"the file is {got.value}, but the source promised {want.value}"
+
+
+# --- helpers ----------------------------------------------------------------------------------
+
+
+class _Throttle:
+    """A token bucket shared by all connections of one download (``--limit-rate``)."""
+
+    def __init__(self, rate: int, sleep: Callable[[float], None]) -> None:
+        self.rate = rate
+        self._sleep = sleep
+        self._lock = threading.Lock()
+        self._start = time.monotonic()
+        self._sent = 0
+
+    def take(self, n: int) -> None:
+        if self.rate <= 0:
+            return
+        with self._lock:
+            self._sent += n
+            due = self._start + self._sent / self.rate
+        wait = due - time.monotonic()
+        if wait > 0:
+            self._sleep(wait)
+
+
+def _civitai_raise_for_status(response: httpx.Response) -> None:
+    from sdlib.sources.civitai import raise_for_status
+
+    raise_for_status(response)
+
+
+def _describe_transport(exc: httpx.TransportError) -> str:
+    if isinstance(exc, httpx.TimeoutException):
+        return "the connection stalled (no data before the timeout)"
+    if isinstance(exc, httpx.RemoteProtocolError):
+        return "the server closed the connection early"
+    if isinstance(exc, httpx.ConnectError):
+        return "cannot connect to the server"
+    return f"network error ({type(exc).__name__})"
+
+
+def _int(value: str | None) -> int | None:
+    try:
+        return int(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+def _content_range_start(value: str | None) -> int | None:
+    # "bytes 100-199/1000"
+    if not value or not value.startswith("bytes ") or "-" not in value:
+        return None
+    return _int(value[6:].split("-", 1)[0].strip())
+
+
+def _content_range_total(value: str | None) -> int | None:
+    if not value or "/" not in value:
+        return None
+    return _int(value.rsplit("/", 1)[1].strip())

@@ -1,0 +1,183 @@
+"""The files other tools read next to a model: ``.civitai.info``, A1111's ``<stem>.json``,
+``.preview.<ext>`` and Stability Matrix's ``.cm-info.json``.
+
+Builders are pure (dicts in, dicts out); writers are atomic and never replace good data
+with worse: a user's own ``<stem>.json`` keys are kept, and a sidecar is backed up to
+``<name>.bak`` before sdlib changes it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import shutil
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from sdlib.taxonomy import Base
+
+#: Extensions of the files that belong to a model ``<stem>.<model ext>``.
+SIDECAR_SUFFIXES = (
+    ".civitai.info", ".json", ".cm-info.json", ".yaml", ".txt", ".description.txt",
+    ".preview.png", ".preview.jpg", ".preview.jpeg", ".preview.webp", ".preview.gif",
+    ".png", ".jpg", ".jpeg", ".webp", ".gif", ".thumb.jpg", ".vae.pt",
+)  # fmt: skip
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".gif")
+
+
+def image_extension(head: bytes) -> str | None:
+    """The true extension of an image from its first bytes; None for video or unknown."""
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return ".png"
+    if head.startswith(b"\xff\xd8\xff"):
+        return ".jpeg"
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return ".webp"
+    if head.startswith((b"GIF87a", b"GIF89a")):
+        return ".gif"
+    return None
+
+
+def is_video(head: bytes) -> bool:
+    return head[4:8] == b"ftyp" or head.startswith(b"\x1a\x45\xdf\xa3")  # MP4/MOV, WebM/MKV
+
+
+def sidecars_of(model: Path) -> list[Path]:
+    """Existing sidecar files of ``model`` (same folder, same stem)."""
+    stem = model.stem
+    found = []
+    for suffix in SIDECAR_SUFFIXES:
+        candidate = model.with_name(stem + suffix)
+        if candidate != model and candidate.is_file():
+            found.append(candidate)
+    return found
+
+
+def sd_version_label(base: Base | str | None) -> str:
+    """A1111's ``sd version`` value: SD1, SD2, SDXL or Unknown."""
+    value = str(base) if base is not None else ""
+    return {"sd1": "SD1", "sd2": "SD2", "sdxl": "SDXL", "sdxl-refiner": "SDXL"}.get(
+        value, "Unknown"
+    )
+
+
+def activation_text(trained_words: Sequence[str]) -> str:
+    words = [w.strip() for w in trained_words if w and w.strip()]
+    # zixaphir's Civitai Helper convention: " || " when a word itself holds commas.
+    return (" || " if any("," in w for w in words) else ", ").join(words)
+
+
+def strip_html(text: str | None) -> str:
+    if not text:
+        return ""
+    text = re.sub(r"<br\s*/?>|</p>", "\n", text, flags=re.IGNORECASE)
+    text = re.sub(r"<[^>]+>", "", text)
+    import html
+
+    return re.sub(r"\n{3,}", "\n\n", html.unescape(text)).strip()
+
+
+def a1111_user_metadata(
+    *,
+    kind: str,
+    base: Base | str | None,
+    description: str | None,
+    trained_words: Sequence[str] = (),
+    notes: str | None = None,
+    preferred_weight: float | None = None,
+) -> dict[str, Any]:
+    """The ``<stem>.json`` A1111 reads for its model cards (keys as its editor writes them)."""
+    data: dict[str, Any] = {"description": strip_html(description), "notes": notes or ""}
+    if kind in ("lora", "lycoris"):
+        data["sd version"] = sd_version_label(base)
+        data["activation text"] = activation_text(trained_words)
+        data["preferred weight"] = preferred_weight if preferred_weight is not None else 0
+        data["negative text"] = ""
+    elif trained_words:
+        data["activation text"] = activation_text(trained_words)
+    return data
+
+
+def merge_user_metadata(existing: Mapping[str, Any], fresh: Mapping[str, Any]) -> dict[str, Any]:
+    """Keep every key the user (or another tool) set; fill in only what is missing or empty."""
+    merged = dict(existing)
+    for key, value in fresh.items():
+        if merged.get(key) in (None, "", 0, "Unknown") and value not in (None, ""):
+            merged[key] = value
+        merged.setdefault(key, value)
+    return merged
+
+
+def write_json(path: Path, data: Any, *, backup: bool = True) -> bool:
+    """Write JSON atomically; back up a different existing file first. False if unchanged."""
+    text = json.dumps(data, indent=4, ensure_ascii=False) + "\n"
+    if path.is_file():
+        with contextlib.suppress(OSError, UnicodeDecodeError):
+            if path.read_text(encoding="utf-8") == text:
+                return False
+        if backup:
+            shutil.copy2(path, path.with_name(path.name + ".bak"))
+    write_bytes_atomic(path, text.encode("utf-8"))
+    return True
+
+
+def write_bytes_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.sdlib-tmp")
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+
+
+def read_json(path: Path) -> Any:
+    """A sidecar's JSON, or None when it is missing or unreadable."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None
+
+
+def write_model_sidecars(
+    model: Path,
+    *,
+    version_json: Mapping[str, Any] | None,
+    user_metadata: Mapping[str, Any] | None,
+    preview: bytes | None = None,
+) -> list[Path]:
+    """Write ``.civitai.info``, ``<stem>.json`` and the preview next to ``model``.
+
+    Returns the files written. Never replaces a non-empty ``.civitai.info`` with an empty
+    one, and merges into an existing ``<stem>.json`` instead of replacing it.
+    """
+    written: list[Path] = []
+    stem = model.stem
+    if version_json:
+        info = model.with_name(stem + ".civitai.info")
+        if write_json(info, dict(version_json)):
+            written.append(info)
+    if user_metadata is not None:
+        meta_path = model.with_name(stem + ".json")
+        existing = read_json(meta_path)
+        data = (
+            merge_user_metadata(existing, user_metadata)
+            if isinstance(existing, dict)
+            else dict(user_metadata)
+        )
+        if write_json(meta_path, data):
+            written.append(meta_path)
+    if preview:
+        ext = image_extension(preview[:16])
+        if ext is not None:
+            target = model.with_name(f"{stem}.preview{ext}")
+            if not target.exists():
+                write_bytes_atomic(target, preview)
+                written.append(target)
+    return written
