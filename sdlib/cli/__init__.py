@@ -22,6 +22,7 @@ _COMMANDS: dict[str, str] = {
     "show": "sdlib.cli.civitai_cmds:show_cmd",
     "config": "sdlib.cli.config_cmd:config_group",
     "demo-server": "sdlib.cli.demo_server_cmd:demo_server_cmd",
+    "download": "sdlib.cli.download_cmd:download_cmd",
 }
 
 

@@ -52,7 +52,7 @@ def console(stderr: bool = False) -> Any:
     """A rich Console (imported lazily: rich costs ~50 ms)."""
     from rich.console import Console
 
-    return Console(stderr=stderr, highlight=False, soft_wrap=False)
+    return Console(stderr=stderr, highlight=False, soft_wrap=True)
 
 
 def human_size(n: int | float | None) -> str:

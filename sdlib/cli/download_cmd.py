@@ -1,0 +1,218 @@
+"""``sdlib download``: fetch models from Civitai into a webUI's folders, verified."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import click
+
+from sdlib.cli._common import console, emit_json, handle_errors, human_size, json_option
+
+_RATE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmg]?)(?:i?b)?(?:/s)?\s*$", re.IGNORECASE)
+
+
+def parse_rate(text: str | None) -> int:
+    """``500K``, ``2M``, ``1.5MB/s`` -> bytes per second (0: unlimited)."""
+    if not text:
+        return 0
+    m = _RATE.match(text)
+    if not m:
+        raise click.BadParameter(
+            f"{text!r} is not a rate like 500K or 2M", param_hint="--limit-rate"
+        )
+    scale = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}[m.group(2).lower()]
+    return int(float(m.group(1)) * scale)
+
+
+@click.command("download")
+@click.argument("refs", nargs=-1, required=True)
+@click.option("--type", "file_type", help="Civitai file type: Model, Pruned Model, VAE...")
+@click.option("--format", "file_format", help="SafeTensor, PickleTensor, GGUF...")
+@click.option("--fp", type=click.Choice(["fp16", "fp32", "bf16", "fp8"]), help="Precision.")
+@click.option("--size", "file_size", type=click.Choice(["pruned", "full"]), help="Pruned or full.")
+@click.option("--file-id", type=int, help="Exactly this file of the version.")
+@click.option("--to", "to_dir", type=click.Path(path_type=Path, file_okay=False),
+              help="Put files in this folder, whatever their kind.")  # fmt: skip
+@click.option("--ui", help="Place by kind for this webUI: a1111, forge, reforge, sdnext, "
+              "comfyui, stabilitymatrix, or auto.")  # fmt: skip
+@click.option("--root", type=click.Path(path_type=Path, file_okay=False),
+              help="The webUI's folder (default: [library] root in the config).")  # fmt: skip
+@click.option("--connections", type=click.IntRange(1, 16), help="Connections per large file.")
+@click.option("--limit-rate", help="Cap the total speed per file, e.g. 2M (bytes/s).")
+@click.option("--jobs", type=click.IntRange(1, 8), default=3, show_default=True,
+              help="Files downloaded at the same time.")  # fmt: skip
+@click.option("--no-preview", is_flag=True, help="Do not save a preview image.")
+@json_option
+@handle_errors
+def download_cmd(
+    refs: tuple[str, ...], file_type: str | None, file_format: str | None, fp: str | None,
+    file_size: str | None, file_id: int | None, to_dir: Path | None, ui: str | None,
+    root: Path | None, connections: int | None, limit_rate: str | None, jobs: int,
+    no_preview: bool, as_json: bool,
+) -> None:  # fmt: skip
+    """Download models by REF into the right folder, verified against Civitai's hashes.
+
+    REF is a model page URL, a download URL, an id (4384), id@version (4384@128713) or an
+    AIR (urn:air:sd1:checkpoint:civitai:4384@128713). The version's primary file is picked
+    unless --type/--format/--fp/--size/--file-id say otherwise. Interrupted downloads
+    resume when you run the same command again.
+
+    \b
+    Examples:
+      sdlib download 4384 --ui a1111 --root ~/stable-diffusion-webui
+      sdlib download 4384@128713 --fp fp16 --size pruned --to ./models
+      sdlib download urn:air:sd1:lora:civitai:1001@1101 --ui comfyui --root ~/ComfyUI --json
+    """
+    from sdlib.config import load_settings
+    from sdlib.errors import UsageError
+    from sdlib.install import FileChoice
+
+    settings = load_settings()
+    dest = _destination(settings, to_dir, ui, root)
+    overrides: dict[str, Any] = {}
+    if connections is not None:
+        overrides["connections"] = connections
+    if limit_rate is not None:
+        overrides["limit_rate"] = parse_rate(limit_rate)
+    if file_id is not None and len(refs) > 1:
+        raise UsageError("--file-id names one file; give a single REF with it")
+    choice = FileChoice(file_type, file_format, file_size, fp, file_id)
+    results, failures = _run(settings, dest, refs, choice, overrides, jobs, not no_preview)
+    if as_json:
+        emit_json([r.to_dict() for r in results] + [
+            {"ref": ref, "error": exc.message, "exit_code": exc.exit_code}
+            for ref, exc in failures
+        ])  # fmt: skip
+    else:
+        _print(results)
+    if failures:
+        raise SystemExit(max(exc.exit_code for _ref, exc in failures))
+
+
+def _destination(settings: Any, to_dir: Path | None, ui: str | None, root: Path | None) -> Any:
+    from sdlib.errors import UsageError
+    from sdlib.library.placement import Destination
+
+    if to_dir is not None:
+        if ui or root:
+            raise UsageError("use either --to DIR or --ui/--root, not both")
+        return Destination.folder(to_dir)
+    root = root or (Path(settings.library.root) if settings.library.root else None)
+    if root is None:
+        raise UsageError(
+            "say where the files go: --to DIR, or --ui NAME --root PATH "
+            "(or set [library] root in the config)"
+        )
+    dest = Destination.for_ui(root, ui or settings.library.ui)
+    if settings.library.folders and dest.layout is not None:
+        from dataclasses import replace
+
+        dest = replace(dest, layout=dest.layout.with_overrides(settings.library.folders))
+    return dest
+
+
+def _run(
+    settings: Any, dest: Any, refs: tuple[str, ...], choice: Any, overrides: dict[str, Any],
+    jobs: int, previews: bool,
+) -> tuple[list[Any], list[tuple[str, Any]]]:  # fmt: skip
+    from concurrent.futures import ThreadPoolExecutor
+
+    from sdlib.download import DownloadOptions
+    from sdlib.errors import SdlibError
+    from sdlib.hashcache import HashCache
+    from sdlib.install import Installer
+    from sdlib.sources.civitai import CivitaiClient
+    from sdlib.sources.http import build_client
+
+    err = console(stderr=True)
+    results: list[Any] = []
+    failures: list[tuple[str, SdlibError]] = []
+    with build_client(settings) as http, HashCache.default() as cache, _Display(err) as display:
+        installer = Installer(
+            civitai=CivitaiClient(http, base_url=settings.civitai.base_url,
+                                  nsfw=settings.civitai.nsfw),
+            http=http, destination=dest,
+            options=DownloadOptions.from_settings(settings, **overrides),
+            hashes=cache, previews=previews, nsfw=settings.civitai.nsfw,
+            on_event=display.event, on_note=display.note,
+        )  # fmt: skip
+
+        def one(ref: str) -> None:
+            try:
+                result = installer.install(ref, choice)
+            except SdlibError as exc:
+                failures.append((ref, exc))
+                display.note(f"sdlib: [red]error[/red]: {ref}: {exc}")
+                return
+            results.append(result)
+            for warning in result.warnings:
+                display.note(f"[yellow]warning[/yellow]: {result.path.name}: {warning}")
+
+        with ThreadPoolExecutor(max_workers=min(jobs, len(refs))) as pool:
+            list(pool.map(one, refs))
+    order = {ref: i for i, ref in enumerate(refs)}
+    results.sort(key=lambda r: order.get(r.ref, 0))
+    return results, failures
+
+
+class _Display:
+    """One rich progress display for all files; renders the downloader's events."""
+
+    def __init__(self, err: Any) -> None:
+        from rich.progress import (
+            BarColumn,
+            DownloadColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+            TransferSpeedColumn,
+        )  # fmt: skip
+
+        self.err = err
+        self.progress = Progress(
+            TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
+            TransferSpeedColumn(), TimeRemainingColumn(), console=err, transient=False,
+            disable=not err.is_terminal,
+        )  # fmt: skip
+        self.tasks: dict[str, Any] = {}
+
+    def __enter__(self) -> _Display:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.stop()
+
+    def note(self, message: str) -> None:
+        self.progress.console.print(message, markup=True, highlight=False)
+
+    def event(self, event: Any) -> None:
+        from sdlib import download as d
+
+        name = event.name
+        if isinstance(event, d.Started):
+            label = name if event.connections == 1 else f"{name} ({event.connections} conn.)"
+            if name not in self.tasks:
+                self.tasks[name] = self.progress.add_task(label, total=event.total)
+            self.progress.update(self.tasks[name], completed=event.resumed_from,
+                                 total=event.total, description=label)  # fmt: skip
+        elif isinstance(event, d.Progress) and name in self.tasks:
+            self.progress.update(self.tasks[name], completed=event.done)
+        elif isinstance(event, d.Retrying):
+            self.note(f"[yellow]retry {event.attempt}[/yellow] {name}: {event.reason}")
+        elif isinstance(event, d.Verifying) and name in self.tasks:
+            self.progress.update(self.tasks[name], description=f"{name} (verifying)")
+        elif isinstance(event, d.Finished) and name in self.tasks:
+            self.progress.update(self.tasks[name], description=f"{name} [green]ok[/green]")
+
+
+def _print(results: list[Any]) -> None:
+    out = console()
+    for r in results:
+        state = "already present" if r.status == "already-present" else "downloaded"
+        out.print(f"[green]{state}[/green] {r.path}  ({human_size(r.size)}, {r.kind}, {r.base})")
+        out.print(f"  SHA256 {r.sha256} verified", highlight=False)
+        for side in r.sidecars:
+            out.print(f"  + {Path(side).name}", highlight=False)

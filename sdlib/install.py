@@ -1,0 +1,265 @@
+"""Resolve -> pick a file -> download -> verify -> inspect -> place -> sidecars.
+
+The one path every front end (CLI ``download``, ``install``, the TUI) takes to put a model
+from a source into a user's folder.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from sdlib.download import DownloadEvent, DownloadOptions, DownloadSpec, download
+from sdlib.errors import SdlibError, UnsafeFileError
+from sdlib.hashcache import HashCache
+from sdlib.library.placement import Destination, choose_name, same_family
+from sdlib.library.sidecars import (
+    a1111_user_metadata,
+    image_extension,
+    write_model_sidecars,
+)
+from sdlib.taxonomy import CIVITAI_TYPE_TO_KIND, Base, Container, Kind, base_from_civitai
+
+if TYPE_CHECKING:
+    import httpx
+
+    from sdlib.sources._civitai_models import CivitaiModel, CivitaiVersion, DownloadTarget
+    from sdlib.sources.civitai import CivitaiClient
+
+#: Civitai file types that say more than the model type does.
+_FILE_TYPE_KIND = {"VAE": Kind.VAE, "Text Encoder": Kind.TEXT_ENCODER, "UNet": Kind.UNET,
+                   "Diffusion Model": Kind.UNET}  # fmt: skip
+_FORMAT_CONTAINER = {"SafeTensor": Container.SAFETENSORS, "PickleTensor": Container.PICKLE_ZIP,
+                     "GGUF": Container.GGUF}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class FileChoice:
+    """Which file of a version: Civitai's own filters, or an exact file id."""
+
+    type: str | None = None
+    format: str | None = None
+    size: str | None = None
+    fp: str | None = None
+    file_id: int | None = None
+
+
+@dataclass(frozen=True)
+class InstallResult:
+    ref: str
+    model_id: int | None
+    version_id: int
+    file_id: int
+    path: Path
+    size: int
+    sha256: str
+    kind: str
+    base: str
+    verified: bool
+    #: downloaded | already-present
+    status: str
+    picked: str
+    warnings: tuple[str, ...] = ()
+    sidecars: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "ref": self.ref, "model_id": self.model_id, "version_id": self.version_id,
+            "file_id": self.file_id, "path": str(self.path), "size": self.size,
+            "sha256": self.sha256, "kind": self.kind, "base": self.base,
+            "verified": self.verified, "status": self.status, "picked": self.picked,
+            "warnings": list(self.warnings), "sidecars": list(self.sidecars),
+        }  # fmt: skip
+
+
+@dataclass
+class Installer:
+    """Installs Civitai references into a ``Destination``. Thread-safe for concurrent refs."""
+
+    civitai: CivitaiClient
+    http: httpx.Client
+    destination: Destination
+    options: DownloadOptions
+    hashes: HashCache
+    #: Download example images as previews, and whether NSFW ones may be used.
+    previews: bool = True
+    nsfw: bool = False
+    on_event: Callable[[DownloadEvent], None] | None = None
+    on_note: Callable[[str], None] = field(default=lambda _m: None)
+
+    def resolve(
+        self, ref: str, choice: FileChoice = FileChoice()
+    ) -> tuple[CivitaiModel, CivitaiVersion, DownloadTarget]:
+        parsed = self.civitai.parse_ref(ref)
+        model, version = self.civitai.lookup(parsed)
+        target = self.civitai.resolve_download(
+            version, type=choice.type, format=choice.format, size=choice.size, fp=choice.fp,
+            file_id=choice.file_id if choice.file_id is not None else parsed.file_id,
+        )  # fmt: skip
+        return model, version, target
+
+    def install(self, ref: str, choice: FileChoice = FileChoice()) -> InstallResult:
+        model, version, target = self.resolve(ref, choice)
+        api_kind = _api_kind(target)
+        api_base = base_from_civitai(target.base_model)
+        picked = _describe_pick(target)
+        self.on_note(f"{ref}: picked {picked}")
+        folder = self.destination.folder_for(api_kind, api_base)
+        sha = target.sha256
+        name = choose_name(
+            folder, target.file_name, tags=(str(target.version_id), str(target.file_id)),
+            sha256=sha, sha256_of=self._sha256_of,
+        )  # fmt: skip
+        if name.identical:
+            hashes, _ = self.hashes.get(name.path)
+            return self._result(ref, target, name.path, hashes.size, hashes.sha256,
+                                api_kind, api_base, "already-present", picked, (), ())  # fmt: skip
+        spec = DownloadSpec(
+            url=target.url, dest=name.path, size=target.size, hashes=target.hashes,
+            container=_FORMAT_CONTAINER.get(target.format or ""),
+            refresh=lambda: self.resolve(ref, choice)[2].url,
+        )  # fmt: skip
+        result = download(self.http, spec, self.options, self.on_event)
+        self.hashes.store(result.path, result.hashes)
+        path, kind, base, warnings = self._check_and_place(result.path, api_kind, api_base)
+        sidecars = self._sidecars(path, model, version, kind, base)
+        return self._result(ref, target, path, result.size, result.hashes.sha256, kind, base,
+                            "downloaded", picked, warnings, sidecars)  # fmt: skip
+
+    # -- steps --------------------------------------------------------------------------------
+    def _sha256_of(self, path: Path) -> str | None:
+        try:
+            return self.hashes.get(path)[0].sha256
+        except SdlibError:
+            return None
+
+    def _check_and_place(
+        self, path: Path, api_kind: Kind, api_base: Base
+    ) -> tuple[Path, Kind, Base, tuple[str, ...]]:
+        """Classify the file; refuse unsafe pickles; move it where its content belongs."""
+        from sdlib.inspect import inspect_file
+
+        try:
+            report = inspect_file(path)
+        except SdlibError as exc:
+            return path, api_kind, api_base, (f"could not inspect the file: {exc.message}",)
+        if report.safety is not None and str(report.safety.verdict) == "unsafe":
+            with contextlib.suppress(OSError):
+                path.unlink()
+            raise UnsafeFileError(
+                f"{path.name} is a pickle that would run code when loaded; it was deleted",
+                path=str(path),
+                findings=[f"{f.module}.{f.name}" for f in report.safety.findings],
+            )
+        cls = report.classification
+        if cls is None or cls.kind is Kind.UNKNOWN:
+            return path, api_kind, api_base, ()
+        warnings: list[str] = []
+        kind, base = api_kind, api_base
+        if not same_family(cls.kind, api_kind):
+            warnings.append(
+                f"Civitai lists this as {api_kind.value}, but its content is a "
+                f"{cls.kind.value}; placed as {cls.kind.value}"
+            )
+            kind = cls.kind
+        if cls.base is not Base.UNKNOWN and cls.base is not api_base:
+            if api_base is not Base.UNKNOWN:
+                warnings.append(
+                    f"Civitai says base {api_base.value}, the weights say {cls.base.value}; "
+                    f"placed by the weights"
+                )
+            base = cls.base
+        folder = self.destination.folder_for(kind, base)
+        if folder != path.parent:
+            target = choose_name(folder, path.name, tags=(), sha256=None,
+                                 sha256_of=self._sha256_of)  # fmt: skip
+            folder.mkdir(parents=True, exist_ok=True)
+            os.replace(path, target.path)
+            path = target.path
+        return path, kind, base, tuple(warnings)
+
+    def _sidecars(
+        self, path: Path, model: CivitaiModel, version: CivitaiVersion, kind: Kind, base: Base
+    ) -> tuple[str, ...]:
+        preview = self._preview(version) if self.previews else None
+        meta = a1111_user_metadata(
+            kind=kind.value, base=base, description=model.description,
+            trained_words=version.trained_words,
+            notes=_notes(self.civitai.base_url, model, version),
+        )  # fmt: skip
+        raw = getattr(version, "raw", None) or version.to_dict()
+        try:
+            written = write_model_sidecars(
+                path, version_json=raw, user_metadata=meta, preview=preview
+            )
+        except OSError as exc:
+            self.on_note(f"{path.name}: could not write sidecars: {exc.strerror or exc}")
+            return ()
+        return tuple(str(p) for p in written)
+
+    def _preview(self, version: CivitaiVersion) -> bytes | None:
+        """The first still image of the version that the NSFW setting allows."""
+        for image in version.images:
+            if image.nsfw and not self.nsfw:
+                continue
+            if getattr(image, "type", "image") not in (None, "image"):
+                continue
+            data = self._fetch_image(image.url)
+            if data and image_extension(data[:16]):
+                return data
+        return None
+
+    def _fetch_image(self, url: str) -> bytes | None:
+        import httpx
+
+        try:
+            response = self.http.get(url, timeout=30)
+        except httpx.HTTPError:
+            return None
+        if response.status_code != 200 or len(response.content) > 32 << 20:
+            return None
+        return response.content
+
+    def _result(
+        self, ref: str, target: DownloadTarget, path: Path, size: int, sha256: str,
+        kind: Kind, base: Base, status: str, picked: str, warnings: tuple[str, ...],
+        sidecars: tuple[str, ...],
+    ) -> InstallResult:  # fmt: skip
+        return InstallResult(
+            ref=ref, model_id=target.model_id, version_id=target.version_id,
+            file_id=target.file_id, path=path, size=size, sha256=sha256, kind=kind.value,
+            base=base.value, verified=True, status=status, picked=picked,
+            warnings=warnings, sidecars=sidecars,
+        )  # fmt: skip
+
+
+def _api_kind(target: DownloadTarget) -> Kind:
+    if target.file_type in _FILE_TYPE_KIND:
+        return _FILE_TYPE_KIND[target.file_type]
+    return CIVITAI_TYPE_TO_KIND.get(target.model_type or "", Kind.UNKNOWN)
+
+
+def _describe_pick(target: DownloadTarget) -> str:
+    bits = [target.file_name]
+    details = [d for d in (target.format, target.fp, target.weights) if d]
+    if details:
+        bits.append(f"({', '.join(details)})")
+    bits.append(f"from {target.model_name or 'model'} {target.version_name}")
+    if not target.primary:
+        bits.append("[not the primary file]")
+    return " ".join(bits)
+
+
+def _notes(site: str, model: CivitaiModel, version: CivitaiVersion) -> str:
+    from sdlib.library.sidecars import strip_html
+
+    lines = [f"{site}/models/{model.id}?modelVersionId={version.id}"]
+    if version.base_model:
+        lines.append(f"Base model: {version.base_model}")
+    if version.description:
+        lines.append(strip_html(version.description))
+    return "\n".join(lines)

@@ -1,0 +1,94 @@
+"""Where a model file belongs, and under which name: one implementation for download,
+install and organize.
+
+A ``Destination`` is either a webUI root with its layout (files go to the folder for
+their kind and base) or a plain folder (``--to DIR``). Names never replace a different
+file: a clash gets the version id (then the file id) added to the stem.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from sdlib.errors import UsageError
+from sdlib.library.layouts import Layout, resolve_layout
+from sdlib.names import safe_filename, with_suffix_tag
+from sdlib.taxonomy import Base, Kind
+
+#: Kinds a front end loads from the same place and users treat as one family.
+_FAMILIES: tuple[frozenset[Kind], ...] = (
+    frozenset({Kind.LORA, Kind.LYCORIS}),
+    frozenset({Kind.CHECKPOINT, Kind.UNET}),
+)
+
+
+def same_family(a: Kind, b: Kind) -> bool:
+    return a is b or any(a in f and b in f for f in _FAMILIES)
+
+
+@dataclass(frozen=True)
+class Destination:
+    """A webUI root plus its layout, or a plain folder that takes every kind."""
+
+    root: Path
+    layout: Layout | None = None
+
+    @classmethod
+    def for_ui(cls, root: str | os.PathLike[str], ui: str = "auto") -> Destination:
+        path = Path(root).expanduser()
+        if not path.is_dir():
+            raise UsageError(f"webUI root {path} is not a folder")
+        return cls(path, resolve_layout(ui, path))
+
+    @classmethod
+    def folder(cls, path: str | os.PathLike[str]) -> Destination:
+        return cls(Path(path).expanduser())
+
+    def folder_for(self, kind: Kind, base: Base = Base.UNKNOWN) -> Path:
+        if self.layout is None:
+            return self.root
+        rel = self.layout.folder_for(kind, base)
+        if rel is None:
+            raise UsageError(
+                f"{self.layout.title} has no folder for {kind.value} files; use --to DIR"
+            )
+        return self.root / rel
+
+    def describe(self) -> str:
+        return f"{self.layout.name} at {self.root}" if self.layout else str(self.root)
+
+
+@dataclass(frozen=True)
+class NameChoice:
+    path: Path
+    #: True when an identical file (same SHA256) already sits at ``path``.
+    identical: bool
+
+
+def choose_name(
+    folder: Path,
+    name: str,
+    *,
+    tags: tuple[str, ...],
+    sha256: str | None,
+    sha256_of: Callable[[Path], str | None],
+) -> NameChoice:
+    """A path in ``folder`` for ``name`` that replaces no different file.
+
+    Tries ``name``, then ``name`` with each tag (version id, file id) added to the stem. An
+    existing file with the same SHA256 is reported as identical: nothing to download.
+    ``sha256_of`` hashes an existing file (cached by the caller).
+    """
+    candidates = [safe_filename(name)] + [with_suffix_tag(safe_filename(name), t) for t in tags]
+    for candidate in candidates:
+        path = folder / candidate
+        if not path.exists():
+            return NameChoice(path, identical=False)
+        if path.is_file() and sha256 and (sha256_of(path) or "").upper() == sha256.upper():
+            return NameChoice(path, identical=True)
+    raise UsageError(
+        f"{folder} already holds different files named like {name}; move them or use --to DIR"
+    )
