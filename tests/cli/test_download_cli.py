@@ -1,0 +1,180 @@
+"""`sdlib download` as a user runs it: a subprocess against the local Civitai-compatible server."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from sdlib.hashing import hash_file
+from sdlib.testing.catalogue import LARGE_MODEL_ID
+from sdlib.testing.server import DemoServer
+
+LARGE = 48 << 20
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoServer]:
+    with DemoServer(tmp_path_factory.mktemp("files"), large_size=LARGE) as srv:
+        yield srv
+
+
+@pytest.fixture(autouse=True)
+def _reset(server: DemoServer) -> None:
+    server.reset()
+
+
+@pytest.fixture
+def env(server: DemoServer, tmp_path: Path) -> dict[str, str]:
+    return {
+        **os.environ,
+        "SDLIB_CIVITAI_URL": server.url,
+        "SDLIB_CACHE_DIR": str(tmp_path / "cache"),
+        "SDLIB_DATA_DIR": str(tmp_path / "data"),
+        "SDLIB_CONFIG": str(tmp_path / "config.toml"),
+        "CIVITAI_TOKEN": "demo-token",
+    }
+
+
+@pytest.fixture
+def webui(tmp_path: Path) -> Path:
+    root = tmp_path / "stable-diffusion-webui"
+    (root / "modules").mkdir(parents=True)
+    (root / "webui.py").write_text("")
+    (root / "modules" / "sd_models.py").write_text("")
+    (root / "models" / "Stable-diffusion").mkdir(parents=True)
+    return root
+
+
+def sdlib(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "sdlib", *args], env=env, capture_output=True, text=True,
+        timeout=120,
+    )  # fmt: skip
+
+
+def files(root: Path) -> list[str]:
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
+
+
+def test_download_into_a1111_with_sidecars(env: dict[str, str], webui: Path) -> None:
+    before = files(webui)
+    proc = sdlib(env, "download", "4384", "--ui", "a1111", "--root", str(webui), "--json")
+    assert proc.returncode == 0, proc.stderr
+    [result] = json.loads(proc.stdout)
+    model = Path(result["path"])
+    assert model.parent == webui / "models" / "Stable-diffusion"
+    assert result["kind"] == "checkpoint" and result["base"] == "sd1" and result["verified"]
+    assert hash_file(model).sha256 == result["sha256"]
+    stem = model.stem
+    added = set(files(webui)) - set(before)
+    prefix = "models/Stable-diffusion/"
+    assert {prefix + f"{stem}.safetensors", prefix + f"{stem}.civitai.info",
+            prefix + f"{stem}.json"} <= added  # fmt: skip
+    previews = [a for a in added if ".preview." in a]
+    assert len(previews) == 1 and previews[0].endswith((".png", ".jpeg", ".webp"))
+    info = json.loads((model.parent / f"{stem}.civitai.info").read_text())
+    assert info["id"] == result["version_id"]
+    assert "picked" in proc.stderr
+
+    again = sdlib(env, "download", "4384", "--ui", "a1111", "--root", str(webui), "--json")
+    assert again.returncode == 0
+    assert json.loads(again.stdout)[0]["status"] == "already-present"
+    assert files(webui) == sorted(set(before) | added)
+
+
+def test_kinds_go_to_their_folders(env: dict[str, str], server: DemoServer, webui: Path) -> None:
+    refs = {m.type: m.id for m in server.catalogue}
+    wanted = {"LORA": "models/Lora", "TextualInversion": "embeddings", "VAE": "models/VAE"}
+    args = [str(refs[t]) for t in wanted]
+    proc = sdlib(env, "download", *args, "--ui", "a1111", "--root", str(webui), "--json")
+    assert proc.returncode == 0, proc.stderr
+    placed = {r["ref"]: Path(r["path"]).parent.relative_to(webui).as_posix()
+              for r in json.loads(proc.stdout)}  # fmt: skip
+    assert placed == {str(refs[t]): folder for t, folder in wanted.items()}
+
+
+def test_same_name_different_file_gets_the_version_id(env: dict[str, str], webui: Path) -> None:
+    folder = webui / "models" / "Stable-diffusion"
+    proc = sdlib(env, "download", "4384", "--ui", "a1111", "--root", str(webui), "--json")
+    name = Path(json.loads(proc.stdout)[0]["path"]).name
+    path = folder / name
+    mine = b"my own different file"
+    path.unlink()
+    path.write_bytes(mine)
+    proc = sdlib(env, "download", "4384", "--ui", "a1111", "--root", str(webui), "--json")
+    assert proc.returncode == 0, proc.stderr
+    [result] = json.loads(proc.stdout)
+    assert Path(result["path"]).name == name.replace(
+        ".safetensors", f"_{result['version_id']}.safetensors"
+    )
+    assert path.read_bytes() == mine
+
+
+def test_errors_have_distinct_exit_codes(
+    env: dict[str, str], server: DemoServer, tmp_path: Path
+) -> None:
+    dest = tmp_path / "out"
+    assert sdlib(env, "download", "123456789", "--to", str(dest)).returncode == 5
+    server.add_fault("401", match="/api/download/")
+    proc = sdlib(env, "download", "4384", "--to", str(dest))
+    assert proc.returncode == 6 and "token" in proc.stderr.lower()
+    server.reset()
+    assert sdlib(env, "download", "not a ref!", "--to", str(dest)).returncode == 2
+    assert sdlib(env, "download", "4384").returncode == 2  # nowhere to put it
+    assert not dest.exists() or files(dest) == []
+
+
+def test_hash_mismatch_exits_4_and_lands_nothing(
+    env: dict[str, str], server: DemoServer, tmp_path: Path
+) -> None:
+    dest = tmp_path / "out"
+    server.add_fault("wrong-length", delta=-4096)
+    proc = sdlib(env, "download", "4384", "--to", str(dest))
+    assert proc.returncode in (4, 7), proc.stderr
+    assert not dest.exists() or [f for f in files(dest) if not f.endswith(".part")] == []
+
+
+def test_kill_9_then_rerun_resumes(env: dict[str, str], server: DemoServer, tmp_path: Path) -> None:
+    dest = tmp_path / "out"
+    server.rate_limit = 8 << 20  # about 6 s for the whole file
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sdlib", "download", str(LARGE_MODEL_ID), "--to", str(dest),
+         "--connections", "1"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    part = None
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        parts = list(dest.glob("*.part")) if dest.exists() else []
+        if parts and parts[0].stat().st_size > 4 << 20:
+            part = parts[0]
+            break
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert part is not None, "the download never started"
+    kept = part.stat().st_size
+    assert 0 < kept < LARGE
+    server.rate_limit = None
+    server.clear_requests()
+    rerun = sdlib(env, "download", str(LARGE_MODEL_ID), "--to", str(dest), "--json")
+    assert rerun.returncode == 0, rerun.stderr
+    [result] = json.loads(rerun.stdout)
+    assert hash_file(result["path"]).sha256 == result["sha256"]
+    first = next(r for r in server.requests if r.server == "storage")
+    start = int(first.header("Range").split("=")[1].rstrip("-"))  # type: ignore[union-attr]
+    assert start >= kept - (1 << 20)  # only what the killed run had not written
+    assert not list(dest.glob("*.part"))
+
+
+def test_help_has_an_example(env: dict[str, str]) -> None:
+    proc = sdlib(env, "download", "--help")
+    assert proc.returncode == 0 and "sdlib download 4384" in proc.stdout
