@@ -1,0 +1,454 @@
+"""The LoRA family: which keys are deltas, which algorithm, rank, targets, producer and base.
+
+One pass over the names groups delta tensors by the module they patch (classify.md 4.1,
+4.2); everything after that works on the (few hundred) modules, not on the tensors.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+from sdlib.files._signatures import CONTEXT_BASES, Keys, fmt_shape
+from sdlib.taxonomy import Base
+
+Shape = tuple[int, ...]
+
+#: Last name segment -> algorithm, for suffixes that stand alone (``<module>.hada_w1_a``).
+_TAILS: dict[str, str] = {
+    "hada_w1_a": "loha", "hada_w1_b": "loha", "hada_w2_a": "loha", "hada_w2_b": "loha",
+    "hada_t1": "loha", "hada_t2": "loha",
+    "lokr_w1": "lokr", "lokr_w1_a": "lokr", "lokr_w1_b": "lokr", "lokr_w2": "lokr",
+    "lokr_w2_a": "lokr", "lokr_w2_b": "lokr", "lokr_t2": "lokr",
+    "oft_blocks": "oft", "oft_diag": "oft",
+    "diff": "full-diff", "diff_b": "full-diff",
+    "w_norm": "norm", "b_norm": "norm",
+    "dora_scale": "dora", "lora_magnitude_vector": "dora",
+    "on_input": "ia3",
+    "alpha": "",
+}  # fmt: skip
+#: Segment before ``.weight`` -> part label (``<module>.lora_down.weight``).
+_WEIGHT_PARENTS: dict[str, str] = {
+    "lora_down": "down", "lora_up": "up", "lora_mid": "mid", "lora_A": "down", "lora_B": "up",
+    "a1": "glora", "a2": "glora", "b1": "glora", "b2": "glora",
+}  # fmt: skip
+#: Segments that hold a ``down``/``up`` pair: ``.lora.down.weight`` (diffusers),
+#: ``.lora_linear_layer.down.weight`` (transformers-style).
+_PAIR_HOLDERS = frozenset({"lora", "lora_linear_layer"})
+#: cloneofsimo/lora: ``unet:12:down``, ``text_encoder:3:up``.
+_CLONE = re.compile(r"^(unet|text_encoder):(\d+):(down|up)$")
+#: XLabs Flux: ``double_blocks.0.processor.qkv_lora1.down.weight``.
+_XLABS = re.compile(r"_lora[12]$")
+
+#: Module-name prefix -> target, most specific first.
+_TARGETS: tuple[tuple[str, str], ...] = (
+    ("lora_unet_", "unet"), ("lora_te1_", "text-encoder"), ("lora_te2_", "text-encoder-2"),
+    ("lora_te3_", "t5"), ("lora_te_", "text-encoder"), ("lora_transformer_", "unet"),
+    ("lycoris_", "unet"), ("oft_unet_", "unet"), ("unet", "unet"),
+    ("text_encoder_2.", "text-encoder-2"), ("text_encoder.", "text-encoder"),
+    ("text_encoder:", "text-encoder"), ("transformer.", "unet"), ("base_model.model.", "unet"),
+    ("diffusion_model.", "unet"),
+)  # fmt: skip
+TARGET_ORDER = ("unet", "text-encoder", "text-encoder-2", "t5")
+
+#: (metadata key, value prefix, base): what trainers write (classify.md 4.4). Lower-cased.
+METADATA_BASES: tuple[tuple[str, str, Base], ...] = (
+    ("ss_base_model_version", "sdxl", Base.SDXL),
+    ("ss_base_model_version", "sd_v1", Base.SD1),
+    ("ss_base_model_version", "sd_v2", Base.SD2),
+    ("ss_base_model_version", "flux", Base.FLUX),
+    ("ss_base_model_version", "chroma", Base.FLUX),
+    ("ss_base_model_version", "medium", Base.SD3),
+    ("ss_base_model_version", "5-", Base.SD3),
+    ("modelspec.architecture", "stable-diffusion-xl-v1-refiner", Base.SDXL_REFINER),
+    ("modelspec.architecture", "stable-diffusion-xl", Base.SDXL),
+    ("modelspec.architecture", "stable-diffusion-v1", Base.SD1),
+    ("modelspec.architecture", "stable-diffusion-v2", Base.SD2),
+    ("modelspec.architecture", "stable-diffusion-3", Base.SD3),
+    ("modelspec.architecture", "stable-diffusion-v3", Base.SD3),
+    ("modelspec.architecture", "stable-video-diffusion", Base.SVD),
+    ("modelspec.architecture", "flux-1", Base.FLUX),
+    ("modelspec.architecture", "flux.1", Base.FLUX),
+    ("modelspec.architecture", "flux-2", Base.FLUX2),
+    ("modelspec.architecture", "flux.2", Base.FLUX2),
+    ("modelspec.architecture", "chroma", Base.FLUX),
+    ("modelspec.architecture", "pixart", Base.PIXART),
+    ("modelspec.architecture", "stable-cascade", Base.CASCADE),
+    ("ss_v2", "true", Base.SD2),
+)
+#: Algorithms that are plain LoRA (Civitai "LORA"/"DoRA"); the rest are LyCORIS.
+LORA_ALGOS = frozenset({"lora", "dora"})
+_UNET_FAMILY = ("down_blocks", "up_blocks", "mid_block", "input_blocks", "output_blocks",
+                "middle_block", "unet:")  # fmt: skip
+_FLUX_FAMILY = ("double_blocks", "single_blocks", "single_transformer_blocks")
+_LEVEL0_ATTN = ("down_blocks_0_attentions", "up_blocks_3_attentions", "input_blocks_1_1_",
+                "input_blocks_2_1_", "output_blocks_9_1_", "output_blocks_10_1_",
+                "output_blocks_11_1_")  # fmt: skip
+_BLOCK_INDEX = re.compile(r"transformer_blocks_(\d+)_")
+
+
+@dataclass(slots=True)
+class Module:
+    """One patched module: its delta tensors by part label, and what they imply.
+
+    ``algo``, ``target`` and ``flat`` are filled once by :func:`scan`; the rules read
+    them many times.
+    """
+
+    name: str
+    parts: dict[str, Shape] = field(default_factory=dict)
+    algo: str | None = None
+    target: str = "unet"
+    #: The name with ``.``/``:`` as ``_`` plus a trailing ``_``: one spelling to match
+    #: kohya (``attn2_to_k``) and diffusers (``attn2.to_k``) names alike.
+    flat: str = ""
+
+    def finish(self) -> None:
+        self.algo = _module_algo(self.parts)
+        self.target = target(self.name)
+        self.flat = self.name.replace(".", "_").replace(":", "_") + "_"
+
+    def rank(self) -> int | None:
+        for part, axis in (("down", 0), ("hada_w1_b", 0), ("lokr_w2_b", 0), ("lokr_w1_b", 0)):
+            if part in self.parts:
+                return self.parts[part][axis]
+        return None
+
+    def in_dim(self) -> int | None:
+        """Input width of the patched layer (for Linear layers; convs give in-channels)."""
+        p = self.parts
+        for part in ("down", "hada_w1_b", "diff"):
+            if part in p and len(p[part]) >= 2:
+                return p[part][1]
+        w1 = _second(p, "lokr_w1", "lokr_w1_b")
+        w2 = _second(p, "lokr_w2", "lokr_w2_b")
+        return w1 * w2 if w1 and w2 else None
+
+    def out_dim(self) -> int | None:
+        up = self.parts.get("up")
+        return up[0] if up else None
+
+
+def _second(parts: Mapping[str, Shape], *names: str) -> int | None:
+    for n in names:
+        if n in parts and len(parts[n]) >= 2:
+            return parts[n][1]
+    return None
+
+
+def _module_algo(p: Mapping[str, Shape]) -> str | None:
+    down = p.get("down")
+    if down is not None:  # the common case first: LoRA / LoCon (a down part is theirs alone)
+        conv = len(down) == 4 and down[2:] != (1, 1)
+        return "locon" if conv or "mid" in p else "lora"
+    if "oft_blocks" in p:
+        return "boft" if len(p["oft_blocks"]) == 4 else "oft"
+    for key, algo in _PART_ALGOS:
+        if key in p:
+            return algo
+    return None if _LOKR_PARTS.isdisjoint(p) else "lokr"
+
+
+_LOKR_PARTS = frozenset(k for k, a in _TAILS.items() if a == "lokr")
+#: Part label -> algorithm, checked in order (classify.md 4.2).
+_PART_ALGOS = (("oft_diag", "oft"), ("hada_w1_a", "loha"), ("hada_w1_b", "loha"),
+               ("glora", "glora"), ("on_input", "ia3"), ("diff", "full-diff"))  # fmt: skip
+
+
+def _parse(name: str) -> tuple[str, str] | None:
+    """``(module, part)`` for a delta tensor name, else None. Hot: one call per tensor."""
+    dot = name.rfind(".")
+    tail = name[dot + 1 :]
+    if tail == "weight" or tail == "bias":
+        head = name[:dot]
+        cut = head.rfind(".")
+        parent = head[cut + 1 :]
+        if parent in _WEIGHT_PARENTS:
+            part = _WEIGHT_PARENTS[parent]
+            return head[:cut], (part if tail == "weight" else part + "_bias")
+        if (parent == "down" or parent == "up") and tail == "weight":
+            return _pair(head[:cut], parent)
+        return None
+    if tail in _TAILS:
+        return name[:dot], tail
+    if ":" in name:
+        m = _CLONE.match(name)
+        if m:
+            return f"{m.group(1)}:{m.group(2)}", m.group(3)
+    return None
+
+
+def _pair(mod: str, part: str) -> tuple[str, str] | None:
+    """``<holder>.down.weight``: which holders make it a LoRA pair (classify.md 4.1)."""
+    holder_mod, _, holder = mod.rpartition(".")
+    if holder in _PAIR_HOLDERS:
+        return holder_mod, part
+    if holder.endswith("_lora"):  # old diffusers attention processors: to_q_lora.down
+        return f"{holder_mod}.{holder[:-5]}", part
+    if _XLABS.search(holder):
+        return mod, part
+    return None
+
+
+@dataclass
+class LoraScan:
+    """Delta modules found in a key set, plus tensors that look like embedded TI tokens."""
+
+    modules: dict[str, Module]
+    tokens: list[str]
+
+    def __bool__(self) -> bool:
+        # Alpha-only or norm-only modules do not make a file a LoRA.
+        return any(m.algo for m in self.modules.values())
+
+
+def scan(keys: Keys) -> LoraScan:
+    grouped: dict[str, dict[str, Shape]] = {}
+    tokens: list[str] = []
+    parse = _parse
+    for name, info in keys.tensors.items():
+        parsed = parse(name)
+        if parsed is None:
+            if name[:1] == "<" or ".string_to_param." in name:
+                tokens.append(name)  # TI tokens bundled with a LoRA (cloneofsimo, kohya)
+            continue
+        parts = grouped.get(parsed[0])
+        if parts is None:
+            parts = grouped[parsed[0]] = {}
+        parts[parsed[1]] = info.shape
+    modules = {name: Module(name, parts) for name, parts in grouped.items()}
+    for module in modules.values():
+        module.finish()
+    return LoraScan(modules, tokens)
+
+
+def target(module: str) -> str:
+    tgt = _prefix_target(module[:_TARGET_PREFIX_MAX])
+    if tgt == "text-encoder-2" and "encoder_block" in module:
+        return "t5"  # some Flux trainers put T5 in lora_te2_ (classify.md 10)
+    return tgt
+
+
+_TARGET_PREFIX_MAX = max(len(p) for p, _ in _TARGETS)
+
+
+@lru_cache(maxsize=256)
+def _prefix_target(head: str) -> str:
+    # Cached on the first few characters: modules of one file share a handful of prefixes.
+    return next((tgt for prefix, tgt in _TARGETS if head.startswith(prefix)), "unet")
+
+
+@dataclass
+class LoraVerdict:
+    algo: str
+    rank: int | None
+    alpha: float | None
+    targets: tuple[str, ...]
+    producer: str | None
+    base: Base
+    evidence: list[str]
+
+
+def analyze(lora: LoraScan, metadata: Mapping[str, str]) -> LoraVerdict:
+    mods = [m for m in lora.modules.values() if m.algo]
+    evidence: list[str] = []
+    algo = _algo(mods, evidence)
+    ranks = Counter(r for m in mods if (r := m.rank()) is not None)
+    rank = ranks.most_common(1)[0][0] if ranks else None
+    if rank is not None:
+        evidence.append(f"rank {rank} in {ranks[rank]} of {len(mods)} modules")
+    targets = tuple(t for t in TARGET_ORDER if any(m.target == t for m in mods))
+    base = _base(mods, metadata, evidence)
+    return LoraVerdict(
+        algo, rank, _alpha(metadata), targets, _producer(mods, metadata), base, evidence
+    )
+
+
+def _algo(mods: list[Module], evidence: list[str]) -> str:
+    votes = Counter(m.algo or "" for m in mods)
+    votes.pop("norm", None)
+    if not votes:
+        return "lora"
+    algo = votes.most_common(1)[0][0]
+    if algo == "lora" and votes.get("locon"):
+        algo = "locon"  # LoCon = LoRA on attention plus 3x3 convs elsewhere
+    detail = ", ".join(f"{n} {a}" for a, n in votes.most_common())
+    evidence.append(f"{len(mods)} delta modules ({detail}) -> {algo}")
+    dora = sum(1 for m in mods if "dora_scale" in m.parts or "lora_magnitude_vector" in m.parts)
+    if dora and algo in ("lora", "locon"):
+        evidence.append(f"{dora} modules carry a DoRA magnitude vector -> dora")
+        algo = "dora"
+    return algo
+
+
+def _alpha(metadata: Mapping[str, str]) -> float | None:
+    # Alpha tensors hold their value in the data section, which a header reader never sees.
+    try:
+        return float(metadata["ss_network_alpha"])
+    except (KeyError, ValueError):
+        return None
+
+
+def _producer(mods: list[Module], metadata: Mapping[str, str]) -> str | None:
+    software = _software(metadata)
+    if software:
+        return software
+    module = metadata.get("ss_network_module", "")
+    if module.startswith("lycoris"):
+        return "lycoris"
+    if module.startswith("networks."):
+        return "kohya"
+    first = mods[0].name if mods else ""
+    return next((who for pattern, who in _PRODUCER_NAMES if pattern.search(first)), None)
+
+
+#: Module-name pattern -> producer, for files whose metadata does not say (classify.md 4.1).
+_PRODUCER_NAMES: tuple[tuple[re.Pattern[str], str], ...] = (
+    (re.compile(r"^(unet|text_encoder):\d+$"), "cloneofsimo"),
+    (re.compile(r"^lycoris_"), "lycoris"),
+    (re.compile(r"^lora_transformer_"), "onetrainer"),
+    (re.compile(r"^(lora_unet_|lora_te\d?_|oft_unet_)"), "kohya"),
+    (re.compile(r"_lora[12]$"), "xlabs"),
+    (re.compile(r"^base_model\.model\."), "peft"),
+    (re.compile(r"^(unet\.|text_encoder|transformer\.)|\.processor\."), "diffusers"),
+)
+
+
+def _software(metadata: Mapping[str, str]) -> str | None:
+    raw = metadata.get("software")
+    if not raw:
+        return None
+    try:
+        name = json.loads(raw).get("name") if raw.lstrip().startswith("{") else raw
+    except (ValueError, AttributeError):
+        return None
+    return str(name) if name else None
+
+
+def _base(mods: list[Module], metadata: Mapping[str, str], evidence: list[str]) -> Base:
+    blob = " ".join(m.flat for m in mods)
+    found = None
+    if any(f in blob for f in _FLUX_FAMILY):
+        found = _flux_base(mods, evidence)
+    elif "joint_blocks" in blob:
+        evidence.append("joint_blocks modules (MMDiT) -> sd3")
+        found = Base.SD3
+    elif "transformer_transformer_blocks" in blob:
+        found = _dit_base(mods, evidence)
+    else:
+        found = _unet_base(mods, evidence)
+    claimed = base_from_metadata(metadata)
+    if found is None or found is Base.UNKNOWN:
+        if claimed is not None:
+            evidence.append(f"tensors are silent; metadata claims {claimed}")
+            return claimed
+        return Base.UNKNOWN
+    if claimed is not None and claimed is not found:
+        evidence.append(f"metadata claims {claimed} but the tensors say {found}")
+    return found
+
+
+def base_from_metadata(metadata: Mapping[str, str]) -> Base | None:
+    for key, prefix, base in METADATA_BASES:
+        if metadata.get(key, "").strip().lower().startswith(prefix):
+            return base
+    return None
+
+
+def _unet_base(mods: list[Module], evidence: list[str]) -> Base | None:
+    """SD1/SD2/SDXL from widths, then structure (classify.md 4.3, 10), strongest first."""
+    unet = [m for m in mods if m.target == "unet"]
+    cross = Counter(
+        d for m in unet if "attn2_" in m.flat and ("to_k_" in m.flat or "to_v_" in m.flat)
+        if (d := m.in_dim()) in CONTEXT_BASES
+    )  # fmt: skip
+    if cross:
+        width = cross.most_common(1)[0][0]
+        base = CONTEXT_BASES[width]
+        evidence.append(f"cross-attention (attn2 to_k/to_v) input width {width} -> {base}")
+        return base
+    dims = {m.in_dim() for m in unet}
+    for width in (2048, 1024, 768):  # context widths no SD UNet uses as a channel count
+        if width in dims:
+            base = CONTEXT_BASES[width]
+            evidence.append(f"a UNet module takes input width {width} (the context) -> {base}")
+            return base
+    # A third transformer block is decisive for SDXL; a 768-wide text encoder is not
+    # (SDXL's first encoder is 768 wide too), so structure goes before TE widths.
+    for m in unet:
+        hit = _BLOCK_INDEX.search(m.flat)
+        if hit and int(hit.group(1)) >= 2:
+            evidence.append(f"{m.name}: transformer block index >= 2 exists only in SDXL")
+            return Base.SDXL
+    return _text_encoder_base(mods, evidence) or _level0_base(unet, evidence)
+
+
+def _text_encoder_base(mods: list[Module], evidence: list[str]) -> Base | None:
+    widths: dict[str, Counter[int]] = {}
+    for m in mods:
+        if m.target.startswith("text-encoder") and (d := m.in_dim()) is not None:
+            widths.setdefault(m.target, Counter())[d] += 1
+    if "text-encoder-2" in widths and widths["text-encoder-2"].most_common(1)[0][0] == 1280:
+        evidence.append("second text encoder of width 1280 (OpenCLIP bigG) -> sdxl")
+        return Base.SDXL
+    if "text-encoder" in widths:
+        width = widths["text-encoder"].most_common(1)[0][0]
+        base = {768: Base.SD1, 1024: Base.SD2}.get(width)
+        if base is not None:
+            evidence.append(f"text-encoder modules of width {width} -> {base}")
+            return base
+    return None
+
+
+def _level0_base(unet: list[Module], evidence: list[str]) -> Base | None:
+    """Attention at the 320-channel level exists in SD1/SD2 only; ``proj_in`` tells which."""
+    level0 = [m for m in unet if any(f in m.flat for f in _LEVEL0_ATTN)]
+    if not level0:
+        return None
+    proj = next((m for m in level0 if "proj_in" in m.flat and "down" in m.parts), None)
+    if proj is None:
+        evidence.append("attention at the 320-channel level: SD1 or SD2, not SDXL")
+        return None
+    four_d = len(proj.parts["down"]) == 4
+    evidence.append(
+        f"{proj.name}: proj_in down {fmt_shape(proj.parts['down'])} at the 320-channel "
+        f"level -> {'sd1 (1x1 conv)' if four_d else 'sd2 (linear)'}"
+    )
+    return Base.SD1 if four_d else Base.SD2
+
+
+def _flux_base(mods: list[Module], evidence: list[str]) -> Base:
+    hidden = Counter(
+        d for m in mods if ("attn_qkv" in m.flat or "attn_to_q" in m.flat)
+        if (d := m.in_dim()) is not None
+    )  # fmt: skip
+    width = hidden.most_common(1)[0][0] if hidden else None
+    mlp = next((m for m in mods if "img_mlp_0_" in m.flat and m.out_dim()), None)
+    if width in (4096, 6144):
+        evidence.append(f"Flux-style blocks with hidden width {width} -> flux2")
+        return Base.FLUX2
+    if width == 3072 and mlp is not None and mlp.out_dim() == 6 * 3072:
+        evidence.append("Flux-style blocks with MLP ratio 6 (Klein 4B) -> flux2")
+        return Base.FLUX2
+    evidence.append(
+        "double_blocks/single_blocks modules"
+        + (f", hidden width {width}" if width else "")
+        + " -> flux"
+    )
+    return Base.FLUX
+
+
+def _dit_base(mods: list[Module], evidence: list[str]) -> Base | None:
+    """diffusers ``transformer.transformer_blocks`` without single blocks: SD3 or Flux."""
+    widths = Counter(d for m in mods if "attn_to_q_" in m.flat if (d := m.in_dim()) is not None)
+    if not widths:
+        return None
+    width = widths.most_common(1)[0][0]
+    base = {1536: Base.SD3, 2432: Base.SD3, 3072: Base.FLUX}.get(width)
+    if base is not None:
+        evidence.append(f"diffusers transformer blocks of width {width} -> {base}")
+    return base
