@@ -71,7 +71,7 @@ def _print(reports: list[dict[str, Any]], explain: bool) -> None:
         if lora:
             rank = f", rank {lora['rank']}" if lora.get("rank") else ""
             alpha = f", alpha {lora['alpha']:g}" if lora.get("alpha") is not None else ""
-            rows.append(("network", f"{lora['algo']}{rank}{alpha}"))
+            rows.append(("adapter", f"{lora['algo']}{rank}{alpha}"))
             if lora.get("targets"):
                 rows.append(("targets", ", ".join(lora["targets"])))
         rows.append(("tensors", f"{r['tensors']:,} ({r['parameters']:,} parameters)"))
@@ -81,9 +81,10 @@ def _print(reports: list[dict[str, Any]], explain: bool) -> None:
             rows.append(("safety", f"[{colour}]{safety['verdict']}[/{colour}]"))
         for key, value in (r.get("metadata") or {}).items():
             rows.append((key, value))
+        rows = [(label, value) for label, value in rows if value not in (None, "")]
+        width = max(11, *(len(label) for label, _ in rows))
         for label, value in rows:
-            if value not in (None, ""):
-                out.print(f"  {label:<11} {value}", markup=label == "safety", soft_wrap=True)
+            out.print(f"  {label:<{width}} {value}", markup=label == "safety")
         if safety and safety.get("findings"):
             for f in safety["findings"]:
                 where = f" in {f['entry']}" if f.get("entry") else ""
