@@ -38,7 +38,7 @@ def test_json_for_every_synthetic_fixture(fixture_dir: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     reports = json.loads(proc.stdout)
     assert len(reports) == len(paths)
-    for name, report in zip(SAFETENSORS_FIXTURES, reports):
+    for name, report in zip(SAFETENSORS_FIXTURES, reports, strict=True):
         assert set(report) >= KEYS, name
         for key in ("kind", "base", "variant", "weights"):
             if key in EXPECTED[name]:
