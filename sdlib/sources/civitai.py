@@ -289,7 +289,12 @@ class CivitaiClient:
         model = self.model(ref.model_id)
         if not model.versions:
             raise NotFound(f"model {model.id} has no published versions")
-        return model, self.version(model.versions[0].id)
+        try:
+            return model, self.version(model.versions[0].id)
+        except NotFound:
+            # /model-versions 404s a version not yet rated for NSFW (minutes after
+            # publishing); the model's own record of it is still good.
+            return model, model.versions[0]
 
     def parse_ref(self, text: str) -> CivitaiRef:
         """``refs.parse_ref`` that also accepts URLs on this client's own host."""
@@ -315,8 +320,7 @@ class CivitaiClient:
             version = self.version(version)
         if not version.files:
             raise NotFound(
-                f"version {version.id} has no downloadable files (archived, or not yet "
-                "available)"
+                f"version {version.id} has no downloadable files (archived, or not yet available)"
             )
         chosen = choose_file(
             version.files, type=type, format=format, size=size, fp=fp, file_id=file_id
@@ -468,7 +472,8 @@ def raise_for_status(response: httpx.Response) -> None:
                 early_access_ends=deadline,
             )
         raise AccessDenied(
-            f"{what}: access denied" + (f" ({detail})" if detail else "")
+            f"{what}: access denied"
+            + (f" ({detail})" if detail else "")
             + " (a private model, or your token lacks access)",
             url=url,
             status=status,
@@ -494,10 +499,13 @@ def raise_for_status(response: httpx.Response) -> None:
             retry_after=retry,
         )
     if status == 400:
-        raise SourceError(f"Civitai rejected the request: {detail or 'bad request'}", url=url,
-                          status=status)  # fmt: skip
+        raise SourceError(
+            f"Civitai rejected the request for {what}: {detail or 'bad request'}",
+            url=url,
+            status=status,
+        )
     raise SourceError(
-        f"Civitai answered HTTP {status}" + (f": {detail}" if detail else ""),
+        f"Civitai answered HTTP {status} for {what}" + (f": {detail}" if detail else ""),
         url=url,
         status=status,
     )
@@ -539,7 +547,9 @@ def _zod_message(error: Mapping[str, Any]) -> str | None:
         for issue in issues:
             if isinstance(issue, dict):
                 path = ".".join(str(p) for p in issue.get("path", []))
-                parts.append(f"{path}: {issue.get('message')}" if path else str(issue.get("message")))
+                parts.append(
+                    f"{path}: {issue.get('message')}" if path else str(issue.get("message"))
+                )
         return "; ".join(parts) or raw
     return raw
 
@@ -558,5 +568,7 @@ def _what(url: str | None) -> str:
     if parts[:3] == ["api", "v1", "model-versions"] and len(parts) > 3:
         return f"version {parts[3]}"
     if parts[:2] == ["api", "v1"] and len(parts) > 2:
-        return f"Civitai {parts[2]}"
+        return {"models": "the model search", "images": "the example images"}.get(
+            parts[2], f"Civitai {parts[2]}"
+        )
     return httpx.URL(url).path or "the resource"

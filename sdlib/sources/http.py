@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import email.utils
 import logging
+import os
 import random
+import ssl
 import time
 import weakref
 from collections.abc import Callable, Generator, Iterator
@@ -139,7 +141,7 @@ class RetryTransport(httpx.BaseTransport):
         if retry_after is not None:
             return min(retry_after, self._backoff_max)
         base = min(self._backoff_max, 2.0**attempt)
-        return min(self._backoff_max, base * (1 + random.uniform(0, 0.1)))  # noqa: S311
+        return min(self._backoff_max, base * (1 + random.uniform(0, 0.1)))
 
     def close(self) -> None:
         self._inner.close()
@@ -174,13 +176,9 @@ def build_client(
     """
     net = settings.network
     timeout = httpx.Timeout(net.read_timeout, connect=net.connect_timeout)
-    verify: str | bool = net.ca_bundle or True
+    verify: ssl.SSLContext | bool = True
     if net.ca_bundle:
-        import os.path
-
-        if not os.path.isfile(os.path.expanduser(net.ca_bundle)):
-            raise ConfigError(f"network.ca_bundle: no such file: {net.ca_bundle}")
-        verify = os.path.expanduser(net.ca_bundle)
+        verify = _ssl_context(net.ca_bundle)
     mounts: dict[str, httpx.BaseTransport | None] | None = None
     if transport is None:
         proxy = _proxy(net.proxy)
@@ -195,7 +193,9 @@ def build_client(
                                       sleep=sleep) if v is not None else None
                     for k, v in env_mounts.items()
                 }  # fmt: skip
-    wrapped = RetryTransport(transport, retries=net.retries, backoff_max=net.backoff_max, sleep=sleep)
+    wrapped = RetryTransport(
+        transport, retries=net.retries, backoff_max=net.backoff_max, sleep=sleep
+    )
 
     auth: ScopedTokenAuth | None = None
     hooks: dict[str, list[Callable[..., object]]] = {"request": [], "response": []}
@@ -217,14 +217,23 @@ def build_client(
     )
 
 
+def _ssl_context(ca_bundle: str) -> ssl.SSLContext:
+    path = os.path.expanduser(ca_bundle)
+    if not os.path.isfile(path):
+        raise ConfigError(f"network.ca_bundle: no such file: {ca_bundle}")
+    try:
+        return ssl.create_default_context(cafile=path)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(f"network.ca_bundle: cannot load {ca_bundle}: {exc}") from None
+
+
 def _proxy(url: str | None) -> httpx.Proxy | None:
     if not url:
         return None
     scheme = url.split("://", 1)[0].lower() if "://" in url else ""
     if scheme not in {"http", "https", "socks5", "socks5h"}:
         raise ConfigError(
-            f"network.proxy must start with http://, https://, socks5:// or socks5h://, "
-            f"not {url!r}"
+            f"network.proxy must start with http://, https://, socks5:// or socks5h://, not {url!r}"
         )
     if scheme.startswith("socks"):
         try:
@@ -240,7 +249,7 @@ def _proxy(url: str | None) -> httpx.Proxy | None:
 
 
 def _http_transport(
-    *, verify: str | bool, proxy: httpx.Proxy | None, trust_env: bool
+    *, verify: ssl.SSLContext | bool, proxy: httpx.Proxy | None, trust_env: bool
 ) -> httpx.HTTPTransport:
     try:
         return httpx.HTTPTransport(verify=verify, proxy=proxy, trust_env=trust_env)
@@ -248,7 +257,7 @@ def _http_transport(
         raise ConfigError(f"network.ca_bundle: cannot load: {exc}") from None
 
 
-def _env_mounts(verify: str | bool) -> dict[str, httpx.BaseTransport | None]:
+def _env_mounts(verify: ssl.SSLContext | bool) -> dict[str, httpx.BaseTransport | None]:
     """Transports for the ``*_PROXY`` / ``NO_PROXY`` variables, as httpx itself would mount."""
     from httpx._utils import get_environment_proxies  # stable since 0.18; no public twin
 
@@ -257,9 +266,7 @@ def _env_mounts(verify: str | bool) -> dict[str, httpx.BaseTransport | None]:
         if proxy_url is None:
             mounts[pattern] = None  # NO_PROXY: fall back to the default transport
             continue
-        mounts[pattern] = _http_transport(
-            verify=verify, proxy=_proxy(proxy_url), trust_env=True
-        )
+        mounts[pattern] = _http_transport(verify=verify, proxy=_proxy(proxy_url), trust_env=True)
     return mounts
 
 

@@ -11,7 +11,8 @@ caller names, such as a configured or demo server)::
     https://civitai.com/model-versions/128713       version
     https://civitai.com/api/download/models/128713?fileId=9   version (and file)
     https://civitai.com/api/v1/models/4384, /api/v1/model-versions/128713
-    urn:air:sd1:checkpoint:civitai:4384@128713+9.safetensor   (urn:, air:, ecosystem and type optional)
+    urn:air:sd1:checkpoint:civitai:4384@128713+9.safetensor
+        (urn:, air:, ecosystem and type are optional)
 
 Anything else raises ``UsageError`` with the accepted forms.
 """
@@ -113,9 +114,7 @@ def _parse_url(raw: str, extra_hosts: Iterable[str]) -> CivitaiRef:
     netloc = host if parts.port is None else f"{host}:{parts.port}"
     allowed = {h.lower() for h in extra_hosts}
     if bare not in CIVITAI_HOSTS and host not in allowed and netloc not in allowed:
-        raise UsageError(
-            f"not a Civitai URL (host {host or '?'}): {raw!r}; expected {_FORMS}"
-        )
+        raise UsageError(f"not a Civitai URL (host {host or '?'}): {raw!r}; expected {_FORMS}")
     segments = [s for s in parts.path.split("/") if s]
     query = parse_qs(parts.query)
 
@@ -144,12 +143,8 @@ def _parse_url(raw: str, extra_hosts: Iterable[str]) -> CivitaiRef:
     elif len(segments) >= 2 and segments[0] == "model-versions" and segments[1].isdigit():
         version_id = _to_id(segments[1], raw)
     else:
-        raise UsageError(
-            f"this Civitai URL names no model or version: {raw!r}; expected {_FORMS}"
-        )
-    return CivitaiRef(
-        model_id=model_id, version_id=version_id, file_id=file_q, host=netloc or None
-    )
+        raise UsageError(f"this Civitai URL names no model or version: {raw!r}; expected {_FORMS}")
+    return CivitaiRef(model_id=model_id, version_id=version_id, file_id=file_q, host=netloc or None)
 
 
 def _parse_air(m: re.Match[str], raw: str) -> CivitaiRef:

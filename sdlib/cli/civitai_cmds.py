@@ -1,0 +1,312 @@
+"""``sdlib search`` and ``sdlib show``: browse Civitai (or a compatible server) from the shell."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from sdlib.cli._common import console, emit_json, handle_errors, human_size, json_option
+from sdlib.errors import UsageError
+
+if TYPE_CHECKING:
+    from sdlib.sources.civitai import (
+        CivitaiClient,
+        CivitaiModel,
+        CivitaiVersion,
+        RecommendedSettings,
+    )
+
+_SORT_ALIASES = {
+    "highestrated": "Highest Rated",
+    "rated": "Highest Rated",
+    "rating": "Highest Rated",
+    "mostdownloaded": "Most Downloaded",
+    "downloads": "Most Downloaded",
+    "mostliked": "Most Liked",
+    "likes": "Most Liked",
+    "mostdiscussed": "Most Discussed",
+    "comments": "Most Discussed",
+    "mostcollected": "Most Collected",
+    "collected": "Most Collected",
+    "mostimages": "Most Images",
+    "images": "Most Images",
+    "newest": "Newest",
+    "new": "Newest",
+    "oldest": "Oldest",
+}
+_PERIOD_ALIASES = {"alltime": "AllTime", "all": "AllTime", "year": "Year", "month": "Month",
+                   "week": "Week", "day": "Day"}  # fmt: skip
+
+
+def _key(text: str) -> str:
+    return "".join(c for c in text.lower() if c.isalnum())
+
+
+def _client() -> CivitaiClient:
+    from sdlib.config import load_settings
+    from sdlib.sources.civitai import CivitaiClient
+
+    return CivitaiClient.from_settings(load_settings())
+
+
+@click.command("search")
+@click.argument("query", required=False)
+@click.option(
+    "--type",
+    "-t",
+    "types",
+    multiple=True,
+    metavar="T",
+    help="Model type: checkpoint, lora, lycoris, embedding, hypernetwork, vae, "
+    "controlnet... (repeatable).",
+)
+@click.option(
+    "--base",
+    "-b",
+    "bases",
+    multiple=True,
+    metavar="B",
+    help="Base model: sd1, sd2, sdxl, flux... or a Civitai name like 'SD 1.5', "
+    "'Pony' (repeatable).",
+)
+@click.option(
+    "--sort",
+    "-s",
+    metavar="S",
+    help="Highest Rated (default), Most Downloaded, "
+    "Most Liked, Most Discussed, Most Collected, Most Images, Newest, Oldest.",
+)
+@click.option("--period", "-p", metavar="P", help="AllTime (default), Year, Month, Week, Day.")
+@click.option("--nsfw", is_flag=True, help="Include NSFW models (Civitai hides them by default).")
+@click.option(
+    "--limit",
+    "-n",
+    type=click.IntRange(min=1),
+    default=20,
+    show_default=True,
+    help="Show at most N models.",
+)
+@json_option
+@handle_errors
+def search_cmd(
+    query: str | None,
+    types: tuple[str, ...],
+    bases: tuple[str, ...],
+    sort: str | None,
+    period: str | None,
+    nsfw: bool,
+    limit: int,
+    as_json: bool,
+) -> None:
+    """Search Civitai models.
+
+    \b
+    Examples:
+      sdlib search dreamshaper
+      sdlib search --type lora --base sdxl --sort downloads --period month -n 50
+      sdlib search "realistic vision" --type checkpoint --json
+    """  # fmt: skip
+    from sdlib.taxonomy import civitai_base_models, civitai_type
+
+    civitai_types = []
+    for t in types:
+        name = civitai_type(t)
+        if name is None:
+            raise UsageError(f"unknown model type {t!r} (try checkpoint, lora, lycoris, "
+                             "embedding, hypernetwork, vae, controlnet)")  # fmt: skip
+        civitai_types.append(name)
+    base_models: list[str] = []
+    for b in bases:
+        base_models += [n for n in civitai_base_models(b) if n not in base_models]
+    sort_name = None
+    if sort:
+        sort_name = _SORT_ALIASES.get(_key(sort))
+        if sort_name is None:
+            raise UsageError(f"unknown sort {sort!r} (try downloads, likes, newest, rated)")
+    period_name = None
+    if period:
+        period_name = _PERIOD_ALIASES.get(_key(period))
+        if period_name is None:
+            raise UsageError(f"unknown period {period!r} (AllTime, Year, Month, Week, Day)")
+
+    with _client() as civitai:
+        models = list(
+            civitai.search(
+                query,
+                types=civitai_types,
+                base_models=base_models,
+                sort=sort_name,
+                period=period_name,
+                nsfw=True if nsfw else None,
+                limit=limit,
+            )
+        )
+    if as_json:
+        emit_json([m.to_dict() for m in models])
+        return
+    out = console()
+    if not models:
+        out.print("No models found." + ("" if nsfw else " (NSFW models are hidden; try --nsfw)"))
+        return
+    from rich.table import Table
+
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    table.add_column("id", justify="right", style="cyan")
+    table.add_column("name", overflow="fold", max_width=44)
+    table.add_column("type")
+    table.add_column("base", max_width=22, overflow="fold")
+    table.add_column("downloads", justify="right")
+    table.add_column("likes", justify="right")
+    table.add_column("updated")
+    for m in models:
+        table.add_row(
+            str(m.id),
+            m.name,
+            m.type,
+            ", ".join(m.base_models) or "?",
+            _count(m.download_count),
+            _count(m.thumbs_up_count),
+            (m.updated or "")[:10],
+        )
+    out.print(table)
+
+
+def _count(n: int | None) -> str:
+    if n is None:
+        return "-"
+    if n >= 1_000_000:
+        return f"{n / 1_000_000:.1f}M"
+    if n >= 10_000:
+        return f"{n / 1000:.0f}k"
+    return str(n)
+
+
+@click.command("show")
+@click.argument("ref")
+@click.option(
+    "--no-examples", is_flag=True, help="Do not fetch example images to recommend settings."
+)
+@json_option
+@handle_errors
+def show_cmd(ref: str, no_examples: bool, as_json: bool) -> None:
+    """Show a Civitai model: versions, files, hashes, trained words, recommended settings.
+
+    REF is a model id (4384), model@version (4384@128713), a civitai.com or civitai.red
+    model or download URL, or an AIR (urn:air:sd1:checkpoint:civitai:4384@128713).
+
+    \b
+    Examples:
+      sdlib show 4384
+      sdlib show 'https://civitai.com/models/4384?modelVersionId=128713'
+      sdlib show urn:air:sd1:checkpoint:civitai:4384@128713 --json
+    """  # fmt: skip
+    from sdlib.sources.civitai import RecommendedSettings
+
+    with _client() as civitai:
+        parsed = civitai.parse_ref(ref)
+        model, version = civitai.lookup(parsed)
+        rec = version.recommended if no_examples else civitai.recommended_settings(version)
+    if not isinstance(rec, RecommendedSettings):  # pragma: no cover - typing aid
+        raise TypeError(type(rec))
+    if as_json:
+        emit_json({"model": model.to_dict(), "version": version.to_dict(),
+                   "recommended": rec.to_dict(), "file_id": parsed.file_id})  # fmt: skip
+        return
+    _print_show(model, version, rec, parsed.file_id)
+
+
+def _print_show(
+    model: CivitaiModel, version: CivitaiVersion, rec: RecommendedSettings, file_id: int | None
+) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    out = console()
+    flags = []
+    if model.nsfw:
+        flags.append("[red]NSFW[/]")
+    if model.mode:
+        flags.append(f"[red]{model.mode.upper()}[/]")
+    out.print(
+        f"[bold]{escape(model.name)}[/]  [dim]model {model.id}, {model.type} ({model.kind})"
+        + (f", by {escape(model.creator)}" if model.creator else "")
+        + "[/]"
+        + ("  " + " ".join(flags) if flags else "")
+    )
+    stats = [f"{_count(model.download_count)} downloads", f"{_count(model.thumbs_up_count)} likes"]
+    if model.tags:
+        stats.append("tags: " + ", ".join(model.tags[:8]))
+    out.print("[dim]" + escape(" · ".join(stats)) + "[/]")
+    if model.allow_commercial_use:
+        out.print(f"[dim]commercial use: {', '.join(model.allow_commercial_use)}[/]")
+    out.print()
+
+    out.print(
+        f"[bold]Version[/] {escape(version.name)} [dim]({version.id})[/]  "
+        f"base: {escape(version.base_model or '?')} [dim]({version.base})[/]"
+        + (f"  published {version.published_at[:10]}" if version.published_at else "")
+    )
+    if version.air:
+        out.print(f"AIR: {version.air}")
+    if version.early_access_ends:
+        out.print(f"[yellow]Early access until {version.early_access_ends}[/] "
+                  "(downloads need early access until then)")  # fmt: skip
+    if version.trained_words:
+        out.print(
+            "Trained words: " + ", ".join(f"[green]{escape(w)}[/]" for w in version.trained_words)
+        )
+    out.print("Recommended: " + _format_rec(rec))
+    out.print()
+
+    if version.files:
+        out.print("[bold]Files[/]")
+        for f in version.files:
+            mark = " [green]primary[/]" if f.primary else ""
+            if file_id is not None and f.id == file_id:
+                mark += " [bold]<- selected[/]"
+            what = " · ".join(b for b in (f.type, f.format, f.fp, f.weights) if b)
+            out.print(
+                f"  [cyan]{f.id}[/]  {escape(f.name)}  {human_size(f.size)}  {what}{mark}",
+                soft_wrap=True,
+            )
+            scans = f"pickle scan {f.pickle_scan or '?'}, virus scan {f.virus_scan or '?'}"
+            out.print(f"      [dim]{scans}[/]")
+            for k, v in f.hashes.items():
+                out.print(f"      [dim]{k:<7}[/] {v}", soft_wrap=True)
+    else:
+        out.print("[yellow]No downloadable files[/] (archived or not yet published).")
+
+    others = [v for v in model.versions if v.id != version.id]
+    if others:
+        out.print()
+        table = Table(title="Other versions", title_justify="left", box=None,
+                      header_style="bold", pad_edge=False)  # fmt: skip
+        for col in ("id", "name", "base", "published", "downloads"):
+            table.add_column(col, justify="right" if col in ("id", "downloads") else "left")
+        for other in others:
+            table.add_row(
+                str(other.id),
+                escape(other.name),
+                other.base_model or "?",
+                (other.published_at or "")[:10],
+                _count(other.download_count),
+            )
+        out.print(table)
+        out.print(f"[dim]Show one with: sdlib show {model.id}@<version id>[/]")
+
+
+def _format_rec(rec: RecommendedSettings) -> str:
+    parts: list[Any] = []
+    parts.append(f"CLIP skip {rec.clip_skip}" if rec.clip_skip else "CLIP skip ?")
+    if rec.sampler:
+        parts.append(rec.sampler)
+    if rec.steps:
+        parts.append(f"{rec.steps} steps")
+    if rec.cfg_scale is not None:
+        parts.append(f"CFG {rec.cfg_scale:g}")
+    if rec.size:
+        parts.append(rec.size)
+    if not rec.samples:
+        return "no example images with metadata"
+    return ", ".join(parts) + f" [dim](from {rec.samples} example images)[/]"
