@@ -191,7 +191,7 @@ class Installer:
             trained_words=version.trained_words,
             notes=_notes(self.civitai.base_url, model, version),
         )  # fmt: skip
-        raw = getattr(version, "raw", None) or version.to_dict()
+        raw = version.raw or version.to_dict()
         try:
             written = write_model_sidecars(
                 path, version_json=raw, user_metadata=meta, preview=preview

@@ -121,7 +121,11 @@ def normalise_cursor(value: Any) -> str | None:
 def to_jsonable(value: Any) -> Any:
     """Dataclasses, enums, tuples and mappings -> plain JSON types."""
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: to_jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        return {
+            f.name: to_jsonable(getattr(value, f.name))
+            for f in dataclasses.fields(value)
+            if f.metadata.get("json", True)
+        }
     if isinstance(value, Enum):
         return value.value
     if isinstance(value, Mapping):
@@ -361,6 +365,10 @@ class CivitaiVersion(_ToDict):
     #: From the version's ``model`` object (``/model-versions/*`` only).
     model_name: str | None = None
     model_type: str | None = None
+    #: The JSON object as the API sent it (what ``.civitai.info`` sidecars hold).
+    raw: Mapping[str, Any] = field(
+        default_factory=dict, repr=False, compare=False, metadata={"json": False}
+    )
 
     @classmethod
     def from_api(cls, data: Mapping[str, Any], *, model_id: int | None = None) -> CivitaiVersion:
@@ -395,6 +403,7 @@ class CivitaiVersion(_ToDict):
             air=_str(data.get("air")),
             model_name=_str(model.get("name")),
             model_type=_str(model.get("type")),
+            raw=dict(data),
         )
 
     @property

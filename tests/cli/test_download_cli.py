@@ -82,6 +82,7 @@ def test_download_into_a1111_with_sidecars(env: dict[str, str], webui: Path) -> 
     assert len(previews) == 1 and previews[0].endswith((".png", ".jpeg", ".webp"))
     info = json.loads((model.parent / f"{stem}.civitai.info").read_text())
     assert info["id"] == result["version_id"]
+    assert info["modelId"] == result["model_id"] and "trainedWords" in info  # Civitai's own JSON
     assert "picked" in proc.stderr
 
     again = sdlib(env, "download", "4384", "--ui", "a1111", "--root", str(webui), "--json")
