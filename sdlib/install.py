@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sdlib.download import DownloadEvent, DownloadOptions, DownloadSpec, download
-from sdlib.errors import SdlibError, UnsafeFileError
+from sdlib.errors import HashMismatch, SdlibError, UnsafeFileError
 from sdlib.hashcache import HashCache
 from sdlib.library.placement import Destination, choose_name, same_family
 from sdlib.library.sidecars import (
@@ -94,25 +94,58 @@ class Installer:
     def resolve(
         self, ref: str, choice: FileChoice = FileChoice()
     ) -> tuple[CivitaiModel, CivitaiVersion, DownloadTarget]:
-        parsed = self.civitai.parse_ref(ref)
-        model, version = self.civitai.lookup(parsed)
+        """The model, version and exact file a reference and file choice name.
+
+        Besides every form ``parse_ref`` takes, ``sha256:<hex>`` finds a file by its hash.
+        """
+        file_id = choice.file_id
+        if ref.lower().startswith("sha256:"):
+            version = self.civitai.version_by_hash(ref.split(":", 1)[1])
+            wanted = ref.split(":", 1)[1].upper()
+            match = next((f for f in version.files if f.hashes.get("SHA256", "").upper() == wanted),
+                         None)  # fmt: skip
+            file_id = match.id if match is not None else file_id
+            model, version = self.civitai.lookup(f"{version.model_id}@{version.id}")
+        else:
+            parsed = self.civitai.parse_ref(ref)
+            model, version = self.civitai.lookup(parsed)
+            file_id = file_id if file_id is not None else parsed.file_id
         target = self.civitai.resolve_download(
             version, type=choice.type, format=choice.format, size=choice.size, fp=choice.fp,
-            file_id=choice.file_id if choice.file_id is not None else parsed.file_id,
+            file_id=file_id,
         )  # fmt: skip
         return model, version, target
 
-    def install(self, ref: str, choice: FileChoice = FileChoice()) -> InstallResult:
-        model, version, target = self.resolve(ref, choice)
+    def install(
+        self,
+        ref: str,
+        choice: FileChoice = FileChoice(),
+        *,
+        file_name: str | None = None,
+        destination: Destination | None = None,
+        expect_sha256: str | None = None,
+        resolved: tuple[CivitaiModel, CivitaiVersion, DownloadTarget] | None = None,
+    ) -> InstallResult:
+        """Install one file. ``destination`` overrides the installer's (a manifest's
+        ``folder``); ``expect_sha256`` refuses a file that changed upstream (``--frozen``)."""
+        model, version, target = resolved or self.resolve(ref, choice)
+        if expect_sha256 and (target.sha256 or "").upper() != expect_sha256.upper():
+            raise HashMismatch(
+                f"{ref}: the file changed upstream (SHA256 {target.sha256 or 'unknown'}, the "
+                f"lock says {expect_sha256}); run without --frozen to accept the new file",
+                expected=expect_sha256, actual=target.sha256,
+            )  # fmt: skip
+        dest = destination or self.destination
         api_kind = _api_kind(target)
         api_base = base_from_civitai(target.base_model)
         picked = _describe_pick(target)
         self.on_note(f"{ref}: picked {picked}")
-        folder = self.destination.folder_for(api_kind, api_base)
+        folder = dest.folder_for(api_kind, api_base)
         sha = target.sha256
         name = choose_name(
-            folder, target.file_name, tags=(str(target.version_id), str(target.file_id)),
-            sha256=sha, sha256_of=self._sha256_of,
+            folder, file_name or target.file_name,
+            tags=(str(target.version_id), str(target.file_id)), sha256=sha,
+            sha256_of=self._sha256_of,
         )  # fmt: skip
         if name.identical:
             hashes, _ = self.hashes.get(name.path)
@@ -121,11 +154,13 @@ class Installer:
         spec = DownloadSpec(
             url=target.url, dest=name.path, size=target.size, hashes=target.hashes,
             container=_FORMAT_CONTAINER.get(target.format or ""),
-            refresh=lambda: self.resolve(ref, choice)[2].url,
+            refresh=lambda: self.resolve(ref, FileChoice(file_id=target.file_id))[2].url,
         )  # fmt: skip
         result = download(self.http, spec, self.options, self.on_event)
         self.hashes.store(result.path, result.hashes)
-        path, kind, base, warnings = self._check_and_place(result.path, api_kind, api_base)
+        path, kind, base, warnings = self._check_and_place(
+            result.path, api_kind, api_base, dest if destination is None else None
+        )
         sidecars = self._sidecars(path, model, version, kind, base)
         return self._result(ref, target, path, result.size, result.hashes.sha256, kind, base,
                             "downloaded", picked, warnings, sidecars)  # fmt: skip
@@ -138,9 +173,12 @@ class Installer:
             return None
 
     def _check_and_place(
-        self, path: Path, api_kind: Kind, api_base: Base
+        self, path: Path, api_kind: Kind, api_base: Base, dest: Destination | None
     ) -> tuple[Path, Kind, Base, tuple[str, ...]]:
-        """Classify the file; refuse unsafe pickles; move it where its content belongs."""
+        """Classify the file; refuse unsafe pickles; move it where its content belongs.
+
+        ``dest`` None: the caller chose the folder explicitly; the file stays there.
+        """
         from sdlib.inspect import inspect_file
 
         try:
@@ -173,7 +211,7 @@ class Installer:
                     f"placed by the weights"
                 )
             base = cls.base
-        folder = self.destination.folder_for(kind, base)
+        folder = dest.folder_for(kind, base) if dest is not None else path.parent
         if folder != path.parent:
             target = choose_name(folder, path.name, tags=(), sha256=None,
                                  sha256_of=self._sha256_of)  # fmt: skip

@@ -119,25 +119,12 @@ def _run(
 ) -> tuple[list[Any], list[tuple[str, Any]]]:  # fmt: skip
     from concurrent.futures import ThreadPoolExecutor
 
-    from sdlib.download import DownloadOptions
+    from sdlib.cli._progress import installer_session
     from sdlib.errors import SdlibError
-    from sdlib.hashcache import HashCache
-    from sdlib.install import Installer
-    from sdlib.sources.civitai import CivitaiClient
-    from sdlib.sources.http import build_client
 
-    err = console(stderr=True)
     results: list[Any] = []
     failures: list[tuple[str, SdlibError]] = []
-    with build_client(settings) as http, HashCache.default() as cache, _Display(err) as display:
-        installer = Installer(
-            civitai=CivitaiClient(http, base_url=settings.civitai.base_url,
-                                  nsfw=settings.civitai.nsfw),
-            http=http, destination=dest,
-            options=DownloadOptions.from_settings(settings, **overrides),
-            hashes=cache, previews=previews, nsfw=settings.civitai.nsfw,
-            on_event=display.event, on_note=display.note,
-        )  # fmt: skip
+    with installer_session(settings, dest, overrides, previews) as (installer, display):
 
         def one(ref: str) -> None:
             try:
@@ -155,57 +142,6 @@ def _run(
     order = {ref: i for i, ref in enumerate(refs)}
     results.sort(key=lambda r: order.get(r.ref, 0))
     return results, failures
-
-
-class _Display:
-    """One rich progress display for all files; renders the downloader's events."""
-
-    def __init__(self, err: Any) -> None:
-        from rich.progress import (
-            BarColumn,
-            DownloadColumn,
-            Progress,
-            TextColumn,
-            TimeRemainingColumn,
-            TransferSpeedColumn,
-        )  # fmt: skip
-
-        self.err = err
-        self.progress = Progress(
-            TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
-            TransferSpeedColumn(), TimeRemainingColumn(), console=err, transient=False,
-            disable=not err.is_terminal,
-        )  # fmt: skip
-        self.tasks: dict[str, Any] = {}
-
-    def __enter__(self) -> _Display:
-        self.progress.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.progress.stop()
-
-    def note(self, message: str) -> None:
-        self.progress.console.print(message, markup=True, highlight=False)
-
-    def event(self, event: Any) -> None:
-        from sdlib import download as d
-
-        name = event.name
-        if isinstance(event, d.Started):
-            label = name if event.connections == 1 else f"{name} ({event.connections} conn.)"
-            if name not in self.tasks:
-                self.tasks[name] = self.progress.add_task(label, total=event.total)
-            self.progress.update(self.tasks[name], completed=event.resumed_from,
-                                 total=event.total, description=label)  # fmt: skip
-        elif isinstance(event, d.Progress) and name in self.tasks:
-            self.progress.update(self.tasks[name], completed=event.done)
-        elif isinstance(event, d.Retrying):
-            self.note(f"[yellow]retry {event.attempt}[/yellow] {name}: {event.reason}")
-        elif isinstance(event, d.Verifying) and name in self.tasks:
-            self.progress.update(self.tasks[name], description=f"{name} (verifying)")
-        elif isinstance(event, d.Finished) and name in self.tasks:
-            self.progress.update(self.tasks[name], description=f"{name} [green]ok[/green]")
 
 
 def _print(results: list[Any]) -> None:

@@ -1,0 +1,102 @@
+"""``sdlib install -f models.toml``: bulk installs from a manifest, with a lock file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from sdlib.cli._common import console, emit_json, handle_errors, human_size, json_option
+
+
+@click.command("install")
+@click.option("-f", "--file", "manifest_path", required=True, help="The models.toml manifest.",
+              type=click.Path(path_type=Path, dir_okay=False))  # fmt: skip
+@click.option("--lock", "lock_path", type=click.Path(path_type=Path, dir_okay=False),
+              help="Lock file (default: the manifest's name with .lock).")  # fmt: skip
+@click.option("--jobs", type=click.IntRange(1, 8), default=3, show_default=True,
+              help="Entries resolved and downloaded at the same time.")  # fmt: skip
+@click.option("--dry-run", is_flag=True, help="Print the plan; download nothing.")
+@click.option("--frozen", is_flag=True,
+              help="Install exactly the lock; fail where the manifest differs.")  # fmt: skip
+@click.option("--ui", help="Override [target] ui (a1111, forge, comfyui, ...).")
+@click.option("--root", type=click.Path(path_type=Path, file_okay=False),
+              help="Override [target] root.")  # fmt: skip
+@click.option("--no-preview", is_flag=True, help="Do not save preview images.")
+@json_option
+@handle_errors
+def install_cmd(
+    manifest_path: Path, lock_path: Path | None, jobs: int, dry_run: bool, frozen: bool,
+    ui: str | None, root: Path | None, no_preview: bool, as_json: bool,
+) -> None:  # fmt: skip
+    """Install every model a manifest lists, and record what was installed in a lock.
+
+    A second run with nothing changed downloads nothing and makes no network request.
+    --frozen rebuilds exactly the locked files and fails if anything drifted. One failing
+    entry does not stop the others; the exit code is non-zero if any failed.
+
+    \b
+    Examples:
+      sdlib install -f models.toml --dry-run
+      sdlib install -f models.toml --ui a1111 --root ~/stable-diffusion-webui
+      sdlib install -f models.toml --frozen --json
+    """
+    from sdlib.bulk import BulkInstaller, destination_for, read_lock, write_lock
+    from sdlib.cli._progress import installer_session
+    from sdlib.config import load_settings
+    from sdlib.errors import ManifestError
+    from sdlib.manifest import parse_manifest
+
+    try:
+        text = manifest_path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ManifestError(f"cannot read: {exc}", path=str(manifest_path)) from None
+    manifest = parse_manifest(text, str(manifest_path))
+    lock_path = lock_path or manifest_path.with_suffix(".lock")
+    lock = read_lock(lock_path)
+    if frozen and not lock:
+        raise ManifestError("--frozen needs a lock file", path=str(lock_path))
+    settings = load_settings()
+    dest = destination_for(manifest.target, root, ui, manifest_path.parent)
+    with installer_session(settings, dest, {}, not no_preview) as (installer, display):
+
+        def on_result(r: Any) -> None:
+            if r.status == "failed":
+                display.note(f"sdlib: [red]error[/red]: line {r.line}: {r.ref}: {r.message}")
+
+        bulk = BulkInstaller(installer, manifest, lock, jobs=jobs, frozen=frozen,
+                             dry_run=dry_run, on_result=on_result)  # fmt: skip
+        report = bulk.run()
+    if not dry_run:
+        write_lock(lock_path, bulk.new_lock(report))
+    if as_json:
+        emit_json({**report.to_dict(), "lock": None if dry_run else str(lock_path)})
+    else:
+        _print(report, dry_run, lock_path)
+    if report.exit_code:
+        raise SystemExit(report.exit_code)
+
+
+def _print(report: Any, dry_run: bool, lock_path: Path) -> None:
+    out = console()
+    colours = {"up-to-date": "dim", "installed": "green", "already-present": "green",
+               "would-install": "cyan", "failed": "red"}  # fmt: skip
+    total = 0
+    for r in report.results:
+        colour = colours.get(r.status, "white")
+        size = f"  {human_size(r.size)}" if r.size else ""
+        where = f"  -> {r.path}" if r.path else ""
+        out.print(f"[{colour}]{r.status:<15}[/{colour}] {r.ref}{size}{where}")
+        if r.status == "failed":
+            out.print(f"                {r.message}", markup=False)
+        for warning in r.warnings:
+            out.print(f"                [yellow]warning[/yellow]: {warning}")
+        if r.status == "would-install" and r.size:
+            total += r.size
+    summary = report.to_dict()["summary"]
+    line = ", ".join(f"{n} {status}" for status, n in sorted(summary.items()))
+    if dry_run:
+        out.print(f"plan: {line}; {human_size(total)} to download")
+    else:
+        out.print(f"{line}; lock written to {lock_path}")
