@@ -43,7 +43,7 @@ BAD = [
 
 @pytest.mark.parametrize(("text", "line", "message"), BAD)
 def test_errors_name_the_line(text: str, line: int, message: str) -> None:
-    with pytest.raises(ManifestError, match="models.toml") as info:
+    with pytest.raises(ManifestError, match=r"models\.toml") as info:
         parse_manifest(text, "models.toml")
     assert message in str(info.value)
     assert info.value.line == line
