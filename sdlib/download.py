@@ -133,6 +133,9 @@ class DownloadOptions:
     sleep: Callable[[float], None] = time.sleep
     #: Maps a failed response to an sdlib error (default: Civitai's mapping).
     raise_for_status: Callable[[httpx.Response], None] | None = None
+    #: Set it to stop: the next write raises ``Interrupted`` (path: the part file, kept for
+    #: resume). Front ends use it for pause and cancel.
+    cancel: threading.Event | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings, **overrides: Any) -> DownloadOptions:
@@ -489,6 +492,11 @@ class _Download:
 
     def _write(self, data: bytes | bytearray) -> None:
         assert self.fh is not None
+        if self.opt.cancel is not None and self.opt.cancel.is_set():
+            raise Interrupted(
+                f"{self.name}: stopped; {self.offset:,} bytes kept to resume from",
+                path=str(self.part),
+            )
         if self.offset == 0 and looks_like_text_error(bytes(data[:64])):
             raise DownloadError(
                 f"{self.name}: the server sent an HTML or JSON page instead of the model file"

@@ -105,9 +105,7 @@ def _classify(table: Any) -> Classification:
 def _inspect_pickle(path: Path, size: int, container: Container) -> InspectReport:
     from sdlib.files import pickles
 
-    scan = pickles.scan_file(path)
-    try:
-        table = pickles.read_table(path)
-    except FormatError as exc:
-        return InspectReport(str(path), size, scan.container, None, scan, note=exc.message)
-    return InspectReport(str(path), size, scan.container, _classify(table), scan)
+    # One symbolic pass both judges the pickle and rebuilds its tensor table; nothing runs.
+    opened = pickles.open_pickle(path)
+    scan = opened.scan
+    return InspectReport(str(path), size, scan.container, _classify(opened.table), scan)

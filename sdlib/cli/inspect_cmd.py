@@ -89,7 +89,7 @@ def _print(reports: list[dict[str, Any]], explain: bool) -> None:
             for f in safety["findings"]:
                 where = f" in {f['entry']}" if f.get("entry") else ""
                 out.print(
-                    f"    - {f['severity']}: {f['module']}.{f['name']} ({f['opcode']} at "
+                    f"    - {f['severity']}: {f.get('global') or '(container)'} ({f['opcode']} at "
                     f"offset {f['offset']}{where}){': ' + f['reason'] if f.get('reason') else ''}",
                     markup=False,
                 )

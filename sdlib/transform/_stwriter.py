@@ -1,0 +1,149 @@
+"""Write safetensors files tensor by tensor, and read their headers back strictly.
+
+The format is an 8-byte little-endian header length, a JSON header (``name -> {dtype, shape,
+data_offsets}`` plus an optional string-to-string ``__metadata__``), then the data, contiguous
+and in header order. Writing it directly (instead of building a dict of tensors for
+``safetensors.save_file``) is what lets conversion stream: peak memory is one chunk.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import struct
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import BinaryIO
+
+from sdlib.errors import FormatError
+from sdlib.files.tensors import DTYPE_SIZES
+
+MAX_HEADER = 100 << 20
+
+
+@dataclass(frozen=True)
+class OutTensor:
+    name: str
+    dtype: str
+    shape: tuple[int, ...]
+
+    @property
+    def nbytes(self) -> int:
+        return int(math.prod(self.shape) * DTYPE_SIZES[self.dtype])
+
+
+def header_bytes(tensors: Sequence[OutTensor], metadata: Mapping[str, str]) -> bytes:
+    """The length prefix plus JSON header, padded with spaces to a multiple of 8."""
+    header: dict[str, object] = {}
+    if metadata:
+        header["__metadata__"] = dict(metadata)
+    offset = 0
+    for t in tensors:
+        header[t.name] = {
+            "dtype": t.dtype,
+            "shape": list(t.shape),
+            "data_offsets": [offset, offset + t.nbytes],
+        }
+        offset += t.nbytes
+    raw = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    raw += b" " * (-len(raw) % 8)
+    return struct.pack("<Q", len(raw)) + raw
+
+
+class SafetensorsWriter:
+    """Sequential writer: header (rewritable once, same length), then each tensor's bytes."""
+
+    def __init__(self, fh: BinaryIO, tensors: Sequence[OutTensor], metadata: Mapping[str, str]):
+        self.fh = fh
+        self.tensors = tuple(tensors)
+        self.head = header_bytes(self.tensors, metadata)
+        self.data_start = len(self.head)
+        self.total = sum(t.nbytes for t in self.tensors)
+        fh.write(self.head)
+        self.written = 0
+
+    def write(self, data: bytes | memoryview) -> None:
+        self.fh.write(data)
+        self.written += len(data)
+
+    def rewrite_metadata(self, metadata: Mapping[str, str]) -> None:
+        """Replace the metadata once its late values (the source hash) are known."""
+        head = header_bytes(self.tensors, metadata)
+        if len(head) != len(self.head):
+            raise RuntimeError("safetensors header changed length on rewrite")
+        end = self.fh.tell()
+        self.fh.seek(0)
+        self.fh.write(head)
+        self.fh.seek(end)
+        self.head = head
+
+    def close(self) -> None:
+        if self.written != self.total:
+            raise RuntimeError(f"wrote {self.written} data bytes, header promises {self.total}")
+        self.fh.flush()
+        os.fsync(self.fh.fileno())
+
+
+@dataclass(frozen=True)
+class StoredTensor:
+    name: str
+    dtype: str
+    shape: tuple[int, ...]
+    start: int  # absolute file offsets
+    end: int
+
+
+@dataclass(frozen=True)
+class Header:
+    tensors: tuple[StoredTensor, ...]
+    metadata: dict[str, str]
+    data_start: int
+    file_size: int
+
+
+def read_header(fh: BinaryIO) -> Header:
+    """Parse and validate a safetensors header: bounded, contiguous, sizes match dtypes."""
+    size = os.fstat(fh.fileno()).st_size
+    fh.seek(0)
+    prefix = fh.read(8)
+    if len(prefix) != 8:
+        raise FormatError("not a safetensors file (shorter than 8 bytes)")
+    (length,) = struct.unpack("<Q", prefix)
+    if length > MAX_HEADER or 8 + length > size:
+        raise FormatError("not a safetensors file (header length out of range)")
+    try:
+        header = json.loads(fh.read(length))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise FormatError("safetensors header is not valid JSON") from exc
+    if not isinstance(header, dict):
+        raise FormatError("safetensors header is not a JSON object")
+    metadata = header.pop("__metadata__", None) or {}
+    if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
+        raise FormatError("safetensors __metadata__ is not a string map")
+    data_start = 8 + length
+    tensors = sorted(
+        (_entry(name, spec, data_start) for name, spec in header.items()), key=lambda t: t.start
+    )
+    expected = data_start
+    for t in tensors:
+        if t.start != expected:
+            raise FormatError(f"safetensors tensor {t.name!r} is not contiguous with the previous")
+        expected = t.end
+    if expected != size:
+        raise FormatError("safetensors data does not end at the end of the file")
+    return Header(tuple(tensors), metadata, data_start, size)
+
+
+def _entry(name: str, spec: object, data_start: int) -> StoredTensor:
+    if not isinstance(spec, dict):
+        raise FormatError(f"safetensors entry {name!r} is not an object")
+    dtype, shape, offsets = spec.get("dtype"), spec.get("shape"), spec.get("data_offsets")
+    if dtype not in DTYPE_SIZES or not isinstance(shape, list) or not isinstance(offsets, list):
+        raise FormatError(f"safetensors entry {name!r} is malformed")
+    if not all(type(x) is int and x >= 0 for x in (*shape, *offsets)) or len(offsets) != 2:
+        raise FormatError(f"safetensors entry {name!r} has invalid shape or offsets")
+    start, end = offsets
+    if end - start != int(math.prod(shape) * DTYPE_SIZES[dtype]):
+        raise FormatError(f"safetensors entry {name!r}: size does not match dtype and shape")
+    return StoredTensor(name, dtype, tuple(shape), data_start + start, data_start + end)
