@@ -21,7 +21,8 @@ def inspect_cmd(files: tuple[Path, ...], explain: bool, as_json: bool) -> None:
     Prints the container, kind (checkpoint, lora, embedding, vae...), base architecture
     (sd1, sd2, sdxl, flux...), variant, precision, full-vs-pruned weights and components.
     Safetensors files are judged from their header alone; pickles (.ckpt/.pt/.pth/.bin)
-    are scanned statically and never executed.
+    are scanned statically and never executed; a pickle that would run code is reported
+    as unsafe and makes the exit code 3.
 
     \b
     Examples:
@@ -46,6 +47,8 @@ def inspect_cmd(files: tuple[Path, ...], explain: bool, as_json: bool) -> None:
         emit_json(reports)
     else:
         _print(reports, explain)
+    if any((r.get("safety") or {}).get("verdict") == "unsafe" for r in reports):
+        codes.append(3)  # so `sdlib inspect f && load f` never loads a hostile pickle
     if codes:
         raise SystemExit(max(codes))
 

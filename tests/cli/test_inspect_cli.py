@@ -88,3 +88,14 @@ def test_real_embedding_from_the_corpus() -> None:
     proc = run("inspect", "--json", str(path))
     [report] = json.loads(proc.stdout)
     assert (report["kind"], report["base"], report["vectors"]) == ("embedding", "sd1", 8)
+
+
+def test_unsafe_pickle_makes_exit_code_3() -> None:
+    path = CORPUS / "malicious" / "picklescan" / "malicious1_v4.pkl"
+    if not path.exists():
+        pytest.skip("../shared/corpus/real is not present on this machine")
+    proc = run("inspect", "--json", str(path))
+    assert proc.returncode == 3
+    [report] = json.loads(proc.stdout)
+    assert report["safety"]["verdict"] == "unsafe"
+    assert any(f["global"] == "builtins.eval" for f in report["safety"]["findings"])
