@@ -1,9 +1,14 @@
 """Where each webUI looks for each kind of model, as data.
 
-Facts from the front ends' own code (see the README's "Layouts" section): folder per kind,
-accepted extensions, whether subfolders are scanned, and how the front end keys a model
-(by file stem, by file name, or by path relative to its folder), which decides whether two
-files with the same name in different subfolders clash. ``detect`` recognises a root.
+Facts from the front ends' own code (reference layouts.md sections 1-6 and 9): folder per
+kind, accepted extensions (and whether the front end compares them case-sensitively),
+whether subfolders are scanned, and how the front end keys a model (by file stem, by file
+name, or by path relative to its folder), which decides whether two files with the same
+name in different subfolders clash. ``detect`` recognises a root. A kind may have several
+rules (A1111 lists ``*.vae.safetensors`` from the checkpoint folder as VAEs; each upscaler
+family has its own folder and extensions); the first rule of a kind is where sdlib puts
+new files. Folders are relative to the root, or absolute (ComfyUI's
+``extra_model_paths.yaml`` adds such folders, see :mod:`sdlib.library.comfy_paths`).
 
 Pure data and pure functions: no file is read except by ``detect``.
 """
@@ -28,6 +33,10 @@ class KeyedBy(str, Enum):
 
 PT = (".ckpt", ".pt", ".safetensors")
 COMFY_PT = (".ckpt", ".pt", ".pt2", ".bin", ".pth", ".safetensors", ".pkl", ".sft")
+#: Every extension a model file has in the wild (what a scan looks at).
+MODEL_EXTENSIONS = COMFY_PT + (".gguf",)
+#: A1111 lists these from the checkpoint folder as VAEs (``modules/sd_vae.py``).
+VAE_NEAR_CHECKPOINT = (".vae.ckpt", ".vae.pt", ".vae.safetensors")
 
 
 @dataclass(frozen=True)
@@ -38,6 +47,27 @@ class FolderRule:
     extensions: tuple[str, ...]
     keyed_by: KeyedBy = KeyedBy.STEM
     recursive: bool = True
+    #: The front end compares extensions case-sensitively (``X.SAFETENSORS`` is not listed).
+    case_sensitive: bool = False
+    #: Name endings this rule refuses although the extension matches.
+    exclude: tuple[str, ...] = ()
+
+    def accepts_name(self, name: str) -> bool:
+        """Whether the front end lists a file with this name under this rule."""
+        low = name.lower()
+        if any(low.endswith(e) for e in self.exclude):
+            return False
+        test = name if self.case_sensitive else low
+        return any(test.endswith(e) for e in self.extensions)
+
+
+#: Kinds one front-end list holds together: a LyCORIS in the LoRA folder is where it belongs.
+_SHARED_LISTS = (frozenset({Kind.LORA, Kind.LYCORIS}),)
+
+
+def list_kind(kind: Kind) -> Kind:
+    """The kind that names the front end's list a file of ``kind`` appears in."""
+    return Kind.LORA if kind is Kind.LYCORIS else kind
 
 
 @dataclass(frozen=True)
@@ -50,12 +80,55 @@ class Layout:
     #: Bases whose checkpoints this front end loads from the UNet/diffusion-model folder.
     dit_bases: frozenset[Base] = frozenset()
     overrides: Mapping[Kind, str] = field(default_factory=dict)
+    #: A plain folder: every kind is welcome anywhere (``--to DIR``, ``identify FILE``).
+    any_kind: bool = False
+    #: Folders this front end no longer reads but older versions did: scanned so that what
+    #: is left there is reported (as misplaced) instead of silently ignored.
+    legacy: tuple[str, ...] = ()
 
     def rule(self, kind: Kind) -> FolderRule | None:
         for rule in self.rules:
             if rule.kind is kind:
                 return rule
         return None
+
+    def rules_for(self, kind: Kind) -> tuple[FolderRule, ...]:
+        return tuple(r for r in self.rules if r.kind is kind)
+
+    def accepted_folders(self, kind: Kind, base: Base = Base.UNKNOWN) -> tuple[str, ...]:
+        """Every folder the front end loads a file of this kind and base from."""
+        kinds = {kind}
+        for shared in _SHARED_LISTS:
+            if kind in shared:
+                kinds |= shared
+        if kind is Kind.CHECKPOINT and base in self.dit_bases:
+            kinds.add(Kind.UNET)
+        out: list[str] = []
+        for rule in self.rules:
+            if rule.kind in kinds:
+                out += [f for f in rule.folders if f not in out]
+        return tuple(out)
+
+    def scan_folders(self) -> tuple[str, ...]:
+        """Each folder any rule names, once, in rule order."""
+        out: list[str] = []
+        for rule in self.rules:
+            out += [f for f in rule.folders if f not in out]
+        return tuple(out + [f for f in self.legacy if f not in out])
+
+    def with_extra_folders(self, extra: Mapping[Kind, tuple[str, ...]], *, first: bool) -> Layout:
+        """More folders per kind (ComfyUI's extra paths); ``first`` makes them the default."""
+        rules = list(self.rules)
+        for kind, folders in extra.items():
+            index = next((i for i, r in enumerate(rules) if r.kind is kind), None)
+            if index is None:
+                rules.append(FolderRule(kind, tuple(folders), COMFY_PT, KeyedBy.RELPATH))
+                continue
+            old = rules[index]
+            new = tuple(f for f in folders if f not in old.folders)
+            merged = new + old.folders if first else old.folders + new
+            rules[index] = replace(old, folders=merged)
+        return replace(self, rules=tuple(rules))
 
     def folder_for(self, kind: Kind, base: Base = Base.UNKNOWN) -> str | None:
         """The folder (relative to the root) where a file of this kind and base goes."""
@@ -67,14 +140,31 @@ class Layout:
         return rule.folders[0] if rule else None
 
     def with_overrides(self, folders: Mapping[str, str]) -> Layout:
-        """The config's ``[library] folders`` table: {"lora": "models/MyLoras", ...}."""
+        """The config's ``[library] folders`` table: {"lora": "models/MyLoras", ...}.
+
+        Like A1111's ``--lora-dir``, an override replaces the kind's default folder wherever
+        the front end lists it (A1111 keeps scanning ``models/LyCORIS`` for LoRAs).
+        """
         parsed: dict[Kind, str] = dict(self.overrides)
+        rules = list(self.rules)
         for key, value in folders.items():
             try:
-                parsed[Kind(key)] = value
+                kind = Kind(key)
             except ValueError:
                 raise UsageError(f"library.folders: unknown kind {key!r}") from None
-        return replace(self, overrides=parsed)
+            parsed[kind] = value
+            first = self.rule(kind)
+            if first is None:
+                rules.append(FolderRule(kind, (value,), MODEL_EXTENSIONS))
+                continue
+            old = first.folders[0]
+            rules = [
+                replace(
+                    r, folders=tuple(dict.fromkeys(value if f == old else f for f in r.folders))
+                )
+                for r in rules
+            ]
+        return replace(self, overrides=parsed, rules=tuple(rules))
 
     def model_folders(self) -> list[tuple[Kind, str]]:
         """Every (kind, folder) pair this front end scans."""
@@ -83,29 +173,74 @@ class Layout:
         return pairs
 
 
+_CN_EXT = (".pt", ".pth", ".ckpt", ".safetensors", ".bin")
+
+
+def _upscalers(
+    names: tuple[str, ...], ext: tuple[str, ...], root: str = "models"
+) -> tuple[FolderRule, ...]:
+    return tuple(FolderRule(Kind.UPSCALER, (f"{root}/{n}",), ext) for n in names)
+
+
 def _a1111_rules(embeddings: str = "embeddings", lycoris: bool = True) -> tuple[FolderRule, ...]:
+    """A1111 1.10 (layouts.md 1.2); Forge and reForge start from it."""
     lora_folders = ("models/Lora", "models/LyCORIS") if lycoris else ("models/Lora",)
     return (
         FolderRule(Kind.CHECKPOINT, ("models/Stable-diffusion",), (".ckpt", ".safetensors"),
-                   KeyedBy.RELPATH),
+                   KeyedBy.RELPATH, exclude=VAE_NEAR_CHECKPOINT),
         FolderRule(Kind.LORA, lora_folders, PT),
         FolderRule(Kind.LYCORIS, lora_folders[::-1] if lycoris else lora_folders, PT),
         FolderRule(Kind.EMBEDDING, (embeddings,), (".pt", ".bin", ".safetensors")),
-        FolderRule(Kind.HYPERNETWORK, ("models/hypernetworks",), (".pt",)),
-        FolderRule(Kind.VAE, ("models/VAE",), PT, KeyedBy.NAME),
-        FolderRule(Kind.CONTROLNET, ("models/ControlNet",),
-                   (".pt", ".pth", ".ckpt", ".safetensors", ".bin")),
-        FolderRule(Kind.UPSCALER, ("models/ESRGAN",), (".pt", ".pth", ".safetensors")),
-        FolderRule(Kind.IP_ADAPTER, ("models/ControlNet",),
-                   (".pt", ".pth", ".ckpt", ".safetensors", ".bin")),
+        # glob("**/*.pt"): case-sensitive on Linux.
+        FolderRule(Kind.HYPERNETWORK, ("models/hypernetworks",), (".pt",), case_sensitive=True),
+        # Keyed by basename; listed with a case-sensitive glob.
+        FolderRule(Kind.VAE, ("models/VAE",), PT, KeyedBy.NAME, case_sensitive=True),
+        FolderRule(Kind.VAE, ("models/Stable-diffusion",), VAE_NEAR_CHECKPOINT, KeyedBy.NAME,
+                   case_sensitive=True),
+        # sd-webui-controlnet: lower-cased stem as key, case-sensitive extension test.
+        FolderRule(Kind.CONTROLNET, ("models/ControlNet",), _CN_EXT, case_sensitive=True),
+        FolderRule(Kind.IP_ADAPTER, ("models/ControlNet",), _CN_EXT, case_sensitive=True),
+        # 1.10 upscalers take no .safetensors except DAT.
+        *_upscalers(("ESRGAN", "SwinIR"), (".pt", ".pth")),
+        *_upscalers(("RealESRGAN", "ScuNET"), (".pth",)),
+        *_upscalers(("DAT",), (".pt", ".pth", ".safetensors")),
+        FolderRule(Kind.MOTION_MODULE, ("extensions/sd-webui-animatediff/model",),
+                   (".ckpt", ".safetensors")),
     )  # fmt: skip
 
 
+def _with_upscaler_ext(
+    rules: tuple[FolderRule, ...], ext: tuple[str, ...]
+) -> tuple[FolderRule, ...]:
+    return tuple(replace(r, extensions=ext) if r.kind is Kind.UPSCALER else r for r in rules)
+
+
 _FORGE_EXTRA = (
+    # Forge 2 loads Flux/SD3/GGUF diffusion models from the checkpoint folder.
     FolderRule(Kind.UNET, ("models/Stable-diffusion",), (".safetensors", ".gguf"),
-               KeyedBy.RELPATH),
-    FolderRule(Kind.TEXT_ENCODER, ("models/text_encoder",), (".safetensors", ".gguf")),
+               KeyedBy.RELPATH, exclude=VAE_NEAR_CHECKPOINT),
+    # The VAE / Text Encoder module list: basename keys, case-sensitive suffix test.
+    FolderRule(Kind.TEXT_ENCODER, ("models/text_encoder",),
+               (".ckpt", ".pt", ".bin", ".safetensors", ".gguf"), KeyedBy.NAME,
+               case_sensitive=True),
+    *_upscalers(("HAT",), (".pt", ".pth")),
 )  # fmt: skip
+
+
+def _forge_rules() -> tuple[FolderRule, ...]:
+    rules = []
+    for r in _a1111_rules(lycoris=False):
+        if r.kind is Kind.CHECKPOINT:
+            r = replace(r, extensions=(".ckpt", ".safetensors", ".gguf"))
+        elif r.kind is Kind.VAE and r.folders == ("models/VAE",):
+            r = replace(r, extensions=(".ckpt", ".pt", ".bin", ".safetensors", ".gguf"))
+        elif r.kind in (Kind.CONTROLNET, Kind.IP_ADAPTER):
+            r = replace(r, extensions=(*_CN_EXT, ".patch"))
+        elif r.kind is Kind.UPSCALER and r.folders[0] in ("models/ESRGAN", "models/DAT"):
+            r = replace(r, extensions=(".pt", ".pth", ".safetensors"))
+        rules.append(r)
+    return (*rules, *_FORGE_EXTRA)
+
 
 A1111 = Layout(
     "a1111",
@@ -117,23 +252,33 @@ A1111 = Layout(
 FORGE = Layout(
     "forge",
     "Stable Diffusion WebUI Forge",
-    _a1111_rules(lycoris=False) + _FORGE_EXTRA,
+    _forge_rules(),
     markers=("webui.py", "modules_forge", "backend"),
+    legacy=("models/LyCORIS",),  # Forge 2 reads LoRA and LyCORIS files from models/Lora only
 )
+
+_REFORGE_UPSCALERS = ("COMPACT", "GRL", "HAT", "OmniSR", "PLKSR", "RCAN", "SPAN", "SRFormer")
 
 REFORGE = Layout(
     "reforge",
     "Stable Diffusion WebUI reForge",
-    _a1111_rules() + (FolderRule(Kind.TEXT_ENCODER, ("models/text_encoders",), (".safetensors",)),),
+    _with_upscaler_ext(
+        _a1111_rules() + _upscalers(_REFORGE_UPSCALERS, ()), (".pt", ".pth", ".safetensors")
+    )
+    + (
+        # reForge main: plural folder, titles "TE: <subdir>/<stem>".
+        FolderRule(Kind.TEXT_ENCODER, ("models/text_encoders",),
+                   (".safetensors", ".ckpt", ".pth", ".bin"), KeyedBy.RELPATH),
+    ),
     markers=("webui.py", "modules_forge", "ldm_patched"),
-)
+)  # fmt: skip
 
 SDNEXT = Layout(
     "sdnext",
     "SD.Next",
     (
         FolderRule(Kind.CHECKPOINT, ("models/Stable-diffusion",), (".safetensors",),
-                   KeyedBy.RELPATH),
+                   KeyedBy.RELPATH, exclude=VAE_NEAR_CHECKPOINT),
         FolderRule(Kind.UNET, ("models/UNET",), (".safetensors", ".gguf", ".pth")),
         FolderRule(Kind.LORA, ("models/Lora",), PT),
         FolderRule(Kind.LYCORIS, ("models/Lora",), PT),
@@ -142,12 +287,13 @@ SDNEXT = Layout(
         FolderRule(Kind.VAE, ("models/VAE",), PT, KeyedBy.NAME),
         FolderRule(Kind.CONTROLNET, ("models/control/controlnet", "models/control/adapter"),
                    (".safetensors", ".pth", ".bin")),
-        FolderRule(Kind.UPSCALER, ("models/ESRGAN",), (".pt", ".pth", ".safetensors")),
+        *_upscalers(("ESRGAN", "RealESRGAN", "SwinIR", "SCUNet"), (".pt", ".pth", ".safetensors")),
         FolderRule(Kind.TEXT_ENCODER, ("models/Text-encoder",), (".safetensors", ".gguf")),
         FolderRule(Kind.MOTION_MODULE, ("models/motion",), (".safetensors", ".ckpt", ".pth")),
     ),
     markers=("launch.py", "installer.py", "modules/sd_models.py"),
     dit_bases=frozenset({Base.SD3, Base.FLUX, Base.FLUX2, Base.PIXART}),
+    legacy=("models/LyCORIS",),
 )  # fmt: skip
 
 COMFYUI = Layout(
@@ -174,6 +320,8 @@ COMFYUI = Layout(
     markers=("comfy", "folder_paths.py"),
 )  # fmt: skip
 
+_SM_EXT = (".safetensors", ".pt", ".ckpt", ".pth", ".bin", ".sft", ".gguf")
+
 STABILITYMATRIX = Layout(
     "stabilitymatrix",
     "Stability Matrix shared Models folder",
@@ -182,6 +330,7 @@ STABILITYMATRIX = Layout(
                    KeyedBy.RELPATH),
         FolderRule(Kind.UNET, ("Models/DiffusionModels", "Models/Unet"), PT + (".gguf",),
                    KeyedBy.RELPATH),
+        # Linked into A1111's models/Lora and models/LyCORIS: keyed by stem there.
         FolderRule(Kind.LORA, ("Models/Lora",), PT),
         FolderRule(Kind.LYCORIS, ("Models/LyCORIS",), PT),
         FolderRule(Kind.EMBEDDING, ("Models/Embeddings", "Models/TextualInversion"),
@@ -190,14 +339,25 @@ STABILITYMATRIX = Layout(
         FolderRule(Kind.VAE, ("Models/VAE",), PT, KeyedBy.NAME),
         FolderRule(Kind.CONTROLNET, ("Models/ControlNet", "Models/T2IAdapter"),
                    PT + (".pth", ".bin")),
-        FolderRule(Kind.UPSCALER, ("Models/ESRGAN",), (".pt", ".pth", ".safetensors")),
+        *_upscalers(("ESRGAN", "RealESRGAN", "SwinIR", "ScuNET"), (".pt", ".pth", ".safetensors"),
+                    root="Models"),
         FolderRule(Kind.TEXT_ENCODER, ("Models/TextEncoders", "Models/CLIP"),
                    (".safetensors", ".gguf")),
-        FolderRule(Kind.IP_ADAPTER, ("Models/IpAdapter",), PT + (".bin",)),
+        FolderRule(Kind.IP_ADAPTER, ("Models/IpAdapter", "Models/IpAdapters15",
+                                     "Models/IpAdaptersXl"), _SM_EXT),
     ),
     markers=("Models/StableDiffusion",),
     dit_bases=frozenset({Base.FLUX, Base.FLUX2}),
 )  # fmt: skip
+
+#: A plain folder that takes every kind (``--to DIR``, ``identify`` on loose files).
+PLAIN = Layout(
+    "folder",
+    "plain folder",
+    (FolderRule(Kind.UNKNOWN, (".",), MODEL_EXTENSIONS, KeyedBy.RELPATH),),
+    markers=(),
+    any_kind=True,
+)
 
 LAYOUTS: dict[str, Layout] = {
     layout.name: layout for layout in (A1111, FORGE, REFORGE, SDNEXT, COMFYUI, STABILITYMATRIX)

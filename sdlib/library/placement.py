@@ -29,6 +29,27 @@ def same_family(a: Kind, b: Kind) -> bool:
     return a is b or any(a in f and b in f for f in _FAMILIES)
 
 
+#: Subfolder per base for ``--by-base``, named as ComfyUI-Manager's catalogue names them.
+BASE_FOLDERS: dict[Base, str] = {
+    Base.SD1: "SD1.5", Base.SD2: "SD2", Base.SDXL: "SDXL", Base.SDXL_REFINER: "SDXL",
+    Base.SD3: "SD3", Base.FLUX: "FLUX1", Base.FLUX2: "FLUX2", Base.PIXART: "PixArt",
+    Base.CASCADE: "Cascade", Base.SVD: "SVD",
+}  # fmt: skip
+#: Folder names that already sort by base (ours and common ones users made), lower-case.
+_BASE_NAMES = {n.lower() for n in BASE_FOLDERS.values()} | {
+    "sd1", "sd15", "sd 1.5", "sd-1.5", "sd_1.5", "sdxl 1.0", "flux", "flux.1", "pony",
+}  # fmt: skip
+
+
+def base_folder(base: Base) -> str | None:
+    """The ``--by-base`` subfolder for ``base`` (None when the base is unknown)."""
+    return BASE_FOLDERS.get(base)
+
+
+def is_base_folder(name: str) -> bool:
+    return name.lower() in _BASE_NAMES
+
+
 @dataclass(frozen=True)
 class Destination:
     """A webUI root plus its layout, or a plain folder that takes every kind."""
@@ -75,17 +96,21 @@ def choose_name(
     tags: tuple[str, ...],
     sha256: str | None,
     sha256_of: Callable[[Path], str | None],
+    reserved: Callable[[Path], bool] = lambda _p: False,
 ) -> NameChoice:
     """A path in ``folder`` for ``name`` that replaces no different file.
 
     Tries ``name``, then ``name`` with each tag (version id, file id) added to the stem. An
     existing file with the same SHA256 is reported as identical: nothing to download.
-    ``sha256_of`` hashes an existing file (cached by the caller).
+    ``sha256_of`` hashes an existing file (cached by the caller). ``reserved`` says a free
+    path is nevertheless taken (planned for another file, or its sidecars would collide).
     """
     candidates = [safe_filename(name)] + [with_suffix_tag(safe_filename(name), t) for t in tags]
     for candidate in candidates:
         path = folder / candidate
-        if not path.exists():
+        if reserved(path):
+            continue
+        if not os.path.lexists(path):
             return NameChoice(path, identical=False)
         if path.is_file() and sha256 and (sha256_of(path) or "").upper() == sha256.upper():
             return NameChoice(path, identical=True)

@@ -19,14 +19,66 @@ from typing import Any
 
 from sdlib.taxonomy import Base
 
-#: Extensions of the files that belong to a model ``<stem>.<model ext>``.
+#: Extensions of the files that belong to a model ``<stem>.<model ext>`` (layouts.md 7.4),
+#: including the ``.bak`` copies sdlib makes before changing one, and the A1111 VAE that
+#: sits beside a checkpoint.
 SIDECAR_SUFFIXES = (
-    ".civitai.info", ".json", ".cm-info.json", ".yaml", ".txt", ".description.txt",
+    ".civitai.info", ".json", ".cm-info.json", ".api_info.json", ".yaml", ".txt",
+    ".description.txt", ".html",
     ".preview.png", ".preview.jpg", ".preview.jpeg", ".preview.webp", ".preview.gif",
-    ".png", ".jpg", ".jpeg", ".webp", ".gif", ".thumb.jpg", ".vae.pt",
+    ".preview.mp4", ".preview.webm",
+    ".png", ".jpg", ".jpeg", ".webp", ".gif", ".mp4", ".webm", ".thumb.jpg",
+    ".civitai.info.bak", ".json.bak", ".cm-info.json.bak",
+    ".vae.pt", ".vae.ckpt", ".vae.safetensors",
 )  # fmt: skip
 
+#: Sidecars that mean nothing without their model (a lone ``.txt`` or ``.yaml`` may be a
+#: placeholder or a config; a lone ``.civitai.info`` is an orphan).
+STRONG_SIDECAR_SUFFIXES = tuple(
+    s for s in SIDECAR_SUFFIXES if s not in (".yaml", ".txt", ".html") and not s.startswith(".vae.")
+)
+
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".gif")
+VIDEO_EXTENSIONS = (".mp4", ".webm")
+#: ``.jpg`` and ``.jpeg`` are the same format.
+_SAME_EXT = {".jpg": ".jpeg"}
+
+
+def sidecar_split(name: str) -> list[tuple[str, str]]:
+    """Every (model stem, sidecar suffix) reading of a file name, longest suffix first.
+
+    ``a.preview.png`` -> [("a", ".preview.png"), ("a.preview", ".png")]. Case-insensitive.
+    """
+    low = name.lower()
+    out = [(name[: -len(s)], s) for s in SIDECAR_SUFFIXES if low.endswith(s) and len(name) > len(s)]
+    out.sort(key=lambda pair: -len(pair[1]))
+    return out
+
+
+def is_preview_name(name: str) -> bool:
+    """An image or video sidecar (``<stem>.png``, ``<stem>.preview.jpeg``, ``.thumb.jpg``)."""
+    return name.lower().endswith(IMAGE_EXTENSIONS + VIDEO_EXTENSIONS)
+
+
+def preview_kind(head: bytes) -> str:
+    """What a preview's bytes are: an image extension, ``video`` or ``unknown``."""
+    ext = image_extension(head)
+    if ext is not None:
+        return ext
+    return "video" if is_video(head) else "unknown"
+
+
+def preview_mismatch(name: str, kind: str) -> str | None:
+    """Why a preview named ``name`` holding ``kind`` (from ``preview_kind``) is misnamed."""
+    ext = "." + name.rsplit(".", 1)[-1].lower() if "." in name else ""
+    ext = _SAME_EXT.get(ext, ext)
+    if kind == "video":
+        return None if ext in VIDEO_EXTENSIONS else f"a video saved as {ext}; no webUI shows it"
+    if kind == "unknown":
+        return f"not an image (named {ext})"
+    if ext != kind:
+        return f"{kind[1:].upper()} bytes named {ext}; some viewers refuse it"
+    return None
 
 
 def image_extension(head: bytes) -> str | None:

@@ -1,0 +1,157 @@
+"""Benchmark: `sdlib scan` of a 5,000-file webUI tree, first scan and unchanged re-scan.
+
+Builds an A1111 tree of header-valid safetensors files (checkpoints, LoRAs, LyCORIS,
+embeddings, VAEs, upscalers; large ones sparse, so the tree costs little disk) with
+sidecars beside a third of them and a few true duplicates. Then prints:
+  (a) first scan: wall time, files read (headers) and hashed (only size collisions);
+  (b) re-scan of the unchanged tree: best of 5 wall times (target < 1 s), the number of
+      files under the tree opened (target 0: no content read), and the bytes the process
+      read (/proc/self/io rchar: only the index database);
+  (c) the same re-scan through the CLI (`sdlib scan ROOT --json`), process wall time.
+
+Usage: python bench/scan.py [--files 5000] [--dir DIR] [--keep]
+"""
+
+from __future__ import annotations
+
+import argparse
+import builtins
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from sdlib.hashcache import HashCache
+from sdlib.library.index import Index
+from sdlib.library.scan import load_layout, scan
+from sdlib.testing.catalogue import slim
+from sdlib.testing.specs import SPECS
+from sdlib.testing.writers import write_safetensors
+
+#: (share of the files, folder, fixture, slimmed): checkpoints keep their full header
+#: (thousands of tensors, the costly case to classify) with sparse data.
+MIX = (
+    (0.10, "models/Stable-diffusion", "sd15_pruned_fp16", False),
+    (0.04, "models/Stable-diffusion", "sdxl_base", False),
+    (0.40, "models/Lora", "lora_sd15_kohya", False),
+    (0.10, "models/Lora", "lora_sdxl_kohya", False),
+    (0.10, "models/LyCORIS", "loha_sd15", False),
+    (0.16, "embeddings", "embedding_sd15", False),
+    (0.05, "models/VAE", "vae_sd", False),
+    (0.05, "models/ESRGAN", "esrgan_x4", False),
+)
+
+
+def rchar() -> int:
+    try:
+        with open("/proc/self/io") as fh:
+            for line in fh:
+                if line.startswith("rchar:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return -1
+
+
+def build(root: Path, count: int) -> None:
+    (root / "modules").mkdir(parents=True, exist_ok=True)
+    (root / "webui.py").write_text("")
+    (root / "modules" / "sd_models.py").write_text("")
+    specs = {name: (slim(SPECS[name]()) if small else SPECS[name]()) for _, _, name, small in MIX}
+    made = 0
+    for share, folder, name, _ in MIX:
+        n = max(1, round(count * share)) if made < count else 0
+        n = min(n, count - made)
+        for i in range(n):
+            made += 1
+            sub = f"set{i % 20:02d}"
+            path = root / folder / sub / f"{name}_{i:05d}.safetensors"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            # A pad tensor of a different length per file: distinct sizes, as in real
+            # libraries, so the first scan hashes only real duplicates.
+            spec = {**specs[name], "bench.pad": ("U8", (made,))}
+            write_safetensors(path, spec, {"bench": str(i)}, sparse=True)
+            if made % 3 == 0:
+                path.with_suffix(".civitai.info").write_text(json.dumps({"id": made}))
+                path.with_name(path.stem + ".preview.png").write_bytes(
+                    b"\x89PNG\r\n\x1a\n" + b"\0" * 64
+                )
+    # A few true duplicates (small files), to show the size-collision trigger at work.
+    lora = root / "models" / "Lora"
+    for i, src in enumerate(sorted(lora.rglob("lora_sd15_kohya_0000*.safetensors"))[:5]):
+        shutil.copyfile(src, lora / f"copy_{i}.safetensors")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--files", type=int, default=5000)
+    ap.add_argument("--dir", type=Path)
+    ap.add_argument("--keep", action="store_true", help="Keep the generated tree.")
+    args = ap.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="sdlib-bench-scan-", dir=args.dir))
+    root = work / "stable-diffusion-webui"
+    try:
+        t = time.perf_counter()
+        build(root, args.files)
+        models = sum(1 for _ in root.rglob("*.safetensors"))
+        print(f"built {models} model files (+ sidecars) in {time.perf_counter() - t:.1f} s")
+        layout = load_layout(root, "auto")
+        with (
+            Index(work / "data" / "library.sqlite") as index,
+            HashCache(work / "cache.sqlite") as hc,
+        ):
+            t = time.perf_counter()
+            first = scan(root, layout, index, hc, workers=None)
+            s = first.summary()
+            print(f"(a) first scan: {time.perf_counter() - t:.2f} s; {s['files']} files, "
+                  f"{s['inspected']} headers read, {s['hashed']} hashed "
+                  f"({s['hashed_bytes'] / 2**20:.0f} MiB), statuses {s['by_status']}")  # fmt: skip
+            times = []
+            opened: list[str] = []
+            real_open = builtins.open
+
+            def spy(file: Any, *a: Any, **k: Any) -> Any:
+                if str(root) in str(file):
+                    opened.append(str(file))
+                return real_open(file, *a, **k)
+
+            before = rchar()
+            builtins.open = spy
+            try:
+                for _ in range(5):
+                    t = time.perf_counter()
+                    again = scan(root, layout, index, hc)
+                    times.append(time.perf_counter() - t)
+            finally:
+                builtins.open = real_open
+            read = (rchar() - before) // 5 if before >= 0 else -1
+            assert again.inspected == 0 and again.hashed == 0
+            print(f"(b) re-scan, unchanged: best {min(times) * 1000:.0f} ms, worst "
+                  f"{max(times) * 1000:.0f} ms (target < 1000 ms); files under the tree "
+                  f"opened: {len(opened)}; bytes read per re-scan (rchar): {read:,} (index "
+                  f"database only; {index.path.stat().st_size:,} bytes on disk)")  # fmt: skip
+        env = {
+            **os.environ, "SDLIB_DATA_DIR": str(work / "data"),
+            "SDLIB_CACHE_DIR": str(work / "cache"), "SDLIB_CONFIG": str(work / "none.toml"),
+        }  # fmt: skip
+        cli = []
+        for _ in range(3):
+            t = time.perf_counter()
+            subprocess.run([sys.executable, "-m", "sdlib", "scan", str(root), "--json"], env=env,
+                           check=True, capture_output=True)  # fmt: skip
+            cli.append(time.perf_counter() - t)
+        print(f"(c) `sdlib scan ROOT --json` re-scan, whole process: best {min(cli):.2f} s")
+    finally:
+        if args.keep:
+            print(f"tree kept at {root}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

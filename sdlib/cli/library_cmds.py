@@ -1,0 +1,588 @@
+"""``sdlib scan``, ``identify``, ``organize`` and ``updates``: keep a webUI's models in order."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import click
+
+from sdlib.cli._common import console, emit_json, handle_errors, human_size, json_option
+
+_UI_HELP = "Which webUI: a1111, forge, reforge, sdnext, comfyui, stabilitymatrix, or auto."
+_ROOT = click.argument(
+    "root", required=False, type=click.Path(path_type=Path, file_okay=False, exists=True)
+)
+_ui_option = click.option("--ui", help=_UI_HELP)
+
+#: Status -> rich style for the table.
+_STYLE = {
+    "ok": "green", "misplaced": "yellow", "duplicate": "cyan", "name-clash": "magenta",
+    "unsafe-pickle": "bold red", "suspicious-pickle": "red", "unknown": "dim",
+    "corrupt": "red", "unreadable": "red", "unsupported-extension": "yellow",
+    "orphan-sidecar": "yellow", "wrong-preview-extension": "yellow",
+    "illegal-or-too-long-name": "yellow", "broken-link": "red",
+}  # fmt: skip
+
+
+# --- shared plumbing ---------------------------------------------------------------------------
+
+
+def _settings() -> Any:
+    from sdlib.config import load_settings
+
+    return load_settings()
+
+
+def _root(settings: Any, root: Path | None) -> Path:
+    from sdlib.errors import UsageError
+
+    if root is None:
+        if not settings.library.root:
+            raise UsageError("give the webUI folder (ROOT), or set [library] root in the config")
+        root = Path(settings.library.root).expanduser()
+        if not root.is_dir():
+            raise UsageError(f"[library] root {root} is not a folder")
+    return root
+
+
+def _layout(settings: Any, root: Path, ui: str | None) -> Any:
+    from sdlib.library.scan import load_layout
+
+    return load_layout(root, ui or settings.library.ui, dict(settings.library.folders))
+
+
+@contextmanager
+def _stores(settings: Any) -> Iterator[tuple[Any, Any]]:
+    """The index and hash cache; a file-system error anywhere inside is one clear line."""
+    from sdlib.errors import LibraryError
+    from sdlib.hashcache import HashCache
+    from sdlib.library.index import Index
+
+    try:
+        with (
+            Index.for_settings(settings) as index,
+            HashCache(settings.cache_dir / "hashes.sqlite") as hc,
+        ):
+            yield index, hc
+    except OSError as exc:
+        where = exc.filename if isinstance(exc.filename, str) else None
+        raise LibraryError(exc.strerror or str(exc), path=where) from None
+
+
+class _Progress:
+    """A rich progress bar on stderr, only on a terminal; fed by core progress events."""
+
+    def __init__(self) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+        self.err = console(stderr=True)
+        self.bar = Progress(
+            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("{task.fields[name]}", style="dim"), console=self.err, transient=True,
+            disable=not self.err.is_terminal,
+        )  # fmt: skip
+        self.tasks: dict[str, Any] = {}
+
+    def __enter__(self) -> _Progress:
+        self.bar.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.bar.stop()
+
+    def update(self, stage: str, done: int, total: int | None, name: str | None = None) -> None:
+        if stage not in self.tasks:
+            self.tasks[stage] = self.bar.add_task(stage, total=total, name="")
+        label = os.path.basename(name) if name else ""
+        self.bar.update(self.tasks[stage], completed=done, total=total, name=label[:50])
+
+    def scan_event(self, event: Any) -> None:
+        if event.stage != "walk":
+            self.update(event.stage, event.done, event.total, event.path)
+
+    def note(self, message: str) -> None:
+        self.bar.console.print(message, markup=True, highlight=False)
+
+
+def _run_scan(settings: Any, index: Any, hc: Any, root: Path, layout: Any, hash_all: bool,
+              progress: _Progress) -> Any:  # fmt: skip
+    from sdlib.library.scan import scan
+
+    return scan(root, layout, index, hc, hash_all=hash_all, on_progress=progress.scan_event,
+                workers=None)  # fmt: skip
+
+
+# --- scan --------------------------------------------------------------------------------------
+
+
+@click.command("scan")
+@_ROOT
+@_ui_option
+@click.option("--hash", "hash_all", is_flag=True,
+              help="Hash every model (SHA256), not only files that may be duplicates.")  # fmt: skip
+@click.option("--all", "show_all", is_flag=True, help="List every file, not only problems.")
+@json_option
+@handle_errors
+def scan_cmd(root: Path | None, ui: str | None, hash_all: bool, show_all: bool,
+             as_json: bool) -> None:  # fmt: skip
+    """Check a webUI's model folders and explain every problem found.
+
+    Walks the folders the webUI loads models from (ComfyUI: plus extra_model_paths.yaml),
+    classifies each file from its header, reads sidecars, and records everything in the
+    library index. Unchanged files are not read again, so a re-scan takes a moment.
+    Statuses: ok, misplaced, duplicate, name-clash, unsafe-pickle, suspicious-pickle,
+    unknown, corrupt, unreadable, unsupported-extension, orphan-sidecar,
+    wrong-preview-extension, illegal-or-too-long-name, broken-link.
+
+    \b
+    Examples:
+      sdlib scan ~/stable-diffusion-webui
+      sdlib scan ~/ComfyUI --ui comfyui --hash --json
+    """
+    settings = _settings()
+    root = _root(settings, root)
+    layout = _layout(settings, root, ui)
+    with _stores(settings) as (index, hc), _Progress() as progress:
+        result = _run_scan(settings, index, hc, root, layout, hash_all, progress)
+    if as_json:
+        emit_json(result.to_dict())
+        return
+    _print_scan(result, show_all)
+
+
+def _print_scan(result: Any, show_all: bool) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    out = console()
+    rows = [f for f in result.files if show_all or f.status != ["ok"]]
+    if rows:
+        table = Table(show_edge=False, pad_edge=False, box=None, header_style="bold")
+        for col in ("status", "kind", "base", "size", "file", "why"):
+            table.add_column(col, overflow="fold", no_wrap=col in ("status", "size"))
+        for f in rows:
+            status = ", ".join(f"[{_STYLE.get(s, '')}]{s}[/]" for s in f.status)
+            kind = f.kind if f.role == "model" else f.role
+            base = f.base if f.role == "model" and f.base != "unknown" else ""
+            table.add_row(status, kind or "", base or "", human_size(f.size) if f.size else "",
+                          escape(f.rel), escape("; ".join(f.notes)))  # fmt: skip
+        out.print(table)
+        out.print()
+    s = result.summary()
+    counts = ", ".join(f"{n} {name}" for name, n in s["by_status"].items())
+    out.print(
+        f"{s['files']} files ({s['models']} models, {human_size(s['bytes'])}; "
+        f"{s['sidecars']} sidecars) in {result.layout.title} at {escape(str(result.root))}: "
+        f"{counts}"
+    )
+    out.print(
+        f"[dim]{s['inspected']} read, {s['hashed']} hashed, {s['added']} new, "
+        f"{s['moved']} moved, {s['removed']} gone; {s['seconds']:.2f} s[/dim]"
+    )
+    fixable = {"misplaced", "duplicate", "name-clash", "orphan-sidecar",
+               "wrong-preview-extension", "illegal-or-too-long-name"}  # fmt: skip
+    if fixable & set(s["by_status"]):
+        out.print(f"[dim]see the fixes: sdlib organize {escape(str(result.root))}[/dim]")
+
+
+# --- identify ----------------------------------------------------------------------------------
+
+
+def _targets(settings: Any, paths: tuple[Path, ...], ui: str | None) -> list[tuple[Path, Any, Any]]:
+    """(root, layout, only-these-files or None) for each PATH (a root, a folder, a file)."""
+    from sdlib.errors import UsageError
+    from sdlib.library.layouts import PLAIN
+    from sdlib.library.scan import load_layout
+
+    if not paths:
+        return [(_root(settings, None), _layout(settings, _root(settings, None), ui), None)]
+    out: list[tuple[Path, Any, Any]] = []
+    for path in paths:
+        if path.is_dir():
+            try:
+                layout = _layout(settings, path, ui)
+            except UsageError:
+                if ui:
+                    raise
+                layout = PLAIN  # a folder of models that is not a webUI
+            out.append((path, layout, None))
+        else:
+            layout = load_layout(path.parent, ui) if ui else PLAIN
+            out.append((path.parent, layout, [path]))
+    return out
+
+
+def _scan_targets(settings: Any, index: Any, hc: Any, targets: list[tuple[Path, Any, Any]],
+                  progress: _Progress) -> list[tuple[Any, Any]]:  # fmt: skip
+    """Scan each target (incrementally); (layout, model FileReport) pairs, each path once."""
+    from sdlib.library.layouts import PLAIN
+    from sdlib.library.scan import scan
+
+    seen: set[str] = set()
+    out: list[tuple[Any, Any]] = []
+    for root, layout, only in targets:
+        scan_layout = PLAIN if only is not None else layout
+        result = scan(root, scan_layout, index, hc, only=only, on_progress=progress.scan_event,
+                      workers=None)  # fmt: skip
+        for f in result.models:
+            if f.path not in seen and (only is None or Path(f.path) in set(only)):
+                seen.add(f.path)
+                out.append((layout, f))
+    return out
+
+
+@click.command("identify")
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path, exists=True))
+@_ui_option
+@click.option("--refresh", is_flag=True,
+              help="Ask Civitai again; rewrite sidecars (backed up to .bak first).")  # fmt: skip
+@click.option("--no-preview", is_flag=True, help="Do not download preview images.")
+@click.option("--rate", type=click.FloatRange(0.1, 100), default=4.0, show_default=True,
+              help="At most this many Civitai requests per second.")  # fmt: skip
+@click.option("--jobs", type=click.IntRange(1, 16), default=4, show_default=True,
+              help="Lookups in flight at once.")  # fmt: skip
+@json_option
+@handle_errors
+def identify_cmd(paths: tuple[Path, ...], ui: str | None, refresh: bool, no_preview: bool,
+                 rate: float, jobs: int, as_json: bool) -> None:  # fmt: skip
+    """Find each model file on Civitai by its hash and write its sidecars.
+
+    PATH is a webUI folder, any folder of models, or model files (default: [library] root
+    from the config). Looks up SHA256 first, then AutoV3 and AutoV2; answers are cached and
+    requests paced, and an interrupted run picks up where it stopped. Writes
+    <stem>.civitai.info (Civitai's version JSON), A1111's <stem>.json (merged: your keys
+    are kept) and <stem>.preview.<true extension>, never replacing good metadata with an
+    error; changed sidecars are backed up to .bak. Files Civitai does not know are reported
+    as unidentified.
+
+    \b
+    Examples:
+      sdlib identify ~/stable-diffusion-webui
+      sdlib identify ~/ComfyUI/models/loras/add_detail.safetensors --json
+      sdlib identify ~/models --refresh --rate 2
+    """
+    from sdlib.library._remote import RateLimiter, Remote
+    from sdlib.library.identify import Identifier, IdentifyOptions
+    from sdlib.sources.http import build_client
+
+    settings = _settings()
+    targets = _targets(settings, paths, ui)
+    results: list[Any] = []
+    with _stores(settings) as (index, hc), _Progress() as progress, build_client(settings) as http:
+        files = _scan_targets(settings, index, hc, targets, progress)
+        remote = Remote(http, settings.civitai.base_url, index, RateLimiter(rate))
+        by_layout: dict[str, list[Any]] = {}
+        for layout, f in files:
+            by_layout.setdefault(layout.name, []).append(f.row)
+        for name, rows in by_layout.items():
+            options = IdentifyOptions.for_layout(name, refresh=refresh, previews=not no_preview,
+                                                 nsfw=settings.civitai.nsfw, jobs=jobs)  # fmt: skip
+            identifier = Identifier(index, hc, remote, options,
+                                    on_event=lambda e: progress.update(e.stage, e.done, e.total,
+                                                                       e.path))  # fmt: skip
+            results += identifier.run(rows)
+        requests, hits = remote.requests, remote.cache_hits
+    summary = _identify_summary(results, requests, hits)
+    if as_json:
+        emit_json({"files": [r.to_dict() for r in results], "summary": summary})
+    else:
+        _print_identify(results, summary)
+    codes = [r.exit_code for r in results if r.exit_code]
+    if codes:
+        raise SystemExit(max(codes))
+
+
+def _identify_summary(results: list[Any], requests: int, hits: int) -> dict[str, Any]:
+    counts: dict[str, int] = {}
+    for r in results:
+        counts[r.state] = counts.get(r.state, 0) + 1
+    return {
+        "files": len(results), **{k: counts.get(k, 0) for k in
+                                  ("identified", "unidentified", "error", "skipped")},
+        "sidecars_written": sum(len(r.sidecars) for r in results),
+        "requests": requests, "cache_hits": hits,
+    }  # fmt: skip
+
+
+def _print_identify(results: list[Any], summary: dict[str, Any]) -> None:
+    from rich.markup import escape
+
+    out = console()
+    style = {"identified": "green", "unidentified": "yellow", "error": "red", "skipped": "dim"}
+    for r in results:
+        name = escape(os.path.basename(r.path))
+        state = f"[{style[r.state]}]{r.state}[/]"
+        if r.state == "identified":
+            via = f" by {r.matched_by}" if r.matched_by and r.matched_by != "SHA256" else ""
+            out.print(f"{state} {name}: {escape(str(r.model_name))} / "
+                      f"{escape(str(r.version_name))} (model {r.model_id}, "
+                      f"version {r.version_id}){via}")  # fmt: skip
+        elif r.state == "unidentified":
+            out.print(f"{state} {name}: Civitai does not know this file")
+        else:
+            out.print(f"{state} {name}: {escape(r.error or '; '.join(r.notes))}")
+        for side in r.sidecars:
+            out.print(f"  + {os.path.basename(side)}", highlight=False, markup=False)
+    out.print(
+        f"{summary['identified']} identified, {summary['unidentified']} unidentified, "
+        f"{summary['error']} errors, {summary['skipped']} skipped; "
+        f"{summary['requests']} requests, {summary['sidecars_written']} sidecars written"
+    )
+
+
+# --- updates -----------------------------------------------------------------------------------
+
+
+@click.command("updates")
+@_ROOT
+@_ui_option
+@click.option("--ttl", type=click.FloatRange(0, 24 * 365), default=24.0, show_default=True,
+              help="Hours a cached Civitai answer stays good.")  # fmt: skip
+@click.option("--refresh", is_flag=True, help="Ignore the cache and ask Civitai again.")
+@json_option
+@handle_errors
+def updates_cmd(root: Path | None, ui: str | None, ttl: float, refresh: bool,
+                as_json: bool) -> None:  # fmt: skip
+    """List newer Civitai versions of the models in a webUI's folders.
+
+    Only files `sdlib identify` recognised are checked. Models are asked for in batches and
+    cached for --ttl hours; if some requests fail, the other results are still shown (with
+    the last cached answer, marked stale, where there is one) and the exit code is 7.
+
+    \b
+    Examples:
+      sdlib updates ~/stable-diffusion-webui
+      sdlib updates ~/ComfyUI --ttl 1 --json
+    """
+    from sdlib.library._remote import RateLimiter, Remote
+    from sdlib.library.updates import check_updates
+    from sdlib.sources.http import build_client
+
+    settings = _settings()
+    root = _root(settings, root)
+    layout = _layout(settings, root, ui)
+    with _stores(settings) as (index, hc), _Progress() as progress, build_client(settings) as http:
+        result = _run_scan(settings, index, hc, root, layout, False, progress)
+        remote = Remote(http, settings.civitai.base_url, index, RateLimiter(4.0))
+        report = check_updates(
+            [f.row for f in result.models], remote, ttl=ttl * 3600, refresh=refresh,
+            on_progress=lambda done, total: progress.update("models", done, total),
+        )  # fmt: skip
+    if as_json:
+        emit_json(report.to_dict())
+    else:
+        _print_updates(report, result)
+    if report.errors:
+        raise SystemExit(7)
+
+
+def _print_updates(report: Any, scanned: Any) -> None:
+    from rich.markup import escape
+
+    out = console()
+    unidentified = sum(1 for f in scanned.models if f.row.civitai_model_id is None)
+    for r in report.files:
+        name = escape(os.path.basename(r.path))
+        stale = " [dim](cached answer)[/dim]" if r.stale else ""
+        if r.status == "update-available":
+            best = next((n for n in r.newer if n["same_base"]), r.newer[0])
+            more = f" (+{len(r.newer) - 1} more)" if len(r.newer) > 1 else ""
+            target = f"{escape(str(best['name']))} ({best['base_model']}, version "
+            out.print(f"[green]update[/green] {name}: {escape(str(r.model_name))} "
+                      f"{escape(str(r.version_name))} -> {target}{best['version_id']})"
+                      f"{more}{stale}")  # fmt: skip
+        elif r.status == "up-to-date":
+            out.print(f"[dim]up to date[/dim] {name}: {escape(str(r.model_name))} "
+                      f"{escape(str(r.version_name))}{stale}")  # fmt: skip
+        elif r.status == "error":
+            out.print(f"[red]error[/red] {name}: {escape(str(r.error))}")
+        else:
+            gone = "the model" if r.status == "model-gone" else "this version"
+            out.print(f"[yellow]{r.status}[/yellow] {name}: {gone} is no longer on Civitai{stale}")
+    s = report.summary()
+    out.print(
+        f"{s.get('update-available', 0)} with updates, {s.get('up-to-date', 0)} up to date, "
+        f"{len(report.errors)} failed requests; {s['requests']} requests, "
+        f"{s['cache_hits']} from cache"
+        + (f"; {unidentified} files not identified (run sdlib identify)" if unidentified else "")
+    )
+
+
+# --- organize ----------------------------------------------------------------------------------
+
+
+def _sha_of(hc: Any) -> Any:
+    from sdlib.errors import SdlibError
+
+    def sha256_of(path: str) -> str | None:
+        try:
+            return str(hc.get(path)[0].sha256)
+        except (OSError, SdlibError):
+            return None
+
+    return sha256_of
+
+
+@click.command("organize")
+@_ROOT
+@_ui_option
+@click.option("--by-base", is_flag=True,
+              help="Sort each kind's folder by base: SD1.5/, SDXL/, FLUX1/...")  # fmt: skip
+@click.option("--dedupe", type=click.Choice(["keep", "hardlink", "delete"]), default="keep",
+              show_default=True,
+              help="Identical copies: leave them, make them hard links to one file, or delete "
+              "all but one.")  # fmt: skip
+@click.option("--apply", "do_apply", is_flag=True, help="Carry out the plan (journaled).")
+@click.option("--undo", is_flag=True, help="Put back what the last --apply changed.")
+@json_option
+@handle_errors
+def organize_cmd(root: Path | None, ui: str | None, by_base: bool, dedupe: str, do_apply: bool,
+                 undo: bool, as_json: bool) -> None:  # fmt: skip
+    """Plan (and with --apply, make) the moves that fix what `sdlib scan` found.
+
+    Misplaced models go to the folder their content belongs in, sidecars travel with their
+    model, clashing names get the Civitai version id (or a short hash), unsafe names and
+    preview extensions are fixed, orphaned sidecars rejoin their model, and duplicates are
+    resolved as --dedupe says. Without --apply nothing changes. --apply writes a journal
+    first: if it is interrupted, run it again to finish, or --undo to go back. Cross-drive
+    moves copy, verify and only then delete. Note: moving a model changes the name
+    ComfyUI workflows use for it.
+
+    \b
+    Examples:
+      sdlib organize ~/stable-diffusion-webui
+      sdlib organize ~/ComfyUI --by-base --dedupe hardlink --apply
+      sdlib organize ~/ComfyUI --undo
+    """
+    from sdlib.errors import UsageError
+    from sdlib.library._journal import locked
+    from sdlib.library.organize import OrganizeOptions, journal_dir
+
+    if do_apply and undo:
+        raise UsageError("use --apply or --undo, not both")
+    options = OrganizeOptions(by_base=by_base, dedupe=dedupe)
+    settings = _settings()
+    root = _root(settings, root)
+    layout = _layout(settings, root, ui)
+    jdir = journal_dir(settings.data_dir)
+    with _stores(settings) as (index, hc), locked(jdir), _Progress() as progress:
+        ctx = _OrganizeRun(settings, index, hc, root, layout, options, jdir, progress)
+        out = ctx.undo() if undo else ctx.apply() if do_apply else ctx.preview()
+    if as_json:
+        emit_json(out)
+    else:
+        _print_organize(out)
+    if out.get("failed"):
+        raise SystemExit(1)
+
+
+class _OrganizeRun:
+    def __init__(self, settings: Any, index: Any, hc: Any, root: Path, layout: Any,
+                 options: Any, jdir: Path, progress: _Progress) -> None:  # fmt: skip
+        self.settings, self.index, self.hc = settings, index, hc
+        self.root, self.layout, self.options = root, layout, options
+        self.jdir, self.progress = jdir, progress
+        self.root_s = os.path.abspath(os.path.expanduser(str(root)))
+
+    def _scan(self) -> Any:
+        return _run_scan(self.settings, self.index, self.hc, self.root, self.layout, False,
+                         self.progress)  # fmt: skip
+
+    def _plan(self) -> Any:
+        from sdlib.library.organize import make_plan
+
+        return make_plan(self._scan(), self.options, _sha_of(self.hc))
+
+    def preview(self) -> dict[str, Any]:
+        from sdlib.library.organize import find_journal
+
+        out = {"action": "plan", **self._plan().to_dict()}
+        pending = find_journal(self.jdir, self.root_s, ("applying", "undoing"))
+        out["interrupted"] = str(pending.path) if pending else None
+        return out
+
+    def apply(self) -> dict[str, Any]:
+        from sdlib.errors import UsageError
+        from sdlib.library._journal import Journal, apply_journal
+        from sdlib.library.organize import find_journal, op_dict
+
+        if find_journal(self.jdir, self.root_s, ("undoing",)):
+            raise UsageError("an organize --undo was interrupted here; run organize --undo again")
+        journal = find_journal(self.jdir, self.root_s, ("applying",))
+        resumed = journal is not None
+        if journal is None:
+            plan = self._plan()
+            if not plan.ops:
+                return {"action": "apply", **plan.to_dict(), "journal": None, "resumed": False,
+                        "done": 0, "skipped": [], "failed": [], "after": None}  # fmt: skip
+            journal = Journal.create(self.jdir, plan.header())
+        report = apply_journal(journal, _sha_of(self.hc))
+        return self._report("apply", journal, report, resumed, op_dict)
+
+    def undo(self) -> dict[str, Any]:
+        from sdlib.errors import UsageError
+        from sdlib.library._journal import undo_journal
+        from sdlib.library.organize import find_journal, op_dict
+
+        journal = find_journal(self.jdir, self.root_s, ("undoing", "applying", "complete"))
+        if journal is None:
+            raise UsageError(f"no organize run to undo for {self.root_s}")
+        report = undo_journal(journal, _sha_of(self.hc))
+        return self._report("undo", journal, report, False, op_dict)
+
+    def _report(self, action: str, journal: Any, report: Any, resumed: bool,
+                op_dict: Any) -> dict[str, Any]:  # fmt: skip
+        after = self._scan().summary()
+        ops = journal.ops
+        return {
+            "action": action, "root": self.root_s, "journal": str(journal.path),
+            "resumed": resumed, "actions": [op_dict(op, self.root_s) for op in ops],
+            "done": len(report.done),
+            "skipped": [{**op_dict(ops[i], self.root_s), "why": why} for i, why in report.skipped],
+            "failed": [{**op_dict(ops[i], self.root_s), "why": why} for i, why in report.failed],
+            "after": after,
+        }  # fmt: skip
+
+
+def _print_organize(out: dict[str, Any]) -> None:
+    from rich.markup import escape as esc
+
+    out_c = console()
+    verbs = {"move": "move", "link": "link", "delete": "delete", "mkdir": "mkdir"}
+    action = out["action"]
+    actions = out.get("actions", [])
+    if action == "plan" or (action == "apply" and out.get("journal") is None):
+        if not actions:
+            out_c.print("[green]nothing to do[/green]: the folders are in order")
+        for a in actions:
+            verb = verbs[a["action"]]
+            if a["action"] == "move":
+                line = f"{verb:6} {esc(a['path_rel'])} -> {esc(a['dst_rel'])}"
+            elif a["action"] in ("link", "delete"):
+                line = f"{verb:6} {esc(a['path_rel'])} (same bytes as {esc(a['keep_rel'])})"
+            else:
+                line = f"{verb:6} {esc(a['path_rel'])}/"
+            why = f"  [dim]{esc(a.get('why', ''))}[/dim]" if a["action"] != "mkdir" else ""
+            out_c.print(line + why, highlight=False)
+        for note in out.get("notes", []):
+            out_c.print(f"[yellow]not changed[/yellow] {esc(note)}", highlight=False)
+        if action == "plan" and actions:
+            out_c.print(f"{len(actions)} steps. Run with --apply to make them; --undo reverts.")
+        if out.get("interrupted"):
+            out_c.print("[yellow]an earlier organize was interrupted[/yellow]: "
+                        "--apply finishes it, --undo reverts it")  # fmt: skip
+        return
+    word = "undid" if action == "undo" else ("finished" if out.get("resumed") else "applied")
+    out_c.print(f"{word} {out['done']} of {len(actions)} steps (journal {esc(out['journal'])})")
+    for s in out["skipped"]:
+        out_c.print(f"[yellow]skipped[/yellow] {esc(s['path_rel'])}: {esc(s['why'])}")
+    for s in out["failed"]:
+        out_c.print(f"[red]failed[/red] {esc(s['path_rel'])}: {esc(s['why'])}")
+    after = out.get("after") or {}
+    if after:
+        counts = ", ".join(f"{n} {k}" for k, n in after.get("by_status", {}).items())
+        out_c.print(f"now: {after.get('files', 0)} files: {counts}")

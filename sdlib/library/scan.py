@@ -1,0 +1,441 @@
+"""``scan``: walk a webUI's model folders, understand every file, remember it in the index.
+
+Incremental by design. The walk reads directory entries and stats only. A file whose
+(device, inode, size, mtime_ns) equals what the index recorded is not opened again: its
+classification, pickle verdict, preview type and SHA256 come from the index. A new or
+changed model file is classified from its header (``inspect_file``: a bounded read); a new
+preview has its first 16 bytes read. SHA256 is computed lazily, only where it decides
+something: files that share a size with another file (possible duplicates), new files
+whose size matches a file that vanished (a move across devices), or everything with
+``hash_all``. Hashes go through the shared ``HashCache`` so downloads and scans never hash
+the same bytes twice.
+
+A path that vanished and a new path with the same inode (or, failing that, the same
+SHA256) are one file that moved: its row, history and Civitai ids follow it.
+
+Problems per file are worked out in :mod:`sdlib.library._status`.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from sdlib.errors import FormatError, SdlibError, UsageError
+from sdlib.library._status import FileReport, build_reports
+from sdlib.library._walk import Entry, walk, walk_files
+from sdlib.library.index import CONTENT_COLUMNS, FileRow, Index
+from sdlib.library.layouts import PLAIN, Layout, resolve_layout
+from sdlib.library.sidecars import is_preview_name, preview_kind
+
+if TYPE_CHECKING:
+    from sdlib.hashcache import HashCache
+
+__all__ = ["FileReport", "ScanProgress", "ScanResult", "load_layout", "scan"]
+
+#: From this many new or changed model files, headers are parsed in worker processes.
+PARALLEL_FROM = 200
+
+
+@dataclass(frozen=True)
+class ScanProgress:
+    """A progress event: ``stage`` is walk, inspect or hash; ``total`` may be None."""
+
+    stage: str
+    done: int
+    total: int | None
+    path: str | None = None
+    bytes: int = 0
+
+
+@dataclass
+class ScanResult:
+    root: Path
+    layout: Layout
+    index_path: Path
+    files: list[FileReport]
+    seconds: float = 0.0
+    #: Files whose content was read this time (headers), and files hashed (whole).
+    inspected: int = 0
+    hashed: int = 0
+    hashed_bytes: int = 0
+    added: int = 0
+    changed: int = 0
+    moved: int = 0
+    removed: int = 0
+    folders: list[str] = field(default_factory=list)
+
+    @property
+    def models(self) -> list[FileReport]:
+        return [f for f in self.files if f.role == "model"]
+
+    def summary(self) -> dict[str, Any]:
+        by_status: dict[str, int] = {}
+        for f in self.files:
+            for s in f.status:
+                by_status[s] = by_status.get(s, 0) + 1
+        return {
+            "files": len(self.files),
+            "models": len(self.models),
+            "sidecars": sum(1 for f in self.files if f.role == "sidecar"),
+            "problems": sum(1 for f in self.files if f.status != ["ok"]),
+            "by_status": dict(sorted(by_status.items())),
+            "bytes": sum(f.size or 0 for f in self.models),
+            "inspected": self.inspected,
+            "hashed": self.hashed,
+            "hashed_bytes": self.hashed_bytes,
+            "added": self.added,
+            "changed": self.changed,
+            "moved": self.moved,
+            "removed": self.removed,
+            "seconds": round(self.seconds, 3),
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "root": str(self.root),
+            "ui": self.layout.name,
+            "index": str(self.index_path),
+            "files": [f.to_dict() for f in self.files],
+            "summary": self.summary(),
+        }
+
+
+def load_layout(root: Path, ui: str, folders: dict[str, str] | None = None) -> Layout:
+    """The layout for ``root`` (``--ui auto|NAME``), with config overrides and, for
+    ComfyUI, the folders its ``extra_model_paths.yaml`` adds."""
+    layout = PLAIN if ui == "folder" else resolve_layout(ui, root)
+    if folders and not layout.any_kind:
+        layout = layout.with_overrides(folders)
+    if layout.name == "comfyui":
+        from sdlib.library.comfy_paths import extend_layout, read_extra_paths
+
+        layout = extend_layout(layout, read_extra_paths(root))
+    return layout
+
+
+def scan(
+    root: str | os.PathLike[str],
+    layout: Layout,
+    index: Index,
+    hashes: HashCache,
+    *,
+    hash_all: bool = False,
+    only: Iterable[str | os.PathLike[str]] | None = None,
+    on_progress: Callable[[ScanProgress], None] | None = None,
+    workers: int | None = 1,
+) -> ScanResult:
+    """Scan ``root`` (every model folder of ``layout``; or just the files in ``only``).
+
+    ``workers``: processes that parse headers when many files are new (None: one per CPU).
+    More than one spawns processes, so a script calling this needs the usual
+    ``if __name__ == "__main__":`` guard; the CLI passes None.
+    """
+    started = time.perf_counter()
+    root_s = os.path.abspath(os.fspath(Path(root).expanduser()))
+    if not os.path.isdir(root_s):
+        raise UsageError(f"{root_s} is not a folder")
+    emit = on_progress or (lambda _e: None)
+    if only is not None:
+        wanted = [os.path.abspath(os.fspath(p)) for p in only]
+        entries = walk_files(wanted, root_s)
+        rows = [r for p in {e.path for e in entries} | set(wanted) if (r := index.file_at(p))]
+        folders = [root_s]
+    else:
+        entries, folders = walk(root_s, layout)
+        rows = index.files_under(folders)
+    emit(ScanProgress("walk", len(entries), len(entries)))
+    result = ScanResult(Path(root_s), layout, index.path, [], folders=folders)
+    job = _Job(index, hashes, hash_all, emit, result)
+    job.workers = workers if workers is not None else min(os.cpu_count() or 1, 8)
+    final = job.run(entries, rows)
+    result.files = build_reports(root_s, layout, entries, final)
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+class _Job:
+    """One scan: reconcile the walk with the index, read what changed, write it back."""
+
+    def __init__(
+        self,
+        index: Index,
+        hashes: HashCache,
+        hash_all: bool,
+        emit: Callable[[ScanProgress], None],
+        result: ScanResult,
+    ) -> None:
+        self.index = index
+        self.hashes = hashes
+        self.hash_all = hash_all
+        self.emit = emit
+        self.result = result
+        self.now = time.time()
+        self.workers = 1
+
+    def run(self, entries: list[Entry], rows: list[FileRow]) -> dict[str, FileRow]:
+        by_path = {r.path: r for r in rows}
+        seen = {e.path for e in entries}
+        vanished = [r for p, r in by_path.items() if p not in seen]
+        vanished_by_key = {r.stat_key: r for r in vanished if r.dev is not None}
+        final: dict[str, FileRow] = {}
+        todo: list[tuple[Entry, FileRow | None]] = []
+        moves: dict[str, FileRow] = {}
+        for e in entries:
+            row = by_path.get(e.path)
+            same = row is not None and (
+                row.stat_key == e.stat_key or (e.st is None and row.dev is None)
+            )
+            if row is not None and same and row.role == e.role:
+                final[e.path] = row  # unchanged: not opened
+                continue
+            if row is None and e.stat_key is not None:
+                old = vanished_by_key.pop(e.stat_key, None) or self.index.gone_matching(*e.stat_key)
+                if old is None:
+                    # Copied across drives with its mtime (mv, shutil.move): a new inode,
+                    # but the same size and the same nanosecond mtime.
+                    old = self._twin(e, vanished, moves)
+                if old is not None and old.role == e.role:
+                    assert e.st is not None
+                    moves[e.path] = old
+                    final[e.path] = replace(
+                        old, path=e.path, present=1, dev=e.st.st_dev, ino=e.st.st_ino
+                    )
+                    continue
+            todo.append((e, row))
+        fresh = self._read(todo)
+        final.update(fresh)
+        gone_ids = {r.id for r in final.values()}
+        vanished = [r for r in vanished if r.id not in gone_ids]
+        self._hash(entries, final, vanished, moves)
+        self._write(entries, by_path, final, moves, vanished)
+        return final
+
+    def _twin(self, e: Entry, vanished: list[FileRow], moves: dict[str, FileRow]) -> FileRow | None:
+        assert e.st is not None
+        taken = {m.id for m in moves.values()}
+        size, mtime = e.st.st_size, e.st.st_mtime_ns
+        pool = [r for r in vanished if (r.size, r.mtime_ns) == (size, mtime) and r.id not in taken]
+        if not pool:
+            pool = [r for r in self.index.gone_twins(size, mtime) if r.id not in taken]
+        return pool[0] if len(pool) == 1 and pool[0].role == e.role else None
+
+    # -- reading content ----------------------------------------------------------------------
+
+    def _read(self, todo: list[tuple[Entry, FileRow | None]]) -> dict[str, FileRow]:
+        out: dict[str, FileRow] = {}
+        plans: list[tuple[Entry, FileRow, dict[str, Any], bool]] = []
+        for e, row in todo:
+            base = row or FileRow(path=e.path, role=e.role, first_seen=self.now)
+            if row is not None and row.role != e.role:
+                base = FileRow(path=e.path, role=e.role, first_seen=row.first_seen, id=row.id)
+            st = e.st
+            stat_cols: dict[str, Any] = {"role": e.role, "present": 1, "last_seen": self.now}
+            if st is not None:
+                stat_cols.update(
+                    dev=st.st_dev, ino=st.st_ino, size=st.st_size, mtime_ns=st.st_mtime_ns
+                )
+            # Only the inode changed (copied back with its mtime): the content did not.
+            same_bytes = (
+                row is not None
+                and st is not None
+                and row.role == e.role
+                and (row.size, row.mtime_ns) == (st.st_size, st.st_mtime_ns)
+            )
+            plans.append((e, base, stat_cols, same_bytes))
+        wanted = [e.path for e, _, _, same in plans if e.role == "model" and e.st and not same]
+        contents = self._inspect_all(wanted)
+        cleared = {c: None for c in CONTENT_COLUMNS}
+        for e, base, stat_cols, same_bytes in plans:
+            if same_bytes:
+                out[e.path] = replace(base, **stat_cols)
+                continue
+            content: dict[str, Any] = contents.get(e.path, {})
+            if e.role == "sidecar" and e.st is not None and is_preview_name(e.name):
+                content = {"true_ext": _preview_kind(e.path)}
+            out[e.path] = replace(base, **{**cleared, **stat_cols, **content})
+        return out
+
+    def _inspect_all(self, paths: list[str]) -> dict[str, dict[str, Any]]:
+        """Classify model files from their headers; in worker processes when there are many
+        (parsing big headers is CPU work, and a first scan may meet thousands)."""
+        out: dict[str, dict[str, Any]] = {}
+        if len(paths) >= PARALLEL_FROM and self.workers > 1:
+            try:
+                out = self._inspect_parallel(paths, self.workers)
+            except (OSError, RuntimeError):  # no processes here (sandbox, frozen app...)
+                out = {}
+        for path in paths:
+            if path not in out:
+                out[path] = _inspect(path)
+                self.emit(ScanProgress("inspect", len(out), len(paths), path))
+        self.result.inspected += len(paths)
+        return out
+
+    def _inspect_parallel(self, paths: list[str], workers: int) -> dict[str, dict[str, Any]]:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        out: dict[str, dict[str, Any]] = {}
+        # spawn, not fork: portable, and safe beside the threads sqlite and httpx may run.
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(workers, mp_context=context) as pool:
+            for path, content in zip(paths, pool.map(_inspect, paths, chunksize=16), strict=True):
+                out[path] = content
+                self.emit(ScanProgress("inspect", len(out), len(paths), path))
+        return out
+
+    # -- hashing ------------------------------------------------------------------------------
+
+    def _hash(
+        self,
+        entries: list[Entry],
+        final: dict[str, FileRow],
+        vanished: list[FileRow],
+        moves: dict[str, FileRow],
+    ) -> None:
+        """SHA256 where it decides something; then match vanished files by content."""
+        models = [e for e in entries if e.role == "model" and e.st is not None]
+        inodes_by_size: dict[int, set[tuple[int, int]]] = {}
+        for e in models:
+            assert e.st is not None
+            inodes_by_size.setdefault(e.st.st_size, set()).add((e.st.st_dev, e.st.st_ino))
+        gone_sizes = {r.size for r in vanished if r.sha256 and r.role == "model"}
+        gone_sizes |= self.index.gone_sizes()
+        new_paths = {p for p, r in final.items() if r.id is None}
+        wanted = [
+            e
+            for e in models
+            if final[e.path].sha256 is None
+            and final[e.path].problem != "permission denied"
+            and (
+                self.hash_all
+                or len(inodes_by_size[e.st.st_size if e.st else 0]) > 1
+                or (e.path in new_paths and e.st is not None and e.st.st_size in gone_sizes)
+            )
+        ]
+        total = len(wanted)
+        for i, e in enumerate(wanted, 1):
+            self.emit(ScanProgress("hash", i, total, e.path, e.st.st_size if e.st else 0))
+            sha = self._sha256(e.path)
+            if sha is not None:
+                final[e.path] = replace(final[e.path], sha256=sha)
+        # New files that are vanished ones moved across devices (same bytes, new inode).
+        by_sha: dict[tuple[str, int], list[FileRow]] = {}
+        for r in vanished:
+            if r.sha256 and r.size is not None:
+                by_sha.setdefault((r.sha256, r.size), []).append(r)
+        for path in new_paths:
+            row = final[path]
+            if row.role != "model" or not row.sha256 or row.size is None:
+                continue
+            pool = by_sha.get((row.sha256, row.size)) or self.index.gone_with_sha(
+                row.sha256, row.size
+            )
+            taken = {m.id for m in moves.values()}
+            old = next((r for r in pool if r.id not in taken), None)
+            if old is None:
+                continue
+            moves[path] = old
+            keep = {c: getattr(old, c) for c in CONTENT_COLUMNS if getattr(old, c) is not None}
+            final[path] = replace(row, **keep, id=old.id, first_seen=old.first_seen)
+        vanished[:] = [r for r in vanished if r.id not in {m.id for m in moves.values()}]
+
+    def _sha256(self, path: str) -> str | None:
+        cached = self.hashes.lookup(path)
+        if cached is not None:
+            return cached.sha256
+        try:
+            hashes, _ = self.hashes.get(path)
+        except (OSError, SdlibError):
+            return None
+        self.result.hashed += 1
+        self.result.hashed_bytes += hashes.size
+        return hashes.sha256
+
+    # -- writing the index --------------------------------------------------------------------
+
+    def _write(
+        self,
+        entries: list[Entry],
+        before: dict[str, FileRow],
+        final: dict[str, FileRow],
+        moves: dict[str, FileRow],
+        vanished: list[FileRow],
+    ) -> None:
+        changed = [p for p, r in final.items() if before.get(p) != r]
+        if not changed and not vanished:
+            return
+        res = self.result
+        with self.index.transaction():
+            for r in vanished:
+                assert r.id is not None
+                self.index.update(r.id, present=0, last_seen=self.now)
+                self.index.event(r.id, "removed", path=r.path)
+                res.removed += 1
+            for path in changed:
+                row = replace(final[path], last_seen=self.now)
+                if path in moves:
+                    old = moves[path]
+                    assert old.id is not None
+                    values = {k: v for k, v in _values(row).items() if k != "first_seen"}
+                    self.index.update(old.id, **values)
+                    self.index.event(old.id, "moved", **{"from": old.path, "to": path})
+                    res.moved += 1
+                    final[path] = replace(row, id=old.id)
+                elif row.id is None:
+                    new_id = self.index.insert(replace(row, first_seen=self.now))
+                    self.index.event(new_id, "added", path=path)
+                    res.added += 1
+                    final[path] = replace(row, id=new_id)
+                else:
+                    self.index.update(row.id, **_values(row))
+                    old_row = before.get(path)
+                    if old_row is not None and old_row.stat_key != row.stat_key:
+                        self.index.event(row.id, "changed", path=path)
+                        res.changed += 1
+
+
+def _values(row: FileRow) -> dict[str, Any]:
+    from dataclasses import asdict
+
+    data = asdict(row)
+    data.pop("id")
+    return data
+
+
+def _inspect(path: str) -> dict[str, Any]:
+    """Content columns for a model file, from a bounded read of it."""
+    from sdlib.inspect import inspect_file
+
+    out: dict[str, Any] = {"container": "unknown", "kind": "unknown", "base": "unknown"}
+    try:
+        report = inspect_file(path)
+    except FormatError as exc:
+        return {**out, "problem": exc.message}
+    except OSError as exc:
+        return {**out, "problem": exc.strerror or str(exc)}
+    out["container"] = str(report.container)
+    cls = report.classification
+    if cls is not None:
+        out.update(
+            kind=str(cls.kind),
+            base=str(cls.base),
+            variant=cls.variant,
+            precision=str(cls.precision) if cls.precision else None,
+        )
+    if report.safety is not None:
+        out["safety"] = str(report.safety.verdict)
+    return out
+
+
+def _preview_kind(path: str) -> str:
+    try:
+        with open(path, "rb") as fh:
+            return preview_kind(fh.read(16))
+    except OSError:
+        return "unknown"

@@ -1,0 +1,306 @@
+"""``identify`` and ``updates`` against the local Civitai-compatible server."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import shutil
+import struct
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sdlib.config import Settings
+from sdlib.hashcache import HashCache
+from sdlib.library._remote import RateLimiter, Remote
+from sdlib.library.identify import Identifier, IdentifyOptions, IdentifyResult
+from sdlib.library.index import Index
+from sdlib.library.scan import ScanResult, load_layout, scan
+from sdlib.library.updates import check_updates
+from sdlib.sources.http import build_client
+from sdlib.testing.server import DemoServer
+
+
+def _trees() -> Any:
+    if "_sdlib_trees" not in sys.modules:
+        spec = importlib.util.spec_from_file_location(
+            "_sdlib_trees", Path(__file__).with_name("trees.py")
+        )
+        assert spec and spec.loader
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["_sdlib_trees"] = module
+        spec.loader.exec_module(module)
+    return sys.modules["_sdlib_trees"]
+
+
+trees = _trees()
+
+
+@dataclass
+class Env:
+    server: DemoServer
+    index: Index
+    hc: HashCache
+    remote: Remote
+    root: Path
+
+    def copy(self, name: str, rel: str) -> Path:
+        served = next(f for f in self.server.files.values() if f.spec.name == name)
+        assert served.path is not None
+        dest = self.root / rel
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(served.path, dest)
+        return dest
+
+    def scan(self, ui: str = "auto") -> ScanResult:
+        return scan(self.root, load_layout(self.root, ui), self.index, self.hc)
+
+    def identify(self, ui: str = "a1111", **options: Any) -> list[IdentifyResult]:
+        rows = [f.row for f in self.scan().models]
+        opts = IdentifyOptions.for_layout(ui, **options)
+        return Identifier(self.index, self.hc, self.remote, opts).run(rows)
+
+    def by_hash_requests(self) -> list[str]:
+        return [r.path for r in self.server.requests if "/by-hash/" in r.path]
+
+
+@pytest.fixture
+def env(civitai: DemoServer, civitai_settings: Settings, tmp_path: Path) -> Iterator[Env]:
+    root = trees.a1111(tmp_path / "webui")
+    with (
+        Index(tmp_path / "data" / "library.sqlite") as index,
+        HashCache(tmp_path / "cache" / "hashes.sqlite") as hc,
+        build_client(civitai_settings) as http,
+    ):
+        yield Env(civitai, index, hc, Remote(http, civitai.url, index, RateLimiter(0)), root)
+
+
+def by_name(results: list[IdentifyResult], name: str) -> IdentifyResult:
+    return next(r for r in results if Path(r.path).name == name)
+
+
+def test_identify_writes_sidecars_and_records_ids(env: Env) -> None:
+    lora = env.copy("add_detail.safetensors", "models/Lora/add_detail.safetensors")
+    trees.touch(lora.with_suffix(".json"), json.dumps({"description": "mine", "notes": ""}))
+    ckpt = env.copy(
+        "dreamshaper_7.safetensors", "models/Stable-diffusion/dreamshaper_7.safetensors"
+    )
+    emb = env.copy("easynegative.safetensors", "embeddings/easynegative.safetensors")
+    unknown = trees.st(env.root / "models" / "Lora" / "homemade.safetensors", "lokr_sdxl")
+    results = env.identify()
+    assert {Path(r.path).name: r.state for r in results} == {
+        "add_detail.safetensors": "identified", "dreamshaper_7.safetensors": "identified",
+        "easynegative.safetensors": "identified", "homemade.safetensors": "unidentified",
+    }  # fmt: skip
+    r = by_name(results, "dreamshaper_7.safetensors")
+    assert (r.model_id, r.version_id, r.file_id) == (4384, 109123, 1091231)
+    assert r.matched_by == "SHA256" and r.base_model == "SD 1.5"
+    # .civitai.info is exactly the JSON Civitai sent for the hash.
+    sha = env.server.files[1091231].hashes["SHA256"]
+    sent = env.remote.get_json(f"/api/v1/model-versions/by-hash/{sha}")
+    assert json.loads(ckpt.with_suffix(".civitai.info").read_text()) == sent
+    preview = ckpt.with_name("dreamshaper_7.preview.png")
+    assert preview.read_bytes().startswith(b"\x89PNG")
+    # The user's own <stem>.json keys win; it was backed up before the change.
+    meta = json.loads(lora.with_suffix(".json").read_text())
+    assert meta["description"] == "mine" and meta["sd version"] == "SD1"
+    assert "modelVersionId=62833" in meta["notes"]
+    assert json.loads(lora.with_name("add_detail.json.bak").read_text())["description"] == "mine"
+    assert emb.with_suffix(".civitai.info").is_file()
+    described = json.loads(ckpt.with_suffix(".json").read_text())["description"]
+    assert described == "A general purpose SD model that aims at doing everything well."
+    # Unknown files get nothing written next to them and are not errors.
+    assert sorted(p.name for p in unknown.parent.glob("homemade*")) == ["homemade.safetensors"]
+    row = env.index.file_at(str(ckpt))
+    assert row is not None and row.civitai_version_id == 109123
+    assert row.identify_state == "identified"
+    assert [e["event"] for e in env.index.history(row.id or 0)] == ["added", "identified"]
+
+
+def test_second_run_asks_nothing_and_restores_missing_sidecars(env: Env) -> None:
+    ckpt = env.copy("dreamshaper_8.safetensors", "models/Stable-diffusion/ds8.safetensors")
+    trees.st(env.root / "models" / "Lora" / "homemade.safetensors", "lokr_sdxl")
+    env.identify()
+    asked = len(env.by_hash_requests())
+    ckpt.with_suffix(".civitai.info").unlink()
+    again = env.identify()
+    assert len(env.by_hash_requests()) == asked  # everything came from the index
+    assert all(r.cached for r in again)
+    assert ckpt.with_suffix(".civitai.info").is_file()  # rewritten from the cached answer
+
+
+def test_autov3_finds_a_file_whose_header_was_edited(env: Env) -> None:
+    lora = env.copy("add_detail.safetensors", "models/Lora/renamed.safetensors")
+    data = lora.read_bytes()
+    (n,) = struct.unpack("<Q", data[:8])
+    header = json.loads(data[8 : 8 + n])
+    header["__metadata__"] = {**header.get("__metadata__", {}), "ss_output_name": "renamed"}
+    raw = json.dumps(header, separators=(",", ":")).encode()
+    raw += b" " * (-len(raw) % 8)
+    lora.write_bytes(struct.pack("<Q", len(raw)) + raw + data[8 + n :])
+    (r,) = env.identify()
+    assert r.state == "identified" and r.matched_by == "AutoV3" and r.version_id == 62833
+
+
+def test_errors_touch_no_sidecar_and_a_rerun_resumes(env: Env) -> None:
+    good = env.copy("easynegative.safetensors", "embeddings/easynegative.safetensors")
+    bad = env.copy("deliberate_v2.safetensors", "models/Stable-diffusion/deliberate.safetensors")
+    trees.touch(bad.with_suffix(".civitai.info"), json.dumps({"id": 15236, "mine": True}))
+    sha = env.server.files[152361].hashes["SHA256"]
+    env.server.add_fault("500", match=f"/api/v1/model-versions/by-hash/{sha}")
+    results = env.identify(refresh=True)
+    assert by_name(results, "easynegative.safetensors").state == "identified"
+    failed = by_name(results, "deliberate.safetensors")
+    assert failed.state == "error" and failed.exit_code == 7 and failed.sidecars == ()
+    assert json.loads(bad.with_suffix(".civitai.info").read_text()) == {"id": 15236, "mine": True}
+    env.server.clear_faults()
+    before = len(env.by_hash_requests())
+    again = env.identify()
+    assert by_name(again, "deliberate.safetensors").state == "identified"
+    assert len(env.by_hash_requests()) == before + 1  # only the file that failed
+    # A good existing .civitai.info is kept unless --refresh.
+    assert json.loads(bad.with_suffix(".civitai.info").read_text())["mine"] is True
+    assert good.with_suffix(".civitai.info").is_file()
+
+
+def test_a_404_never_replaces_good_metadata(env: Env) -> None:
+    model = trees.st(env.root / "models" / "Lora" / "deleted_from_civitai.safetensors", "lokr_sdxl")
+    info = {"id": 424242, "name": "the version that was deleted"}
+    trees.touch(model.with_suffix(".civitai.info"), json.dumps(info))
+    (r,) = env.identify(refresh=True)
+    assert r.state == "unidentified" and r.sidecars == ()
+    assert json.loads(model.with_suffix(".civitai.info").read_text()) == info
+    assert not model.with_name("deleted_from_civitai.civitai.info.bak").exists()
+
+
+def test_rate_limit_stops_asking_and_keeps_what_was_done(env: Env) -> None:
+    for name in ("dreamshaper_8.safetensors", "deliberate_v2.safetensors",
+                 "anythingV5_PrtRE.safetensors"):  # fmt: skip
+        env.copy(name, f"models/Stable-diffusion/{name}")
+    env.server.add_fault("429", match="/api/v1/model-versions/by-hash", retry_after=0)
+    results = env.identify(jobs=1)
+    assert {r.state for r in results} <= {"error", "skipped"}
+    assert max(r.exit_code for r in results) == 7
+    assert any("stopped after" in (r.error or "") for r in results)
+    assert all(r.sidecars == () for r in results)
+    env.server.clear_faults()
+    assert {r.state for r in env.identify()} == {"identified"}
+
+
+def test_sdnext_gets_no_a1111_user_metadata(env: Env) -> None:
+    lora = env.copy("add_detail.safetensors", "models/Lora/add_detail.safetensors")
+    (r,) = env.identify(ui="sdnext", previews=False)
+    assert r.state == "identified"
+    assert sorted(p.name for p in lora.parent.iterdir()) == [
+        "add_detail.civitai.info", "add_detail.safetensors"
+    ]  # fmt: skip
+
+
+# --- updates -----------------------------------------------------------------------------------
+
+
+def test_updates_in_batches_with_cache_and_partial_failures(env: Env) -> None:
+    sd = "models/Stable-diffusion"
+    env.copy("dreamshaper_7.safetensors", f"{sd}/ds7.safetensors")
+    env.copy("dreamshaper_8.safetensors", f"{sd}/ds8.safetensors")
+    env.copy("protogenX34_v34.safetensors", f"{sd}/protogen.safetensors")  # archived
+    env.copy("majicmixRealistic_v7.safetensors", f"{sd}/majic.safetensors")  # NSFW
+    env.copy("retroAnime_v10.safetensors", "models/LyCORIS/retro.safetensors")
+    env.copy("add_detail.safetensors", "models/Lora/add_detail.safetensors")
+    env.identify(previews=False)
+    rows = [f.row for f in env.scan().models]
+    # identify already fetched each model once (for its description): a warm cache.
+    warm = check_updates(rows, env.remote)
+    assert warm.requests == 0 and warm.cache_hits == 5 and len(warm.files) == 6
+    env.server.clear_requests()
+    fresh = check_updates(rows, env.remote, refresh=True, batch=4)
+    status = {Path(r.path).name: r.status for r in fresh.files}
+    assert status == {
+        "ds7.safetensors": "update-available", "ds8.safetensors": "up-to-date",
+        "protogen.safetensors": "up-to-date", "majic.safetensors": "up-to-date",
+        "retro.safetensors": "update-available", "add_detail.safetensors": "up-to-date",
+    }  # fmt: skip
+    ds7 = next(r for r in fresh.files if r.path.endswith("ds7.safetensors"))
+    assert [n["version_id"] for n in ds7.newer] == [128713] and ds7.newer[0]["same_base"]
+    paths = [r.path for r in env.server.requests]
+    batches = [p for p in paths if p.startswith("/api/v1/models?")]
+    assert len(batches) == 2 and all("ids=" in p for p in batches)
+    assert paths.count("/api/v1/models/3666") == 1  # not in the list: asked alone
+    assert fresh.errors == [] and fresh.requests == 3
+    # A failing request costs only its own model; its last answer is used, marked stale.
+    env.server.add_fault("500", match="/api/v1/models/3666")
+    partial = check_updates(rows, env.remote, refresh=True)
+    proto = next(r for r in partial.files if r.path.endswith("protogen.safetensors"))
+    assert proto.stale and proto.status == "up-to-date"
+    assert partial.errors and "3666" in partial.errors[0]
+    assert sum(r.status == "update-available" for r in partial.files) == 2
+
+
+def test_updates_without_any_cached_answer_report_the_error(env: Env, tmp_path: Path) -> None:
+    env.copy("dreamshaper_7.safetensors", "models/Stable-diffusion/ds7.safetensors")
+    env.identify(previews=False)
+    rows = [f.row for f in env.scan().models]
+    with Index(tmp_path / "other.sqlite") as empty:
+        remote = Remote(env.remote.http, env.server.url, empty, RateLimiter(0))
+        env.server.add_fault("503", match="/api/v1/models", retry_after=0)
+        report = check_updates(rows, remote)
+    (r,) = report.files
+    assert r.status == "error" and r.error and report.errors
+
+
+def test_the_same_bytes_under_a_newer_version_are_no_update(env: Env) -> None:
+    ckpt = env.copy("dreamshaper_7.safetensors", "models/Stable-diffusion/ds7.safetensors")
+    env.identify(previews=False)
+    sha = trees.sha256(ckpt).upper()
+    env.index.remote_put("model:4384", 200, {
+        "id": 4384, "name": "DreamShaper", "versions": [
+            {"id": 128713, "name": "8 (re-upload)", "baseModel": "SD 1.5",
+             "files": [{"id": 1, "sha256": sha}]},
+            {"id": 109123, "name": "7", "baseModel": "SD 1.5", "files": [{"id": 2, "sha256": sha}]},
+        ],
+    })  # fmt: skip
+    (r,) = check_updates([f.row for f in env.scan().models], env.remote).files
+    assert r.status == "up-to-date" and r.newer == ()
+
+
+def test_bulk_lookup_asks_for_a_hundred_hashes_at_once(
+    env: Env, civitai_settings: Settings
+) -> None:
+    """Civitai's ``POST /model-versions/by-hash`` (the demo server has no such endpoint,
+    so a MockTransport answers it from the demo server's own by-hash answers)."""
+    import httpx
+
+    real = httpx.Client()
+    calls: list[tuple[str, str]] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append((request.method, request.url.path))
+        if request.method == "POST":
+            found = []
+            for sha in json.loads(request.content):
+                r = real.get(f"{env.server.url}/api/v1/model-versions/by-hash/{sha}")
+                if r.status_code == 200:
+                    found.append(r.json())
+            return httpx.Response(200, json=found)
+        r = real.get(str(request.url))
+        return httpx.Response(r.status_code, content=r.content, headers=r.headers)
+
+    names = ("dreamshaper_8.safetensors", "deliberate_v2.safetensors",
+             "anythingV5_PrtRE.safetensors", "add_detail.safetensors")  # fmt: skip
+    for name in names:
+        env.copy(name, f"models/Stable-diffusion/{name}")
+    trees.st(env.root / "models" / "Lora" / "homemade.safetensors", "lokr_sdxl")
+    with build_client(civitai_settings, transport=httpx.MockTransport(handler)) as http:
+        env.remote = Remote(http, env.server.url, env.index, RateLimiter(0))
+        results = env.identify(previews=False)
+    real.close()
+    assert sorted(r.state for r in results) == ["identified"] * 4 + ["unidentified"]
+    posts = [c for c in calls if c[0] == "POST"]
+    single = [p for m, p in calls if m == "GET" and "/by-hash/" in p]
+    assert posts == [("POST", "/api/v1/model-versions/by-hash")]
+    # Only the unknown file is asked for alone, by its AutoV3 and AutoV2.
+    assert len(single) == 2
