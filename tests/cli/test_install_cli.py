@@ -136,3 +136,28 @@ def test_bad_manifest_names_the_line(run_cli, tmp_path: Path) -> None:
     proc = run_cli("install", "-f", str(manifest), "--root", str(tmp_path / "r"))
     assert proc.returncode == 2
     assert f"{manifest}:6:" in proc.stderr and "filez" in proc.stderr
+
+
+def test_export_then_install_on_an_empty_root_rebuilds_the_library(run_cli, tmp_path: Path) -> None:
+    manifest = _setup(tmp_path)
+    assert run_cli("install", "-f", str(manifest)).returncode == 0
+    root = tmp_path / "webui"
+    identify = run_cli("identify", str(root), "--ui", "a1111", "--json")
+    assert identify.returncode == 0, identify.stderr
+
+    exported = tmp_path / "exported" / "models.toml"
+    exported.parent.mkdir()
+    proc = run_cli("export", str(root), "--ui", "a1111", "-o", str(exported), "--json")
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(proc.stdout)
+    # The .ckpt converted to safetensors has no Civitai hash: it is the one model skipped.
+    assert len(data["entries"]) == 11
+    assert [s["path"] for s in data["skipped"]] == ["models/Stable-diffusion/sd-v1-4.safetensors"]
+    assert run_cli("export", str(root), "-o", str(exported)).returncode == 2  # no clobbering
+
+    new_root = tmp_path / "rebuilt"
+    proc = run_cli("install", "-f", str(exported), "--frozen", "--root", str(new_root), "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["summary"] == {"installed": 11}
+    original = {k: v for k, v in _models(root).items() if "sd-v1-4" not in k}
+    assert _models(new_root) == original
