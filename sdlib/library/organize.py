@@ -157,7 +157,11 @@ class _Planner:
         for f in models:  # files that stay whatever happens keep their names
             if not self._movable(f) and f.key and f.path not in self.removed:
                 self.claims.setdefault(f.key, f)
-        live = [f for f in models if self._movable(f) and f.path not in self.removed]
+        live = [
+            f
+            for f in models
+            if self._movable(f) and f.path not in self.removed and not self._redundant(f, models)
+        ]
         targets = [self._target(f) for f in live]
         staying = [t for t in targets if _join(t) == t.report.path]
         moving = [t for t in targets if _join(t) != t.report.path]
@@ -170,6 +174,22 @@ class _Planner:
         self._orphans()
         self._previews_in_place()
         return self.plan_
+
+    def _redundant(self, f: FileReport, models: list[FileReport]) -> bool:
+        """A misplaced copy of a model already in its right folder: moving it there would
+        only list the same model twice, so it stays (``--dedupe delete`` removes it)."""
+        if "misplaced" not in f.status or not f.sha256:
+            return False
+        twin = next(
+            (o for o in models if o is not f and o.sha256 == f.sha256
+             and "misplaced" not in o.status and o.path not in self.removed),
+            None,
+        )  # fmt: skip
+        if twin is None:
+            return False
+        self._note(f, f"left in place: the same bytes are already in the right folder "
+                      f"({twin.rel}); --dedupe delete removes this copy")  # fmt: skip
+        return True
 
     def _movable(self, f: FileReport) -> bool:
         if any(s in f.status for s in _LEAVE) or os.path.islink(f.path):

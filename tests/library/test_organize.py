@@ -265,3 +265,25 @@ def test_journal_lookup_and_refusals(tmp_path: Path, lib: Lib) -> None:
     assert loaded.state == "undone"
     loaded.append({"type": "note"})
     assert Journal.load(journal.path).records[-1] == {"type": "note"}
+
+
+@pytest.mark.parametrize("dedupe", ["keep", "hardlink", "delete"])
+def test_misplaced_copy_of_a_placed_model_is_not_moved_beside_it(
+    tmp_path: Path, lib: Lib, dedupe: str
+) -> None:
+    root = trees.a1111(tmp_path / "webui")
+    lora = trees.st(root / "models" / "Lora" / "style.safetensors", "lora_sd15_kohya")
+    stray = root / "models" / "Stable-diffusion" / "style.safetensors"
+    stray.parent.mkdir(parents=True, exist_ok=True)
+    stray.write_bytes(lora.read_bytes())
+    plan = lib.plan(root, dedupe=dedupe)
+    ops = rel_ops(plan)
+    # Never a second listing of the same LoRA in models/Lora.
+    assert not any(op[0] == "move" and op[2].startswith("models/Lora/") for op in ops)
+    expected = {"keep": [], "hardlink": [("link", "models/Stable-diffusion/style.safetensors",
+                                          "models/Lora/style.safetensors")],
+                "delete": [("delete", "models/Stable-diffusion/style.safetensors",
+                            "models/Lora/style.safetensors")]}  # fmt: skip
+    assert ops == expected[dedupe]
+    if dedupe != "delete":
+        assert any("already in the right folder" in n for n in plan.notes)
