@@ -1,0 +1,163 @@
+"""Modal dialogs: choose the file to download, confirm an action, show a long message."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, ClassVar
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.content import Content
+from textual.screen import ModalScreen
+from textual.widgets import Button, OptionList, Static
+from textual.widgets.option_list import Option
+
+from sdlib.tui.formatting import human_size, tilde
+
+if TYPE_CHECKING:
+    from sdlib.sources.civitai import CivitaiModel, CivitaiVersion
+    from sdlib.tui.services import Services
+
+
+class DownloadDialog(ModalScreen[int | None]):
+    """Pick one file of a version (format, precision, pruned/full); returns its file id."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Cancel")]
+
+    def __init__(
+        self,
+        services: Services,
+        model: CivitaiModel,
+        version: CivitaiVersion,
+        selected: int | None = None,
+    ) -> None:
+        super().__init__(classes="dialog-screen")
+        self._services = services
+        self.model = model
+        self.version = version
+        self.selected = selected
+
+    def compose(self) -> ComposeResult:
+        from sdlib.tui.widgets.model_detail import describe_file, scan_text
+
+        with Vertical(classes="dialog", id="download-dialog"):
+            yield Static(
+                Content.from_markup(
+                    "[b]Download[/b] $name", name=f"{self.model.name} {self.version.name}"
+                ),
+                classes="dialog-title",
+            )
+            yield Static("where: …", id="download-where")
+            options = []
+            for f in self.version.files:
+                star = "★ " if f.primary else "  "
+                label = (
+                    f"{star}{f.name}\n    {human_size(f.size)} · {describe_file(f)}"
+                    f" · scan: {scan_text(f)}"
+                )
+                options.append(Option(Content(label), id=str(f.id)))
+            yield OptionList(*options, id="download-files")
+            if self.version.early_access_ends:
+                yield Static(
+                    f"Early access until {self.version.early_access_ends[:10]}: the download "
+                    "needs a token with early access.",
+                    classes="dialog-warning",
+                )
+            yield Static("enter: add to the queue · esc: cancel", classes="dialog-hint")
+
+    def on_mount(self) -> None:
+        files = self.query_one("#download-files", OptionList)
+        ids = [f.id for f in self.version.files]
+        chosen = self.selected if self.selected in ids else None
+        if chosen is None:
+            primary = self.version.primary_file
+            chosen = primary.id if primary is not None else None
+        if chosen is not None:
+            files.highlighted = ids.index(chosen)
+        files.focus()
+        self._where()
+
+    @work(thread=True, exclusive=True, exit_on_error=False)
+    def _where(self) -> None:
+        """Which folder the file will go to (reads the webUI root: a worker's job)."""
+        from sdlib.errors import SdlibError
+        from sdlib.taxonomy import CIVITAI_TYPE_TO_KIND, Kind, base_from_civitai
+
+        try:
+            dest = self._services.destination()
+            kind = CIVITAI_TYPE_TO_KIND.get(self.model.type, Kind.UNKNOWN)
+            folder = dest.folder_for(kind, base_from_civitai(self.version.base_model))
+            text = f"where: {tilde(folder)}  ({dest.layout.title if dest.layout else 'folder'})"
+        except SdlibError as exc:
+            text = f"where: {exc.message}"
+        self.app.call_from_thread(self._set_where, text)
+
+    def _set_where(self, text: str) -> None:
+        if self.is_attached:
+            self.query_one("#download-where", Static).update(Content(text))
+
+    @on(OptionList.OptionSelected, "#download-files")
+    def _chosen(self, event: OptionList.OptionSelected) -> None:
+        event.stop()
+        self.dismiss(int(event.option.id or 0))
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
+class ConfirmDialog(ModalScreen[bool]):
+    """A yes/no question; ``y``/``enter`` confirm, ``n``/``esc`` refuse."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("y", "answer(True)", "Yes"),
+        Binding("n,escape", "answer(False)", "No"),
+    ]
+
+    def __init__(self, title: str, body: str, *, yes: str = "Yes", danger: bool = False):
+        super().__init__(classes="dialog-screen")
+        self._title = title
+        self._body = body
+        self._yes = yes
+        self._danger = danger
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog", id="confirm-dialog"):
+            yield Static(Content.from_markup("[b]$t[/b]", t=self._title), classes="dialog-title")
+            with VerticalScroll(classes="dialog-body"):
+                yield Static(Content(self._body))
+            with Horizontal(classes="dialog-buttons"):
+                yield Button(self._yes, id="yes", variant="error" if self._danger else "primary")
+                yield Button("Cancel", id="no")
+
+    def on_mount(self) -> None:
+        self.query_one("#yes", Button).focus()
+
+    @on(Button.Pressed)
+    def _pressed(self, event: Button.Pressed) -> None:
+        event.stop()
+        self.dismiss(event.button.id == "yes")
+
+    def action_answer(self, value: bool) -> None:
+        self.dismiss(value)
+
+
+class MessageDialog(ModalScreen[None]):
+    """A long text (an error with details, a report); any of esc/enter/q closes it."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape,enter,q", "close", "Close")]
+
+    def __init__(self, title: str, body: str) -> None:
+        super().__init__(classes="dialog-screen")
+        self._title = title
+        self._body = body
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog", id="message-dialog"):
+            yield Static(Content.from_markup("[b]$t[/b]", t=self._title), classes="dialog-title")
+            with VerticalScroll(classes="dialog-body"):
+                yield Static(Content(self._body))
+            yield Static("esc: close", classes="dialog-hint")
+
+    def action_close(self) -> None:
+        self.dismiss(None)

@@ -1,0 +1,224 @@
+"""The Library screen's actions: what each runs in its worker, and how it is reported.
+
+Verify, identify, updates and convert return a ``LibraryTaskDone``. The file-moving ones,
+organize (plan, confirm, apply, undo) and trash, ask first in a dialog that lists exactly
+what will move, then run the library's own journaled organize (``sdlib organize --apply``)
+or a same-disk rename into the webUI's ``.sdlib-trash`` folder.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from sdlib.tui.formatting import human_size, tilde
+from sdlib.tui.messages import LibraryTaskDone
+
+if TYPE_CHECKING:
+    from sdlib.library.organize import Plan
+    from sdlib.library.scan import FileReport, ScanResult
+    from sdlib.tui.screens.library import LibraryScreen
+
+#: Lines of a plan shown before "... and N more".
+_SHOWN = 40
+
+
+def plan_text(plan: Plan) -> str:
+    """The plan as a user reads it: one line per operation, then the notes."""
+    from sdlib.library.organize import op_dict
+
+    lines = []
+    for op in plan.ops[:_SHOWN]:
+        d: dict[str, Any] = op_dict(op, plan.root)
+        if op.action == "move":
+            lines.append(f"move   {d['path_rel']} → {d['dst_rel']}")
+        elif op.action in ("link", "delete"):
+            lines.append(f"{op.action:6} {d['path_rel']} (same bytes as {d['keep_rel']})")
+        else:
+            lines.append(f"{op.action:6} {d['path_rel']}/")
+        if op.why and op.action != "mkdir":
+            lines.append(f"       {op.why}")
+    if len(plan.ops) > _SHOWN:
+        lines.append(f"… and {len(plan.ops) - _SHOWN} more")
+    if plan.notes:
+        lines += ["", "left as they are:"] + [f"  {n}" for n in plan.notes]
+    return "\n".join(lines)
+
+
+def start_organize(screen: LibraryScreen, result: ScanResult) -> None:
+    def plan() -> LibraryTaskDone:
+        from sdlib.tui.library_ops import organize_plan
+
+        made = organize_plan(screen.services, result)
+        return LibraryTaskDone("organize plan ready", "", plan=made)
+
+    screen.run_task("planning the fixes", plan)
+
+
+def show_plan(screen: LibraryScreen, plan: Plan) -> None:
+    """Called with the finished plan: nothing to do, or confirm and apply it."""
+    from sdlib.tui.screens.dialogs import ConfirmDialog
+
+    if not plan.ops:
+        extra = ("\n" + "\n".join(plan.notes)) if plan.notes else ""
+        screen.notify(
+            "nothing to move: the folders are in order" + extra, title="Organize", markup=False
+        )
+        return
+
+    def answer(yes: bool | None) -> None:
+        if yes:
+            screen.run_task("organizing", lambda: _apply(screen, plan))
+
+    counts = ", ".join(f"{n} {action}" for action, n in plan.summary().items())
+    screen.app.push_screen(
+        ConfirmDialog(
+            f"Organize: {counts}",
+            plan_text(plan) + "\n\nA journal is written first: "
+            "`sdlib organize --undo` (or ctrl+z here) puts everything back.",
+            yes="Apply",
+        ),
+        answer,
+    )
+
+
+def _apply(screen: LibraryScreen, plan: Plan) -> LibraryTaskDone:
+    from sdlib.tui.library_ops import organize_apply
+
+    out = organize_apply(screen.services, plan)
+    problems = [*out.skipped, *out.failed]
+    text = f"{out.done} operations done" + "".join(f"\n{p}" for p in problems)
+    return LibraryTaskDone(
+        "organized", text, changed=True, ok=not out.failed, dialog=bool(problems)
+    )
+
+
+def start_undo(screen: LibraryScreen) -> None:
+    def undo() -> LibraryTaskDone:
+        from sdlib.tui.library_ops import organize_undo
+
+        out = organize_undo(screen.services)
+        problems = [*out.skipped, *out.failed]
+        return LibraryTaskDone(
+            "organize undone",
+            f"{out.done} operations put back" + "".join(f"\n{p}" for p in problems),
+            changed=True,
+            ok=not out.failed,
+        )
+
+    screen.run_task("undoing the last organize", undo)
+
+
+def start_trash(screen: LibraryScreen, report: FileReport) -> None:
+    from sdlib.tui.screens.dialogs import ConfirmDialog
+
+    files = [report.rel] + [s.rsplit("/", 1)[-1] for s in report.sidecars]
+
+    def answer(yes: bool | None) -> None:
+        if yes:
+            screen.run_task("moving to the trash", lambda: _trash(screen, report))
+
+    screen.app.push_screen(
+        ConfirmDialog(
+            "Move to trash",
+            "\n".join(files) + "\n\nThey go to .sdlib-trash in the webUI folder "
+            "(same disk, nothing is copied); delete that folder to free the space.",
+            yes="Move to trash",
+            danger=True,
+        ),
+        answer,
+    )
+
+
+def _trash(screen: LibraryScreen, report: FileReport) -> LibraryTaskDone:
+    from sdlib.tui.library_ops import trash
+
+    root, _layout = screen.services.library_root()
+    where = trash(report, root)
+    return LibraryTaskDone("moved to the trash", f"{report.rel} → {tilde(where)}", changed=True)
+
+
+# --- task bodies (worker threads) -----------------------------------------------------------
+
+
+def verify_task(f: FileReport, screen: LibraryScreen) -> LibraryTaskDone:
+    from sdlib.tui.library_ops import verify
+
+    v = verify(f, screen.services)
+    name = f.rel.rsplit("/", 1)[-1]
+    if v.ok is None:
+        return LibraryTaskDone(
+            "verified",
+            f"{name}: SHA256 {v.hashes.sha256} (nothing to compare with: identify it first)",
+        )
+    if v.ok:
+        return LibraryTaskDone("verified", f"{name}: SHA256 matches {v.against}")
+    return LibraryTaskDone(
+        "hash mismatch",
+        f"{name}: SHA256 {v.hashes.sha256} differs from "
+        f"{v.against}; the file is damaged or was changed",
+        ok=False,
+    )
+
+
+def identify_task(reports: list[FileReport], screen: LibraryScreen) -> LibraryTaskDone:
+    from sdlib.tui.library_ops import identify
+
+    results = identify(reports, screen.services)
+    lines = []
+    for r in results:
+        name = r.path.rsplit("/", 1)[-1]
+        if r.state == "identified":
+            lines.append(f"{name}: {r.model_name} / {r.version_name} (model {r.model_id})")
+        elif r.state == "unidentified":
+            lines.append(f"{name}: not on Civitai")
+        else:
+            lines.append(f"{name}: {r.state} {r.error or ''}".rstrip())
+    found = sum(1 for r in results if r.state == "identified")
+    return LibraryTaskDone(
+        f"identified {found} of {len(results)}",
+        "\n".join(lines) or "nothing to identify",
+        changed=True,
+        ok=all(r.state != "error" for r in results),
+    )
+
+
+def updates_task(reports: list[FileReport], screen: LibraryScreen) -> LibraryTaskDone:
+    from sdlib.tui.library_ops import check_updates
+
+    report = check_updates(reports, screen.services)
+    lines = []
+    for r in report.files:
+        name = r.path.rsplit("/", 1)[-1]
+        if r.status == "update-available" and r.newer:
+            best = next((n for n in r.newer if n.get("same_base")), r.newer[0])
+            lines.append(
+                f"↑ {name}: {r.model_name} {r.version_name} → {best['name']} "
+                f"(version {best['version_id']}, {best['base_model']})"
+            )
+        elif r.status == "up-to-date":
+            lines.append(f"✓ {name}: up to date")
+        else:
+            lines.append(f"! {name}: {r.status} {r.error or ''}".rstrip())
+    unidentified = sum(1 for f in reports if f.row.civitai_model_id is None)
+    if unidentified:
+        lines.append(f"({unidentified} files not identified: press I to identify them)")
+    lines += [f"error: {e}" for e in report.errors]
+    n = sum(1 for r in report.files if r.status == "update-available")
+    return LibraryTaskDone(
+        f"{n} update{'s' if n != 1 else ''} available",
+        "\n".join(lines),
+        ok=not report.errors,
+        dialog=True,
+    )
+
+
+def convert_task(f: FileReport) -> LibraryTaskDone:
+    from sdlib.tui.library_ops import convert
+
+    result = convert(f)
+    return LibraryTaskDone(
+        "converted",
+        f"{result.output.name}: {result.tensors} tensors, "
+        f"{human_size(result.bytes_written)}, verified",
+        changed=True,
+    )

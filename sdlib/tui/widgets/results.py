@@ -1,0 +1,89 @@
+"""The search results table: one row per model, and a signal to fetch the next page."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from rich.text import Text
+from textual.binding import Binding, BindingType
+from textual.message import Message
+from textual.widgets import DataTable
+
+from sdlib.tui.formatting import count, date, ellipsize
+
+if TYPE_CHECKING:
+    from sdlib.sources.civitai import CivitaiModel
+
+#: (key, label, width); the name column takes what is left.
+_FIXED = (
+    ("type", "type", 12),
+    ("base", "base", 10),
+    ("downloads", "dl", 6),
+    ("likes", "likes", 6),
+    ("updated", "updated", 10),
+)
+#: Rows before the end at which the next page is requested.
+PREFETCH_ROWS = 5
+
+
+class ResultsTable(DataTable[Any]):
+    """Models as rows keyed by model id; posts ``NearEnd`` when the end comes into view."""
+
+    # Rows, not columns: home and end go to the first and last model.
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("home", "scroll_top", "First", show=False),
+        Binding("end", "scroll_bottom", "Last", show=False),
+    ]
+
+    class NearEnd(Message):
+        """The cursor or the scroll position is close to the last row."""
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id, cursor_type="row", zebra_stripes=True)
+        self.name_width = 24
+
+    def setup_columns(self, total_width: int) -> None:
+        """(Re)create the columns for a table ``total_width`` cells wide."""
+        fixed = sum(w + 2 for _k, _l, w in _FIXED) + 2 + 2  # cell padding, scrollbar
+        self.name_width = max(14, total_width - fixed)
+        self.clear(columns=True)
+        self.add_column("name", key="name", width=self.name_width)
+        for key, label, width in _FIXED:
+            self.add_column(label, key=key, width=width)
+
+    def row_cells(self, model: CivitaiModel) -> list[Text]:
+        # Text, not str: DataTable would read "[PRT]" in a model name as markup.
+        name = model.name + (" ⚠" if model.nsfw else "")
+        base = ", ".join(model.base_models) or "?"
+        return [
+            Text(ellipsize(name, self.name_width)),
+            Text(ellipsize(model.type, 12)),
+            Text(ellipsize(base, 10)),
+            Text(count(model.download_count), justify="right"),
+            Text(count(model.thumbs_up_count), justify="right"),
+            Text(date(model.updated)),
+        ]
+
+    def add_models(self, models: Iterable[CivitaiModel]) -> int:
+        """Append models not already present; returns how many were added."""
+        added = 0
+        for model in models:
+            key = str(model.id)
+            if key in self.rows:
+                continue  # Civitai's cursors sometimes repeat an item across pages
+            self.add_row(*self.row_cells(model), key=key)
+            added += 1
+        return added
+
+    def near_end(self) -> bool:
+        """Is the cursor, or the last row in view, within ``PREFETCH_ROWS`` of the end?"""
+        if not self.row_count:
+            return False
+        last_visible = int(self.scroll_y) + self.size.height - 2  # minus the header row
+        return max(self.cursor_row, last_visible) >= self.row_count - PREFETCH_ROWS
+
+    def watch_scroll_y(self, old_value: float, new_value: float) -> None:
+        super().watch_scroll_y(old_value, new_value)
+        if new_value > old_value and self.near_end():
+            self.post_message(self.NearEnd())

@@ -1,0 +1,199 @@
+"""Browse against the local Civitai-compatible server: search, paging, filters, details."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+from typing import Any
+
+import pytest
+from textual.widgets import Input, Markdown, Select, Static
+
+from sdlib.config import NetworkSettings, Settings
+from sdlib.testing.server import DemoServer
+from sdlib.tui.screens.browse import BrowseScreen, _periods, _sorts
+from sdlib.tui.widgets.model_detail import ModelDetail
+from sdlib.tui.widgets.results import ResultsTable
+
+pytestmark = pytest.mark.anyio
+
+
+def names(app: Any) -> list[str]:
+    table = app.screen.query_one(ResultsTable)
+    return [str(table.get_row_at(i)[0]) for i in range(table.row_count)]
+
+
+def model_requests(server: DemoServer) -> list[str]:
+    return [r.path for r in server.requests if r.path.startswith("/api/v1/models?")]
+
+
+async def test_first_page_then_more_as_the_cursor_nears_the_end(
+    make_app: Any, civitai: DemoServer, ui: Any
+) -> None:
+    app = make_app(page_size=4)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await ui.settle(pilot)
+        screen = app.screen
+        assert isinstance(screen, BrowseScreen)
+        first = names(app)
+        # 40 rows of space: short pages are followed until the view is full.
+        assert len(first) == 12 and first[:2] == ["EasyNegative", "DreamShaper"]
+        paged = model_requests(civitai)
+        assert len(paged) == 3 and all("limit=4" in p for p in paged)
+        assert "cursor=" not in paged[0] and "cursor=" in paged[1]
+        assert "12 models" in ui.text(app)
+
+
+async def test_scrolling_to_the_end_loads_the_next_page(
+    civitai: DemoServer, settings_for: Any, make_app: Any, ui: Any
+) -> None:
+    app = make_app(settings_for(nsfw=True), page_size=10)  # 15 models
+    async with app.run_test(size=(80, 10)) as pilot:  # 4 rows in view: one page is plenty
+        await ui.settle(pilot)
+        assert len(names(app)) == 10
+        assert "more below" in ui.text(app)
+        await pilot.press("end")  # the cursor reaches the last rows: fetch the next page
+        await ui.until(pilot, lambda: len(names(app)) == 15, what="second page")
+        await ui.settle(pilot)
+        assert "more below" not in ui.text(app)
+        assert len(model_requests(civitai)) == 2
+
+
+async def test_query_and_filters_send_civitai_parameters(
+    make_app: Any, civitai: DemoServer, ui: Any
+) -> None:
+    app = make_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await ui.settle(pilot)
+        await pilot.press("slash")
+        assert isinstance(app.focused, Input)
+        await pilot.press(*"dream", "enter")
+        await ui.settle(pilot)
+        assert names(app)[0] == "DreamShaper"
+        assert "query=dream" in model_requests(civitai)[-1]
+
+        screen = app.screen
+        screen.query_one("#query", Input).value = ""
+        await pilot.press("slash", "enter")
+        screen.query_one("#type", Select).value = "LORA"
+        await ui.settle(pilot)
+        assert names(app) == ["Detail Tweaker LoRA (细节调整LoRA)"]
+        assert "types=LORA" in model_requests(civitai)[-1]
+
+        screen.query_one("#type", Select).value = Select.NULL
+        screen.query_one("#base", Select).value = "sdxl"
+        screen.query_one("#sort", Select).value = "Newest"
+        await ui.settle(pilot)
+        last = model_requests(civitai)[-1]
+        assert "baseModels=SDXL+1.0" in last and "sort=Newest" in last
+        assert names(app) == ["SD XL"]
+
+
+async def test_nsfw_results_only_when_ticked(make_app: Any, civitai: DemoServer, ui: Any) -> None:
+    app = make_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await ui.settle(pilot)
+        assert "ChilloutMix" not in names(app) and len(names(app)) == 12
+        assert "nsfw=" not in model_requests(civitai)[-1]
+        app.screen.query_one("#nsfw").value = True
+        await ui.settle(pilot)
+        assert "ChilloutMix ⚠" in names(app) and len(names(app)) == 15
+        assert "nsfw=true" in model_requests(civitai)[-1]
+
+
+async def test_detail_shows_versions_files_words_and_settings(make_app: Any, ui: Any) -> None:
+    app = make_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await ui.settle(pilot)
+        table = app.screen.query_one(ResultsTable)
+        table.move_cursor(row=names(app).index("Retro Anime Style (LoHa)"))
+        await pilot.press("enter")
+        await ui.settle(pilot)
+        detail = app.screen.query_one(ModelDetail)
+        assert detail.model is not None and detail.model.id == 7371
+        assert detail.version is not None and detail.version.air  # the full /model-versions
+        text = ui.text(app)
+        assert "retroAnime_v20.safetensors" in text and "SafeTensor" in text
+        assert "retro anime, 1990s style" in text
+        assert "CLIP skip 2" in text and "Euler a" in text and "28 steps" in text
+        versions = detail.query_one("#versions", Select)
+        assert versions.value == 8217
+
+        await pilot.press("c")
+        assert app.clipboard == "retro anime, 1990s style"
+
+        versions.value = 8100  # the older version
+        await ui.settle(pilot)
+        assert detail.version.id == 8100
+        assert "retroAnime_v10.safetensors" in ui.text(app)
+
+
+async def test_description_html_becomes_markdown(make_app: Any, ui: Any) -> None:
+    app = make_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await ui.settle(pilot)
+        app.screen.query_one(ResultsTable).move_cursor(row=names(app).index("DreamShaper"))
+        await pilot.press("enter")
+        await ui.settle(pilot)
+        markdown = app.screen.query_one("#description", Markdown)
+        assert markdown.source == "A general purpose SD model that aims at doing everything well."
+
+
+async def test_compact_layout_opens_detail_in_place_and_escape_goes_back(
+    make_app: Any, ui: Any
+) -> None:
+    app = make_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await ui.settle(pilot)
+        screen = app.screen
+        assert screen.has_class("-compact")
+        assert screen.query_one(ResultsTable).display
+        await pilot.press("down", "enter")
+        await ui.settle(pilot)
+        assert not screen.query_one(ResultsTable).display
+        assert "DreamShaper" in ui.text(app) and "esc Results" in ui.text(app)
+        await pilot.press("escape")
+        assert screen.query_one(ResultsTable).display
+        assert app.focused is screen.query_one(ResultsTable)
+
+
+async def test_slow_server_does_not_block_keys(
+    civitai: DemoServer, settings: Settings, make_app: Any, ui: Any
+) -> None:
+    # The search answers 503 + Retry-After: 2 once; the client waits before retrying.
+    slow = replace(settings, network=NetworkSettings(retries=1, backoff_max=2, read_timeout=5))
+    civitai.add_fault("503", match="/api/v1/models", times=1, retry_after=2)
+    app = make_app(slow)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await ui.until(pilot, lambda: len(model_requests(civitai)) == 1, what="first request")
+        started = time.monotonic()
+        await pilot.press("2")  # while the request is in flight
+        assert app.current_mode == "downloads"
+        assert time.monotonic() - started < 1.0
+        searching = [w for w in app.workers if w.group == "search" and w.is_running]
+        assert searching, "the search should still be waiting for the server"
+        await pilot.press("1", "slash", *"abc")
+        assert app.screen.query_one("#query", Input).value == "abc"
+        await ui.settle(pilot)
+        assert len(names(app)) == 12 and time.monotonic() - started >= 1.5
+
+
+async def test_a_failed_search_is_a_notification_not_a_crash(
+    civitai: DemoServer, make_app: Any, ui: Any
+) -> None:
+    civitai.add_fault("500", match="/api/v1/models")
+    app = make_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await ui.settle(pilot)
+        assert any("Search failed" in n and "HTTP 500" in n for n in ui.notifications(app))
+        assert "search failed" in str(app.screen.query_one("#browse-status", Static).render())
+        civitai.clear_faults()
+        await pilot.press("r")
+        await ui.settle(pilot)
+        assert len(names(app)) == 12
+
+
+def test_sort_and_period_names_match_the_client() -> None:
+    from sdlib.sources.civitai import PERIODS, SORTS
+
+    assert _sorts() == SORTS and _periods() == PERIODS
