@@ -33,8 +33,11 @@ class OutTensor:
         return int(math.prod(self.shape) * DTYPE_SIZES[self.dtype])
 
 
-def header_bytes(tensors: Sequence[OutTensor], metadata: Mapping[str, str]) -> bytes:
-    """The length prefix plus JSON header, padded with spaces to a multiple of 8."""
+def header_bytes(
+    tensors: Sequence[OutTensor], metadata: Mapping[str, str], pad_to: int = 0
+) -> bytes:
+    """The length prefix plus JSON header, padded with spaces to a multiple of 8 (and to
+    ``pad_to`` bytes in all when that is longer: JSON ignores trailing whitespace)."""
     header: dict[str, object] = {}
     if metadata:
         header["__metadata__"] = dict(metadata)
@@ -48,6 +51,7 @@ def header_bytes(tensors: Sequence[OutTensor], metadata: Mapping[str, str]) -> b
         offset += t.nbytes
     raw = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
     raw += b" " * (-len(raw) % 8)
+    raw += b" " * max(0, pad_to - 8 - len(raw))
     return struct.pack("<Q", len(raw)) + raw
 
 
@@ -68,8 +72,11 @@ class SafetensorsWriter:
         self.written += len(data)
 
     def rewrite_metadata(self, metadata: Mapping[str, str]) -> None:
-        """Replace the metadata once its late values (the source hash) are known."""
-        head = header_bytes(self.tensors, metadata)
+        """Replace the metadata once its late values (the source hash) are known.
+
+        A header that came out shorter than the first is padded with spaces to its length.
+        """
+        head = header_bytes(self.tensors, metadata, pad_to=len(self.head))
         if len(head) != len(self.head):
             raise RuntimeError("safetensors header changed length on rewrite")
         end = self.fh.tell()

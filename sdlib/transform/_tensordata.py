@@ -98,6 +98,48 @@ def _np_dtype(dtype: str, big_endian: bool) -> np.dtype[np.generic]:
     return np.dtype((">" if big_endian else "<") + code if np.dtype(code).itemsize > 1 else code)
 
 
+def raw_dtype(dtype: str, big_endian: bool = False) -> np.dtype[np.generic]:
+    """The numpy dtype that views a stored tensor's raw bits (bf16 as uint16, fp8 as uint8)."""
+    return _np_dtype(dtype, big_endian)
+
+
+def to_float32(arr: np.ndarray, src: str, out: np.ndarray) -> np.ndarray:
+    """Widen raw ``src`` bits (F16, BF16, F32, F64, any byte order) into float32 ``out``.
+
+    Exact for F16 and BF16 (every value is representable); F64 rounds to nearest. The
+    counterpart of :func:`convert` for arithmetic done in float32 (merging).
+    """
+    if src == "BF16":
+        bits = out.view("<u4")
+        np.copyto(bits, arr, casting="unsafe")
+        bits <<= 16
+    elif src == "F16" and arr.dtype.byteorder != ">" and _f16_to_f32(arr, out):
+        pass
+    elif src in _FLOATS:
+        np.copyto(out, arr, casting="unsafe")
+    else:
+        raise FormatError(f"cannot compute with {src} tensors")
+    return out
+
+
+def _f16_to_f32(arr: np.ndarray, out: np.ndarray) -> bool:
+    """fp16 -> fp32 with integer ops, ~4x faster than numpy's scalar conversion loop.
+
+    Sign-extending the 16 bits and shifting them left by 13 puts the fp16 exponent and
+    mantissa in the low bits of an fp32 exponent and mantissa (the sign lands in bit 31,
+    the mask clears the copies of it in bits 28-30); multiplying by 2**112 then rebiases
+    the exponent exactly, subnormals included. Inf and NaN (exponent 31) come out as
+    magnitudes of at least 65536, which no finite fp16 has: those chunks return False and
+    take numpy's path.
+    """
+    bits = out.view("<u4")
+    np.copyto(out.view("<i4"), arr.view("<i2"))
+    bits <<= 13
+    bits &= 0x8FFFE000
+    out *= np.float32(2.0**112)
+    return not out.size or (float(out.max()) < 65536.0 and float(out.min()) > -65536.0)
+
+
 def convert(arr: np.ndarray, src: str, dst: str, out: np.ndarray | None = None) -> np.ndarray:
     """Cast ``arr`` (raw ``src`` bits) to little-endian ``dst`` bits, as torch rounds.
 

@@ -1,0 +1,188 @@
+"""``sdlib merge`` run as users run it: a real subprocess, exit codes, stdout/stderr, files."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from sdlib.testing.pickles import StateDict, Tensor, call_pickle, shell_touch, torch_zip
+
+
+def _helpers() -> Any:
+    name = "_sdlib_merge_models"
+    if name not in sys.modules:
+        path = Path(__file__).parent.parent / "transform" / "test_merge_models.py"
+        spec = importlib.util.spec_from_file_location(name, path)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+M = _helpers()
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    """A private hash cache and data dir, no colour, wide lines."""
+    drop = ("SDLIB_CONFIG", "CIVITAI_TOKEN")
+    out = {k: v for k, v in os.environ.items() if k not in drop}
+    out.update(
+        SDLIB_CACHE_DIR=str(tmp_path / "cache"),
+        SDLIB_DATA_DIR=str(tmp_path / "data"),
+        SDLIB_CONFIG=str(tmp_path / "none.toml"),
+        NO_COLOR="1",
+        COLUMNS="200",
+    )
+    return out
+
+
+@pytest.fixture
+def models(tmp_path: Path) -> dict[str, Path]:
+    folder = tmp_path / "models"
+    folder.mkdir()
+    return {
+        name: M.write_model(folder / f"{name}.safetensors", M.random_tensors(spec, seed))
+        for seed, (name, spec) in enumerate(
+            [
+                ("a", M.tiny_sd15()),
+                ("b", M.tiny_sd15("F32")),
+                ("c", M.tiny_sd15()),
+                ("inpaint", M.tiny_sd15(in_ch=9)),
+                ("sdxl", M.tiny_sdxl()),
+                ("vae", M.tiny_vae("", "F32")),
+            ]
+        )
+    }
+
+
+def sdlib(env: dict[str, str], *args: str | Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "sdlib", "merge", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
+
+
+def test_help_has_examples(env: dict[str, str]) -> None:
+    proc = sdlib(env, "--help")
+    assert proc.returncode == 0
+    assert "Examples:" in proc.stdout and "--method add-difference" in proc.stdout
+
+
+def test_cli_components_match_the_library() -> None:
+    from sdlib.cli import merge_cmd
+    from sdlib.transform import _merge_plan
+
+    assert merge_cmd._COMPONENTS == _merge_plan.COMPONENTS
+
+
+def test_weighted_sum_reports_and_writes(
+    env: dict[str, str], models: dict[str, Path], tmp_path: Path
+) -> None:
+    out = tmp_path / "ab.safetensors"
+    proc = sdlib(env, models["a"], models["b"], "--method", "weighted-sum", "-M", "0.3", "-o", out)
+    assert proc.returncode == 0, proc.stderr
+    assert str(out) in proc.stdout and "weighted-sum, alpha 0.3" in proc.stdout
+    assert "copied from A (not model weights): 2: alphas_cumprod" in proc.stdout
+    sha_a = hashlib.sha256(models["a"].read_bytes()).hexdigest()
+    assert sha_a in proc.stdout
+    a = M.random_tensors(M.tiny_sd15(), 0)
+    b = M.random_tensors(M.tiny_sd15("F32"), 1)
+    name = "model.diffusion_model.input_blocks.1.0.in_layers.2.weight"
+    want = M.reference("weighted-sum", 0.3, "F16", a[name], b[name])
+    np.testing.assert_array_equal(M.read_model(out)[name][1], want)
+    assert (tmp_path / "cache" / "hashes.sqlite").is_file()  # the inputs' hashes are cached
+
+
+def test_add_difference_json_with_options(
+    env: dict[str, str], models: dict[str, Path], tmp_path: Path
+) -> None:
+    out = tmp_path / "inpaint-mix.safetensors"
+    proc = sdlib(
+        env, models["inpaint"], models["b"], models["c"], "--method", "add-difference",
+        "-o", out, "--dtype", "bf16", "--components", "unet, text-encoder",
+        "--bake-vae", models["vae"], "--json",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(proc.stdout)
+    assert data["output"] == str(out) and data["method"] == "add-difference"
+    assert data["alpha"] == 1.0 and data["dtype"] == "bf16"
+    assert data["components"] == ["unet", "text-encoder"] and data["first_conv"] == "inpaint"
+    assert data["vae_tensors"] == 16
+    assert [i["role"] for i in data["inputs"]] == ["A", "B", "C", "VAE"]
+    for i in data["inputs"]:
+        assert i["sha256"] == hashlib.sha256(Path(i["path"]).read_bytes()).hexdigest()
+    assert M.read_model(out)["model.diffusion_model.out.2.weight"][0] == "BF16"
+
+
+def test_usage_errors_exit_2(env: dict[str, str], models: dict[str, Path], tmp_path: Path) -> None:
+    out = tmp_path / "x.safetensors"
+    ab = (models["a"], models["b"])
+    cases = [
+        ((*ab, "--method", "add-difference", "-o", out), "third model C"),
+        ((*ab, "--method", "weighted-sum", "-o", out, "--components", "unet,lora"), "--components"),
+        ((*ab, "-o", out), "--method"),
+        ((*ab, "--method", "weighted-sum", "-o", models["b"]), "replace"),
+    ]
+    for args, message in cases:
+        proc = sdlib(env, *args)
+        assert proc.returncode == 2, (args, proc.stderr)
+        assert message in proc.stderr
+    assert not out.exists()
+
+
+def test_sd1_with_sdxl_is_refused(
+    env: dict[str, str], models: dict[str, Path], tmp_path: Path
+) -> None:
+    out = tmp_path / "x.safetensors"
+    proc = sdlib(env, models["a"], models["sdxl"], "--method", "weighted-sum", "-o", out)
+    assert proc.returncode == 2
+    assert proc.stderr.count("\n") == 1 and "sd1 checkpoint" in proc.stderr
+    assert "sdxl checkpoint" in proc.stderr and proc.stdout == ""
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name != "cache") == ["models"]
+
+
+def test_existing_output_needs_overwrite(
+    env: dict[str, str], models: dict[str, Path], tmp_path: Path
+) -> None:
+    out = tmp_path / "x.safetensors"
+    out.write_bytes(b"keep me")
+    args = (models["a"], models["b"], "--method", "weighted-sum", "-o", out)
+    proc = sdlib(env, *args)
+    assert proc.returncode == 2 and "--overwrite" in proc.stderr
+    assert out.read_bytes() == b"keep me"
+    assert sdlib(env, *args, "--overwrite").returncode == 0
+    assert out.read_bytes() != b"keep me"
+
+
+def test_unsafe_pickle_exits_3_and_writes_nothing(
+    env: dict[str, str], models: dict[str, Path], tmp_path: Path
+) -> None:
+    sentinel = tmp_path / "pwned"
+    evil = tmp_path / "models" / "evil.ckpt"
+    evil.write_bytes(
+        torch_zip(
+            {"state_dict": StateDict({"w": Tensor(b"\0" * 16, "F32", (4,))})},
+            pickle_bytes=call_pickle("posix", "system", shell_touch(sentinel)),
+        )
+    )
+    out = tmp_path / "x.safetensors"
+    proc = sdlib(env, models["a"], evil, "--method", "weighted-sum", "-o", out, "--json")
+    assert proc.returncode == 3
+    assert "unsafe pickle refused" in proc.stderr and "posix" in proc.stderr
+    assert json.loads(proc.stdout)["verdict"] == "unsafe"
+    assert not out.exists() and not sentinel.exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".part")]
