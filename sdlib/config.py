@@ -189,48 +189,10 @@ def write_private(path: Path, text: str) -> None:
 def save_token(path: Path, token: str | None) -> None:
     """Set (or with None, remove) ``[civitai] token`` in the config file, keeping the rest.
 
-    The file is rewritten with 0600 permissions. Comments and other settings survive: only
-    the one ``token = ...`` line is added, replaced or dropped.
+    The file is rewritten with 0600 permissions; comments and other settings survive.
     """
-    import json
-    import re
-
     if token is not None and (not token or any(c.isspace() or ord(c) < 32 for c in token)):
         raise ConfigError("a token cannot be empty or contain spaces or control characters")
-    try:
-        text = path.read_text(encoding="utf-8") if path.is_file() else ""
-    except OSError as exc:
-        raise ConfigError(f"cannot read config: {exc}", path=str(path)) from None
-    lines = text.splitlines()
-    header = re.compile(r"^\s*\[\s*civitai\s*\]\s*(#.*)?$")
-    any_header = re.compile(r"^\s*\[")
-    token_line = re.compile(r"^\s*token\s*=")
-    # A JSON string literal is a valid TOML basic string (same escapes).
-    new = f"token = {json.dumps(token)}" if token is not None else None
-    start = next((i for i, line in enumerate(lines) if header.match(line)), None)
-    if start is None:
-        if new is not None:
-            if lines and lines[-1].strip():
-                lines.append("")
-            lines += ["[civitai]", new]
-    else:
-        end = next(
-            (i for i in range(start + 1, len(lines)) if any_header.match(lines[i])), len(lines)
-        )
-        found = next((i for i in range(start + 1, end) if token_line.match(lines[i])), None)
-        if found is not None:
-            if new is None:
-                del lines[found]
-            else:
-                lines[found] = new
-        elif new is not None:
-            lines.insert(start + 1, new)
-    result = "\n".join(lines) + "\n"
-    try:
-        tomllib.loads(result)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"cannot update config: {exc}", path=str(path)) from None
-    try:
-        write_private(path, result)
-    except OSError as exc:
-        raise ConfigError(f"cannot write config: {exc}", path=str(path)) from None
+    from sdlib.config_edit import save_values
+
+    save_values(path, {"civitai": {"token": token}})

@@ -11,8 +11,11 @@ from typing import Any, TypeVar
 import click
 
 from sdlib.errors import SdlibError
+from sdlib.formatting import human_size
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+__all__ = ["console", "emit_json", "fail", "handle_errors", "human_size", "json_option"]
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
 
@@ -53,14 +56,3 @@ def console(stderr: bool = False) -> Any:
     from rich.console import Console
 
     return Console(stderr=stderr, highlight=False, soft_wrap=True)
-
-
-def human_size(n: int | float | None) -> str:
-    if n is None:
-        return "?"
-    size = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(size) < 1024 or unit == "TiB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{size:.1f} TiB"

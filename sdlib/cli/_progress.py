@@ -89,3 +89,37 @@ class DownloadDisplay:
             self.progress.update(self.tasks[name], description=f"{name} (verifying)")
         elif isinstance(event, d.Finished) and name in self.tasks:
             self.progress.update(self.tasks[name], description=f"{name} [green]ok[/green]")
+
+
+class StageProgress:
+    """A rich bar on stderr for work reported as (stage, done, total) events, created on
+    the first event and only when stderr is a terminal (rich is imported lazily)."""
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self.bar: Any = None
+        self.task: Any = None
+
+    def update(self, event: Any) -> None:
+        if self.bar is None:
+            from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn
+
+            from sdlib.cli._common import console
+
+            err = console(stderr=True)
+            if not err.is_terminal:
+                return
+            self.bar = Progress(
+                TextColumn("{task.description}"), BarColumn(), DownloadColumn(), console=err,
+                transient=True,
+            )  # fmt: skip
+            self.bar.start()
+            self.task = self.bar.add_task(self.label, total=event.total)
+        self.bar.update(
+            self.task, completed=event.done, total=event.total, description=f"{event.stage:8}"
+        )
+
+    def stop(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+            self.bar = None

@@ -8,6 +8,7 @@ import click
 
 from sdlib.cli._common import console, emit_json, handle_errors, human_size, json_option
 from sdlib.errors import UsageError
+from sdlib.formatting import count
 
 if TYPE_CHECKING:
     from sdlib.sources.civitai import (
@@ -165,21 +166,11 @@ def search_cmd(
             m.name,
             m.type,
             ", ".join(m.base_models) or "?",
-            _count(m.download_count),
-            _count(m.thumbs_up_count),
+            count(m.download_count),
+            count(m.thumbs_up_count),
             (m.updated or "")[:10],
         )
     out.print(table)
-
-
-def _count(n: int | None) -> str:
-    if n is None:
-        return "-"
-    if n >= 1_000_000:
-        return f"{n / 1_000_000:.1f}M"
-    if n >= 10_000:
-        return f"{n / 1000:.0f}k"
-    return str(n)
 
 
 @click.command("show")
@@ -234,7 +225,7 @@ def _print_show(
         + "[/]"
         + ("  " + " ".join(flags) if flags else "")
     )
-    stats = [f"{_count(model.download_count)} downloads", f"{_count(model.thumbs_up_count)} likes"]
+    stats = [f"{count(model.download_count)} downloads", f"{count(model.thumbs_up_count)} likes"]
     if model.tags:
         stats.append("tags: " + ", ".join(model.tags[:8]))
     out.print("[dim]" + escape(" · ".join(stats)) + "[/]")
@@ -290,7 +281,7 @@ def _print_show(
                 escape(other.name),
                 other.base_model or "?",
                 (other.published_at or "")[:10],
-                _count(other.download_count),
+                count(other.download_count),
             )
         out.print(table)
         out.print(f"[dim]Show one with: sdlib show {model.id}@<version id>[/]")

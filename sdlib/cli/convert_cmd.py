@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -55,8 +54,10 @@ def convert_cmd(
       sdlib convert embedding.pt -o embeddings/easy.safetensors
       sdlib convert lora.safetensors --dtype bf16 --json
     """
+    from sdlib.cli._progress import StageProgress
     from sdlib.transform.convert import convert_file
 
+    progress = StageProgress("writing")
     try:
         result = convert_file(
             source,
@@ -64,7 +65,7 @@ def convert_cmd(
             dtype=dtype,
             prune=prune,
             overwrite=overwrite,
-            progress=None if as_json else _progress_bar(),
+            progress=None if as_json else progress.update,
         )
     except UnsafeFileError as exc:
         for line in exc.findings:
@@ -73,48 +74,11 @@ def convert_cmd(
             emit_json({"source": str(source), "verdict": "unsafe", "findings": list(exc.findings)})
         raise
     finally:
-        _PROGRESS.stop()
+        progress.stop()
     if as_json:
         emit_json(result.to_dict())
         return
     _report(result.to_dict())
-
-
-class _Progress:
-    """A rich bar on stderr, only when stderr is a terminal (imported lazily)."""
-
-    def __init__(self) -> None:
-        self.bar: Any = None
-        self.task: Any = None
-
-    def update(self, event: Any) -> None:
-        if self.bar is None:
-            from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn
-
-            self.bar = Progress(
-                TextColumn("{task.description}"),
-                BarColumn(),
-                DownloadColumn(),
-                console=console(stderr=True),
-                transient=True,
-            )
-            self.bar.start()
-            self.task = self.bar.add_task("writing", total=event.total)
-        self.bar.update(
-            self.task, completed=event.done, total=event.total, description=f"{event.stage:8}"
-        )
-
-    def stop(self) -> None:
-        if self.bar is not None:
-            self.bar.stop()
-            self.bar = None
-
-
-_PROGRESS = _Progress()
-
-
-def _progress_bar() -> Any:
-    return _PROGRESS.update if sys.stderr.isatty() else None
 
 
 def _report(data: dict[str, Any]) -> None:

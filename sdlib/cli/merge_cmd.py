@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -94,6 +93,7 @@ def merge_cmd(
       sdlib merge a.safetensors b.safetensors --method weighted-sum --components unet \\
           --bake-vae vae-ft-mse-840000.safetensors -o ab.safetensors --json
     """
+    from sdlib.cli._progress import StageProgress
     from sdlib.hashcache import HashCache
     from sdlib.transform.merge import merge_files
 
@@ -101,7 +101,7 @@ def merge_cmd(
     bad = [p for p in parts if p not in _COMPONENTS]
     if bad or not parts:
         raise UsageError(f"--components takes some of {', '.join(_COMPONENTS)} (got {components})")
-    progress = _Progress()
+    progress = StageProgress("merge")
     try:
         with HashCache.default() as cache:
             result = merge_files(
@@ -116,7 +116,7 @@ def merge_cmd(
                 components=parts,
                 overwrite=overwrite,
                 hashes=cache,
-                progress=progress.update if not as_json and sys.stderr.isatty() else None,
+                progress=None if as_json else progress.update,
             )
     except UnsafeFileError as exc:
         for line in exc.findings:
@@ -130,36 +130,6 @@ def merge_cmd(
         emit_json(result.to_dict())
         return
     _report(result.to_dict())
-
-
-class _Progress:
-    """A rich bar on stderr (imported lazily), only used when stderr is a terminal."""
-
-    def __init__(self) -> None:
-        self.bar: Any = None
-        self.task: Any = None
-
-    def update(self, event: Any) -> None:
-        if self.bar is None:
-            from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn
-
-            self.bar = Progress(
-                TextColumn("{task.description}"),
-                BarColumn(),
-                DownloadColumn(),
-                console=console(stderr=True),
-                transient=True,
-            )
-            self.bar.start()
-            self.task = self.bar.add_task("merge", total=event.total)
-        self.bar.update(
-            self.task, completed=event.done, total=event.total, description=f"{event.stage:7}"
-        )
-
-    def stop(self) -> None:
-        if self.bar is not None:
-            self.bar.stop()
-            self.bar = None
 
 
 def _report(data: dict[str, Any]) -> None:

@@ -308,8 +308,8 @@ def _model_status(root: str, layout: Layout, e: Entry, rep: FileReport) -> None:
     elif r.safety == "suspicious":
         rep.status.append("suspicious-pickle")
         rep.notes.append("a pickle that imports unusual globals (sdlib inspect shows which)")
-    kind = _kind(r.kind)
-    base = _base(r.base)
+    kind = kind_of(r.kind)
+    base = base_of(r.base)
     if kind is Kind.UNKNOWN:
         rep.status.append("unknown")
         if r.container == "gguf":
@@ -330,10 +330,12 @@ def _model_status(root: str, layout: Layout, e: Entry, rep: FileReport) -> None:
         target = layout.folder_for(kind, base)
         rep.status.append("misplaced")
         if target is None:
-            rep.notes.append(f"content is {_a(what)}; {layout.title} has no folder for those")
+            rep.notes.append(f"content is {article(what)}; {layout.title} has no folder for those")
         else:
             rep.target = os.path.normpath(os.path.join(root, target))
-            rep.notes.append(f"content is {_a(what)}; it belongs in {display(root, rep.target)}")
+            rep.notes.append(
+                f"content is {article(what)}; it belongs in {display(root, rep.target)}"
+            )
         return
     if any(x.accepts_name(e.name) for x in here):
         return
@@ -383,7 +385,7 @@ def _clashes(
         if rep.role != "model" or rep.row.problem or layout.any_kind:
             continue
         e = entries[rep.path]
-        rule = listing_rule(layout, e.folder, e.name, _kind(rep.row.kind))
+        rule = listing_rule(layout, e.folder, e.name, kind_of(rep.row.kind))
         if rule is None:
             continue
         rep.key = name_key(rule, e.folder, e.rel)
@@ -415,20 +417,20 @@ def _ext(name: str) -> str:
     return os.path.splitext(name)[1]
 
 
-def _kind(value: str | None) -> Kind:
+def kind_of(value: str | None) -> Kind:
     try:
         return Kind(value or "unknown")
     except ValueError:
         return Kind.UNKNOWN
 
 
-def _base(value: str | None) -> Base:
+def base_of(value: str | None) -> Base:
     try:
         return Base(value or "unknown")
     except ValueError:
         return Base.UNKNOWN
 
 
-def _a(word: str) -> str:
+def article(word: str) -> str:
     vowel = word[:1] in "aeiou" and not word.startswith(("unet", "uni"))
     return f"{'an' if vowel else 'a'} {word}"

@@ -23,12 +23,12 @@ from typing import Any
 
 from sdlib.errors import UsageError
 from sdlib.library._journal import Journal, Op
-from sdlib.library._status import display, listing_rule, name_key
+from sdlib.library._status import article, base_of, display, kind_of, listing_rule, name_key
 from sdlib.library.placement import base_folder, choose_name, is_base_folder
 from sdlib.library.scan import FileReport, ScanResult
 from sdlib.library.sidecars import preview_mismatch
 from sdlib.names import safe_filename
-from sdlib.taxonomy import Base, Kind
+from sdlib.taxonomy import Kind
 
 __all__ = ["DEDUPE", "OrganizeOptions", "Plan", "find_journal", "journal_dir", "make_plan"]
 
@@ -209,12 +209,12 @@ class _Planner:
         rel_dir = os.path.dirname(os.path.relpath(f.path, _abs(self.root, f.folder)))
         parts = [p for p in rel_dir.split(os.sep) if p and p != "."]
         folder, folder_abs, why = f.folder, _abs(self.root, f.folder), []
-        kind, base = _kind(f.kind), _base(f.base)
+        kind, base = kind_of(f.kind), base_of(f.base)
         if "misplaced" in f.status and f.target:
             layout_folder = self.layout.folder_for(kind, base)
             assert layout_folder is not None
             folder, folder_abs = layout_folder, f.target
-            why.append(f"content is {_a(kind.value)}")
+            why.append(f"content is {article(kind.value)}")
         if self.options.by_base and kind is not Kind.UNKNOWN and base_folder(base):
             while parts and is_base_folder(parts[0]):
                 parts.pop(0)
@@ -239,7 +239,7 @@ class _Planner:
         return fixed != stem + ext and any(r.accepts_name(fixed) for r in rules)
 
     def _key(self, t: _Target, name: str) -> tuple[str, str] | None:
-        rule = listing_rule(self.layout, t.folder, name, _kind(t.report.kind))
+        rule = listing_rule(self.layout, t.folder, name, kind_of(t.report.kind))
         if rule is None or self.layout.any_kind:
             return None
         rel = os.path.relpath(os.path.join(t.directory, name), t.folder_abs)
@@ -482,22 +482,3 @@ def _file_sha(path: str) -> str:
 
     with open(path, "rb") as fh:
         return hashlib.sha256(fh.read()).hexdigest().upper()
-
-
-def _kind(value: str | None) -> Kind:
-    try:
-        return Kind(value or "unknown")
-    except ValueError:
-        return Kind.UNKNOWN
-
-
-def _base(value: str | None) -> Base:
-    try:
-        return Base(value or "unknown")
-    except ValueError:
-        return Base.UNKNOWN
-
-
-def _a(word: str) -> str:
-    vowel = word[:1] in "aeiou" and not word.startswith(("unet", "uni"))
-    return f"{'an' if vowel else 'a'} {word}"

@@ -9,7 +9,7 @@ Layout (harlequin's shape, rule 11 of the style notes)::
     messages.py     small dataclass Messages (download progress coalesces)
     screens/        one module per screen, plus modal dialogs
     widgets/        the model detail pane, previews, result tables
-    htmlmd.py, images.py, config_store.py, formatting.py   pure helpers
+    htmlmd.py, images.py                                 pure helpers
 
 Nothing here is imported by the CLI unless ``sdlib tui`` runs.
 """

@@ -13,8 +13,8 @@ from textual.app import App, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.screen import Screen
 
+from sdlib.formatting import tilde
 from sdlib.tui.downloads import DownloadJob, DownloadQueue, discard_part, run_job
-from sdlib.tui.formatting import tilde
 from sdlib.tui.messages import (
     DownloadDone,
     DownloadFailed,

@@ -10,8 +10,8 @@ from typing import Any
 import httpx
 import pytest
 
-from sdlib.tui.config_store import save_values, set_values
-from sdlib.tui.formatting import bar, count, duration, ellipsize, human_size, rate, tilde
+from sdlib.config_edit import save_values, set_values
+from sdlib.formatting import bar, count, duration, ellipsize, human_size, rate, tilde
 from sdlib.tui.htmlmd import html_to_markdown
 from sdlib.tui.images import ImageCache, decode_preview
 

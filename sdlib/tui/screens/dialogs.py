@@ -13,7 +13,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, OptionList, Static
 from textual.widgets.option_list import Option
 
-from sdlib.tui.formatting import human_size, tilde
+from sdlib.formatting import human_size, tilde
 
 if TYPE_CHECKING:
     from sdlib.sources.civitai import CivitaiModel, CivitaiVersion

@@ -18,8 +18,8 @@ from textual.coordinate import Coordinate
 from textual.widgets import DataTable, Footer, Static
 from textual.widgets.data_table import CellDoesNotExist
 
+from sdlib.formatting import bar, duration, ellipsize, human_size, rate, tilde
 from sdlib.tui.downloads import FINISHED, DownloadJob, JobState
-from sdlib.tui.formatting import bar, duration, ellipsize, human_size, rate, tilde
 from sdlib.tui.screens._base import SdlibScreen
 
 if TYPE_CHECKING:

@@ -22,7 +22,7 @@ from textual.coordinate import Coordinate
 from textual.widgets import DataTable, Footer, Input, Select, Static
 from textual.widgets.data_table import CellDoesNotExist
 
-from sdlib.tui.formatting import ellipsize, human_size, tilde
+from sdlib.formatting import ellipsize, human_size, tilde
 from sdlib.tui.messages import (
     LibraryChanged,
     LibraryEvidence,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from sdlib.tui.formatting import human_size, tilde
+from sdlib.formatting import human_size, tilde
 from sdlib.tui.messages import LibraryTaskDone
 
 if TYPE_CHECKING:

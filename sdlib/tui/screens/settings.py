@@ -19,7 +19,7 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.content import Content
 from textual.widgets import Button, Checkbox, Footer, Input, Label, Select, Static
 
-from sdlib.tui.formatting import tilde
+from sdlib.formatting import tilde
 from sdlib.tui.screens._base import SdlibScreen
 
 if TYPE_CHECKING:
@@ -174,8 +174,8 @@ class SettingsScreen(SdlibScreen):
     @work(thread=True, exclusive=True, group="settings-save", exit_on_error=False)
     def _save(self, new: Settings) -> None:
         from sdlib.config import default_config_path
+        from sdlib.config_edit import save_values
         from sdlib.errors import SdlibError
-        from sdlib.tui.config_store import save_values
 
         lib = new.library
         if lib.root and not Path(lib.root).expanduser().is_dir():

@@ -12,7 +12,7 @@ from textual.content import Content
 from textual.message import Message
 from textual.widgets import Label, Markdown, Select, Static
 
-from sdlib.tui.formatting import count, date, human_size
+from sdlib.formatting import count, date, human_size
 from sdlib.tui.widgets.preview import PreviewPane
 
 if TYPE_CHECKING:

@@ -10,7 +10,7 @@ from textual.binding import Binding, BindingType
 from textual.message import Message
 from textual.widgets import DataTable
 
-from sdlib.tui.formatting import count, date, ellipsize
+from sdlib.formatting import count, date, ellipsize
 
 if TYPE_CHECKING:
     from sdlib.sources.civitai import CivitaiModel

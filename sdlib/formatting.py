@@ -1,4 +1,7 @@
-"""Short human strings for sizes, counts, rates, durations and progress bars (pure)."""
+"""Short human strings for sizes, counts, rates, durations and progress bars (pure).
+
+Shared by the CLI and the TUI so both print the same numbers the same way.
+"""
 
 from __future__ import annotations
 

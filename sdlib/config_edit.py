@@ -1,6 +1,7 @@
-"""Write the settings the Settings screen edits back to the config file, keeping the rest.
+"""Write settings back to the config file, keeping the rest (the TUI's Settings screen and
+``sdlib config set-token`` use it).
 
-Like ``config.save_token`` (which stores the token), this edits lines, not a parsed tree:
+This edits lines, not a parsed tree:
 comments, ordering and unrelated settings survive. Only ``key = value`` lines of the given
 table are added, replaced or removed; the result is re-parsed with ``load_settings`` before
 it is written (0600, atomically, through ``config.write_private``).
