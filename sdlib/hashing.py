@@ -114,16 +114,20 @@ class Hasher:
         self._workers: list[_Worker] = []
         self._fed = 0
         if threads:
-            # Two workers balance the two SHA256 streams (full file, AutoV3 body) across cores.
-            self._workers = [_Worker(self._sha_crc), _Worker(self._b3_v3)]
+            # SHA256 alone in one thread is what keeps pace with the disk; the cheap hashes
+            # share a second, and AutoV3's second SHA256 stream (safetensors only) a third.
+            self._workers = [
+                _Worker(self._sha.update),
+                _Worker(self._b3_crc),
+                _Worker(self._v3_update),
+            ]
 
     # -- per-hasher work, run inline or in a worker -------------------------------------------
-    def _sha_crc(self, data: memoryview) -> None:
-        self._sha.update(data)
+    def _b3_crc(self, data: memoryview) -> None:
+        self._b3.update(data)
         self._crc = _crc32(data, self._crc)
 
-    def _b3_v3(self, data: memoryview, v3_from: int = -1) -> None:
-        self._b3.update(data)
+    def _v3_update(self, data: memoryview, v3_from: int = -1) -> None:
         if v3_from >= 0 and self._v3 is not None:
             self._v3.update(data[v3_from:])
 
@@ -143,11 +147,13 @@ class Hasher:
             v3_from = max(0, self._v3_start - start)
         if self._workers:
             self._workers[0].put(view)
-            self._workers[1].put(view, v3_from)
+            self._workers[1].put(view)
+            self._workers[2].put(view, v3_from)
             self._fed += 1
         else:
-            self._sha_crc(view)
-            self._b3_v3(view, v3_from)
+            self._sha.update(view)
+            self._b3_crc(view)
+            self._v3_update(view, v3_from)
 
     def _capture_head(self, view: memoryview, start: int) -> None:
         # AutoV3 needs the header length, which sits in the first 8 bytes; we decide after
