@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -134,11 +133,9 @@ class BulkInstaller:
             )
 
     def run(self) -> BulkReport:
-        report = BulkReport()
-        with ThreadPoolExecutor(max_workers=min(self.jobs, len(self.manifest.entries))) as pool:
-            results = list(pool.map(self._one, self.manifest.entries))
-        report.results = results
-        return report
+        from sdlib.install import run_all
+
+        return BulkReport(run_all(self.installer, self._one, self.manifest.entries, self.jobs))
 
     def new_lock(self, report: BulkReport) -> list[LockEntry]:
         """Lock entries in manifest order: fresh ones, or the old one for a failed entry."""

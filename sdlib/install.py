@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sdlib.download import DownloadEvent, DownloadOptions, DownloadSpec, download
 from sdlib.errors import HashMismatch, SdlibError, UnsafeFileError
@@ -29,6 +29,9 @@ if TYPE_CHECKING:
 
     from sdlib.sources._civitai_models import CivitaiModel, CivitaiVersion, DownloadTarget
     from sdlib.sources.civitai import CivitaiClient
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 #: Civitai file types that say more than the model type does.
 _FILE_TYPE_KIND = {"VAE": Kind.VAE, "Text Encoder": Kind.TEXT_ENCODER, "UNet": Kind.UNET,
@@ -273,6 +276,28 @@ class Installer:
             base=base.value, verified=True, status=status, picked=picked,
             warnings=warnings, sidecars=sidecars,
         )  # fmt: skip
+
+
+def run_all(installer: Installer, func: Callable[[T], R], items: Sequence[T], jobs: int) -> list[R]:
+    """``func`` over ``items`` on up to ``jobs`` threads, results in order.
+
+    Ctrl-C sets the downloads' cancel event, so every running download stops at its next
+    write and keeps its part file for resuming, instead of the process hanging until they
+    finish.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    pool = ThreadPoolExecutor(max_workers=max(1, min(jobs, len(items))))
+    try:
+        futures = [pool.submit(func, item) for item in items]
+        results = [f.result() for f in futures]
+    except BaseException:
+        if installer.options.cancel is not None:
+            installer.options.cancel.set()
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    pool.shutdown()
+    return results
 
 
 def _api_kind(target: DownloadTarget) -> Kind:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
@@ -34,7 +35,7 @@ def installer_session(
         )
         yield Installer(
             civitai=civitai, http=http, destination=destination,
-            options=DownloadOptions.from_settings(settings, **overrides),
+            options=DownloadOptions.from_settings(settings, cancel=threading.Event(), **overrides),
             hashes=cache, previews=previews, nsfw=settings.civitai.nsfw,
             on_event=display.event, on_note=display.note,
         ), display  # fmt: skip

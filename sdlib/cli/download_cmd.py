@@ -117,10 +117,9 @@ def _run(
     settings: Any, dest: Any, refs: tuple[str, ...], choice: Any, overrides: dict[str, Any],
     jobs: int, previews: bool,
 ) -> tuple[list[Any], list[tuple[str, Any]]]:  # fmt: skip
-    from concurrent.futures import ThreadPoolExecutor
-
     from sdlib.cli._progress import installer_session
     from sdlib.errors import SdlibError
+    from sdlib.install import run_all
 
     results: list[Any] = []
     failures: list[tuple[str, SdlibError]] = []
@@ -137,8 +136,7 @@ def _run(
             for warning in result.warnings:
                 display.note(f"[yellow]warning[/yellow]: {result.path.name}: {warning}")
 
-        with ThreadPoolExecutor(max_workers=min(jobs, len(refs))) as pool:
-            list(pool.map(one, refs))
+        run_all(installer, one, refs, jobs)
     order = {ref: i for i, ref in enumerate(refs)}
     results.sort(key=lambda r: order.get(r.ref, 0))
     return results, failures

@@ -179,3 +179,29 @@ def test_kill_9_then_rerun_resumes(env: dict[str, str], server: DemoServer, tmp_
 def test_help_has_an_example(env: dict[str, str]) -> None:
     proc = sdlib(env, "download", "--help")
     assert proc.returncode == 0 and "sdlib download 4384" in proc.stdout
+
+
+def test_ctrl_c_stops_promptly_and_keeps_a_resumable_part(
+    env: dict[str, str], server: DemoServer, tmp_path: Path
+) -> None:
+    dest = tmp_path / "out"
+    server.rate_limit = 4 << 20  # the whole file would take 12 s
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sdlib", "download", str(LARGE_MODEL_ID), "--to", str(dest)],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        parts = list(dest.glob("*.part")) if dest.exists() else []
+        if parts and parts[0].stat().st_size > 1 << 20:
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    started = time.monotonic()
+    _, stderr = proc.communicate(timeout=30)
+    assert time.monotonic() - started < 8
+    assert proc.returncode == 130, stderr
+    assert "interrupted" in stderr.lower()
+    [part] = list(dest.glob("*.part"))
+    assert 0 < part.stat().st_size < LARGE
+    assert [p.name for p in dest.iterdir()] == [part.name]
