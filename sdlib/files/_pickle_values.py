@@ -11,6 +11,7 @@ import math
 from dataclasses import dataclass, field
 
 from sdlib.files._pickle_rules import GlobalClass, Rule
+from sdlib.files.tensors import is_contiguous
 
 #: Bytes per element of each storage dtype we can read (safetensors spelling).
 ITEMSIZE: dict[str, int] = {
@@ -110,12 +111,7 @@ class TensorRef:
         return math.prod(self.shape)
 
     def is_contiguous(self) -> bool:
-        expected = 1
-        for size, stride in zip(reversed(self.shape), reversed(self.stride), strict=True):
-            if size != 1 and stride != expected:
-                return False
-            expected *= size
-        return True
+        return is_contiguous(self.shape, self.stride)
 
 
 @dataclass(eq=False)

@@ -19,6 +19,16 @@ DTYPE_SIZES: dict[str, float] = {
 FLOAT_DTYPES = frozenset({"F64", "F32", "F16", "BF16", "F8_E4M3", "F8_E5M2", "F8_E8M0"})
 
 
+def is_contiguous(shape: tuple[int, ...], stride: tuple[int, ...]) -> bool:
+    """True when a strided view walks its storage in plain row-major order."""
+    expected = 1
+    for size, step in zip(reversed(shape), reversed(stride), strict=True):
+        if size != 1 and step != expected:
+            return False
+        expected *= size
+    return True
+
+
 @dataclass(frozen=True, slots=True)
 class TensorInfo:
     """One tensor's name, dtype (safetensors spelling), shape and, where known, byte range.

@@ -17,6 +17,7 @@ from typing import BinaryIO
 import numpy as np
 
 from sdlib.errors import FormatError
+from sdlib.files.tensors import is_contiguous
 
 CHUNK_BYTES = 16 << 20
 
@@ -68,12 +69,7 @@ class Source:
         return math.prod(self.shape)
 
     def contiguous(self) -> bool:
-        expected = 1
-        for size, stride in zip(reversed(self.shape), reversed(self.stride), strict=True):
-            if size != 1 and stride != expected:
-                return False
-            expected *= size
-        return True
+        return is_contiguous(self.shape, self.stride)
 
     def covers_storage(self) -> bool:
         return (
