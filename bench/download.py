@@ -81,8 +81,10 @@ def main() -> None:
             server.rate_limit = args.rate_mib << 20
             t1 = run_sdlib(env, root / "dl", "--connections", "1")
             t4 = run_sdlib(env, root / "dl", "--connections", "4")
-            print(f"(b) {args.rate_mib} MiB/s per connection, {args.rate_size_mib} MiB: "
-                  f"1 conn. {t1:.2f} s, 4 conn. {t4:.2f} s = {t1 / t4:.2f}x  (target >= 3x)")  # fmt: skip
+            print(
+                f"(b) {args.rate_mib} MiB/s per connection, {args.rate_size_mib} MiB: "
+                f"1 conn. {t1:.2f} s, 4 conn. {t4:.2f} s = {t1 / t4:.2f}x  (target >= 3x)"
+            )
 
 
 if __name__ == "__main__":
