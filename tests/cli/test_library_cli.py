@@ -2,30 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from sdlib.testing import trees
 from sdlib.testing.server import DemoServer
 
-
-def _trees() -> Any:
-    if "_sdlib_trees" not in sys.modules:
-        where = Path(__file__).resolve().parents[1] / "library" / "trees.py"
-        spec = importlib.util.spec_from_file_location("_sdlib_trees", where)
-        assert spec and spec.loader
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["_sdlib_trees"] = module
-        spec.loader.exec_module(module)
-    return sys.modules["_sdlib_trees"]
-
-
-trees = _trees()
 COMMANDS = ("scan", "identify", "organize", "updates")
 
 

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
 import struct
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,22 +20,8 @@ from sdlib.library.index import Index
 from sdlib.library.scan import ScanResult, load_layout, scan
 from sdlib.library.updates import check_updates
 from sdlib.sources.http import build_client
+from sdlib.testing import trees
 from sdlib.testing.server import DemoServer
-
-
-def _trees() -> Any:
-    if "_sdlib_trees" not in sys.modules:
-        spec = importlib.util.spec_from_file_location(
-            "_sdlib_trees", Path(__file__).with_name("trees.py")
-        )
-        assert spec and spec.loader
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["_sdlib_trees"] = module
-        spec.loader.exec_module(module)
-    return sys.modules["_sdlib_trees"]
-
-
-trees = _trees()
 
 
 @dataclass

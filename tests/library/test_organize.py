@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,21 +16,7 @@ from sdlib.library._journal import Journal, apply_journal, undo_journal
 from sdlib.library.index import Index
 from sdlib.library.organize import OrganizeOptions, find_journal, make_plan
 from sdlib.library.scan import ScanResult, load_layout, scan
-
-
-def _trees() -> Any:
-    if "_sdlib_trees" not in sys.modules:
-        spec = importlib.util.spec_from_file_location(
-            "_sdlib_trees", Path(__file__).with_name("trees.py")
-        )
-        assert spec and spec.loader
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["_sdlib_trees"] = module
-        spec.loader.exec_module(module)
-    return sys.modules["_sdlib_trees"]
-
-
-trees = _trees()
+from sdlib.testing import trees
 
 
 class Lib:

@@ -9,7 +9,6 @@ every state the multiset of file contents is unchanged and no sidecar is left be
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import random
 import shutil
@@ -19,26 +18,14 @@ import sys
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Any
 
 import pytest
+
+from sdlib.testing import trees
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX kill semantics")
 
 
-def _trees() -> Any:
-    if "_sdlib_trees" not in sys.modules:
-        spec = importlib.util.spec_from_file_location(
-            "_sdlib_trees", Path(__file__).with_name("trees.py")
-        )
-        assert spec and spec.loader
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["_sdlib_trees"] = module
-        spec.loader.exec_module(module)
-    return sys.modules["_sdlib_trees"]
-
-
-trees = _trees()
 REPO = Path(__file__).resolve().parents[2]
 
 

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import builtins
-import importlib.util
 import os
 import shutil
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,21 +14,7 @@ import pytest
 from sdlib.hashcache import HashCache
 from sdlib.library.index import Index
 from sdlib.library.scan import ScanResult, load_layout, scan
-
-
-def _trees() -> Any:
-    if "_sdlib_trees" not in sys.modules:
-        spec = importlib.util.spec_from_file_location(
-            "_sdlib_trees", Path(__file__).with_name("trees.py")
-        )
-        assert spec and spec.loader
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["_sdlib_trees"] = module
-        spec.loader.exec_module(module)
-    return sys.modules["_sdlib_trees"]
-
-
-trees = _trees()
+from sdlib.testing import trees
 
 
 @pytest.fixture

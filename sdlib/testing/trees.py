@@ -1,7 +1,5 @@
 """Messy webUI trees for the library tests: header-valid model files, real sidecars, the
 problems users have (misplaced files, duplicates, clashes, broken links, odd names).
-
-Loaded by path (``load()``), since the tests directory is not a package.
 """
 
 from __future__ import annotations
@@ -10,10 +8,8 @@ import hashlib
 import json
 import os
 import shutil
-import sys
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 from sdlib.testing.catalogue import slim
 from sdlib.testing.pickles import call_pickle, shell_touch
@@ -22,10 +18,6 @@ from sdlib.testing.writers import write_safetensors
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\0" * 40
 JPEG = b"\xff\xd8\xff\xe0\0\x10JFIF" + b"\0" * 40
-
-
-def load() -> Any:
-    return sys.modules[__name__]
 
 
 def st(
