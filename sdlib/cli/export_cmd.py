@@ -47,7 +47,8 @@ def export_cmd(root: Path | None, ui: str | None, output: Path, overwrite: bool,
     layout = _layout(settings, root, ui)
     with _stores(settings) as (index, hc), _Progress() as progress:
         scan = _run_scan(settings, index, hc, root, layout, False, progress)
-        export = build_export(scan, hc, settings.civitai.base_url, str(root))
+        # Absolute: a relative root would be read relative to wherever the manifest is written.
+        export = build_export(scan, hc, settings.civitai.base_url, str(root.resolve()))
     header = (
         f"Exported by `sdlib export` from {root}.\n"
         "Rebuild with: sdlib install -f THIS_FILE --frozen [--root NEW_ROOT]"

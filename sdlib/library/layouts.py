@@ -392,6 +392,6 @@ def resolve_layout(ui: str, root: str | os.PathLike[str]) -> Layout:
     layout = detect(root)
     if layout is None:
         raise UsageError(
-            f"cannot tell which webUI lives in {root}; pass --ui ({', '.join(LAYOUTS)}) or --to DIR"
+            f"cannot tell which webUI lives in {root}; pass --ui ({', '.join(LAYOUTS)})"
         )
     return layout
