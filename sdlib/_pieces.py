@@ -12,10 +12,14 @@ from __future__ import annotations
 import functools
 import random
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import httpx
+
+from sdlib._transfer import content_range_start, parse_int
+from sdlib.sources.fastbody import FAST_BODY, READINTO
 
 if TYPE_CHECKING:
     from sdlib.download import DownloadOptions
@@ -117,42 +121,85 @@ class PieceFetcher:
 
     def _fetch(self, begin: int, end: int) -> bytearray | None:
         """Bytes [begin, end) with retries that resume inside the piece."""
-        buf = bytearray()
+        piece = _Piece(begin, bytearray(end - begin))
         attempt = 0
         while True:
             if self._stop:
                 return None
             try:
-                self._fetch_into(buf, begin, end)
-                return buf
+                self._fetch_into(piece)
+                if self._stop:
+                    return None
+                if piece.filled < len(piece.buf):
+                    raise _Retry(f"connection closed after {piece.begin + piece.filled:,} bytes")
+                return piece.buf
             except (httpx.TransportError, _Retry) as exc:
                 if attempt >= self.opt.retries:
-                    raise PieceError(f"bytes {begin + len(buf):,}-{end - 1:,}: {exc}") from None
+                    raise PieceError(
+                        f"bytes {piece.begin + piece.filled:,}-{end - 1:,}: {exc}"
+                    ) from None
                 attempt += 1
                 delay = min(self.opt.backoff_max, 2.0**attempt) * random.uniform(0.25, 0.5)
                 self.opt.sleep(delay)
 
-    def _fetch_into(self, buf: bytearray, begin: int, end: int) -> None:
-        first = begin + len(buf)
-        headers = {"Range": f"bytes={first}-{end - 1}", "Accept-Encoding": "identity"}
+    def _fetch_into(self, piece: _Piece) -> None:
+        """Continue filling ``piece`` from where it stands (progress kept on errors)."""
+        first, last = piece.begin + piece.filled, piece.begin + len(piece.buf) - 1
+        headers = {"Range": f"bytes={first}-{last}", "Accept-Encoding": "identity"}
         if self.validator:
             headers["If-Range"] = self.validator
         timeout = httpx.Timeout(self.opt.stall_timeout, connect=self.opt.connect_timeout)
-        with self.client.stream("GET", self.url, headers=headers, timeout=timeout) as response:
+        with self.client.stream(
+            "GET", self.url, headers=headers, timeout=timeout, extensions={FAST_BODY: True}
+        ) as response:
             if response.status_code != 206:
                 # 200 means the validator changed or ranges stopped working; 403 an expired
                 # link. Either way the whole download has to re-resolve and restart here.
                 raise PieceError(f"ranged request answered HTTP {response.status_code}")
-            for chunk in response.iter_raw(1 << 20):
-                if self._stop:
+            _check_range(response, first, last)
+            view = memoryview(piece.buf)
+            step = 1 << 20
+            if self.throttle.rate:
+                step = max(64 << 10, min(step, self.throttle.rate // 10))
+            readinto = response.extensions.get(READINTO) or _chunk_reader(response.iter_raw(step))
+            while piece.filled < len(view) and not self._stop:
+                n = readinto(view[piece.filled : piece.filled + step])
+                if not n:
                     return
-                if len(buf) + len(chunk) > end - begin:
-                    raise PieceError("the server sent more bytes than the range asked for")
-                buf += chunk
-                self.throttle.take(len(chunk))
-        if len(buf) < end - begin:
-            raise _Retry(f"connection closed after {begin + len(buf):,} bytes")
+                piece.filled += n
+                self.throttle.take(n)
+
+
+def _chunk_reader(chunks: Iterator[bytes]) -> Callable[[memoryview], int]:
+    """A ``readinto`` over httpx's chunks (when the fast transport is not in use)."""
+
+    def readinto(view: memoryview) -> int:
+        chunk = next(chunks, b"")
+        if len(chunk) > len(view):
+            raise PieceError("the server sent more bytes than the range asked for")
+        view[: len(chunk)] = chunk
+        return len(chunk)
+
+    return readinto
+
+
+@dataclass
+class _Piece:
+    begin: int
+    buf: bytearray
+    filled: int = 0
 
 
 class _Retry(Exception):
     pass
+
+
+def _check_range(response: httpx.Response, first: int, last: int) -> None:
+    """A 206 for exactly the bytes asked for (a server may send fewer, never others)."""
+    start = content_range_start(response.headers.get("Content-Range"))
+    length = parse_int(response.headers.get("Content-Length"))
+    if start != first or (length is not None and length > last - first + 1):
+        raise PieceError(
+            f"the server answered bytes {response.headers.get('Content-Range')!r} "
+            f"to a request for {first}-{last}"
+        )

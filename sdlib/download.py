@@ -35,6 +35,15 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 import httpx
 
 from sdlib import _filelock
+from sdlib._transfer import (
+    BackgroundFlush,
+    BufferRing,
+    Throttle,
+    content_range_start,
+    content_range_total,
+    describe_transport,
+    parse_int,
+)
 from sdlib.errors import (
     DiskFull,
     DownloadError,
@@ -45,6 +54,7 @@ from sdlib.errors import (
 )
 from sdlib.files.sniff import looks_like_text_error, sniff_bytes
 from sdlib.hashing import CHUNK, FileHashes, Hasher
+from sdlib.sources.fastbody import FAST_BODY, READINTO
 from sdlib.taxonomy import Container
 
 if TYPE_CHECKING:
@@ -54,6 +64,9 @@ PART_SUFFIX = ".part"
 #: Free space kept in reserve beyond the file itself.
 DISK_MARGIN = 64 << 20
 _READ_CHUNK = 1 << 20
+#: Buffers that a fast (``readinto``) body is read into, in turn, while others are hashed.
+_RING_BUFFERS = 10
+_RING_BUFFER_SIZE = 4 << 20
 
 
 # --- events -----------------------------------------------------------------------------------
@@ -212,7 +225,8 @@ class _Download:
         self.hasher = Hasher(spec.size, threads=True)
         self.offset = 0
         self.resumed_from = 0
-        self.throttle = _Throttle(options.limit_rate, options.sleep)
+        self.throttle = Throttle(options.limit_rate, options.sleep)
+        self.flush: BackgroundFlush | None = None
         self._last_emit = 0.0
 
     # -- top level ---------------------------------------------------------------------------
@@ -223,6 +237,7 @@ class _Download:
         dest.parent.mkdir(parents=True, exist_ok=True)
         fh = self._open_locked()
         self.fh = fh
+        self.flush = BackgroundFlush.start(fh.fileno())
         ok = False
         try:
             self._load_state()
@@ -265,6 +280,9 @@ class _Download:
         return fh
 
     def _close(self, fh: BinaryIO, keep: bool) -> None:
+        self._stop_flush()
+        if keep:
+            self.hasher.close()  # stop its threads; a later run re-hashes what was kept
         with contextlib.suppress(OSError):
             fh.flush()
             if keep:
@@ -349,6 +367,7 @@ class _Download:
         self.fh.seek(0)
         self.offset = 0
         self.resumed_from = 0
+        self.hasher.close()
         self.hasher = Hasher(self.spec.size, threads=True)
 
     def _check_disk_space(self) -> None:
@@ -398,11 +417,15 @@ class _Download:
                 headers["If-Range"] = self.validator
         try:
             request = self.client.build_request(
-                "GET", self.url, headers=headers, timeout=self._timeout()
+                "GET",
+                self.url,
+                headers=headers,
+                timeout=self._timeout(),
+                extensions={FAST_BODY: True},
             )
             response = self.client.send(request, stream=True, follow_redirects=True)
         except httpx.TransportError as exc:
-            raise _Transient(_describe_transport(exc)) from None
+            raise _Transient(describe_transport(exc)) from None
         try:
             done = self._handle_first_response(response)
             if done:
@@ -419,7 +442,7 @@ class _Download:
         """Check status and headers; True if the file turns out to be complete already."""
         status = response.status_code
         if status == 416 and self.offset:
-            total = _content_range_total(response.headers.get("Content-Range"))
+            total = content_range_total(response.headers.get("Content-Range"))
             if total is not None and total == self.offset:
                 self.total = total
                 return True
@@ -429,12 +452,12 @@ class _Download:
         if status == 200 and self.offset:
             raise _Restart()  # the server ignored our Range (or If-Range said "changed")
         if status == 206:
-            start = _content_range_start(response.headers.get("Content-Range"))
+            start = content_range_start(response.headers.get("Content-Range"))
             if start != self.offset:
                 raise _Restart()
-            total = _content_range_total(response.headers.get("Content-Range"))
+            total = content_range_total(response.headers.get("Content-Range"))
         else:
-            total = _int(response.headers.get("Content-Length"))
+            total = parse_int(response.headers.get("Content-Length"))
         if total is not None:
             if self.spec.size is not None and total != self.spec.size:
                 raise HashMismatch(
@@ -481,16 +504,35 @@ class _Download:
     def _stream(self, response: httpx.Response) -> None:
         self.connections = 1
         self.emit(Started(self.name, self.total, self.resumed_from, 1))
+        readinto = response.extensions.get(READINTO)
         try:
-            for chunk in response.iter_raw(_READ_CHUNK):
-                self._write(chunk)
-                self.throttle.take(len(chunk))
+            if readinto is not None:
+                self._stream_into(readinto)
+            else:
+                for chunk in response.iter_raw(_READ_CHUNK):
+                    self._write(chunk)
+                    self.throttle.take(len(chunk))
         except httpx.TransportError as exc:
-            raise _Transient(_describe_transport(exc)) from None
+            raise _Transient(describe_transport(exc)) from None
         if self.total is not None and self.offset < self.total:
             raise _Transient(f"connection closed at {self.offset:,} of {self.total:,} bytes")
 
-    def _write(self, data: bytes | bytearray) -> None:
+    def _stream_into(self, readinto: Callable[[memoryview], int]) -> None:
+        """Read the body straight into a ring of buffers (see ``sdlib.sources.fastbody``)."""
+        ring = BufferRing(_RING_BUFFERS, _RING_BUFFER_SIZE)
+        fed_before = self.hasher.fed
+        step = _RING_BUFFER_SIZE
+        if self.throttle.rate:  # small reads so that --limit-rate stays smooth
+            step = max(64 << 10, min(step, self.throttle.rate // 10))
+        while True:
+            buf = ring.take(self.hasher, fed_before)
+            n = readinto(buf[:step])
+            if not n:
+                return
+            self._write(buf[:n])
+            self.throttle.take(n)
+
+    def _write(self, data: bytes | bytearray | memoryview) -> None:
         assert self.fh is not None
         if self.opt.cancel is not None and self.opt.cancel.is_set():
             raise Interrupted(
@@ -508,6 +550,8 @@ class _Download:
         self.fh.write(data)
         self.hasher.update(data)
         self.offset += len(data)
+        if self.flush is not None:
+            self.flush.wrote(len(data))
         # Keep the hashing threads at most a few buffers behind the network.
         if self.hasher.fed > 8:
             self.hasher.wait_done(self.hasher.fed - 8)
@@ -535,8 +579,14 @@ class _Download:
     def _finish_hashing(self) -> FileHashes:
         assert self.fh is not None
         self.fh.flush()
+        self._stop_flush()
         os.fsync(self.fh.fileno())
         return self.hasher.result()
+
+    def _stop_flush(self) -> None:
+        if self.flush is not None:
+            self.flush.stop()
+            self.flush = None
 
     def _verify(self, hashes: FileHashes) -> None:
         self.emit(Verifying(self.name))
@@ -573,58 +623,7 @@ class _Download:
 # --- helpers ----------------------------------------------------------------------------------
 
 
-class _Throttle:
-    """A token bucket shared by all connections of one download (``--limit-rate``)."""
-
-    def __init__(self, rate: int, sleep: Callable[[float], None]) -> None:
-        self.rate = rate
-        self._sleep = sleep
-        self._lock = threading.Lock()
-        self._start = time.monotonic()
-        self._sent = 0
-
-    def take(self, n: int) -> None:
-        if self.rate <= 0:
-            return
-        with self._lock:
-            self._sent += n
-            due = self._start + self._sent / self.rate
-        wait = due - time.monotonic()
-        if wait > 0:
-            self._sleep(wait)
-
-
 def _civitai_raise_for_status(response: httpx.Response) -> None:
     from sdlib.sources.civitai import raise_for_status
 
     raise_for_status(response)
-
-
-def _describe_transport(exc: httpx.TransportError) -> str:
-    if isinstance(exc, httpx.TimeoutException):
-        return "the connection stalled (no data before the timeout)"
-    if isinstance(exc, httpx.RemoteProtocolError):
-        return "the server closed the connection early"
-    if isinstance(exc, httpx.ConnectError):
-        return "cannot connect to the server"
-    return f"network error ({type(exc).__name__})"
-
-
-def _int(value: str | None) -> int | None:
-    try:
-        return int(value) if value is not None else None
-    except ValueError:
-        return None
-
-
-def _content_range_start(value: str | None) -> int | None:
-    # "bytes 100-199/1000"
-    if not value or not value.startswith("bytes ") or "-" not in value:
-        return None
-    return _int(value[6:].split("-", 1)[0].strip())
-
-
-def _content_range_total(value: str | None) -> int | None:
-    if not value or "/" not in value:
-        return None
-    return _int(value.rsplit("/", 1)[1].strip())

@@ -187,9 +187,13 @@ class Hasher:
         for worker in self._workers:
             worker.wait_done(count)
 
-    def result(self) -> FileHashes:
+    def close(self) -> None:
+        """Stop the worker threads without a result (a download being abandoned)."""
         for worker in self._workers:
             worker.close()
+
+    def result(self) -> FileHashes:
+        self.close()
         for worker in self._workers:
             worker.raise_error()
         size = self._pos
@@ -220,6 +224,7 @@ class _Worker:
         self._queue: queue.Queue[tuple[Any, ...] | None] = queue.Queue()
         self._error: BaseException | None = None
         self._done = 0
+        self._closed = False
         self._cond = threading.Condition()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
@@ -246,6 +251,9 @@ class _Worker:
             self._cond.wait_for(lambda: self._done >= count)
 
     def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
         self._queue.put(None)
         self._thread.join()
 

@@ -7,6 +7,8 @@
 * connect/read timeouts, a custom CA bundle, an explicit proxy (``http://``, ``https://``,
   ``socks5://`` or ``socks5h://``; the last resolves host names through the proxy) or, when
   none is configured, the standard ``*_PROXY`` variables (httpx ``trust_env``);
+* download bodies read without h11's copies when no proxy is in the way
+  (``sdlib.sources.fastbody``);
 * retries with exponential backoff for 429, 502, 503, 504 and connection failures,
   honouring ``Retry-After`` (capped at ``network.backoff_max``), for GET and HEAD only;
 * the Civitai token as ``Authorization: Bearer ...``, sent only to the configured Civitai
@@ -182,7 +184,15 @@ def build_client(
     mounts: dict[str, httpx.BaseTransport | None] | None = None
     if transport is None:
         proxy = _proxy(net.proxy)
-        base = _http_transport(verify=verify, proxy=proxy, trust_env=net.proxy is None)
+        base: httpx.BaseTransport = _http_transport(
+            verify=verify, proxy=proxy, trust_env=net.proxy is None
+        )
+        if net.proxy is None:
+            # Large download bodies skip h11 (see sdlib.sources.fastbody); requests that a
+            # *_PROXY variable routes elsewhere go to the mounts below instead.
+            from sdlib.sources.fastbody import FastBodyTransport
+
+            base = FastBodyTransport(base, verify=verify)
         transport = base
         if net.proxy is None:
             # trust_env proxies are applied through mounts; wrap each in retries too.

@@ -1,0 +1,149 @@
+"""The fast-body transport against the local storage server (real sockets)."""
+
+from __future__ import annotations
+
+import http.client
+import socket
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from sdlib.sources import fastbody
+from sdlib.sources.fastbody import FAST_BODY, READINTO, FastBodyTransport
+from sdlib.testing.catalogue import LARGE_FILE_ID
+from sdlib.testing.server import DemoServer
+
+SIZE = 6 << 20
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoServer]:
+    with DemoServer(tmp_path_factory.mktemp("files"), large_size=SIZE) as srv:
+        yield srv
+
+
+@pytest.fixture(autouse=True)
+def _reset(server: DemoServer) -> None:
+    server.reset()
+
+
+@pytest.fixture
+def url(server: DemoServer) -> str:
+    return server.signed_url(server.files[LARGE_FILE_ID])
+
+
+def _inner_marker(request: httpx.Request) -> httpx.Response:
+    return httpx.Response(200, content=b"inner transport")
+
+
+def _client(inner: httpx.BaseTransport | None = None, read: float = 5.0) -> httpx.Client:
+    transport = FastBodyTransport(inner or httpx.HTTPTransport())
+    return httpx.Client(transport=transport, timeout=httpx.Timeout(read, connect=2.0))
+
+
+def _expected(url: str) -> bytes:
+    with httpx.Client() as plain:
+        return plain.get(url).content
+
+
+def _read_all(response: httpx.Response, size: int = 1 << 20) -> bytes:
+    readinto = response.extensions[READINTO]
+    out = bytearray()
+    buf = bytearray(size)
+    while n := readinto(buf):
+        out += buf[:n]
+    return bytes(out)
+
+
+def test_marked_gets_expose_readinto_and_match_httpx(url: str) -> None:
+    with _client() as client, client.stream("GET", url, extensions={FAST_BODY: True}) as r:
+        assert r.status_code == 200
+        assert r.headers["Content-Length"] == str(SIZE)
+        body = _read_all(r)
+    assert body == _expected(url)
+
+
+def test_iterating_a_fast_body_works_too(url: str) -> None:
+    with _client() as client:
+        response = client.get(url, extensions={FAST_BODY: True})
+    assert response.content == _expected(url)
+
+
+def test_unmarked_requests_and_other_methods_go_to_the_inner_transport(url: str) -> None:
+    with _client(httpx.MockTransport(_inner_marker)) as client:
+        assert client.get(url).content == b"inner transport"
+        assert client.head(url, extensions={FAST_BODY: True}).content == b"inner transport"
+        fast = client.get(url, extensions={FAST_BODY: True})
+        assert fast.content != b"inner transport" and len(fast.content) == SIZE
+
+
+def test_ranged_request_and_keep_alive(url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    connects = 0
+    real_connect = http.client.HTTPConnection.connect
+
+    def counting(self: http.client.HTTPConnection) -> None:
+        nonlocal connects
+        connects += 1
+        real_connect(self)
+
+    monkeypatch.setattr(http.client.HTTPConnection, "connect", counting)
+    whole = _expected(url)
+    with _client() as client:
+        for start in (0, 1000, SIZE - 10):
+            headers = {"Range": f"bytes={start}-"}
+            with client.stream("GET", url, headers=headers, extensions={FAST_BODY: True}) as r:
+                assert r.status_code == 206
+                assert _read_all(r) == whole[start:]
+    assert connects == 1  # each body read to its end keeps the connection for the next
+
+
+def test_dropped_connection_is_a_remote_protocol_error(server: DemoServer, url: str) -> None:
+    server.add_fault("drop", after_bytes=1 << 20, times=1)
+    with _client() as client, client.stream("GET", url, extensions={FAST_BODY: True}) as r:
+        with pytest.raises(httpx.RemoteProtocolError):
+            _read_all(r)
+
+
+def test_stall_is_a_read_timeout(server: DemoServer, url: str) -> None:
+    server.add_fault("stall", after_bytes=100_000, seconds=3, times=1)
+    with _client(read=0.3) as client, client.stream(
+        "GET", url, extensions={FAST_BODY: True}
+    ) as r:
+        with pytest.raises(httpx.ReadTimeout):
+            _read_all(r)
+
+
+def test_refused_connection_is_a_connect_error() -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed again at once: nothing listens there
+    with _client() as client, pytest.raises(httpx.ConnectError):
+        client.get(f"http://127.0.0.1:{port}/x", extensions={FAST_BODY: True})
+
+
+def test_a_stale_kept_alive_connection_is_replaced(
+    url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    whole = _expected(url)
+    with _client() as client:
+        assert client.get(url, extensions={FAST_BODY: True}).content == whole
+        real_send = fastbody._send
+        calls = 0
+
+        def hung_up_once(conn: http.client.HTTPConnection, request: httpx.Request) -> object:
+            nonlocal calls
+            calls += 1
+            if calls == 1:
+                raise http.client.RemoteDisconnected("closed by the server while idle")
+            return real_send(conn, request)
+
+        monkeypatch.setattr(fastbody, "_send", hung_up_once)
+        assert client.get(url, extensions={FAST_BODY: True}).content == whole
+        assert calls == 2
+
+
+def test_a_failed_tls_handshake_is_a_connect_error(url: str) -> None:
+    # The storage server speaks plain HTTP, so the TLS handshake cannot succeed.
+    with _client() as client, pytest.raises(httpx.ConnectError):
+        client.get(url.replace("http://", "https://", 1), extensions={FAST_BODY: True})
