@@ -100,18 +100,22 @@ def test_ranged_request_and_keep_alive(url: str, monkeypatch: pytest.MonkeyPatch
 
 def test_dropped_connection_is_a_remote_protocol_error(server: DemoServer, url: str) -> None:
     server.add_fault("drop", after_bytes=1 << 20, times=1)
-    with _client() as client, client.stream("GET", url, extensions={FAST_BODY: True}) as r:
-        with pytest.raises(httpx.RemoteProtocolError):
-            _read_all(r)
+    with (
+        _client() as client,
+        client.stream("GET", url, extensions={FAST_BODY: True}) as r,
+        pytest.raises(httpx.RemoteProtocolError),
+    ):
+        _read_all(r)
 
 
 def test_stall_is_a_read_timeout(server: DemoServer, url: str) -> None:
     server.add_fault("stall", after_bytes=100_000, seconds=3, times=1)
-    with _client(read=0.3) as client, client.stream(
-        "GET", url, extensions={FAST_BODY: True}
-    ) as r:
-        with pytest.raises(httpx.ReadTimeout):
-            _read_all(r)
+    with (
+        _client(read=0.3) as client,
+        client.stream("GET", url, extensions={FAST_BODY: True}) as r,
+        pytest.raises(httpx.ReadTimeout),
+    ):
+        _read_all(r)
 
 
 def test_refused_connection_is_a_connect_error() -> None:
