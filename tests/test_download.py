@@ -309,3 +309,28 @@ def test_existing_target_is_never_overwritten(env, tmp_path: Path) -> None:
     with pytest.raises(DownloadError, match="already exists"):
         download(http, spec, _options(settings))
     assert spec.dest.read_bytes() == b"precious"
+
+
+@pytest.mark.parametrize("connections", [1, 4])
+def test_bodies_are_read_straight_into_buffers(
+    env, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, connections: int
+) -> None:
+    from sdlib.sources import fastbody
+
+    http, civ, settings = env
+    spec = _spec(civ, LARGE_VERSION_ID, tmp_path)
+    read = 0
+    real = fastbody._Body.readinto
+
+    def counting(self: fastbody._Body, buffer: object) -> int:
+        nonlocal read
+        n = real(self, buffer)
+        read += n
+        return n
+
+    monkeypatch.setattr(fastbody._Body, "readinto", counting)
+    options = _options(settings, connections=connections, split_threshold=1 << 20)
+    result = download(http, spec, options)
+    assert result.connections == connections
+    assert result.hashes.sha256 == spec.hashes["SHA256"]
+    assert read == LARGE  # every byte came through readinto, none through h11

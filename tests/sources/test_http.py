@@ -102,6 +102,33 @@ def test_socks5h_resolves_names_through_the_proxy(civitai: DemoServer) -> None:
     assert seen[0] == ("civitai.internal", port)
 
 
+def test_download_bodies_use_the_fast_transport_only_without_a_proxy(
+    civitai: DemoServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sdlib.sources.fastbody import FAST_BODY, READINTO
+
+    url = f"{civitai.url}/api/v1/models/4384"
+    with (
+        build_client(_settings()) as http,
+        http.stream("GET", url, extensions={FAST_BODY: True}) as response,
+    ):
+        assert READINTO in response.extensions
+    with _socks5_server() as (port, seen):
+        with (
+            build_client(_settings(proxy=f"socks5://127.0.0.1:{port}")) as http,
+            http.stream("GET", url, extensions={FAST_BODY: True}) as response,
+        ):
+            assert response.status_code == 200 and READINTO not in response.extensions
+        assert seen  # the marked request still went through the proxy
+    # An environment proxy that does not exist: the marked request must go to it, and fail.
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")
+    with (
+        build_client(_settings(retries=0)) as http,
+        pytest.raises(httpx.ConnectError),  # direct, it would succeed
+    ):
+        http.get(url, extensions={FAST_BODY: True})
+
+
 @pytest.mark.parametrize(
     ("value", "expected"),
     [("3", 3.0), ("0.5", 0.5), ("-1", 0.0), (None, None), ("soon", None), ("", None)],
