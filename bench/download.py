@@ -65,7 +65,7 @@ def hashing_cpu(size: int) -> float:
 
     head = LargeFile(size).header
     hasher = Hasher(size)
-    block = bytes(8 << 20)
+    block = memoryview(bytes(8 << 20))
     t = time.process_time()
     hasher.update(head)
     left = size - len(head)
