@@ -10,6 +10,7 @@ import contextlib
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -20,6 +21,8 @@ from sdlib.library.placement import Destination, choose_name, same_family
 from sdlib.library.sidecars import (
     a1111_user_metadata,
     image_extension,
+    stability_matrix_info,
+    write_json,
     write_model_sidecars,
 )
 from sdlib.taxonomy import CIVITAI_TYPE_TO_KIND, Base, Container, Kind, base_from_civitai
@@ -27,6 +30,7 @@ from sdlib.taxonomy import CIVITAI_TYPE_TO_KIND, Base, Container, Kind, base_fro
 if TYPE_CHECKING:
     import httpx
 
+    from sdlib.hashing import FileHashes
     from sdlib.sources._civitai_models import CivitaiModel, CivitaiVersion, DownloadTarget
     from sdlib.sources.civitai import CivitaiClient
 
@@ -165,6 +169,8 @@ class Installer:
             result.path, api_kind, api_base, dest if destination is None else None
         )
         sidecars = self._sidecars(path, model, version, kind, base)
+        if dest.layout is not None and dest.layout.name == "stabilitymatrix":
+            sidecars += self._cm_info(path, model, version, target, result.hashes)
         return self._result(ref, target, path, result.size, result.hashes.sha256, kind, base,
                             "downloaded", picked, warnings, sidecars)  # fmt: skip
 
@@ -241,6 +247,33 @@ class Installer:
             self.on_note(f"{path.name}: could not write sidecars: {exc.strerror or exc}")
             return ()
         return tuple(str(p) for p in written)
+
+    def _cm_info(
+        self,
+        path: Path,
+        model: CivitaiModel,
+        version: CivitaiVersion,
+        target: DownloadTarget,
+        hashes: FileHashes,
+    ) -> tuple[str, ...]:
+        """Stability Matrix's ``<stem>.cm-info.json``, which its model browser reads."""
+        info = stability_matrix_info(
+            version_json=version.raw or version.to_dict(),
+            model_name=model.name, model_description=model.description,
+            model_type=model.type, nsfw=model.nsfw, tags=model.tags, author=model.creator,
+            file_name=target.file_name, file_id=target.file_id,
+            file_metadata={"fp": target.fp, "size": target.weights, "format": target.format},
+            hashes={"SHA256": hashes.sha256, "CRC32": hashes.crc32, "BLAKE3": hashes.blake3},
+            imported_at=datetime.now(timezone.utc).isoformat(),
+            source_url=f"{self.civitai.base_url}/models/{model.id}?modelVersionId={version.id}",
+        )  # fmt: skip
+        target_path = path.with_name(path.stem + ".cm-info.json")
+        try:
+            written = write_json(target_path, info)
+        except OSError as exc:
+            self.on_note(f"{path.name}: could not write {target_path.name}: {exc.strerror or exc}")
+            return ()
+        return (str(target_path),) if written else ()
 
     def _preview(self, version: CivitaiVersion) -> bytes | None:
         """The first still image of the version that the NSFW setting allows."""

@@ -144,7 +144,7 @@ class Remote:
 
 
 def compact_model(raw: Any) -> dict[str, Any]:
-    """What sdlib keeps of a ``/models`` item: enough for updates and descriptions."""
+    """What sdlib keeps of a ``/models`` item: enough for updates and sidecars."""
     data = raw if isinstance(raw, dict) else {}
     versions = []
     for v in data.get("modelVersions") or ():
@@ -159,9 +159,14 @@ def compact_model(raw: Any) -> dict[str, Any]:
             "id": v.get("id"), "name": v.get("name"), "baseModel": v.get("baseModel"),
             "publishedAt": v.get("publishedAt") or v.get("createdAt"), "files": files,
         })  # fmt: skip
+    creator: dict[str, Any] = data["creator"] if isinstance(data.get("creator"), dict) else {}
+    tags = [t.get("name") if isinstance(t, dict) else t for t in data.get("tags") or ()]
     return {
         "id": data.get("id"), "name": data.get("name"), "type": data.get("type"),
         "mode": data.get("mode"), "description": data.get("description"), "versions": versions,
+        # For Stability Matrix's .cm-info.json:
+        "nsfw": data.get("nsfw"), "tags": [t for t in tags if isinstance(t, str)],
+        "creator": {"username": creator.get("username")},
     }  # fmt: skip
 
 

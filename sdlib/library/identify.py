@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -32,6 +33,7 @@ from sdlib.library.sidecars import (
     VIDEO_EXTENSIONS,
     a1111_user_metadata,
     read_json,
+    stability_matrix_info,
     write_json,
     write_model_sidecars,
 )
@@ -59,6 +61,8 @@ class IdentifyOptions:
     nsfw: bool = False
     #: Write A1111's ``<stem>.json`` (not for SD.Next, whose ``<stem>.json`` differs).
     user_metadata: bool = True
+    #: Write Stability Matrix's ``<stem>.cm-info.json`` (its Models folder).
+    cm_info: bool = False
     jobs: int = 4
     #: How long answers stay good: a found version, and "Civitai does not know this hash".
     found_ttl: float = 30 * DAY
@@ -68,7 +72,11 @@ class IdentifyOptions:
 
     @classmethod
     def for_layout(cls, layout_name: str, **kwargs: Any) -> IdentifyOptions:
-        return cls(user_metadata=layout_name not in _NO_USER_METADATA, **kwargs)
+        return cls(
+            user_metadata=layout_name not in _NO_USER_METADATA,
+            cm_info=layout_name == "stabilitymatrix",
+            **kwargs,
+        )
 
 
 @dataclass(frozen=True)
@@ -316,7 +324,7 @@ class Identifier:
             self.index.event(row.id, "identified", version_id=values["civitai_version_id"],
                              matched_by=matched_by)  # fmt: skip
         row = replace(row, **values)
-        sidecars = self._sidecars(row, body)
+        sidecars = self._sidecars(row, body, file)
         return self._result(row, hashes.sha256, "identified", matched_by, sidecars=sidecars)
 
     def _result(
@@ -333,7 +341,9 @@ class Identifier:
 
     # -- sidecars -----------------------------------------------------------------------------
 
-    def _sidecars(self, row: FileRow, body: Mapping[str, Any]) -> tuple[str, ...]:
+    def _sidecars(
+        self, row: FileRow, body: Mapping[str, Any], file: Mapping[str, Any] | None = None
+    ) -> tuple[str, ...]:
         """Write what is missing (or everything, with ``refresh``); never make one worse."""
         model = Path(row.path)
         written: list[Path] = []
@@ -355,20 +365,56 @@ class Identifier:
                 preview = self._preview(body)
             written += write_model_sidecars(model, version_json=None, user_metadata=meta,
                                             preview=preview)  # fmt: skip
+            cm = model.with_name(model.stem + ".cm-info.json")
+            wanted = self.options.cm_info and (self.options.refresh or read_json(cm) is None)
+            if file is None:
+                file = _file_with_sha256(body, row.sha256)
+            if wanted and write_json(cm, self._cm_info(model, body, file)):
+                written.append(cm)
         except OSError:
             return tuple(str(p) for p in written)  # a read-only folder: the index still knows
         return tuple(str(p) for p in written)
 
-    def _description(self, body: Mapping[str, Any]) -> str | None:
+    def _model_json(self, body: Mapping[str, Any]) -> Mapping[str, Any]:
+        """The version's model (description, tags, creator), or {} when out of reach."""
         model_id = body.get("modelId")
         if not isinstance(model_id, int):
-            return None
+            return {}
         try:
             status, model = self.remote.model(model_id, DAY)
         except SourceError:
-            return None  # the description is a nicety: never fail a file over it
-        description = model.get("description") if status == 200 and model else None
+            return {}  # these are niceties: never fail a file over them
+        return model if status == 200 and isinstance(model, dict) else {}
+
+    def _description(self, body: Mapping[str, Any]) -> str | None:
+        description = self._model_json(body).get("description")
         return description if isinstance(description, str) else None
+
+    def _cm_info(
+        self, model: Path, body: Mapping[str, Any], file: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        full = self._model_json(body)
+        inner: Mapping[str, Any] = body["model"] if isinstance(body.get("model"), dict) else {}
+        creator = full.get("creator")
+        meta = file.get("metadata")
+        published = file.get("hashes")
+        return stability_matrix_info(
+            version_json=body,
+            model_name=str(inner.get("name") or full.get("name") or model.stem),
+            model_description=self._description(body),
+            model_type=inner.get("type") or full.get("type"),
+            nsfw=bool(inner.get("nsfw", full.get("nsfw", False))),
+            tags=[t for t in full.get("tags") or () if isinstance(t, str)],
+            author=creator.get("username") if isinstance(creator, dict) else None,
+            file_name=str(file.get("name") or model.name),
+            file_id=file.get("id") if isinstance(file.get("id"), int) else None,
+            file_metadata=meta if isinstance(meta, dict) else {},
+            hashes={str(k).upper(): v for k, v in published.items()}
+            if isinstance(published, dict)
+            else {},
+            imported_at=datetime.now(timezone.utc).isoformat(),
+            source_url=_notes(self.remote.base_url, body).splitlines()[0],
+        )
 
     def _preview(self, body: Mapping[str, Any]) -> bytes | None:
         from sdlib.library.sidecars import image_extension
@@ -405,6 +451,18 @@ def _file_matching(
                 continue  # ten hex digits that happen to agree: not our file
             return True, f
     return not files, None
+
+
+def _file_with_sha256(body: Mapping[str, Any], sha256: str | None) -> Mapping[str, Any]:
+    for f in body.get("files") or ():
+        hashes = f.get("hashes") if isinstance(f, dict) else None
+        if (
+            sha256
+            and isinstance(hashes, dict)
+            and str(hashes.get("SHA256", "")).upper() == sha256.upper()
+        ):
+            return f  # type: ignore[no-any-return]
+    return {}
 
 
 def _has_preview(model: Path) -> bool:

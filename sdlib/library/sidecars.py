@@ -154,6 +154,55 @@ def a1111_user_metadata(
     return data
 
 
+def stability_matrix_info(
+    *,
+    version_json: Mapping[str, Any],
+    model_name: str,
+    model_description: str | None,
+    model_type: str | None,
+    nsfw: bool,
+    tags: Sequence[str],
+    author: str | None,
+    file_name: str,
+    file_id: int | None,
+    file_metadata: Mapping[str, Any],
+    hashes: Mapping[str, str | None],
+    imported_at: str,
+    source_url: str,
+) -> dict[str, Any]:
+    """Stability Matrix's ``<stem>.cm-info.json`` ("connected model info", layouts.md 6.3).
+
+    PascalCase at the top level as SM's System.Text.Json writes it; the inner objects keep
+    Civitai's own names (``fp``/``size``/``format``, ``SHA256``/``CRC32``/``BLAKE3``, camelCase
+    stats). ``Source`` is SM's enum as a number (0: Civitai).
+    """
+    return {
+        "ModelId": version_json.get("modelId"),
+        "ModelName": model_name,
+        "ModelDescription": model_description or "",
+        "Nsfw": nsfw,
+        "Tags": list(tags),
+        "ModelType": model_type,
+        "VersionId": version_json.get("id"),
+        "VersionName": version_json.get("name"),
+        "VersionDescription": version_json.get("description") or "",
+        "AuthorUsername": author,
+        "BaseModel": version_json.get("baseModel"),
+        "RemoteFileName": file_name,
+        "RemoteFileId": file_id,
+        "FileMetadata": {k: file_metadata.get(k) for k in ("fp", "size", "format")},
+        "ImportedAt": imported_at,
+        "Hashes": {k: hashes.get(k) for k in ("SHA256", "CRC32", "BLAKE3")},
+        "TrainedWords": list(version_json.get("trainedWords") or []),
+        "Stats": dict(version_json.get("stats") or {}),
+        "UserTitle": None,
+        "ThumbnailImageUrl": None,
+        "InferenceDefaults": None,
+        "Source": 0,
+        "SourceUrl": source_url,
+    }
+
+
 def merge_user_metadata(existing: Mapping[str, Any], fresh: Mapping[str, Any]) -> dict[str, Any]:
     """Keep every key the user (or another tool) set; fill in only what is missing or empty."""
     merged = dict(existing)

@@ -91,6 +91,29 @@ def test_download_into_a1111_with_sidecars(env: dict[str, str], webui: Path) -> 
     assert files(webui) == sorted(set(before) | added)
 
 
+def test_stability_matrix_gets_its_connected_model_info(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    root = tmp_path / "StabilityMatrix" / "Data"
+    (root / "Models" / "StableDiffusion").mkdir(parents=True)
+    args = ("download", "4384", "--ui", "stabilitymatrix", "--root", str(root), "--json")
+    proc = sdlib(env, *args)
+    assert proc.returncode == 0, proc.stderr
+    [result] = json.loads(proc.stdout)
+    model = Path(result["path"])
+    assert model.parent == root / "Models" / "StableDiffusion"
+    cm_path = model.with_name(model.stem + ".cm-info.json")
+    assert str(cm_path) in result["sidecars"]
+    info = json.loads(cm_path.read_text(encoding="utf-8"))
+    assert info["ModelId"] == result["model_id"] and info["VersionId"] == result["version_id"]
+    assert info["RemoteFileId"] == result["file_id"] and info["ModelType"] == "Checkpoint"
+    assert info["Hashes"]["SHA256"] == result["sha256"]
+    assert info["BaseModel"] == "SD 1.5" and info["Source"] == 0
+    assert info["FileMetadata"] == {"fp": "fp16", "size": "pruned", "format": "SafeTensor"}
+    assert info["SourceUrl"].endswith(f"/models/{result['model_id']}?modelVersionId=128713")
+    assert info["ImportedAt"].endswith("+00:00")
+
+
 def test_kinds_go_to_their_folders(env: dict[str, str], server: DemoServer, webui: Path) -> None:
     refs = {m.type: m.id for m in server.catalogue}
     wanted = {"LORA": "models/Lora", "TextualInversion": "embeddings", "VAE": "models/VAE"}

@@ -44,7 +44,7 @@ class Env:
         return scan(self.root, load_layout(self.root, ui), self.index, self.hc)
 
     def identify(self, ui: str = "a1111", **options: Any) -> list[IdentifyResult]:
-        rows = [f.row for f in self.scan().models]
+        rows = [f.row for f in self.scan(ui).models]
         opts = IdentifyOptions.for_layout(ui, **options)
         return Identifier(self.index, self.hc, self.remote, opts).run(rows)
 
@@ -182,6 +182,28 @@ def test_sdnext_gets_no_a1111_user_metadata(env: Env) -> None:
     assert sorted(p.name for p in lora.parent.iterdir()) == [
         "add_detail.civitai.info", "add_detail.safetensors"
     ]  # fmt: skip
+
+
+def test_stability_matrix_gets_connected_model_info(env: Env) -> None:
+    lora = env.copy("add_detail.safetensors", "Models/Lora/add_detail.safetensors")
+    (r,) = env.identify(ui="stabilitymatrix", previews=False)
+    assert r.state == "identified"
+    cm = lora.with_name("add_detail.cm-info.json")
+    assert str(cm) in r.sidecars
+    info = json.loads(cm.read_text(encoding="utf-8"))
+    assert (info["ModelId"], info["VersionId"], info["RemoteFileId"]) == (
+        r.model_id, r.version_id, r.file_id
+    )  # fmt: skip
+    assert info["ModelType"] == "LORA" and info["Hashes"]["SHA256"] == r.sha256
+    assert info["RemoteFileName"] == "add_detail.safetensors" and info["Source"] == 0
+    assert info["AuthorUsername"] and info["Tags"] and info["TrainedWords"] is not None
+    # A second run from the cache, after the user deleted it, restores it.
+    cm.unlink()
+    (again,) = env.identify(ui="stabilitymatrix", previews=False)
+    assert (
+        again.cached
+        and json.loads(cm.read_text(encoding="utf-8")) | {"ImportedAt": info["ImportedAt"]} == info
+    )
 
 
 # --- updates -----------------------------------------------------------------------------------
