@@ -39,6 +39,8 @@ class Kind(_Vocab):
     TEXT_ENCODER = "text-encoder"
     IP_ADAPTER = "ip-adapter"
     MOTION_MODULE = "motion-module"
+    #: CLIP image encoders that IP-Adapter, unCLIP and Redux need (ComfyUI ``clip_vision``).
+    CLIP_VISION = "clip-vision"
     UNKNOWN = "unknown"
 
 

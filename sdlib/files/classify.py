@@ -484,9 +484,8 @@ def _clip_vision(ctx: _Ctx) -> Verdict | None:
          or k.has_prefix(f"visual.transformer.resblocks.{last}.")),
         "clip-vision",
     )  # fmt: skip
-    # sdlib's vocabulary has no image-encoder kind: name it in the variant, keep kind unknown.
-    ev = f"CLIP vision tower -> {name} (no sdlib kind for image encoders)"
-    return Verdict(Kind.UNKNOWN, Base.UNKNOWN, name, ("image-encoder",), evidence=[ev])
+    ev = f"CLIP vision tower -> {name}"
+    return Verdict(Kind.CLIP_VISION, Base.UNKNOWN, name, ("image-encoder",), evidence=[ev])
 
 
 def _upscaler(ctx: _Ctx) -> Verdict | None:

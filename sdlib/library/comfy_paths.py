@@ -53,6 +53,7 @@ COMFY_KEY_KINDS: Mapping[str, tuple[Kind, ...]] = {
     "vae": (Kind.VAE,),
     "text_encoders": (Kind.TEXT_ENCODER,),
     "clip": (Kind.TEXT_ENCODER,),
+    "clip_vision": (Kind.CLIP_VISION,),
     "embeddings": (Kind.EMBEDDING,),
     "hypernetworks": (Kind.HYPERNETWORK,),
     "controlnet": (Kind.CONTROLNET,),
@@ -256,7 +257,7 @@ def extend_layout(layout: Layout, folders: list[ExtraFolder]) -> Layout:
     """``layout`` (a ComfyUI Layout) with the extra folders under the kinds sdlib knows.
 
     ``is_default`` sections' folders go first, so new files land there, as ComfyUI-Manager
-    does. Keys sdlib has no kind for (``configs``, ``clip_vision``...) are skipped.
+    does. Keys sdlib has no kind for (``configs``, ``gligen``...) are skipped.
     """
     for first in (False, True):
         extra: dict[Kind, tuple[str, ...]] = {}

@@ -215,6 +215,11 @@ def _with_upscaler_ext(
     return tuple(replace(r, extensions=ext) if r.kind is Kind.UPSCALER else r for r in rules)
 
 
+_FORGE_CLIP_VISION = FolderRule(
+    Kind.CLIP_VISION, ("models/ControlNetPreprocessor/clip_vision",),
+    (".pth", ".safetensors", ".bin"),
+)  # fmt: skip
+
 _FORGE_EXTRA = (
     # Forge 2 loads Flux/SD3/GGUF diffusion models from the checkpoint folder.
     FolderRule(Kind.UNET, ("models/Stable-diffusion",), (".safetensors", ".gguf"),
@@ -224,6 +229,8 @@ _FORGE_EXTRA = (
                (".ckpt", ".pt", ".bin", ".safetensors", ".gguf"), KeyedBy.NAME,
                case_sensitive=True),
     *_upscalers(("HAT",), (".pt", ".pth")),
+    # The IP-Adapter preprocessors' image encoders (clip_h.pth, clip_g.pth...).
+    _FORGE_CLIP_VISION,
 )  # fmt: skip
 
 
@@ -269,6 +276,7 @@ REFORGE = Layout(
         # reForge main: plural folder, titles "TE: <subdir>/<stem>".
         FolderRule(Kind.TEXT_ENCODER, ("models/text_encoders",),
                    (".safetensors", ".ckpt", ".pth", ".bin"), KeyedBy.RELPATH),
+        _FORGE_CLIP_VISION,
     ),
     markers=("webui.py", "modules_forge", "ldm_patched"),
 )  # fmt: skip
@@ -314,6 +322,7 @@ COMFYUI = Layout(
         FolderRule(Kind.TEXT_ENCODER, ("models/text_encoders", "models/clip"),
                    COMFY_PT + (".gguf",), KeyedBy.RELPATH),
         FolderRule(Kind.IP_ADAPTER, ("models/ipadapter",), COMFY_PT, KeyedBy.RELPATH),
+        FolderRule(Kind.CLIP_VISION, ("models/clip_vision",), COMFY_PT, KeyedBy.RELPATH),
         FolderRule(Kind.MOTION_MODULE, ("models/animatediff_models",), COMFY_PT,
                    KeyedBy.RELPATH),
     ),
@@ -345,6 +354,7 @@ STABILITYMATRIX = Layout(
                    (".safetensors", ".gguf")),
         FolderRule(Kind.IP_ADAPTER, ("Models/IpAdapter", "Models/IpAdapters15",
                                      "Models/IpAdaptersXl"), _SM_EXT),
+        FolderRule(Kind.CLIP_VISION, ("Models/ClipVision",), _SM_EXT),
     ),
     markers=("Models/StableDiffusion",),
     dit_bases=frozenset({Base.FLUX, Base.FLUX2}),

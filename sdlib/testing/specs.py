@@ -31,6 +31,7 @@ __all__ = [
     "Spec",
     "clip_l_hf",
     "clip_open",
+    "clip_vision_hf",
     "controlnet_sd15",
     "diffusers_unet",
     "embedding_a1111",
@@ -339,6 +340,30 @@ def clip_open(prefix: str, dtype: str = "F32", *, width: int = 1024, layers: int
     _norm(s, f"{p}ln_final", dt, width)
     s[f"{p}text_projection"] = (dt, (width, width))
     s[f"{p}logit_scale"] = (dt, ())
+    return s
+
+
+def clip_vision_hf(
+    dtype: str = "F16", *, width: int = 1280, layers: int = 32, mlp: int = 5120, proj: int = 1024
+) -> Spec:
+    """A Hugging Face ``CLIPVisionModelWithProjection`` (defaults: ViT-H/14 at 224 px)."""
+    s: Spec = {}
+    p, dt = "vision_model.", dtype
+    s[f"{p}embeddings.class_embedding"] = (dt, (width,))
+    s[f"{p}embeddings.patch_embedding.weight"] = (dt, (width, 3, 14, 14))
+    s[f"{p}embeddings.position_embedding.weight"] = (dt, (257, width))
+    s[f"{p}embeddings.position_ids"] = ("I64", (1, 257))
+    _norm(s, f"{p}pre_layrnorm", dt, width)
+    for i in range(layers):
+        b = f"{p}encoder.layers.{i}"
+        for n in ("q_proj", "k_proj", "v_proj", "out_proj"):
+            _wb(s, f"{b}.self_attn.{n}", dt, (width, width))
+        _norm(s, f"{b}.layer_norm1", dt, width)
+        _wb(s, f"{b}.mlp.fc1", dt, (mlp, width))
+        _wb(s, f"{b}.mlp.fc2", dt, (width, mlp))
+        _norm(s, f"{b}.layer_norm2", dt, width)
+    _norm(s, f"{p}post_layernorm", dt, width)
+    s["visual_projection.weight"] = (dt, (proj, width))
     return s
 
 
@@ -965,6 +990,8 @@ SPECS: dict[str, Callable[[], Spec]] = {
     "ip_adapter_sd15": ip_adapter_sd15,
     "motion_module_v2": motion_module_v2,
     "clip_l": lambda: clip_l_hf("text_model.", "F16"),
+    "clip_vision_h": lambda: clip_vision_hf("F16"),
+    "clip_vision_l": lambda: clip_vision_hf("F32", width=1024, layers=24, mlp=4096, proj=768),
     "t5_xxl": lambda: t5_xxl("", "F16"),
     "lora_sd15_kohya": lora_sd15_kohya,
     "locon_sd15": locon_sd15,
@@ -1033,6 +1060,10 @@ EXPECTED: dict[str, dict[str, object]] = {
     "clip_l": dict(kind="text-encoder", base="unknown", variant="clip-l",
                    components=("text-encoder",)),
     "t5_xxl": dict(kind="text-encoder", base="unknown", variant="t5-xxl", components=("t5",)),
+    "clip_vision_h": dict(kind="clip-vision", base="unknown", variant="clip-vision-h",
+                          precision="fp16", components=("image-encoder",)),
+    "clip_vision_l": dict(kind="clip-vision", base="unknown", variant="clip-vision-l",
+                          precision="fp32", components=("image-encoder",)),
     "lora_sd15_kohya": dict(kind="lora", base="sd1", variant="lora", precision="fp16",
                             weights="n/a",
                             lora=dict(algo="lora", rank=32, alpha=16.0,

@@ -127,7 +127,7 @@ def test_read_from_a_root_and_extend_the_layout(tmp_path: Path) -> None:
     (tmp_path / "extra_model_paths.yaml").write_text(
         "a111:\n  base_path: ../webui\n  loras: |\n    models/Lora\n    models/LyCORIS\n"
         f"fast:\n  base_path: {ssd}\n  is_default: true\n  checkpoints: ckpt\n"
-        "  clip_vision: cv\n",
+        "  clip_vision: cv\n  configs: conf\n",
         encoding="utf-8",
     )
     layout = extend_layout(COMFYUI, read_extra_paths(tmp_path))
@@ -138,7 +138,8 @@ def test_read_from_a_root_and_extend_the_layout(tmp_path: Path) -> None:
     # is_default puts its folders first: new checkpoints go there.
     assert layout.folder_for(Kind.CHECKPOINT, Base.SD1) == str(ssd / "ckpt")
     assert "models/checkpoints" in layout.accepted_folders(Kind.CHECKPOINT)
-    assert str(ssd / "cv") not in layout.scan_folders()  # no kind for clip_vision
+    assert layout.folder_for(Kind.CLIP_VISION) == str(ssd / "cv")
+    assert str(ssd / "conf") not in layout.scan_folders()  # no kind for configs
 
 
 def test_unreadable_file_is_a_config_error(tmp_path: Path) -> None:

@@ -39,6 +39,7 @@ FOLDER_KINDS = (
     "text-encoder",
     "ip-adapter",
     "motion-module",
+    "clip-vision",
 )
 
 
