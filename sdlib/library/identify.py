@@ -125,6 +125,8 @@ class Identifier:
     on_event: Callable[[IdentifyEvent], None] = field(default=lambda _e: None)
     #: Set once the server turned the bulk request down: ask file by file from then on.
     _bulk_off: bool = field(default=False, init=False)
+    #: Answers the bulk lookup stored during this run: good even with ``refresh``.
+    _asked_now: set[str] = field(default_factory=set, init=False)
 
     def run(self, rows: Iterable[FileRow]) -> list[IdentifyResult]:
         """Identify ``rows`` (model rows of the index); results in the order given."""
@@ -230,8 +232,10 @@ class Identifier:
                     future.cancel()
 
     def _fresh(self, key: str) -> tuple[int, Any, float] | None:
-        """A cached answer still good for its kind (found or not found), unless refresh."""
-        hit = None if self.options.refresh else self.remote.index.remote_get(key, None)
+        """A cached answer still good for its kind (found or not found), unless refresh
+        (answers fetched during this very run count even then)."""
+        stale_ok = not self.options.refresh or key in self._asked_now
+        hit = self.remote.index.remote_get(key, None) if stale_ok else None
         if hit is None:
             return None
         ttl = self.options.found_ttl if hit[0] == 200 else self.options.missing_ttl
@@ -266,6 +270,7 @@ class Identifier:
         for sha in wanted:
             body = found.get(sha)
             self.remote.index.remote_put(f"by-hash:{sha}", 200 if body else 404, body)
+            self._asked_now.add(f"by-hash:{sha}")
 
     def _not_tried(self, row: FileRow, why: str) -> IdentifyResult:
         return IdentifyResult(

@@ -507,6 +507,33 @@ class CivitaiApi:
         matches.sort(key=lambda t: (t[0], t[1]))  # oldest published wins
         return self.version_detail_json(matches[0][2], matches[0][3])
 
+    def by_hash_bulk(self, body: Any) -> list[dict[str, Any]]:
+        """``POST /model-versions/by-hash``: up to 100 SHA256s; the versions of those found
+        (SHA256 only; oldest published wins; unmatched hashes are dropped)."""
+        ok = (
+            isinstance(body, list)
+            and 0 < len(body) <= 100
+            and all(isinstance(h, str) and len(h) == 64 for h in body)
+        )
+        if not ok:
+            raise Reply(400, {"error": "Request must include an array of SHA256 Hashes. "
+                                       "Max 100 per request."})  # fmt: skip
+        wanted = {h.upper() for h in body}
+        best: dict[str, tuple[str, int, Any, Any]] = {}
+        for model, version in ((m, v) for m in self.demo.catalogue for v in m.versions):
+            for f in version.files:
+                sha = self.demo.files[f.id].hashes.get("SHA256", "").upper()
+                key = (version.published_at, version.id, model, version)
+                if sha in wanted and (sha not in best or key[:2] < best[sha][:2]):
+                    best[sha] = key
+        seen: set[int] = set()
+        out = []
+        for _, version_id, model, version in sorted(best.values(), key=lambda t: t[:2]):
+            if version_id not in seen:
+                seen.add(version_id)
+                out.append(self.version_detail_json(model, version))
+        return out
+
     def images(self) -> dict[str, Any]:
         limit = self._int_param("limit", 0, 200)
         limit = 100 if limit is None else limit

@@ -3,7 +3,8 @@
 Two real HTTP servers on 127.0.0.1, each threaded:
 
 * the **API host** serves ``/api/v1/models``, ``/models/{id}``, ``/model-versions/{id}``,
-  ``/model-versions/by-hash/{hash}``, ``/images``, ``/enums``, ``/me`` and the download
+  ``/model-versions/by-hash/{hash}`` (and the bulk ``POST /model-versions/by-hash``),
+  ``/images``, ``/enums``, ``/me`` and the download
   endpoint ``/api/download/models/{versionId}``, with Civitai's response shapes and quirks
   (reference civitai-api.md): cursor paging with short and empty pages, repeated ``types``
   and ``baseModels``, ``page`` ignored (and 429 past 1000 rows), SFW-only unless
@@ -422,6 +423,20 @@ class _Handler(BaseHTTPRequestHandler):
         if self.command != "HEAD":
             self.wfile.write(body)
 
+    def _json_body(self, limit: int = 1 << 20) -> Any:
+        """The request's JSON body (bounded), or a 400 like Civitai's."""
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            length = -1
+        if not 0 <= length <= limit:
+            self.close_connection = True
+            raise Reply(400, {"error": "Invalid request body"})
+        try:
+            return json.loads(self.rfile.read(length) or b"null")
+        except ValueError:
+            raise Reply(400, {"error": "Invalid JSON body"}) from None
+
     def _send_json(self, status: int, data: Any, headers: Mapping[str, str] | None = None) -> None:
         if isinstance(data, str):  # a plain-text error (browser User-Agents)
             self._send(status, data.encode(), headers, ctype="text/plain; charset=utf-8")
@@ -550,7 +565,8 @@ class _Handler(BaseHTTPRequestHandler):
     # -- API host -----------------------------------------------------------------------------
 
     def _api(self, path: str) -> None:
-        if self.command not in ("GET", "HEAD"):
+        bulk = path.rstrip("/") == "/api/v1/model-versions/by-hash"
+        if self.command not in ("GET", "HEAD") and not (bulk and self.command == "POST"):
             raise Reply(405, {"error": "Method not allowed"})
         segs = [s for s in path.split("/") if s]
         api = CivitaiApi(self)
@@ -561,6 +577,8 @@ class _Handler(BaseHTTPRequestHandler):
                 self._send_json(200, api.models(), cache)
             elif len(rest) == 2 and rest[0] == "models":
                 self._send_json(200, api.model(rest[1]), cache)
+            elif rest == ["model-versions", "by-hash"] and self.command == "POST":
+                self._send_json(200, api.by_hash_bulk(self._json_body()))
             elif len(rest) == 3 and rest[:2] == ["model-versions", "by-hash"]:
                 cache["Cache-Control"] = "public, s-maxage=3600, stale-while-revalidate=1800"
                 self._send_json(200, api.by_hash(rest[2]), cache)

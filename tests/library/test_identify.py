@@ -135,6 +135,8 @@ def test_errors_touch_no_sidecar_and_a_rerun_resumes(env: Env) -> None:
     bad = env.copy("deliberate_v2.safetensors", "models/Stable-diffusion/deliberate.safetensors")
     trees.touch(bad.with_suffix(".civitai.info"), json.dumps({"id": 15236, "mine": True}))
     sha = env.server.files[152361].hashes["SHA256"]
+    # No bulk lookup here (an older server), and the one file's lookup fails.
+    env.server.add_fault("404", match="/api/v1/model-versions/by-hash", times=1)
     env.server.add_fault("500", match=f"/api/v1/model-versions/by-hash/{sha}")
     results = env.identify(refresh=True)
     assert by_name(results, "easynegative.safetensors").state == "identified"
@@ -273,40 +275,29 @@ def test_the_same_bytes_under_a_newer_version_are_no_update(env: Env) -> None:
     assert r.status == "up-to-date" and r.newer == ()
 
 
-def test_bulk_lookup_asks_for_a_hundred_hashes_at_once(
-    env: Env, civitai_settings: Settings
-) -> None:
-    """Civitai's ``POST /model-versions/by-hash`` (the demo server has no such endpoint,
-    so a MockTransport answers it from the demo server's own by-hash answers)."""
-    import httpx
-
-    real = httpx.Client()
-    calls: list[tuple[str, str]] = []
-
-    def handler(request: httpx.Request) -> httpx.Response:
-        calls.append((request.method, request.url.path))
-        if request.method == "POST":
-            found = []
-            for sha in json.loads(request.content):
-                r = real.get(f"{env.server.url}/api/v1/model-versions/by-hash/{sha}")
-                if r.status_code == 200:
-                    found.append(r.json())
-            return httpx.Response(200, json=found)
-        r = real.get(str(request.url))
-        return httpx.Response(r.status_code, content=r.content, headers=r.headers)
-
+def test_bulk_lookup_asks_for_a_hundred_hashes_at_once(env: Env) -> None:
+    """Civitai's ``POST /model-versions/by-hash``, against the demo server's own."""
     names = ("dreamshaper_8.safetensors", "deliberate_v2.safetensors",
              "anythingV5_PrtRE.safetensors", "add_detail.safetensors")  # fmt: skip
     for name in names:
         env.copy(name, f"models/Stable-diffusion/{name}")
     trees.st(env.root / "models" / "Lora" / "homemade.safetensors", "lokr_sdxl")
-    with build_client(civitai_settings, transport=httpx.MockTransport(handler)) as http:
-        env.remote = Remote(http, env.server.url, env.index, RateLimiter(0))
-        results = env.identify(previews=False)
-    real.close()
+    results = env.identify(previews=False)
     assert sorted(r.state for r in results) == ["identified"] * 4 + ["unidentified"]
-    posts = [c for c in calls if c[0] == "POST"]
-    single = [p for m, p in calls if m == "GET" and "/by-hash/" in p]
+    asked = [(r.method, r.path) for r in env.server.requests if "/by-hash" in r.path]
+    posts = [a for a in asked if a[0] == "POST"]
+    single = [p for m, p in asked if m == "GET"]
     assert posts == [("POST", "/api/v1/model-versions/by-hash")]
     # Only the unknown file is asked for alone, by its AutoV3 and AutoV2.
     assert len(single) == 2
+
+
+def test_without_the_bulk_endpoint_each_file_is_asked_alone(env: Env) -> None:
+    for name in ("dreamshaper_8.safetensors", "add_detail.safetensors"):
+        env.copy(name, f"models/Stable-diffusion/{name}")
+    # An older server (or a mirror) answering the bulk POST with 404: one try, then GETs.
+    env.server.add_fault("404", match="/api/v1/model-versions/by-hash", times=1)
+    results = env.identify(previews=False)
+    assert [r.state for r in results] == ["identified"] * 2
+    asked = [(r.method, r.path) for r in env.server.requests if "/by-hash" in r.path]
+    assert [m for m, _ in asked] == ["POST", "GET", "GET"]
