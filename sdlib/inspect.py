@@ -1,9 +1,9 @@
 """``inspect``: what a model file is, from its content.
 
-Sniffs the container, reads the tensor table (safetensors header, or a pickle's structure
-through the static scanner, which never executes it), and classifies the table. Reads a
-bounded amount of the file: the header of a safetensors file, the pickle streams of a
-PyTorch archive, never the tensor data.
+Sniffs the container, reads the tensor table (safetensors or GGUF header, or a pickle's
+structure through the static scanner, which never executes it), and classifies the table.
+Reads a bounded amount of the file: the header of a safetensors or GGUF file, the pickle
+streams of a PyTorch archive, never the tensor data.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from sdlib.taxonomy import Container
 
 if TYPE_CHECKING:
     from sdlib.files.classify import Classification
+    from sdlib.files.gguf import GGUFHeader
     from sdlib.files.pickles import PickleScan
 
 PICKLE_CONTAINERS = (Container.PICKLE_ZIP, Container.PICKLE_LEGACY, Container.PICKLE)
@@ -45,8 +46,8 @@ class InspectReport:
             data.update(self.classification.to_dict())
         else:
             data.update(
-                kind="unknown", base="unknown", variant=None, precision=None, weights="n/a",
-                components=[], tensors=0, parameters=0, metadata={},
+                kind="unknown", base="unknown", variant=None, precision=None, quantization=None,
+                weights="n/a", components=[], tensors=0, parameters=0, metadata={},
                 evidence=[self.note] if self.note else [],
             )  # fmt: skip
         data["safety"] = self.safety.to_dict() if self.safety is not None else None
@@ -70,6 +71,12 @@ def inspect_file(path: str | os.PathLike[str]) -> InspectReport:
                 fh.seek(0)
                 table = read_table_from(fh, size, spath)
                 return InspectReport(spath, size, container, _classify(table))
+            if container is Container.GGUF:
+                from sdlib.files.gguf import read_header_from
+
+                fh.seek(0)
+                header = read_header_from(fh, size, spath)
+                return InspectReport(spath, size, container, _classify_gguf(header))
     except FileNotFoundError:
         raise FormatError("no such file", path=spath) from None
     except PermissionError:
@@ -78,10 +85,6 @@ def inspect_file(path: str | os.PathLike[str]) -> InspectReport:
         raise FormatError("is a directory", path=spath) from None
     if container in PICKLE_CONTAINERS:
         return _inspect_pickle(p, size, container)
-    if container is Container.GGUF:
-        return InspectReport(
-            spath, size, container, None, note="GGUF files are recognised but not classified yet"
-        )
     if size == 0:
         raise FormatError("empty file", path=spath)
     if looks_like_text_error(head):
@@ -100,6 +103,33 @@ def _classify(table: Any) -> Classification:
     from sdlib.files.classify import classify
 
     return classify(table)
+
+
+def _classify_gguf(header: GGUFHeader) -> Classification:
+    """Classify a GGUF file's tensors (llama.cpp T5 names translated) and say what it is."""
+    from dataclasses import replace
+
+    from sdlib.files._gguf_names import classifier_names
+
+    tensors, renamed = classifier_names(header.tensors)
+    table = replace(header.table(), tensors=tensors)
+    cls = _classify(table)
+    ftype = header.file_type
+    raw_ftype = header.metadata.get("general.file_type")
+    lines = [
+        f"GGUF v{header.version}: general.architecture {header.architecture or '(not set)'}, "
+        + (f"general.file_type {raw_ftype} ({ftype or 'unknown'})" if raw_ftype is not None
+           else "no general.file_type")
+    ]  # fmt: skip
+    if renamed:
+        lines.append(renamed)
+    quant = cls.quantization
+    # The file type names the quantiser's mix (Q4_K_M: mostly Q4_K, some Q6_K); trust it
+    # only when it agrees with the tensors (old ComfyUI-GGUF wrote a ggml type id there).
+    if quant and ftype and ftype != quant and ftype.startswith(quant + "_"):
+        lines.append(f"most weights are {quant}; general.file_type names the mix {ftype}")
+        quant = ftype
+    return replace(cls, quantization=quant, evidence=(*lines, *cls.evidence))
 
 
 def _inspect_pickle(path: Path, size: int, container: Container) -> InspectReport:

@@ -19,15 +19,16 @@ def inspect_cmd(files: tuple[Path, ...], explain: bool, as_json: bool) -> None:
     """Classify model FILES from their content, not their names.
 
     Prints the container, kind (checkpoint, lora, embedding, vae...), base architecture
-    (sd1, sd2, sdxl, flux...), variant, precision, full-vs-pruned weights and components.
-    Safetensors files are judged from their header alone; pickles (.ckpt/.pt/.pth/.bin)
-    are scanned statically and never executed; a pickle that would run code is reported
-    as unsafe and makes the exit code 3.
+    (sd1, sd2, sdxl, flux...), variant, precision (or GGUF quantization such as Q8_0),
+    full-vs-pruned weights and components. Safetensors and GGUF files are judged from their
+    header alone; pickles (.ckpt/.pt/.pth/.bin) are scanned statically and never executed;
+    a pickle that would run code is reported as unsafe and makes the exit code 3.
 
     \b
     Examples:
       sdlib inspect model.safetensors
       sdlib inspect --explain mystery_file.ckpt
+      sdlib inspect flux1-dev-Q8_0.gguf
       sdlib inspect models/Lora/* --json
     """
     from sdlib.errors import SdlibError
@@ -66,6 +67,7 @@ def _print(reports: list[dict[str, Any]], explain: bool) -> None:
             ("base", r["base"]),
             ("variant", r.get("variant")),
             ("precision", r.get("precision")),
+            ("quantization", r.get("quantization")),
             ("weights", r.get("weights") if r.get("weights") != "n/a" else None),
             ("components", ", ".join(r.get("components") or []) or None),
             ("vectors", r.get("vectors")),

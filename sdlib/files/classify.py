@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from sdlib.files import _lora
 from sdlib.files import _signatures as sig
 from sdlib.files._signatures import Keys, Verdict, fmt_shape
-from sdlib.files.tensors import TensorTable
+from sdlib.files.tensors import QUANT_BLOCKS, TensorTable
 from sdlib.taxonomy import Base, Kind, Precision, Weights
 
 __all__ = ["Classification", "LoraInfo", "classify"]
@@ -73,6 +73,9 @@ class Classification:
     tensors: int
     parameters: int
     evidence: tuple[str, ...] = field(default=())
+    #: The ggml block quantisation most weights are stored in (GGUF files: ``Q8_0``,
+    #: ``Q4_K``...); ``precision`` is then None when quantised weights are the majority.
+    quantization: str | None = None
 
     def to_dict(self) -> dict[str, object]:
         """JSON-ready: enums as their lower-case values, tuples as lists."""
@@ -81,6 +84,7 @@ class Classification:
             "base": str(self.base),
             "variant": self.variant,
             "precision": str(self.precision) if self.precision is not None else None,
+            "quantization": self.quantization,
             "weights": str(self.weights),
             "components": list(self.components),
             "vectors": self.vectors,
@@ -100,7 +104,7 @@ def classify(table: TensorTable) -> Classification:
     verdict = _decide(ctx)
     evidence.extend(verdict.evidence)
     weights = _weights(keys, verdict.kind, evidence)
-    precision = _precision(keys, evidence)
+    precision, quantization = _precision(keys, evidence)
     lora = None
     if ctx.lora_verdict is not None:
         lv = ctx.lora_verdict
@@ -118,6 +122,7 @@ def classify(table: TensorTable) -> Classification:
         tensors=len(table),
         parameters=sum(math.prod(t.shape) for t in table.tensors.values()),
         evidence=tuple(evidence),
+        quantization=quantization,
     )
 
 
@@ -710,10 +715,11 @@ _DTYPE_PRECISION: dict[str, Precision] = {
 }  # fmt: skip
 
 
-def _precision(k: Keys, evidence: list[str]) -> Precision | None:
+def _precision(k: Keys, evidence: list[str]) -> tuple[Precision | None, str | None]:
+    """(float precision, ggml quantisation) by element share."""
     if k.contains(".quant_state.bitsandbytes__nf4"):
         evidence.append("bitsandbytes NF4 quantised: no float precision applies")
-        return None
+        return None, None
     by_dtype: dict[str, int] = {}
     skip = sig.SCHEDULE_BUFFERS
     for name, t in k.tensors.items():
@@ -723,21 +729,43 @@ def _precision(k: Keys, evidence: list[str]) -> Precision | None:
             continue
         by_dtype[t.dtype] = by_dtype.get(t.dtype, 0) + math.prod(t.shape)
     totals: Counter[Precision] = Counter()
+    quant: Counter[str] = Counter()
     for dtype, n in by_dtype.items():
         if dtype in _DTYPE_PRECISION:
             totals[_DTYPE_PRECISION[dtype]] += n
+        elif dtype in QUANT_BLOCKS:
+            quant[dtype] += n
+    if quant:
+        return _quantized(totals, quant, evidence)
     if not totals:
-        return None
+        return None, None
     total = sum(totals.values())
     ranked = totals.most_common()
     shares = ", ".join(f"{p} {n / total:.1%}" for p, n in ranked)
     if len(ranked) > 1 and ranked[1][1] / total >= sig.MIXED_SHARE:
         evidence.append(f"float elements: {shares} -> mixed")
-        return Precision.MIXED
+        return Precision.MIXED, None
     evidence.append(f"float elements: {shares} -> {ranked[0][0]}")
     if "scaled_fp8" in k:
         evidence.append("scaled_fp8 marker: ComfyUI scaled fp8 weights")
-    return ranked[0][0]
+    return ranked[0][0], None
+
+
+def _quantized(
+    floats: Counter[Precision], quant: Counter[str], evidence: list[str]
+) -> tuple[Precision | None, str]:
+    """GGUF block quantisation: named by its most common type; float precision only when
+    the float tensors (norms, biases, embedders kept unquantised) outweigh it."""
+    total = sum(floats.values()) + sum(quant.values())
+    ranked = [*quant.most_common(), *((str(p), n) for p, n in floats.most_common())]
+    shares = ", ".join(f"{name} {n / total:.1%}" for name, n in ranked)
+    name = quant.most_common(1)[0][0]
+    if sum(quant.values()) * 2 >= total or not floats:
+        evidence.append(f"elements: {shares} -> quantised {name} (no float precision applies)")
+        return None, name
+    precision = floats.most_common(1)[0][0]
+    evidence.append(f"elements: {shares} -> {precision}, partly quantised {name}")
+    return precision, name
 
 
 # --- metadata summary --------------------------------------------------------------------------
@@ -745,6 +773,7 @@ def _precision(k: Keys, evidence: list[str]) -> Precision | None:
 #: (metadata key, summary key); the first present key of each summary key wins.
 _SUMMARY_KEYS: tuple[tuple[str, str], ...] = (
     ("modelspec.title", "title"), ("modelspec.architecture", "architecture"),
+    ("general.name", "title"), ("general.architecture", "architecture"),
     ("modelspec.author", "author"), ("modelspec.trigger_phrase", "trigger"),
     ("modelspec.prediction_type", "prediction"), ("modelspec.predict_key", "prediction"),
     ("ss_sd_model_name", "trained_on"), ("ss_base_model_version", "base_model_version"),

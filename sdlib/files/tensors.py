@@ -18,6 +18,19 @@ DTYPE_SIZES: dict[str, float] = {
 
 FLOAT_DTYPES = frozenset({"F64", "F32", "F16", "BF16", "F8_E4M3", "F8_E5M2", "F8_E8M0"})
 
+#: ggml block quantisations (GGUF files): dtype name -> (elements per block, bytes per
+#: block), as llama.cpp's gguf-py ``GGML_QUANT_SIZES``. A tensor's innermost dimension is a
+#: whole number of blocks, so its size is ``numel // elements * bytes``.
+QUANT_BLOCKS: dict[str, tuple[int, int]] = {
+    "Q4_0": (32, 18), "Q4_1": (32, 20), "Q5_0": (32, 22), "Q5_1": (32, 24), "Q8_0": (32, 34),
+    "Q8_1": (32, 40), "Q2_K": (256, 84), "Q3_K": (256, 110), "Q4_K": (256, 144),
+    "Q5_K": (256, 176), "Q6_K": (256, 210), "Q8_K": (256, 292), "IQ2_XXS": (256, 66),
+    "IQ2_XS": (256, 74), "IQ3_XXS": (256, 98), "IQ1_S": (256, 50), "IQ4_NL": (32, 18),
+    "IQ3_S": (256, 110), "IQ2_S": (256, 82), "IQ4_XS": (256, 136), "IQ1_M": (256, 56),
+    "TQ1_0": (256, 54), "TQ2_0": (256, 66), "MXFP4": (32, 17), "NVFP4": (64, 36),
+    "Q1_0": (128, 18),
+}  # fmt: skip
+
 
 def is_contiguous(shape: tuple[int, ...], stride: tuple[int, ...]) -> bool:
     """True when a strided view walks its storage in plain row-major order."""
@@ -52,6 +65,9 @@ class TensorInfo:
 
     @property
     def nbytes(self) -> int:
+        block = QUANT_BLOCKS.get(self.dtype)
+        if block is not None:
+            return -(-self.numel // block[0]) * block[1]
         return int(self.numel * DTYPE_SIZES.get(self.dtype, 1))
 
 

@@ -312,10 +312,7 @@ def _model_status(root: str, layout: Layout, e: Entry, rep: FileReport) -> None:
     base = base_of(r.base)
     if kind is Kind.UNKNOWN:
         rep.status.append("unknown")
-        if r.container == "gguf":
-            rep.notes.append("a GGUF file: sdlib does not classify GGUF yet")
-        else:
-            rep.notes.append(f"not a model sdlib recognises ({r.container} container)")
+        rep.notes.append(f"not a model sdlib recognises ({r.container} container)")
     if layout.any_kind:
         return
     if kind is Kind.UNKNOWN:

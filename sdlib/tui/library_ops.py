@@ -80,7 +80,7 @@ def evidence(report: FileReport, services: Services) -> Evidence:
                 str(cls.kind),
                 str(cls.base),
                 *([cls.variant] if cls.variant else []),
-                str(cls.precision or "?"),
+                str(cls.precision or cls.quantization or "?"),
                 str(cls.weights),
                 str(result.container),
             ]

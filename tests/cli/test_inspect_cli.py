@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -10,13 +11,13 @@ from pathlib import Path
 import pytest
 
 from sdlib.inspect import inspect_file
-from sdlib.testing.specs import CONTAINERS, EXPECTED, spec_with_metadata
-from sdlib.testing.writers import write_safetensors
+from sdlib.testing.specs import CONTAINERS, EXPECTED, flux_transformer, spec_with_metadata
+from sdlib.testing.writers import quantize_specs, write_gguf, write_safetensors
 
 CORPUS = Path(__file__).resolve().parents[3] / "shared" / "corpus" / "real"
 SAFETENSORS_FIXTURES = sorted(n for n in EXPECTED if n not in CONTAINERS)
-KEYS = {"path", "size", "container", "kind", "base", "variant", "precision", "weights",
-        "components", "tensors", "parameters", "metadata", "evidence"}  # fmt: skip
+KEYS = {"path", "size", "container", "kind", "base", "variant", "precision", "quantization",
+        "weights", "components", "tensors", "parameters", "metadata", "evidence"}  # fmt: skip
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
@@ -79,6 +80,23 @@ def test_missing_and_non_model_files(tmp_path: Path) -> None:
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 2 and "Traceback" not in proc.stderr
     assert "HTML" in lines[0] and "no such file" in lines[1]
+
+
+def test_gguf_flux_from_the_command_line(tmp_path: Path) -> None:
+    specs = quantize_specs(flux_transformer("", "BF16"), "Q8_0")
+    md = {"general.architecture": "flux", "general.file_type": 7}
+    path = write_gguf(tmp_path / "flux1-dev-Q8_0.gguf", specs, md)
+    proc = run("inspect", "--json", str(path))
+    assert proc.returncode == 0, proc.stderr
+    [report] = json.loads(proc.stdout)
+    assert set(report) >= KEYS
+    assert (report["container"], report["kind"], report["base"], report["variant"]) == (
+        "gguf", "unet", "flux", "dev",
+    )  # fmt: skip
+    assert (report["precision"], report["quantization"]) == (None, "Q8_0")
+    proc = run("inspect", str(path))
+    assert proc.returncode == 0, proc.stderr
+    assert "gguf" in proc.stdout and re.search(r"quantization\s+Q8_0", proc.stdout)
 
 
 def test_real_embedding_from_the_corpus() -> None:
