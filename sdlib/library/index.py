@@ -72,6 +72,10 @@ MIGRATIONS: tuple[str, ...] = (
         body TEXT
     );
     """,
+    # 2: which classifier version said what a file is (NULL: the first one).
+    """
+    ALTER TABLE files ADD COLUMN classified_by INTEGER;
+    """,
 )
 
 
@@ -103,6 +107,8 @@ class FileRow:
     identify_state: str | None = None
     identified_at: float | None = None
     matched_by: str | None = None
+    #: ``sdlib.files.CLASSIFIER_VERSION`` when the content was classified (None: version 1).
+    classified_by: int | None = None
     present: int = 1
     first_seen: float = 0.0
     last_seen: float = 0.0
@@ -119,8 +125,19 @@ CONTENT_COLUMNS = (
     "container", "kind", "base", "variant", "precision", "safety", "problem", "true_ext",
     "sha256", "civitai_model_id", "civitai_version_id", "civitai_file_id",
     "civitai_model_name", "civitai_version_name", "civitai_base_model", "identify_state",
-    "identified_at", "matched_by",
+    "identified_at", "matched_by", "classified_by",
 )  # fmt: skip
+#: The content columns a newer classifier may change; hashes and Civitai ids stay.
+CLASSIFICATION_COLUMNS = (
+    "container",
+    "kind",
+    "base",
+    "variant",
+    "precision",
+    "safety",
+    "problem",
+    "classified_by",
+)
 
 
 #: FileRow's fields in order: selecting exactly these builds rows positionally (fast), and

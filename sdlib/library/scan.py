@@ -26,9 +26,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sdlib.errors import FormatError, SdlibError, UsageError
+from sdlib.files import CLASSIFIER_VERSION
 from sdlib.library._status import FileReport, build_reports
 from sdlib.library._walk import Entry, walk, walk_files
-from sdlib.library.index import CONTENT_COLUMNS, FileRow, Index
+from sdlib.library.index import CLASSIFICATION_COLUMNS, CONTENT_COLUMNS, FileRow, Index
 from sdlib.library.layouts import PLAIN, Layout, resolve_layout
 from sdlib.library.sidecars import is_preview_name, preview_kind
 
@@ -190,7 +191,7 @@ class _Job:
             same = row is not None and (
                 row.stat_key == e.stat_key or (e.st is None and row.dev is None)
             )
-            if row is not None and same and row.role == e.role:
+            if row is not None and same and row.role == e.role and not _outdated(row):
                 final[e.path] = row  # unchanged: not opened
                 continue
             if row is None and e.stat_key is not None:
@@ -247,12 +248,17 @@ class _Job:
                 and (row.size, row.mtime_ns) == (st.st_size, st.st_mtime_ns)
             )
             plans.append((e, base, stat_cols, same_bytes))
-        wanted = [e.path for e, _, _, same in plans if e.role == "model" and e.st and not same]
+        wanted = [e.path for e, base, _, same in plans
+                  if e.role == "model" and e.st and (not same or _outdated(base))]  # fmt: skip
         contents = self._inspect_all(wanted)
         cleared = {c: None for c in CONTENT_COLUMNS}
         for e, base, stat_cols, same_bytes in plans:
             if same_bytes:
-                out[e.path] = replace(base, **stat_cols)
+                # The same bytes: keep hashes and Civitai ids; only a classification made
+                # by an older classifier is replaced.
+                again = contents.get(e.path)
+                fresh = {c: again.get(c) for c in CLASSIFICATION_COLUMNS} if again else {}
+                out[e.path] = replace(base, **{**stat_cols, **fresh})
                 continue
             content: dict[str, Any] = contents.get(e.path, {})
             if e.role == "sidecar" and e.st is not None and is_preview_name(e.name):
@@ -412,7 +418,8 @@ def _inspect(path: str) -> dict[str, Any]:
     """Content columns for a model file, from a bounded read of it."""
     from sdlib.inspect import inspect_file
 
-    out: dict[str, Any] = {"container": "unknown", "kind": "unknown", "base": "unknown"}
+    out: dict[str, Any] = {"container": "unknown", "kind": "unknown", "base": "unknown",
+                           "classified_by": CLASSIFIER_VERSION}  # fmt: skip
     try:
         report = inspect_file(path)
     except FormatError as exc:
@@ -431,6 +438,11 @@ def _inspect(path: str) -> dict[str, Any]:
     if report.safety is not None:
         out["safety"] = str(report.safety.verdict)
     return out
+
+
+def _outdated(row: FileRow) -> bool:
+    """A model file classified by an older sdlib: read its header again."""
+    return row.role == "model" and (row.classified_by or 1) < CLASSIFIER_VERSION
 
 
 def _preview_kind(path: str) -> str:

@@ -289,3 +289,64 @@ def test_hugging_face_configs_are_not_orphan_sidecars(
         "models/text_encoders/t5/model.safetensors": {"misplaced"},
         "models/text_encoders/t5/gone.civitai.info": {"orphan-sidecar"},
     }
+
+
+def test_gguf_files_get_statuses_like_any_model(
+    tmp_path: Path, stores: tuple[Index, HashCache]
+) -> None:
+    from sdlib.testing.specs import flux_transformer
+    from sdlib.testing.writers import quantize_specs, write_gguf
+
+    root = trees.comfyui(tmp_path / "ComfyUI")
+    flux = quantize_specs(flux_transformer("", "BF16"), "Q4_K")
+    schnell = quantize_specs(flux_transformer("", "BF16", guidance=False), "Q4_K")
+    llm = {
+        "token_embd.weight": ("Q4_K", (32000, 4096)),
+        "blk.0.attn_q.weight": ("Q4_K", (4096, 4096)),
+    }
+    files = {
+        "models/diffusion_models/flux1-dev-Q4_K_S.gguf": flux,
+        "models/loras/flux1-schnell-Q4_K_S.gguf": schnell,
+        "models/diffusion_models/llama.gguf": llm,
+    }
+    for rel, specs in files.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        write_gguf(root / rel, specs, {"general.file_type": 14})
+    result = run(root, stores)
+    assert statuses(result) == {
+        "models/diffusion_models/flux1-dev-Q4_K_S.gguf": {"ok"},
+        "models/loras/flux1-schnell-Q4_K_S.gguf": {"misplaced"},
+        "models/diffusion_models/llama.gguf": {"unknown"},
+    }
+    ok = by_rel(result, "models/diffusion_models/flux1-dev-Q4_K_S.gguf")
+    assert (ok.kind, ok.base) == ("unet", "flux")
+    moved = by_rel(result, "models/loras/flux1-schnell-Q4_K_S.gguf")
+    assert moved.target == str(root / "models" / "diffusion_models")
+    assert "GGUF" not in " ".join(by_rel(result, "models/diffusion_models/llama.gguf").notes)
+
+
+def test_files_classified_by_an_older_sdlib_are_read_again_once(
+    tmp_path: Path, stores: tuple[Index, HashCache]
+) -> None:
+    root = trees.comfyui(tmp_path / "comfy")
+    cv = trees.st(root / "models" / "clip_vision" / "clip_h.safetensors", "clip_vision_h")
+    trees.st(root / "models" / "loras" / "detail.safetensors", "lora_sd15_kohya")
+    first = run(root, stores)
+    assert by_rel(first, "models/clip_vision/clip_h.safetensors").kind == "clip-vision"
+    index = stores[0]
+    # What an index written by sdlib 1 holds: CLIP vision was "unknown" then, no version,
+    # and the file was already identified.
+    rows = {r.path: r for r in index.files_under([str(root)])}
+    old = rows[str(cv)]
+    assert old.id is not None and old.classified_by == 2
+    index.update(old.id, kind="unknown", variant=None, classified_by=None, sha256="AB" * 32,
+                 civitai_version_id=42, identify_state="identified")  # fmt: skip
+    again = run(root, stores)
+    assert again.inspected == 1  # only the outdated row is read; the LoRA is not opened
+    row = next(r for r in index.files_under([str(root)]) if r.path == str(cv))
+    assert (row.kind, row.variant, row.classified_by) == ("clip-vision", "clip-vision-h", 2)
+    assert (row.sha256, row.civitai_version_id, row.identify_state) == (
+        "AB" * 32, 42, "identified"
+    )  # fmt: skip
+    assert by_rel(again, "models/clip_vision/clip_h.safetensors").status == ["ok"]
+    assert run(root, stores).inspected == 0
