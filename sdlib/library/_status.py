@@ -116,6 +116,7 @@ class FileReport:
             "variant": r.variant if model_fields else None,
             "container": r.container if model_fields else None,
             "precision": r.precision if model_fields else None,
+            "quantization": r.quantization if model_fields else None,
             "safety": r.safety, "sha256": r.sha256,
             "status": list(self.status), "notes": list(self.notes),
             "identified": r.identify_state, "civitai": civitai,

@@ -72,9 +72,11 @@ MIGRATIONS: tuple[str, ...] = (
         body TEXT
     );
     """,
-    # 2: which classifier version said what a file is (NULL: the first one).
+    # 2: which classifier version said what a file is (NULL: the first one), and the
+    # ggml quantization of GGUF files.
     """
     ALTER TABLE files ADD COLUMN classified_by INTEGER;
+    ALTER TABLE files ADD COLUMN quantization TEXT;
     """,
 )
 
@@ -109,6 +111,8 @@ class FileRow:
     matched_by: str | None = None
     #: ``sdlib.files.CLASSIFIER_VERSION`` when the content was classified (None: version 1).
     classified_by: int | None = None
+    #: GGUF files: the ggml quantization (Q8_0, Q4_K_M...).
+    quantization: str | None = None
     present: int = 1
     first_seen: float = 0.0
     last_seen: float = 0.0
@@ -125,7 +129,7 @@ CONTENT_COLUMNS = (
     "container", "kind", "base", "variant", "precision", "safety", "problem", "true_ext",
     "sha256", "civitai_model_id", "civitai_version_id", "civitai_file_id",
     "civitai_model_name", "civitai_version_name", "civitai_base_model", "identify_state",
-    "identified_at", "matched_by", "classified_by",
+    "identified_at", "matched_by", "classified_by", "quantization",
 )  # fmt: skip
 #: The content columns a newer classifier may change; hashes and Civitai ids stay.
 CLASSIFICATION_COLUMNS = (
@@ -134,6 +138,7 @@ CLASSIFICATION_COLUMNS = (
     "base",
     "variant",
     "precision",
+    "quantization",
     "safety",
     "problem",
     "classified_by",

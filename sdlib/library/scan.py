@@ -434,6 +434,7 @@ def _inspect(path: str) -> dict[str, Any]:
             base=str(cls.base),
             variant=cls.variant,
             precision=str(cls.precision) if cls.precision else None,
+            quantization=cls.quantization,
         )
     if report.safety is not None:
         out["safety"] = str(report.safety.verdict)

@@ -320,6 +320,7 @@ def test_gguf_files_get_statuses_like_any_model(
     }
     ok = by_rel(result, "models/diffusion_models/flux1-dev-Q4_K_S.gguf")
     assert (ok.kind, ok.base) == ("unet", "flux")
+    assert ok.to_dict()["quantization"] == "Q4_K_S" and ok.to_dict()["precision"] is None
     moved = by_rel(result, "models/loras/flux1-schnell-Q4_K_S.gguf")
     assert moved.target == str(root / "models" / "diffusion_models")
     assert "GGUF" not in " ".join(by_rel(result, "models/diffusion_models/llama.gguf").notes)
