@@ -137,6 +137,11 @@ def convert_file(
 
 
 def _plan(src: Path, dtype: str, prune: bool) -> tuple[Plan, PickleScan | None]:
+    if _is_gguf(src):
+        raise UsageError(
+            "a GGUF file: its weights are block-quantised for GGUF loaders (ComfyUI-GGUF, "
+            "Forge) and cannot be converted to safetensors without dequantising"
+        )
     if _is_safetensors(src):
         if dtype == "keep" and not prune:
             raise UsageError("already safetensors: pass --dtype or --prune to change it")
@@ -146,6 +151,11 @@ def _plan(src: Path, dtype: str, prune: bool) -> tuple[Plan, PickleScan | None]:
     if loaded.scan.unsafe:
         raise unsafe_error(loaded.scan, str(src))
     return plan_from_pickle(loaded, dtype, prune), loaded.scan
+
+
+def _is_gguf(path: Path) -> bool:
+    with open(path, "rb") as fh:
+        return fh.read(4) == b"GGUF"
 
 
 def _is_safetensors(path: Path) -> bool:

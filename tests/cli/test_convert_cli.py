@@ -129,6 +129,15 @@ def test_not_a_pickle_is_a_clear_error(tmp_path: Path) -> None:
     assert proc.returncode == 1 and "not a pickle" in proc.stderr
 
 
+def test_gguf_is_refused_with_the_reason(tmp_path: Path) -> None:
+    from sdlib.testing.writers import write_gguf
+
+    src = write_gguf(tmp_path / "flux-Q8_0.gguf", {"img_in.weight": ("Q8_0", (3072, 64))}, {})
+    proc = sdlib(src)
+    assert proc.returncode == 2 and "GGUF" in proc.stderr and "dequantis" in proc.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["flux-Q8_0.gguf"]
+
+
 def test_embedding_output_loads_in_safetensors(tmp_path: Path) -> None:
     from safetensors.numpy import load_file
 
