@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from sdlib._transfer import content_range_start, parse_int
+from sdlib._transfer import PROGRESS_RESETS_RETRIES, content_range_start, parse_int
 from sdlib.sources.fastbody import FAST_BODY, READINTO
 
 if TYPE_CHECKING:
@@ -123,9 +123,14 @@ class PieceFetcher:
         """Bytes [begin, end) with retries that resume inside the piece."""
         piece = _Piece(begin, bytearray(end - begin))
         attempt = 0
+        progress = 0
         while True:
             if self._stop:
                 return None
+            if piece.filled - progress >= PROGRESS_RESETS_RETRIES:
+                # Bytes arrived since the last failure: only failures in a row count (a
+                # server that caps each response's length still gets the whole piece).
+                attempt, progress = 0, piece.filled
             try:
                 self._fetch_into(piece)
                 if self._stop:

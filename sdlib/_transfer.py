@@ -17,6 +17,10 @@ import httpx
 if TYPE_CHECKING:
     from sdlib.hashing import Hasher
 
+#: Bytes that must arrive between two failures for them not to count as "in a row": a flaky
+#: link (or a server capping each response's length) that keeps delivering is not given up on.
+PROGRESS_RESETS_RETRIES = 1 << 20
+
 
 class Throttle:
     """A token bucket shared by all connections of one download (``--limit-rate``)."""

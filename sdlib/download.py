@@ -36,6 +36,7 @@ import httpx
 
 from sdlib import _filelock
 from sdlib._transfer import (
+    PROGRESS_RESETS_RETRIES,
     BackgroundFlush,
     BufferRing,
     Throttle,
@@ -388,6 +389,7 @@ class _Download:
     # -- fetching ----------------------------------------------------------------------------
     def _fetch_with_retries(self) -> None:
         attempt = 0
+        progress = self.offset
         while True:
             try:
                 self._fetch_once()
@@ -396,6 +398,9 @@ class _Download:
                 self._truncate()
                 self.validator = None
             except _Transient as exc:
+                if self.offset - progress >= PROGRESS_RESETS_RETRIES:
+                    # A flaky link that keeps delivering: only failures in a row count.
+                    attempt, progress = 0, self.offset
                 if attempt >= self.opt.retries:
                     raise DownloadError(
                         f"{self.name}: {exc} (gave up after {attempt + 1} attempts; run the "

@@ -334,3 +334,16 @@ def test_bodies_are_read_straight_into_buffers(
     assert result.connections == connections
     assert result.hashes.sha256 == spec.hashes["SHA256"]
     assert read == LARGE  # every byte came through readinto, none through h11
+
+
+@pytest.mark.parametrize("connections", [1, 3])
+def test_a_link_that_keeps_dropping_but_delivering_is_not_given_up(
+    env, server: DemoServer, tmp_path: Path, connections: int
+) -> None:
+    http, civ, settings = env
+    spec = _spec(civ, LARGE_VERSION_ID, tmp_path)
+    server.add_fault("drop", after_bytes=3 << 20)  # every response, for good
+    options = _options(settings, connections=connections, split_threshold=1 << 20,
+                       piece_size=8 << 20, retries=1)  # fmt: skip
+    result = download(http, spec, options)
+    assert result.hashes.sha256 == spec.hashes["SHA256"]

@@ -174,11 +174,21 @@ class _Body(httpx.SyncByteStream):
         self._key = key
         self._request = request
         self._left = response.length  # None: chunked or read-until-close
+        #: A failure met after some bytes arrived: raised by the next ``readinto``.
+        self._error: BaseException | None = None
 
     def readinto(self, buffer: Any) -> int:
-        """Fill ``buffer`` from the body; fewer bytes only at its end, 0 once it is over."""
+        """Fill ``buffer`` from the body; fewer bytes only at its end, 0 once it is over.
+
+        When the connection breaks mid-fill, the bytes that did arrive are returned first
+        and the error is raised by the next call, so a caller never loses them.
+        """
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
         view = memoryview(buffer).cast("B")
         got = 0
+        failure: BaseException | None = None
         try:
             while got < len(view):
                 n = self._response.readinto(view[got:])
@@ -187,15 +197,21 @@ class _Body(httpx.SyncByteStream):
                 got += n
         except BaseException as exc:
             self._drop()
-            raise _translate(exc, self._request, reading=True) from None
+            failure = _translate(exc, self._request, reading=True)
+            if not isinstance(failure, httpx.TransportError):
+                raise failure from None  # Ctrl-C and the like: at once
         if self._left is not None:
             self._left -= got
-            if got < len(view) and self._left > 0:
+            if failure is None and got < len(view) and self._left > 0:
                 self._drop()
-                raise httpx.RemoteProtocolError(
+                failure = httpx.RemoteProtocolError(
                     "peer closed connection without sending complete message body",
                     request=self._request,
                 )
+        if failure is not None:
+            if not got:
+                raise failure
+            self._error = failure
         return got
 
     def __iter__(self) -> Iterator[bytes]:

@@ -108,6 +108,19 @@ def test_dropped_connection_is_a_remote_protocol_error(server: DemoServer, url: 
         _read_all(r)
 
 
+def test_bytes_before_a_drop_are_delivered_then_the_error(server: DemoServer, url: str) -> None:
+    whole = _expected(url)
+    server.add_fault("drop", after_bytes=(1 << 20) + 123, times=1)
+    got = bytearray()
+    buf = bytearray(4 << 20)  # larger than what arrives before the drop
+    with _client() as client, client.stream("GET", url, extensions={FAST_BODY: True}) as r:
+        readinto = r.extensions[READINTO]
+        with pytest.raises(httpx.RemoteProtocolError):
+            while n := readinto(buf):
+                got += buf[:n]
+    assert bytes(got) == whole[: (1 << 20) + 123]
+
+
 def test_stall_is_a_read_timeout(server: DemoServer, url: str) -> None:
     server.add_fault("stall", after_bytes=100_000, seconds=3, times=1)
     with (
