@@ -9,6 +9,7 @@ pieces ahead of the consumer.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import random
 import threading
@@ -19,9 +20,10 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from sdlib._transfer import PROGRESS_RESETS_RETRIES, content_range_start, parse_int
-from sdlib.sources.fastbody import FAST_BODY, READINTO
+from sdlib.sources.fastbody import ABORT, FAST_BODY, READINTO
 
 if TYPE_CHECKING:
+    from sdlib._transfer import CancelWatch
     from sdlib.download import DownloadOptions
 
 
@@ -39,8 +41,10 @@ class PieceFetcher:
         options: DownloadOptions,
         validator: str | None,
         throttle: Any,
+        watch: CancelWatch | None = None,
     ) -> None:
         self.client = client
+        self.watch = watch
         self.url = url
         self.opt = options
         self.validator = validator
@@ -127,6 +131,8 @@ class PieceFetcher:
         while True:
             if self._stop:
                 return None
+            if self.opt.cancel is not None and self.opt.cancel.is_set():
+                raise PieceError("stopped")
             if piece.filled - progress >= PROGRESS_RESETS_RETRIES:
                 # Bytes arrived since the last failure: only failures in a row count (a
                 # server that caps each response's length still gets the whole piece).
@@ -145,7 +151,7 @@ class PieceFetcher:
                     ) from None
                 attempt += 1
                 delay = min(self.opt.backoff_max, 2.0**attempt) * random.uniform(0.25, 0.5)
-                self.opt.sleep(delay)
+                self.opt.wait(delay)
 
     def _fetch_into(self, piece: _Piece) -> None:
         """Continue filling ``piece`` from where it stands (progress kept on errors)."""
@@ -167,12 +173,14 @@ class PieceFetcher:
             if self.throttle.rate:
                 step = max(64 << 10, min(step, self.throttle.rate // 10))
             readinto = response.extensions.get(READINTO) or _chunk_reader(response.iter_raw(step))
-            while piece.filled < len(view) and not self._stop:
-                n = readinto(view[piece.filled : piece.filled + step])
-                if not n:
-                    return
-                piece.filled += n
-                self.throttle.take(n)
+            abort = response.extensions.get(ABORT)
+            with self.watch.reading(abort) if self.watch else contextlib.nullcontext():
+                while piece.filled < len(view) and not self._stop:
+                    n = readinto(view[piece.filled : piece.filled + step])
+                    if not n:
+                        return
+                    piece.filled += n
+                    self.throttle.take(n)
 
 
 def _chunk_reader(chunks: Iterator[bytes]) -> Callable[[memoryview], int]:

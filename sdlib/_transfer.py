@@ -9,7 +9,7 @@ import contextlib
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 import httpx
@@ -107,6 +107,49 @@ class BackgroundFlush:
     def stop(self) -> None:
         self._stopping = True
         self._wake.set()
+        self._thread.join()
+
+
+class CancelWatch:
+    """Runs the abort functions of the reads in flight as soon as ``event`` is set, so a
+    pause, a cancel or Ctrl-C does not wait for a silent server's stall timeout."""
+
+    def __init__(self, event: threading.Event) -> None:
+        self._event = event
+        self._aborts: dict[int, Callable[[], None]] = {}
+        self._lock = threading.Lock()
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True, name="sdlib-cancel")
+        self._thread.start()
+
+    @contextlib.contextmanager
+    def reading(self, abort: Callable[[], None] | None) -> Iterator[None]:
+        """While the block runs, a cancel calls ``abort`` (None: nothing to call)."""
+        if abort is None:
+            yield
+            return
+        key = id(abort)
+        with self._lock:
+            self._aborts[key] = abort
+        try:
+            if self._event.is_set():
+                abort()
+            yield
+        finally:
+            with self._lock:
+                self._aborts.pop(key, None)
+
+    def _run(self) -> None:
+        while not self._done.is_set():
+            if self._event.wait(0.2):
+                with self._lock:
+                    aborts = list(self._aborts.values())
+                for abort in aborts:
+                    abort()
+                self._done.wait(0.2)  # new reads that start meanwhile abort themselves
+
+    def stop(self) -> None:
+        self._done.set()
         self._thread.join()
 
 

@@ -39,6 +39,7 @@ from sdlib._transfer import (
     PROGRESS_RESETS_RETRIES,
     BackgroundFlush,
     BufferRing,
+    CancelWatch,
     Throttle,
     content_range_start,
     content_range_total,
@@ -55,7 +56,7 @@ from sdlib.errors import (
 )
 from sdlib.files.sniff import looks_like_text_error, sniff_bytes
 from sdlib.hashing import CHUNK, FileHashes, Hasher
-from sdlib.sources.fastbody import FAST_BODY, READINTO
+from sdlib.sources.fastbody import ABORT, FAST_BODY, READINTO
 from sdlib.taxonomy import Container
 
 if TYPE_CHECKING:
@@ -65,9 +66,10 @@ PART_SUFFIX = ".part"
 #: Free space kept in reserve beyond the file itself.
 DISK_MARGIN = 64 << 20
 _READ_CHUNK = 1 << 20
-#: Buffers that a fast (``readinto``) body is read into, in turn, while others are hashed.
-_RING_BUFFERS = 10
-_RING_BUFFER_SIZE = 4 << 20
+#: Buffers that a fast (``readinto``) body is read into, in turn, while others are hashed;
+#: 1 MiB each, so a slow link still shows progress (and keeps its bytes) every MiB.
+_RING_BUFFERS = 12
+_RING_BUFFER_SIZE = 1 << 20
 
 
 # --- events -----------------------------------------------------------------------------------
@@ -151,6 +153,13 @@ class DownloadOptions:
     #: resume). Front ends use it for pause and cancel.
     cancel: threading.Event | None = None
 
+    def wait(self, seconds: float) -> None:
+        """Back off between retries; a cancel ends the wait at once."""
+        if self.cancel is not None and self.sleep is time.sleep:
+            self.cancel.wait(seconds)
+        else:
+            self.sleep(seconds)
+
     @classmethod
     def from_settings(cls, settings: Settings, **overrides: Any) -> DownloadOptions:
         d, n = settings.download, settings.network
@@ -228,6 +237,7 @@ class _Download:
         self.resumed_from = 0
         self.throttle = Throttle(options.limit_rate, options.sleep)
         self.flush: BackgroundFlush | None = None
+        self.watch: CancelWatch | None = None
         self._last_emit = 0.0
 
     # -- top level ---------------------------------------------------------------------------
@@ -239,6 +249,8 @@ class _Download:
         fh = self._open_locked()
         self.fh = fh
         self.flush = BackgroundFlush.start(fh.fileno())
+        if self.opt.cancel is not None:
+            self.watch = CancelWatch(self.opt.cancel)
         ok = False
         try:
             self._load_state()
@@ -282,6 +294,8 @@ class _Download:
 
     def _close(self, fh: BinaryIO, keep: bool) -> None:
         self._stop_flush()
+        if self.watch is not None:
+            self.watch.stop()
         if keep:
             self.hasher.close()  # stop its threads; a later run re-hashes what was kept
         with contextlib.suppress(OSError):
@@ -398,6 +412,7 @@ class _Download:
                 self._truncate()
                 self.validator = None
             except _Transient as exc:
+                self._check_cancel()  # a cancel broke the connection: stop, do not retry
                 if self.offset - progress >= PROGRESS_RESETS_RETRIES:
                     # A flaky link that keeps delivering: only failures in a row count.
                     attempt, progress = 0, self.offset
@@ -409,7 +424,8 @@ class _Download:
                 delay = min(self.opt.backoff_max, 2.0**attempt) * random.uniform(0.5, 1.0)
                 attempt += 1
                 self.emit(Retrying(self.name, attempt, str(exc), delay))
-                self.opt.sleep(delay)
+                self.opt.wait(delay)
+                self._check_cancel()
 
     def _timeout(self) -> httpx.Timeout:
         return httpx.Timeout(self.opt.stall_timeout, connect=self.opt.connect_timeout)
@@ -510,9 +526,11 @@ class _Download:
         self.connections = 1
         self.emit(Started(self.name, self.total, self.resumed_from, 1))
         readinto = response.extensions.get(READINTO)
+        reading = self.watch.reading(response.extensions.get(ABORT)) if self.watch else None
         try:
             if readinto is not None:
-                self._stream_into(readinto)
+                with reading or contextlib.nullcontext():
+                    self._stream_into(readinto)
             else:
                 for chunk in response.iter_raw(_READ_CHUNK):
                     self._write(chunk)
@@ -537,13 +555,16 @@ class _Download:
             self._write(buf[:n])
             self.throttle.take(n)
 
-    def _write(self, data: bytes | bytearray | memoryview) -> None:
-        assert self.fh is not None
+    def _check_cancel(self) -> None:
         if self.opt.cancel is not None and self.opt.cancel.is_set():
             raise Interrupted(
                 f"{self.name}: stopped; {self.offset:,} bytes kept to resume from",
                 path=str(self.part),
             )
+
+    def _write(self, data: bytes | bytearray | memoryview) -> None:
+        """Append, hash and report ``data``; then stop if a cancel came (keeping it)."""
+        assert self.fh is not None
         if self.offset == 0 and looks_like_text_error(bytes(data[:64])):
             raise DownloadError(
                 f"{self.name}: the server sent an HTML or JSON page instead of the model file"
@@ -564,6 +585,7 @@ class _Download:
         if now - self._last_emit >= 0.1 or self.offset == self.total:
             self._last_emit = now
             self.emit(Progress(self.name, self.offset, self.total))
+        self._check_cancel()
 
     def _fetch_pieces(self, url: str) -> None:
         from sdlib._pieces import PieceError, PieceFetcher
@@ -572,8 +594,9 @@ class _Download:
         self.connections = self.opt.connections
         self.emit(Started(self.name, self.total, self.resumed_from, self.connections))
         fetcher = PieceFetcher(
-            self.client, url, self.offset, self.total, self.opt, self.validator, self.throttle
-        )
+            self.client, url, self.offset, self.total, self.opt, self.validator, self.throttle,
+            self.watch,
+        )  # fmt: skip
         try:
             for data in fetcher.in_order():
                 self._write(data)

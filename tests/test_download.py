@@ -347,3 +347,26 @@ def test_a_link_that_keeps_dropping_but_delivering_is_not_given_up(
                        piece_size=8 << 20, retries=1)  # fmt: skip
     result = download(http, spec, options)
     assert result.hashes.sha256 == spec.hashes["SHA256"]
+
+
+@pytest.mark.parametrize("connections", [1, 3])
+def test_a_cancel_does_not_wait_for_a_silent_server(
+    env, server: DemoServer, tmp_path: Path, connections: int
+) -> None:
+    import time
+
+    http, civ, settings = env
+    spec = _spec(civ, LARGE_VERSION_ID, tmp_path)
+    server.add_fault("stall", after_bytes=2 << 20, seconds=20)  # every response goes silent
+    cancel = threading.Event()
+    options = _options(settings, connections=connections, split_threshold=1 << 20,
+                       piece_size=4 << 20, stall_timeout=15.0, cancel=cancel)  # fmt: skip
+    stalled = threading.Timer(1.0, cancel.set)
+    stalled.start()
+    started = time.monotonic()
+    with pytest.raises(Interrupted):
+        download(http, spec, options)
+    assert time.monotonic() - started < 4  # not the 15 s stall timeout
+    assert not spec.dest.exists()
+    if connections == 1:  # what arrived before the silence is kept for resuming
+        assert part_path(spec.dest).stat().st_size == 2 << 20

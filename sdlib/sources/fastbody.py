@@ -16,6 +16,7 @@ installs it only when no proxy is configured; proxied requests keep httpx's tran
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import socket
 import ssl
@@ -25,12 +26,15 @@ from typing import Any
 
 import httpx
 
-__all__ = ["FAST_BODY", "READINTO", "FastBodyTransport"]
+__all__ = ["ABORT", "FAST_BODY", "READINTO", "FastBodyTransport"]
 
 #: Request extension: set it to True to ask for the fast path.
 FAST_BODY = "sdlib.fast_body"
 #: Response extension: ``readinto(buffer) -> int`` fills ``buffer`` from the body.
 READINTO = "sdlib.readinto"
+#: Response extension: ``abort()``, callable from any thread, ends a read that is waiting on
+#: a silent server at once (the read then fails as a broken connection).
+ABORT = "sdlib.abort"
 
 _Key = tuple[str, str, int]
 _IDLE_PER_HOST = 8
@@ -59,6 +63,8 @@ class FastBodyTransport(httpx.BaseTransport):
         timeouts: dict[str, float | None] = request.extensions.get("timeout", {})
         for reused in (True, False):
             conn, was_idle = self._checkout(key, timeouts, request, reuse=reused)
+            # The socket itself: http.client lets go of it when a response says "close".
+            sock = conn.sock
             try:
                 response = _send(conn, request)
             except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
@@ -71,7 +77,7 @@ class FastBodyTransport(httpx.BaseTransport):
             except BaseException as exc:
                 conn.close()
                 raise _translate(exc, request, reading=True) from None
-            body = _Body(response, conn, self, key, request)
+            body = _Body(response, conn, self, key, request, sock)
             return httpx.Response(
                 response.status,
                 headers=[
@@ -82,6 +88,7 @@ class FastBodyTransport(httpx.BaseTransport):
                     "http_version": b"HTTP/1.1",
                     "reason_phrase": response.reason.encode("latin-1", "replace"),
                     READINTO: body.readinto,
+                    ABORT: body.abort,
                 },
             )
         raise AssertionError("unreachable")  # pragma: no cover
@@ -167,8 +174,10 @@ class _Body(httpx.SyncByteStream):
         pool: FastBodyTransport,
         key: _Key,
         request: httpx.Request,
+        sock: socket.socket | None,
     ) -> None:
         self._response = response
+        self._sock = sock
         self._conn: http.client.HTTPConnection | None = conn
         self._pool = pool
         self._key = key
@@ -213,6 +222,12 @@ class _Body(httpx.SyncByteStream):
                 raise failure
             self._error = failure
         return got
+
+    def abort(self) -> None:
+        """Shut the socket down under a read blocked in another thread."""
+        if self._sock is not None:
+            with contextlib.suppress(OSError):
+                self._sock.shutdown(socket.SHUT_RDWR)
 
     def __iter__(self) -> Iterator[bytes]:
         buf = bytearray(64 << 10)

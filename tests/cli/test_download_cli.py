@@ -228,3 +228,29 @@ def test_ctrl_c_stops_promptly_and_keeps_a_resumable_part(
     [part] = list(dest.glob("*.part"))
     assert 0 < part.stat().st_size < LARGE
     assert [p.name for p in dest.iterdir()] == [part.name]
+
+
+def test_ctrl_c_does_not_wait_for_a_silent_server(
+    env: dict[str, str], server: DemoServer, tmp_path: Path
+) -> None:
+    dest = tmp_path / "out"
+    server.add_fault("stall", after_bytes=3 << 20, seconds=60)  # every response goes silent
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sdlib", "download", str(LARGE_MODEL_ID), "--to", str(dest),
+         "--connections", "1"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        parts = list(dest.glob("*.part")) if dest.exists() else []
+        if parts and parts[0].stat().st_size >= 3 << 20:
+            break
+        time.sleep(0.05)
+    time.sleep(0.3)  # silent now
+    proc.send_signal(signal.SIGINT)
+    started = time.monotonic()
+    _, stderr = proc.communicate(timeout=60)
+    assert time.monotonic() - started < 5, "waited for the stall timeout"
+    assert proc.returncode == 130, stderr
+    [part] = list(dest.glob("*.part"))
+    assert part.stat().st_size == 3 << 20
