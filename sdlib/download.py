@@ -20,26 +20,36 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import hashlib
-import json
 import os
 import random
 import shutil
-import threading
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO
+from collections.abc import Callable
+from typing import BinaryIO
 
 import httpx
 
 from sdlib import _filelock
+from sdlib._download_values import (
+    PART_SUFFIX,
+    DownloadEvent,
+    DownloadOptions,
+    DownloadResult,
+    DownloadSpec,
+    EventCallback,
+    Finished,
+    Progress,
+    Retrying,
+    Started,
+    Verifying,
+    part_path,
+)
 from sdlib._transfer import (
     PROGRESS_RESETS_RETRIES,
     BackgroundFlush,
     BufferRing,
     CancelWatch,
+    ResumeRecord,
     Throttle,
     content_range_start,
     content_range_total,
@@ -59,10 +69,23 @@ from sdlib.hashing import CHUNK, FileHashes, Hasher
 from sdlib.sources.fastbody import ABORT, FAST_BODY, READINTO
 from sdlib.taxonomy import Container
 
-if TYPE_CHECKING:
-    from sdlib.config import Settings
+__all__ = [
+    "DISK_MARGIN",
+    "PART_SUFFIX",
+    "DownloadEvent",
+    "DownloadOptions",
+    "DownloadResult",
+    "DownloadSpec",
+    "EventCallback",
+    "Finished",
+    "Progress",
+    "Retrying",
+    "Started",
+    "Verifying",
+    "download",
+    "part_path",
+]
 
-PART_SUFFIX = ".part"
 #: Free space kept in reserve beyond the file itself.
 DISK_MARGIN = 64 << 20
 _READ_CHUNK = 1 << 20
@@ -70,126 +93,6 @@ _READ_CHUNK = 1 << 20
 #: 1 MiB each, so a slow link still shows progress (and keeps its bytes) every MiB.
 _RING_BUFFERS = 12
 _RING_BUFFER_SIZE = 1 << 20
-
-
-# --- events -----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class DownloadEvent:
-    name: str
-
-
-@dataclass(frozen=True)
-class Started(DownloadEvent):
-    total: int | None
-    resumed_from: int
-    connections: int
-
-
-@dataclass(frozen=True)
-class Progress(DownloadEvent):
-    done: int
-    total: int | None
-
-
-@dataclass(frozen=True)
-class Retrying(DownloadEvent):
-    attempt: int
-    reason: str
-    delay: float
-
-
-@dataclass(frozen=True)
-class Verifying(DownloadEvent):
-    pass
-
-
-@dataclass(frozen=True)
-class Finished(DownloadEvent):
-    path: str
-    size: int
-
-
-EventCallback = Callable[[DownloadEvent], None]
-
-
-# --- inputs and outputs -----------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class DownloadSpec:
-    """What to fetch and what it must turn out to be."""
-
-    url: str
-    dest: Path
-    size: int | None = None
-    #: Civitai's ``hashes`` dict ({"SHA256": ..., "AutoV2": ...}); every one is checked.
-    hashes: Mapping[str, str] = field(default_factory=dict)
-    #: The container the source promised (safetensors, or any pickle for PickleTensor).
-    container: Container | None = None
-    #: Returns a fresh URL when a signed storage URL has expired (re-resolved via the API).
-    refresh: Callable[[], str] | None = None
-
-
-@dataclass(frozen=True)
-class DownloadOptions:
-    connections: int = 4
-    split_threshold: int = 64 << 20
-    piece_size: int = 8 << 20
-    limit_rate: int = 0
-    retries: int = 4
-    backoff_max: float = 30.0
-    stall_timeout: float = 60.0
-    connect_timeout: float = 10.0
-    #: Where resume state lives (validator per part file). None: no cross-run If-Range.
-    state_dir: Path | None = None
-    #: Wait (up to this many seconds) for another process holding the part file, else fail.
-    lock_wait: float = 0.0
-    sleep: Callable[[float], None] = time.sleep
-    #: Maps a failed response to an sdlib error (default: Civitai's mapping).
-    raise_for_status: Callable[[httpx.Response], None] | None = None
-    #: Set it to stop: the next write raises ``Interrupted`` (path: the part file, kept for
-    #: resume). Front ends use it for pause and cancel.
-    cancel: threading.Event | None = None
-
-    def wait(self, seconds: float) -> None:
-        """Back off between retries; a cancel ends the wait at once."""
-        if self.cancel is not None and self.sleep is time.sleep:
-            self.cancel.wait(seconds)
-        else:
-            self.sleep(seconds)
-
-    @classmethod
-    def from_settings(cls, settings: Settings, **overrides: Any) -> DownloadOptions:
-        d, n = settings.download, settings.network
-        base = cls(
-            connections=d.connections,
-            split_threshold=d.split_threshold_mib << 20,
-            limit_rate=d.limit_rate,
-            retries=n.retries,
-            backoff_max=n.backoff_max,
-            stall_timeout=d.stall_timeout,
-            connect_timeout=n.connect_timeout,
-            state_dir=settings.cache_dir / "partials",
-        )
-        return replace(base, **overrides)
-
-
-@dataclass(frozen=True)
-class DownloadResult:
-    path: Path
-    hashes: FileHashes
-    resumed_from: int
-    connections: int
-
-    @property
-    def size(self) -> int:
-        return self.hashes.size
-
-
-def part_path(dest: Path) -> Path:
-    return dest.with_name(dest.name + PART_SUFFIX)
 
 
 # --- the engine -------------------------------------------------------------------------------
@@ -237,6 +140,7 @@ class _Download:
         self.resumed_from = 0
         self.throttle = Throttle(options.limit_rate, options.sleep)
         self.flush: BackgroundFlush | None = None
+        self.record = ResumeRecord(options.state_dir, self.part, spec.size, spec.hashes)
         self.watch: CancelWatch | None = None
         self._last_emit = 0.0
 
@@ -310,59 +214,26 @@ class _Download:
             # Nothing worth resuming: leave the folder exactly as it was.
             with contextlib.suppress(OSError):
                 self.part.unlink()
-            self._drop_state()
+            self.record.drop()
 
     def _place(self) -> None:
         if self.spec.dest.exists():  # appeared while we downloaded
             self.part.unlink(missing_ok=True)
             raise DownloadError(f"{self.spec.dest} appeared meanwhile; not overwriting it")
         os.replace(self.part, self.spec.dest)
-        self._drop_state()
+        self.record.drop()
 
     # -- resume state ------------------------------------------------------------------------
-    def _state_file(self) -> Path | None:
-        if self.opt.state_dir is None:
-            return None
-        key = hashlib.sha256(str(self.part.resolve()).encode()).hexdigest()[:32]
-        return self.opt.state_dir / f"{key}.json"
-
-    def _identity(self) -> dict[str, Any]:
-        sha = next((v for k, v in self.spec.hashes.items() if k.upper() == "SHA256"), None)
-        return {"size": self.spec.size, "sha256": sha and sha.upper()}
-
     def _load_state(self) -> None:
         assert self.fh is not None
         have = os.fstat(self.fh.fileno()).st_size
-        state: dict[str, Any] = {}
-        path = self._state_file()
-        if path is not None and path.is_file():
-            with contextlib.suppress(OSError, ValueError):
-                state = json.loads(path.read_text(encoding="utf-8"))
-        same = state.get("identity") == self._identity() and self.spec.size is not None
-        if have and same and (self.total is None or have <= self.total):
-            self.validator = state.get("validator")
+        trusted, validator = self.record.load()
+        if have and trusted and (self.total is None or have <= self.total):
+            self.validator = validator
             self._hash_existing(have)
             self.offset = self.resumed_from = have
         elif have:
             self._truncate()
-
-    def _save_state(self) -> None:
-        path = self._state_file()
-        if path is None:
-            return
-        with contextlib.suppress(OSError):
-            path.parent.mkdir(parents=True, exist_ok=True)
-            data = {"identity": self._identity(), "validator": self.validator,
-                    "part": str(self.part)}  # fmt: skip
-            tmp = path.with_suffix(".tmp")
-            tmp.write_text(json.dumps(data), encoding="utf-8")
-            os.replace(tmp, path)
-
-    def _drop_state(self) -> None:
-        path = self._state_file()
-        if path is not None:
-            with contextlib.suppress(OSError):
-                path.unlink(missing_ok=True)
 
     def _hash_existing(self, size: int) -> None:
         """Feed the bytes a previous run already wrote to the hasher (the only re-read)."""
@@ -489,7 +360,7 @@ class _Download:
                 )
             self.total = total
         self.validator = response.headers.get("ETag") or response.headers.get("Last-Modified")
-        self._save_state()
+        self.record.save(self.validator)
         self._check_disk_space()
         return False
 
@@ -630,7 +501,7 @@ class _Download:
         self.offset = 0
         with contextlib.suppress(OSError):
             self.part.unlink()
-        self._drop_state()
+        self.record.drop()
         raise HashMismatch(f"{self.name}: {problem}; the download was discarded")
 
     def _container_problem(self, size: int) -> str | None:

@@ -1,0 +1,144 @@
+"""The values a download takes and reports: what to fetch, how, and progress events.
+
+Defined apart from the engine (``sdlib.download``, which re-exports them) so that front
+ends and the engine's helpers share them without importing each other.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import httpx
+
+from sdlib.hashing import FileHashes
+from sdlib.taxonomy import Container
+
+if TYPE_CHECKING:
+    from sdlib.config import Settings
+
+PART_SUFFIX = ".part"
+
+
+# --- events -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DownloadEvent:
+    name: str
+
+
+@dataclass(frozen=True)
+class Started(DownloadEvent):
+    total: int | None
+    resumed_from: int
+    connections: int
+
+
+@dataclass(frozen=True)
+class Progress(DownloadEvent):
+    done: int
+    total: int | None
+
+
+@dataclass(frozen=True)
+class Retrying(DownloadEvent):
+    attempt: int
+    reason: str
+    delay: float
+
+
+@dataclass(frozen=True)
+class Verifying(DownloadEvent):
+    pass
+
+
+@dataclass(frozen=True)
+class Finished(DownloadEvent):
+    path: str
+    size: int
+
+
+EventCallback = Callable[[DownloadEvent], None]
+
+
+# --- inputs and outputs -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DownloadSpec:
+    """What to fetch and what it must turn out to be."""
+
+    url: str
+    dest: Path
+    size: int | None = None
+    #: Civitai's ``hashes`` dict ({"SHA256": ..., "AutoV2": ...}); every one is checked.
+    hashes: Mapping[str, str] = field(default_factory=dict)
+    #: The container the source promised (safetensors, or any pickle for PickleTensor).
+    container: Container | None = None
+    #: Returns a fresh URL when a signed storage URL has expired (re-resolved via the API).
+    refresh: Callable[[], str] | None = None
+
+
+@dataclass(frozen=True)
+class DownloadOptions:
+    connections: int = 4
+    split_threshold: int = 64 << 20
+    piece_size: int = 8 << 20
+    limit_rate: int = 0
+    retries: int = 4
+    backoff_max: float = 30.0
+    stall_timeout: float = 60.0
+    connect_timeout: float = 10.0
+    #: Where resume state lives (validator per part file). None: no cross-run If-Range.
+    state_dir: Path | None = None
+    #: Wait (up to this many seconds) for another process holding the part file, else fail.
+    lock_wait: float = 0.0
+    sleep: Callable[[float], None] = time.sleep
+    #: Maps a failed response to an sdlib error (default: Civitai's mapping).
+    raise_for_status: Callable[[httpx.Response], None] | None = None
+    #: Set it to stop: the next write raises ``Interrupted`` (path: the part file, kept for
+    #: resume). Front ends use it for pause and cancel.
+    cancel: threading.Event | None = None
+
+    def wait(self, seconds: float) -> None:
+        """Back off between retries; a cancel ends the wait at once."""
+        if self.cancel is not None and self.sleep is time.sleep:
+            self.cancel.wait(seconds)
+        else:
+            self.sleep(seconds)
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **overrides: Any) -> DownloadOptions:
+        d, n = settings.download, settings.network
+        base = cls(
+            connections=d.connections,
+            split_threshold=d.split_threshold_mib << 20,
+            limit_rate=d.limit_rate,
+            retries=n.retries,
+            backoff_max=n.backoff_max,
+            stall_timeout=d.stall_timeout,
+            connect_timeout=n.connect_timeout,
+            state_dir=settings.cache_dir / "partials",
+        )
+        return replace(base, **overrides)
+
+
+@dataclass(frozen=True)
+class DownloadResult:
+    path: Path
+    hashes: FileHashes
+    resumed_from: int
+    connections: int
+
+    @property
+    def size(self) -> int:
+        return self.hashes.size
+
+
+def part_path(dest: Path) -> Path:
+    return dest.with_name(dest.name + PART_SUFFIX)
