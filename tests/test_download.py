@@ -361,8 +361,7 @@ def test_a_cancel_does_not_wait_for_a_silent_server(
     cancel = threading.Event()
     options = _options(settings, connections=connections, split_threshold=1 << 20,
                        piece_size=4 << 20, stall_timeout=15.0, cancel=cancel)  # fmt: skip
-    stalled = threading.Timer(1.0, cancel.set)
-    stalled.start()
+    threading.Timer(1.0, cancel.set).start()  # the user presses pause once it is silent
     started = time.monotonic()
     with pytest.raises(Interrupted):
         download(http, spec, options)
