@@ -104,6 +104,13 @@ CIVITAI_TYPES: tuple[str, ...] = (
     "VisionLanguage", "CLIP", "LLM", "Other",
 )  # fmt: skip
 
+#: The ``sort`` and ``period`` values Civitai's search accepts (spelling matters).
+CIVITAI_SORTS: tuple[str, ...] = (
+    "Highest Rated", "Most Downloaded", "Most Liked", "Most Discussed", "Most Collected",
+    "Most Images", "Newest", "Oldest",
+)  # fmt: skip
+CIVITAI_PERIODS: tuple[str, ...] = ("AllTime", "Year", "Month", "Week", "Day")
+
 #: Friendly aliases users type on the command line -> Civitai ModelType.
 TYPE_ALIASES: dict[str, str] = {
     "checkpoint": "Checkpoint",

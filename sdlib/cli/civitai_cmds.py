@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import click
 
@@ -288,16 +288,6 @@ def _print_show(
 
 
 def _format_rec(rec: RecommendedSettings) -> str:
-    parts: list[Any] = []
-    parts.append(f"CLIP skip {rec.clip_skip}" if rec.clip_skip else "CLIP skip ?")
-    if rec.sampler:
-        parts.append(rec.sampler)
-    if rec.steps:
-        parts.append(f"{rec.steps} steps")
-    if rec.cfg_scale is not None:
-        parts.append(f"CFG {rec.cfg_scale:g}")
-    if rec.size:
-        parts.append(rec.size)
     if not rec.samples:
         return "no example images with metadata"
-    return ", ".join(parts) + f" [dim](from {rec.samples} example images)[/]"
+    return ", ".join(rec.parts()) + f" [dim](from {rec.samples} example images)[/]"

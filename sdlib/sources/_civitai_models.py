@@ -274,6 +274,19 @@ class RecommendedSettings(_ToDict):
     #: How many images with metadata the vote used.
     samples: int = 0
 
+    def parts(self) -> list[str]:
+        """The settings as short phrases ("CLIP skip 2", "30 steps", "CFG 7"...) to join."""
+        parts = [f"CLIP skip {self.clip_skip}" if self.clip_skip else "CLIP skip ?"]
+        if self.sampler:
+            parts.append(self.sampler)
+        if self.steps:
+            parts.append(f"{self.steps} steps")
+        if self.cfg_scale is not None:
+            parts.append(f"CFG {self.cfg_scale:g}")
+        if self.size:
+            parts.append(self.size)
+        return parts
+
     @classmethod
     def from_metas(cls, metas: Iterable[Mapping[str, Any]]) -> RecommendedSettings:
         clip: Counter[int] = Counter()

@@ -43,6 +43,7 @@ from sdlib.sources._civitai_models import (
 )
 from sdlib.sources.http import build_client, network_errors, parse_retry_after
 from sdlib.sources.refs import CivitaiRef, parse_ref
+from sdlib.taxonomy import CIVITAI_PERIODS, CIVITAI_SORTS
 
 if TYPE_CHECKING:
     from sdlib.config import Settings
@@ -62,17 +63,8 @@ __all__ = [
     "raise_for_status",
 ]
 
-SORTS = (
-    "Highest Rated",
-    "Most Downloaded",
-    "Most Liked",
-    "Most Discussed",
-    "Most Collected",
-    "Most Images",
-    "Newest",
-    "Oldest",
-)
-PERIODS = ("AllTime", "Year", "Month", "Week", "Day")
+SORTS = CIVITAI_SORTS
+PERIODS = CIVITAI_PERIODS
 
 #: Bodies larger than this are not an API answer (the largest /models page is ~2 MB).
 _MAX_JSON = 32 << 20

@@ -16,36 +16,13 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode
 
+from sdlib.taxonomy import CIVITAI_SORTS, CIVITAI_TYPES
 from sdlib.testing.catalogue import FileSpec, ModelSpec, VersionSpec
 
 if TYPE_CHECKING:
     from sdlib.testing.server import _Handler
 
-_CIVITAI_TYPES = (
-    "Checkpoint",
-    "TextualInversion",
-    "Hypernetwork",
-    "AestheticGradient",
-    "LORA",
-    "LoCon",
-    "DoRA",
-    "Controlnet",
-    "Upscaler",
-    "MotionModule",
-    "VAE",
-    "TextEncoder",
-    "UNet",
-    "CLIPVision",
-    "Poses",
-    "Wildcards",
-    "Workflows",
-    "ComfyWorkflows",
-    "Detection",
-    "VisionLanguage",
-    "CLIP",
-    "LLM",
-    "Other",
-)
+_CIVITAI_TYPES = CIVITAI_TYPES
 _FILE_TYPES = (
     "Model",
     "Text Encoder",
@@ -66,16 +43,7 @@ _FILE_TYPES = (
     "Other",
 )
 _FORMATS = ("SafeTensor", "PickleTensor", "GGUF", "Diffusers", "Core ML", "ONNX", "Other")
-_SORTS = (
-    "Highest Rated",
-    "Most Downloaded",
-    "Most Liked",
-    "Most Discussed",
-    "Most Collected",
-    "Most Images",
-    "Newest",
-    "Oldest",
-)
+_SORTS = CIVITAI_SORTS
 _PERIODS = {"AllTime": None, "Year": 365, "Month": 30, "Week": 7, "Day": 1}
 _BOOL_TRUE = {"true", "1", "yes", "on", "y", "enabled"}
 _BOOL_FALSE = {"false", "0", "no", "off", "n", "disabled"}

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from sdlib.hashing import FileHashes
+    from sdlib.library._journal import Journal, RunReport
     from sdlib.library.identify import IdentifyResult
     from sdlib.library.organize import Plan
     from sdlib.library.scan import FileReport, ScanProgress, ScanResult
@@ -248,13 +249,7 @@ def organize_apply(services: Services, plan: Plan) -> OrganizeOutcome:
             )
         journal = Journal.create(jdir, plan.header())
         report = apply_journal(journal, _sha256_of(services))
-    ops = journal.ops
-    return OrganizeOutcome(
-        len(report.done),
-        tuple(f"{ops[i].path}: {why}" for i, why in report.skipped),
-        tuple(f"{ops[i].path}: {why}" for i, why in report.failed),
-        str(journal.path),
-    )
+    return _outcome(journal, report)
 
 
 def organize_undo(services: Services) -> OrganizeOutcome:
@@ -272,6 +267,10 @@ def organize_undo(services: Services) -> OrganizeOutcome:
         if journal is None:
             raise UsageError("no organize run to undo in this webUI folder")
         report = undo_journal(journal, _sha256_of(services))
+    return _outcome(journal, report)
+
+
+def _outcome(journal: Journal, report: RunReport) -> OrganizeOutcome:
     ops = journal.ops
     return OrganizeOutcome(
         len(report.done),

@@ -20,6 +20,7 @@ from textual.coordinate import Coordinate
 from textual.timer import Timer
 from textual.widgets import Checkbox, DataTable, Footer, Input, Select, Static
 
+from sdlib.taxonomy import CIVITAI_PERIODS, CIVITAI_SORTS
 from sdlib.tui.messages import (
     DetailFailed,
     SearchFailed,
@@ -451,18 +452,9 @@ def _replace(query: Query, **changes: Any) -> Query:
 
 
 def _sorts() -> tuple[str, ...]:
-    # The same names sdlib.sources.civitai.SORTS holds; not imported here (httpx is heavy).
-    return (
-        "Highest Rated",
-        "Most Downloaded",
-        "Most Liked",
-        "Most Discussed",
-        "Most Collected",
-        "Most Images",
-        "Newest",
-        "Oldest",
-    )
+    # From the vocabulary, not sdlib.sources.civitai (which would import httpx here).
+    return CIVITAI_SORTS
 
 
 def _periods() -> tuple[str, ...]:
-    return ("AllTime", "Year", "Month", "Week", "Day")
+    return CIVITAI_PERIODS

@@ -66,16 +66,7 @@ def recommended_text(rec: RecommendedSettings | None) -> str:
         return "loading…"
     if not rec.samples:
         return "no example images with generation data"
-    parts = [f"CLIP skip {rec.clip_skip}" if rec.clip_skip else "CLIP skip ?"]
-    if rec.sampler:
-        parts.append(rec.sampler)
-    if rec.steps:
-        parts.append(f"{rec.steps} steps")
-    if rec.cfg_scale is not None:
-        parts.append(f"CFG {rec.cfg_scale:g}")
-    if rec.size:
-        parts.append(rec.size)
-    return " · ".join(parts) + f"  (from {rec.samples} images)"
+    return " · ".join(rec.parts()) + f"  (from {rec.samples} images)"
 
 
 class ModelDetail(Horizontal):
