@@ -39,7 +39,8 @@ R = TypeVar("R")
 
 #: Civitai file types that say more than the model type does.
 _FILE_TYPE_KIND = {"VAE": Kind.VAE, "Text Encoder": Kind.TEXT_ENCODER, "UNet": Kind.UNET,
-                   "Diffusion Model": Kind.UNET}  # fmt: skip
+                   "Diffusion Model": Kind.UNET, "CLIPVision": Kind.CLIP_VISION,
+                   "Vision Encoder": Kind.CLIP_VISION}  # fmt: skip
 _FORMAT_CONTAINER = {"SafeTensor": Container.SAFETENSORS, "PickleTensor": Container.PICKLE_ZIP,
                      "GGUF": Container.GGUF}  # fmt: skip
 

@@ -94,6 +94,7 @@ CIVITAI_TYPE_TO_KIND: dict[str, Kind] = {
     "VAE": Kind.VAE,
     "TextEncoder": Kind.TEXT_ENCODER,
     "UNet": Kind.UNET,
+    "CLIPVision": Kind.CLIP_VISION,
 }
 
 #: Every ModelType name Civitai accepts in ``types=`` (spelling matters: LORA, Controlnet).

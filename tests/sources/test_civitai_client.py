@@ -456,6 +456,11 @@ def test_drifted_shapes_degrade_field_by_field() -> None:
     assert len(v.images) == 2
 
 
+def test_clip_vision_models_have_their_kind() -> None:
+    model = CivitaiModel.from_api({"id": 3, "name": "clip", "type": "CLIPVision"})
+    assert model.kind == "clip-vision"
+
+
 def test_paid_access_is_the_current_early_access_signal() -> None:
     paid = {"permanent": False, "endsAt": "2031-01-01"}
     v = CivitaiVersion.from_api({"id": 1, "name": "v", "paidAccess": paid})
