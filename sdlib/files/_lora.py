@@ -7,6 +7,7 @@ One pass over the names groups delta tensors by the module they patch (classify.
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections import Counter
 from collections.abc import Mapping
@@ -113,9 +114,10 @@ class Module:
         self.flat = self.name.replace(".", "_").replace(":", "_") + "_"
 
     def rank(self) -> int | None:
-        for part, axis in (("down", 0), ("hada_w1_b", 0), ("lokr_w2_b", 0), ("lokr_w1_b", 0)):
-            if part in self.parts:
-                return self.parts[part][axis]
+        for part in ("down", "hada_w1_b", "lokr_w2_b", "lokr_w1_b"):
+            shape = self.parts.get(part)
+            if shape:  # a 0-d (scalar) part has no rank axis
+                return shape[0]
         return None
 
     def in_dim(self) -> int | None:
@@ -288,9 +290,10 @@ def _algo(mods: list[Module], evidence: list[str]) -> str:
 def _alpha(metadata: Mapping[str, str]) -> float | None:
     # Alpha tensors hold their value in the data section, which a header reader never sees.
     try:
-        return float(metadata["ss_network_alpha"])
+        alpha = float(metadata["ss_network_alpha"])
     except (KeyError, ValueError):
         return None
+    return alpha if math.isfinite(alpha) else None
 
 
 def _producer(mods: list[Module], metadata: Mapping[str, str]) -> str | None:
@@ -324,7 +327,7 @@ def _software(metadata: Mapping[str, str]) -> str | None:
         return None
     try:
         name = json.loads(raw).get("name") if raw.lstrip().startswith("{") else raw
-    except (ValueError, AttributeError):
+    except (ValueError, AttributeError, RecursionError):
         return None
     return str(name) if name else None
 

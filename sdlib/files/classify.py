@@ -96,8 +96,28 @@ class Classification:
         }
 
 
+#: The first evidence line of a classification the rules could not finish (a bug in sdlib,
+#: never the file's fault): the file is reported ``unknown`` instead of crashing a batch.
+INTERNAL_ERROR = "internal classifier error"
+
+
 def classify(table: TensorTable) -> Classification:
-    """Classify one file's tensor table (safetensors header or flattened pickle)."""
+    """Classify one file's tensor table (safetensors header or flattened pickle).
+
+    Never raises: a table no rule can make sense of is ``unknown`` with evidence saying why.
+    """
+    try:
+        return _classify(table)
+    except Exception as exc:
+        return Classification(
+            kind=Kind.UNKNOWN, base=Base.UNKNOWN, variant=None, precision=None,
+            weights=Weights.NA, components=(), vectors=None, lora=None, metadata={},
+            tensors=len(table.tensors), parameters=0,
+            evidence=(f"{INTERNAL_ERROR}: {type(exc).__name__}: {exc}"[:300],),
+        )  # fmt: skip
+
+
+def _classify(table: TensorTable) -> Classification:
     evidence: list[str] = []
     keys = _unwrap(Keys(dict(table.tensors)), evidence)
     ctx = _Ctx(keys, table.metadata)
@@ -443,6 +463,9 @@ def _vae_verdict(k: Keys) -> Verdict | None:
     shape = k.shape("decoder.conv_in.weight") or k.shape("decoder.conv_in.conv.weight")
     if shape is None or not (k.has_prefix("encoder.") or k.has_prefix("decoder.up")):
         return None
+    if len(shape) not in (4, 5):
+        ev = f"decoder.conv_in {fmt_shape(shape)} is not a convolution: not a VAE we know"
+        return Verdict(Kind.UNKNOWN, evidence=[ev])
     if len(shape) == 5:
         ev = f"decoder.conv_in {fmt_shape(shape)}: 3-D (video) VAE, {shape[1]} latent channels"
         return Verdict(Kind.VAE, Base.UNKNOWN, "video", ("vae",), evidence=[ev])
@@ -727,7 +750,9 @@ def _precision(k: Keys, evidence: list[str]) -> tuple[Precision | None, str | No
         # their own dtype by design; they must not make a file "mixed".
         if not t.shape or name in skip or name.endswith("position_ids"):
             continue
-        by_dtype[t.dtype] = by_dtype.get(t.dtype, 0) + math.prod(t.shape)
+        n = math.prod(t.shape)
+        if n:  # an empty tensor holds no weights to have a precision
+            by_dtype[t.dtype] = by_dtype.get(t.dtype, 0) + n
     totals: Counter[Precision] = Counter()
     quant: Counter[str] = Counter()
     for dtype, n in by_dtype.items():
@@ -814,7 +839,7 @@ def _json(raw: str | None) -> object:
         return None
     try:
         return json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, over-long integers, nested too deep
         return None
 
 

@@ -21,10 +21,10 @@ import os
 import struct
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, BinaryIO, TypeAlias
 
 from sdlib.errors import FormatError
+from sdlib.files.opening import open_regular, printable
 from sdlib.files.tensors import QUANT_BLOCKS, TensorInfo, TensorTable
 from sdlib.hashing import MAX_HEADER
 from sdlib.taxonomy import Container
@@ -139,9 +139,8 @@ def read_header_from(fh: BinaryIO, file_size: int, path: str | None = None) -> G
 
 
 def read_header(path: str | os.PathLike[str]) -> GGUFHeader:
-    path = Path(path)
-    with open(path, "rb") as fh:
-        return read_header_from(fh, os.fstat(fh.fileno()).st_size, str(path))
+    with open_regular(path) as fh:
+        return read_header_from(fh, os.fstat(fh.fileno()).st_size, printable(path))
 
 
 def read_table(path: str | os.PathLike[str]) -> TensorTable:

@@ -12,31 +12,77 @@ import math
 import os
 import struct
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any, BinaryIO
 
 from sdlib.errors import FormatError
+from sdlib.files.opening import open_regular, printable
 from sdlib.files.tensors import DTYPE_SIZES, TensorInfo, TensorTable
 from sdlib.hashing import MAX_HEADER
 from sdlib.taxonomy import Container
+
+#: More dimensions than any model tensor has (PyTorch allows 64; GGUF 4).
+MAX_DIMS = 64
 
 
 def parse_header(raw: bytes, file_size: int, path: str | None = None) -> TensorTable:
     """Validate a decoded header (the JSON bytes) for a file of ``file_size`` bytes."""
     data_offset = 8 + len(raw)
     data_size = file_size - data_offset
-    try:
-        header = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise FormatError(f"invalid safetensors header: not JSON ({exc})", path=path) from None
+    header = _load_json(raw, path)
     if not isinstance(header, dict):
         raise FormatError("invalid safetensors header: not a JSON object", path=path)
+    if b"\\u" in raw:  # only a \uXXXX escape can make a lone surrogate
+        header = {_text(k): v for k, v in header.items()}
     metadata = _metadata(header.pop("__metadata__", None), path)
     tensors: dict[str, TensorInfo] = {}
     for name, entry in header.items():
         tensors[name] = _tensor(name, entry, path)
     _check_layout(tensors, data_size, path)
     return TensorTable(tensors, Container.SAFETENSORS, metadata, data_offset)
+
+
+def _load_json(raw: bytes, path: str | None) -> Any:
+    """The header as JSON; anything the format cannot be is one ``FormatError``."""
+    try:
+        return json.loads(raw, object_pairs_hook=_unique_object)
+    except _Duplicate as exc:
+        raise FormatError(
+            f"invalid safetensors header: the name {_text(exc.name)!r} appears twice", path=path
+        ) from None
+    except RecursionError:
+        raise FormatError("invalid safetensors header: JSON nested too deep", path=path) from None
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, over-long integers
+        reason = _text(str(exc))[:120]
+        raise FormatError(f"invalid safetensors header: not JSON ({reason})", path=path) from None
+
+
+class _Duplicate(ValueError):
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.name = name
+
+
+def _unique_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object that refuses a repeated name: readers disagree on which one wins, so a
+    header with two entries of one tensor (or two ``__metadata__``) is corrupt."""
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        seen: set[str] = set()
+        for name, _ in pairs:
+            if name in seen:
+                raise _Duplicate(name)
+            seen.add(name)
+    return out
+
+
+def _text(value: str) -> str:
+    """``value`` with lone surrogates (from ``\\udXXX`` escapes) as U+FFFD: such text cannot
+    be printed, written as UTF-8 or stored in SQLite."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return value.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+    return value
 
 
 def _metadata(raw: Any, path: str | None) -> dict[str, str]:
@@ -46,26 +92,32 @@ def _metadata(raw: Any, path: str | None) -> dict[str, str]:
         raise FormatError("invalid safetensors header: __metadata__ is not an object", path=path)
     # The format says str -> str; some writers store numbers or nested JSON. Keep them as
     # JSON text rather than refusing a file every loader accepts.
-    return {str(k): v if isinstance(v, str) else json.dumps(v) for k, v in raw.items()}
+    return {
+        _text(str(k)): _text(v if isinstance(v, str) else json.dumps(v)) for k, v in raw.items()
+    }
 
 
 def _tensor(name: str, entry: Any, path: str | None) -> TensorInfo:
     if not isinstance(entry, dict):
         raise FormatError(f"invalid safetensors header: entry {name!r} is not an object", path=path)
     dtype, shape, offsets = entry.get("dtype"), entry.get("shape"), entry.get("data_offsets")
-    if dtype not in DTYPE_SIZES:
-        raise FormatError(f"unknown dtype {dtype!r} for tensor {name!r}", path=path)
-    if not isinstance(shape, list) or not all(
-        isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape
-    ):
-        raise FormatError(f"invalid shape {shape!r} for tensor {name!r}", path=path)
+    if not isinstance(dtype, str) or dtype not in DTYPE_SIZES:
+        raise FormatError(f"unknown dtype {_short(dtype)} for tensor {name!r}", path=path)
+    if (
+        not isinstance(shape, list)
+        or len(shape) > MAX_DIMS
+        or not all(isinstance(d, int) and not isinstance(d, bool) and 0 <= d < 1 << 62
+                   for d in shape)
+        or math.prod(shape) >= 1 << 62
+    ):  # fmt: skip
+        raise FormatError(f"invalid shape {_short(shape)} for tensor {name!r}", path=path)
     if (
         not isinstance(offsets, list)
         or len(offsets) != 2
         or not all(isinstance(o, int) and not isinstance(o, bool) for o in offsets)
-        or not 0 <= offsets[0] <= offsets[1]
+        or not 0 <= offsets[0] <= offsets[1] < 1 << 63
     ):
-        raise FormatError(f"invalid data_offsets {offsets!r} for tensor {name!r}", path=path)
+        raise FormatError(f"invalid data_offsets {_short(offsets)} for tensor {name!r}", path=path)
     expected = math.prod(shape) * DTYPE_SIZES[dtype]
     if offsets[1] - offsets[0] != expected:
         raise FormatError(
@@ -74,6 +126,12 @@ def _tensor(name: str, entry: Any, path: str | None) -> TensorInfo:
             path=path,
         )
     return TensorInfo(name, dtype, tuple(shape), (offsets[0], offsets[1]))
+
+
+def _short(value: Any) -> str:
+    """A value for an error message: a hostile header may hold megabytes in one field."""
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _check_layout(tensors: Mapping[str, TensorInfo], data_size: int, path: str | None) -> None:
@@ -113,6 +171,5 @@ def read_table_from(fh: BinaryIO, file_size: int, path: str | None = None) -> Te
 
 def read_table(path: str | os.PathLike[str]) -> TensorTable:
     """The tensor table and metadata of a safetensors file, from its header alone."""
-    path = Path(path)
-    with open(path, "rb") as fh:
-        return read_table_from(fh, os.fstat(fh.fileno()).st_size, str(path))
+    with open_regular(path) as fh:
+        return read_table_from(fh, os.fstat(fh.fileno()).st_size, printable(path))

@@ -100,3 +100,58 @@ def test_real_embedding_header() -> None:
         pytest.skip("../shared/corpus/real is not present on this machine")
     table = read_table(path)
     assert [(t.name, t.shape) for t in table] == [("emb_params", (8, 768))]
+
+
+_ONE = {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        (json.dumps({"a": {**_ONE, "dtype": ["F32"]}}).encode(), "unknown dtype"),
+        (b'{"a": {"dtype": "F32", "shape": [' + b"7" * 5000 + b'], "data_offsets": [0, 4]}}',
+         "not JSON"),
+        (b'{"a": ' + b"[" * 1000 + b"]" * 1000 + b"}", "nested too deep"),
+        (b'{"__metadata__": {"x": ' + b"{\"y\": " * 1000 + b"1" + b"}" * 1001 + b"}", "too deep"),
+        (b'{"a": %s, "a": %s}' % (json.dumps(_ONE).encode(), json.dumps(_ONE).encode()),
+         "'a' appears twice"),
+        (b'{"__metadata__": {}, "__metadata__": {}}', "appears twice"),
+        (json.dumps({"a": {**_ONE, "shape": [1] * 65}}).encode(), "invalid shape"),
+        (json.dumps({"a": {**_ONE, "shape": [1 << 62]}}).encode(), "invalid shape"),
+    ],
+)  # fmt: skip
+def test_hostile_headers_are_one_format_error(tmp_path: Path, raw: bytes, message: str) -> None:
+    path = _raw(tmp_path / "bad.safetensors", raw, b"\0" * 4)
+    with pytest.raises(FormatError, match=message) as info:
+        read_table(path)
+    assert len(str(info.value)) < 300 and "\n" not in str(info.value)
+
+
+def test_lone_surrogates_in_names_and_metadata_become_replacement_characters(
+    tmp_path: Path,
+) -> None:
+    # JSON allows "\ud800" (a lone surrogate): Python decodes it to a str that cannot be
+    # printed or stored as UTF-8. The reader keeps the text readable instead.
+    raw = b'{"__metadata__": {"title": "a\\ud800b"}, "w\\udc80": %s}' % json.dumps(_ONE).encode()
+    table = read_table(_raw(tmp_path / "s.safetensors", raw, b"\0" * 4))
+    (name,) = table.tensors
+    assert name.startswith("w\ufffd") and table.metadata["title"].startswith("a\ufffd")
+    for text in (name, *table.metadata.values()):
+        text.encode("utf-8")  # would raise on a lone surrogate
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX FIFOs")
+def test_a_fifo_is_refused_at_once_not_waited_on(tmp_path: Path) -> None:
+    import os
+
+    fifo = tmp_path / "pipe.safetensors"
+    os.mkfifo(fifo)
+    code = (
+        "import sys\nfrom sdlib.files.safetensors import read_table\n"
+        "from sdlib.errors import FormatError\n"
+        "try:\n    read_table(sys.argv[1])\nexcept FormatError as e:\n    print(e)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(fifo)], capture_output=True, text=True, timeout=20
+    )
+    assert "not a regular file (a FIFO" in out.stdout, out.stderr
