@@ -201,8 +201,11 @@ def show_cmd(ref: str, no_examples: bool, as_json: bool) -> None:
     if not isinstance(rec, RecommendedSettings):  # pragma: no cover - typing aid
         raise TypeError(type(rec))
     if as_json:
+        from sdlib.sources.versions import early_access_active
+
         emit_json({"model": model.to_dict(), "version": version.to_dict(),
-                   "recommended": rec.to_dict(), "file_id": parsed.file_id})  # fmt: skip
+                   "recommended": rec.to_dict(), "file_id": parsed.file_id,
+                   "early_access": early_access_active(version.early_access_ends)})  # fmt: skip
         return
     _print_show(model, version, rec, parsed.file_id)
 
@@ -212,6 +215,8 @@ def _print_show(
 ) -> None:
     from rich.markup import escape
     from rich.table import Table
+
+    from sdlib.sources.versions import early_access_active
 
     out = console()
     flags = []
@@ -240,7 +245,7 @@ def _print_show(
     )
     if version.air:
         out.print(f"AIR: {version.air}")
-    if version.early_access_ends:
+    if early_access_active(version.early_access_ends):
         out.print(f"[yellow]Early access until {version.early_access_ends}[/] "
                   "(downloads need early access until then)")  # fmt: skip
     if version.trained_words:
@@ -268,7 +273,7 @@ def _print_show(
     else:
         out.print("[yellow]No downloadable files[/] (archived or not yet published).")
 
-    others = [v for v in model.versions if v.id != version.id]
+    others = [v for v in model.versions_newest_first if v.id != version.id]
     if others:
         out.print()
         table = Table(title="Other versions", title_justify="left", box=None,

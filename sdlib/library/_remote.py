@@ -157,7 +157,8 @@ def compact_model(raw: Any) -> dict[str, Any]:
         ]
         versions.append({
             "id": v.get("id"), "name": v.get("name"), "baseModel": v.get("baseModel"),
-            "publishedAt": v.get("publishedAt") or v.get("createdAt"), "files": files,
+            "publishedAt": v.get("publishedAt") or v.get("createdAt"),
+            "createdAt": v.get("createdAt"), "files": files,
         })  # fmt: skip
     creator: dict[str, Any] = data["creator"] if isinstance(data.get("creator"), dict) else {}
     tags = [t.get("name") if isinstance(t, dict) else t for t in data.get("tags") or ()]

@@ -7,8 +7,10 @@ filtered) are asked one by one. A failed request costs only its own models: they
 reported with the error, or with the last cached answer marked stale, and every other
 result is kept.
 
-A version counts as newer when Civitai lists it before the file's version and none of its
-files has the file's SHA256 (the same bytes under two version ids are not an update).
+A version counts as newer when it was published after the file's version (the order of
+``sdlib.sources.versions.newest_first``, never Civitai's list order, which the creator sets
+and can pin an old version to the top of) and none of its files has the file's SHA256 (the
+same bytes under two version ids are not an update).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from sdlib.errors import SourceError
+from sdlib.sources.versions import newest_first, raw_dates
 from sdlib.taxonomy import base_from_civitai
 
 if TYPE_CHECKING:
@@ -163,7 +166,9 @@ def _result(
     status, model, stale = models[model_id]
     if status != 200 or model is None:
         return UpdateResult(**common, status="model-gone", stale=stale)
-    versions = [v for v in model.get("versions") or () if isinstance(v, dict)]
+    versions = newest_first(
+        [v for v in model.get("versions") or () if isinstance(v, dict)], raw_dates
+    )
     common["model_name"] = model.get("name") or row.civitai_model_name
     ours = next((i for i, v in enumerate(versions) if v.get("id") == row.civitai_version_id), None)
     family = base_from_civitai(row.civitai_base_model)

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
+from sdlib.sources.versions import newest, newest_first
 from sdlib.taxonomy import CIVITAI_TYPE_TO_KIND, Kind, base_from_civitai
 
 __all__ = [
@@ -533,8 +534,16 @@ class CivitaiModel(_ToDict):
 
     @property
     def latest(self) -> CivitaiVersion | None:
-        """The newest version (Civitai lists them newest first)."""
-        return self.versions[0] if self.versions else None
+        """The newest version by publication date (``sdlib.sources.versions.newest``).
+
+        Not simply the first listed: Civitai lists versions in the creator's order, and a
+        creator can pin an older version to the top.
+        """
+        return newest(self.versions)
+
+    @property
+    def versions_newest_first(self) -> tuple[CivitaiVersion, ...]:
+        return tuple(newest_first(self.versions))
 
     @property
     def updated(self) -> str | None:

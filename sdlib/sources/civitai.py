@@ -43,6 +43,7 @@ from sdlib.sources._civitai_models import (
 )
 from sdlib.sources.http import build_client, network_errors, parse_retry_after
 from sdlib.sources.refs import CivitaiRef, parse_ref
+from sdlib.sources.versions import early_access_active
 from sdlib.taxonomy import CIVITAI_PERIODS, CIVITAI_SORTS
 
 if TYPE_CHECKING:
@@ -263,7 +264,8 @@ class CivitaiClient:
         return RecommendedSettings.from_metas(metas)
 
     def lookup(self, ref: CivitaiRef | str) -> tuple[CivitaiModel, CivitaiVersion]:
-        """The model and the version a reference names (the newest when it names none).
+        """The model and the version a reference names (the newest when it names none:
+        ``CivitaiModel.latest``, by publication date).
 
         The version is the full ``/model-versions`` record (with ``air`` and image meta).
         """
@@ -279,14 +281,15 @@ class CivitaiClient:
             return self.model(model_id), version
         assert ref.model_id is not None
         model = self.model(ref.model_id)
-        if not model.versions:
+        latest = model.latest  # by publication date, not the creator's list order
+        if latest is None:
             raise NotFound(f"model {model.id} has no published versions")
         try:
-            return model, self.version(model.versions[0].id)
+            return model, self.version(latest.id)
         except NotFound:
             # /model-versions 404s a version not yet rated for NSFW (minutes after
             # publishing); the model's own record of it is still good.
-            return model, model.versions[0]
+            return model, latest
 
     def parse_ref(self, text: str) -> CivitaiRef:
         """``refs.parse_ref`` that also accepts URLs on this client's own host."""
@@ -347,7 +350,9 @@ class CivitaiClient:
             fp=chosen.fp,
             primary=chosen.primary,
             pickle_scan=chosen.pickle_scan,
-            early_access_ends=version.early_access_ends,
+            early_access_ends=version.early_access_ends
+            if early_access_active(version.early_access_ends)
+            else None,
             air=version.air,
         )
 

@@ -222,8 +222,9 @@ class CivitaiApi:
         primary_only: bool = False,
     ) -> dict[str, Any]:
         vjson = []
-        for version in versions:
-            index = model.versions.index(version)
+        listed = self.demo.listed_versions(model)  # Civitai's ``index`` order
+        for version in sorted(versions, key=listed.index):
+            index = listed.index(version)
             v = self.version_list_json(model, version, index, primary_only)
             if detail:
                 v["status"] = "Published"

@@ -166,6 +166,9 @@ class DemoServer:
         self.early_access_tokens = set(early_access_tokens)
         #: Bytes per second per connection for file bodies; None or 0 for no cap.
         self.rate_limit: int | None = None
+        #: How the API lists a model's versions: "newest" first, or "creator" (the creator
+        #: pinned the oldest version to the top, as Civitai's ``index`` order allows).
+        self.version_order = "newest"
         self.log_requests = log_requests
         self._secret = secrets.token_bytes(16)
         self._lock = threading.Lock()
@@ -289,6 +292,7 @@ class DemoServer:
             self._faults.clear()
             self._requests.clear()
         self.rate_limit = None
+        self.version_order = "newest"
 
     def _take_fault(self, path: str, kinds: Iterable[str] | None = None) -> Fault | None:
         wanted = set(kinds) if kinds is not None else None
@@ -348,6 +352,13 @@ class DemoServer:
 
     def version(self, version_id: int) -> tuple[ModelSpec, VersionSpec] | None:
         return self._versions.get(version_id)
+
+    def listed_versions(self, model: ModelSpec) -> tuple[VersionSpec, ...]:
+        """``model``'s versions in the order the API lists them (see ``version_order``)."""
+        versions = model.versions
+        if self.version_order == "creator" and len(versions) > 1:
+            return (versions[-1], *versions[:-1])  # the oldest pinned to the top
+        return versions
 
 
 # --- request handling ------------------------------------------------------------------------
@@ -552,12 +563,18 @@ class _Handler(BaseHTTPRequestHandler):
         elif action == "ttl":
             demo.url_ttl = float(params.get("seconds", "3600"))
             self._send_json(200, {"url_ttl": demo.url_ttl})
+        elif action == "versions":
+            order = params.get("order", "newest")
+            if order not in ("newest", "creator"):
+                raise Reply(400, {"error": "order is newest or creator"})
+            demo.version_order = order
+            self._send_json(200, {"version_order": order})
         else:
             raise Reply(
                 404,
                 {
                     "error": f"unknown admin action {action!r}",
-                    "actions": ["fault", "faults", "reset", "log", "rate", "ttl"],
+                    "actions": ["fault", "faults", "reset", "log", "rate", "ttl", "versions"],
                     "faults": FAULT_KINDS,
                 },
             )

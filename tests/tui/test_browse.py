@@ -197,3 +197,24 @@ def test_sort_and_period_names_match_the_client() -> None:
     from sdlib.sources.civitai import PERIODS, SORTS
 
     assert _sorts() == SORTS and _periods() == PERIODS
+
+
+async def test_version_picker_defaults_to_the_newest_in_creator_order(
+    make_app: Any, civitai: DemoServer, ui: Any
+) -> None:
+    # The creator pinned v1.0 (2023-03-01) above v2.0 (2023-09-12): v2.0 is still the newest.
+    civitai.version_order = "creator"
+    app = make_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await ui.settle(pilot)
+        table = app.screen.query_one(ResultsTable)
+        table.move_cursor(row=names(app).index("Retro Anime Style (LoHa)"))
+        await pilot.press("enter")
+        await ui.settle(pilot)
+        detail = app.screen.query_one(ModelDetail)
+        assert detail.model is not None and [v.id for v in detail.model.versions] == [8100, 8217]
+        versions = detail.query_one("#versions", Select)
+        assert versions.value == 8217
+        assert detail.version is not None and detail.version.id == 8217
+        assert [v for _, v in versions._options if isinstance(v, int)] == [8217, 8100]
+        assert "retroAnime_v20.safetensors" in ui.text(app)

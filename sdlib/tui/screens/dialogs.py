@@ -58,9 +58,12 @@ class DownloadDialog(ModalScreen[int | None]):
                 )
                 options.append(Option(Content(label), id=str(f.id)))
             yield OptionList(*options, id="download-files")
-            if self.version.early_access_ends:
+            from sdlib.sources.versions import early_access_active
+
+            ends = self.version.early_access_ends
+            if ends and early_access_active(ends):
                 yield Static(
-                    f"Early access until {self.version.early_access_ends[:10]}: the download "
+                    f"Early access until {ends[:10]}: the download "
                     "needs a token with early access.",
                     classes="dialog-warning",
                 )

@@ -13,6 +13,7 @@ from textual.message import Message
 from textual.widgets import Label, Markdown, Select, Static
 
 from sdlib.formatting import count, date, human_size
+from sdlib.sources.versions import early_access_active
 from sdlib.tui.widgets.preview import PreviewPane
 
 if TYPE_CHECKING:
@@ -134,7 +135,7 @@ class ModelDetail(Horizontal):
         select = self.query_one("#versions", Select)
         options = [
             (f"{v.name}  ({v.base_model or '?'}, {date(v.published_at)})", v.id)
-            for v in model.versions
+            for v in model.versions_newest_first
         ]
         select.set_options(options)
         if version is not None and any(v.id == version.id for v in model.versions):
@@ -156,7 +157,7 @@ class ModelDetail(Horizontal):
             lines.append(f"AIR: {version.air}")
         markup = "\n".join("$l" + str(i) for i in range(len(lines)))
         variables = {f"l{i}": line for i, line in enumerate(lines)}
-        if version.early_access_ends:
+        if early_access_active(version.early_access_ends):
             markup += "\n[$warning]Early access until $ea[/] (downloads need early access)"
             variables["ea"] = date(version.early_access_ends)
         self.query_one("#version-meta", Static).update(Content.from_markup(markup, **variables))
