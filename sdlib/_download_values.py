@@ -20,6 +20,7 @@ from sdlib.taxonomy import Container
 
 if TYPE_CHECKING:
     from sdlib.config import Settings
+    from sdlib.verification import Verification
 
 PART_SUFFIX = ".part"
 
@@ -76,7 +77,8 @@ class DownloadSpec:
     url: str
     dest: Path
     size: int | None = None
-    #: Civitai's ``hashes`` dict ({"SHA256": ..., "AutoV2": ...}); every one is checked.
+    #: Civitai's ``hashes`` dict ({"SHA256": ..., "AutoV2": ...}); every one is checked, and
+    #: ``sdlib.verification`` says which decide.
     hashes: Mapping[str, str] = field(default_factory=dict)
     #: The container the source promised (safetensors, or any pickle for PickleTensor).
     container: Container | None = None
@@ -104,6 +106,14 @@ class DownloadOptions:
     #: Set it to stop: the next write raises ``Interrupted`` (path: the part file, kept for
     #: resume). Front ends use it for pause and cancel.
     cancel: threading.Event | None = None
+    #: Keep the bytes even when size or the deciding hash differs from what the source
+    #: published (the user knowingly takes what it serves); the result says unverified.
+    accept_mismatch: bool = False
+    #: Bytes per second a body must average over each ``stall_timeout`` window; a server
+    #: trickling slower (a byte now and then never trips a read timeout) is cut and retried.
+    min_speed: int = 1024
+    #: Where no size is known (none published, no Content-Length), stop past this many bytes.
+    max_unknown_size: int = 64 << 30
 
     def wait(self, seconds: float) -> None:
         """Back off between retries; a cancel ends the wait at once."""
@@ -124,6 +134,7 @@ class DownloadOptions:
             stall_timeout=d.stall_timeout,
             connect_timeout=n.connect_timeout,
             state_dir=settings.cache_dir / "partials",
+            max_unknown_size=d.max_unknown_size_gib << 30,
         )
         return replace(base, **overrides)
 
@@ -134,6 +145,8 @@ class DownloadResult:
     hashes: FileHashes
     resumed_from: int
     connections: int
+    #: What the published size and hashes said (None only for results built elsewhere).
+    verification: Verification | None = None
 
     @property
     def size(self) -> int:

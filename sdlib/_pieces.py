@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from sdlib._transfer import PROGRESS_RESETS_RETRIES, content_range_start, parse_int
+from sdlib._transfer import PROGRESS_RESETS_RETRIES, SpeedFloor, content_range_start, parse_int
 from sdlib.sources.fastbody import ABORT, FAST_BODY, READINTO
 
 if TYPE_CHECKING:
@@ -174,12 +174,15 @@ class PieceFetcher:
                 step = max(64 << 10, min(step, self.throttle.rate // 10))
             readinto = response.extensions.get(READINTO) or _chunk_reader(response.iter_raw(step))
             abort = response.extensions.get(ABORT)
+            floor = SpeedFloor.for_options(self.opt, self.opt.connections)
             with self.watch.reading(abort) if self.watch else contextlib.nullcontext():
                 while piece.filled < len(view) and not self._stop:
                     n = readinto(view[piece.filled : piece.filled + step])
                     if not n:
                         return
                     piece.filled += n
+                    if (why := floor.add(n)) is not None:
+                        raise _Retry(why)
                     self.throttle.take(n)
 
 

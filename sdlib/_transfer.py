@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 if TYPE_CHECKING:
+    from sdlib._download_values import DownloadOptions
     from sdlib.hashing import Hasher
 
 #: Bytes that must arrive between two failures for them not to count as "in a row": a flaky
@@ -44,6 +45,46 @@ class Throttle:
         wait = due - time.monotonic()
         if wait > 0:
             self._sleep(wait)
+
+
+class SpeedFloor:
+    """Ends a body that trickles: at least ``min_bytes`` must arrive in every ``window``
+    seconds. A read timeout alone never fires on a server that sends a byte now and then
+    (slowloris); this does, within about two windows."""
+
+    def __init__(
+        self, window: float, min_bytes: int, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.window = window
+        self.min_bytes = min_bytes
+        self._clock = clock
+        self._start = clock()
+        self._got = 0
+
+    @classmethod
+    def for_options(cls, options: DownloadOptions, connections: int) -> SpeedFloor:
+        speed = options.min_speed
+        if options.limit_rate:  # never below what the user's own --limit-rate allows
+            speed = min(speed, options.limit_rate // (4 * max(1, connections)))
+        window = options.stall_timeout
+        return cls(window, int(speed * window))
+
+    def add(self, n: int) -> str | None:
+        """Count ``n`` bytes that arrived; the reason to give up, or None."""
+        if self.min_bytes <= 0 or self.window <= 0:
+            return None
+        self._got += n
+        now = self._clock()
+        elapsed = now - self._start
+        if elapsed < self.window:
+            return None
+        if self._got < self.min_bytes:
+            return (
+                f"the server trickles data ({self._got:,} bytes in {elapsed:.0f} s, "
+                f"below {self.min_bytes / self.window:,.0f} bytes/s)"
+            )
+        self._start, self._got = now, 0
+        return None
 
 
 class BufferRing:

@@ -56,6 +56,8 @@ class DownloadSettings:
     limit_rate: int = 0
     #: Seconds without a byte before a connection is considered stalled.
     stall_timeout: float = 60.0
+    #: A download with no known size (none published, no Content-Length) stops past this.
+    max_unknown_size_gib: int = 64
 
 
 @dataclass(frozen=True)

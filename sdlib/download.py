@@ -10,8 +10,14 @@ The contract (what a user's models folder can rely on):
   server's validator) lives in the user cache dir, not in the models folder;
 * every hash Civitai publishes is computed from the bytes as they are written (no second
   read); a resumed download re-reads only the prefix it already had;
-* size, hashes and container are verified before ``os.replace`` puts the file at its name;
-  on a mismatch the part file is deleted and nothing appears at the target.
+* size, hashes and container are verified before ``os.replace`` puts the file at its name
+  (``sdlib.verification`` says which published hash decides and which only warn); on a
+  mismatch the part file is deleted and nothing appears at the target, unless the caller
+  knowingly accepts what the source serves (``DownloadOptions.accept_mismatch``);
+* a hostile or broken server cannot keep a download alive forever (a body that trickles
+  below ``min_speed`` is cut), fill the disk (a body of unknown length stops at
+  ``max_unknown_size``), or send it anywhere but HTTP(S) (a ``file://`` redirect, or a
+  redirect loop, ends it at once).
 
 Progress is reported through a callback of small event dataclasses; no UI code here.
 """
@@ -50,6 +56,7 @@ from sdlib._transfer import (
     BufferRing,
     CancelWatch,
     ResumeRecord,
+    SpeedFloor,
     Throttle,
     content_range_start,
     content_range_total,
@@ -65,9 +72,12 @@ from sdlib.errors import (
     SourceError,
 )
 from sdlib.files.sniff import looks_like_text_error, sniff_bytes
+from sdlib.formatting import human_size
 from sdlib.hashing import CHUNK, FileHashes, Hasher
+from sdlib.names import RESERVED_SUFFIXES
 from sdlib.sources.fastbody import ABORT, FAST_BODY, READINTO
 from sdlib.taxonomy import Container
+from sdlib.verification import Verification, check
 
 __all__ = [
     "DISK_MARGIN",
@@ -86,7 +96,7 @@ __all__ = [
     "part_path",
 ]
 
-#: Free space kept in reserve beyond the file itself.
+#: Free space kept in reserve beyond the file itself (at most; an eighth of a small file).
 DISK_MARGIN = 64 << 20
 _READ_CHUNK = 1 << 20
 #: Buffers that a fast (``readinto``) body is read into, in turn, while others are hashed;
@@ -147,6 +157,14 @@ class _Download:
     # -- top level ---------------------------------------------------------------------------
     def run(self) -> DownloadResult:
         dest = self.spec.dest
+        if dest.name.lower().endswith(RESERVED_SUFFIXES):
+            # A model named like our own part file would be adopted (and overwritten) by the
+            # download of the file it shadows.
+            raise SdlibError(
+                f"refusing to download to {dest.name}: names ending in "
+                f"{', '.join(RESERVED_SUFFIXES)} are sdlib's temporary files",
+                path=str(dest),
+            )
         if dest.exists():
             raise DownloadError(f"{dest} already exists; not overwriting it", path=str(dest))
         dest.parent.mkdir(parents=True, exist_ok=True)
@@ -161,7 +179,7 @@ class _Download:
             self._check_disk_space()
             self._fetch_with_retries()
             hashes = self._finish_hashing()
-            self._verify(hashes)
+            verification = self._verify(hashes)
             ok = True
         except KeyboardInterrupt:
             raise Interrupted(
@@ -180,7 +198,7 @@ class _Download:
             self._close(fh, keep=not ok)
         self._place()
         self.emit(Finished(self.name, str(dest), hashes.size))
-        return DownloadResult(dest, hashes, self.resumed_from, self.connections)
+        return DownloadResult(dest, hashes, self.resumed_from, self.connections, verification)
 
     def _open_locked(self) -> BinaryIO:
         fh = open(self.part, "a+b")  # noqa: SIM115 - closed in _close
@@ -259,15 +277,16 @@ class _Download:
     def _check_disk_space(self) -> None:
         if self.total is None:
             return
-        need = self.total - self.offset
+        need = max(0, self.total - self.offset)
         try:
             free = shutil.disk_usage(self.part.parent).free
         except OSError:
             return
-        if free < need + DISK_MARGIN:
+        # The reserve scales down with the file: a few KiB must fit where a few KiB are free.
+        if free < need + min(DISK_MARGIN, need // 8):
             raise DiskFull(
-                f"not enough free space for {self.name}: needs {need / 2**20:,.0f} MiB more, "
-                f"{free / 2**20:,.0f} MiB free on that disk",
+                f"not enough free space for {self.name}: needs {human_size(need)} more, "
+                f"{human_size(free)} free on that disk",
                 path=str(self.part.parent),
             )
 
@@ -316,6 +335,14 @@ class _Download:
                 extensions={FAST_BODY: True},
             )
             response = self.client.send(request, stream=True, follow_redirects=True)
+        except httpx.UnsupportedProtocol as exc:
+            # A redirect to file://, ftp://...: never followed, and no retry changes that.
+            raise DownloadError(self._not_http(exc)) from None
+        except httpx.TooManyRedirects:
+            raise DownloadError(
+                f"{self.name}: the server redirects in a loop (more than "
+                f"{self.client.max_redirects} redirects); giving up"
+            ) from None
         except httpx.TransportError as exc:
             raise _Transient(describe_transport(exc)) from None
         try:
@@ -329,6 +356,18 @@ class _Download:
                 self._stream(response)
         finally:
             response.close()
+
+    def _not_http(self, exc: httpx.UnsupportedProtocol) -> str:
+        try:
+            target = str(exc.request.url)
+        except RuntimeError:  # no request attached: the URL we were given
+            target = self.url
+        if target == str(httpx.URL(self.url)):
+            return f"{self.name}: {self.url[:120]} is not an HTTP(S) URL"
+        return (
+            f"{self.name}: the server redirected to {target[:120]}, which is not an HTTP(S) "
+            "URL; not following it"
+        )
 
     def _handle_first_response(self, response: httpx.Response) -> bool:
         """Check status and headers; True if the file turns out to be complete already."""
@@ -351,7 +390,8 @@ class _Download:
         else:
             total = parse_int(response.headers.get("Content-Length"))
         if total is not None:
-            if self.spec.size is not None and total != self.spec.size:
+            differs = self.spec.size is not None and total != self.spec.size
+            if differs and not self.opt.accept_mismatch:
                 raise HashMismatch(
                     f"{self.name}: the server offers {total:,} bytes but the source published "
                     f"{self.spec.size:,}; not downloading a different file",
@@ -403,8 +443,10 @@ class _Download:
                 with reading or contextlib.nullcontext():
                     self._stream_into(readinto)
             else:
+                floor = self._speed_floor()
                 for chunk in response.iter_raw(_READ_CHUNK):
                     self._write(chunk)
+                    self._check_speed(floor, len(chunk))
                     self.throttle.take(len(chunk))
         except httpx.TransportError as exc:
             raise _Transient(describe_transport(exc)) from None
@@ -418,13 +460,23 @@ class _Download:
         step = _RING_BUFFER_SIZE
         if self.throttle.rate:  # small reads so that --limit-rate stays smooth
             step = max(64 << 10, min(step, self.throttle.rate // 10))
+        floor = self._speed_floor()
         while True:
             buf = ring.take(self.hasher, fed_before)
             n = readinto(buf[:step])
             if not n:
                 return
             self._write(buf[:n])
+            self._check_speed(floor, n)
             self.throttle.take(n)
+
+    def _speed_floor(self) -> SpeedFloor:
+        return SpeedFloor.for_options(self.opt, connections=1)
+
+    def _check_speed(self, floor: SpeedFloor, n: int) -> None:
+        why = floor.add(n)
+        if why is not None:
+            raise _Transient(why)
 
     def _check_cancel(self) -> None:
         if self.opt.cancel is not None and self.opt.cancel.is_set():
@@ -443,6 +495,14 @@ class _Download:
         if self.total is not None and self.offset + len(data) > self.total:
             raise HashMismatch(
                 f"{self.name}: the server sent more than the {self.total:,} bytes it announced"
+            )
+        if self.total is None and self.offset + len(data) > self.opt.max_unknown_size:
+            self.offset = 0  # nothing to resume: _close deletes the part file
+            raise SdlibError(
+                f"{self.name}: neither the source nor the server gave a size, and it went "
+                f"past {human_size(self.opt.max_unknown_size)} (download.max_unknown_size_gib);"
+                " the download was discarded",
+                path=str(self.part),
             )
         self.fh.write(data)
         self.hasher.update(data)
@@ -487,22 +547,26 @@ class _Download:
             self.flush.stop()
             self.flush = None
 
-    def _verify(self, hashes: FileHashes) -> None:
+    def _verify(self, hashes: FileHashes) -> Verification:
         self.emit(Verifying(self.name))
+        verdict = check(hashes, self.spec.hashes, self.spec.size)
         problem: str | None = None
-        if self.spec.size is not None and hashes.size != self.spec.size:
-            problem = f"size {hashes.size:,} bytes, expected {self.spec.size:,}"
-        elif bad := hashes.matches(dict(self.spec.hashes)):
-            problem = f"{', '.join(bad)} differ from what the source published"
+        if verdict.status == "mismatch" and not self.opt.accept_mismatch:
+            problem = verdict.problem()
         else:
             problem = self._container_problem(hashes.size)
         if problem is None:
-            return
+            return verdict.accept() if self.opt.accept_mismatch else verdict
         self.offset = 0
         with contextlib.suppress(OSError):
             self.part.unlink()
         self.record.drop()
-        raise HashMismatch(f"{self.name}: {problem}; the download was discarded")
+        bad = verdict.disagreements[0] if verdict.disagreements else None
+        raise HashMismatch(
+            f"{self.name}: {problem}; the download was discarded",
+            expected=bad.published if bad else None,
+            actual=bad.actual if bad else None,
+        )
 
     def _container_problem(self, size: int) -> str | None:
         with open(self.part, "rb") as fh:

@@ -19,7 +19,7 @@ import struct
 import threading
 import zlib
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -53,9 +53,15 @@ class FileHashes:
     autov3: str | None
     crc32: str
     blake3: str
+    #: AutoV3 in full (64 characters), as Civitai's scanner stored it before its database
+    #: began keeping 12. Known only when the bytes were just hashed (not from the hash cache),
+    #: so it takes no part in equality and is not in ``to_dict``.
+    autov3_full: str | None = field(default=None, compare=False, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        out = asdict(self)
+        del out["autov3_full"]
+        return out
 
     def get(self, kind: str) -> str | None:
         """A hash by Civitai's name (``SHA256``, ``AutoV2``...) or ours, case-insensitive."""
@@ -198,9 +204,10 @@ class Hasher:
             worker.raise_error()
         size = self._pos
         sha = self._sha.hexdigest().upper()
-        autov3 = None
+        autov3 = autov3_full = None
         if self._v3 is not None and self._v3_start is not None and size >= self._v3_start:
-            autov3 = self._v3.hexdigest().upper()[:12]
+            autov3_full = self._v3.hexdigest().upper()
+            autov3 = autov3_full[:12]
         autov1 = None
         if size >= AUTOV1_MIN_SIZE:
             autov1 = hashlib.sha256(self._v1).hexdigest().upper()[:8]
@@ -213,6 +220,7 @@ class Hasher:
             autov3=autov3,
             crc32=crc,
             blake3=self._b3.hexdigest().upper(),
+            autov3_full=autov3_full,
         )
 
 

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from sdlib.hashing import FileHashes
     from sdlib.sources._civitai_models import CivitaiModel, CivitaiVersion, DownloadTarget
     from sdlib.sources.civitai import CivitaiClient
+    from sdlib.verification import Verification
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -73,6 +74,9 @@ class InstallResult:
     picked: str
     warnings: tuple[str, ...] = ()
     sidecars: tuple[str, ...] = ()
+    #: What the published size and hashes said (``sdlib.verification``); None when nothing
+    #: was downloaded (an identical file was already present).
+    verification: Verification | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -81,6 +85,7 @@ class InstallResult:
             "sha256": self.sha256, "kind": self.kind, "base": self.base,
             "verified": self.verified, "status": self.status, "picked": self.picked,
             "warnings": list(self.warnings), "sidecars": list(self.sidecars),
+            "verification": self.verification.to_dict() if self.verification else None,
         }  # fmt: skip
 
 
@@ -166,14 +171,17 @@ class Installer:
         )  # fmt: skip
         result = download(self.http, spec, self.options, self.on_event)
         self.hashes.store(result.path, result.hashes)
+        verdict = result.verification
         path, kind, base, warnings = self._check_and_place(
             result.path, api_kind, api_base, dest if destination is None else None
         )
-        sidecars = self._sidecars(path, model, version, kind, base)
+        if verdict is not None and (line := verdict.warning()) is not None:
+            warnings = (line, *warnings)
+        sidecars = self._sidecars(path, model, version, kind, base, verdict)
         if dest.layout is not None and dest.layout.name == "stabilitymatrix":
             sidecars += self._cm_info(path, model, version, target, result.hashes)
         return self._result(ref, target, path, result.size, result.hashes.sha256, kind, base,
-                            "downloaded", picked, warnings, sidecars)  # fmt: skip
+                            "downloaded", picked, warnings, sidecars, verdict)  # fmt: skip
 
     # -- steps --------------------------------------------------------------------------------
     def _sha256_of(self, path: Path) -> str | None:
@@ -231,13 +239,16 @@ class Installer:
         return path, kind, base, tuple(warnings)
 
     def _sidecars(
-        self, path: Path, model: CivitaiModel, version: CivitaiVersion, kind: Kind, base: Base
-    ) -> tuple[str, ...]:
+        self, path: Path, model: CivitaiModel, version: CivitaiVersion, kind: Kind, base: Base,
+        verdict: Verification | None = None,
+    ) -> tuple[str, ...]:  # fmt: skip
         preview = self._preview(version) if self.previews else None
+        notes = _notes(self.civitai.base_url, model, version)
+        if verdict is not None and (line := verdict.warning()) is not None:
+            notes += f"\nsdlib: {line}"  # the user sees it where the webUI shows notes
         meta = a1111_user_metadata(
             kind=kind.value, base=base, description=model.description,
-            trained_words=version.trained_words,
-            notes=_notes(self.civitai.base_url, model, version),
+            trained_words=version.trained_words, notes=notes,
         )  # fmt: skip
         raw = version.raw or version.to_dict()
         try:
@@ -302,13 +313,15 @@ class Installer:
     def _result(
         self, ref: str, target: DownloadTarget, path: Path, size: int, sha256: str,
         kind: Kind, base: Base, status: str, picked: str, warnings: tuple[str, ...],
-        sidecars: tuple[str, ...],
+        sidecars: tuple[str, ...], verification: Verification | None = None,
     ) -> InstallResult:  # fmt: skip
+        # Already present: its SHA256 equals the published one (that is how it was found).
+        verified = verification.verified if verification is not None else True
         return InstallResult(
             ref=ref, model_id=target.model_id, version_id=target.version_id,
             file_id=target.file_id, path=path, size=size, sha256=sha256, kind=kind.value,
-            base=base.value, verified=True, status=status, picked=picked,
-            warnings=warnings, sidecars=sidecars,
+            base=base.value, verified=verified, status=status, picked=picked,
+            warnings=warnings, sidecars=sidecars, verification=verification,
         )  # fmt: skip
 
 

@@ -15,6 +15,10 @@ _ILLEGAL = re.compile(r'[<>:"/\\|?*\x00-\x1f\x7f]')
 _RESERVED = {"CON", "PRN", "AUX", "NUL"} | {f"{p}{i}" for p in ("COM", "LPT") for i in range(10)}
 #: Keep names well below the 255-byte limit of ext4/NTFS, leaving room for ".part" etc.
 MAX_NAME_BYTES = 200
+#: Endings of sdlib's own temporary files (download part files, move and sidecar temps). A
+#: final name never ends so: a model named ``x.safetensors.part`` would be adopted as the
+#: part file of a later ``x.safetensors`` download and overwritten.
+RESERVED_SUFFIXES = (".part", ".sdlib-part", ".sdlib-tmp", ".tmp", ".downloading")
 
 
 def is_reserved(name: str) -> bool:
@@ -25,14 +29,17 @@ def safe_filename(name: str, fallback: str = "download") -> str:
     """A name that is safe to create in a folder: one path component, portable, bounded.
 
     Strips directories (``../../x`` -> ``x``), control and Windows-illegal characters,
-    leading dots, trailing dots and spaces; renames reserved device names; caps the length
-    in UTF-8 bytes while keeping the extension.
+    leading dots, trailing dots and spaces; renames reserved device names; drops endings
+    reserved for sdlib's temporary files (``x.safetensors.part`` -> ``x.safetensors``); caps
+    the length in UTF-8 bytes while keeping the extension.
     """
     name = unicodedata.normalize("NFC", name)
     # Only the last component of anything path-like; both separators count.
     name = re.split(r"[/\\]", name)[-1]
     name = _ILLEGAL.sub("_", name)
     name = name.strip().lstrip(".").rstrip(". ")
+    while name.lower().endswith(RESERVED_SUFFIXES):
+        name = name[: name.rindex(".")].rstrip(". ")
     if not name or set(name) <= {"_", "."}:
         name = fallback
     if is_reserved(name):

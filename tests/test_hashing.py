@@ -98,3 +98,44 @@ def test_missing_file_is_a_format_error(tmp_path: Path) -> None:
 def test_filehashes_round_trips_to_dict() -> None:
     h = hash_stream(io.BytesIO(b"x"), 1)
     assert FileHashes(**h.to_dict()) == h
+
+
+CIVITAI_PUBLISHED = Path(__file__).resolve().parents[2] / "shared" / "corpus" / "civitai-published"
+
+
+def _published_rows() -> list[dict[str, str]]:
+    import csv
+
+    tsv = CIVITAI_PUBLISHED / "published.tsv"
+    if not tsv.is_file():
+        return []
+    with open(tsv, encoding="utf-8", newline="") as fh:
+        return list(csv.DictReader(fh, delimiter="\t"))
+
+
+@pytest.mark.skipif(not _published_rows(), reason="civitai-published corpus not present")
+@pytest.mark.parametrize("row", _published_rows(), ids=lambda r: r["file"])
+def test_hashes_equal_what_civitai_published_for_real_files(row: dict[str, str]) -> None:
+    """Every value civitai.com published for these real bytes equals ours (an empty cell: it
+    published none, e.g. AutoV1 under 2 MiB); and the verification policy lands them all."""
+    from sdlib.verification import check
+
+    h = hash_file(CIVITAI_PUBLISHED / row["file"])  # raw bytes only; never unpickled
+    assert h.size == int(row["bytes"])
+    published = {k: row[k] for k in ("SHA256", "AutoV1", "AutoV2", "AutoV3", "CRC32", "BLAKE3")}
+    for name, value in published.items():
+        if value:
+            assert h.get(name) == value.upper(), name
+    if not published["AutoV1"]:
+        assert h.size < 2 << 20
+    verdict = check(h, published, int(row["bytes"]))
+    assert (verdict.status, verdict.decided_by, verdict.disagreements) == ("verified", "SHA256", ())
+
+
+def test_full_autov3_is_the_sha256_after_the_header() -> None:
+    body = os.urandom(5000)
+    data = struct.pack("<Q", 6) + b'{"a":1' + body
+    h = hash_stream(io.BytesIO(data), len(data))
+    assert h.autov3_full == hashlib.sha256(body).hexdigest().upper()
+    assert h.autov3 == h.autov3_full[:12]
+    assert "autov3_full" not in h.to_dict()  # the cache does not keep it; JSON stays stable

@@ -44,13 +44,16 @@ def parse_rate(text: str | None) -> int:
 @click.option("--jobs", type=click.IntRange(1, 8), default=3, show_default=True,
               help="Files downloaded at the same time.")  # fmt: skip
 @click.option("--no-preview", is_flag=True, help="Do not save a preview image.")
+@click.option("--accept-mismatch", is_flag=True,
+              help="Keep a file whose size or SHA256 differs from what Civitai publishes "
+              "(marked unverified).")  # fmt: skip
 @json_option
 @handle_errors
 def download_cmd(
     refs: tuple[str, ...], file_type: str | None, file_format: str | None, fp: str | None,
     file_size: str | None, file_id: int | None, to_dir: Path | None, ui: str | None,
     root: Path | None, connections: int | None, limit_rate: str | None, jobs: int,
-    no_preview: bool, as_json: bool,
+    no_preview: bool, accept_mismatch: bool, as_json: bool,
 ) -> None:  # fmt: skip
     """Download models by REF into the right folder, verified against Civitai's hashes.
 
@@ -76,6 +79,8 @@ def download_cmd(
         overrides["connections"] = connections
     if limit_rate is not None:
         overrides["limit_rate"] = parse_rate(limit_rate)
+    if accept_mismatch:
+        overrides["accept_mismatch"] = True
     if file_id is not None and len(refs) > 1:
         raise UsageError("--file-id names one file; give a single REF with it")
     choice = FileChoice(file_type, file_format, file_size, fp, file_id)
@@ -147,6 +152,7 @@ def _print(results: list[Any]) -> None:
     for r in results:
         state = "already present" if r.status == "already-present" else "downloaded"
         out.print(f"[green]{state}[/green] {r.path}  ({human_size(r.size)}, {r.kind}, {r.base})")
-        out.print(f"  SHA256 {r.sha256} verified", highlight=False)
+        state = "verified" if r.verified else "[yellow]unverified[/yellow]"
+        out.print(f"  SHA256 {r.sha256} {state}", highlight=False)
         for side in r.sidecars:
             out.print(f"  + {Path(side).name}", highlight=False)

@@ -24,11 +24,14 @@ from sdlib.cli._common import console, emit_json, handle_errors, human_size, jso
 @click.option("--root", type=click.Path(path_type=Path, file_okay=False),
               help="Override [target] root.")  # fmt: skip
 @click.option("--no-preview", is_flag=True, help="Do not save preview images.")
+@click.option("--accept-mismatch", is_flag=True,
+              help="Keep files whose size or SHA256 differs from what Civitai publishes "
+              "(marked unverified).")  # fmt: skip
 @json_option
 @handle_errors
 def install_cmd(
     manifest_path: Path, lock_path: Path | None, jobs: int, dry_run: bool, frozen: bool,
-    ui: str | None, root: Path | None, no_preview: bool, as_json: bool,
+    ui: str | None, root: Path | None, no_preview: bool, accept_mismatch: bool, as_json: bool,
 ) -> None:  # fmt: skip
     """Install every model a manifest lists, and record what was installed in a lock.
 
@@ -59,7 +62,8 @@ def install_cmd(
         raise ManifestError("--frozen needs a lock file", path=str(lock_path))
     settings = load_settings()
     dest = destination_for(manifest.target, root, ui, manifest_path.parent)
-    with installer_session(settings, dest, {}, not no_preview) as (installer, display):
+    overrides = {"accept_mismatch": True} if accept_mismatch else {}
+    with installer_session(settings, dest, overrides, not no_preview) as (installer, display):
 
         def on_result(r: Any) -> None:
             if r.status == "failed":

@@ -125,7 +125,7 @@ class CivitaiApi:
             "virusScanMessage": None,
             "scannedAt": version.published_at,
             "metadata": meta if not detail else {k: v for k, v in meta.items() if v is not None},
-            "hashes": dict(served.hashes),
+            "hashes": self.demo.published_hashes(spec.id),
             "downloadUrl": self.download_url(version, spec),
         }
         if detail:
@@ -469,7 +469,7 @@ class CivitaiApi:
         matches = []
         for model, version in ((m, v) for m in self.demo.catalogue for v in m.versions):
             for f in version.files:
-                if value in self.demo.files[f.id].hashes.values():
+                if value in self.demo.published_hashes(f.id).values():
                     matches.append((version.published_at, version.id, model, version))
         if not matches:
             raise Reply(404, {"error": "Model not found"})
@@ -491,7 +491,7 @@ class CivitaiApi:
         best: dict[str, tuple[str, int, Any, Any]] = {}
         for model, version in ((m, v) for m in self.demo.catalogue for v in m.versions):
             for f in version.files:
-                sha = self.demo.files[f.id].hashes.get("SHA256", "").upper()
+                sha = self.demo.published_hashes(f.id).get("SHA256", "").upper()
                 key = (version.published_at, version.id, model, version)
                 if sha in wanted and (sha not in best or key[:2] < best[sha][:2]):
                     best[sha] = key

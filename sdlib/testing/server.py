@@ -33,6 +33,7 @@ import json
 import re
 import secrets
 import socket
+import struct
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -74,8 +75,16 @@ FAULT_KINDS: dict[str, str] = {
     "wrong-length": "send the file delta= bytes shorter (negative) or longer, consistently",
     "range-ignored": "answer 200 with the whole file to a Range request",
     "expired": "treat signed storage URLs as expired (403)",
+    # What the API publishes as a file's hashes (file_id= for one file, else every file; on
+    # until cleared). Civitai's records hold such values; the bytes served stay the same.
+    "hash-autov3-full": "publish AutoV3 in full (64 characters), as older Civitai records do",
+    "hash-crc32-wrong": "publish a CRC32 that does not match the bytes",
+    "hash-no-sha256": "publish no SHA256",
+    "hash-no-blake3": "publish no BLAKE3",
+    "hash-sha256-wrong": "publish a SHA256 that does not match the bytes",
 }
 _BODY_KINDS = frozenset({"drop", "stall", "wrong-length", "range-ignored", "expired"})
+_HASH_KINDS = frozenset(k for k in FAULT_KINDS if k.startswith("hash-"))
 
 _BROWSER_RE = re.compile(r"mozilla|chrome|safari|firefox|opera|edge", re.IGNORECASE)
 
@@ -95,6 +104,8 @@ class Fault:
     delta: int = -1024
     deadline: str = "2030-01-01T00:00:00.000Z"
     hits: int = 0
+    #: hash-* kinds: the one file whose published hashes change (None: every file).
+    file_id: int | None = None
 
 
 @dataclass(frozen=True)
@@ -256,7 +267,7 @@ class DemoServer:
                     fault.retry_after = None
                 else:
                     fault.retry_after = float(value)
-            elif key in ("status", "after_bytes", "delta"):
+            elif key in ("status", "after_bytes", "delta", "file_id"):
                 setattr(fault, key, int(value))
             elif key == "seconds":
                 fault.seconds = float(value)
@@ -300,7 +311,7 @@ class DemoServer:
             for fault in self._faults:
                 if wanted is not None and fault.kind not in wanted:
                     continue
-                if wanted is None and fault.kind in _BODY_KINDS:
+                if wanted is None and (fault.kind in _BODY_KINDS or fault.kind in _HASH_KINDS):
                     continue
                 if not path.startswith(fault.match):
                     continue
@@ -315,6 +326,26 @@ class DemoServer:
     def _record(self, record: RequestRecord) -> None:
         with self._lock:
             self._requests.append(record)
+
+    def published_hashes(self, file_id: int) -> dict[str, str]:
+        """The hashes the API publishes for a file: its true ones, changed by any hash-*
+        faults that are on (these are not used up by requests)."""
+        served = self.files[file_id]
+        out = dict(served.hashes)
+        with self._lock:
+            kinds = {f.kind for f in self._faults
+                     if f.kind in _HASH_KINDS and f.file_id in (None, file_id)}  # fmt: skip
+        if "hash-autov3-full" in kinds and "AutoV3" in out:
+            out["AutoV3"] = _body_sha256(served)
+        if "hash-crc32-wrong" in kinds:
+            out["CRC32"] = f"{int(out['CRC32'], 16) ^ 0x5A5A5A5A:08X}"
+        if "hash-sha256-wrong" in kinds:
+            out["SHA256"] = hashlib.sha256(out["SHA256"].encode()).hexdigest().upper()
+        if "hash-no-sha256" in kinds:
+            out.pop("SHA256", None)
+        if "hash-no-blake3" in kinds:
+            out.pop("BLAKE3", None)
+        return out
 
     # -- signed storage URLs ------------------------------------------------------------------
 
@@ -733,6 +764,17 @@ class _Handler(BaseHTTPRequestHandler):
                     ahead = sent / rate - (time.monotonic() - began)
                     if ahead > 0 and demo._stopping.wait(ahead):
                         return
+
+
+def _body_sha256(served: ServedFile) -> str:
+    """SHA256 of a safetensors file after its header: AutoV3 in full (hashlib, not sdlib)."""
+    digest = hashlib.sha256()
+    with served.open() as fh:
+        (n,) = struct.unpack("<Q", fh.read(8))
+        fh.seek(8 + n)
+        while chunk := fh.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest().upper()
 
 
 def _num(value: float) -> str:
