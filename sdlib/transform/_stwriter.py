@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import struct
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -20,6 +21,9 @@ from sdlib.errors import FormatError
 from sdlib.files.tensors import DTYPE_SIZES
 
 MAX_HEADER = 100 << 20
+#: Lone UTF-16 surrogates: a pickle's strings may hold them (pickle decodes with
+#: ``surrogatepass``), but a safetensors header is UTF-8 JSON, which cannot.
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 @dataclass(frozen=True)
@@ -40,9 +44,16 @@ def header_bytes(
     ``pad_to`` bytes in all when that is longer: JSON ignores trailing whitespace)."""
     header: dict[str, object] = {}
     if metadata:
-        header["__metadata__"] = dict(metadata)
+        # Metadata is informational: keep it, with U+FFFD where it cannot be UTF-8.
+        header["__metadata__"] = {_utf8(k): _utf8(v) for k, v in metadata.items()}
     offset = 0
     for t in tensors:
+        if _SURROGATE.search(t.name):
+            # A tensor's name is how loaders find it: changing it would make a different model.
+            raise FormatError(
+                f"tensor name {t.name!r} is not valid Unicode (it holds a lone surrogate); "
+                "safetensors cannot store it"
+            )
         header[t.name] = {
             "dtype": t.dtype,
             "shape": list(t.shape),
@@ -53,6 +64,10 @@ def header_bytes(
     raw += b" " * (-len(raw) % 8)
     raw += b" " * max(0, pad_to - 8 - len(raw))
     return struct.pack("<Q", len(raw)) + raw
+
+
+def _utf8(text: str) -> str:
+    return _SURROGATE.sub("\ufffd", text)
 
 
 class SafetensorsWriter:
