@@ -24,7 +24,7 @@ _STYLE = {
     "unsafe-pickle": "bold red", "suspicious-pickle": "red", "unknown": "dim",
     "corrupt": "red", "unreadable": "red", "unsupported-extension": "yellow",
     "orphan-sidecar": "yellow", "wrong-preview-extension": "yellow",
-    "illegal-or-too-long-name": "yellow", "broken-link": "red",
+    "illegal-or-too-long-name": "yellow", "broken-link": "red", "link-outside-root": "red",
 }  # fmt: skip
 
 
@@ -136,7 +136,8 @@ def scan_cmd(root: Path | None, ui: str | None, hash_all: bool, show_all: bool,
     library index. Unchanged files are not read again, so a re-scan takes a moment.
     Statuses: ok, misplaced, duplicate, name-clash, unsafe-pickle, suspicious-pickle,
     unknown, corrupt, unreadable, unsupported-extension, orphan-sidecar,
-    wrong-preview-extension, illegal-or-too-long-name, broken-link.
+    wrong-preview-extension, illegal-or-too-long-name, broken-link, link-outside-root
+    (a link leading out of the root: never followed, nothing moved or deleted through it).
 
     \b
     Examples:

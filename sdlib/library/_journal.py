@@ -24,6 +24,9 @@ or leaves a state the check recognises:
 - mkdir: idempotent; undo removes the folder only if empty.
 
 So bytes are never lost: nothing is unlinked before another name holds the same bytes.
+And nothing outside the root is touched: right before each step (forward or back), every
+path of the operation must still resolve inside the wall the plan recorded; a folder
+swapped for a link to elsewhere since the plan blocks the step.
 Undo runs the operations backwards with the same checks, so it too can be interrupted and
 run again. ``SDLIB_TEST_CRASH_AFTER=N`` makes the process exit (137) after N steps and
 ``SDLIB_TEST_STEP_DELAY`` sleeps between steps: hooks for the kill tests.
@@ -51,6 +54,7 @@ from sdlib.library._fileops import (
     same_device,
     sha256,
 )
+from sdlib.library.wall import Wall
 
 __all__ = ["Journal", "Op", "RunReport", "apply_journal", "undo_journal"]
 
@@ -123,6 +127,14 @@ class Journal:
     @property
     def root(self) -> str:
         return str(self.header.get("root", ""))
+
+    @property
+    def wall(self) -> Wall:
+        """The real folders this run may change (older journals: the root)."""
+        roots = self.header.get("wall")
+        if isinstance(roots, list) and roots and all(isinstance(r, str) for r in roots):
+            return Wall(tuple(roots))
+        return Wall.of(self.root)
 
     def marks(self, kind: str) -> dict[int, dict[str, Any]]:
         return {r["op"]: r for r in self.records if r.get("type") == kind and "op" in r}
@@ -215,6 +227,7 @@ def apply_journal(journal: Journal, sha256_of: Sha256Of) -> RunReport:
     if journal.state in ("undoing", "undone"):
         raise UsageError("that organize run was undone (or is being undone); plan again")
     steps = _Steps()
+    wall = journal.wall
     report = RunReport(str(journal.path))
     finished = {**journal.marks("done"), **journal.marks("skip"), **journal.marks("fail")}
     broken = {journal.ops[i].group for i in {**journal.marks("skip"), **journal.marks("fail")}}
@@ -229,6 +242,7 @@ def apply_journal(journal: Journal, sha256_of: Sha256Of) -> RunReport:
             )
             continue
         try:
+            _inside_wall(op, wall)
             state = _state(op, sha256_of)
             if state not in (APPLIED,):
                 _forward(op, state, sha256_of, steps)
@@ -248,6 +262,7 @@ def undo_journal(journal: Journal, sha256_of: Sha256Of) -> RunReport:
     if journal.state == "undone":
         raise UsageError("that organize run is already undone")
     steps = _Steps()
+    wall = journal.wall
     if journal.state != "undoing":
         journal.append({"type": "undo-start", "at": time.time()})
     report = RunReport(str(journal.path))
@@ -261,6 +276,7 @@ def undo_journal(journal: Journal, sha256_of: Sha256Of) -> RunReport:
         if i in never:
             continue
         try:
+            _inside_wall(op, wall)
             _backward(op, sha256_of, steps)
             journal.append({"type": "undo-done", "op": i})
             report.done.append(i)
@@ -290,6 +306,12 @@ def _mark(
 
 class _Blocked(Exception):
     """The files are not as the plan left them: skip, never force."""
+
+
+def _inside_wall(op: Op, wall: Wall) -> None:
+    for path in (op.path, op.dst, op.keep):
+        if path is not None and not wall.holds(path):
+            raise _Blocked(f"{name(path)} now resolves outside the root (a link?)")
 
 
 # --- one operation, forward and back ----------------------------------------------------------

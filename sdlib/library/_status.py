@@ -17,6 +17,8 @@ orphan-sidecar              a ``.civitai.info``, ``.json`` or preview with no mo
 wrong-preview-extension     e.g. JPEG bytes in ``.preview.png``, a video named ``.png``
 illegal-or-too-long-name    a name Windows refuses or too long for sidecars and paths
 broken-link                 a symlink whose target is missing
+link-outside-root           a link (file or folder) that resolves outside the root: not
+                            followed, and nothing is moved or deleted through it
 ==========================  ===========================================================
 """
 
@@ -44,7 +46,7 @@ from sdlib.taxonomy import Base, Kind
 STATUSES = (
     "ok", "misplaced", "duplicate", "name-clash", "unsafe-pickle", "suspicious-pickle",
     "unknown", "corrupt", "unreadable", "unsupported-extension", "orphan-sidecar",
-    "wrong-preview-extension", "illegal-or-too-long-name", "broken-link",
+    "wrong-preview-extension", "illegal-or-too-long-name", "broken-link", "link-outside-root",
 )  # fmt: skip
 
 _VAE_SUFFIXES = (".vae.pt", ".vae.ckpt", ".vae.safetensors")
@@ -211,6 +213,10 @@ def build_reports(
     _attach_sidecars(root, layout, by_path, reports)
     for path, rep in reports.items():
         e = by_path[path]
+        if e.role == "link" and e.outside:
+            rep.status.append("link-outside-root")
+            rep.notes.append(f"a link to {_link_target(path)}, outside the root: not followed")
+            continue
         if e.role == "link":
             rep.status.append("broken-link")
             target = _link_target(path)

@@ -1,8 +1,13 @@
 """Walk a layout's model folders: every model file, sidecar and broken link, with its stat.
 
-Reads directory entries and stats only, never file contents. Follows symlinked folders (as
-A1111 and ComfyUI do) but visits each real directory once, so a link loop or two links to
-one folder cannot list a file twice. Skips hidden folders, diffusers folders (a
+Reads directory entries and stats only, never file contents. The root is a wall
+(:mod:`sdlib.library.wall`): a symlink or junction (folder or file) that resolves outside it
+is reported as a ``link`` entry with ``outside`` set and never followed, so nothing behind it
+is read, moved or deleted. Links inside the wall are followed (as A1111 and ComfyUI do) unless
+they lead to a folder the walk reaches anyway (a layout folder, or inside one) or to one of
+their own ancestors (``loop -> ..``): each real directory is visited once, under its own
+name, so a loop or two links to one folder can neither list a file twice nor make organize
+nest files one level deeper on every run. Skips hidden folders, diffusers folders (a
 ``model_index.json`` inside) and sdlib's own temporary files.
 """
 
@@ -15,6 +20,7 @@ from dataclasses import dataclass
 
 from sdlib.library.layouts import MODEL_EXTENSIONS, FolderRule, Layout
 from sdlib.library.sidecars import SIDECAR_SUFFIXES, is_preview_name
+from sdlib.library.wall import Wall, is_link, real, within
 
 #: Names that are work in progress, not files a front end should see.
 _TEMP_SUFFIXES = (".part", ".sdlib-tmp", ".sdlib-part", ".tmp", ".downloading")
@@ -30,12 +36,14 @@ class Entry:
     folder_abs: str
     #: ``path`` relative to ``folder_abs`` (OS separators).
     rel: str
-    #: model | sidecar | link (a symlink whose target is missing)
+    #: model | sidecar | link (a symlink whose target is missing, or that leads outside)
     role: str
     st: os.stat_result | None
     is_link: bool = False
     name: str = ""
     directory: str = ""
+    #: A link (to a file or a folder) that resolves outside the root: never followed.
+    outside: bool = False
 
     def __post_init__(self) -> None:
         if not self.name:
@@ -67,28 +75,63 @@ def folder_path(root: str, folder: str) -> str:
     return os.path.normpath(os.path.join(root, folder))
 
 
-def walk(root: str, layout: Layout) -> tuple[list[Entry], list[str]]:
-    """(entries, absolute folders walked) for every folder of ``layout`` under ``root``."""
+def walk(root: str, layout: Layout, wall: Wall | None = None) -> tuple[list[Entry], list[str]]:
+    """(entries, absolute folders walked) for every folder of ``layout`` under ``root``.
+
+    ``wall``: where links may lead (default: ``root`` plus the layout's folders configured
+    outside it).
+    """
+    wall = wall or Wall.for_layout(root, layout)
     folders = [(f, folder_path(root, f)) for f in layout.scan_folders()]
     own = {a for _, a in folders}
     recursive = {f: any(r.recursive for r in layout.rules if f in r.folders) for f, _ in folders}
+    reals = {a: real(a) for _, a in folders}
+    #: Real folders the walk reaches under their own names: a link into one is an alias.
+    covered = [(reals[a], recursive[f]) for f, a in folders if os.path.isdir(a)]
     visited: set[tuple[int, int]] = set()
     entries: list[Entry] = []
     for folder, folder_abs in folders:
-        stack = [folder_abs]
+        if not os.path.lexists(folder_abs):
+            continue  # a folder the layout names but the user does not have
+        if not wall.holds_real(reals[folder_abs]):
+            entries.append(_outside(folder_abs, folder, folder_abs))
+            continue
+        stack = [(folder_abs, reals[folder_abs])]
         while stack:
-            directory = stack.pop()
+            directory, directory_real = stack.pop()
             try:
                 dst = os.stat(directory)
             except OSError:
-                continue  # a folder the layout names but the user does not have
+                continue
             if not stat.S_ISDIR(dst.st_mode) or (dst.st_dev, dst.st_ino) in visited:
                 continue
             visited.add((dst.st_dev, dst.st_ino))
-            subdirs = _scan_dir(directory, folder, folder_abs, entries)
-            if recursive[folder]:
-                stack += sorted((d for d in subdirs if d not in own), reverse=True)
+            subdirs = _scan_dir(directory, folder, folder_abs, entries, wall)
+            if not recursive[folder]:
+                continue
+            follow: list[tuple[str, str]] = []
+            for path, linked in subdirs:
+                if path in own:
+                    continue
+                if not linked:
+                    name = os.path.normcase(os.path.basename(path))
+                    follow.append((path, os.path.join(directory_real, name)))
+                    continue
+                target = real(path)
+                if not wall.holds_real(target):
+                    entries.append(_outside(path, folder, folder_abs))
+                elif not within(directory_real, target) and not any(
+                    target == c or (rec and within(target, c)) for c, rec in covered
+                ):
+                    follow.append((path, target))  # else a loop, or reached anyway
+            stack += sorted(follow, reverse=True)
     return entries, [a for _, a in folders]
+
+
+def _outside(path: str, folder: str, folder_abs: str) -> Entry:
+    prefix = folder_abs.rstrip(os.sep) + os.sep
+    rel = path[len(prefix) :] if path.startswith(prefix) else os.path.basename(path)
+    return Entry(path, folder, folder_abs, rel, "link", None, True, outside=True)
 
 
 def walk_files(paths: Iterable[str], folder_abs: str) -> list[Entry]:
@@ -110,9 +153,13 @@ def walk_files(paths: Iterable[str], folder_abs: str) -> list[Entry]:
     return entries
 
 
-def _scan_dir(directory: str, folder: str, folder_abs: str, out: list[Entry]) -> list[str]:
-    """Append the files of one directory to ``out``; return its subdirectories to visit."""
-    subdirs: list[str] = []
+def _scan_dir(
+    directory: str, folder: str, folder_abs: str, out: list[Entry], wall: Wall | None = None
+) -> list[tuple[str, bool]]:
+    """Append the files of one directory to ``out``; return its subdirectories to visit
+    (path, whether it is a link). A file link that resolves outside ``wall`` is listed as
+    an outside link, and not even stat-ed through."""
+    subdirs: list[tuple[str, bool]] = []
     try:
         it = os.scandir(directory)
     except OSError:
@@ -126,15 +173,19 @@ def _scan_dir(directory: str, folder: str, folder_abs: str, out: list[Entry]) ->
                         continue
                     if os.path.exists(os.path.join(e.path, "model_index.json")):
                         continue  # a diffusers folder: one model, not files to sort
-                    subdirs.append(e.path)
+                    subdirs.append((e.path, is_link(e)))
                     continue
-                is_link = e.is_symlink()
+                linked = e.is_symlink()
             except OSError:
+                continue
+            if linked and wall is not None and not wall.holds(e.path):
+                if role_of(name) is not None:
+                    out.append(_outside(e.path, folder, folder_abs))
                 continue
             try:
                 st: os.stat_result | None = e.stat()  # follows symlinks
             except OSError:
-                if not is_link:
+                if not linked:
                     continue
                 st = None  # missing target, or a loop
             if st is not None and not stat.S_ISREG(st.st_mode):
@@ -144,7 +195,7 @@ def _scan_dir(directory: str, folder: str, folder_abs: str, out: list[Entry]) ->
                 continue
             prefix = folder_abs.rstrip(os.sep) + os.sep
             rel = e.path[len(prefix) :] if e.path.startswith(prefix) else e.name
-            out.append(Entry(e.path, folder, folder_abs, rel, role, st, is_link, name, directory))
+            out.append(Entry(e.path, folder, folder_abs, rel, role, st, linked, name, directory))
     return subdirs
 
 

@@ -10,6 +10,10 @@ another file in the plan are never reused, so the plan cannot overwrite anything
 
 Applying and undoing go through the journal in :mod:`sdlib.library._journal`, which is
 what makes a crash at any point recoverable.
+
+The root is a wall (:mod:`sdlib.library.wall`): every file acted on, and every folder a
+file goes to, must resolve inside the root; a link that leads outside is left alone and
+reported. The plan carries the wall, and the journal checks it again before each step.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from sdlib.library._status import article, base_of, display, kind_of, listing_ru
 from sdlib.library.placement import base_folder, choose_name, is_base_folder
 from sdlib.library.scan import FileReport, ScanResult
 from sdlib.library.sidecars import preview_mismatch
+from sdlib.library.wall import Wall
 from sdlib.names import safe_filename
 from sdlib.taxonomy import Kind
 
@@ -40,6 +45,7 @@ _LEAVE = {
     "corrupt": "corrupt: re-download it",
     "unreadable": "unreadable (permissions)",
     "broken-link": "a broken symlink: remove it or fix its target",
+    "link-outside-root": "a link that leads outside the root: sdlib never acts through it",
 }
 
 
@@ -60,11 +66,14 @@ class Plan:
     options: OrganizeOptions
     ops: list[Op] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    #: Real folders the plan may change files in (the journal checks them again).
+    wall: tuple[str, ...] = ()
 
     def header(self) -> dict[str, Any]:
         return {
             "root": self.root, "ui": self.ui, "by_base": self.options.by_base,
-            "dedupe": self.options.dedupe, "ops": [op.to_dict() for op in self.ops],
+            "dedupe": self.options.dedupe, "wall": list(self.wall),
+            "ops": [op.to_dict() for op in self.ops],
         }  # fmt: skip
 
     def summary(self) -> dict[str, int]:
@@ -126,7 +135,10 @@ class _Planner:
         self.layout = scan.layout
         self.options = options
         self.sha256_of = sha256_of
-        self.plan_ = Plan(self.root, scan.layout.name, options)
+        #: The root plus the folders the webUI is configured to read elsewhere (ComfyUI's
+        #: extra paths): files may go there, but only files spelled inside the root move.
+        self.wall = Wall.for_layout(self.root, scan.layout)
+        self.plan_ = Plan(self.root, scan.layout.name, options, wall=self.wall.roots)
         self.reports = {f.path: f for f in scan.files}
         #: Paths (case-folded) that exist or that the plan promised to a file.
         self.taken = {_fold(f.path) for f in scan.files}
@@ -142,7 +154,7 @@ class _Planner:
         models = [f for f in self.scan.files if f.role == "model"]
         for f in models:
             why = next((w for s, w in _LEAVE.items() if s in f.status), None)
-            if not _inside(self.root, f.path) and f.status != ["ok"]:
+            if not self._inside(f.path) and f.status != ["ok"]:
                 self._note(
                     f, "left in place: outside the root (a shared folder); organize it there"
                 )
@@ -152,6 +164,9 @@ class _Planner:
                 self._note(f, f"left in place: {f.notes[0] if f.notes else 'no folder for it'}")
             elif "unsupported-extension" in f.status and not self._case_fix(f):
                 self._note(f, f"left in place: {f.notes[-1] if f.notes else ''}")
+        for f in self.scan.files:
+            if "link-outside-root" in f.status:
+                self._note(f, f"left alone: {_LEAVE['link-outside-root']}")
         if self.options.dedupe != "keep":
             self._dedupe([f for f in models if self._movable(f)])
         for f in models:  # files that stay whatever happens keep their names
@@ -194,11 +209,15 @@ class _Planner:
     def _movable(self, f: FileReport) -> bool:
         if any(s in f.status for s in _LEAVE) or os.path.islink(f.path):
             return False
-        if not _inside(self.root, f.path):
+        if not self._inside(f.path):
             return False  # a folder shared from elsewhere: organize that folder itself
         if f.model is not None:
             return False  # a checkpoint's own <stem>.vae.pt travels with it
         return not ("misplaced" in f.status and f.target is None)
+
+    def _inside(self, path: str) -> bool:
+        """Spelled inside the root and resolving inside it (no link leads out)."""
+        return _inside(self.root, path) and self.wall.holds(path)
 
     def _note(self, f: FileReport, text: str) -> None:
         self.plan_.notes.append(f"{f.rel}: {text}")
@@ -278,6 +297,10 @@ class _Planner:
                     return True
             return False
 
+        if not self.wall.holds(t.directory) or not all(self._inside(s) for s in sidecars):
+            self._note(f, f"left in place: {display(self.root, t.directory)} leads outside "
+                          "the root")  # fmt: skip
+            return
         try:
             choice = choose_name(Path(t.directory), t.name, tags=tags, sha256=None,
                                  sha256_of=lambda _p: None, reserved=reserved)  # fmt: skip
@@ -345,6 +368,8 @@ class _Planner:
             if f.sha256 and "duplicate" in f.status:
                 groups.setdefault(f.sha256, []).append(f)
         for sha, group in groups.items():
+            if len(group) < 2:
+                continue  # its twin is outside the root or left in place: nothing to merge
             keep = min(group, key=lambda f: ("misplaced" in f.status, not f.sidecars,
                                               f.rel.count("/"), f.rel))  # fmt: skip
             for dup in group:
@@ -400,7 +425,7 @@ class _Planner:
         for f in self.scan.files:
             if f.role != "sidecar" or f.path in moving or "wrong-preview-extension" not in f.status:
                 continue
-            if not _inside(self.root, f.path):
+            if not self._inside(f.path):
                 continue
             kind = f.row.true_ext or ""
             if not kind.startswith("."):
@@ -426,7 +451,7 @@ class _Planner:
         for f in self.scan.files:
             if "orphan-sidecar" not in f.status or f.path in moving:
                 continue
-            if not _inside(self.root, f.path):
+            if not self._inside(f.path):
                 continue
             name = os.path.basename(f.path)
             owners = {m for stem in _stems(name) for m in models_by_stem.get(stem.casefold(), [])}
@@ -437,6 +462,9 @@ class _Planner:
             old_stem = next(s for s in _stems(name) if s.casefold() in models_by_stem)
             owner_stem = os.path.splitext(os.path.basename(owner))[0]
             dst = os.path.join(os.path.dirname(owner), owner_stem + self._suffix(f.path, old_stem))
+            if not self.wall.holds(dst):
+                self._note(f, "left as it is: its model's folder leads outside the root")
+                continue
             if _fold(dst) in self.taken or os.path.lexists(dst):
                 self._note(f, f"left as it is: {display(self.root, dst)} exists")
                 continue
