@@ -92,6 +92,11 @@ def _default_dir(kind: str) -> Path:
     return Path(platformdirs.user_data_dir(APP_NAME, appauthor=False))
 
 
+def default_cache_dir() -> Path:
+    """``$SDLIB_CACHE_DIR`` or the platform's user cache dir (without reading the config)."""
+    return _default_dir("cache")
+
+
 def default_config_path() -> Path:
     env = os.environ.get("SDLIB_CONFIG")
     if env:

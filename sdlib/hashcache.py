@@ -13,6 +13,7 @@ import sqlite3
 import threading
 from pathlib import Path
 
+from sdlib.files.opening import check_regular, printable
 from sdlib.hashing import FileHashes, ProgressCallback, hash_file
 
 _SCHEMA = """
@@ -98,7 +99,7 @@ class HashCache:
             with self._lock, self._db:
                 self._db.execute(
                     "INSERT OR REPLACE INTO hashes VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-                    (*self._key(st), os.fspath(path), hashes.sha256, hashes.autov1,
+                    (*self._key(st), printable(path), hashes.sha256, hashes.autov1,
                      hashes.autov2, hashes.autov3, hashes.crc32, hashes.blake3),
                 )  # fmt: skip
         except (OSError, sqlite3.Error):
@@ -111,6 +112,9 @@ class HashCache:
         cached = self.lookup(path)
         if cached is not None:
             return cached, True
+        # A FIFO would block the read until something writes to it, a device never ends:
+        # refuse what is not a regular file before opening it.
+        check_regular(path)
         before = _stat_key(path)
         hashes = hash_file(path, progress)
         # Only remember a result if the file did not change while we read it.

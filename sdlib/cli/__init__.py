@@ -6,8 +6,10 @@ Each subcommand lives in its own module; ``_COMMANDS`` maps a command name to
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.util
+import sys
 from typing import Any
 
 import click
@@ -35,6 +37,37 @@ _COMMANDS: dict[str, str] = {
 
 
 class LazyGroup(click.Group):
+    #: False when called with ``standalone_mode=False`` (``run``, tests): exceptions propagate.
+    _last_resort = True
+
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        self._last_resort = kwargs.get("standalone_mode", True)
+        if self._last_resort:
+            _tolerant_streams()
+        return super().main(*args, **kwargs)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        """Run the command; what no command handled becomes one line (never a traceback)."""
+        if not self._last_resort:
+            return super().invoke(ctx)
+        from sdlib.errors import SdlibError
+
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise
+        except SdlibError as exc:  # a command without @handle_errors
+            click.echo(f"sdlib: error: {exc}", err=True)
+            sys.exit(exc.exit_code)
+        except KeyboardInterrupt:
+            click.echo("sdlib: error: interrupted", err=True)
+            sys.exit(130)
+        except Exception as exc:
+            from sdlib.cli._crash import report_crash
+
+            click.echo(report_crash(exc), err=True)
+            sys.exit(1)
+
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(name for name in _COMMANDS if _available(name))
 
@@ -51,6 +84,16 @@ class LazyGroup(click.Group):
             raise
         command: click.Command = getattr(module, attr)
         return command
+
+
+def _tolerant_streams() -> None:
+    """A file name that is not UTF-8 reaches Python with lone surrogates; printing one must
+    show it escaped (``\\udcff``, also valid inside JSON strings), never crash the command."""
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            with contextlib.suppress(ValueError, OSError):
+                reconfigure(errors="backslashreplace")
 
 
 def _available(name: str) -> bool:
@@ -73,7 +116,9 @@ def main() -> None:
       sdlib hash *.safetensors --json
 
     Exit codes: 0 ok, 1 failure, 2 usage, 3 unsafe file refused, 4 hash or size mismatch,
-    5 not found, 6 login or access needed, 7 network failure, 130 interrupted.
+    5 not found, 6 login or access needed, 7 network failure, 130 interrupted. Commands
+    on many files report every file and exit non-zero if any failed. An unexpected error
+    prints one line and writes a crash report under the cache dir.
     """
 
 

@@ -24,7 +24,8 @@ def hash_cmd(files: tuple[Path, ...], no_cache: bool, as_json: bool) -> None:
 
     Hashes follow Civitai's conventions (uppercase hex; AutoV1 only for files of 2 MiB or
     more; AutoV3 only for safetensors). Results are cached by device, inode, size and
-    modification time, so an unchanged file is never read twice.
+    modification time, so an unchanged file is never read twice. A file that cannot be
+    read gets one error line, the others are still hashed, and the exit code is 1.
 
     \b
     Examples:
@@ -42,9 +43,15 @@ def hash_cmd(files: tuple[Path, ...], no_cache: bool, as_json: bool) -> None:
         for path in files:
             try:
                 hashes, cached = _hash_one(cache, path, err)
-            except SdlibError as exc:
+            except SdlibError as exc:  # this file fails; the others are still hashed
                 failures.append(exc)
                 click.echo(f"sdlib: error: {exc}", err=True)
+                continue
+            except Exception as exc:
+                from sdlib.cli._crash import report_crash
+
+                failures.append(SdlibError(str(exc)))
+                click.echo(report_crash(exc).replace("sdlib: ", f"sdlib: {path}: ", 1), err=True)
                 continue
             results.append({"path": str(path), **hashes.to_dict(), "cached": cached})
     if as_json:

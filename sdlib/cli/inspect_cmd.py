@@ -22,7 +22,9 @@ def inspect_cmd(files: tuple[Path, ...], explain: bool, as_json: bool) -> None:
     (sd1, sd2, sdxl, flux...), variant, precision (or GGUF quantization such as Q8_0),
     full-vs-pruned weights and components. Safetensors and GGUF files are judged from their
     header alone; pickles (.ckpt/.pt/.pth/.bin) are scanned statically and never executed;
-    a pickle that would run code is reported as unsafe and makes the exit code 3.
+    a pickle that would run code is reported as unsafe and makes the exit code 3. A file
+    that cannot be read (corrupt, truncated, a FIFO, no permission) gets one error line
+    and the others are still reported; the exit code is then 1 (3 if one is unsafe).
 
     \b
     Examples:
@@ -32,18 +34,36 @@ def inspect_cmd(files: tuple[Path, ...], explain: bool, as_json: bool) -> None:
       sdlib inspect models/Lora/* --json
     """
     from sdlib.errors import SdlibError
+    from sdlib.files.opening import check_regular, printable
     from sdlib.inspect import inspect_file
 
     reports: list[dict[str, Any]] = []
     codes: list[int] = []
     for path in files:
+        # Every file gets its report or one error line; one bad file never stops the rest.
         try:
+            check_regular(path)  # a FIFO or device is refused, never opened and waited on
             reports.append(inspect_file(path).to_dict())
         except SdlibError as exc:
             codes.append(exc.exit_code)
             click.echo(f"sdlib: error: {exc}", err=True)
             if as_json:
-                reports.append({"path": str(path), "error": exc.message})
+                reports.append({"path": printable(path), "error": exc.message})
+        except OSError as exc:
+            from sdlib.files.opening import os_problem
+
+            codes.append(1)
+            click.echo(f"sdlib: error: {printable(path)}: {os_problem(exc)}", err=True)
+            if as_json:
+                reports.append({"path": printable(path), "error": os_problem(exc)})
+        except Exception as exc:
+            from sdlib.cli._crash import report_crash
+
+            codes.append(1)
+            line = report_crash(exc).replace("sdlib: ", f"sdlib: {printable(path)}: ", 1)
+            click.echo(line, err=True)
+            if as_json:
+                reports.append({"path": printable(path), "error": line})
     if as_json:
         emit_json(reports)
     else:

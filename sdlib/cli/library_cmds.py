@@ -134,6 +134,9 @@ def scan_cmd(root: Path | None, ui: str | None, hash_all: bool, show_all: bool,
     Walks the folders the webUI loads models from (ComfyUI: plus extra_model_paths.yaml),
     classifies each file from its header, reads sidecars, and records everything in the
     library index. Unchanged files are not read again, so a re-scan takes a moment.
+    A file that cannot be read never stops the scan: it is listed as corrupt (malformed
+    bytes) or unreadable (permissions, a FIFO, a link loop) with the reason, every other
+    file is reported as usual, and the exit code is 1.
     Statuses: ok, misplaced, duplicate, name-clash, unsafe-pickle, suspicious-pickle,
     unknown, corrupt, unreadable, unsupported-extension, orphan-sidecar,
     wrong-preview-extension, illegal-or-too-long-name, broken-link, link-outside-root
@@ -151,8 +154,14 @@ def scan_cmd(root: Path | None, ui: str | None, hash_all: bool, show_all: bool,
         result = _run_scan(settings, index, hc, root, layout, hash_all, progress)
     if as_json:
         emit_json(result.to_dict())
-        return
-    _print_scan(result, show_all)
+    else:
+        _print_scan(result, show_all)
+    if any(set(f.status) & _FAILED for f in result.files):
+        raise SystemExit(1)  # every file was reported; some could not be read
+
+
+#: Statuses of files a scan could not read: they make its exit code 1.
+_FAILED = frozenset({"corrupt", "unreadable"})
 
 
 def _print_scan(result: Any, show_all: bool) -> None:

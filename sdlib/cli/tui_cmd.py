@@ -93,7 +93,10 @@ def tui_cmd(
     finally:
         if server is not None:
             server.stop()
-    _leave(app.return_code or 0)
+    code = app.return_code or 0
+    _leave(code)
+    if code:  # Textual has shown the error; the exit code must say the app failed
+        raise SystemExit(code)
 
 
 def _start_demo(settings: Any) -> tuple[Any, Any, Path]:

@@ -20,7 +20,9 @@ __all__ = ["UNREADABLE_PREFIXES", "check_regular", "open_regular", "os_problem",
 
 #: ``FormatError`` messages (and scan ``problem`` texts) that mean "sdlib may not or cannot
 #: read this file", as opposed to "its bytes are malformed".
-UNREADABLE_PREFIXES = ("permission denied", "not a regular file", "cannot read")
+UNREADABLE_PREFIXES = (
+    "permission denied", "not a regular file", "cannot read", "no such file", "is a directory",
+)  # fmt: skip
 
 
 def _special(mode: int) -> str | None:

@@ -30,6 +30,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from sdlib.files.opening import UNREADABLE_PREFIXES, printable
 from sdlib.library._walk import Entry, rules_listing
 from sdlib.library.index import FileRow
 from sdlib.library.layouts import FolderRule, KeyedBy, Layout, list_kind
@@ -181,6 +182,8 @@ def name_key(rule: FolderRule, folder: str, rel: str) -> tuple[str, str]:
 
 def name_problem(name: str) -> str | None:
     """Why a file name is unsafe to keep (Windows rules, room for sidecars), or None."""
+    if printable(name) != name:
+        return "the name's bytes are not UTF-8 (shown as \\x escapes); Windows cannot hold it"
     nfc = unicodedata.normalize("NFC", name)
     if safe_filename(nfc) == nfc:
         return None
@@ -305,6 +308,9 @@ def _model_status(root: str, layout: Layout, e: Entry, rep: FileReport) -> None:
         if r.problem == "permission denied":
             rep.status.append("unreadable")
             rep.notes.append("sdlib may not read this file (permission denied)")
+        elif r.problem.startswith(UNREADABLE_PREFIXES):
+            rep.status.append("unreadable")
+            rep.notes.append(r.problem)
         else:
             rep.status.append("corrupt")
             rep.notes.append(r.problem)

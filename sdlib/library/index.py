@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import sqlite3
 import threading
 import time
@@ -151,12 +152,33 @@ _SELECT = "SELECT " + ", ".join((*_COLUMNS, "id")) + " FROM files"
 
 
 def _row(r: sqlite3.Row | tuple[Any, ...]) -> FileRow:
+    if "\0" in r[0]:  # path is the first column
+        return FileRow(_from_db(r[0]), *tuple(r)[1:])
     return FileRow(*r)
+
+
+_ESCAPED = re.compile("\0([0-9a-f]{4})")
+
+
+def _to_db(path: str) -> str:
+    """``path`` as SQLite can store it. A file name whose bytes are not UTF-8 reaches Python
+    with lone surrogates (surrogateescape), which sqlite3 refuses; each becomes NUL plus its
+    code point in hex. A path never holds NUL, so this is reversible and keeps every other
+    path (and the sort order range queries rely on) unchanged."""
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        return "".join(f"\0{ord(c):04x}" if "\ud800" <= c <= "\udfff" else c for c in path)
+    return path
+
+
+def _from_db(text: str) -> str:
+    return _ESCAPED.sub(lambda m: chr(int(m.group(1), 16)), text)
 
 
 def _prefix_bounds(folder: str) -> tuple[str, str]:
     """(low, high) such that every path strictly inside ``folder`` sorts between them."""
-    base = folder.rstrip("/\\") + os.sep
+    base = _to_db(folder.rstrip("/\\") + os.sep)
     return base, base[:-1] + chr(ord(os.sep) + 1)
 
 
@@ -273,7 +295,9 @@ class Index:
 
     def file_at(self, path: str) -> FileRow | None:
         with self._lock, self._errors():
-            r = self._db.execute(_SELECT + " WHERE path = ? AND present = 1", (path,)).fetchone()
+            r = self._db.execute(
+                _SELECT + " WHERE path = ? AND present = 1", (_to_db(path),)
+            ).fetchone()
         return _row(r) if r else None
 
     def get(self, file_id: int) -> FileRow | None:
@@ -320,6 +344,7 @@ class Index:
     def insert(self, row: FileRow) -> int:
         """Insert (inside a ``transaction``); returns the new id."""
         values = [getattr(row, c) for c in _COLUMNS]
+        values[0] = _to_db(row.path)  # path is the first column
         marks = ", ".join("?" * len(_COLUMNS))
         with self._lock, self._errors():
             cur = self._db.execute(
@@ -335,6 +360,8 @@ class Index:
         unknown = set(values) - set(_COLUMNS)
         if unknown:
             raise ValueError(f"unknown columns {sorted(unknown)}")
+        if isinstance(values.get("path"), str):
+            values["path"] = _to_db(values["path"])
         sets = ", ".join(f"{k} = ?" for k in values)
         with self._lock, self._errors():
             self._db.execute(f"UPDATE files SET {sets} WHERE id = ?", (*values.values(), file_id))

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from sdlib.errors import FormatError, SdlibError, UsageError
 from sdlib.files import CLASSIFIER_VERSION
+from sdlib.files.opening import UNREADABLE_PREFIXES, check_regular, open_regular, os_problem
 from sdlib.library._status import FileReport, build_reports
 from sdlib.library._walk import Entry, walk, walk_files
 from sdlib.library.index import CLASSIFICATION_COLUMNS, CONTENT_COLUMNS, FileRow, Index
@@ -317,7 +318,7 @@ class _Job:
             e
             for e in models
             if final[e.path].sha256 is None
-            and final[e.path].problem != "permission denied"
+            and not (final[e.path].problem or "").startswith(UNREADABLE_PREFIXES)
             and (
                 self.hash_all
                 or len(inodes_by_size[e.st.st_size if e.st else 0]) > 1
@@ -421,11 +422,15 @@ def _inspect(path: str) -> dict[str, Any]:
     out: dict[str, Any] = {"container": "unknown", "kind": "unknown", "base": "unknown",
                            "classified_by": CLASSIFIER_VERSION}  # fmt: skip
     try:
+        check_regular(path)  # a FIFO or device is refused here, never opened and waited on
         report = inspect_file(path)
     except FormatError as exc:
         return {**out, "problem": exc.message}
     except OSError as exc:
-        return {**out, "problem": exc.strerror or str(exc)}
+        return {**out, "problem": os_problem(exc)}
+    except Exception as exc:  # a reader's bug: this file is reported and the scan goes on
+        why = " ".join(f"{type(exc).__name__}: {exc}".split())[:200]
+        return {**out, "problem": f"cannot read: sdlib failed on this file ({why})"}
     out["container"] = str(report.container)
     cls = report.classification
     if cls is not None:
@@ -448,7 +453,7 @@ def _outdated(row: FileRow) -> bool:
 
 def _preview_kind(path: str) -> str:
     try:
-        with open(path, "rb") as fh:
+        with open_regular(path) as fh:
             return preview_kind(fh.read(16))
-    except OSError:
+    except (OSError, SdlibError):
         return "unknown"

@@ -55,7 +55,7 @@ def test_scan_table_and_json(run_cli: Any, tmp_path: Path) -> None:
     root = tmp_path / "webui"
     expected = trees.messy_a1111(root, tmp_path / "outside")
     table = run_cli("scan", str(root))
-    assert table.returncode == 0, table.stderr
+    assert table.returncode == 1, table.stderr  # embeddings/broken.safetensors is corrupt
     assert "misplaced" in table.stdout and "belongs in models/Lora" in table.stdout
     assert "dreamshaper 8 [final]" not in table.stdout  # ok files are not listed...
     assert "[final]" in run_cli("scan", str(root), "--all").stdout  # ...unless --all
