@@ -8,6 +8,7 @@ sets ``[network] proxy``.
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 from collections.abc import Mapping
@@ -125,15 +126,57 @@ def _section(cls: type, raw: Any, name: str, path: Path) -> Any:
                 f"unknown setting {name}.{key} (known: {', '.join(sorted(known))})",
                 path=str(path),
             )
-        default = getattr(cls(), key)
-        if isinstance(default, bool) and not isinstance(value, bool):
-            raise ConfigError(f"{name}.{key} must be true or false", path=str(path))
-        if isinstance(default, (int, float)) and not isinstance(default, bool):
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise ConfigError(f"{name}.{key} must be a number", path=str(path))
-            value = type(default)(value)
-        values[key] = value
+        values[key] = _typed(f"{name}.{key}", str(known[key].type), value, path)
     return cls(**values)
+
+
+def _typed(key: str, annotation: str, value: Any, path: Path) -> Any:
+    """``value`` if it has the type the setting's annotation names; else a ConfigError that
+    names the key and the type (TOML says ``base_url = 5`` as readily as ``"5"``)."""
+
+    def bad(expected: str) -> ConfigError:
+        return ConfigError(f"{key} must be {expected}, not {_toml_type(value)}", path=str(path))
+
+    if annotation == "bool":
+        if not isinstance(value, bool):
+            raise bad("true or false")
+        return value
+    if annotation in ("int", "float"):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise bad("a number")
+        if not math.isfinite(value):
+            raise bad("a finite number")
+        if annotation == "int":
+            if not float(value).is_integer():
+                raise bad("a whole number")
+            return int(value)
+        return float(value)
+    if annotation.startswith("str"):  # str, str | None
+        if not isinstance(value, str):
+            raise bad('a string (in quotes: key = "value")')
+        return value
+    if annotation.startswith("Mapping[str, str]"):
+        if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+            raise bad('a table of strings, e.g. { lora = "models/Lora" }')
+        return value
+    return value
+
+
+def _toml_type(value: Any) -> str:
+    """How TOML would name ``value``'s type, for error messages."""
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int):
+        return "an integer"
+    if isinstance(value, float):
+        return "a float" if math.isfinite(value) else f"{value}"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, dict):
+        return "a table"
+    return type(value).__name__
 
 
 def load_settings(path: Path | None = None, env: Mapping[str, str] | None = None) -> Settings:
@@ -148,15 +191,19 @@ def load_settings(path: Path | None = None, env: Mapping[str, str] | None = None
             raise ConfigError(f"cannot read config: {exc}", path=str(path)) from None
     settings = Settings(config_path=path)
     updates: dict[str, Any] = {}
+    civitai_raw = raw.get("civitai")
+    has_token = isinstance(civitai_raw, dict) and "token" in civitai_raw
     for name, cls in _SECTIONS.items():
         if name in raw:
             updates[name] = _section(cls, raw.pop(name), name, path)
     for key in ("cache_dir", "data_dir"):
         if key in raw:
-            updates[key] = Path(str(raw.pop(key))).expanduser()
+            updates[key] = Path(_typed(key, "str", raw.pop(key), path)).expanduser()
     if raw:
         raise ConfigError(f"unknown setting(s): {', '.join(sorted(raw))}", path=str(path))
     settings = replace(settings, **updates)
+    if has_token:
+        _warn_if_shared(path)
 
     civitai = settings.civitai
     if env.get("SDLIB_CIVITAI_URL"):
@@ -167,6 +214,26 @@ def load_settings(path: Path | None = None, env: Mapping[str, str] | None = None
     if not civitai.base_url.startswith(("http://", "https://")):
         raise ConfigError(f"civitai.base_url must be an http(s) URL, not {civitai.base_url!r}")
     return replace(settings, civitai=civitai)
+
+
+_WARNED: set[str] = set()
+
+
+def _warn_if_shared(path: Path) -> None:
+    """One line on stderr (once per file and process) when a config holding a token can be
+    read by the group or others: the token is a password to the user's Civitai account."""
+    if os.name == "nt" or str(path) in _WARNED:
+        return  # Windows has ACLs, not mode bits
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return
+    if mode & 0o077:
+        _WARNED.add(str(path))
+        sys.stderr.write(
+            f"sdlib: warning: {path} holds a Civitai token and is readable by others "
+            f"(mode {mode & 0o777:o}); run: chmod 600 {path}\n"
+        )
 
 
 def mask_token(token: str | None) -> str | None:

@@ -7,6 +7,7 @@ import re
 import stat
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -74,3 +75,49 @@ def test_private_files_are_owner_only(tmp_path: Path) -> None:
     path = tmp_path / "sub" / "config.toml"
     write_private(path, "x")
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+
+
+@pytest.mark.parametrize(
+    ("text", "key", "expected"),
+    [
+        ("[civitai]\nbase_url = 5\n", "civitai.base_url", "must be a string"),
+        ("[civitai]\ntoken = 123\n", "civitai.token", "must be a string"),
+        ("[network]\nretries = inf\n", "network.retries", "must be a finite number"),
+        ("[network]\nread_timeout = nan\n", "network.read_timeout", "must be a finite number"),
+        ("[network]\nretries = 2.5\n", "network.retries", "must be a whole number"),
+        ("[network]\nproxy = 5\n", "network.proxy", "must be a string"),
+        ("[library]\nroot = 5\n", "library.root", "must be a string"),
+        ("[library]\nfolders = 'x'\n", "library.folders", "must be a table of strings"),
+        ("[library]\nfolders = { lora = 5 }\n", "library.folders", "must be a table of strings"),
+        ("cache_dir = ['a']\n", "cache_dir", "must be a string"),
+    ],
+)
+def test_wrong_types_are_exit_2_naming_key_and_type(
+    run_cli: Any, tmp_path: Path, text: str, key: str, expected: str
+) -> None:
+    cfg = tmp_path / "wrong.toml"
+    cfg.write_text(text)
+    with pytest.raises(ConfigError, match=re.escape(f"{key} {expected}")):
+        load_settings(cfg, env={})
+    out = run_cli("config", "show", env={"SDLIB_CONFIG": str(cfg)})
+    assert out.returncode == 2
+    (line,) = out.stderr.strip().splitlines()
+    assert line.startswith("sdlib: error: ") and f"{key} {expected}" in line
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX mode bits")
+def test_a_token_in_a_group_readable_config_gets_one_warning(run_cli: Any, tmp_path: Path) -> None:
+    cfg = tmp_path / "token.toml"
+    cfg.write_text('[civitai]\ntoken = "abcdef123456"\n')
+    cfg.chmod(0o644)
+    shared = run_cli("config", "show", env={"SDLIB_CONFIG": str(cfg)})
+    assert shared.returncode == 0, shared.stderr
+    warnings = [line for line in shared.stderr.splitlines() if "warning" in line]
+    assert len(warnings) == 1 and "chmod 600" in warnings[0] and "644" in warnings[0]
+    assert "abcdef123456" not in shared.stderr
+    cfg.chmod(0o600)
+    private = run_cli("config", "show", env={"SDLIB_CONFIG": str(cfg)})
+    assert private.returncode == 0 and "warning" not in private.stderr
+    cfg.write_text("[civitai]\nnsfw = true\n")
+    cfg.chmod(0o644)  # no token: nothing to protect
+    assert "warning" not in run_cli("config", "show", env={"SDLIB_CONFIG": str(cfg)}).stderr
