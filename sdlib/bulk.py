@@ -84,6 +84,10 @@ def destination_for(
             root.mkdir(parents=True, exist_ok=True)  # installing onto a fresh machine
         return Destination.for_ui(root, ui)
     if target.folders:
+        from sdlib.manifest import resolve_folder
+
+        for value in target.folders.values():
+            resolve_folder(root, value)  # never a folder that resolves outside the root
         overrides: dict[str, str] = dict(target.folders)
         layout = Layout("folders", "manifest folders", (), markers=())
         return Destination(root, layout.with_overrides(overrides))
@@ -112,10 +116,23 @@ class BulkInstaller:
         self._lock = threading.Lock()
         if frozen:
             self._check_frozen()
+        self._check_folders()
 
     @property
     def root(self) -> Path:
         return self.installer.destination.root
+
+    def _check_folders(self) -> None:
+        """Every ``folder =`` resolves inside the root, checked before anything downloads."""
+        from sdlib.manifest import resolve_folder
+
+        for entry in self.manifest.entries:
+            if entry.folder is not None:
+                try:
+                    resolve_folder(self.root, entry.folder)
+                except ManifestError as exc:
+                    raise ManifestError(exc.message, path=self.manifest.path,
+                                        line=entry.line) from None  # fmt: skip
 
     def _check_frozen(self) -> None:
         missing = [e for e in self.manifest.entries if e.ref not in self.lock]
@@ -186,8 +203,9 @@ class BulkInstaller:
     def _destination(self, entry: Entry) -> Destination | None:
         if entry.folder is None:
             return None
-        folder = Path(entry.folder).expanduser()
-        return Destination.folder(folder if folder.is_absolute() else self.root / folder)
+        from sdlib.manifest import resolve_folder
+
+        return Destination.folder(resolve_folder(self.root, entry.folder))
 
     def _install_locked(self, entry: Entry, locked: LockEntry) -> EntryResult:
         ref = (

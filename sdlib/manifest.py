@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
 
 from sdlib.errors import ManifestError
@@ -145,6 +147,11 @@ def _target(raw: Any, lines: _LineFinder, path: str | None) -> Target:
     if not isinstance(folders, dict) or not all(isinstance(v, str) for v in folders.values()):
         raise ManifestError("[target.folders] maps kinds to folder strings", path=path,
                             line=lines.top("target.folders"))  # fmt: skip
+    for kind, value in folders.items():
+        problem = folder_problem(value)
+        if problem:
+            raise ManifestError(f"[target.folders] {kind} = {value!r}: {problem}", path=path,
+                                line=lines.in_table("target.folders", kind))  # fmt: skip
     return Target(ui=raw.get("ui"), root=raw.get("root"), folders=dict(folders))
 
 
@@ -190,11 +197,46 @@ def _entry(
         raise fail("file_id picks one exact file; drop type/format/fp/size", "file_id")
     if values.get("name") and ("/" in values["name"] or "\\" in values["name"]):
         raise fail('name is a file name; put folders in folder = "..."', "name")
+    if "folder" in values and (problem := folder_problem(values["folder"])):
+        raise fail(f"folder = {values['folder']!r}: {problem}", "folder")
     defaulted = tuple(sorted(k for k in defaults if k not in raw and k in _FILTER_KEYS))
     fields_ = {k: values[k] for k in values if k != "ref"}
     entry = Entry(ref=ref.strip(), line=line, defaulted=defaulted, **fields_)
     _check_ref(entry, fail)
     return entry
+
+
+def folder_problem(value: str) -> str | None:
+    """Why ``value`` cannot be a manifest folder, or None: a folder is a relative path that
+    stays inside the target root (no absolute path, drive letter, ``~`` or ``..``), judged
+    by both POSIX and Windows rules so a manifest means the same on every machine."""
+    if not value.strip():
+        return "an empty folder"
+    win, posix = PureWindowsPath(value), PurePosixPath(value)
+    if posix.is_absolute() or win.is_absolute() or win.drive or win.root or value[:1] == "~":
+        return "must be relative to the target root (no absolute path, drive letter or ~)"
+    if ".." in win.parts or ".." in posix.parts:
+        return "must stay inside the target root (no '..')"
+    return None
+
+
+def resolve_folder(root: str | os.PathLike[str], value: str) -> Path:
+    """``root / value``, refused when it is no relative folder or resolves outside ``root``
+    (a symlink or junction on the way leading elsewhere)."""
+    problem = folder_problem(value)
+    if problem:
+        raise ManifestError(f"folder {value!r}: {problem}")
+    base = Path(root).expanduser()
+    path = base / value
+    real_root = os.path.normcase(os.path.realpath(base))
+    real = os.path.normcase(os.path.realpath(path))
+    try:
+        inside = os.path.commonpath([real_root, real]) == real_root
+    except ValueError:  # another drive
+        inside = False
+    if not inside:
+        raise ManifestError(f"folder {value!r} resolves outside the target root {base} (a link)")
+    return path
 
 
 def _check_ref(entry: Entry, fail: Any) -> None:

@@ -7,7 +7,14 @@ from pathlib import Path
 import pytest
 
 from sdlib.errors import ManifestError
-from sdlib.manifest import LockEntry, dump_lock, dump_manifest, parse_lock, parse_manifest
+from sdlib.manifest import (
+    LockEntry,
+    dump_lock,
+    dump_manifest,
+    parse_lock,
+    parse_manifest,
+    resolve_folder,
+)
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "models.toml"
 
@@ -38,6 +45,21 @@ BAD = [
     ('[[model]]\nref = "1"\nversion = "two"\n', 3, "must be a number"),
     ('[[model]\nref = "1"\n', 1, "not valid TOML"),
     ('[[model]]\nref = "1"\nconvert = "gguf"\n', 3, "convert"),
+    # A folder never leaves the target root, whatever the spelling and the OS.
+    ('[[model]]\nref = "1"\nfolder = "../../elsewhere"\n', 3, "no '..'"),
+    ('[[model]]\nref = "1"\nfolder = "models/../../x"\n', 3, "no '..'"),
+    ("[[model]]\nref = \"1\"\nfolder = 'models\\..\\..\\x'\n", 3, "no '..'"),
+    ('[[model]]\nref = "1"\nfolder = "/etc"\n', 3, "relative to the target root"),
+    ("[[model]]\nref = \"1\"\nfolder = '\\\\server\\share'\n", 3, "relative"),
+    ('[[model]]\nref = "1"\nfolder = "C:/Windows"\n', 3, "drive letter"),
+    ('[[model]]\nref = "1"\nfolder = "C:x"\n', 3, "drive letter"),
+    ('[[model]]\nref = "1"\nfolder = "~/x"\n', 3, "relative"),
+    ('[[model]]\nref = "1"\nfolder = ""\n', 3, "empty"),
+    (
+        '[target]\nroot = "x"\n[target.folders]\nlora = "../up"\n[[model]]\nref = "1"\n',
+        4,
+        "[target.folders] lora",
+    ),
 ]
 
 
@@ -79,3 +101,22 @@ def test_damaged_lock_is_an_error() -> None:
         parse_lock("version = 9\n")
     with pytest.raises(ManifestError, match="damaged"):
         parse_lock('version = 1\n[[model]]\nref = "x"\n')
+
+
+def test_folders_inside_the_root_resolve_and_links_out_are_refused(tmp_path: Path) -> None:
+    root, outside = tmp_path / "webui", tmp_path / "elsewhere"
+    (root / "models").mkdir(parents=True)
+    outside.mkdir()
+    assert resolve_folder(root, "models/Lora") == root / "models" / "Lora"
+    assert resolve_folder(root, "a/./b") == root / "a" / "b"
+    try:
+        (root / "ext").symlink_to(outside, target_is_directory=True)
+        (root / "models" / "inner").symlink_to(root / "models", target_is_directory=True)
+    except OSError:
+        pytest.skip("no symlinks here")
+    assert resolve_folder(root, "models/inner/x") == root / "models" / "inner" / "x"
+    for folder in ("ext", "ext/sub", "ext/../models"):
+        with pytest.raises(ManifestError) as info:
+            resolve_folder(root, folder)
+        assert info.value.exit_code == 2
+        assert "outside the target root" in info.value.message or "'..'" in info.value.message
