@@ -460,7 +460,8 @@ def organize_cmd(root: Path | None, ui: str | None, by_base: bool, dedupe: str, 
     resolved as --dedupe says. Without --apply nothing changes. --apply writes a journal
     first: if it is interrupted, run it again to finish, or --undo to go back. Cross-drive
     moves copy, verify and only then delete. Note: moving a model changes the name
-    ComfyUI workflows use for it.
+    ComfyUI workflows use for it. --undo and finishing an interrupted --apply need only
+    ROOT: the journal remembers the --ui it ran with.
 
     \b
     Examples:
@@ -477,10 +478,12 @@ def organize_cmd(root: Path | None, ui: str | None, by_base: bool, dedupe: str, 
     options = OrganizeOptions(by_base=by_base, dedupe=dedupe)
     settings = _settings()
     root = _root(settings, root)
-    layout = _layout(settings, root, ui)
     jdir = journal_dir(settings.data_dir)
     with _stores(settings) as (index, hc), locked(jdir), _Progress() as progress:
         ctx = _OrganizeRun(settings, index, hc, root, layout, options, jdir, progress)
+    if ui is None and (undo or do_apply):
+        ui = _journal_ui(jdir, root, undo)  # undo and resume need only the root
+    layout = _layout(settings, root, ui)
         out = ctx.undo() if undo else ctx.apply() if do_apply else ctx.preview()
     if as_json:
         emit_json(out)
@@ -492,6 +495,17 @@ def organize_cmd(root: Path | None, ui: str | None, by_base: bool, dedupe: str, 
 
 class _OrganizeRun:
     def __init__(self, settings: Any, index: Any, hc: Any, root: Path, layout: Any,
+def _journal_ui(jdir: Path, root: Path, undo: bool) -> str | None:
+    """The webUI layout an earlier ``--apply`` on ``root`` used, from its journal (None if
+    there is no journal to undo or finish)."""
+    from sdlib.library.organize import find_journal
+
+    states = ("undoing", "applying", "complete") if undo else ("applying",)
+    journal = find_journal(jdir, os.path.abspath(os.path.expanduser(str(root))), states)
+    ui = journal.header.get("ui") if journal is not None else None
+    return ui if isinstance(ui, str) and ui else None
+
+
                  options: Any, jdir: Path, progress: _Progress) -> None:  # fmt: skip
         self.settings, self.index, self.hc = settings, index, hc
         self.root, self.layout, self.options = root, layout, options

@@ -157,7 +157,7 @@ class Journal:
         header = {"type": "plan", "version": VERSION, "created": time.time(), **header}
         tmp = path.with_name(path.name + ".tmp")
         with open(tmp, "w", encoding="utf-8") as fh:
-            fh.write(json.dumps(header, ensure_ascii=False) + "\n")
+            fh.write(json.dumps(header) + "\n")
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
@@ -196,7 +196,7 @@ class Journal:
         return [cls.load(p) for p in sorted(directory.glob("organize-*.jsonl"))]
 
     def append(self, record: dict[str, Any]) -> None:
-        line = json.dumps(record, ensure_ascii=False) + "\n"
+        line = json.dumps(record) + "\n"
         with open(self.path, "a", encoding="utf-8") as fh:
             fh.write(line)
             fh.flush()

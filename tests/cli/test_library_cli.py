@@ -144,3 +144,23 @@ def test_organize_plan_apply_undo(run_cli: Any, tmp_path: Path) -> None:
     undone = run_cli("organize", str(root), "--undo")
     assert undone.returncode == 0 and "undid" in undone.stdout
     assert trees.tree_state(root) == before
+
+
+def test_organize_undo_needs_only_the_root(run_cli: Any, tmp_path: Path) -> None:
+    """A folder sdlib cannot recognise needs --ui to plan; undo reads it from the journal."""
+    root = tmp_path / "webui"  # A1111's folders without its marker files: not auto-detected
+    trees.st(root / "models" / "Stable-diffusion" / "detail.safetensors", "lora_sd15_kohya")
+    (root / "models" / "Lora").mkdir(parents=True)
+    assert "pass --ui" in run_cli("organize", str(root)).stderr
+    applied = run_cli("organize", str(root), "--ui", "a1111", "--apply", "--json")
+    assert applied.returncode == 0, applied.stderr
+    moved = root / "models" / "Lora" / "detail.safetensors"
+    assert (
+        moved.is_file()
+        and not (root / "models" / "Stable-diffusion" / "detail.safetensors").exists()
+    )
+    undone = run_cli("organize", str(root), "--undo", "--json")
+    assert undone.returncode == 0, undone.stderr
+    assert json.loads(undone.stdout)["action"] == "undo"
+    assert (root / "models" / "Stable-diffusion" / "detail.safetensors").is_file()
+    assert not moved.exists()
