@@ -267,7 +267,7 @@ def identify_cmd(paths: tuple[Path, ...], ui: str | None, refresh: bool, no_prev
     <stem>.civitai.info (Civitai's version JSON), A1111's <stem>.json (merged: your keys
     are kept) and <stem>.preview.<true extension>, never replacing good metadata with an
     error; changed sidecars are backed up to .bak. Files Civitai does not know are reported
-    as unidentified.
+    as unidentified; files that cannot be read are skipped with the reason (exit code 1).
 
     \b
     Examples:
@@ -296,12 +296,13 @@ def identify_cmd(paths: tuple[Path, ...], ui: str | None, refresh: bool, no_prev
                                                                        e.path))  # fmt: skip
             results += identifier.run(rows)
         requests, hits = remote.requests, remote.cache_hits
+        unreadable = any(f.row.problem for _, f in files)
     summary = _identify_summary(results, requests, hits)
     if as_json:
         emit_json({"files": [r.to_dict() for r in results], "summary": summary})
     else:
         _print_identify(results, summary)
-    codes = [r.exit_code for r in results if r.exit_code]
+    codes = [r.exit_code for r in results if r.exit_code] + ([1] if unreadable else [])
     if codes:
         raise SystemExit(max(codes))
 
@@ -479,13 +480,13 @@ def organize_cmd(root: Path | None, ui: str | None, by_base: bool, dedupe: str, 
     settings = _settings()
     root = _root(settings, root)
     jdir = journal_dir(settings.data_dir)
-    with _stores(settings) as (index, hc), locked(jdir), _Progress() as progress:
-        ctx = _OrganizeRun(settings, index, hc, root, layout, options, jdir, progress)
     if ui is None and (undo or do_apply):
         ui = _journal_ui(jdir, root, undo)  # undo and resume need only the root
     layout = _layout(settings, root, ui)
         out = ctx.undo() if undo else ctx.apply() if do_apply else ctx.preview()
     if as_json:
+    with _stores(settings) as (index, hc), locked(jdir), _Progress() as progress:
+        ctx = _OrganizeRun(settings, index, hc, root, layout, options, jdir, progress)
         emit_json(out)
     else:
         _print_organize(out)
@@ -493,8 +494,6 @@ def organize_cmd(root: Path | None, ui: str | None, by_base: bool, dedupe: str, 
         raise SystemExit(1)
 
 
-class _OrganizeRun:
-    def __init__(self, settings: Any, index: Any, hc: Any, root: Path, layout: Any,
 def _journal_ui(jdir: Path, root: Path, undo: bool) -> str | None:
     """The webUI layout an earlier ``--apply`` on ``root`` used, from its journal (None if
     there is no journal to undo or finish)."""
@@ -508,6 +507,8 @@ def _journal_ui(jdir: Path, root: Path, undo: bool) -> str | None:
 
                  options: Any, jdir: Path, progress: _Progress) -> None:  # fmt: skip
         self.settings, self.index, self.hc = settings, index, hc
+class _OrganizeRun:
+    def __init__(self, settings: Any, index: Any, hc: Any, root: Path, layout: Any,
         self.root, self.layout, self.options = root, layout, options
         self.jdir, self.progress = jdir, progress
         self.root_s = os.path.abspath(os.path.expanduser(str(root)))
