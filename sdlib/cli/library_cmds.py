@@ -483,10 +483,10 @@ def organize_cmd(root: Path | None, ui: str | None, by_base: bool, dedupe: str, 
     if ui is None and (undo or do_apply):
         ui = _journal_ui(jdir, root, undo)  # undo and resume need only the root
     layout = _layout(settings, root, ui)
-        out = ctx.undo() if undo else ctx.apply() if do_apply else ctx.preview()
-    if as_json:
     with _stores(settings) as (index, hc), locked(jdir), _Progress() as progress:
         ctx = _OrganizeRun(settings, index, hc, root, layout, options, jdir, progress)
+        out = ctx.undo() if undo else ctx.apply() if do_apply else ctx.preview()
+    if as_json:
         emit_json(out)
     else:
         _print_organize(out)
@@ -505,10 +505,10 @@ def _journal_ui(jdir: Path, root: Path, undo: bool) -> str | None:
     return ui if isinstance(ui, str) and ui else None
 
 
-                 options: Any, jdir: Path, progress: _Progress) -> None:  # fmt: skip
-        self.settings, self.index, self.hc = settings, index, hc
 class _OrganizeRun:
     def __init__(self, settings: Any, index: Any, hc: Any, root: Path, layout: Any,
+                 options: Any, jdir: Path, progress: _Progress) -> None:  # fmt: skip
+        self.settings, self.index, self.hc = settings, index, hc
         self.root, self.layout, self.options = root, layout, options
         self.jdir, self.progress = jdir, progress
         self.root_s = os.path.abspath(os.path.expanduser(str(root)))
