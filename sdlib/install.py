@@ -198,11 +198,16 @@ class Installer:
         ``dest`` None: the caller chose the folder explicitly; the file stays there.
         """
         from sdlib.inspect import inspect_file
+        from sdlib.library.placement import refuse_unsafe
 
+        refuse_unsafe(path)  # the verdict first: nothing below can leave an unsafe file placed
         try:
             report = inspect_file(path)
         except SdlibError as exc:
             return path, api_kind, api_base, (f"could not inspect the file: {exc.message}",)
+        except Exception as exc:  # a classifier bug: the file is judged safe, just unsorted
+            why = f"could not classify the file ({type(exc).__name__}); placed as Civitai lists it"
+            return path, api_kind, api_base, (why,)
         if report.safety is not None and str(report.safety.verdict) == "unsafe":
             with contextlib.suppress(OSError):
                 path.unlink()

@@ -4,16 +4,21 @@ install and organize.
 A ``Destination`` is either a webUI root with its layout (files go to the folder for
 their kind and base) or a plain folder (``--to DIR``). Names never replace a different
 file: a clash gets the version id (then the file id) added to the stem.
+
+Safety comes before classification: :func:`refuse_unsafe` takes the pickle verdict of a new
+file, and deletes an unsafe one, before anything else reads it, so no later step (a
+classifier bug, a full disk) can leave an unsafe file placed.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from sdlib.errors import UsageError
+from sdlib.errors import FormatError, UnsafeFileError, UsageError
 from sdlib.library.layouts import Layout, resolve_layout
 from sdlib.names import safe_filename, with_suffix_tag
 from sdlib.taxonomy import Base, Kind
@@ -117,3 +122,48 @@ def choose_name(
     raise UsageError(
         f"{folder} already holds different files named like {name}; move them or use --to DIR"
     )
+
+
+def refuse_unsafe(path: Path) -> None:
+    """Judge a newly written file's pickles first; delete it and raise UnsafeFileError when
+    it would run code when loaded.
+
+    Safetensors and GGUF hold no pickles. Anything else a loader might unpickle is scanned
+    (symbolically: nothing runs, nothing is classified). A file the scanner cannot judge
+    because the scanner itself failed is deleted too: unjudged is not safe.
+    """
+    from sdlib.files.pickles import scan_file
+    from sdlib.files.sniff import SNIFF_BYTES, sniff_bytes
+    from sdlib.taxonomy import Container
+
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(SNIFF_BYTES)
+            size = os.fstat(fh.fileno()).st_size
+    except OSError:
+        return  # nothing there to judge (the caller reports it)
+    if sniff_bytes(head, size) in (Container.SAFETENSORS, Container.GGUF):
+        return
+    try:
+        scan = scan_file(path)
+    except FormatError:
+        return  # not a pickle at all: no loader would unpickle it
+    except Exception as exc:  # a scanner bug must not leave an unjudged pickle in place
+        _delete(path)
+        raise UnsafeFileError(
+            f"{path.name} could not be checked for unsafe pickles "
+            f"({type(exc).__name__}); it was deleted rather than kept unchecked",
+            path=str(path),
+        ) from None
+    if str(scan.verdict) == "unsafe":
+        _delete(path)
+        raise UnsafeFileError(
+            f"{path.name} is a pickle that would run code when loaded; it was deleted",
+            path=str(path),
+            findings=[f"{f.module}.{f.name}" for f in scan.findings],
+        )
+
+
+def _delete(path: Path) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
