@@ -170,6 +170,14 @@ class BulkInstaller:
         except SdlibError as exc:
             result = EntryResult(entry.ref, entry.line, "failed", message=str(exc),
                                  exit_code=exc.exit_code)  # fmt: skip
+        except OSError as exc:  # the disk, not the entry: still only this entry fails
+            where = f"{exc.filename}: " if isinstance(exc.filename, str) else ""
+            result = EntryResult(entry.ref, entry.line, "failed",
+                                 message=f"{where}{exc.strerror or exc}", exit_code=1)  # fmt: skip
+        except Exception as exc:  # a bug must not cost the other entries their install
+            why = " ".join(f"{type(exc).__name__}: {exc}".split())[:200]
+            result = EntryResult(entry.ref, entry.line, "failed",
+                                 message=f"internal error: {why}", exit_code=1)  # fmt: skip
         self.on_result(result)
         return result
 
@@ -187,14 +195,6 @@ class BulkInstaller:
         path = Path(locked.path)
         path = path if path.is_absolute() else self.root / path
         if not path.is_file():
-        except OSError as exc:  # the disk, not the entry: still only this entry fails
-            where = f"{exc.filename}: " if isinstance(exc.filename, str) else ""
-            result = EntryResult(entry.ref, entry.line, "failed",
-                                 message=f"{where}{exc.strerror or exc}", exit_code=1)  # fmt: skip
-        except Exception as exc:  # a bug must not cost the other entries their install
-            why = " ".join(f"{type(exc).__name__}: {exc}".split())[:200]
-            result = EntryResult(entry.ref, entry.line, "failed",
-                                 message=f"internal error: {why}", exit_code=1)  # fmt: skip
             return None
         want = locked.converted_sha256 or locked.sha256
         got, _ = self.installer.hashes.get(path)
