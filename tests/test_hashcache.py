@@ -55,3 +55,21 @@ def test_corrupt_cache_is_ignored(tmp_path: Path) -> None:
     with HashCache(db) as cache:
         h, cached = cache.get(path)
     assert not cached and h.size == 1
+
+
+@pytest.mark.skipif(os.name == "nt", reason="POSIX names and FIFOs")
+def test_non_utf8_names_are_cached_and_fifos_refused(tmp_path: Path) -> None:
+    from sdlib.errors import FormatError
+
+    name = os.fsdecode(os.fsencode(tmp_path) + b"/caf\xe9.bin")
+    with open(name, "wb") as fh:
+        fh.write(b"abc")
+    fifo = tmp_path / "pipe.bin"
+    os.mkfifo(fifo)
+    with HashCache(tmp_path / "c.sqlite") as cache:
+        hashes, cached = cache.get(name)
+        # SHA256("abc"), FIPS 180-2 appendix B.1
+        assert hashes.sha256.startswith("BA7816BF8F01CFEA") and not cached
+        assert cache.get(name) == (hashes, True)  # stored despite the undecodable name
+        with pytest.raises(FormatError, match="not a regular file"):
+            cache.get(fifo)  # refused at once: opening it would wait for a writer

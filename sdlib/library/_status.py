@@ -11,7 +11,8 @@ unsafe-pickle               a pickle that would run code when loaded
 suspicious-pickle           a pickle that imports something unusual
 unknown                     readable, but not a model sdlib recognises
 corrupt                     truncated or malformed (the reader says how)
-unreadable                  sdlib may not read it (permissions)
+unreadable                  sdlib may not or cannot read it (permissions, a FIFO or device,
+                            a link loop, an error sdlib hit on it)
 unsupported-extension       in the right folder, but the front end will not list the name
 orphan-sidecar              a ``.civitai.info``, ``.json`` or preview with no model
 wrong-preview-extension     e.g. JPEG bytes in ``.preview.png``, a video named ``.png``

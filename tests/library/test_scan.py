@@ -352,3 +352,32 @@ def test_files_classified_by_an_older_sdlib_are_read_again_once(
     )  # fmt: skip
     assert by_rel(again, "models/clip_vision/clip_h.safetensors").status == ["ok"]
     assert run(root, stores).inspected == 0
+
+
+@pytest.mark.skipif(os.name == "nt", reason="POSIX file names are bytes")
+def test_names_that_are_not_utf8_are_indexed_moved_and_rescanned(
+    tmp_path: Path, stores: tuple[Index, HashCache]
+) -> None:
+    """Bytes 0xff 0xfe in a name reach Python as lone surrogates, which SQLite refuses; the
+    index must still store, find and move such a file (and hash it) like any other."""
+    root = trees.a1111(tmp_path / "webui")
+    lora = root / "models" / "Lora"
+    lora.mkdir(parents=True)
+    raw = os.fsencode(lora) + b"/caf\xff\xfe.safetensors"
+    name = os.fsdecode(raw)
+    trees.st(Path(name), "lora_sd15_kohya")
+    shutil.copyfile(name, lora / "twin.safetensors")  # same size: both get hashed
+    first = run(root, stores)
+    rep = next(f for f in first.files if f.path == name)
+    assert rep.id is not None and rep.kind == "lora" and rep.sha256
+    assert "illegal-or-too-long-name" in rep.status and "duplicate" in rep.status
+    again = run(root, stores)
+    assert (again.inspected, again.added) == (0, 0)
+    assert next(f for f in again.files if f.path == name).id == rep.id
+    index, _ = stores
+    assert index.file_at(name) is not None and index.file_at(name).path == name  # type: ignore[union-attr]
+    moved = os.fsdecode(os.fsencode(lora) + b"/\xe9t\xe9.safetensors")
+    os.rename(name, moved)
+    third = run(root, stores)
+    assert third.moved == 1 and next(f for f in third.files if f.path == moved).id == rep.id
+    assert [h["event"] for h in index.history(rep.id)] == ["added", "moved"]
