@@ -13,17 +13,25 @@ import contextlib
 import functools
 import random
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from sdlib._transfer import PROGRESS_RESETS_RETRIES, SpeedFloor, content_range_start, parse_int
+from sdlib._transfer import (
+    PROGRESS_RESETS_RETRIES,
+    SpeedFloor,
+    content_range_start,
+    first_read_size,
+    next_read_size,
+    parse_int,
+)
 from sdlib.sources.fastbody import ABORT, FAST_BODY, READINTO
 
 if TYPE_CHECKING:
-    from sdlib._transfer import CancelWatch
+    from sdlib._transfer import CancelWatch, ReadDeadline
     from sdlib.download import DownloadOptions
 
 
@@ -42,9 +50,11 @@ class PieceFetcher:
         validator: str | None,
         throttle: Any,
         watch: CancelWatch | None = None,
+        deadline: ReadDeadline | None = None,
     ) -> None:
         self.client = client
         self.watch = watch
+        self.deadline = deadline
         self.url = url
         self.opt = options
         self.validator = validator
@@ -169,18 +179,26 @@ class PieceFetcher:
                 raise PieceError(f"ranged request answered HTTP {response.status_code}")
             _check_range(response, first, last)
             view = memoryview(piece.buf)
-            step = 1 << 20
+            cap = 1 << 20
             if self.throttle.rate:
-                step = max(64 << 10, min(step, self.throttle.rate // 10))
-            readinto = response.extensions.get(READINTO) or _chunk_reader(response.iter_raw(step))
+                cap = max(64 << 10, min(cap, self.throttle.rate // 10))
+            readinto = response.extensions.get(READINTO) or _chunk_reader(response.iter_raw(cap))
             abort = response.extensions.get(ABORT)
             floor = SpeedFloor.for_options(self.opt, self.opt.connections)
+            window = self.opt.stall_timeout
+            step = first_read_size(self.opt, cap)
             with self.watch.reading(abort) if self.watch else contextlib.nullcontext():
                 while piece.filled < len(view) and not self._stop:
-                    n = readinto(view[piece.filled : piece.filled + step])
+                    began = time.monotonic()
+                    with self.deadline.read(abort) if self.deadline else contextlib.nullcontext():
+                        n = readinto(view[piece.filled : piece.filled + step])
+                    elapsed = time.monotonic() - began
+                    step = next_read_size(step, elapsed, window, cap)
+                    piece.filled += n
+                    if elapsed > window:  # cut by the read deadline: a trickle
+                        raise _Retry(f"the server trickles data (a read took {elapsed:.0f} s)")
                     if not n:
                         return
-                    piece.filled += n
                     if (why := floor.add(n)) is not None:
                         raise _Retry(why)
                     self.throttle.take(n)

@@ -87,6 +87,72 @@ class SpeedFloor:
         return None
 
 
+#: Reads of a body start this small and double while they come back quickly (up to the
+#: caller's cap), halving when one is slow: a slow link then still returns within the read
+#: deadline, and a fast one soon reads 1 MiB at a time.
+FIRST_READ = 64 << 10
+MIN_READ = 1 << 10
+
+
+def first_read_size(options: DownloadOptions, cap: int) -> int:
+    """Small enough that a link at ``min_speed`` fills it in half a read deadline."""
+    fits = int(options.min_speed * options.stall_timeout / 2) if options.min_speed else cap
+    return max(MIN_READ, min(FIRST_READ, cap, fits))
+
+
+def next_read_size(step: int, elapsed: float, window: float, cap: int) -> int:
+    """The size of the next read, after one of ``step`` bytes took ``elapsed`` seconds."""
+    if elapsed < 0.05:
+        return min(cap, step * 2)
+    if elapsed > window / 8:
+        return max(MIN_READ, step // 2)
+    return min(step, cap)
+
+
+class ReadDeadline:
+    """Aborts a body read that has not returned within ``seconds`` (a socket's read timeout
+    never fires on a server that trickles a byte now and then; a read filling a buffer would
+    wait for it for hours). The bytes that did arrive are kept by the reader; the aborted
+    read raises next, and ``fired`` says why."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.fired = False
+        self._lock = threading.Lock()
+        self._reads: dict[int, tuple[float, Callable[[], None]]] = {}
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True, name="sdlib-deadline")
+        self._thread.start()
+
+    @contextlib.contextmanager
+    def read(self, abort: Callable[[], None] | None) -> Iterator[None]:
+        """One read call; ``abort`` (None: nothing to call) ends it when it takes too long."""
+        if abort is None or self.seconds <= 0:
+            yield
+            return
+        key = threading.get_ident()
+        with self._lock:
+            self._reads[key] = (time.monotonic(), abort)
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._reads.pop(key, None)
+
+    def _run(self) -> None:
+        while not self._done.wait(min(0.2, max(0.01, self.seconds / 4))):
+            now = time.monotonic()
+            with self._lock:
+                late = [a for t, a in self._reads.values() if now - t > self.seconds]
+            for abort in late:
+                self.fired = True
+                abort()
+
+    def stop(self) -> None:
+        self._done.set()
+        self._thread.join()
+
+
 class BufferRing:
     """A few fixed buffers reused in turn, each handed out only once the hasher is done with it.
 

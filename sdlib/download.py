@@ -55,12 +55,15 @@ from sdlib._transfer import (
     BackgroundFlush,
     BufferRing,
     CancelWatch,
+    ReadDeadline,
     ResumeRecord,
     SpeedFloor,
     Throttle,
     content_range_start,
     content_range_total,
     describe_transport,
+    first_read_size,
+    next_read_size,
     parse_int,
 )
 from sdlib.errors import (
@@ -152,6 +155,7 @@ class _Download:
         self.flush: BackgroundFlush | None = None
         self.record = ResumeRecord(options.state_dir, self.part, spec.size, spec.hashes)
         self.watch: CancelWatch | None = None
+        self.deadline: ReadDeadline | None = None
         self._last_emit = 0.0
 
     # -- top level ---------------------------------------------------------------------------
@@ -173,6 +177,7 @@ class _Download:
         self.flush = BackgroundFlush.start(fh.fileno())
         if self.opt.cancel is not None:
             self.watch = CancelWatch(self.opt.cancel)
+        self.deadline = ReadDeadline(self.opt.stall_timeout)
         ok = False
         try:
             self._load_state()
@@ -218,6 +223,8 @@ class _Download:
         self._stop_flush()
         if self.watch is not None:
             self.watch.stop()
+        if self.deadline is not None:
+            self.deadline.stop()
         if keep:
             self.hasher.close()  # stop its threads; a later run re-hashes what was kept
         with contextlib.suppress(OSError):
@@ -437,11 +444,12 @@ class _Download:
         self.connections = 1
         self.emit(Started(self.name, self.total, self.resumed_from, 1))
         readinto = response.extensions.get(READINTO)
-        reading = self.watch.reading(response.extensions.get(ABORT)) if self.watch else None
+        abort = response.extensions.get(ABORT)
+        reading = self.watch.reading(abort) if self.watch else None
         try:
             if readinto is not None:
                 with reading or contextlib.nullcontext():
-                    self._stream_into(readinto)
+                    self._stream_into(readinto, abort)
             else:
                 floor = self._speed_floor()
                 for chunk in response.iter_raw(_READ_CHUNK):
@@ -449,26 +457,43 @@ class _Download:
                     self._check_speed(floor, len(chunk))
                     self.throttle.take(len(chunk))
         except httpx.TransportError as exc:
+            self._check_deadline()
             raise _Transient(describe_transport(exc)) from None
         if self.total is not None and self.offset < self.total:
             raise _Transient(f"connection closed at {self.offset:,} of {self.total:,} bytes")
 
-    def _stream_into(self, readinto: Callable[[memoryview], int]) -> None:
+    def _stream_into(
+        self, readinto: Callable[[memoryview], int], abort: Callable[[], None] | None
+    ) -> None:
         """Read the body straight into a ring of buffers (see ``sdlib.sources.fastbody``)."""
+        assert self.deadline is not None
         ring = BufferRing(_RING_BUFFERS, _RING_BUFFER_SIZE)
         fed_before = self.hasher.fed
-        step = _RING_BUFFER_SIZE
+        cap = _RING_BUFFER_SIZE
         if self.throttle.rate:  # small reads so that --limit-rate stays smooth
-            step = max(64 << 10, min(step, self.throttle.rate // 10))
+            cap = max(64 << 10, min(cap, self.throttle.rate // 10))
+        step = first_read_size(self.opt, cap)
         floor = self._speed_floor()
         while True:
             buf = ring.take(self.hasher, fed_before)
-            n = readinto(buf[:step])
+            began = time.monotonic()
+            with self.deadline.read(abort):
+                n = readinto(buf[:step])
+            step = next_read_size(step, time.monotonic() - began, self.opt.stall_timeout, cap)
+            if n:
+                self._write(buf[:n])
+            self._check_deadline()  # an aborted read may look like the end of the body
             if not n:
                 return
-            self._write(buf[:n])
             self._check_speed(floor, n)
             self.throttle.take(n)
+
+    def _check_deadline(self) -> None:
+        if self.deadline is not None and self.deadline.fired:
+            self.deadline.fired = False
+            raise _Transient(
+                f"the server trickles data (a read got too little in {self.opt.stall_timeout:g} s)"
+            )
 
     def _speed_floor(self) -> SpeedFloor:
         return SpeedFloor.for_options(self.opt, connections=1)
@@ -526,7 +551,7 @@ class _Download:
         self.emit(Started(self.name, self.total, self.resumed_from, self.connections))
         fetcher = PieceFetcher(
             self.client, url, self.offset, self.total, self.opt, self.validator, self.throttle,
-            self.watch,
+            self.watch, self.deadline,
         )  # fmt: skip
         try:
             for data in fetcher.in_order():
