@@ -89,11 +89,19 @@ def inspect_file(path: str | os.PathLike[str]) -> InspectReport:
         raise FormatError("empty file", path=spath)
     if looks_like_text_error(head):
         raise FormatError("an HTML or JSON error page, not a model file", path=spath)
+    # No other format matched: whatever a loader would unpickle from it (a pickle starting
+    # with any opcode, an object .npy, torch's old tar format) gets a verdict, not a shrug.
+    try:
+        return _inspect_pickle(p, size, container)
+    except FormatError as exc:
+        refusal = exc
     if head[8:9] == b"{" or p.suffix.lower() == ".safetensors":
         # Meant to be safetensors but the sniff refused it: let the reader say exactly why.
         from sdlib.files.safetensors import read_table
 
         read_table(p)
+    if not refusal.message.startswith(("not a pickle", "not a readable pickle")):
+        raise FormatError(refusal.message, path=spath)  # 7z, LFS pointer, plain NumPy...
     raise FormatError(
         "unrecognised format (not safetensors, a PyTorch/pickle file or GGUF)", path=spath
     )
@@ -136,6 +144,11 @@ def _inspect_pickle(path: Path, size: int, container: Container) -> InspectRepor
     from sdlib.files import pickles
 
     # One symbolic pass both judges the pickle and rebuilds its tensor table; nothing runs.
-    opened = pickles.open_pickle(path)
+    try:
+        opened = pickles.open_pickle(path)
+    except FormatError as exc:
+        if exc.path is not None:
+            raise
+        raise FormatError(exc.message, path=str(path)) from None
     scan = opened.scan
     return InspectReport(str(path), size, scan.container, _classify(opened.table), scan)

@@ -2,20 +2,22 @@
 
 Dicts are flattened with ``.`` (int keys such as a hypernetwork's ``768`` become ``"768"``),
 lists and tuples with their indices, and a pickled ``nn.Module`` through its ``_parameters``,
-``_buffers`` and ``_modules`` (what ``state_dict()`` would give). The walk is iterative, with
-depth, visit and name-length caps, and expands each container once, so cycles and
-exponential sharing built through the memo cannot hang it.
+``_buffers`` and ``_modules`` (what ``state_dict()`` would give). The walk is iterative and
+linear: each container is expanded once and its children are read lazily, a revisit costs
+one lookup, and depth, edge and name-length caps stop it, so cycles, a list holding itself a
+million times and exponential sharing built through the memo cannot hang it.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from sdlib.files._pickle_values import Opaque, TensorRef
 
 MAX_DEPTH = 64
-MAX_VISITS = 10_000_000
+MAX_VISITS = 2_000_000
 MAX_NAME = 1024
 MAX_META = 64
 MAX_META_VALUE = 4096
@@ -46,60 +48,85 @@ def _key(key: object) -> str | None:
     return None
 
 
-def _children(obj: object) -> list[tuple[object, object]] | None:
+def _children(obj: object) -> Iterator[tuple[object, object]] | None:
+    """A lazy view of a container's children: nothing is copied, so a revisit costs O(1)."""
     if isinstance(obj, dict):
-        return list(obj.items())
+        return iter(obj.items())
     if isinstance(obj, (list, tuple)):
-        return list(enumerate(obj))
+        return enumerate(obj)
     if isinstance(obj, Opaque) and isinstance(obj.state, dict) and "_parameters" in obj.state:
         # A pickled nn.Module (ParameterDict in early A1111 embeddings, whole-model saves).
-        out: list[tuple[object, object]] = []
-        for slot in ("_parameters", "_buffers", "_modules"):
-            part = obj.state.get(slot)
-            if isinstance(part, dict):
-                out.extend((k, v) for k, v in part.items() if v is not None)
-        return out
+        state = obj.state
+        return (
+            (k, v)
+            for slot in ("_parameters", "_buffers", "_modules")
+            if isinstance(part := state.get(slot), dict)
+            for k, v in part.items()
+            if v is not None
+        )
     return None
 
 
-def flatten(root: object) -> Flat:
-    """Every tensor reachable from ``root`` under its dotted name, in pickle order."""
+def flatten(root: object, budget: int = MAX_VISITS) -> Flat:
+    """Every tensor reachable from ``root`` under its dotted name, in pickle order.
+
+    Linear in the graph: each container is expanded once (its children are walked lazily),
+    a revisit is one set lookup, and after ``budget`` edges the walk stops with a note.
+    """
     flat = Flat()
     if isinstance(root, TensorRef):
         flat.tensors["tensor"] = root  # a bare tensor (aesthetic-gradient embeddings)
         return flat
-    expanded: set[int] = set()
-    todo: list[tuple[str, object, int]] = [("", root, 0)]
+    children = _children(root)
+    if children is None:
+        return flat
+    expanded = {id(root)}
+    keep = [root]  # ids stay unique only while their objects are alive
+    revisits = skipped = 0
+    stack: list[tuple[str, Iterator[tuple[object, object]]]] = [("", children)]
     visits = 0
-    while todo:
-        name, obj, depth = todo.pop()
-        if isinstance(obj, TensorRef):
-            if name in flat.tensors:
-                flat.notes.append(f"duplicate name {name!r} (kept the first)")
+    while stack:
+        name, it = stack[-1]
+        step = next(it, None)
+        if step is None:
+            stack.pop()
+            continue
+        visits += 1
+        if visits > budget:
+            flat.notes.append(f"more than {budget} entries: the rest of the graph was skipped")
+            break
+        key, child = step
+        text = _key(key)
+        if text is None:
+            skipped += 1
+            continue
+        full = f"{name}.{text}" if name else text
+        if len(full) > MAX_NAME:
+            flat.notes.append("tensor name longer than 1 KiB skipped")
+            continue
+        if isinstance(child, TensorRef):
+            if full in flat.tensors:
+                flat.notes.append(f"duplicate name {full!r} (kept the first)")
             else:
-                flat.tensors[name] = obj
+                flat.tensors[full] = child
             continue
-        children = _children(obj)
-        if children is None:
+        grand = _children(child)
+        if grand is None:
             continue
-        if id(obj) in expanded:
-            flat.notes.append(f"{name or '<root>'}: container reached twice (not repeated)")
+        if id(child) in expanded:
+            revisits += 1
             continue
-        expanded.add(id(obj))
-        visits += len(children)
-        if depth >= MAX_DEPTH or visits > MAX_VISITS:
-            flat.notes.append(f"{name or '<root>'}: nesting too deep or too large (skipped)")
+        if len(stack) >= MAX_DEPTH:
+            flat.notes.append(f"{full}: nesting too deep (skipped)")
             continue
-        for key, child in reversed(children):
-            text = _key(key)
-            if text is None:
-                flat.notes.append(f"{name or '<root>'}: non-string key skipped")
-                continue
-            full = f"{name}.{text}" if name else text
-            if len(full) > MAX_NAME:
-                flat.notes.append("tensor name longer than 1 KiB skipped")
-                continue
-            todo.append((full, child, depth + 1))
+        expanded.add(id(child))
+        keep.append(child)
+        stack.append((full, grand))
+    if revisits:
+        flat.notes.append(f"{revisits} container(s) reached more than once (not repeated)")
+    if skipped:
+        flat.notes.append(f"{skipped} non-string key(s) skipped")
+    del keep
     return flat
 
 

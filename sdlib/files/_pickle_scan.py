@@ -12,19 +12,21 @@ import ast
 import io
 import struct
 import tarfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from sdlib.errors import FormatError
 from sdlib.files._pickle_ops import DISPATCH
 from sdlib.files._pickle_rules import Finding
 from sdlib.files._pickle_values import StorageRef
-from sdlib.files._pickle_vm import Buffer, Machine, PickleError
+from sdlib.files._pickle_vm import LIMITS, Buffer, Machine, PickleError
 from sdlib.files._torchzip import ZipEntry, parse_zip, read_entry, torch_layout
 from sdlib.taxonomy import Container, Verdict
 
 LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 LEGACY_PROTOCOL = 1001
 MAX_STREAMS = 1000
+#: Opcodes run across all of a file's streams (zip members, concatenated pickles, npz).
+MAX_FILE_OPCODES = 50_000_000
 _PROBE_BYTES = 1 << 20
 # Any opcode may start a stream a real unpickler would run (INST, SHORT_BINUNICODE...); the
 # VM, not a guess from the first byte, decides what is a pickle.
@@ -70,6 +72,7 @@ class ScanState:
     has_root: bool = False
     parsed: int = 0  # streams that produced a value or at least imported something
     last_error: str = ""
+    ops_left: int = MAX_FILE_OPCODES  # shared by every stream of the file
 
     def flag(
         self, entry: str, offset: int, severity: Verdict, reason: str, op: str = "layout"
@@ -88,11 +91,13 @@ class ScanState:
             findings=self.findings,
             globals_seen=self.globals_seen,
             storages=self.storages,
+            limits=replace(LIMITS, opcodes=max(1, min(LIMITS.opcodes, self.ops_left))),
         )
         unsafe_before = self.unsafe_count()
         try:
             result = machine.run(start, end)
         except PickleError as exc:
+            self.ops_left -= machine.ops
             if machine.imports or self.unsafe_count() > unsafe_before:
                 # The classic evasion: payload first, then bytes that crash the scanner.
                 reason = f"pickle breaks off ({exc.reason}) after importing: a loader ran it"
@@ -102,6 +107,7 @@ class ScanState:
                 self.entries.pop()
                 self.last_error = f"{entry}: {exc}"
             return None
+        self.ops_left -= machine.ops
         self.parsed += 1
         return result
 

@@ -30,7 +30,7 @@ Buffer = bytes | mmap.mmap
 class Limits:
     """Caps that keep a hostile stream from exhausting memory or time."""
 
-    opcodes: int = 50_000_000
+    opcodes: int = 20_000_000  # per stream; ``ScanState`` also caps the file's total
     stack: int = 1_000_000
     marks: int = 100_000
     memo: int = 5_000_000
@@ -38,6 +38,8 @@ class Limits:
     total_bytes: int = 256 << 20
     long_bytes: int = 1024
     digits: int = 4300
+    findings: int = 1000  # listed per file; beyond it only a first unsafe one is added
+    globals: int = 10_000  # distinct names listed per file
 
 
 LIMITS = Limits()
@@ -77,14 +79,27 @@ class Machine:
         self.gets = 0
         self.puts = 0
         self.imports = 0  # globals resolved that are not plainly allowed
+        self.ops = 0  # opcodes run (for the file-wide budget)
+        self.keys = stubs.KeyGuard()
 
     # --- findings ----------------------------------------------------------------------------
 
     def flag(self, ref: GlobalRef | None, opcode: str, severity: Verdict, reason: str) -> None:
         module, name = (ref.module, ref.name) if ref is not None else ("", "")
-        self.findings.append(
-            Finding(module, name, opcode, self.op_offset, self.entry, severity, reason)
-        )
+        finding = Finding(module, name, opcode, self.op_offset, self.entry, severity, reason)
+        cap = self.limits.findings
+        if len(self.findings) < cap:
+            self.findings.append(finding)
+            return
+        # A million distinct findings would cost memory, not add news; keep the verdict exact.
+        if len(self.findings) == cap:
+            why = "more findings than sdlib lists (the rest are not shown)"
+            self.findings.append(Finding("", "", "limit", self.op_offset, self.entry,
+                                         Verdict.SUSPICIOUS, why))  # fmt: skip
+        if severity is Verdict.UNSAFE and not any(
+            f.severity is Verdict.UNSAFE for f in self.findings[cap:]
+        ):
+            self.findings.append(finding)
 
     def _limit(self, what: str) -> PickleError:
         self.flag(None, "limit", Verdict.UNSAFE, f"resource limit exceeded: {what}")
@@ -112,7 +127,7 @@ class Machine:
 
     def _loop(self) -> tuple[object, int]:
         dispatch = DISPATCH
-        for _ in range(self.limits.opcodes):
+        for self.ops in range(1, self.limits.opcodes + 1):  # noqa: B020
             self.op_offset = pos = self.pos
             if pos >= self.end:
                 raise PickleError("pickle ends without STOP", pos)
@@ -215,7 +230,8 @@ class Machine:
 
     def resolve(self, module: str, name: str, opcode: str) -> GlobalRef:
         ref = GlobalRef(classify_global(module, name, self.proto))
-        self.globals_seen.add(ref.qualname)
+        if len(self.globals_seen) < self.limits.globals:
+            self.globals_seen.add(ref.qualname)
         rule = ref.cls.rule
         if rule is Rule.DANGEROUS:
             self.flag(ref, opcode, Verdict.UNSAFE, ref.cls.reason)
@@ -265,7 +281,7 @@ class Machine:
 
     def hashable(self, key: object) -> object:
         try:
-            return stubs.check_hashable(key)
+            return self.keys.check(key)
         except stubs.TooDeep as exc:
             raise self._limit(str(exc)) from exc
         except stubs.BadCall as exc:
