@@ -40,12 +40,15 @@ class EntryResult:
     exit_code: int = 0
     lock: LockEntry | None = None
     warnings: tuple[str, ...] = ()
+    #: ``Verification.to_dict()`` of a file just downloaded (None otherwise).
+    verification: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "ref": self.ref, "line": self.line, "status": self.status, "path": self.path,
             "size": self.size, "sha256": self.sha256, "error": self.message,
             "exit_code": self.exit_code, "warnings": list(self.warnings),
+            "verification": self.verification,
         }  # fmt: skip
 
 
@@ -309,8 +312,10 @@ class BulkInstaller:
             converted,
         )
         status = "installed" if result.status == "downloaded" else result.status
+        verdict = result.verification.to_dict() if result.verification is not None else None
         return EntryResult(entry.ref, entry.line, status, str(path), result.size,
-                           result.sha256, lock=lock, warnings=result.warnings)  # fmt: skip
+                           result.sha256, lock=lock, warnings=result.warnings,
+                           verification=verdict)  # fmt: skip
 
     def _convert(self, source: Path) -> tuple[Path, str]:
         """Pickle -> safetensors beside it; the pickle is removed once the output verified."""

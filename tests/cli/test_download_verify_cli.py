@@ -153,6 +153,10 @@ def test_install_from_a_manifest_follows_the_same_policy(
         assert proc.returncode == 0, proc.stderr
         assert entry["status"] == "installed"
         assert any("--accept-mismatch" in w for w in entry["warnings"])
+        v = entry["verification"]
+        assert (v["status"], v["accepted_mismatch"], v["disagreements"][0]["hash"]) == (
+            "unverified", True, "SHA256",
+        )  # fmt: skip
         assert Path(entry["path"]).is_file()
     else:
         assert proc.returncode == 4, proc.stderr
