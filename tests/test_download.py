@@ -224,6 +224,28 @@ def test_hash_mismatch_discards_everything(env, tmp_path: Path) -> None:
     assert not (tmp_path / "m").exists() or _folder(tmp_path / "m") == []
 
 
+def test_accept_mismatch_keeps_what_the_source_serves(env, tmp_path: Path) -> None:
+    http, civ, settings = env
+    spec = _spec(civ, 128713, tmp_path / "m")
+    bad = replace(spec, hashes={**spec.hashes, "SHA256": "0" * 64})
+    result = download(http, bad, _options(settings, accept_mismatch=True))
+    assert hash_file(result.path).sha256 == spec.hashes["SHA256"]  # the bytes served
+    v = result.verification
+    assert v is not None and v.status == "unverified" and v.accepted_mismatch
+    assert [(d.hash, d.published) for d in v.disagreements] == [("SHA256", "0" * 64)]
+
+
+def test_accept_mismatch_takes_another_size_too(env, server: DemoServer, tmp_path: Path) -> None:
+    http, civ, settings = env
+    spec = _spec(civ, 128713, tmp_path / "m")
+    server.add_fault("wrong-length", delta=512)  # the server sends 512 bytes more
+    result = download(http, spec, _options(settings, accept_mismatch=True, connections=1))
+    assert result.path.stat().st_size == spec.size + 512
+    v = result.verification
+    assert v is not None and v.size_matches is False and v.accepted_mismatch
+    assert not v.verified and "size" in (v.warning() or "")
+
+
 def test_wrong_length_is_refused(env, server: DemoServer, tmp_path: Path) -> None:
     http, civ, settings = env
     spec = _spec(civ, 128713, tmp_path / "m")
