@@ -182,7 +182,9 @@ class PieceFetcher:
             cap = 1 << 20
             if self.throttle.rate:
                 cap = max(64 << 10, min(cap, self.throttle.rate // 10))
-            readinto = response.extensions.get(READINTO) or _chunk_reader(response.iter_raw(cap))
+            # Without the fast transport, httpx's chunks as they arrive (a fixed chunk size
+            # would wait for that many bytes, however slowly they trickle in).
+            readinto = response.extensions.get(READINTO) or _chunk_reader(response.iter_raw())
             abort = response.extensions.get(ABORT)
             floor = SpeedFloor.for_options(self.opt, self.opt.connections)
             window = self.opt.stall_timeout
@@ -205,14 +207,19 @@ class PieceFetcher:
 
 
 def _chunk_reader(chunks: Iterator[bytes]) -> Callable[[memoryview], int]:
-    """A ``readinto`` over httpx's chunks (when the fast transport is not in use)."""
+    """A ``readinto`` over httpx's chunks (when the fast transport is not in use); a chunk
+    larger than the buffer is handed out over several calls. ``_check_range`` has already
+    refused a response longer than the range asked for."""
+    pending = memoryview(b"")
 
     def readinto(view: memoryview) -> int:
-        chunk = next(chunks, b"")
-        if len(chunk) > len(view):
-            raise PieceError("the server sent more bytes than the range asked for")
-        view[: len(chunk)] = chunk
-        return len(chunk)
+        nonlocal pending
+        if not pending:
+            pending = memoryview(next(chunks, b""))
+        n = min(len(view), len(pending))
+        view[:n] = pending[:n]
+        pending = pending[n:]
+        return n
 
     return readinto
 

@@ -101,7 +101,6 @@ __all__ = [
 
 #: Free space kept in reserve beyond the file itself (at most; an eighth of a small file).
 DISK_MARGIN = 64 << 20
-_READ_CHUNK = 1 << 20
 #: Buffers that a fast (``readinto``) body is read into, in turn, while others are hashed;
 #: 1 MiB each, so a slow link still shows progress (and keeps its bytes) every MiB.
 _RING_BUFFERS = 12
@@ -452,7 +451,9 @@ class _Download:
                     self._stream_into(readinto, abort)
             else:
                 floor = self._speed_floor()
-                for chunk in response.iter_raw(_READ_CHUNK):
+                # Chunks as they arrive: a fixed chunk size would wait for that many bytes
+                # however slowly they trickle in, out of the speed floor's sight.
+                for chunk in response.iter_raw():
                     self._write(chunk)
                     self._check_speed(floor, len(chunk))
                     self.throttle.take(len(chunk))

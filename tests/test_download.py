@@ -246,6 +246,18 @@ def test_accept_mismatch_takes_another_size_too(env, server: DemoServer, tmp_pat
     assert not v.verified and "size" in (v.warning() or "")
 
 
+def test_pieces_over_httpx_own_transport(env, tmp_path: Path) -> None:
+    """Behind a proxy, bodies come as httpx's chunks, larger or smaller than each read."""
+    http, civ, settings = env
+    spec = _spec(civ, 128713, tmp_path)
+    storage = http.get(spec.url, follow_redirects=False).headers["Location"]
+    opts = _options(settings, connections=3, split_threshold=1 << 20, piece_size=1 << 20)
+    with httpx.Client(timeout=5) as plain:
+        result = download(plain, replace(spec, url=storage, refresh=None), opts)
+    assert result.connections == 3
+    assert hash_file(result.path).sha256 == spec.hashes["SHA256"]
+
+
 def test_wrong_length_is_refused(env, server: DemoServer, tmp_path: Path) -> None:
     http, civ, settings = env
     spec = _spec(civ, 128713, tmp_path / "m")
