@@ -131,6 +131,7 @@ def search_cmd(
         if period_name is None:
             raise UsageError(f"unknown period {period!r} (AllTime, Year, Month, Week, Day)")
 
+    stopped: list[str] = []
     with _client() as civitai:
         models = list(
             civitai.search(
@@ -141,8 +142,18 @@ def search_cmd(
                 period=period_name,
                 nsfw=True if nsfw else None,
                 limit=limit,
+                on_stop=stopped.append,
             )
         )
+    if stopped:
+        from sdlib.errors import BadResponse
+
+        if not models:  # the server kept paging without results: a broken answer
+            raise BadResponse(f"Civitai search {stopped[0]}")
+        from sdlib.formatting import terminal_safe
+
+        note = terminal_safe(stopped[0], newlines=False)
+        click.echo(f"sdlib: note: {note}; showing what was found", err=True)
     if as_json:
         emit_json([m.to_dict() for m in models])
         return

@@ -387,6 +387,8 @@ def updates_cmd(root: Path | None, ui: str | None, ttl: float, refresh: bool,
         emit_json(report.to_dict())
     else:
         _print_updates(report, result)
+    for note in report.notes:
+        click.echo(f"sdlib: note: {note}", err=True)
     if report.errors:
         raise SystemExit(7)
 

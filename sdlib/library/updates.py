@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from sdlib.errors import SourceError
+from sdlib.sources.paging import MAX_EMPTY_PAGES, PageGuard, normalise_cursor
 from sdlib.sources.versions import newest_first, raw_dates
 from sdlib.taxonomy import base_from_civitai
 
@@ -60,6 +61,8 @@ class UpdatesReport:
     requests: int = 0
     cache_hits: int = 0
     errors: list[str] = field(default_factory=list)
+    #: Things worth a line that are not failures (a cursor walk the paging guard ended).
+    notes: list[str] = field(default_factory=list)
 
     def summary(self) -> dict[str, Any]:
         counts: dict[str, int] = {}
@@ -69,6 +72,7 @@ class UpdatesReport:
             "files": len(self.files), "models": len({r.model_id for r in self.files}),
             **dict(sorted(counts.items())), "stale": sum(r.stale for r in self.files),
             "requests": self.requests, "cache_hits": self.cache_hits, "errors": self.errors,
+            "notes": self.notes,
         }  # fmt: skip
 
     def to_dict(self) -> dict[str, Any]:
@@ -99,11 +103,12 @@ def check_updates(
         else:
             missing.append(model_id)
     done = len(ids) - len(missing)
+    notes: list[str] = []
     for start in range(0, len(missing), batch):
         chunk = missing[start : start + batch]
         failed: str | None = None
         try:
-            for raw in _batch(remote, chunk):
+            for raw in _batch(remote, chunk, notes.append):
                 stored = remote.store_model(raw)
                 if stored["id"] in chunk:
                     models[stored["id"]] = (200, stored, False)
@@ -132,24 +137,29 @@ def check_updates(
     report.requests = remote.requests - before[0]
     report.cache_hits = remote.cache_hits - before[1]
     report.errors = sorted({f"model {m}: {e}" for m, e in errors.items()})
+    report.notes = [f"update check {n}; missing models were asked for one by one" for n in notes]
     return report
 
 
-def _batch(remote: Remote, ids: Sequence[int]) -> Iterable[Any]:
-    """Every item ``/models?ids=`` returns for ``ids``, across cursor pages."""
+def _batch(remote: Remote, ids: Sequence[int], on_stop: Callable[[str], None]) -> Iterable[Any]:
+    """Every item ``/models?ids=`` returns for ``ids``, across cursor pages (``PageGuard``
+    ends a walk that repeats cursors or goes on with empty pages; ``on_stop`` hears why)."""
     params = [("ids", ",".join(str(i) for i in ids)), ("limit", "100"), ("nsfw", "true")]
+    # Never more pages than the ids could fill, plus room for Civitai's empty pages.
+    guard = PageGuard(max_pages=len(ids) // 100 + 1 + MAX_EMPTY_PAGES)
     cursor: str | None = None
-    seen: set[str] = set()
     while True:
         page = remote.get_json("/api/v1/models", params + ([("cursor", cursor)] if cursor else []))
-        items = page.get("items") if isinstance(page, dict) else None
-        yield from (i for i in items or () if isinstance(i, dict))
+        raw = page.get("items") if isinstance(page, dict) else None
+        items = [i for i in raw or () if isinstance(i, dict)] if isinstance(raw, list) else []
+        yield from items
         meta = page.get("metadata") if isinstance(page, dict) else None
-        nxt = meta.get("nextCursor") if isinstance(meta, dict) else None
-        if nxt is None or str(nxt) in seen:
+        offered = normalise_cursor(meta.get("nextCursor")) if isinstance(meta, dict) else None
+        cursor = guard.follow(offered, len(items), sent=cursor)
+        if cursor is None:
+            if guard.stopped:
+                on_stop(guard.stopped)
             return
-        cursor = str(nxt)
-        seen.add(cursor)
 
 
 def _result(

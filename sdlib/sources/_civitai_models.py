@@ -11,12 +11,14 @@ a wrong type in one field degrades that field to ``None``, never the whole recor
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
+from sdlib.sources.paging import normalise_cursor
 from sdlib.sources.versions import newest, newest_first
 from sdlib.taxonomy import CIVITAI_TYPE_TO_KIND, Kind, base_from_civitai
 
@@ -43,12 +45,10 @@ def _int(value: Any) -> int | None:
     if isinstance(value, int):
         return value
     if isinstance(value, float):
-        return int(value) if value == value and abs(value) != float("inf") else None
+        return int(value) if math.isfinite(value) else None
     if isinstance(value, str):
-        try:
-            return int(float(value)) if value.strip() else None
-        except ValueError:
-            return None
+        number = _float(value)  # "1e999" and 5,000-digit strings are not ids
+        return int(number) if number is not None else None
     return None
 
 
@@ -56,12 +56,19 @@ def _float(value: Any) -> float | None:
     if isinstance(value, bool):
         return None
     if isinstance(value, (int, float)):
-        return float(value)
-    if isinstance(value, str):
         try:
-            return float(value)
+            number = float(value)
+        except OverflowError:  # an int too large for a float
+            return None
+        return number if math.isfinite(number) else None
+    if isinstance(value, str):
+        if len(value) > 64:
+            return None
+        try:
+            number = float(value)
         except ValueError:
             return None
+        return number if math.isfinite(number) else None
     return None
 
 
@@ -107,16 +114,6 @@ def commercial_use(value: Any) -> tuple[str, ...]:
             text = text[1:-1]
         return tuple(p.strip().strip('"') for p in text.split(",") if p.strip().strip('"'))
     return ()
-
-
-def normalise_cursor(value: Any) -> str | None:
-    """``nextCursor`` as a string, or None when there are no more pages."""
-    if value is None or isinstance(value, bool):
-        return None
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    text = str(value)
-    return text or None
 
 
 def to_jsonable(value: Any) -> Any:
@@ -183,7 +180,7 @@ class CivitaiFile(_ToDict):
         return cls(
             id=_int(data.get("id")) or 0,
             name=_str(data.get("overrideName")) or _str(data.get("name")) or "",
-            size=round(size_kb * 1024) if size_kb is not None else None,
+            size=round(size_kb * 1024) if size_kb is not None and 0 <= size_kb < _MAX_KB else None,
             type=_str(data.get("type")) or "Model",
             format=_str(meta.get("format")),
             weights=_str(meta.get("size")),
@@ -208,6 +205,10 @@ class CivitaiFile(_ToDict):
     @property
     def sha256(self) -> str | None:
         return self.hash("SHA256")
+
+
+#: 1 PiB in KiB: a larger ``sizeKB`` is not a file size (the size counts as unknown).
+_MAX_KB = float(1 << 40)
 
 
 def _hash_rank(name: str) -> int:
@@ -579,6 +580,8 @@ class SearchPage(_ToDict):
 
     items: tuple[CivitaiModel, ...]
     next_cursor: str | None
+    #: Set on the last page of a walk that ``PageGuard`` cut short: why (one line).
+    stopped: str | None = None
 
     @classmethod
     def from_api(cls, data: Mapping[str, Any]) -> SearchPage:

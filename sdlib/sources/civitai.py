@@ -7,30 +7,22 @@
         target = civitai.resolve_download(version, format="SafeTensor")
 
 HTTP statuses become sdlib errors in one place, ``raise_for_status`` (also used by the
-downloader on the download endpoint): 401 -> AuthRequired, 403 -> AccessDenied (with the
-early-access end date), 404 -> NotFound, 410 -> Gone, 429 -> RateLimited, other 4xx/5xx ->
-SourceError, HTML or non-JSON where JSON was due -> BadResponse. Retries and token scoping
-live in ``sdlib.sources.http``.
+downloader on the download endpoint), and every API body is streamed, capped and parsed
+with limits by ``get_json``; both live in ``_civitai_http`` and are exported here. Retries
+and token scoping live in ``sdlib.sources.http``; the paging guard in ``sdlib.sources.paging``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from sdlib.errors import (
-    AccessDenied,
-    AuthRequired,
-    BadResponse,
-    Gone,
-    NotFound,
-    RateLimited,
-    SourceError,
-    UsageError,
-)
+from sdlib.errors import BadResponse, NotFound, UsageError
+from sdlib.sources._civitai_http import MAX_JSON, get_json, parse_json, raise_for_status
 from sdlib.sources._civitai_models import (
     CivitaiFile,
     CivitaiImage,
@@ -41,7 +33,8 @@ from sdlib.sources._civitai_models import (
     SearchPage,
     choose_file,
 )
-from sdlib.sources.http import build_client, network_errors, parse_retry_after
+from sdlib.sources.http import build_client
+from sdlib.sources.paging import PageGuard
 from sdlib.sources.refs import CivitaiRef, parse_ref
 from sdlib.sources.versions import early_access_active
 from sdlib.taxonomy import CIVITAI_PERIODS, CIVITAI_SORTS
@@ -50,6 +43,7 @@ if TYPE_CHECKING:
     from sdlib.config import Settings
 
 __all__ = [
+    "MAX_JSON",
     "PERIODS",
     "SORTS",
     "CivitaiClient",
@@ -61,15 +55,13 @@ __all__ = [
     "RecommendedSettings",
     "SearchPage",
     "choose_file",
+    "get_json",
+    "parse_json",
     "raise_for_status",
 ]
 
 SORTS = CIVITAI_SORTS
 PERIODS = CIVITAI_PERIODS
-
-#: Bodies larger than this are not an API answer (the largest /models page is ~2 MB).
-_MAX_JSON = 32 << 20
-_TOKEN_HINT = "set CIVITAI_TOKEN or run `sdlib config set-token`"
 
 
 class CivitaiClient:
@@ -129,11 +121,15 @@ class CivitaiClient:
         tag: str | None = None,
         username: str | None = None,
         cursor: str | None = None,
+        guard: PageGuard | None = None,
     ) -> Iterator[SearchPage]:
         """Every page of ``/api/v1/models``, following ``nextCursor`` until it is absent.
 
         Pages may be short or even empty while a cursor is still given (Civitai filters after
-        paging); this yields them as they come. A repeated cursor ends the walk.
+        paging); this yields them as they come. ``guard`` (a fresh ``PageGuard`` by default;
+        pass one to keep counting across calls, as the TUI's "load more" does) ends the walk
+        on a repeated cursor, a run of empty pages or a page budget: the last page then has
+        no ``next_cursor`` and says why in ``stopped``.
         """
         if sort is not None and sort not in SORTS:
             raise UsageError(f"unknown sort {sort!r}; one of: {', '.join(SORTS)}")
@@ -156,15 +152,17 @@ class CivitaiClient:
             params.append(("username", username))
         if nsfw if nsfw is not None else self.nsfw:
             params.append(("nsfw", "true"))
-        seen: set[str] = set()
+        guard = guard if guard is not None else PageGuard()
         while True:
             page_params = params + ([("cursor", cursor)] if cursor else [])
             page = SearchPage.from_api(self._get_json("/api/v1/models", page_params))
+            follow = guard.follow(page.next_cursor, len(page.items), sent=cursor)
+            if follow is None and page.next_cursor is not None:
+                page = dataclasses.replace(page, next_cursor=None, stopped=guard.stopped)
             yield page
-            cursor = page.next_cursor
-            if cursor is None or cursor in seen:
+            if follow is None:
                 return
-            seen.add(cursor)
+            cursor = follow
 
     def search(
         self,
@@ -178,10 +176,12 @@ class CivitaiClient:
         limit: int | None = None,
         tag: str | None = None,
         username: str | None = None,
+        on_stop: Callable[[str], None] | None = None,
     ) -> Iterator[CivitaiModel]:
         """Models matching the filters, lazily, across pages; stop early by breaking.
 
-        ``limit`` caps the number of models yielded (None: all of them).
+        ``limit`` caps the number of models yielded (None: all of them). When the paging
+        guard cuts the walk short, ``on_stop`` gets its one-line reason.
         """
         if limit is not None and limit <= 0:
             return
@@ -199,6 +199,8 @@ class CivitaiClient:
             tag=tag,
             username=username,
         ):
+            if page.stopped and on_stop is not None:
+                on_stop(page.stopped)
             for model in page.items:
                 if model.id in seen:  # cursor bugs have repeated items across pages
                     continue
@@ -331,6 +333,11 @@ class CivitaiClient:
             )  # fmt: skip
             have = "; ".join(_describe(f) for f in version.files)
             raise NotFound(f"version {version.id} has no file with {wanted} (has: {have})")
+        if chosen.id <= 0 or version.id <= 0:
+            raise BadResponse(
+                f"Civitai described version {version.id or '?'} or its file {chosen.name!r} "
+                "without a usable id (not a positive integer); not downloading"
+            )
         url = f"{self.base_url}/api/download/models/{version.id}?fileId={chosen.id}"
         return DownloadTarget(
             url=url,
@@ -359,213 +366,9 @@ class CivitaiClient:
     # -- plumbing -----------------------------------------------------------------------------
 
     def _get_json(self, path: str, params: Sequence[tuple[str, str]] = ()) -> Any:
-        url = self.base_url + path
-        with network_errors(url):
-            response = self._client.get(url, params=list(params))
-        raise_for_status(response)
-        return parse_json(response)
+        return get_json(self._client, self.base_url + path, params)
 
 
 def _describe(f: CivitaiFile) -> str:
     bits = [f.type, f.format, f.weights, f.fp]
     return f"{f.id} " + "/".join(b for b in bits if b)
-
-
-def _body(response: httpx.Response) -> bytes:
-    with network_errors(response.request.url if _has_request(response) else None):
-        if not response.is_stream_consumed:
-            # Error bodies are small; read at most a bounded prefix of a streamed one.
-            chunks: list[bytes] = []
-            total = 0
-            for chunk in response.iter_bytes():
-                chunks.append(chunk)
-                total += len(chunk)
-                if total >= _MAX_JSON:
-                    break
-            response.close()
-            return b"".join(chunks)[:_MAX_JSON]
-        return response.content[:_MAX_JSON]
-
-
-def _has_request(response: httpx.Response) -> bool:
-    try:
-        response.request  # noqa: B018
-    except RuntimeError:
-        return False
-    return True
-
-
-def _looks_html(response: httpx.Response, body: bytes) -> bool:
-    ctype = response.headers.get("content-type", "").lower()
-    head = body.lstrip()[:64].lower()
-    return "html" in ctype or head.startswith((b"<!doctype", b"<html", b"<"))
-
-
-def parse_json(response: httpx.Response) -> Any:
-    """The JSON body of a successful response, or ``BadResponse`` explaining what came."""
-    url = str(response.request.url) if _has_request(response) else None
-    body = _body(response)
-    if _looks_html(response, body):
-        raise BadResponse(
-            f"{_host(url)} answered an HTML page instead of JSON (is civitai.base_url an API "
-            "host? a proxy or captive portal in the way?)",
-            url=url,
-            status=response.status_code,
-        )
-    try:
-        return json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise BadResponse(
-            f"{_host(url)} answered something that is not JSON "
-            f"({response.headers.get('content-type') or 'no content type'})",
-            url=url,
-            status=response.status_code,
-        ) from None
-
-
-def _host(url: str | None) -> str:
-    return httpx.URL(url).host if url else "the server"
-
-
-def raise_for_status(response: httpx.Response) -> None:
-    """Raise the sdlib error for a failed Civitai response; return for 2xx/3xx.
-
-    Works on streamed responses too (it reads a bounded error body). The messages say what
-    to do: log in / set a token, wait for early access, check the id.
-    """
-    status = response.status_code
-    if status < 400:
-        return
-    url = str(response.request.url) if _has_request(response) else None
-    body = _body(response)
-    html = _looks_html(response, body)
-    error, message, deadline = _error_fields(body)
-    detail = message or error
-    if html and status not in (401, 403, 404, 410, 429):
-        raise BadResponse(
-            f"{_host(url)} answered HTTP {status} with an HTML page instead of JSON "
-            "(Civitai or a proxy in the way is having trouble; try again later)",
-            url=url,
-            status=status,
-        )
-    what = _what(url)
-    if status == 401:
-        raise AuthRequired(
-            f"{what} needs a logged-in Civitai account"
-            + (f" ({detail})" if detail and detail != "Unauthorized" else "")
-            + f": {_TOKEN_HINT}",
-            url=url,
-            status=status,
-        )
-    if status == 403:
-        early = deadline is not None or (error or "").lower() == "early access"
-        if early:
-            when = f" until {deadline}" if deadline else ""
-            raise AccessDenied(
-                f"{what} is in Early Access{when}; it can be downloaded once early access "
-                "ends, or bought with Buzz on civitai.com",
-                url=url,
-                status=status,
-                early_access_ends=deadline,
-            )
-        raise AccessDenied(
-            f"{what}: access denied"
-            + (f" ({detail})" if detail else "")
-            + " (a private model, or your token lacks access)",
-            url=url,
-            status=status,
-        )
-    if status == 404:
-        raise NotFound(f"{what} not found" + (f" ({detail})" if detail else ""), url=url,
-                       status=status)  # fmt: skip
-    if status == 410:
-        raise Gone(
-            f"{what} is archived or taken down and can no longer be downloaded"
-            + (f" ({detail})" if detail else ""),
-            url=url,
-            status=status,
-        )
-    if status == 429:
-        retry = parse_retry_after(response.headers.get("Retry-After"))
-        raise RateLimited(
-            "Civitai is rate limiting us"
-            + (f" ({detail})" if detail else "")
-            + "; wait a while and try again",
-            url=url,
-            status=status,
-            retry_after=retry,
-        )
-    if status == 400:
-        raise SourceError(
-            f"Civitai rejected the request for {what}: {detail or 'bad request'}",
-            url=url,
-            status=status,
-        )
-    raise SourceError(
-        f"Civitai answered HTTP {status} for {what}" + (f": {detail}" if detail else ""),
-        url=url,
-        status=status,
-    )
-
-
-def _error_fields(body: bytes) -> tuple[str | None, str | None, str | None]:
-    """(error, message, deadline) from any of Civitai's error body shapes."""
-    try:
-        data = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        text = body.decode("utf-8", "replace").strip()
-        if text and not text.startswith("<") and len(text) < 300:
-            return None, text.splitlines()[0], None  # plain text (browser-UA errors)
-        return None, None, None
-    if not isinstance(data, dict):
-        return None, None, None
-    error = data.get("error")
-    if isinstance(error, dict):  # {"error": {"name": "ZodError", "message": "[...]"}}
-        error = _zod_message(error)
-    message = data.get("message")
-    deadline = data.get("deadline")
-    return (
-        error if isinstance(error, str) else None,
-        message if isinstance(message, str) else None,
-        deadline if isinstance(deadline, str) else None,
-    )
-
-
-def _zod_message(error: Mapping[str, Any]) -> str | None:
-    raw = error.get("message")
-    if not isinstance(raw, str):
-        return None
-    try:
-        issues = json.loads(raw)
-    except json.JSONDecodeError:
-        return raw
-    if isinstance(issues, list):
-        parts = []
-        for issue in issues:
-            if isinstance(issue, dict):
-                path = ".".join(str(p) for p in issue.get("path", []))
-                parts.append(
-                    f"{path}: {issue.get('message')}" if path else str(issue.get("message"))
-                )
-        return "; ".join(parts) or raw
-    return raw
-
-
-def _what(url: str | None) -> str:
-    """'model 4384', 'version 128713', 'download of version 128713'... from the request path."""
-    if not url:
-        return "the resource"
-    parts = [p for p in httpx.URL(url).path.split("/") if p]
-    if parts[:3] == ["api", "download", "models"] and len(parts) > 3:
-        return f"the download of version {parts[3]}"
-    if parts[:3] == ["api", "v1", "models"] and len(parts) > 3:
-        return f"model {parts[3]}"
-    if parts[:4] == ["api", "v1", "model-versions", "by-hash"] and len(parts) > 4:
-        return f"a version with hash {parts[4]}"
-    if parts[:3] == ["api", "v1", "model-versions"] and len(parts) > 3:
-        return f"version {parts[3]}"
-    if parts[:2] == ["api", "v1"] and len(parts) > 2:
-        return {"models": "the model search", "images": "the example images"}.get(
-            parts[2], f"Civitai {parts[2]}"
-        )
-    return httpx.URL(url).path or "the resource"

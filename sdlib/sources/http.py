@@ -214,7 +214,13 @@ def build_client(
         hooks["request"].append(auth.strip_foreign)
     return httpx.Client(
         auth=auth,
-        headers={"User-Agent": USER_AGENT, "Accept": "application/json"},
+        # Only encodings sdlib.sources.bodies inflates with a cap (httpx would add br/zstd
+        # when their packages happen to be installed).
+        headers={
+            "User-Agent": USER_AGENT,
+            "Accept": "application/json",
+            "Accept-Encoding": "gzip, deflate",
+        },
         timeout=timeout,
         follow_redirects=True,
         max_redirects=10,

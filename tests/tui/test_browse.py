@@ -218,3 +218,32 @@ async def test_version_picker_defaults_to_the_newest_in_creator_order(
         assert detail.version is not None and detail.version.id == 8217
         assert [v for _, v in versions._options if isinstance(v, int)] == [8217, 8100]
         assert "retroAnime_v20.safetensors" in ui.text(app)
+
+
+async def test_load_more_stops_on_endless_empty_pages(
+    make_app: Any, settings: Settings, ui: Any
+) -> None:
+    # A hostile server: empty pages with a fresh cursor forever. The view wants to fill
+    # itself, so without the guard "load more" would run without end.
+    import itertools
+
+    from sdlib.config import CivitaiSettings
+    from sdlib.sources.paging import MAX_EMPTY_PAGES
+    from sdlib.testing.hostile import Answer, HostileServer
+
+    fresh = itertools.count()
+    with HostileServer() as hostile:
+        hostile.route(
+            "/api/v1/models",
+            lambda q: Answer.json({"items": [], "metadata": {"nextCursor": f"c{next(fresh)}"}}),
+        )
+        app = make_app(replace(settings, civitai=CivitaiSettings(base_url=hostile.url)))
+        async with app.run_test(size=(120, 40)) as pilot:
+            await ui.until(pilot, lambda: "stopped paging" in ui.text(app), what="the stop")
+            await pilot.pause(0.5)
+            await ui.settle(pilot)
+            assert hostile.count("/api/v1/models") == MAX_EMPTY_PAGES
+            assert "empty pages in a row" in ui.text(app)
+            await pilot.press("m")  # asking for more does not start again
+            await ui.settle(pilot)
+            assert hostile.count("/api/v1/models") == MAX_EMPTY_PAGES

@@ -20,6 +20,7 @@ from textual.coordinate import Coordinate
 from textual.timer import Timer
 from textual.widgets import Checkbox, DataTable, Footer, Input, Select, Static
 
+from sdlib.sources.paging import PageGuard
 from sdlib.taxonomy import CIVITAI_PERIODS, CIVITAI_SORTS
 from sdlib.tui.messages import (
     DetailFailed,
@@ -92,6 +93,8 @@ class BrowseScreen(SdlibScreen):
         self._query = Query()
         self._generation = 0
         self._cursor: str | None = None
+        #: Counts pages, empty runs and cursors of the current search (see PageGuard).
+        self._guard = PageGuard()
         self._loading = False
         self._models: dict[int, CivitaiModel] = {}
         self._showing: int | None = None
@@ -163,19 +166,22 @@ class BrowseScreen(SdlibScreen):
             self._query = query
         self._generation += 1
         self._cursor = None
+        self._guard = PageGuard()
         self._loading = True
         self._status("searching…")
-        self._fetch_page(self._query, None, self._generation)
+        self._fetch_page(self._query, None, self._generation, self._guard)
 
     def load_more(self) -> None:
         if self._loading or self._cursor is None:
             return
         self._loading = True
         self._status(f"{len(self._models)} models · loading more…")
-        self._fetch_page(self._query, self._cursor, self._generation)
+        self._fetch_page(self._query, self._cursor, self._generation, self._guard)
 
     @work(thread=True, exclusive=True, group="search", exit_on_error=False)
-    def _fetch_page(self, query: Query, cursor: str | None, generation: int) -> None:
+    def _fetch_page(
+        self, query: Query, cursor: str | None, generation: int, guard: PageGuard
+    ) -> None:
         from sdlib.errors import SdlibError
         from sdlib.taxonomy import civitai_base_models
 
@@ -190,6 +196,7 @@ class BrowseScreen(SdlibScreen):
                 nsfw=query.nsfw,
                 page_size=self.services.options.page_size,
                 cursor=cursor,
+                guard=guard,
             )
             page = next(iter(pages))
         except SdlibError as exc:
@@ -232,12 +239,13 @@ class BrowseScreen(SdlibScreen):
 
     def _status_summary(self) -> None:
         n = len(self._models)
+        stopped = f" · {self._guard.stopped}" if self._guard.stopped else ""
         if n == 0:
             hint = "" if self._query.nsfw else " (NSFW models are hidden; tick NSFW to include)"
-            self._status("no models found" + hint)
+            self._status("no models found" + (stopped or hint))
             return
         more = " · more below" if self._cursor else ""
-        self._status(f"{n} model{'s' if n != 1 else ''}{more}")
+        self._status(f"{n} model{'s' if n != 1 else ''}{more}{stopped}")
 
     @on(ResultsTable.NearEnd)
     def _near_end(self) -> None:
