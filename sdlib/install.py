@@ -305,15 +305,9 @@ class Installer:
         return None
 
     def _fetch_image(self, url: str) -> bytes | None:
-        import httpx
+        from sdlib.sources.previews import fetch_preview
 
-        try:
-            response = self.http.get(url, timeout=30)
-        except httpx.HTTPError:
-            return None
-        if response.status_code != 200 or len(response.content) > 32 << 20:
-            return None
-        return response.content
+        return fetch_preview(self.http, url)  # preview-sized, capped while streaming
 
     def _result(
         self, ref: str, target: DownloadTarget, path: Path, size: int, sha256: str,

@@ -1,9 +1,10 @@
 """Civitai requests for ``identify`` and ``updates``: raw JSON, cached in the index, paced.
 
 The raw JSON matters: ``.civitai.info`` must hold exactly what Civitai answered, so these
-helpers fetch through the sources layer's public pieces (``network_errors``,
-``raise_for_status``, ``parse_json``) and parse with ``CivitaiVersion.from_api`` only where
-a typed value is needed. No httpx exception is caught here.
+helpers fetch through the sources layer's public pieces (``get_json``: statuses mapped, the
+body capped while streaming and parsed with depth and number limits; ``fetch_preview`` for
+images) and parse with ``CivitaiVersion.from_api`` only where a typed value is needed. No
+httpx exception is caught here.
 """
 
 from __future__ import annotations
@@ -14,15 +15,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from sdlib.errors import Gone, NotFound, SourceError
+from sdlib.errors import Gone, NotFound
 
 if TYPE_CHECKING:
     import httpx
 
     from sdlib.library.index import Index
-
-#: Bodies of images larger than this are not previews.
-MAX_IMAGE = 32 << 20
 
 
 class RateLimiter:
@@ -56,31 +54,25 @@ class Remote:
     cache_hits: int = 0
 
     def get_json(self, path: str, params: Sequence[tuple[str, str]] = ()) -> Any:
-        from sdlib.sources.civitai import parse_json, raise_for_status
-        from sdlib.sources.http import network_errors
+        """The parsed answer (streamed, capped and bounded by ``sources.civitai.get_json``)."""
+        from sdlib.sources.civitai import get_json
 
-        url = self.base_url.rstrip("/") + path
         self.limiter.wait()
         self.requests += 1
-        with network_errors(url):
-            response = self.http.get(url, params=list(params))
-        raise_for_status(response)
-        return parse_json(response)
+        return get_json(self.http, self.base_url.rstrip("/") + path, params)
 
     def post_json(self, path: str, payload: Any) -> Any:
         """POST a JSON body (never retried: only idempotent requests are)."""
-        from sdlib.sources.civitai import parse_json, raise_for_status
-        from sdlib.sources.http import network_errors
+        from sdlib.sources.civitai import get_json
 
-        url = self.base_url.rstrip("/") + path
         self.limiter.wait()
         self.requests += 1
-        with network_errors(url):
-            # A fresh connection that is not reused: a server that refuses the method may
-            # leave the body unread, and the next request on the socket would be garbage.
-            response = self.http.post(url, json=payload, headers={"Connection": "close"})
-        raise_for_status(response)
-        return parse_json(response)
+        # A fresh connection that is not reused: a server that refuses the method may
+        # leave the body unread, and the next request on the socket would be garbage.
+        return get_json(
+            self.http, self.base_url.rstrip("/") + path, method="POST", json_body=payload,
+            headers={"Connection": "close"},
+        )  # fmt: skip
 
     def fetch(self, key: str, path: str) -> tuple[int, Any]:
         """Ask Civitai now: (200, body) or (404, None); both are cached under ``key``.
@@ -129,18 +121,13 @@ class Remote:
         return (hit[0], hit[1]) if hit else None
 
     def image(self, url: str) -> bytes | None:
-        """An example image's bytes, or None if it cannot be had (never an error)."""
-        from sdlib.sources.http import network_errors
+        """An example image's bytes, or None if it cannot be had (never an error).
 
-        try:
-            self.limiter.wait()
-            with network_errors(url):
-                response = self.http.get(url, timeout=30)
-        except SourceError:
-            return None
-        if response.status_code != 200 or len(response.content) > MAX_IMAGE:
-            return None
-        return response.content
+        ``fetch_preview``: a preview-sized image, the body capped while streaming."""
+        from sdlib.sources.previews import fetch_preview
+
+        self.limiter.wait()
+        return fetch_preview(self.http, url)
 
 
 def compact_model(raw: Any) -> dict[str, Any]:

@@ -5,7 +5,9 @@ Cache layout (``<cache dir>/previews``; safe to delete at any time)::
     previews/
       3f/3f9a...c1.img      the bytes as served (PNG, JPEG, WebP or GIF; never video)
 
-Files are named by the SHA-256 of the URL, written atomically, and trimmed oldest-first
+Images are fetched by ``sdlib.sources.previews.fetch_preview`` (the CDN asked for a small
+width, the body capped while streaming). Files are named by the SHA-256 of the URL, written
+atomically, and trimmed oldest-first
 when the folder grows past ``max_bytes``. Decoding happens in a worker thread: Pillow opens
 the bytes with decompression bombs treated as errors, takes the first frame, and shrinks it
 to the pixel box the widget will show, so the terminal renderer never gets a large image.
@@ -20,13 +22,15 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from sdlib.sources.previews import MAX_PREVIEW_BYTES
+
 if TYPE_CHECKING:
     import httpx
 
 __all__ = ["ImageCache", "decode_preview"]
 
-#: Civitai previews are at most a few MB; anything far larger is not a preview.
-MAX_IMAGE_BYTES = 24 << 20
+#: The one preview cap, also for local preview sidecars.
+MAX_IMAGE_BYTES = MAX_PREVIEW_BYTES
 #: Pillow's bomb limit for previews (pixels); 4096 x 4096 is generous for a preview.
 MAX_PIXELS = 4096 * 4096
 
@@ -67,26 +71,12 @@ class ImageCache:
         return data
 
     def _fetch(self, url: str) -> bytes | None:
-        import httpx
-
         from sdlib.library.sidecars import image_extension
+        from sdlib.sources.previews import fetch_preview
 
-        try:
-            with self._http.stream("GET", url, timeout=30) as response:
-                if response.status_code != 200:
-                    return None
-                chunks: list[bytes] = []
-                total = 0
-                for chunk in response.iter_bytes():
-                    chunks.append(chunk)
-                    total += len(chunk)
-                    if total > MAX_IMAGE_BYTES:
-                        return None
-        except (httpx.HTTPError, httpx.InvalidURL):
-            return None
-        data = b"".join(chunks)
+        data = fetch_preview(self._http, url)  # resized by the CDN, capped while streaming
         # A preview may be a video (mp4/webm): those are not drawn, and not cached.
-        return data if image_extension(data[:16]) else None
+        return data if data and image_extension(data[:16]) else None
 
     def _store(self, url: str, data: bytes) -> None:
         path = self.path_for(url)
