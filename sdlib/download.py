@@ -28,7 +28,6 @@ import contextlib
 import errno
 import os
 import random
-import shutil
 import time
 from collections.abc import Callable
 from typing import BinaryIO
@@ -36,6 +35,14 @@ from typing import BinaryIO
 import httpx
 
 from sdlib import _filelock
+from sdlib._download_checks import (
+    DISK_MARGIN,
+    check_free_space,
+    container_problem,
+    not_http_message,
+    refuse_reserved_name,
+    unknown_size_error,
+)
 from sdlib._download_values import (
     PART_SUFFIX,
     DownloadEvent,
@@ -74,12 +81,9 @@ from sdlib.errors import (
     SdlibError,
     SourceError,
 )
-from sdlib.files.sniff import looks_like_text_error, sniff_bytes
-from sdlib.formatting import human_size
+from sdlib.files.sniff import looks_like_text_error
 from sdlib.hashing import CHUNK, FileHashes, Hasher
-from sdlib.names import RESERVED_SUFFIXES
 from sdlib.sources.fastbody import ABORT, FAST_BODY, READINTO
-from sdlib.taxonomy import Container
 from sdlib.verification import Verification, check
 
 __all__ = [
@@ -99,8 +103,6 @@ __all__ = [
     "part_path",
 ]
 
-#: Free space kept in reserve beyond the file itself (at most; an eighth of a small file).
-DISK_MARGIN = 64 << 20
 #: Buffers that a fast (``readinto``) body is read into, in turn, while others are hashed;
 #: 1 MiB each, so a slow link still shows progress (and keeps its bytes) every MiB.
 _RING_BUFFERS = 12
@@ -160,14 +162,7 @@ class _Download:
     # -- top level ---------------------------------------------------------------------------
     def run(self) -> DownloadResult:
         dest = self.spec.dest
-        if dest.name.lower().endswith(RESERVED_SUFFIXES):
-            # A model named like our own part file would be adopted (and overwritten) by the
-            # download of the file it shadows.
-            raise SdlibError(
-                f"refusing to download to {dest.name}: names ending in "
-                f"{', '.join(RESERVED_SUFFIXES)} are sdlib's temporary files",
-                path=str(dest),
-            )
+        refuse_reserved_name(dest)
         if dest.exists():
             raise DownloadError(f"{dest} already exists; not overwriting it", path=str(dest))
         dest.parent.mkdir(parents=True, exist_ok=True)
@@ -283,18 +278,7 @@ class _Download:
     def _check_disk_space(self) -> None:
         if self.total is None:
             return
-        need = max(0, self.total - self.offset)
-        try:
-            free = shutil.disk_usage(self.part.parent).free
-        except OSError:
-            return
-        # The reserve scales down with the file: a few KiB must fit where a few KiB are free.
-        if free < need + min(DISK_MARGIN, need // 8):
-            raise DiskFull(
-                f"not enough free space for {self.name}: needs {human_size(need)} more, "
-                f"{human_size(free)} free on that disk",
-                path=str(self.part.parent),
-            )
+        check_free_space(self.part.parent, max(0, self.total - self.offset), self.name)
 
     # -- fetching ----------------------------------------------------------------------------
     def _fetch_with_retries(self) -> None:
@@ -327,6 +311,8 @@ class _Download:
         return httpx.Timeout(self.opt.stall_timeout, connect=self.opt.connect_timeout)
 
     def _fetch_once(self) -> None:
+        if self.deadline is not None:
+            self.deadline.fired = False  # a new request: an old read's deadline says nothing
         headers = {"Accept-Encoding": "identity"}
         if self.offset:
             headers["Range"] = f"bytes={self.offset}-"
@@ -343,7 +329,7 @@ class _Download:
             response = self.client.send(request, stream=True, follow_redirects=True)
         except httpx.UnsupportedProtocol as exc:
             # A redirect to file://, ftp://...: never followed, and no retry changes that.
-            raise DownloadError(self._not_http(exc)) from None
+            raise DownloadError(not_http_message(self.name, self.url, exc)) from None
         except httpx.TooManyRedirects:
             raise DownloadError(
                 f"{self.name}: the server redirects in a loop (more than "
@@ -362,18 +348,6 @@ class _Download:
                 self._stream(response)
         finally:
             response.close()
-
-    def _not_http(self, exc: httpx.UnsupportedProtocol) -> str:
-        try:
-            target = str(exc.request.url)
-        except RuntimeError:  # no request attached: the URL we were given
-            target = self.url
-        if target == str(httpx.URL(self.url)):
-            return f"{self.name}: {self.url[:120]} is not an HTTP(S) URL"
-        return (
-            f"{self.name}: the server redirected to {target[:120]}, which is not an HTTP(S) "
-            "URL; not following it"
-        )
 
     def _handle_first_response(self, response: httpx.Response) -> bool:
         """Check status and headers; True if the file turns out to be complete already."""
@@ -524,12 +498,7 @@ class _Download:
             )
         if self.total is None and self.offset + len(data) > self.opt.max_unknown_size:
             self.offset = 0  # nothing to resume: _close deletes the part file
-            raise SdlibError(
-                f"{self.name}: neither the source nor the server gave a size, and it went "
-                f"past {human_size(self.opt.max_unknown_size)} (download.max_unknown_size_gib);"
-                " the download was discarded",
-                path=str(self.part),
-            )
+            raise unknown_size_error(self.name, self.opt.max_unknown_size, self.part)
         self.fh.write(data)
         self.hasher.update(data)
         self.offset += len(data)
@@ -580,7 +549,7 @@ class _Download:
         if verdict.status == "mismatch" and not self.opt.accept_mismatch:
             problem = verdict.problem()
         else:
-            problem = self._container_problem(hashes.size)
+            problem = container_problem(self.part, hashes.size, self.spec.container)
         if problem is None:
             return verdict.accept() if self.opt.accept_mismatch else verdict
         self.offset = 0
@@ -593,20 +562,6 @@ class _Download:
             expected=bad.published if bad else None,
             actual=bad.actual if bad else None,
         )
-
-    def _container_problem(self, size: int) -> str | None:
-        with open(self.part, "rb") as fh:
-            head = fh.read(64)
-        if looks_like_text_error(head):
-            return "the file is an HTML or JSON page, not a model"
-        want = self.spec.container
-        if want is None:
-            return None
-        got = sniff_bytes(head, size)
-        pickles = {Container.PICKLE_ZIP, Container.PICKLE_LEGACY, Container.PICKLE}
-        if got == want or (want in pickles and got in pickles):
-            return None
-        return f"the file is {got.value}, but the source promised {want.value}"
 
 
 # --- helpers ----------------------------------------------------------------------------------
