@@ -140,3 +140,38 @@ def test_lookup_takes_the_newest_even_when_listed_last(
         assert version.id == 128713
         # A version named explicitly is still that version.
         assert civ.lookup("4384@109123")[1].id == 109123
+
+
+# --- early access as the CLI shows it -------------------------------------------------------
+
+
+@pytest.mark.parametrize(("ends", "shown"), [("2024-11-20T00:00:00.000Z", False),
+                                             ("2999-01-01T00:00:00.000Z", True)])  # fmt: skip
+def test_show_says_early_access_only_while_it_runs(run_cli: Any, ends: str, shown: bool) -> None:
+    from sdlib.testing.hostile import Answer, HostileServer
+
+    # The Nov 2024 shape: earlyAccessEndsAt stays in the record after the date.
+    version = {"id": 2, "modelId": 1, "name": "v1", "baseModel": "SD 1.5",
+               "publishedAt": "2024-11-13T00:00:00.000Z", "earlyAccessEndsAt": ends,
+               "files": [], "model": {"name": "M", "type": "LORA"}}  # fmt: skip
+    model = {"id": 1, "name": "M", "type": "LORA", "modelVersions": [version]}
+    with HostileServer() as server:
+        server.route("/api/v1/models/1", Answer.json(model))
+        server.route("/api/v1/model-versions/2", Answer.json(version))
+        env = {"SDLIB_CIVITAI_URL": server.url}
+        human = run_cli("show", "1", "--no-examples", env=env)
+        data = run_cli("show", "1", "--no-examples", "--json", env=env)
+    assert human.returncode == 0 and data.returncode == 0, human.stderr + data.stderr
+    assert ("Early access until" in human.stdout) is shown
+    assert json.loads(data.stdout)["early_access"] is shown
+    assert json.loads(data.stdout)["version"]["early_access_ends"] == ends  # the fact stays
+
+
+def test_the_admin_switch_sets_the_order(civitai: DemoServer) -> None:
+    import httpx
+
+    answer = httpx.get(f"{civitai.url}/__admin/versions", params={"order": "creator"})
+    assert answer.json() == {"version_order": "creator"} and civitai.version_order == "creator"
+    assert httpx.get(f"{civitai.url}/__admin/versions?order=sideways").status_code == 400
+    civitai.reset()
+    assert civitai.version_order == "newest"
