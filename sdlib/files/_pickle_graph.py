@@ -123,7 +123,7 @@ def flatten(root: object, budget: int = MAX_VISITS) -> Flat:
         keep.append(child)
         stack.append((full, grand))
     if revisits:
-        flat.notes.append(f"{revisits} container(s) reached more than once (not repeated)")
+        flat.notes.append(f"{revisits} container(s) reached twice or more (not repeated)")
     if skipped:
         flat.notes.append(f"{skipped} non-string key(s) skipped")
     del keep

@@ -21,7 +21,13 @@ from sdlib.files._pickle_vm import Buffer
 from sdlib.taxonomy import Verdict
 
 MAX_ENTRIES = 1_000_000
-MAX_PICKLE_BYTES = 256 << 20
+#: The most a pickle member may inflate to before sdlib reads it (torch's data.pkl for an
+#: SDXL checkpoint is well under 1 MiB; whole pickled models a few MiB).
+MAX_PICKLE_BYTES = 64 << 20
+#: Deflated members may claim at most this ratio over their compressed size above the floor
+#: (deflate tops out near 1032:1; torch.save never compresses at all).
+BOMB_RATIO = 200
+BOMB_FLOOR = 8 << 20
 _EOCD = struct.Struct("<4sHHHHIIH")
 _EOCD64 = struct.Struct("<4sQHHIIQQQQ")
 _LOC64 = struct.Struct("<4sIQI")
@@ -183,6 +189,9 @@ def _central_entry(
         raise FormatError(f"zip entry {name!r} uses compression method {method}")
     if method == 0 and csize != usize:
         _flag(findings, name, offset, Verdict.UNSAFE, "stored entry with two different sizes")
+    if is_bomb(method, csize, usize):
+        reason = f"claims {usize} bytes from {csize} compressed (a zip bomb)"
+        _flag(findings, name, offset, Verdict.UNSAFE, reason)
     data_offset = _check_local(buf, offset, raw_name, flags, method, (crc, csize, usize), findings)
     end = data_offset + csize
     if end > cd_offset:
@@ -272,22 +281,49 @@ def _check_names(entries: list[ZipEntry], findings: list[Finding]) -> None:
         seen.add(key)
 
 
+class TooLarge(FormatError):
+    """A member sdlib will not read whole: over the size cap, or a deflate bomb."""
+
+
+def is_bomb(method: int, compressed: int, size: int) -> bool:
+    return method == 8 and size > BOMB_FLOOR and size > BOMB_RATIO * max(compressed, 1)
+
+
 def read_entry(buf: Buffer, entry: ZipEntry, limit: int = MAX_PICKLE_BYTES) -> tuple[bytes, bool]:
-    """The entry's bytes (inflated if needed, bounded) and whether its CRC matches."""
+    """The entry's bytes (inflated if needed, bounded) and whether its CRC matches.
+
+    Nothing beyond the declared size is ever inflated, and the declared size must be under
+    ``limit`` and a plausible ratio of the compressed size (``TooLarge`` otherwise), so a
+    member lying about its size costs at most ``limit`` bytes of memory.
+    """
     if entry.size > limit or entry.compressed_size > limit:
-        raise FormatError(f"zip entry {entry.name!r} is too large to be a pickle")
-    raw = bytes(buf[entry.data_offset : entry.data_offset + entry.compressed_size])
+        raise TooLarge(f"zip entry {entry.name!r} is {entry.size} bytes: too large to scan")
+    if is_bomb(entry.method, entry.compressed_size, entry.size):
+        raise TooLarge(f"zip entry {entry.name!r} claims {entry.size} bytes (a zip bomb)")
     if entry.method == 8:
         inflater = zlib.decompressobj(-15)
+        raw = buf[entry.data_offset : entry.data_offset + entry.compressed_size]
         try:
-            data = inflater.decompress(raw, limit + 1)
+            data = inflater.decompress(raw, entry.size + 1)
         except zlib.error as exc:
             raise FormatError(f"zip entry {entry.name!r} does not inflate") from exc
         if len(data) != entry.size:
             raise FormatError(f"zip entry {entry.name!r} inflates to a different size")
     else:
-        data = raw
+        data = bytes(buf[entry.data_offset : entry.data_offset + entry.compressed_size])
     return data, entry.crc == 0 or zlib.crc32(data) == entry.crc
+
+
+def entry_head(buf: Buffer, entry: ZipEntry, n: int = 64) -> bytes:
+    """The first ``n`` bytes of an entry, inflating no more than needed."""
+    start = entry.data_offset
+    if entry.method != 8:
+        return bytes(buf[start : start + min(n, entry.compressed_size)])
+    raw = buf[start : start + min(entry.compressed_size, 1 << 16)]
+    try:
+        return zlib.decompressobj(-15).decompress(raw, n)
+    except zlib.error as exc:
+        raise FormatError(f"zip entry {entry.name!r} does not inflate") from exc
 
 
 @dataclass(frozen=True)
