@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sdlib.errors import FormatError
+from sdlib.files.opening import open_regular, os_problem
 from sdlib.files.sniff import SNIFF_BYTES, looks_like_text_error, sniff_bytes
 from sdlib.taxonomy import Container
 
@@ -61,7 +62,7 @@ def inspect_file(path: str | os.PathLike[str]) -> InspectReport:
     try:
         if p.is_dir():
             raise FormatError("is a directory; give the model files inside it", path=spath)
-        with open(p, "rb") as fh:
+        with open_regular(p) as fh:  # a FIFO or device is refused at once, never waited on
             head = fh.read(SNIFF_BYTES)
             size = os.fstat(fh.fileno()).st_size
             container = sniff_bytes(head, size)
@@ -83,6 +84,8 @@ def inspect_file(path: str | os.PathLike[str]) -> InspectReport:
         raise FormatError("permission denied", path=spath) from None
     except IsADirectoryError:
         raise FormatError("is a directory", path=spath) from None
+    except OSError as exc:  # a link loop, a name too long, an I/O error
+        raise FormatError(os_problem(exc), path=spath) from None
     if container in PICKLE_CONTAINERS:
         return _inspect_pickle(p, size, container)
     if size == 0:

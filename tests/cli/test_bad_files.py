@@ -204,3 +204,25 @@ def test_identify_skips_bad_files_and_looks_up_the_rest(run_cli: Any, tmp_path: 
             assert state[name] == "skipped", (name, state)
         elif statuses == {"ok"}:  # the demo catalogue does not know these synthetic files
             assert state[name] == "unidentified", (name, state)
+
+
+@pytest.mark.skipif(not POSIX, reason="FIFOs and symlink loops are POSIX")
+def test_the_python_api_refuses_special_files_too(tmp_path: Path) -> None:
+    import subprocess
+
+    os.mkfifo(tmp_path / "pipe.ckpt")
+    (tmp_path / "a.pt").symlink_to(tmp_path / "b.pt")
+    (tmp_path / "b.pt").symlink_to(tmp_path / "a.pt")
+    code = (
+        "import sys\nfrom sdlib.errors import FormatError\nfrom sdlib.inspect import inspect_file\n"
+        "for p in sys.argv[1:]:\n    try:\n        inspect_file(p)\n"
+        "    except FormatError as e:\n        print(e.message)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path / "pipe.ckpt"), str(tmp_path / "a.pt")],
+        capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    assert out.stdout.splitlines() == [
+        "not a regular file (a FIFO (named pipe))",
+        "cannot read: a loop of symbolic links",
+    ], out.stderr
