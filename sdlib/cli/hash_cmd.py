@@ -86,12 +86,14 @@ def _hash_one(cache: Any, path: Path, err: Any) -> Any:
 
 
 def _print(results: list[dict[str, Any]]) -> None:
+    from rich.markup import escape  # a path may hold [brackets]
+
     out = console()
     for i, r in enumerate(results):
         if i:
             out.print()
         note = "  [dim](cached)[/dim]" if r["cached"] else ""
-        out.print(f"[bold]{r['path']}[/bold]  {r['size']:,} bytes{note}")
+        out.print(f"[bold]{escape(r['path'])}[/bold]  {r['size']:,} bytes{note}")
         for name, label in (
             ("sha256", "SHA256"), ("autov1", "AutoV1"), ("autov2", "AutoV2"),
             ("autov3", "AutoV3"), ("crc32", "CRC32"), ("blake3", "BLAKE3"),

@@ -75,13 +75,15 @@ def inspect_cmd(files: tuple[Path, ...], explain: bool, as_json: bool) -> None:
 
 
 def _print(reports: list[dict[str, Any]], explain: bool) -> None:
+    from rich.markup import escape  # a path may hold [brackets]
+
     out = console()
     for i, r in enumerate(reports):
         if "error" in r:
             continue
         if i:
             out.print()
-        out.print(f"[bold]{r['path']}[/bold]  {human_size(r['size'])}, {r['container']}")
+        out.print(f"[bold]{escape(r['path'])}[/bold]  {human_size(r['size'])}, {r['container']}")
         rows: list[tuple[str, Any]] = [
             ("kind", r["kind"]),
             ("base", r["base"]),

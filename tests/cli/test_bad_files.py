@@ -226,3 +226,13 @@ def test_the_python_api_refuses_special_files_too(tmp_path: Path) -> None:
         "not a regular file (a FIFO (named pipe))",
         "cannot read: a loop of symbolic links",
     ], out.stderr
+
+
+@pytest.mark.skipif(not POSIX, reason="a folder name ending in '[' and one starting with ']'")
+def test_brackets_in_a_path_are_printed_not_read_as_markup(run_cli: Any, tmp_path: Path) -> None:
+    model = trees.st(tmp_path / "a[" / "]b" / "m.safetensors", "embedding_sd15")
+    assert "[/]" in str(model)  # rich would read it as a closing tag
+    for command in ("inspect", "hash"):
+        out = run_cli(command, str(model))
+        assert out.returncode == 0, out.stderr
+        assert out.stdout.startswith(str(model) + "  ")
