@@ -1,9 +1,43 @@
 """Short human strings for sizes, counts, rates, durations and progress bars (pure).
 
-Shared by the CLI and the TUI so both print the same numbers the same way.
+Shared by the CLI and the TUI so both print the same numbers the same way. Also the one
+function that makes text from a server or a file name safe to show in a terminal
+(:func:`terminal_safe`).
 """
 
 from __future__ import annotations
+
+import re
+
+#: Escape sequences a terminal would act on: CSI (7- and 8-bit), the string commands OSC,
+#: DCS, SOS, PM and APC up to their terminator (BEL or ST, 7- or 8-bit; else the end of
+#: the line), and the other two- and three-byte ESC commands (ESC c resets, ESC ( B, ESC 7...).
+_SEQUENCES = re.compile(
+    r"(?:\x1b\[|\x9b)[0-?]*[ -/]*[@-~]"
+    r"|(?:\x1b[\]PX^_]|[\x90\x98\x9d\x9e\x9f]).*?(?:\x07|\x1b\\|\x9c|(?=\n)|\Z)"
+    r"|\x1b[ -/]*[0-~]",
+    re.DOTALL,
+)
+#: What is left after the sequences: C0 controls but tab and newline, DEL, C1 controls, and
+#: the bidi embeddings, overrides and isolates that make text display in another order.
+_CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def terminal_safe(text: str, *, newlines: bool = True) -> str:
+    """``text`` with everything a terminal would obey instead of print taken out.
+
+    Removes escape sequences whole (an OSC title-set, ``ESC[2J``, 8-bit CSI ``0x9b``...),
+    then any remaining C0/C1 control character and bidi override or isolate. Tabs stay;
+    newlines stay unless ``newlines`` is False (then each becomes a space). Pure, and a
+    no-op on ordinary text. Apply it where text reaches a terminal, never to data (``--json``
+    keeps names exact).
+    """
+    if text.isprintable() and text.isascii():
+        return text
+    text = _SEQUENCES.sub("", text)
+    if not newlines:
+        text = text.replace("\r\n", " ").replace("\n", " ")
+    return _CONTROLS.sub("", text)
 
 
 def human_size(n: int | float | None) -> str:

@@ -11,8 +11,9 @@ import unicodedata
 
 #: Characters Windows forbids in names, plus both separators.
 #: Lone surrogates are bytes of a name that were not UTF-8 (surrogateescape): no file name
-#: on Windows, in a sidecar or on Civitai can hold them.
-_ILLEGAL = re.compile(r'[<>:"/\\|?*\x00-\x1f\x7f\ud800-\udfff]')
+#: on Windows, in a sidecar or on Civitai can hold them. C1 controls (the 8-bit CSI 0x9b...)
+#: and bidi overrides/isolates would act on a terminal or disguise the name's extension.
+_ILLEGAL = re.compile(r'[<>:"/\\|?*\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\ud800-\udfff]')
 #: Device names Windows reserves, with or without an extension (CON, CON.pt, com1.txt...).
 _RESERVED = {"CON", "PRN", "AUX", "NUL"} | {f"{p}{i}" for p in ("COM", "LPT") for i in range(10)}
 #: Keep names well below the 255-byte limit of ext4/NTFS, leaving room for ".part" etc.

@@ -57,15 +57,18 @@ class LazyGroup(click.Group):
         except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
             raise
         except SdlibError as exc:  # a command without @handle_errors
-            click.echo(f"sdlib: error: {exc}", err=True)
+            from sdlib.formatting import terminal_safe
+
+            click.echo(f"sdlib: error: {terminal_safe(str(exc), newlines=False)}", err=True)
             sys.exit(exc.exit_code)
         except KeyboardInterrupt:
             click.echo("sdlib: error: interrupted", err=True)
             sys.exit(130)
         except Exception as exc:
             from sdlib.cli._crash import report_crash
+            from sdlib.formatting import terminal_safe
 
-            click.echo(report_crash(exc), err=True)
+            click.echo(terminal_safe(report_crash(exc), newlines=False), err=True)
             sys.exit(1)
 
     def list_commands(self, ctx: click.Context) -> list[str]:

@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 import click
 
 from sdlib.errors import SdlibError
-from sdlib.formatting import human_size
+from sdlib.formatting import human_size, terminal_safe
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -40,7 +40,7 @@ def handle_errors(func: F) -> F:
 
 def fail(message: str, code: int) -> None:
     """Print ``sdlib: error: message`` to stderr and exit with ``code``."""
-    click.echo(f"sdlib: error: {message}", err=True)
+    click.echo(f"sdlib: error: {terminal_safe(message, newlines=False)}", err=True)
     sys.exit(code)
 
 
@@ -52,7 +52,33 @@ def emit_json(data: Any) -> None:
 
 
 def console(stderr: bool = False) -> Any:
-    """A rich Console (imported lazily: rich costs ~50 ms)."""
-    from rich.console import Console
+    """A rich Console (imported lazily: rich costs ~50 ms) that prints text terminal-safe.
 
-    return Console(stderr=stderr, highlight=False, soft_wrap=True)
+    Every text segment passes through :func:`sdlib.formatting.terminal_safe` on its way out,
+    so a model name, description or file name cannot move the cursor, clear the screen,
+    retitle the window or reorder what is shown; rich's own control segments (progress
+    redraws) pass as they are. ``--json`` does not come through here and stays exact.
+    """
+    return _safe_console_class()(stderr=stderr, highlight=False, soft_wrap=True)
+
+
+@functools.cache
+def _safe_console_class() -> Any:
+    from rich.console import Console
+    from rich.segment import Segment
+
+    class SafeConsole(Console):
+        def render_str(self, text: str, **kwargs: Any) -> Any:
+            # Every str rich renders (print arguments, table cells...) comes through here:
+            # whole sequences go before rich drops BEL or styles and wrapping split them up.
+            return super().render_str(terminal_safe(text), **kwargs)
+
+        def render(self, renderable: Any, options: Any = None) -> Any:
+            for segment in super().render(renderable, options):
+                text = segment.text
+                if segment.control or (text.isascii() and text.isprintable()) or text == "\n":
+                    yield segment
+                else:
+                    yield Segment(terminal_safe(text), segment.style, segment.control)
+
+    return SafeConsole

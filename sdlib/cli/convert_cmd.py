@@ -68,8 +68,10 @@ def convert_cmd(
             progress=None if as_json else progress.update,
         )
     except UnsafeFileError as exc:
-        for line in exc.findings:
-            click.echo(f"  {line}", err=True)
+        from sdlib.formatting import terminal_safe
+
+        for line in exc.findings:  # names from a hostile pickle: never raw to the terminal
+            click.echo(f"  {terminal_safe(line, newlines=False)}", err=True)
         if as_json:
             emit_json({"source": str(source), "verdict": "unsafe", "findings": list(exc.findings)})
         raise

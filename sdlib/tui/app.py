@@ -13,7 +13,7 @@ from textual.app import App, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.screen import Screen
 
-from sdlib.formatting import tilde
+from sdlib.formatting import terminal_safe, tilde
 from sdlib.tui.downloads import DownloadJob, DownloadQueue, discard_part, run_job
 from sdlib.tui.messages import (
     DownloadDone,
@@ -87,6 +87,10 @@ class SdlibApp(App[None]):
         self.services = self.services.with_settings(settings)
         for screen in self._mode_screens():
             screen.post_message(SettingsChanged())
+
+    def notify(self, message: str, *, title: str = "", **kwargs: Any) -> None:
+        """Toasts often carry file names and server messages: shown terminal-safe."""
+        super().notify(terminal_safe(message), title=terminal_safe(title), **kwargs)
 
     def _mode_screens(self) -> list[SdlibScreen]:
         screens: list[SdlibScreen] = []

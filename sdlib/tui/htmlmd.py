@@ -88,7 +88,9 @@ def html_to_markdown(html: str | None, *, max_chars: int = _MAX_CHARS) -> str:
     converter = _Converter()
     converter.feed(html[: max_chars * 4])
     converter.close()
-    text = converter.result()
+    from sdlib.formatting import terminal_safe
+
+    text = terminal_safe(converter.result())  # escape sequences in the HTML never reach it
     if len(text) > max_chars:
         text = text[:max_chars].rstrip() + " …"
     return text

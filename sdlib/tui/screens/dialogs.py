@@ -13,7 +13,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, OptionList, Static
 from textual.widgets.option_list import Option
 
-from sdlib.formatting import human_size, tilde
+from sdlib.formatting import human_size, terminal_safe, tilde
 
 if TYPE_CHECKING:
     from sdlib.sources.civitai import CivitaiModel, CivitaiVersion
@@ -44,7 +44,8 @@ class DownloadDialog(ModalScreen[int | None]):
         with Vertical(classes="dialog", id="download-dialog"):
             yield Static(
                 Content.from_markup(
-                    "[b]Download[/b] $name", name=f"{self.model.name} {self.version.name}"
+                    "[b]Download[/b] $name",
+                    name=terminal_safe(f"{self.model.name} {self.version.name}", newlines=False),
                 ),
                 classes="dialog-title",
             )
@@ -52,9 +53,9 @@ class DownloadDialog(ModalScreen[int | None]):
             options = []
             for f in self.version.files:
                 star = "★ " if f.primary else "  "
-                label = (
-                    f"{star}{f.name}\n    {human_size(f.size)} · {describe_file(f)}"
-                    f" · scan: {scan_text(f)}"
+                label = terminal_safe(
+                    f"{star}{terminal_safe(f.name, newlines=False)}\n    {human_size(f.size)}"
+                    f" · {describe_file(f)} · scan: {scan_text(f)}"
                 )
                 options.append(Option(Content(label), id=str(f.id)))
             yield OptionList(*options, id="download-files")
@@ -94,7 +95,7 @@ class DownloadDialog(ModalScreen[int | None]):
             text = f"where: {tilde(folder)}  ({dest.layout.title if dest.layout else 'folder'})"
         except SdlibError as exc:
             text = f"where: {exc.message}"
-        self.app.call_from_thread(self._set_where, text)
+        self.app.call_from_thread(self._set_where, terminal_safe(text, newlines=False))
 
     def _set_where(self, text: str) -> None:
         if self.is_attached:
@@ -119,8 +120,8 @@ class ConfirmDialog(ModalScreen[bool]):
 
     def __init__(self, title: str, body: str, *, yes: str = "Yes", danger: bool = False):
         super().__init__(classes="dialog-screen")
-        self._title = title
-        self._body = body
+        self._title = terminal_safe(title, newlines=False)  # often hold file names
+        self._body = terminal_safe(body)
         self._yes = yes
         self._danger = danger
 
@@ -152,8 +153,8 @@ class MessageDialog(ModalScreen[None]):
 
     def __init__(self, title: str, body: str) -> None:
         super().__init__(classes="dialog-screen")
-        self._title = title
-        self._body = body
+        self._title = terminal_safe(title, newlines=False)  # file names, server messages
+        self._body = terminal_safe(body)
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog", id="message-dialog"):

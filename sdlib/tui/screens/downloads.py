@@ -18,7 +18,7 @@ from textual.coordinate import Coordinate
 from textual.widgets import DataTable, Footer, Static
 from textual.widgets.data_table import CellDoesNotExist
 
-from sdlib.formatting import bar, duration, ellipsize, human_size, rate, tilde
+from sdlib.formatting import bar, duration, ellipsize, human_size, rate, terminal_safe, tilde
 from sdlib.tui.downloads import FINISHED, DownloadJob, JobState
 from sdlib.tui.screens._base import SdlibScreen
 
@@ -128,7 +128,7 @@ class DownloadsScreen(SdlibScreen):
             size = human_size(job.total or job.size)
         show_bar = job.done > 0 or job.state in (JobState.DOWNLOADING, JobState.VERIFYING)
         cells = {
-            "file": Text(ellipsize(job.file_name, self._name_width)),
+            "file": Text(ellipsize(terminal_safe(job.file_name, newlines=False), self._name_width)),
             "state": Text(ellipsize(status_text(job), 16), style=style),
             "bar": Text(bar(job.done, job.total or job.size, _BAR) if show_bar else ""),
             "size": Text(size, justify="right"),
@@ -245,7 +245,7 @@ def detail_text(job: DownloadJob, *, full: bool = False) -> str:
     elif job.note:
         lines.append(job.note)
     if not full:
-        return "\n".join(lines[:3])
+        return terminal_safe("\n".join(lines[:3]))  # names and messages from the server
     if job.state in FINISHED and job.result is not None:
         lines += [f"sidecar: {tilde(s)}" for s in job.result.sidecars]
-    return "\n".join(lines)
+    return terminal_safe("\n".join(lines))

@@ -22,7 +22,7 @@ from textual.coordinate import Coordinate
 from textual.widgets import DataTable, Footer, Input, Select, Static
 from textual.widgets.data_table import CellDoesNotExist
 
-from sdlib.formatting import ellipsize, human_size, tilde
+from sdlib.formatting import ellipsize, human_size, terminal_safe, tilde
 from sdlib.tui.messages import (
     LibraryChanged,
     LibraryEvidence,
@@ -72,7 +72,8 @@ def report_matches(f: FileReport, text: str, kind: Any, base: Any, status: Any) 
 def short_name(f: FileReport) -> str:
     """The path inside its model folder (the folder is what ``kind`` says)."""
     prefix = f.folder.rstrip("/") + "/"
-    return f.rel[len(prefix) :] if f.folder and f.rel.startswith(prefix) else f.rel
+    rel = f.rel[len(prefix) :] if f.folder and f.rel.startswith(prefix) else f.rel
+    return terminal_safe(rel, newlines=False)  # a file name: never raw to the terminal
 
 
 def plural(n: int, word: str) -> str:
@@ -283,7 +284,7 @@ class LibraryScreen(SdlibScreen):
                 "status": Text(
                     ellipsize(", ".join(f.status), 16), style="" if f.status == ["ok"] else "bold"
                 ),
-                "civitai": Text(ellipsize(civitai_text(f), 24)),
+                "civitai": Text(ellipsize(terminal_safe(civitai_text(f), newlines=False), 24)),
             }
             table.add_row(
                 Text(ellipsize(short_name(f), self._name_width)),
@@ -335,7 +336,9 @@ class LibraryScreen(SdlibScreen):
             return
         self.query_one("#lib-summary", Static).update(
             Content.from_markup(
-                "[b]$rel[/b]\n$what", rel=f.rel, what=f"{f.role} · {human_size(f.size)}"
+                "[b]$rel[/b]\n$what",
+                rel=terminal_safe(f.rel, newlines=False),
+                what=f"{f.role} · {human_size(f.size)}",
             )
         )
         status = ", ".join(f.status)
@@ -343,7 +346,7 @@ class LibraryScreen(SdlibScreen):
         if f.target:
             lines.append(f"  belongs in: {tilde(f.target)}")
         lines += [f"  same file: {tilde(d)}" for d in f.duplicates]
-        self.query_one("#lib-status-text", Static).update(Content("\n".join(lines)))
+        self.query_one("#lib-status-text", Static).update(Content(terminal_safe("\n".join(lines))))
         r = f.row
         if r.civitai_version_id is not None:
             civ = (
@@ -355,12 +358,13 @@ class LibraryScreen(SdlibScreen):
             civ = "Civitai: not found by hash (a private, deleted or local model)"
         else:
             civ = "Civitai: not identified yet (i: identify)"
-        self.query_one("#lib-civitai", Static).update(Content(civ))
+        self.query_one("#lib-civitai", Static).update(Content(terminal_safe(civ)))
         self.query_one("#lib-hashes", Static).update(
             Content(f"SHA256 {r.sha256}" if r.sha256 else "hashes: loading…")
         )
         self.query_one("#lib-evidence", Static).update(Content("classification: loading…"))
         sidecars = ", ".join(s.rsplit("/", 1)[-1] for s in f.sidecars) or "none"
+        sidecars = terminal_safe(sidecars, newlines=False)
         self.query_one("#lib-sidecars", Static).update(Content(f"sidecars: {sidecars}"))
         self.query_one(LocalPreview).show_path(None)
         if f.role == "model":
@@ -378,7 +382,7 @@ class LibraryScreen(SdlibScreen):
         if ev.path != self._selected_path():
             return
         lines = [f"classification: {ev.summary}"] + [f"  · {line}" for line in ev.lines]
-        self.query_one("#lib-evidence", Static).update(Content("\n".join(lines)))
+        self.query_one("#lib-evidence", Static).update(Content(terminal_safe("\n".join(lines))))
         if ev.hashes is not None:
             h = ev.hashes
             text = (

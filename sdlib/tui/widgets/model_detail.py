@@ -12,7 +12,7 @@ from textual.content import Content
 from textual.message import Message
 from textual.widgets import Label, Markdown, Select, Static
 
-from sdlib.formatting import count, date, human_size
+from sdlib.formatting import count, date, human_size, terminal_safe
 from sdlib.sources.versions import early_access_active
 from sdlib.tui.widgets.preview import PreviewPane
 
@@ -53,7 +53,7 @@ def files_text(version: CivitaiVersion) -> Content:
             Content.from_markup(
                 "$star[b]$name[/b]  $size\n    [dim]$what · scan: $scan[/dim]",
                 star=star,
-                name=f.name,
+                name=terminal_safe(f.name, newlines=False),
                 size=human_size(f.size),
                 what=describe_file(f) or "?",
                 scan=scan_text(f),
@@ -119,10 +119,12 @@ class ModelDetail(Horizontal):
         self.query_one("#detail-title", Static).update(
             Content.from_markup(
                 "[b]$name[/b]  [dim]$type · model $id$creator[/dim] " + " ".join(flags),
-                name=model.name,
-                type=model.type,
+                name=terminal_safe(model.name, newlines=False),
+                type=terminal_safe(model.type, newlines=False),
                 id=str(model.id),
-                creator=f" · by {model.creator}" if model.creator else "",
+                creator=f" · by {terminal_safe(model.creator, newlines=False)}"
+                if model.creator
+                else "",
             )
         )
         stats = [
@@ -131,10 +133,15 @@ class ModelDetail(Horizontal):
         ]
         if model.tags:
             stats.append("tags: " + ", ".join(model.tags[:6]))
-        self.query_one("#detail-meta", Static).update(Content(" · ".join(stats)))
+        self.query_one("#detail-meta", Static).update(Content(terminal_safe(" · ".join(stats))))
         select = self.query_one("#versions", Select)
         options = [
-            (f"{v.name}  ({v.base_model or '?'}, {date(v.published_at)})", v.id)
+            (
+                terminal_safe(
+                    f"{v.name}  ({v.base_model or '?'}, {date(v.published_at)})", newlines=False
+                ),
+                v.id,
+            )
             for v in model.versions_newest_first
         ]
         select.set_options(options)
@@ -156,7 +163,7 @@ class ModelDetail(Horizontal):
         if version.air:
             lines.append(f"AIR: {version.air}")
         markup = "\n".join("$l" + str(i) for i in range(len(lines)))
-        variables = {f"l{i}": line for i, line in enumerate(lines)}
+        variables = {f"l{i}": terminal_safe(line) for i, line in enumerate(lines)}
         if early_access_active(version.early_access_ends):
             markup += "\n[$warning]Early access until $ea[/] (downloads need early access)"
             variables["ea"] = date(version.early_access_ends)
@@ -167,7 +174,7 @@ class ModelDetail(Horizontal):
             words.update(
                 Content.from_markup(
                     "[$success]$words[/]  [dim](c: copy)[/dim]",
-                    words=", ".join(version.trained_words),
+                    words=terminal_safe(", ".join(version.trained_words)),
                 )
             )
         else:

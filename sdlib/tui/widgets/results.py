@@ -54,11 +54,14 @@ class ResultsTable(DataTable[Any]):
 
     def row_cells(self, model: CivitaiModel) -> list[Text]:
         # Text, not str: DataTable would read "[PRT]" in a model name as markup.
-        name = model.name + (" ⚠" if model.nsfw else "")
-        base = ", ".join(model.base_models) or "?"
+        from sdlib.formatting import terminal_safe
+
+        # Names come from a server: nothing in them may act on the terminal.
+        name = terminal_safe(model.name, newlines=False) + (" ⚠" if model.nsfw else "")
+        base = terminal_safe(", ".join(model.base_models), newlines=False) or "?"
         return [
             Text(ellipsize(name, self.name_width)),
-            Text(ellipsize(model.type, 12)),
+            Text(ellipsize(terminal_safe(model.type, newlines=False), 12)),
             Text(ellipsize(base, 10)),
             Text(count(model.download_count), justify="right"),
             Text(count(model.thumbs_up_count), justify="right"),

@@ -1,0 +1,72 @@
+"""Names and descriptions from a server never reach the terminal raw: a model named with
+escape sequences prints without ESC, C1 or bidi-override characters, while ``--json``
+keeps every character exactly as the server sent it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from sdlib.testing.catalogue import CATALOGUE
+from sdlib.testing.server import DemoServer
+
+REPO = Path(__file__).resolve().parents[2]
+#: Window title set (OSC 0), clear screen, 8-bit CSI, a right-to-left override, an isolate.
+HOSTILE = "Detail \x1b]0;pwned\x07Tweaker\x1b[2J \x9b31mred\x1b[0m \u202egpj.exe\u2066x"
+BAD_CHARS = ["\x1b", "\x9b", "\x9d", "\x07", "\u202e", "\u2066"]
+
+
+@pytest.fixture(scope="module")
+def hostile(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoServer]:
+    lora = next(m for m in CATALOGUE if m.id == 58390)
+    version = replace(lora.versions[0], name="v1\x1b[1A\x1b[2K", trained_words=("\x1b]2;t\x07w",))
+    model = replace(lora, name=HOSTILE, creator="Ly\x9b2Jkon",
+                    description=f"<p>{HOSTILE}</p>", versions=(version,))  # fmt: skip
+    with DemoServer(tmp_path_factory.mktemp("hostile"), catalogue=(model,)) as server:
+        yield server
+
+
+def run(server: DemoServer, tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SDLIB_", "CIVITAI_"))}
+    env.update(SDLIB_CIVITAI_URL=server.url, SDLIB_CONFIG=str(tmp_path / "none.toml"),
+               SDLIB_CACHE_DIR=str(tmp_path / "cache"), SDLIB_DATA_DIR=str(tmp_path / "data"),
+               COLUMNS="200", PYTHONIOENCODING="utf-8", FORCE_COLOR="1")  # fmt: skip
+    env.pop("NO_COLOR", None)
+    return subprocess.run([sys.executable, "-m", "sdlib", *args], env=env, capture_output=True,
+                          text=True, timeout=60, cwd=REPO, encoding="utf-8")  # fmt: skip
+
+
+def assert_clean(text: str) -> None:
+    # FORCE_COLOR makes rich style its output: its own SGR codes are fine; nothing else.
+    import re
+
+    without_sgr = re.sub(r"\x1b\[[0-9;]*m", "", text)
+    for ch in BAD_CHARS:
+        assert ch not in without_sgr, (ch, without_sgr)
+    assert "[2J" not in text and "]0;" not in text
+
+
+@pytest.mark.parametrize("args", [("search", "detail"), ("show", "58390")])
+def test_names_from_the_server_print_without_control_characters(
+    hostile: DemoServer, tmp_path: Path, args: tuple[str, ...]
+) -> None:
+    out = run(hostile, tmp_path, *args)
+    assert out.returncode == 0, out.stderr
+    assert "Tweaker" in out.stdout and "gpj.exe" in out.stdout  # the text is still shown
+    assert_clean(out.stdout)
+    assert_clean(out.stderr)
+
+
+def test_json_keeps_the_names_exactly(hostile: DemoServer, tmp_path: Path) -> None:
+    found = json.loads(run(hostile, tmp_path, "search", "detail", "--json").stdout)
+    assert [m["name"] for m in found] == [HOSTILE]
+    shown = json.loads(run(hostile, tmp_path, "show", "58390", "--json").stdout)
+    assert shown["model"]["name"] == HOSTILE
+    assert "Ly\x9b2Jkon" in json.dumps(shown["model"], ensure_ascii=False)
