@@ -12,12 +12,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from sdlib.library.trash import TRASH_DIR
+
 if TYPE_CHECKING:
     from sdlib.hashing import FileHashes
     from sdlib.library._journal import Journal, RunReport
     from sdlib.library.identify import IdentifyResult
+    from sdlib.library.layouts import Layout
     from sdlib.library.organize import Plan
     from sdlib.library.scan import FileReport, ScanProgress, ScanResult
+    from sdlib.library.trash import TrashResult
     from sdlib.library.updates import UpdatesReport
     from sdlib.transform.convert import ConvertResult
     from sdlib.tui.services import Services
@@ -280,48 +284,12 @@ def _outcome(journal: Journal, report: RunReport) -> OrganizeOutcome:
     )
 
 
-TRASH_DIR = ".sdlib-trash"
+def trash(report: FileReport, root: Path, layout: Layout | None = None) -> TrashResult:
+    """Move a file and its sidecars to the system trash (else ``<root>/.sdlib-trash``):
+    :func:`sdlib.library.trash.move_to_trash`, sidecars first, the model last. Only inside
+    the root and the folders ``layout`` is configured to read elsewhere."""
+    from sdlib.library.trash import move_to_trash
+    from sdlib.library.wall import Wall
 
-
-def trash(report: FileReport, root: Path) -> Path:
-    """Move a file and its sidecars to ``<root>/.sdlib-trash/<time>/``, keeping their paths.
-
-    The trash sits in the webUI folder, so every move is a rename on the same disk (instant,
-    nothing copied), and no webUI loads models from it. ``restore.json`` there lists where
-    each file came from; delete the folder to free the space.
-    """
-    import json
-    import os
-    import time
-
-    from sdlib.errors import LibraryError
-
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    bin_dir = root / TRASH_DIR / stamp
-    n = 1
-    while bin_dir.exists():
-        n += 1
-        bin_dir = root / TRASH_DIR / f"{stamp}-{n}"
-    moved: dict[str, str] = {}
-    # Sidecars first: if the model's move fails, it keeps at least its name and file.
-    for source in [*report.sidecars, report.path]:
-        src = Path(source)
-        try:
-            rel = src.relative_to(root)
-        except ValueError:
-            rel = Path(src.name)
-        dst = bin_dir / rel
-        try:
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(src, dst)
-        except FileNotFoundError:
-            continue
-        except OSError as exc:
-            raise LibraryError(
-                f"cannot move {src} to the trash: {exc.strerror or exc}", path=str(src)
-            ) from None
-        moved[str(dst)] = str(src)
-    if not moved:
-        raise LibraryError(f"{report.path} is gone already", path=report.path)
-    (bin_dir / "restore.json").write_text(json.dumps(moved, indent=2), encoding="utf-8")
-    return bin_dir
+    wall = Wall.for_layout(root, layout) if layout is not None else None
+    return move_to_trash([*report.sidecars, report.path], root, wall=wall)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -193,7 +194,19 @@ async def test_convert_writes_safetensors_beside_the_pickle(
         ), ui.notifications(app)
 
 
-async def test_trash_moves_the_file_and_its_sidecars(make_app: Any, library: Path, ui: Any) -> None:
+async def test_trash_moves_the_file_and_its_sidecars(
+    make_app: Any, library: Path, home: Path, ui: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import send2trash
+    import send2trash.plat_other as freedesktop
+
+    if send2trash.send2trash.__module__ != "send2trash.plat_other":
+        pytest.skip("this platform's trash cannot be pointed at a temporary folder")
+    # The system trash, but a private one: never the user's (HOME is a tmp folder here).
+    data = home / ".local" / "share"
+    monkeypatch.setenv("XDG_DATA_HOME", str(data))
+    monkeypatch.setattr(freedesktop, "XDG_DATA_HOME", os.fsencode(data))
+    monkeypatch.setattr(freedesktop, "HOMETRASH_B", os.fsencode(data / "Trash"))
     model = library / CKPT / "dreamshaper_7.safetensors"
     model.with_name("dreamshaper_7.civitai.info").write_text("{}")
     app = make_app()
@@ -206,10 +219,11 @@ async def test_trash_moves_the_file_and_its_sidecars(make_app: Any, library: Pat
         await pilot.press("y")
         await ui.until(pilot, lambda: len(rows(app)) == 3, what="the row to go")
         assert not model.exists()
-        [bin_dir] = (library / ".sdlib-trash").iterdir()
-        assert (bin_dir / CKPT / "dreamshaper_7.safetensors").is_file()
-        assert (bin_dir / CKPT / "dreamshaper_7.civitai.info").is_file()
-        assert "dreamshaper_7.safetensors" in (bin_dir / "restore.json").read_text()
+        trashed = data / "Trash" / "files"
+        assert (trashed / "dreamshaper_7.safetensors").is_file()
+        assert (trashed / "dreamshaper_7.civitai.info").is_file()
+        assert not (library / ".sdlib-trash").exists()
+        assert any("the system trash" in n for n in ui.notifications(app))
 
 
 async def test_no_webui_folder_says_what_to_do(make_app: Any, settings: Any, ui: Any) -> None:

@@ -3,7 +3,7 @@
 Verify, identify, updates and convert return a ``LibraryTaskDone``. The file-moving ones,
 organize (plan, confirm, apply, undo) and trash, ask first in a dialog that lists exactly
 what will move, then run the library's own journaled organize (``sdlib organize --apply``)
-or a same-disk rename into the webUI's ``.sdlib-trash`` folder.
+or the system trash (where there is none, a same-disk rename into ``.sdlib-trash``).
 """
 
 from __future__ import annotations
@@ -120,8 +120,8 @@ def start_trash(screen: LibraryScreen, report: FileReport) -> None:
     screen.app.push_screen(
         ConfirmDialog(
             "Move to trash",
-            "\n".join(files) + "\n\nThey go to .sdlib-trash in the webUI folder "
-            "(same disk, nothing is copied); delete that folder to free the space.",
+            "\n".join(files) + "\n\nThey go to the system trash; where there is none, to "
+            ".sdlib-trash in the webUI folder (delete that folder to free the space).",
             yes="Move to trash",
             danger=True,
         ),
@@ -132,9 +132,10 @@ def start_trash(screen: LibraryScreen, report: FileReport) -> None:
 def _trash(screen: LibraryScreen, report: FileReport) -> LibraryTaskDone:
     from sdlib.tui.library_ops import trash
 
-    root, _layout = screen.services.library_root()
-    where = trash(report, root)
-    return LibraryTaskDone("moved to the trash", f"{report.rel} → {tilde(where)}", changed=True)
+    root, layout = screen.services.library_root()
+    done = trash(report, root, layout)
+    where = tilde(done.folder) if done.folder and not done.system else done.where
+    return LibraryTaskDone("moved to the trash", f"{report.rel} → {where}", changed=True)
 
 
 # --- task bodies (worker threads) -----------------------------------------------------------
