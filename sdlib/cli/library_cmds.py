@@ -280,7 +280,10 @@ def identify_cmd(paths: tuple[Path, ...], ui: str | None, refresh: bool, no_prev
     from sdlib.sources.http import build_client
 
     settings = _settings()
-    targets = _targets(settings, paths, ui)
+    wanted = _regular_or_dirs(paths)
+    if paths and not wanted:
+        raise SystemExit(1)  # each was reported; nothing left to look up
+    targets = _targets(settings, wanted, ui)
     results: list[Any] = []
     with _stores(settings) as (index, hc), _Progress() as progress, build_client(settings) as http:
         files = _scan_targets(settings, index, hc, targets, progress)
@@ -296,7 +299,7 @@ def identify_cmd(paths: tuple[Path, ...], ui: str | None, refresh: bool, no_prev
                                                                        e.path))  # fmt: skip
             results += identifier.run(rows)
         requests, hits = remote.requests, remote.cache_hits
-        unreadable = any(f.row.problem for _, f in files)
+        unreadable = any(f.row.problem for _, f in files) or len(wanted) < len(paths)
     summary = _identify_summary(results, requests, hits)
     if as_json:
         emit_json({"files": [r.to_dict() for r in results], "summary": summary})
@@ -305,6 +308,24 @@ def identify_cmd(paths: tuple[Path, ...], ui: str | None, refresh: bool, no_prev
     codes = [r.exit_code for r in results if r.exit_code] + ([1] if unreadable else [])
     if codes:
         raise SystemExit(max(codes))
+
+
+def _regular_or_dirs(paths: tuple[Path, ...]) -> tuple[Path, ...]:
+    """PATHS without the files that are not regular (a FIFO, a device), each reported in
+    one line: a scan would skip them without a word, and opening one would block."""
+    from sdlib.errors import FormatError
+    from sdlib.files.opening import check_regular
+
+    out: list[Path] = []
+    for path in paths:
+        try:
+            if not path.is_dir():
+                check_regular(path)
+        except FormatError as exc:
+            click.echo(f"sdlib: error: {exc}", err=True)
+            continue
+        out.append(path)
+    return tuple(out)
 
 
 def _identify_summary(results: list[Any], requests: int, hits: int) -> dict[str, Any]:

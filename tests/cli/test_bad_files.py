@@ -173,6 +173,9 @@ def test_special_files_are_refused_at_once(run_cli: Any, tmp_path: Path) -> None
         assert "not a regular file (a FIFO (named pipe))" in first
         assert "loop of symbolic links" in second
         assert "Traceback" not in out.stderr
+    out = run_cli("identify", str(fifo), timeout=20)  # named explicitly: reported, not waited on
+    assert out.returncode == 1
+    assert out.stderr.strip() == f"sdlib: error: {fifo}: not a regular file (a FIFO (named pipe))"
 
 
 @pytest.mark.skipif(not POSIX, reason="non-UTF-8 names are POSIX")
