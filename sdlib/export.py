@@ -47,7 +47,11 @@ def build_export(scan: ScanResult, hashes: HashCache, site: str, root_text: str)
             out.skipped.append((report.rel, "no SHA256 recorded"))
             continue
         path = Path(report.path)
-        folder = path.parent.relative_to(scan.root).as_posix()
+        try:
+            folder = path.parent.relative_to(scan.root).as_posix()
+        except ValueError:  # a folder shared from elsewhere (ComfyUI's extra paths)
+            out.skipped.append((report.rel, "outside the root: a manifest cannot place it"))
+            continue
         ref = f"{row.civitai_model_id or ''}@{row.civitai_version_id}"
         entry = Entry(ref=ref, line=0, file_id=row.civitai_file_id, name=path.name,
                       folder=folder)  # fmt: skip
