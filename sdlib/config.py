@@ -192,7 +192,7 @@ def load_settings(path: Path | None = None, env: Mapping[str, str] | None = None
     settings = Settings(config_path=path)
     updates: dict[str, Any] = {}
     civitai_raw = raw.get("civitai")
-    has_token = isinstance(civitai_raw, dict) and "token" in civitai_raw
+    has_token = isinstance(civitai_raw, dict) and bool(civitai_raw.get("token"))
     for name, cls in _SECTIONS.items():
         if name in raw:
             updates[name] = _section(cls, raw.pop(name), name, path)

@@ -134,6 +134,8 @@ def _check(path: Path, text: str) -> None:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
         load_settings(Path(name), env={})
+    except ConfigError as exc:  # name the user's file, not the temporary copy
+        raise ConfigError(exc.message, path=str(path)) from None
     except OSError as exc:
         raise ConfigError(f"cannot write config: {exc}", path=str(path)) from None
     finally:

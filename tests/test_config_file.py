@@ -121,3 +121,15 @@ def test_a_token_in_a_group_readable_config_gets_one_warning(run_cli: Any, tmp_p
     cfg.write_text("[civitai]\nnsfw = true\n")
     cfg.chmod(0o644)  # no token: nothing to protect
     assert "warning" not in run_cli("config", "show", env={"SDLIB_CONFIG": str(cfg)}).stderr
+
+
+def test_saving_into_a_config_with_a_wrong_type_names_the_real_file(tmp_path: Path) -> None:
+    from sdlib.config import save_token
+
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("[network]\nretries = 'many'\n")
+    with pytest.raises(ConfigError) as info:
+        save_token(cfg, "abcdefgh1234")
+    assert info.value.path == str(cfg) and "network.retries must be a number" in str(info.value)
+    assert cfg.read_text() == "[network]\nretries = 'many'\n"  # left alone
+    assert [p.name for p in tmp_path.iterdir()] == ["c.toml"]  # no temporary copy left
