@@ -547,9 +547,12 @@ class _Download:
         verdict = check(hashes, self.spec.hashes, self.spec.size)
         problem: str | None = None
         if verdict.status == "mismatch" and not self.opt.accept_mismatch:
-            problem = verdict.problem()
-        else:
-            problem = container_problem(self.part, hashes.size, self.spec.container)
+            problem = (
+                f"{verdict.problem()}; the download was discarded "
+                "(--accept-mismatch keeps what the source serves)"
+            )
+        elif bad_container := container_problem(self.part, hashes.size, self.spec.container):
+            problem = f"{bad_container}; the download was discarded"
         if problem is None:
             return verdict.accept() if self.opt.accept_mismatch else verdict
         self.offset = 0
@@ -558,7 +561,7 @@ class _Download:
         self.record.drop()
         bad = verdict.disagreements[0] if verdict.disagreements else None
         raise HashMismatch(
-            f"{self.name}: {problem}; the download was discarded",
+            f"{self.name}: {problem}",
             expected=bad.published if bad else None,
             actual=bad.actual if bad else None,
         )

@@ -81,10 +81,16 @@ class Verification:
         if self.size_matches is False:
             parts.append(f"size {self.actual_size:,} bytes, expected {self.expected_size:,}")
         failing = [d for d in self.disagreements if self.decided_by in (None, d.hash)]
-        if failing:
-            names = ", ".join(d.hash for d in failing)
-            verb = "differs" if len(failing) == 1 else "differ"
-            parts.append(f"{names} {verb} from what the source published")
+        if len(failing) == 1:
+            bad = failing[0]
+            parts.append(
+                f"{bad.hash} differs from what the source published ({bad.published}, "
+                f"the file's is {bad.actual or 'none'})"
+            )
+        elif failing:
+            parts.append(
+                f"{', '.join(d.hash for d in failing)} differ from what the source published"
+            )
         return "; ".join(parts) or None
 
     def warning(self) -> str | None:

@@ -153,6 +153,8 @@ def _print(results: list[Any]) -> None:
         state = "already present" if r.status == "already-present" else "downloaded"
         out.print(f"[green]{state}[/green] {r.path}  ({human_size(r.size)}, {r.kind}, {r.base})")
         state = "verified" if r.verified else "[yellow]unverified[/yellow]"
+        if r.verified and r.verification is not None and r.verification.decided_by != "SHA256":
+            state = f"verified by {r.verification.decided_by}"  # none published
         out.print(f"  SHA256 {r.sha256} {state}", highlight=False)
         for side in r.sidecars:
             out.print(f"  + {Path(side).name}", highlight=False)
