@@ -76,7 +76,9 @@ class ScanState:
             self.ops_left -= machine.ops
             if machine.imports or self.unsafe_count() > unsafe_before:
                 # The classic evasion: payload first, then bytes that crash the scanner.
-                reason = f"pickle breaks off ({exc.reason}) after importing: a loader ran it"
+                reason = f"pickle breaks off ({exc.reason})" + (
+                    " after importing: a loader ran it" if machine.imports else ""
+                )
                 self.flag(entry, exc.offset, Verdict.UNSAFE, reason, op="parse")
                 self.parsed += 1
             else:
