@@ -247,3 +247,32 @@ async def test_load_more_stops_on_endless_empty_pages(
             await pilot.press("m")  # asking for more does not start again
             await ui.settle(pilot)
             assert hostile.count("/api/v1/models") == MAX_EMPTY_PAGES
+
+
+@pytest.mark.parametrize(("ends", "shown"), [("2024-11-20T00:00:00.000Z", False),
+                                             ("2999-01-01T00:00:00.000Z", True)])  # fmt: skip
+async def test_early_access_shows_only_while_it_runs(
+    make_app: Any, settings: Settings, ui: Any, ends: str, shown: bool
+) -> None:
+    from sdlib.config import CivitaiSettings
+    from sdlib.testing.hostile import Answer, HostileServer
+
+    # Civitai's Nov 2024 shape keeps earlyAccessEndsAt after the date has passed.
+    version = {"id": 2, "modelId": 1, "name": "v1", "baseModel": "SD 1.5",
+               "publishedAt": "2024-11-13T00:00:00.000Z", "earlyAccessEndsAt": ends,
+               "files": [{"id": 3, "name": "m.safetensors", "sizeKB": 10, "type": "Model",
+                          "primary": True, "metadata": {"format": "SafeTensor"}}],
+               "model": {"name": "Early Bird", "type": "LORA"}}  # fmt: skip
+    model = {"id": 1, "name": "Early Bird", "type": "LORA", "modelVersions": [version]}
+    with HostileServer() as server:
+        server.route("/api/v1/models", Answer.json({"items": [model], "metadata": {}}))
+        server.route("/api/v1/model-versions/2", Answer.json(version))
+        server.route("/api/v1/images", Answer.json({"items": [], "metadata": {}}))
+        app = make_app(replace(settings, civitai=CivitaiSettings(base_url=server.url)))
+        async with app.run_test(size=(120, 40)) as pilot:
+            await ui.settle(pilot)
+            await pilot.press("enter")
+            await ui.settle(pilot)
+            detail = app.screen.query_one(ModelDetail)
+            assert detail.version is not None and detail.version.id == 2
+            assert ("Early access until" in ui.text(app)) is shown
