@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any, BinaryIO, TypeAlias
 
 from sdlib.errors import FormatError
-from sdlib.files.opening import open_regular, printable
+from sdlib.files.opening import open_regular, os_problem, printable
 from sdlib.files.tensors import QUANT_BLOCKS, TensorInfo, TensorTable
 from sdlib.hashing import MAX_HEADER
 from sdlib.taxonomy import Container
@@ -140,7 +140,10 @@ def read_header_from(fh: BinaryIO, file_size: int, path: str | None = None) -> G
 
 def read_header(path: str | os.PathLike[str]) -> GGUFHeader:
     with open_regular(path) as fh:
-        return read_header_from(fh, os.fstat(fh.fileno()).st_size, printable(path))
+        try:
+            return read_header_from(fh, os.fstat(fh.fileno()).st_size, printable(path))
+        except OSError as exc:  # an I/O error mid-read
+            raise FormatError(os_problem(exc), path=printable(path)) from None
 
 
 def read_table(path: str | os.PathLike[str]) -> TensorTable:

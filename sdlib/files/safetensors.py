@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from typing import Any, BinaryIO
 
 from sdlib.errors import FormatError
-from sdlib.files.opening import open_regular, printable
+from sdlib.files.opening import open_regular, os_problem, printable
 from sdlib.files.tensors import DTYPE_SIZES, TensorInfo, TensorTable
 from sdlib.hashing import MAX_HEADER
 from sdlib.taxonomy import Container
@@ -172,4 +172,7 @@ def read_table_from(fh: BinaryIO, file_size: int, path: str | None = None) -> Te
 def read_table(path: str | os.PathLike[str]) -> TensorTable:
     """The tensor table and metadata of a safetensors file, from its header alone."""
     with open_regular(path) as fh:
-        return read_table_from(fh, os.fstat(fh.fileno()).st_size, printable(path))
+        try:
+            return read_table_from(fh, os.fstat(fh.fileno()).st_size, printable(path))
+        except OSError as exc:  # an I/O error mid-read
+            raise FormatError(os_problem(exc), path=printable(path)) from None

@@ -25,6 +25,7 @@ from sdlib.files import _signatures as sig
 from sdlib.files import gguf, safetensors
 from sdlib.files.classify import INTERNAL_ERROR, classify
 from sdlib.files.tensors import DTYPE_SIZES, QUANT_BLOCKS, TensorInfo, TensorTable
+from sdlib.inspect import _classify_gguf
 from sdlib.taxonomy import Container
 from sdlib.testing.specs import METADATA, SPECS
 from sdlib.testing.writers import gguf_header, safetensors_header
@@ -261,6 +262,10 @@ _GGUF_SPECS = {
     "img_in.weight": ("F16", (32, 64)),
     "final_layer.linear.bias": ("F32", (16,)),
 }
+_GGUF_SPECS |= {
+    "enc.blk.0.attn_q.weight": ("F16", (64, 64)),
+    "token_embd.weight": ("Q8_0", (8, 64)),
+}
 _VALID_GGUF, _GGUF_DATA = gguf_header(
     _GGUF_SPECS, {"general.architecture": "flux", "general.file_type": 7,
                   "tokens": ["a", "b", "c"], "general.alignment": 32}
@@ -293,6 +298,8 @@ def test_gguf_reader_on_mutated_headers(
         pass
     else:
         _classifies(header.table())
+        cls = _classify_gguf(header)  # what inspect does: llama.cpp names translated first
+        assert not cls.evidence or INTERNAL_ERROR not in " ".join(cls.evidence)
     assert time.perf_counter() - started < SLOW
 
 
