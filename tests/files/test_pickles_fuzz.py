@@ -21,7 +21,7 @@ import pytest
 
 from sdlib.errors import FormatError
 from sdlib.files._pickle_rules import Rule, classify_global, normalise
-from sdlib.files.pickles import open_pickle_bytes, scan_bytes
+from sdlib.files.pickles import scan_bytes
 from sdlib.taxonomy import Verdict
 from sdlib.testing.pickles import (
     Tensor,
@@ -31,8 +31,6 @@ from sdlib.testing.pickles import (
     lightning_checkpoint,
     ramp,
     ti_embedding,
-    torch_legacy,
-    torch_zip,
 )
 
 _MUTATION_BYTES = list(b"(]}).cNILFSVUTXKJMGBqhjrpgabeostuR\x81\x93\x94\x95Q\x80\x8c")
@@ -121,19 +119,6 @@ def test_scanner_sees_every_import_a_real_unpickler_makes() -> None:
             seen_all = all(f"{m}.{n}" in ours for m, n in risky)
             assert seen_all or verdict is Verdict.UNSAFE, (data, risky, ours)
             assert not risky or verdict in (Verdict.SUSPICIOUS, Verdict.UNSAFE), (data, risky)
-
-
-def test_mutated_archives_never_crash_the_reader() -> None:
-    rng = random.Random(7)
-    seeds = [
-        torch_zip(lightning_checkpoint({"a": Tensor(ramp(4), "F32", (2, 2))})),
-        torch_zip(ti_embedding(1, 8, parameter_dict=True)),
-        torch_legacy({"x": Tensor(ramp(4), "F32", (4,))}),
-    ]
-    for _ in range(6000):
-        data = _mutate(rng, rng.choice(seeds))
-        with contextlib.suppress(FormatError):
-            open_pickle_bytes(data)
 
 
 def test_fuzz_inputs_are_deterministic(tmp_path: Path) -> None:
