@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import struct
 from collections.abc import Mapping
 from typing import Any, BinaryIO
@@ -75,13 +76,16 @@ def _unique_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return out
 
 
+_SURROGATES = re.compile("[\ud800-\udfff]")
+
+
 def _text(value: str) -> str:
     """``value`` with lone surrogates (from ``\\udXXX`` escapes) as U+FFFD: such text cannot
     be printed, written as UTF-8 or stored in SQLite."""
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:
-        return value.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+        return _SURROGATES.sub("\ufffd", value)
     return value
 
 

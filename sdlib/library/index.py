@@ -172,6 +172,20 @@ def _to_db(path: str) -> str:
     return path
 
 
+_SURROGATES = re.compile("[\ud800-\udfff]")
+
+
+def _text(value: Any) -> Any:
+    """Text columns other than the path (Civitai names, notes) with lone surrogates, as a
+    JSON ``\\ud800`` escape decodes, shown as U+FFFD: sqlite3 refuses to store them."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return _SURROGATES.sub("\ufffd", value)
+    return value
+
+
 def _from_db(text: str) -> str:
     return _ESCAPED.sub(lambda m: chr(int(m.group(1), 16)), text)
 
@@ -343,7 +357,7 @@ class Index:
 
     def insert(self, row: FileRow) -> int:
         """Insert (inside a ``transaction``); returns the new id."""
-        values = [getattr(row, c) for c in _COLUMNS]
+        values = [_text(getattr(row, c)) for c in _COLUMNS]
         values[0] = _to_db(row.path)  # path is the first column
         marks = ", ".join("?" * len(_COLUMNS))
         with self._lock, self._errors():
@@ -360,8 +374,8 @@ class Index:
         unknown = set(values) - set(_COLUMNS)
         if unknown:
             raise ValueError(f"unknown columns {sorted(unknown)}")
-        if isinstance(values.get("path"), str):
-            values["path"] = _to_db(values["path"])
+        values = {k: _to_db(v) if k == "path" and isinstance(v, str) else _text(v)
+                  for k, v in values.items()}  # fmt: skip
         sets = ", ".join(f"{k} = ?" for k in values)
         with self._lock, self._errors():
             self._db.execute(f"UPDATE files SET {sets} WHERE id = ?", (*values.values(), file_id))

@@ -381,3 +381,6 @@ def test_names_that_are_not_utf8_are_indexed_moved_and_rescanned(
     third = run(root, stores)
     assert third.moved == 1 and next(f for f in third.files if f.path == moved).id == rep.id
     assert [h["event"] for h in index.history(rep.id)] == ["added", "moved"]
+    # Other text (a Civitai name from JSON "\ud800") with a lone surrogate is stored too.
+    index.update(rep.id, civitai_model_name="Model \ud800")
+    assert index.get(rep.id).civitai_model_name == "Model \ufffd"  # type: ignore[union-attr]
