@@ -70,14 +70,21 @@ def inspect_file(path: str | os.PathLike[str]) -> InspectReport:
                 from sdlib.files.safetensors import read_table_from
 
                 fh.seek(0)
-                table = read_table_from(fh, size, spath)
-                return InspectReport(spath, size, container, _classify(table))
+                try:
+                    table = read_table_from(fh, size, spath)
+                except FormatError:
+                    if _hidden_pickle(p, head) is None:
+                        raise
+                    return _inspect_pickle(p, size, Container.PICKLE)
+                hidden = _hidden_pickle(p, head)
+                return InspectReport(spath, size, container, _classify(table), hidden)
             if container is Container.GGUF:
                 from sdlib.files.gguf import read_header_from
 
                 fh.seek(0)
                 header = read_header_from(fh, size, spath)
-                return InspectReport(spath, size, container, _classify_gguf(header))
+                hidden = _hidden_pickle(p, head)
+                return InspectReport(spath, size, container, _classify_gguf(header), hidden)
     except FileNotFoundError:
         raise FormatError("no such file", path=spath) from None
     except PermissionError:
@@ -141,6 +148,29 @@ def _classify_gguf(header: GGUFHeader) -> Classification:
         lines.append(f"most weights are {quant}; general.file_type names the mix {ftype}")
         quant = ftype
     return replace(cls, quantization=quant, evidence=(*lines, *cls.evidence))
+
+
+def _hidden_pickle(path: Path, head: bytes) -> PickleScan | None:
+    """The scan of a file another format claims that also runs as a hostile pickle.
+
+    A safetensors-looking length and ``{`` can open a pickle (a BINFLOAT swallows them),
+    and a loader choosing ``torch.load`` by a ``.ckpt`` name runs what follows. Only a
+    file whose head runs as a pickle prefix is scanned (cheap), and only a named unsafe
+    global counts: a header length that reads as a huge integer is not a payload.
+    """
+    from sdlib.files.sniff import pickle_prefix
+
+    if not pickle_prefix(head):
+        return None
+    from sdlib.files.pickles import scan_file
+    from sdlib.taxonomy import Verdict
+
+    try:
+        scan = scan_file(path)
+    except FormatError:
+        return None
+    hostile = any(f.severity is Verdict.UNSAFE and f.module for f in scan.findings)
+    return scan if hostile else None
 
 
 def _inspect_pickle(path: Path, size: int, container: Container) -> InspectReport:

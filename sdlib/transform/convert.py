@@ -143,14 +143,28 @@ def _plan(src: Path, dtype: str, prune: bool) -> tuple[Plan, PickleScan | None]:
             "Forge) and cannot be converted to safetensors without dequantising"
         )
     if _is_safetensors(src):
-        if dtype == "keep" and not prune:
-            raise UsageError("already safetensors: pass --dtype or --prune to change it")
-        with open(src, "rb") as fh:
-            return plan_from_safetensors(read_header(fh), dtype, prune), None
+        try:
+            with open(src, "rb") as fh:
+                header = read_header(fh)
+        except FormatError:
+            # A safetensors-looking start can open a pickle (torch.load runs it): judge it.
+            if not _is_hostile_pickle(src):
+                raise
+        else:
+            if dtype == "keep" and not prune:
+                raise UsageError("already safetensors: pass --dtype or --prune to change it")
+            return plan_from_safetensors(header, dtype, prune), None
     loaded = open_pickle(src)
     if loaded.scan.unsafe:
         raise unsafe_error(loaded.scan, str(src))
     return plan_from_pickle(loaded, dtype, prune), loaded.scan
+
+
+def _is_hostile_pickle(path: Path) -> bool:
+    try:
+        return open_pickle(path).scan.unsafe
+    except FormatError:
+        return False
 
 
 def _is_gguf(path: Path) -> bool:

@@ -12,6 +12,7 @@ written); the benign twin of each form must never exit 3.
 from __future__ import annotations
 
 import io
+import pickletools
 import struct
 import tarfile
 from collections.abc import Callable
@@ -58,9 +59,17 @@ def _torch_tar(payload: bytes) -> bytes:
     return _tar([("sys_info", sys_info), ("pickle", payload), ("storages", dump([])[0])])
 
 
+def _safetensors_prefix(payload: bytes) -> bytes:
+    """A pickle whose first 9 bytes read as a safetensors length (0x1047) and ``{``: the
+    BINFLOAT opcode ``G`` swallows them and POP drops the float; torch.load runs the rest."""
+    data = b"G\x10\x00\x00\x00\x00\x00\x00{0" + payload
+    return data + b" " * max(0, 8 + 0x1047 - len(data)) + bytes(16)
+
+
 # Each form: (id, file name, build). The build wraps a payload pickle into the form.
 FORMS: list[tuple[str, str, Build]] = [
     ("plain", "m.pt", lambda p: p),
+    ("behind-a-safetensors-looking-prefix", "m.ckpt", _safetensors_prefix),
     ("concatenated-after-a-benign-stream", "m.pt", lambda p: dump([1, 2])[0] + p),
     ("npy-object-array-v1", "a.npy", lambda p: _npy(p)),
     ("npy-object-array-v2", "a.npy", lambda p: _npy(p, version=2)),
@@ -166,8 +175,18 @@ def test_benign_twin_of_every_form_never_exits_3(
             # validated), so even a benign one is unsafe: that is the documented exception.
             assert code == 3
             continue
+        if form.startswith("behind-a-safetensors"):
+            assert code == 1  # a corrupt safetensors header over a harmless pickle
+            continue
         assert code == 0, (form, stream_id)
         assert scan_file(path).verdict is not Verdict.UNSAFE
+
+
+def test_the_safetensors_prefix_really_reads_as_safetensors_to_a_naive_sniff() -> None:
+    data = _safetensors_prefix(BENIGN_STREAMS["p2-dict"])
+    assert sniff_bytes(data[:64], len(data)) is Container.SAFETENSORS  # the disguise works
+    ops = [op.name for op, _, _ in pickletools.genops(data)]
+    assert ops[:2] == ["BINFLOAT", "POP"] and "STOP" in ops  # and it is a whole pickle
 
 
 def test_the_head_of_each_opening_opcode_sniffs_as_a_pickle(tmp_path: Path) -> None:
@@ -191,7 +210,7 @@ def test_library_scan_lists_each_form_as_unsafe_pickle(tmp_path: Path) -> None:
     expected = []
     for stream_id, payload in payloads.items():
         for form, _name, build in FORMS:
-            if form.startswith(("plain", "concatenated", "torch", "zip-member-data")):
+            if form.startswith(("plain", "behind", "concat", "torch", "zip-member-data")):
                 name = f"{stream_id}-{form}.ckpt"
                 (folder / name).write_bytes(build(payload))
                 expected.append(f"models/Stable-diffusion/{name}")
