@@ -15,7 +15,9 @@ from sdlib.formatting import human_size, terminal_safe
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-__all__ = ["console", "emit_json", "fail", "handle_errors", "human_size", "json_option"]
+__all__ = [
+    "console", "echo_err", "emit_json", "fail", "handle_errors", "human_size", "json_option",
+]  # fmt: skip
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
 
@@ -42,6 +44,11 @@ def fail(message: str, code: int) -> None:
     """Print ``sdlib: error: message`` to stderr and exit with ``code``."""
     click.echo(f"sdlib: error: {terminal_safe(message, newlines=False)}", err=True)
     sys.exit(code)
+
+
+def echo_err(line: str) -> None:
+    """One line to stderr, terminal-safe: it often holds a file name or a server message."""
+    click.echo(terminal_safe(line, newlines=False), err=True)
 
 
 def emit_json(data: Any) -> None:

@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from sdlib.cli._common import console, emit_json, handle_errors, json_option
+from sdlib.cli._common import console, echo_err, emit_json, handle_errors, json_option
 
 #: Files at least this large get a progress bar (on a terminal).
 PROGRESS_MIN = 64 << 20
@@ -45,13 +45,13 @@ def hash_cmd(files: tuple[Path, ...], no_cache: bool, as_json: bool) -> None:
                 hashes, cached = _hash_one(cache, path, err)
             except SdlibError as exc:  # this file fails; the others are still hashed
                 failures.append(exc)
-                click.echo(f"sdlib: error: {exc}", err=True)
+                echo_err(f"sdlib: error: {exc}")
                 continue
             except Exception as exc:
                 from sdlib.cli._crash import report_crash
 
                 failures.append(SdlibError(str(exc)))
-                click.echo(report_crash(exc).replace("sdlib: ", f"sdlib: {path}: ", 1), err=True)
+                echo_err(report_crash(exc).replace("sdlib: ", f"sdlib: {path}: ", 1))
                 continue
             results.append({"path": str(path), **hashes.to_dict(), "cached": cached})
     if as_json:

@@ -7,7 +7,14 @@ from typing import Any
 
 import click
 
-from sdlib.cli._common import console, emit_json, handle_errors, human_size, json_option
+from sdlib.cli._common import (
+    console,
+    echo_err,
+    emit_json,
+    handle_errors,
+    human_size,
+    json_option,
+)
 
 
 @click.command("inspect")
@@ -46,14 +53,14 @@ def inspect_cmd(files: tuple[Path, ...], explain: bool, as_json: bool) -> None:
             reports.append(inspect_file(path).to_dict())
         except SdlibError as exc:
             codes.append(exc.exit_code)
-            click.echo(f"sdlib: error: {exc}", err=True)
+            echo_err(f"sdlib: error: {exc}")
             if as_json:
                 reports.append({"path": printable(path), "error": exc.message})
         except OSError as exc:
             from sdlib.files.opening import os_problem
 
             codes.append(1)
-            click.echo(f"sdlib: error: {printable(path)}: {os_problem(exc)}", err=True)
+            echo_err(f"sdlib: error: {printable(path)}: {os_problem(exc)}")
             if as_json:
                 reports.append({"path": printable(path), "error": os_problem(exc)})
         except Exception as exc:
@@ -61,7 +68,7 @@ def inspect_cmd(files: tuple[Path, ...], explain: bool, as_json: bool) -> None:
 
             codes.append(1)
             line = report_crash(exc).replace("sdlib: ", f"sdlib: {printable(path)}: ", 1)
-            click.echo(line, err=True)
+            echo_err(line)
             if as_json:
                 reports.append({"path": printable(path), "error": line})
     if as_json:

@@ -10,7 +10,14 @@ from typing import Any
 
 import click
 
-from sdlib.cli._common import console, emit_json, handle_errors, human_size, json_option
+from sdlib.cli._common import (
+    console,
+    echo_err,
+    emit_json,
+    handle_errors,
+    human_size,
+    json_option,
+)
 
 _UI_HELP = "Which webUI: a1111, forge, reforge, sdnext, comfyui, stabilitymatrix, or auto."
 _ROOT = click.argument(
@@ -322,7 +329,7 @@ def _regular_or_dirs(paths: tuple[Path, ...]) -> tuple[Path, ...]:
             if not path.is_dir():
                 check_regular(path)
         except FormatError as exc:
-            click.echo(f"sdlib: error: {exc}", err=True)
+            echo_err(f"sdlib: error: {exc}")
             continue
         out.append(path)
     return tuple(out)
@@ -409,7 +416,7 @@ def updates_cmd(root: Path | None, ui: str | None, ttl: float, refresh: bool,
     else:
         _print_updates(report, result)
     for note in report.notes:
-        click.echo(f"sdlib: note: {note}", err=True)
+        echo_err(f"sdlib: note: {note}")
     if report.errors:
         raise SystemExit(7)
 

@@ -7,7 +7,14 @@ from typing import Any
 
 import click
 
-from sdlib.cli._common import console, emit_json, handle_errors, human_size, json_option
+from sdlib.cli._common import (
+    console,
+    echo_err,
+    emit_json,
+    handle_errors,
+    human_size,
+    json_option,
+)
 from sdlib.errors import UnsafeFileError, UsageError
 
 _FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
@@ -120,7 +127,7 @@ def merge_cmd(
             )
     except UnsafeFileError as exc:
         for line in exc.findings:
-            click.echo(f"  {line}", err=True)
+            echo_err(f"  {line}")  # names from a hostile pickle
         if as_json:
             emit_json({"path": exc.path, "verdict": "unsafe", "findings": list(exc.findings)})
         raise

@@ -70,3 +70,18 @@ def test_json_keeps_the_names_exactly(hostile: DemoServer, tmp_path: Path) -> No
     shown = json.loads(run(hostile, tmp_path, "show", "58390", "--json").stdout)
     assert shown["model"]["name"] == HOSTILE
     assert "Ly\x9b2Jkon" in json.dumps(shown["model"], ensure_ascii=False)
+
+
+@pytest.mark.skipif(os.name == "nt", reason="Windows file names cannot hold control characters")
+def test_file_names_with_escapes_print_clean(hostile: DemoServer, tmp_path: Path) -> None:
+    folder = tmp_path / "models"
+    folder.mkdir()
+    evil = folder / "evil\x1b]0;pwned\x07\x1b[2J\u202egpj.safetensors"
+    evil.write_bytes(b"\x40" * 8 + b"{")
+    odd = folder / "ok\x9b31m.safetensors"
+    odd.write_bytes(b"not a model at all")
+    out = run(hostile, tmp_path, "inspect", str(evil), str(odd))
+    assert out.returncode != 0 and "Traceback" not in out.stderr
+    assert "gpj.safetensors" in out.stderr + out.stdout
+    assert_clean(out.stdout)
+    assert_clean(out.stderr)
