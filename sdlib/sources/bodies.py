@@ -74,7 +74,9 @@ def read_capped(response: httpx.Response, limit: int) -> tuple[bytes, bool]:
             return (content[:HEAD] if over else content), over
         declared = _content_length(response)
         if declared is not None and declared > limit and not _encoding(response):
-            return b"", True  # said so up front: do not read a byte of it
+            # Said so up front: read only enough to tell what it is (a challenge page?).
+            head, _ = _collect(response.iter_raw(), min(limit, HEAD))
+            return head, True
         encoding = _encoding(response)
         if encoding in ("gzip", "x-gzip", "deflate"):
             return _inflate(response.iter_raw(), encoding, limit)

@@ -155,3 +155,12 @@ def test_challenge_pages_are_recognised() -> None:
     quoted = b'{"description": "Just a moment... please"}'
     assert challenge_of(_response(200, quoted, **{"content-type": "application/json"}),
                         quoted) is None  # fmt: skip
+
+
+def test_a_declared_long_error_page_is_still_recognised(server: HostileServer) -> None:
+    page = b"<html><head><title>Just a moment...</title></head>" + b" " * (1 << 20) + b"</html>"
+    server.route("/wall", Answer(403, page, {"Content-Type": "text/html"}))
+    with httpx.Client() as client, client.stream("GET", server.url + "/wall") as response:
+        head, over = read_capped(response, 64 << 10)
+        assert over and len(head) == 64 << 10
+        assert challenge_of(response, head) == "Cloudflare"
