@@ -73,9 +73,9 @@ def test_safe_and_non_pickle_files_are_left_alone(tmp_path: Path) -> None:
 def test_a_classifier_crash_cannot_leave_an_unsafe_file_placed(
     tmp_path: Path, installer: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import sdlib.inspect
+    import sdlib.files.classify
 
-    monkeypatch.setattr(sdlib.inspect, "_classify", crash)
+    monkeypatch.setattr(sdlib.files.classify, "classify", crash)
     sentinel = tmp_path / "PWNED"
     folder = tmp_path / "webui" / "models" / "VAE"
     path = hostile_vae(folder / "vae.ckpt", sentinel)
@@ -87,9 +87,9 @@ def test_a_classifier_crash_cannot_leave_an_unsafe_file_placed(
 def test_a_classifier_crash_on_a_safe_file_is_a_warning_not_a_traceback(
     tmp_path: Path, installer: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import sdlib.inspect
+    import sdlib.files.classify
 
-    monkeypatch.setattr(sdlib.inspect, "_classify", crash)
+    monkeypatch.setattr(sdlib.files.classify, "classify", crash)
     path = benign_vae(tmp_path / "webui" / "models" / "VAE" / "vae.ckpt")
     placed, kind, base, warnings = installer._check_and_place(
         path, Kind.VAE, Base.SD1, installer.destination
