@@ -240,6 +240,8 @@ def _long_text(m: Machine) -> None:
 
 def _long_bin(m: Machine, fmt: str) -> None:
     n = m._int(fmt)
+    if n > m.end - m.pos:  # a length past the end is a broken stream, not a big number
+        raise PickleError("length prefix runs past the end of the data", m.op_offset)
     if n > m.limits.long_bytes:
         raise m._limit("LONG4 integer size")
     m.push(int.from_bytes(m._read(n), "little", signed=True))
@@ -252,9 +254,14 @@ def _float_text(m: Machine) -> None:
         raise PickleError("invalid float literal", m.op_offset) from exc
 
 
-def _buffer(m: Machine) -> None:
+def _next_buffer(m: Machine) -> None:
+    # A loader given buffers carries on past it: keep running so what follows is seen.
     m.flag(None, "NEXT_BUFFER", Verdict.UNSAFE, "out-of-band buffers never occur in checkpoints")
-    raise PickleError("out-of-band buffer", m.op_offset)
+    m.push(Opaque(None))
+
+
+def _readonly_buffer(m: Machine) -> None:
+    m.top()  # makes the buffer on top read-only; nothing else changes
 
 
 def _persid_text(m: Machine) -> None:
@@ -303,8 +310,8 @@ DISPATCH: dict[int, _Op] = {
     ord("C"): lambda m: m.push(m._sized("<B")),
     0x8E: lambda m: m.push(m._sized("<Q")),
     0x96: lambda m: m.push(m._sized("<Q")),
-    0x97: _buffer,
-    0x98: _buffer,
+    0x97: _next_buffer,
+    0x98: _readonly_buffer,
     ord(")"): lambda m: m.push(()),
     ord("t"): lambda m: m.push(tuple(m.pop_mark())),
     0x85: _tuple_n(1),

@@ -20,6 +20,7 @@ MAX_FILE_OPCODES = 50_000_000
 # Any opcode may start a stream a real unpickler would run (INST, SHORT_BINUNICODE...); the
 # VM, not a guess from the first byte, decides what is a pickle.
 _PICKLE_STARTS = frozenset(DISPATCH)
+_RAISES_AT_ONCE = frozenset({"EXT1", "EXT2", "EXT4", "NEXT_BUFFER"})
 
 
 @dataclass(frozen=True)
@@ -69,12 +70,12 @@ class ScanState:
             storages=self.storages,
             limits=replace(LIMITS, opcodes=max(1, min(LIMITS.opcodes, self.ops_left))),
         )
-        unsafe_before = self.unsafe_count()
+        before = len(self.findings)
         try:
             result = machine.run(start, end)
         except PickleError as exc:
             self.ops_left -= machine.ops
-            if machine.imports or self.unsafe_count() > unsafe_before:
+            if machine.imports or self._acted(before):
                 # The classic evasion: payload first, then bytes that crash the scanner.
                 reason = f"pickle breaks off ({exc.reason})" + (
                     " after importing: a loader ran it" if machine.imports else ""
@@ -88,6 +89,15 @@ class ScanState:
         self.ops_left -= machine.ops
         self.parsed += 1
         return result
+
+    def _acted(self, since: int) -> bool:
+        """Whether a broken stream did something hostile before it broke. An extension code
+        or an out-of-band buffer alone is not enough: a stock unpickler raises right there,
+        and one random byte in 40 opens a stream that way (junk is not a pickle)."""
+        return any(
+            f.severity is Verdict.UNSAFE and f.opcode not in _RAISES_AT_ONCE
+            for f in self.findings[since:]
+        )
 
     def unsafe_count(self) -> int:
         return sum(1 for f in self.findings if f.severity is Verdict.UNSAFE)

@@ -223,3 +223,36 @@ def test_library_scan_lists_each_form_as_unsafe_pickle(tmp_path: Path) -> None:
     for rel in expected:
         assert "unsafe-pickle" in found[rel], (rel, found[rel])
     assert not (tmp_path / "PWNED").exists()
+
+
+@pytest.mark.parametrize(
+    ("data", "code"),
+    [
+        # A copyreg extension code or an out-of-band buffer opening a stream that breaks at
+        # once is junk (a stock unpickler raises right there), not a hostile pickle...
+        (b"\x82\xbe\xc3junk-bytes-after-it", 1),
+        (b"\x97\xcb\x1cjunk-bytes-after-it", 1),
+        (b"\x8b\xff\xff\xff\x7f" + bytes(64), 1),  # LONG4 claiming 2 GiB of a 69-byte file
+        # ...but the same opcodes in a stream that completes are unsafe.
+        (b"\x80\x02\x82\xbe)R.", 3),
+        (b"\x80\x05\x97.", 3),
+        # A loader that passes buffers runs what follows NEXT_BUFFER: so does the scan.
+        (b"\x80\x05\x97\x98" + call_pickle("posix", "system", "x", proto=0), 3),
+    ],
+    ids=[
+        "EXT1-then-junk",
+        "NEXT_BUFFER-then-junk",
+        "LONG4-past-the-end",
+        "EXT1",
+        "buffer",
+        "buffer-then-payload",
+    ],
+)
+def test_junk_opening_with_an_opcode_is_not_called_unsafe(
+    data: bytes, code: int, tmp_path: Path
+) -> None:
+    path = tmp_path / "x.bin"
+    path.write_bytes(data)
+    assert _inspect_code(path) == code
+    if b"posix" in data:
+        assert "posix.system" in scan_file(path).globals
