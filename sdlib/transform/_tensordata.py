@@ -184,6 +184,7 @@ class StorageReader:
         self._inputs = [bytearray(), bytearray()]
         self._outputs = [bytearray(), bytearray()]
         self._turn = 0
+        self._carry = b""  # a partial element between two inflated chunks
 
     def _raw(self, storage: Storage) -> bytes:
         if self._inflated and self._inflated[0] == storage.offset:
@@ -235,6 +236,9 @@ class StorageReader:
         if src.storage.method == 0 and src.contiguous():
             yield from self._contiguous(src, np_src, dst)
             return
+        if src.storage.method == 8 and src.contiguous() and not self._is_inflated(src.storage):
+            yield from self._inflating(src, np_src, dst)
+            return
         raw = self._raw(src.storage) if src.storage.method == 8 else self._span(src)
         base = np.frombuffer(raw, dtype=np_src)
         offset = src.offset if src.storage.method == 8 else 0
@@ -245,6 +249,56 @@ class StorageReader:
             writeable=False,
         )
         yield Chunk(convert(np.ascontiguousarray(view).reshape(-1), src.dtype, dst))
+
+    def _is_inflated(self, storage: Storage) -> bool:
+        return self._inflated is not None and self._inflated[0] == storage.offset
+
+    def _inflating(self, src: Source, np_src: np.dtype[np.generic], dst: str) -> Iterator[Chunk]:
+        """A contiguous view of a deflated storage, inflated a chunk at a time: memory stays
+        at one chunk however large the storage (or however much it claims), never past its
+        declared size; the whole record is inflated once to check its size and CRC."""
+        storage, size = src.storage, np_src.itemsize
+        start, end = src.offset * size, (src.offset + src.numel) * size
+        step = max(size, CHUNK_BYTES // size * size)
+        inflater = zlib.decompressobj(-15)
+        self._carry = b""
+        self.fh.seek(storage.offset)
+        left_in = storage.compressed_size
+        pending = b""
+        done = crc = 0  # bytes of the storage inflated so far, and their CRC
+        while done < storage.nbytes:
+            want = min(step, storage.nbytes - done)
+            try:
+                if not pending and left_in:
+                    pending = self.fh.read(min(left_in, 1 << 20))
+                    left_in -= len(pending)
+                data = inflater.decompress(pending, want)
+                pending = inflater.unconsumed_tail
+            except zlib.error as exc:
+                raise FormatError("a compressed storage does not inflate") from exc
+            if not data:
+                if not pending and not left_in:
+                    raise FormatError("a storage is shorter than its record says")
+                continue
+            crc = zlib.crc32(data, crc)
+            lo, hi = max(start, done), min(end, done + len(data))
+            done += len(data)
+            if lo < hi:
+                part = data[lo - (done - len(data)) : hi - (done - len(data))]
+                # Whole elements only: a chunk boundary can fall inside one.
+                yield from self._cast_part(part, np_src, src.dtype, dst)
+        if self._carry:
+            raise FormatError("a storage is shorter than its record says")
+        self._check_crc(storage, crc)
+
+    def _cast_part(
+        self, part: bytes, np_src: np.dtype[np.generic], src_dtype: str, dst: str
+    ) -> Iterator[Chunk]:
+        data = self._carry + part
+        whole = len(data) - len(data) % np_src.itemsize
+        self._carry = data[whole:]
+        if whole:
+            yield Chunk(convert(np.frombuffer(data[:whole], dtype=np_src), src_dtype, dst))
 
     def _span(self, src: Source) -> bytes:
         """Bytes from the view's first to its last element (validated against the storage)."""
