@@ -63,9 +63,9 @@ _QUIET_RECORDS = frozenset(
 
 def scan_zip(state: ScanState, buf: Buffer) -> None:
     archive = parse_zip(buf)
-    state.findings.extend(archive.findings)
+    state.add(archive.findings)
     layout = torch_layout(buf, archive)
-    state.findings.extend(layout.findings)
+    state.add(layout.findings)
     big = layout.byteorder == "big"
     if layout.pickle is not None:
         _scan_data_pkl(state, buf, layout.pickle)
@@ -141,7 +141,7 @@ def _sniff_storage(state: ScanState, buf: Buffer, record: ZipEntry) -> None:
     probe = ScanState()
     result = probe.run(window, 0, record.name, "plain")
     if result is not None and probe.unsafe_count():
-        state.findings.extend(probe.findings)
+        state.add(probe.findings)
         state.flag(record.name, 0, Verdict.UNSAFE, "storage record holds a hostile pickle")
 
 
@@ -225,7 +225,7 @@ def _scan_nested_zip(state: ScanState, data: bytes, name: str, depth: int) -> No
         state.flag(name, 0, Verdict.SUSPICIOUS, f"unreadable nested zip ({exc})")
         return
     prefix = name + "/"
-    state.findings.extend(_prefixed(f, prefix) for f in archive.findings)
+    state.add(_prefixed(f, prefix) for f in archive.findings)
     for entry in archive.entries:
         _scan_member(state, data, entry, "", prefix, depth)
 

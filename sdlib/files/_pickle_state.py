@@ -6,6 +6,7 @@ readers (``_pickle_archive``: zip members, nested zips, ``.npy``/``.npz``, torch
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 
 from sdlib.files._pickle_ops import DISPATCH
@@ -54,7 +55,23 @@ class ScanState:
     def flag(
         self, entry: str, offset: int, severity: Verdict, reason: str, op: str = "layout"
     ) -> None:
-        self.findings.append(Finding("", "", op, offset, entry, severity, reason))
+        self.add([Finding("", "", op, offset, entry, severity, reason)])
+
+    def add(self, findings: Iterable[Finding]) -> None:
+        """Record findings, listing at most ``LIMITS.findings`` (a zip of a million odd
+        entries would otherwise cost memory, not news) but always a first unsafe one."""
+        cap = LIMITS.findings
+        for finding in findings:
+            if len(self.findings) < cap:
+                self.findings.append(finding)
+                continue
+            if len(self.findings) == cap:
+                why = "more findings than sdlib lists (the rest are not shown)"
+                self.findings.append(Finding("", "", "limit", 0, "", Verdict.SUSPICIOUS, why))
+            if finding.severity is Verdict.UNSAFE and not any(
+                f.severity is Verdict.UNSAFE for f in self.findings[cap:]
+            ):
+                self.findings.append(finding)
 
     def run(
         self, buf: Buffer, start: int, entry: str, mode: str, end: int | None = None

@@ -20,7 +20,7 @@ from sdlib.files._pickle_rules import Finding
 from sdlib.files._pickle_vm import Buffer
 from sdlib.taxonomy import Verdict
 
-MAX_ENTRIES = 1_000_000
+MAX_ENTRIES = 200_000  # an SDXL checkpoint has about 2,500
 #: The most a pickle member may inflate to before sdlib reads it (torch's data.pkl for an
 #: SDXL checkpoint is well under 1 MiB; whole pickled models a few MiB).
 MAX_PICKLE_BYTES = 64 << 20
