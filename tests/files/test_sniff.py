@@ -21,6 +21,18 @@ LEGACY = b"\x80\x02\x8a\x0a" + LEGACY_MAGIC.to_bytes(10, "little") + b".\x80\x02
         (b"GGUF\x03\x00\x00\x00", 100, Container.GGUF),
         (b"<!DOCTYPE html><html>", 100, Container.UNKNOWN),
         (b"", 0, Container.UNKNOWN),
+        # Protocol 0/1 streams open with any opcode (picklescan malicious11 and malicious23).
+        (b"Vposix\nVsystem\n\x93(Vls\ntR.", 100, Container.PICKLE),
+        (b"S'posix'\nS'system'\n\x93", 100, Container.PICKLE),
+        (b"(S'ls'\niposix\nsystem\n.", 100, Container.PICKLE),
+        (b"\x8c\x05posix\x8c\x06system\x93", 100, Container.PICKLE),  # protocol 4, no PROTO
+        # A payload, then bytes that break the stream: a loader has imported it by then.
+        (b"\x80\x04cos\nsystem\nVecho\n\x85R0\x8c\x02os\x94h\x03", 100, Container.PICKLE),
+        (b"\x93NUMPY\x01\x00v\x00{'descr': '|O', 'fortran_order': False,", 400, Container.PICKLE),
+        (b"\x93NUMPY\x01\x00v\x00{'descr': '<f4', 'fortran_order': False", 400, Container.UNKNOWN),
+        (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", 100, Container.UNKNOWN),
+        (b"version https://git-lfs.github.com/spec/v1\n", 100, Container.UNKNOWN),
+        (b"7z\xbc\xaf\x27\x1c\x00\x04", 100, Container.UNKNOWN),
     ],
 )
 def test_sniff(head: bytes, size: int, container: Container) -> None:
