@@ -6,6 +6,7 @@ readers (``_pickle_archive``: zip members, nested zips, ``.npy``/``.npz``, torch
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 
@@ -51,6 +52,7 @@ class ScanState:
     parsed: int = 0  # streams that produced a value or at least imported something
     last_error: str = ""
     ops_left: int = MAX_FILE_OPCODES  # shared by every stream of the file
+    deadline: float = field(default_factory=lambda: time.process_time() + LIMITS.seconds)
 
     def flag(
         self, entry: str, offset: int, severity: Verdict, reason: str, op: str = "layout"
@@ -86,6 +88,7 @@ class ScanState:
             globals_seen=self.globals_seen,
             storages=self.storages,
             limits=replace(LIMITS, opcodes=max(1, min(LIMITS.opcodes, self.ops_left))),
+            deadline=self.deadline,
         )
         before = len(self.findings)
         try:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import mmap
 import struct
+import time
 from dataclasses import dataclass
 
 from sdlib.files import _pickle_stubs as stubs
@@ -39,6 +40,9 @@ class Limits:
     long_bytes: int = 1024
     digits: int = 4300
     findings: int = 1000  # listed per file; beyond it only a first unsafe one is added
+    #: CPU seconds for all of a file's streams (an SDXL data.pkl takes well under one; a
+    #: file of millions of distinct globals could otherwise take minutes).
+    seconds: float = 60.0
     globals: int = 10_000  # distinct names listed per file
 
 
@@ -59,6 +63,7 @@ class Machine:
         globals_seen: set[str],
         storages: dict[str, StorageRef] | None = None,
         limits: Limits = LIMITS,
+        deadline: float | None = None,
     ) -> None:
         self.data = data
         self.entry = entry
@@ -67,6 +72,7 @@ class Machine:
         self.globals_seen = globals_seen
         self.storages: dict[str, StorageRef] = {} if storages is None else storages
         self.limits = limits
+        self.deadline = time.process_time() + limits.seconds if deadline is None else deadline
         self.proto = 0
         self.start = self.pos = 0
         self.end = 0
@@ -143,6 +149,8 @@ class Machine:
             if 0 <= self.frame_end < self.pos:
                 self.flag(None, "FRAME", Verdict.UNSAFE, "opcode straddles a FRAME boundary")
                 raise PickleError("opcode straddles a FRAME boundary", pos)
+            if not self.ops & 0xFFFF and time.process_time() > self.deadline:
+                raise self._limit(f"more than {self.limits.seconds:g} s of CPU")
         raise self._limit("too many opcodes")
 
     def _stop(self) -> object:

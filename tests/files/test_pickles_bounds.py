@@ -254,3 +254,15 @@ def test_asm_helpers_build_what_the_bounds_tests_expect() -> None:
     # The GET/APPEND bytes above are what the assembler writes for the same opcodes.
     built = Asm().proto(2).op("EMPTY_LIST").op("BINPUT", 0).op("BINGET", 0).raw(b"a").stop()
     assert built == b"\x80\x02]q\x00h\x00a."
+
+
+def test_a_scan_out_of_cpu_time_is_unsafe_not_endless() -> None:
+    from sdlib.files._pickle_state import ScanState
+
+    state = ScanState(deadline=0.0)  # as if the file's CPU budget were already spent
+    data = b"\x80\x02" + b"N0" * 70_000 + b"N."  # 140,000 opcodes: the clock is read twice
+    assert state.run(data, 0, "pickle", "plain") is None
+    assert any("s of CPU" in f.reason for f in state.findings)
+    assert state.unsafe_count() and state.parsed == 1
+    fresh = ScanState()
+    assert fresh.run(data, 0, "pickle", "plain") is not None  # the same stream, in budget
