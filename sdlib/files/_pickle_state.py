@@ -52,7 +52,7 @@ class ScanState:
     parsed: int = 0  # streams that produced a value or at least imported something
     last_error: str = ""
     ops_left: int = MAX_FILE_OPCODES  # shared by every stream of the file
-    deadline: float = field(default_factory=lambda: time.process_time() + LIMITS.seconds)
+    deadline: float = field(default_factory=lambda: time.thread_time() + LIMITS.seconds)
 
     def flag(
         self, entry: str, offset: int, severity: Verdict, reason: str, op: str = "layout"

@@ -72,7 +72,7 @@ class Machine:
         self.globals_seen = globals_seen
         self.storages: dict[str, StorageRef] = {} if storages is None else storages
         self.limits = limits
-        self.deadline = time.process_time() + limits.seconds if deadline is None else deadline
+        self.deadline = time.thread_time() + limits.seconds if deadline is None else deadline
         self.proto = 0
         self.start = self.pos = 0
         self.end = 0
@@ -149,7 +149,7 @@ class Machine:
             if 0 <= self.frame_end < self.pos:
                 self.flag(None, "FRAME", Verdict.UNSAFE, "opcode straddles a FRAME boundary")
                 raise PickleError("opcode straddles a FRAME boundary", pos)
-            if not self.ops & 0xFFFF and time.process_time() > self.deadline:
+            if not self.ops & 0xFFFF and time.thread_time() > self.deadline:
                 raise self._limit(f"more than {self.limits.seconds:g} s of CPU")
         raise self._limit("too many opcodes")
 
