@@ -31,7 +31,7 @@ _STYLE = {
     "unsafe-pickle": "bold red", "suspicious-pickle": "red", "unknown": "dim",
     "corrupt": "red", "unreadable": "red", "unsupported-extension": "yellow",
     "orphan-sidecar": "yellow", "wrong-preview-extension": "yellow",
-    "illegal-or-too-long-name": "yellow", "broken-link": "red", "link-outside-root": "red",
+    "illegal-or-too-long-name": "yellow", "broken-link": "red", "link-outside-root": "yellow",
 }  # fmt: skip
 
 
@@ -234,21 +234,24 @@ def _targets(settings: Any, paths: tuple[Path, ...], ui: str | None) -> list[tup
 
 
 def _scan_targets(settings: Any, index: Any, hc: Any, targets: list[tuple[Path, Any, Any]],
-                  progress: _Progress) -> list[tuple[Any, Any]]:  # fmt: skip
-    """Scan each target (incrementally); (layout, model FileReport) pairs, each path once."""
+                  progress: _Progress) -> list[tuple[Any, Any, Any]]:  # fmt: skip
+    """Scan each target (incrementally); (layout, wall, model FileReport) for each path once.
+    The wall is where sidecars may be written (None for files named one by one)."""
     from sdlib.library.layouts import PLAIN
     from sdlib.library.scan import scan
+    from sdlib.library.wall import Wall
 
     seen: set[str] = set()
-    out: list[tuple[Any, Any]] = []
+    out: list[tuple[Any, Any, Any]] = []
     for root, layout, only in targets:
         scan_layout = PLAIN if only is not None else layout
+        wall = None if only is not None else Wall.for_layout(root, layout)
         result = scan(root, scan_layout, index, hc, only=only, on_progress=progress.scan_event,
                       workers=None)  # fmt: skip
         for f in result.models:
             if f.path not in seen and (only is None or Path(f.path) in set(only)):
                 seen.add(f.path)
-                out.append((layout, f))
+                out.append((layout, wall, f))
     return out
 
 
@@ -295,18 +298,19 @@ def identify_cmd(paths: tuple[Path, ...], ui: str | None, refresh: bool, no_prev
     with _stores(settings) as (index, hc), _Progress() as progress, build_client(settings) as http:
         files = _scan_targets(settings, index, hc, targets, progress)
         remote = Remote(http, settings.civitai.base_url, index, RateLimiter(rate))
-        by_layout: dict[str, list[Any]] = {}
-        for layout, f in files:
-            by_layout.setdefault(layout.name, []).append(f.row)
-        for name, rows in by_layout.items():
+        by_layout: dict[tuple[str, Any], list[Any]] = {}
+        for layout, wall, f in files:
+            by_layout.setdefault((layout.name, wall), []).append(f.row)
+        for (name, wall), rows in by_layout.items():
             options = IdentifyOptions.for_layout(name, refresh=refresh, previews=not no_preview,
-                                                 nsfw=settings.civitai.nsfw, jobs=jobs)  # fmt: skip
+                                                 nsfw=settings.civitai.nsfw, jobs=jobs,
+                                                 wall=wall)  # fmt: skip
             identifier = Identifier(index, hc, remote, options,
                                     on_event=lambda e: progress.update(e.stage, e.done, e.total,
                                                                        e.path))  # fmt: skip
             results += identifier.run(rows)
         requests, hits = remote.requests, remote.cache_hits
-        unreadable = any(f.row.problem for _, f in files) or len(wanted) < len(paths)
+        unreadable = any(f.row.problem for _, _, f in files) or len(wanted) < len(paths)
     summary = _identify_summary(results, requests, hits)
     if as_json:
         emit_json({"files": [r.to_dict() for r in results], "summary": summary})

@@ -18,8 +18,9 @@ orphan-sidecar              a ``.civitai.info``, ``.json`` or preview with no mo
 wrong-preview-extension     e.g. JPEG bytes in ``.preview.png``, a video named ``.png``
 illegal-or-too-long-name    a name Windows refuses or too long for sidecars and paths
 broken-link                 a symlink whose target is missing
-link-outside-root           a link (file or folder) that resolves outside the root: not
-                            followed, and nothing is moved or deleted through it
+link-outside-root           a link (file or folder) that resolves outside the root: what
+                            it leads to is read and listed (the webUI loads it), but
+                            nothing is moved, renamed or deleted through it
 ==========================  ===========================================================
 """
 
@@ -219,8 +220,15 @@ def build_reports(
         e = by_path[path]
         if e.role == "link" and e.outside:
             rep.status.append("link-outside-root")
-            rep.notes.append(f"a link to {_link_target(path)}, outside the root: not followed")
+            rep.notes.append(
+                f"a link to {_link_target(path)}, outside the root: listed, never changed"
+            )
             continue
+        if e.outside and e.is_link:
+            rep.status.append("link-outside-root")
+            rep.notes.append(
+                f"a link to {_link_target(path)}, outside the root: listed, never changed"
+            )
         if e.role == "link":
             rep.status.append("broken-link")
             target = _link_target(path)

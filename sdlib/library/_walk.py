@@ -2,13 +2,15 @@
 
 Reads directory entries and stats only, never file contents. The root is a wall
 (:mod:`sdlib.library.wall`): a symlink or junction (folder or file) that resolves outside it
-is reported as a ``link`` entry with ``outside`` set and never followed, so nothing behind it
-is read, moved or deleted. Links inside the wall are followed (as A1111 and ComfyUI do) unless
-they lead to a folder the walk reaches anyway (a layout folder, or inside one) or to one of
-their own ancestors (``loop -> ..``): each real directory is visited once, under its own
-name, so a loop or two links to one folder can neither list a file twice nor make organize
-nest files one level deeper on every run. Skips hidden folders, diffusers folders (a
-``model_index.json`` inside) and sdlib's own temporary files.
+is reported as a ``link`` entry with ``outside`` set. The webUI loads models through such
+links (Stability Matrix links ``models/Stable-diffusion/sd`` to its shared store), so the
+walk still lists what is behind a folder link, with ``outside`` set on every entry found
+there: those files are read and reported, never moved, renamed or deleted. Links are followed
+(as A1111 and ComfyUI do) unless they lead to a folder the walk reaches anyway (a layout
+folder, or inside one) or to one of their own ancestors (``loop -> ..``): each real directory
+is visited once, under its own name, so a loop or two links to one folder can neither list a
+file twice nor make organize nest files one level deeper on every run. Skips hidden folders,
+diffusers folders (a ``model_index.json`` inside) and sdlib's own temporary files.
 """
 
 from __future__ import annotations
@@ -42,7 +44,8 @@ class Entry:
     is_link: bool = False
     name: str = ""
     directory: str = ""
-    #: A link (to a file or a folder) that resolves outside the root: never followed.
+    #: Outside the wall: a link (to a file or a folder) that resolves outside the root, or
+    #: a file found behind a folder link that does. Read and reported, never changed.
     outside: bool = False
 
     def __post_init__(self) -> None:
@@ -93,12 +96,12 @@ def walk(root: str, layout: Layout, wall: Wall | None = None) -> tuple[list[Entr
     for folder, folder_abs in folders:
         if not os.path.lexists(folder_abs):
             continue  # a folder the layout names but the user does not have
-        if not wall.holds_real(reals[folder_abs]):
+        beyond = not wall.holds_real(reals[folder_abs])
+        if beyond:
             entries.append(_outside(folder_abs, folder, folder_abs))
-            continue
-        stack = [(folder_abs, reals[folder_abs])]
+        stack = [(folder_abs, reals[folder_abs], beyond)]
         while stack:
-            directory, directory_real = stack.pop()
+            directory, directory_real, beyond = stack.pop()
             try:
                 dst = os.stat(directory)
             except OSError:
@@ -106,24 +109,25 @@ def walk(root: str, layout: Layout, wall: Wall | None = None) -> tuple[list[Entr
             if not stat.S_ISDIR(dst.st_mode) or (dst.st_dev, dst.st_ino) in visited:
                 continue
             visited.add((dst.st_dev, dst.st_ino))
-            subdirs = _scan_dir(directory, folder, folder_abs, entries, wall)
+            subdirs = _scan_dir(directory, folder, folder_abs, entries, wall, beyond)
             if not recursive[folder]:
                 continue
-            follow: list[tuple[str, str]] = []
+            follow: list[tuple[str, str, bool]] = []
             for path, linked in subdirs:
                 if path in own:
                     continue
                 if not linked:
                     name = os.path.normcase(os.path.basename(path))
-                    follow.append((path, os.path.join(directory_real, name)))
+                    follow.append((path, os.path.join(directory_real, name), beyond))
                     continue
                 target = real(path)
-                if not wall.holds_real(target):
+                leaves = not wall.holds_real(target)
+                if leaves and not beyond:
                     entries.append(_outside(path, folder, folder_abs))
-                elif not within(directory_real, target) and not any(
+                if not within(directory_real, target) and not any(
                     target == c or (rec and within(target, c)) for c, rec in covered
                 ):
-                    follow.append((path, target))  # else a loop, or reached anyway
+                    follow.append((path, target, beyond or leaves))  # else a loop, or reached
             stack += sorted(follow, reverse=True)
     return entries, [a for _, a in folders]
 
@@ -154,11 +158,16 @@ def walk_files(paths: Iterable[str], folder_abs: str) -> list[Entry]:
 
 
 def _scan_dir(
-    directory: str, folder: str, folder_abs: str, out: list[Entry], wall: Wall | None = None
+    directory: str,
+    folder: str,
+    folder_abs: str,
+    out: list[Entry],
+    wall: Wall | None = None,
+    beyond: bool = False,
 ) -> list[tuple[str, bool]]:
     """Append the files of one directory to ``out``; return its subdirectories to visit
-    (path, whether it is a link). A file link that resolves outside ``wall`` is listed as
-    an outside link, and not even stat-ed through."""
+    (path, whether it is a link). A file link that resolves outside ``wall``, and every file
+    of a directory ``beyond`` it, is marked ``outside``."""
     subdirs: list[tuple[str, bool]] = []
     try:
         it = os.scandir(directory)
@@ -178,10 +187,7 @@ def _scan_dir(
                 linked = e.is_symlink()
             except OSError:
                 continue
-            if linked and wall is not None and not wall.holds(e.path):
-                if role_of(name) is not None:
-                    out.append(_outside(e.path, folder, folder_abs))
-                continue
+            outside = beyond or (linked and wall is not None and not wall.holds(e.path))
             try:
                 st: os.stat_result | None = e.stat()  # follows symlinks
             except OSError:
@@ -195,7 +201,9 @@ def _scan_dir(
                 continue
             prefix = folder_abs.rstrip(os.sep) + os.sep
             rel = e.path[len(prefix) :] if e.path.startswith(prefix) else e.name
-            out.append(Entry(e.path, folder, folder_abs, rel, role, st, linked, name, directory))
+            out.append(
+                Entry(e.path, folder, folder_abs, rel, role, st, linked, name, directory, outside)
+            )
     return subdirs
 
 

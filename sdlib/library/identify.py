@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from sdlib.hashing import FileHashes
     from sdlib.library._remote import Remote
     from sdlib.library.index import FileRow, Index
+    from sdlib.library.wall import Wall
 
 __all__ = ["Identifier", "IdentifyEvent", "IdentifyOptions", "IdentifyResult"]
 
@@ -69,6 +70,10 @@ class IdentifyOptions:
     missing_ttl: float = 7 * DAY
     #: Give up after this many failures in a row (the site is down, not the files wrong).
     max_failures: int = 3
+    #: Where sidecars may be written (the scanned root): a model reached through a link that
+    #: leads outside it is identified, but nothing is written beside it. None: anywhere
+    #: (files the user named one by one).
+    wall: Wall | None = None
 
     @classmethod
     def for_layout(cls, layout_name: str, **kwargs: Any) -> IdentifyOptions:
@@ -352,6 +357,8 @@ class Identifier:
         """Write what is missing (or everything, with ``refresh``); never make one worse."""
         model = Path(row.path)
         written: list[Path] = []
+        if self.options.wall is not None and not self.options.wall.holds(model.parent):
+            return ()  # behind a link that leads outside the root: never written there
         try:
             info = model.with_name(model.stem + ".civitai.info")
             existing = read_json(info)

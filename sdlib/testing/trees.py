@@ -126,6 +126,7 @@ def messy_a1111(root: Path, outside: Path) -> dict[str, set[str]]:
         f"models/Lora/{long_name}": {"illegal-or-too-long-name"},
         "models/Lora/dead.safetensors": {"broken-link"},
         "models/Lora/linked": {"link-outside-root"},
+        "models/Lora/linked/outside.safetensors": {"ok"},
         "models/Lora/readonly.safetensors": {"misplaced"},
         "models/LyCORIS/lost.safetensors": {"ok"},
         "models/VAE/vae-ft-mse.safetensors": {"ok"},

@@ -167,12 +167,15 @@ def identify(reports: Sequence[FileReport], services: Services) -> list[Identify
     """Look files up on Civitai by hash and write their sidecars (as ``sdlib identify``)."""
     from sdlib.library._remote import RateLimiter, Remote
     from sdlib.library.identify import Identifier, IdentifyOptions
+    from sdlib.library.wall import Wall
 
-    _root, layout = services.library_root()
+    root, layout = services.library_root()
     remote = Remote(
         services.http, services.settings.civitai.base_url, services.index, RateLimiter(4.0)
     )
-    options = IdentifyOptions.for_layout(layout.name, nsfw=services.settings.civitai.nsfw)
+    options = IdentifyOptions.for_layout(
+        layout.name, nsfw=services.settings.civitai.nsfw, wall=Wall.for_layout(root, layout)
+    )
     identifier = Identifier(services.index, services.hashes, remote, options)
     return identifier.run([r.row for r in reports if r.role == "model"])
 

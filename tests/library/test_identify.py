@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import struct
 from collections.abc import Iterator
@@ -301,3 +302,31 @@ def test_without_the_bulk_endpoint_each_file_is_asked_alone(env: Env) -> None:
     assert [r.state for r in results] == ["identified"] * 2
     asked = [(r.method, r.path) for r in env.server.requests if "/by-hash" in r.path]
     assert [m for m, _ in asked] == ["POST", "GET", "GET"]
+
+
+@pytest.mark.skipif(os.name == "nt", reason="symlinks need privileges on Windows")
+def test_nothing_is_written_behind_a_link_that_leads_outside_the_root(
+    env: Env, tmp_path: Path
+) -> None:
+    """A shared folder linked into the root (Stability Matrix does this) is identified, but
+    its sidecars are never written: the root is a wall."""
+    from sdlib.library.wall import Wall
+
+    shared = tmp_path / "shared-store"
+    shared.mkdir()
+    env.copy("add_detail.safetensors", "models/Lora/mine.safetensors")
+    served = next(f for f in env.server.files.values() if f.spec.name == "add_detail.safetensors")
+    assert served.path is not None
+    shutil.copyfile(served.path, shared / "theirs.safetensors")
+    os.symlink(shared, env.root / "models" / "Lora" / "shared", target_is_directory=True)
+    rows = [f.row for f in env.scan("a1111").models]
+    wall = Wall.for_layout(env.root, load_layout(env.root, "a1111"))
+    opts = IdentifyOptions.for_layout("a1111", previews=False, wall=wall)
+    results = Identifier(env.index, env.hc, env.remote, opts).run(rows)
+    assert {Path(r.path).name: r.state for r in results} == {
+        "mine.safetensors": "identified",
+        "theirs.safetensors": "identified",
+    }
+    assert by_name(results, "mine.safetensors").sidecars  # inside the root: written
+    assert by_name(results, "theirs.safetensors").sidecars == ()
+    assert sorted(p.name for p in shared.iterdir()) == ["theirs.safetensors"]

@@ -3,7 +3,6 @@ and link loops neither list files twice nor nest them deeper on every run."""
 
 from __future__ import annotations
 
-import builtins
 import os
 import shutil
 from collections.abc import Iterator
@@ -57,37 +56,31 @@ def statuses(result: ScanResult) -> dict[str, set[str]]:
     return {f.rel: set(f.status) for f in result.files}
 
 
-def test_symlinked_folder_outside_is_reported_and_never_organized(
-    tmp_path: Path, lib: Lib, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_symlinked_folder_outside_is_listed_and_never_organized(tmp_path: Path, lib: Lib) -> None:
     root, outside = trees.a1111(tmp_path / "webui"), tmp_path / "elsewhere"
     sd = root / "models" / "Stable-diffusion"
     trees.st(sd / "mine.safetensors", "sd15_pruned_fp16", small=True)
-    # A LoRA in the Stable-diffusion folder behind the link: "misplaced" if it were followed.
+    # A LoRA in the Stable-diffusion folder behind the link: "misplaced", and the webUI
+    # loads through the link, so scan lists it; organize must still never move it.
     trees.st(outside / "theirs.safetensors", "lora_sd15_kohya")
     trees.touch(outside / "theirs.civitai.info", "{}")
     os.symlink(outside, sd / "ext", target_is_directory=True)
     before = trees.tree_state(outside)
-    opened: list[str] = []
-    real_open = builtins.open
-
-    def spy(file: Any, *args: Any, **kwargs: Any) -> Any:
-        opened.append(str(file))
-        return real_open(file, *args, **kwargs)
-
-    monkeypatch.setattr(builtins, "open", spy)
     result = lib.scan(root)
-    monkeypatch.undo()
     assert statuses(result) == {
         "models/Stable-diffusion/mine.safetensors": {"ok"},
         "models/Stable-diffusion/ext": {"link-outside-root"},
+        "models/Stable-diffusion/ext/theirs.safetensors": {"misplaced"},
+        "models/Stable-diffusion/ext/theirs.civitai.info": {"ok"},
     }
-    assert not any(str(outside) in p for p in opened)  # nothing behind the link was read
     ext = next(f for f in result.files if f.rel.endswith("ext"))
     assert str(outside) in ext.notes[0]
+    theirs = next(f for f in result.files if f.rel.endswith("theirs.safetensors"))
+    assert theirs.kind == "lora"  # read through the link, as A1111 reads it
     plan, report = lib.apply(root)
     assert plan.ops == [] and report.done == []
     assert any("ext: left alone" in n for n in plan.notes)
+    assert any("theirs.safetensors: left in place" in n for n in plan.notes)
     assert trees.tree_state(outside) == before
     assert not (root / "models" / "Lora" / "theirs.safetensors").exists()
 
@@ -106,10 +99,13 @@ def test_dedupe_delete_never_deletes_behind_a_link(tmp_path: Path, lib: Lib) -> 
         "models/Lora/a.safetensors": {"duplicate"},
         "models/Lora/b.safetensors": {"duplicate"},
         "models/Lora/shared": {"link-outside-root"},
-        "models/Lora/zz.safetensors": {"link-outside-root"},
+        # Read through the links (the webUI lists them), so they are duplicates too...
+        "models/Lora/shared/z.safetensors": {"duplicate"},
+        "models/Lora/zz.safetensors": {"duplicate", "link-outside-root"},
     }
     plan, report = lib.apply(root, dedupe="delete")
     deleted = [op.path for op in plan.ops if op.action == "delete"]
+    # ...but only the copy inside the root is ever deleted.
     assert deleted == [str(lora / "b.safetensors")] and report.failed == []
     assert (outside / "z.safetensors").is_file() and os.path.islink(lora / "zz.safetensors")
     assert (lora / "a.safetensors").is_file() and not (lora / "b.safetensors").exists()

@@ -76,8 +76,8 @@ def test_messy_a1111_every_problem_explained(
     assert len({f.path for f in result.files}) == len(result.files) == len(expected)
     assert "loop" not in " ".join(f.rel for f in result.files)
     s = result.summary()
-    # models/Lora/linked leads outside the root: reported, not followed (17 models, not 18).
-    assert s["models"] == 17 and s["problems"] == 15
+    # models/Lora/linked leads outside the root: reported, and what it holds is listed.
+    assert s["models"] == 18 and s["problems"] == 15
 
 
 def test_rescan_reads_no_file_content(
@@ -86,7 +86,7 @@ def test_rescan_reads_no_file_content(
     root = tmp_path / "webui"
     trees.messy_a1111(root, tmp_path / "outside")
     first = run(root, stores)
-    assert first.inspected == 17 and first.added == len(first.files) + 1  # + the .txt
+    assert first.inspected == 18 and first.added == len(first.files) + 1  # + the .txt
     opened: list[str] = []
     real_open = builtins.open
 
@@ -272,8 +272,8 @@ def test_many_new_files_are_read_in_worker_processes(
     events: list[Any] = []
     layout = load_layout(root, "auto")
     result = scan(root, layout, *stores, on_progress=events.append, workers=2)
-    assert statuses(result) == expected and result.inspected == 17
-    assert [e.done for e in events if e.stage == "inspect"] == list(range(1, 18))
+    assert statuses(result) == expected and result.inspected == 18
+    assert [e.done for e in events if e.stage == "inspect"] == list(range(1, 19))
 
 
 def test_hugging_face_configs_are_not_orphan_sidecars(
