@@ -183,8 +183,8 @@ def _scan_member(
     except FormatError as exc:
         state.flag(name, 0, Verdict.SUSPICIOUS, f"unreadable entry ({exc})")
         return
-    if kind is None:
-        return
+    if kind is None or (kind == "npy" and not _npy_may_hold_objects(buf, entry)):
+        return  # a plain numeric .npy member is never read whole
     try:
         data, crc_ok = read_entry(buf, entry)
     except TooLarge as exc:
@@ -264,6 +264,22 @@ def scan_npy(state: ScanState, buf: Buffer, pos: int, label: str) -> None:
         scan_tail(state, buf, result[1])
     elif result is None and size > MAX_NPY_HEADER:
         state.parsed += 1  # the oversized header alone keeps the verdict off "safe"
+
+
+def _npy_may_hold_objects(buf: Buffer, entry: ZipEntry) -> bool:
+    """From a member's first bytes only: False for a well-formed header without objects."""
+    head = entry_head(buf, entry, 12 + MAX_NPY_HEADER)
+    width = 2 if len(head) > 6 and head[6] == 1 else 4
+    start = 8 + width
+    if len(head) < start:
+        return True  # let the full read report what is wrong
+    (size,) = struct.unpack_from("<H" if width == 2 else "<I", head, 8)
+    if size > MAX_NPY_HEADER or start + size > len(head):
+        return True
+    try:
+        return _npy_objects(head[start : start + size].decode("latin-1"))
+    except FormatError:
+        return True
 
 
 def _npy_objects(text: str) -> bool:

@@ -266,3 +266,23 @@ def test_a_scan_out_of_cpu_time_is_unsafe_not_endless() -> None:
     assert state.unsafe_count() and state.parsed == 1
     fresh = ScanState()
     assert fresh.run(data, 0, "pickle", "plain") is not None  # the same stream, in budget
+
+
+def test_a_big_plain_npz_member_is_judged_from_its_header_alone(tmp_path: Path) -> None:
+    # 70 MiB of float32 (over the 64 MiB read cap) beside an object array: the plain member
+    # is never read (its header says '<f4'), so it neither costs memory nor blurs the verdict.
+    plain = b"{'descr': '<f4', 'fortran_order': False, 'shape': (18350080,), }\n"
+    objects = b"{'descr': '|O', 'fortran_order': False, 'shape': (1,), }\n"
+    out = tmp_path / "a.npz"
+    with zipfile.ZipFile(out, "w") as zf:
+        with zf.open(zipfile.ZipInfo("big.npy", (2020, 1, 1, 0, 0, 0)), "w") as w:
+            w.write(_npy_with_header(plain, b""))
+            for _ in range(70):
+                w.write(bytes(MIB))
+        zf.writestr("obj.npy", _npy_with_header(objects, dump([1, 2])[0]))
+    start = time.process_time()
+    scan = scan_file(out)
+    assert time.process_time() - start < 2
+    assert scan.verdict is not Verdict.UNSAFE, scan.findings
+    assert not any("not scanned" in f.reason for f in scan.findings)
+    assert [e.split("+")[0] for e in scan.entries] == ["obj.npy"]
