@@ -15,7 +15,9 @@ runs in seconds.
 from __future__ import annotations
 
 import contextlib
+import io
 import struct
+import tarfile
 import time
 from pathlib import Path
 
@@ -73,9 +75,22 @@ BUILT_ZIPS = {
     "nested": zip_bytes([("in.zip", zip_bytes([("p.pkl", dump([1])[0])]))]),
     "deflated": zip_bytes([("archive/data.pkl", dump({"a": 1})[0])], compress=["archive/data.pkl"]),
 }
+
+
+def _torch_tar() -> bytes:
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w") as tar:
+        for name, data in (("sys_info", dump({"little_endian": True})[0]), ("pickle", b"N.")):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return out.getvalue()
+
+
 SEEDS = {
     **CORPUS_BYTES,
     "legacy": torch_legacy({"x": Tensor(ramp(4), "F32", (4,))}),
+    "torch-0.1-tar": _torch_tar(),
     "p0": call_pickle("posix", "system", "x", proto=0),
     "p4": call_pickle("builtins", "eval", "1", proto=4),
 }
