@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from sdlib.files import _pickle_stubs as stubs
 from sdlib.files._pickle_rules import classify_global
-from sdlib.files._pickle_values import GlobalRef, Opaque, PickleError
+from sdlib.files._pickle_values import BadCall, GlobalRef, Opaque, PickleError
 from sdlib.taxonomy import Verdict
 
 if TYPE_CHECKING:
@@ -97,7 +97,7 @@ def _build(m: Machine) -> None:
     state = m.pop()
     try:
         stubs.build(m, m.top(), state)
-    except stubs.BadCall as exc:
+    except BadCall as exc:
         m.flag(None, "BUILD", Verdict.UNSAFE, str(exc))
         raise PickleError(str(exc), m.op_offset) from exc
 
@@ -115,7 +115,7 @@ def _ext(n: int) -> _Op:
 def _persid(m: Machine, pid: object, opcode: str) -> None:
     try:
         m.push(stubs.persistent_load(m, pid))
-    except stubs.BadCall as exc:
+    except BadCall as exc:
         m.flag(None, opcode, Verdict.UNSAFE, str(exc))
         m.push(Opaque(None, (pid,)))
 

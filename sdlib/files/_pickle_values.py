@@ -29,6 +29,14 @@ class PickleError(Exception):
         self.offset = offset
 
 
+class BadCall(Exception):
+    """Arguments no legitimate writer emits; the VM reports this as unsafe."""
+
+
+class TooDeep(BadCall):
+    """A key nested past our limit (CPython would hash it; we stop, so it counts as unsafe)."""
+
+
 @dataclass(frozen=True)
 class GlobalRef:
     """A global named by the pickle. Only its classification is kept; nothing is imported."""

@@ -19,9 +19,18 @@ import time
 from dataclasses import dataclass
 
 from sdlib.files import _pickle_stubs as stubs
+from sdlib.files._pickle_keys import KeyGuard
 from sdlib.files._pickle_ops import DISPATCH
 from sdlib.files._pickle_rules import Finding, Rule, classify_global
-from sdlib.files._pickle_values import GlobalRef, ODict, Opaque, PickleError, StorageRef
+from sdlib.files._pickle_values import (
+    BadCall,
+    GlobalRef,
+    ODict,
+    Opaque,
+    PickleError,
+    StorageRef,
+    TooDeep,
+)
 from sdlib.taxonomy import Verdict
 
 Buffer = bytes | mmap.mmap
@@ -86,7 +95,7 @@ class Machine:
         self.puts = 0
         self.imports = 0  # globals resolved that are not plainly allowed
         self.ops = 0  # opcodes run (for the file-wide budget)
-        self.keys = stubs.KeyGuard()
+        self.keys = KeyGuard()
 
     # --- findings ----------------------------------------------------------------------------
 
@@ -273,7 +282,7 @@ class Machine:
             if opcode in _CALL_OPS:
                 return stubs.call(self, func, args, opcode)
             return stubs.newobj(self, func, args)
-        except stubs.BadCall as exc:
+        except BadCall as exc:
             self.flag(func, opcode, Verdict.UNSAFE, str(exc))
             return Opaque(func, args)
 
@@ -290,9 +299,9 @@ class Machine:
     def hashable(self, key: object) -> object:
         try:
             return self.keys.check(key)
-        except stubs.TooDeep as exc:
+        except TooDeep as exc:
             raise self._limit(str(exc)) from exc
-        except stubs.BadCall as exc:
+        except BadCall as exc:
             raise PickleError(str(exc), self.op_offset) from exc
 
     def mutate_target(self, target: object, opcode: str, kinds: tuple[type, ...]) -> None:
