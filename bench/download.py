@@ -22,8 +22,8 @@ from pathlib import Path
 
 import httpx
 
-from sdlib.testing.catalogue import LARGE_FILE_ID, LARGE_MODEL_ID, LARGE_VERSION_ID
-from sdlib.testing.server import DemoServer
+from sdlib.demo.catalogue import LARGE_FILE_ID, LARGE_MODEL_ID, LARGE_VERSION_ID
+from sdlib.demo.server import DemoServer
 
 
 def timed(argv: list[str], env: dict[str, str] | None = None) -> tuple[float, float]:
@@ -60,8 +60,8 @@ def run_curl(url: str, out: Path) -> tuple[float, float]:
 
 def hashing_cpu(size: int) -> float:
     """CPU seconds the six hashes cost for ``size`` bytes of a safetensors file, in memory."""
+    from sdlib.demo.catalogue import LargeFile
     from sdlib.hashing import Hasher
-    from sdlib.testing.catalogue import LargeFile
 
     head = LargeFile(size).header
     hasher = Hasher(size)

@@ -20,9 +20,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from sdlib.demo.writers import safetensors_header
 from sdlib.hashcache import HashCache
 from sdlib.hashing import hash_file
-from sdlib.testing.writers import safetensors_header
 
 
 def make_file(path: Path, size: int, safetensors: bool) -> None:

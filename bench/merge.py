@@ -31,8 +31,8 @@ from _util import run_child, same_outputs, warm  # bench/ is on sys.path as a sc
 MAKE = """
 import sys, math
 import numpy as np
-from sdlib.testing.specs import sd15_checkpoint
-from sdlib.testing.writers import safetensors_header
+from sdlib.demo.specs import sd15_checkpoint
+from sdlib.demo.writers import safetensors_header
 spec = sd15_checkpoint("F16")
 rng = np.random.default_rng(int(sys.argv[2]))
 pool = (rng.standard_normal(1 << 24, dtype=np.float32) * 0.05).astype("<f2")

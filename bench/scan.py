@@ -26,12 +26,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+from sdlib.demo.catalogue import slim
+from sdlib.demo.specs import SPECS
+from sdlib.demo.writers import write_safetensors
 from sdlib.hashcache import HashCache
 from sdlib.library.index import Index
 from sdlib.library.scan import load_layout, scan
-from sdlib.testing.catalogue import slim
-from sdlib.testing.specs import SPECS
-from sdlib.testing.writers import write_safetensors
 
 #: (share of the files, folder, fixture, slimmed): checkpoints keep their full header
 #: (thousands of tensors, the costly case to classify) with sparse data.

@@ -40,7 +40,7 @@ from typing import Any
 import httpx
 
 from sdlib.config import CivitaiSettings, LibrarySettings, NetworkSettings, Settings
-from sdlib.testing.server import DemoServer
+from sdlib.demo.server import DemoServer
 
 ANSI = re.compile(
     rb"\x1b(\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(\x07|\x1b\\)|P[^\x1b]*\x1b\\|_[^\x1b]*\x1b\\|.)"

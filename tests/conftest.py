@@ -1,6 +1,6 @@
 """Shared fixtures: a clean environment, the local Civitai-compatible server, CLI runners.
 
-No test touches the network: Civitai is ``sdlib.testing.server.DemoServer`` on 127.0.0.1.
+No test touches the network: Civitai is ``sdlib.demo.server.DemoServer`` on 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from sdlib.config import CivitaiSettings, NetworkSettings, Settings
-from sdlib.testing.server import DemoServer
+from sdlib.demo.server import DemoServer
 
 REPO = Path(__file__).resolve().parent.parent
 #: The recorded real Civitai responses (shared/reference/samples beside the repository).

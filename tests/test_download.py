@@ -14,6 +14,8 @@ import httpx
 import pytest
 
 from sdlib.config import CivitaiSettings, NetworkSettings, Settings
+from sdlib.demo.catalogue import LARGE_VERSION_ID
+from sdlib.demo.server import DemoServer
 from sdlib.download import (
     DownloadEvent,
     DownloadOptions,
@@ -34,8 +36,6 @@ from sdlib.hashing import hash_file
 from sdlib.sources.civitai import CivitaiClient
 from sdlib.sources.http import build_client
 from sdlib.taxonomy import Container
-from sdlib.testing.catalogue import LARGE_VERSION_ID
-from sdlib.testing.server import DemoServer
 
 LARGE = 24 << 20  # big enough for several pieces, small enough for CI
 

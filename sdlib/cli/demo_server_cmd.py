@@ -97,8 +97,8 @@ def demo_server_cmd(
       sdlib search dream; sdlib show 4384@128713
       sdlib demo-server --port 0 --large-file 1GiB --rate 50000000
     """  # fmt: skip
+    from sdlib.demo.server import FAULT_KINDS, DemoServer, parse_fault
     from sdlib.errors import UsageError
-    from sdlib.testing.server import FAULT_KINDS, DemoServer, parse_fault
 
     if files_dir is None:
         from sdlib.config import load_settings

@@ -103,7 +103,7 @@ def _start_demo(settings: Any) -> tuple[Any, Any, Path]:
     """The demo server on a free port, settings pointing at it, and a demo webUI folder."""
     from dataclasses import replace
 
-    from sdlib.testing.server import DemoServer
+    from sdlib.demo.server import DemoServer
 
     server = DemoServer(settings.cache_dir / "demo-server").start()
     civitai = replace(settings.civitai, base_url=server.url, token="demo-token")

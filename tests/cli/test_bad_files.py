@@ -4,7 +4,7 @@ in. ``scan --json`` reports each good file as usual and each bad one as a proble
 prints a traceback.
 
 The bad files are built by hand here (bytes, not sdlib's writers, where the point is a
-malformed header); what the good files are comes from ``sdlib.testing.specs.EXPECTED``,
+malformed header); what the good files are comes from ``sdlib.demo.specs.EXPECTED``,
 the hand-written facts the classifier tests use.
 """
 
@@ -19,9 +19,9 @@ from typing import Any
 
 import pytest
 
-from sdlib.testing import trees
-from sdlib.testing.specs import EXPECTED
-from sdlib.testing.writers import gguf_header, write_safetensors
+from sdlib.demo.specs import EXPECTED
+from sdlib.demo.writers import gguf_header, write_safetensors
+from tests.support import trees
 
 POSIX = sys.platform != "win32"
 _ONE = {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}

@@ -15,7 +15,7 @@ import httpx
 import pytest
 import tomllib
 
-from sdlib.testing.server import DemoServer
+from sdlib.demo.server import DemoServer
 
 RunCli = Any  # the run_cli fixture from conftest
 
@@ -257,7 +257,7 @@ def test_no_heavy_imports_for_help() -> None:
         "import sys; from sdlib.cli import main\n"
         "for name in ('search', 'show', 'config', 'demo-server'):\n"
         "    main.get_command(None, name)\n"
-        "bad = [m for m in ('httpx', 'rich', 'torch', 'textual', 'sdlib.testing.server')\n"
+        "bad = [m for m in ('httpx', 'rich', 'torch', 'textual', 'sdlib.demo.server')\n"
         "       if m in sys.modules]\n"
         "print(bad)"
     )

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from sdlib.testing.pickles import (
+from tests.support.pickles import (
     StateDict,
     Tensor,
     call_pickle,
@@ -130,7 +130,7 @@ def test_not_a_pickle_is_a_clear_error(tmp_path: Path) -> None:
 
 
 def test_gguf_is_refused_with_the_reason(tmp_path: Path) -> None:
-    from sdlib.testing.writers import write_gguf
+    from sdlib.demo.writers import write_gguf
 
     src = write_gguf(tmp_path / "flux-Q8_0.gguf", {"img_in.weight": ("Q8_0", (3072, 64))}, {})
     proc = sdlib(src)

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from sdlib.demo.catalogue import LARGE_MODEL_ID
+from sdlib.demo.server import DemoServer
 from sdlib.hashing import hash_file
-from sdlib.testing.catalogue import LARGE_MODEL_ID
-from sdlib.testing.server import DemoServer
 
 LARGE = 48 << 20
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from sdlib.testing.server import DemoServer
+from sdlib.demo.server import DemoServer
 
 RunCli = Callable[..., "subprocess.CompletedProcess[str]"]
 

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from sdlib.demo.specs import CONTAINERS, EXPECTED, flux_transformer, spec_with_metadata
+from sdlib.demo.writers import quantize_specs, write_gguf, write_safetensors
 from sdlib.inspect import inspect_file
-from sdlib.testing.specs import CONTAINERS, EXPECTED, flux_transformer, spec_with_metadata
-from sdlib.testing.writers import quantize_specs, write_gguf, write_safetensors
 
 CORPUS = Path(__file__).resolve().parents[3] / "shared" / "corpus" / "real"
 SAFETENSORS_FIXTURES = sorted(n for n in EXPECTED if n not in CONTAINERS)

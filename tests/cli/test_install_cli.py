@@ -7,9 +7,9 @@ import shutil
 import time
 from pathlib import Path
 
+from sdlib.demo.server import DemoServer
 from sdlib.hashing import hash_file
 from sdlib.manifest import parse_lock
-from sdlib.testing.server import DemoServer
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "models.toml"
 EXPECTED_FOLDERS = {

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from sdlib.testing import trees
+from tests.support import trees
 
 #: Run the real entry point with one function replaced, as a bug would behave.
 _SCRIPT = """

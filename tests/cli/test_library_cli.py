@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from sdlib.testing import trees
-from sdlib.testing.server import DemoServer
+from sdlib.demo.server import DemoServer
+from tests.support import trees
 
 COMMANDS = ("scan", "identify", "organize", "updates")
 

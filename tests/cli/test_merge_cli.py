@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from sdlib.testing.pickles import StateDict, Tensor, call_pickle, shell_touch, torch_zip
+from tests.support.pickles import StateDict, Tensor, call_pickle, shell_touch, torch_zip
 
 
 def _helpers() -> Any:

@@ -17,9 +17,9 @@ from typing import Any
 
 import pytest
 
+from sdlib.demo.server import DemoServer
 from sdlib.manifest import parse_lock
-from sdlib.testing import trees
-from sdlib.testing.server import DemoServer
+from tests.support import trees
 
 RunCli = Any
 

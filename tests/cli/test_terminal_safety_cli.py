@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from sdlib.testing.catalogue import CATALOGUE
-from sdlib.testing.server import DemoServer
+from sdlib.demo.catalogue import CATALOGUE
+from sdlib.demo.server import DemoServer
 
 REPO = Path(__file__).resolve().parents[2]
 #: Window title set (OSC 0), clear screen, 8-bit CSI, a right-to-left override, an isolate.

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
+from sdlib.demo import specs as S
+from sdlib.demo.writers import write_safetensors
 from sdlib.files.classify import Classification, classify
 from sdlib.files.tensors import TensorTable
 from sdlib.taxonomy import Base, Container, Kind, Precision, Weights
-from sdlib.testing import specs as S
-from sdlib.testing.writers import write_safetensors
 
 Spec = dict[str, tuple[str, tuple[int, ...]]]
 SHARED = Path(__file__).resolve().parents[2].parent / "shared"

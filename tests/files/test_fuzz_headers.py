@@ -4,7 +4,7 @@ Whatever bytes a safetensors or GGUF header holds, the reader returns a table or
 sdlib's ``FormatError``, quickly; whatever names, ranks, shapes, dtypes and metadata a table
 holds, the classifier returns a classification (``unknown`` at worst) without falling back
 on its last-resort handler. The key names are the real ones: every name of every synthetic
-model in :mod:`sdlib.testing.specs` plus the decisive names of the signature tables.
+model in :mod:`sdlib.demo.specs` plus the decisive names of the signature tables.
 Each property is bounded (max_examples, small inputs), so the file runs in seconds.
 """
 
@@ -20,6 +20,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from sdlib.demo.specs import METADATA, SPECS
+from sdlib.demo.writers import gguf_header, safetensors_header
 from sdlib.errors import FormatError
 from sdlib.files import _signatures as sig
 from sdlib.files import gguf, safetensors
@@ -27,8 +29,6 @@ from sdlib.files.classify import INTERNAL_ERROR, classify
 from sdlib.files.tensors import DTYPE_SIZES, QUANT_BLOCKS, TensorInfo, TensorTable
 from sdlib.inspect import _classify_gguf
 from sdlib.taxonomy import Container
-from sdlib.testing.specs import METADATA, SPECS
-from sdlib.testing.writers import gguf_header, safetensors_header
 
 BOUNDED = settings(
     max_examples=200,

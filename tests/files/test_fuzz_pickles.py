@@ -31,7 +31,7 @@ from sdlib.files.pickles import PickleFile, open_pickle_bytes
 from sdlib.files.sniff import sniff_bytes
 from sdlib.inspect import inspect_file
 from sdlib.taxonomy import Container
-from sdlib.testing.pickles import (
+from tests.support.pickles import (
     Tensor,
     call_pickle,
     dump,

@@ -10,14 +10,14 @@ from typing import Any, BinaryIO
 
 import pytest
 
+from sdlib.demo.specs import flux_transformer, ldm_unet, sd3_checkpoint, t5_xxl
+from sdlib.demo.writers import GGUFMeta, gguf_header, quantize_specs, write_gguf
 from sdlib.errors import FormatError
 from sdlib.files import gguf
 from sdlib.files._gguf_names import classifier_names
 from sdlib.files.tensors import TensorTable
 from sdlib.inspect import inspect_file
 from sdlib.taxonomy import Container
-from sdlib.testing.specs import flux_transformer, ldm_unet, sd3_checkpoint, t5_xxl
-from sdlib.testing.writers import GGUFMeta, gguf_header, quantize_specs, write_gguf
 
 #: ComfyUI-GGUF's metadata for a Flux quant (llama-quantize sets the file type).
 FLUX_MD: dict[str, GGUFMeta] = {"general.architecture": "flux", "general.quantization_version": 2}

@@ -19,7 +19,7 @@ from sdlib.files.pickles import (
     scan_file,
 )
 from sdlib.taxonomy import Container, Verdict
-from sdlib.testing.pickles import (
+from tests.support.pickles import (
     Asm,
     Call,
     Global,

@@ -24,7 +24,7 @@ from sdlib.cli.inspect_cmd import inspect_cmd
 from sdlib.errors import FormatError
 from sdlib.files.pickles import open_pickle_bytes, scan_file
 from sdlib.taxonomy import Verdict
-from sdlib.testing.pickles import Asm, StateDict, Tensor, call_pickle, dump, shell_touch
+from tests.support.pickles import Asm, StateDict, Tensor, call_pickle, dump, shell_touch
 
 MIB = 1 << 20
 

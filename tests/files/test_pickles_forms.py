@@ -29,7 +29,7 @@ from sdlib.hashcache import HashCache
 from sdlib.library.index import Index
 from sdlib.library.scan import load_layout, scan
 from sdlib.taxonomy import Container, Verdict
-from sdlib.testing.pickles import Asm, call_pickle, dump, shell_touch, torch_zip, zip_bytes
+from tests.support.pickles import Asm, call_pickle, dump, shell_touch, torch_zip, zip_bytes
 
 Build = Callable[[bytes], bytes]  # payload pickle -> file bytes
 

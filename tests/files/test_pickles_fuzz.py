@@ -23,7 +23,7 @@ from sdlib.errors import FormatError
 from sdlib.files._pickle_rules import Rule, classify_global, normalise
 from sdlib.files.pickles import scan_bytes
 from sdlib.taxonomy import Verdict
-from sdlib.testing.pickles import (
+from tests.support.pickles import (
     Tensor,
     call_pickle,
     dump,

@@ -22,7 +22,8 @@ import pytest
 from sdlib.errors import FormatError, SdlibError, UnsafeFileError
 from sdlib.files.pickles import open_pickle, read_table, scan_file
 from sdlib.taxonomy import Verdict
-from sdlib.testing.pickles import (
+from sdlib.transform.convert import convert_file
+from tests.support.pickles import (
     Asm,
     Call,
     Global,
@@ -37,7 +38,6 @@ from sdlib.testing.pickles import (
     torch_zip,
     zip_bytes,
 )
-from sdlib.transform.convert import convert_file
 
 F32 = struct.pack("<4f", 1.0, 2.0, 3.0, 4.0)
 

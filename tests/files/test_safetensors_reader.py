@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from sdlib.demo.writers import write_safetensors
 from sdlib.errors import FormatError
 from sdlib.files.safetensors import read_table
-from sdlib.testing.writers import write_safetensors
 
 CORPUS = Path(__file__).resolve().parents[3] / "shared" / "corpus" / "real"
 

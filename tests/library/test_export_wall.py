@@ -10,7 +10,7 @@ from sdlib.hashcache import HashCache
 from sdlib.library.index import Index
 from sdlib.library.scan import load_layout, scan
 from sdlib.manifest import folder_problem
-from sdlib.testing import trees
+from tests.support import trees
 
 
 def test_shared_folder_models_are_skipped(tmp_path: Path) -> None:

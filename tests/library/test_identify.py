@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from sdlib.config import Settings
+from sdlib.demo.server import DemoServer
 from sdlib.hashcache import HashCache
 from sdlib.library._remote import RateLimiter, Remote
 from sdlib.library.identify import Identifier, IdentifyOptions, IdentifyResult
@@ -21,8 +22,7 @@ from sdlib.library.index import Index
 from sdlib.library.scan import ScanResult, load_layout, scan
 from sdlib.library.updates import check_updates
 from sdlib.sources.http import build_client
-from sdlib.testing import trees
-from sdlib.testing.server import DemoServer
+from tests.support import trees
 
 
 @dataclass

@@ -16,7 +16,7 @@ from sdlib.library._journal import Journal, apply_journal, undo_journal
 from sdlib.library.index import Index
 from sdlib.library.organize import OrganizeOptions, find_journal, make_plan
 from sdlib.library.scan import ScanResult, load_layout, scan
-from sdlib.testing import trees
+from tests.support import trees
 
 
 class Lib:

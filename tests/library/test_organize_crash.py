@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from sdlib.testing import trees
+from tests.support import trees
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX kill semantics")
 

@@ -18,7 +18,7 @@ from sdlib.library.layouts import resolve_layout
 from sdlib.library.organize import OrganizeOptions, make_plan
 from sdlib.library.scan import ScanResult, load_layout, scan
 from sdlib.library.wall import Wall, is_link
-from sdlib.testing import trees
+from tests.support import trees
 
 pytestmark = pytest.mark.skipif(os.name == "nt", reason="symlinks need privileges on Windows")
 

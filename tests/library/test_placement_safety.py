@@ -13,8 +13,8 @@ from sdlib.hashcache import HashCache
 from sdlib.install import Installer
 from sdlib.library.placement import Destination, refuse_unsafe
 from sdlib.taxonomy import Base, Kind
-from sdlib.testing import pickles as pk
-from sdlib.testing import trees
+from tests.support import pickles as pk
+from tests.support import trees
 
 VAE_KEYS = ("first_stage_model.decoder.conv_in.weight", "first_stage_model.encoder.conv_in.weight")
 

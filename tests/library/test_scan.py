@@ -14,7 +14,7 @@ import pytest
 from sdlib.hashcache import HashCache
 from sdlib.library.index import Index
 from sdlib.library.scan import ScanResult, load_layout, scan
-from sdlib.testing import trees
+from tests.support import trees
 
 
 @pytest.fixture
@@ -295,8 +295,8 @@ def test_hugging_face_configs_are_not_orphan_sidecars(
 def test_gguf_files_get_statuses_like_any_model(
     tmp_path: Path, stores: tuple[Index, HashCache]
 ) -> None:
-    from sdlib.testing.specs import flux_transformer
-    from sdlib.testing.writers import quantize_specs, write_gguf
+    from sdlib.demo.specs import flux_transformer
+    from sdlib.demo.writers import quantize_specs, write_gguf
 
     root = trees.comfyui(tmp_path / "ComfyUI")
     flux = quantize_specs(flux_transformer("", "BF16"), "Q4_K")

@@ -12,7 +12,7 @@ import pytest
 
 from sdlib.errors import LibraryError
 from sdlib.library.trash import TRASH_DIR, move_to_trash
-from sdlib.testing import trees
+from tests.support import trees
 
 
 @pytest.fixture

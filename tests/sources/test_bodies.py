@@ -24,7 +24,7 @@ from sdlib.sources.bodies import (
     loads_bounded,
     read_capped,
 )
-from sdlib.testing.hostile import Answer, HostileServer, endless, gzip_bomb
+from tests.support.hostile import Answer, HostileServer, endless, gzip_bomb
 
 SAMPLES = Path(__file__).resolve().parents[2].parent / "shared" / "reference" / "samples"
 

@@ -9,12 +9,12 @@ from dataclasses import replace
 import pytest
 
 from sdlib.config import CivitaiSettings, Settings
+from sdlib.demo.catalogue import CATALOGUE
+from sdlib.demo.server import DemoServer
 from sdlib.errors import AccessDenied, AuthRequired, BadResponse, NotFound, SourceError
 from sdlib.hashing import hash_file
 from sdlib.sources.civitai import CivitaiClient, raise_for_status
 from sdlib.sources.http import build_client, network_errors
-from sdlib.testing.catalogue import CATALOGUE
-from sdlib.testing.server import DemoServer
 
 
 @pytest.fixture

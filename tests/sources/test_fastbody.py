@@ -9,10 +9,10 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from sdlib.demo.catalogue import LARGE_FILE_ID
+from sdlib.demo.server import DemoServer
 from sdlib.sources import fastbody
 from sdlib.sources.fastbody import FAST_BODY, READINTO, FastBodyTransport
-from sdlib.testing.catalogue import LARGE_FILE_ID
-from sdlib.testing.server import DemoServer
 
 SIZE = 6 << 20
 

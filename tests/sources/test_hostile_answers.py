@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from sdlib.testing.hostile import Answer, HostileServer, endless, gzip_bomb
-from sdlib.testing.server import DemoServer
+from sdlib.demo.server import DemoServer
+from tests.support.hostile import Answer, HostileServer, endless, gzip_bomb
 
 RunCli = Any
 

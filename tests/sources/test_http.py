@@ -17,6 +17,7 @@ import httpx
 import pytest
 
 from sdlib.config import CivitaiSettings, NetworkSettings, Settings
+from sdlib.demo.server import DemoServer
 from sdlib.errors import ConfigError, SourceError
 from sdlib.sources.civitai import CivitaiClient
 from sdlib.sources.http import (
@@ -26,7 +27,6 @@ from sdlib.sources.http import (
     parse_retry_after,
     translate_error,
 )
-from sdlib.testing.server import DemoServer
 
 
 def _settings(**network: object) -> Settings:

@@ -25,7 +25,7 @@ from sdlib.library.updates import check_updates
 from sdlib.sources.civitai import CivitaiClient
 from sdlib.sources.http import build_client
 from sdlib.sources.paging import MAX_EMPTY_PAGES, PageGuard
-from sdlib.testing.hostile import Answer, HostileServer
+from tests.support.hostile import Answer, HostileServer
 
 RunCli = Any
 MODELS = "/api/v1/models"

@@ -17,8 +17,8 @@ import pytest
 from sdlib.library._remote import RateLimiter, Remote
 from sdlib.library.index import Index
 from sdlib.sources.previews import MAX_PREVIEW_BYTES, fetch_preview, preview_url
-from sdlib.testing.hostile import Answer, HostileServer, endless
 from sdlib.tui.images import ImageCache
+from tests.support.hostile import Answer, HostileServer, endless
 
 SAMPLES = Path(__file__).resolve().parents[2].parent / "shared" / "reference" / "samples"
 CDN = "https://imagecache.civitai.com/xG1nkqKTMzGDvpLrqFT7WA/cc5caabb-e05f-4976-ff3c-7058598c4e00"

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from sdlib.config import Settings
+from sdlib.demo.server import DemoServer
 from sdlib.sources.civitai import CivitaiClient, CivitaiModel, CivitaiVersion
 from sdlib.sources.versions import (
     early_access_active,
@@ -25,7 +26,6 @@ from sdlib.sources.versions import (
     parse_when,
     raw_dates,
 )
-from sdlib.testing.server import DemoServer
 
 SAMPLES = Path(__file__).resolve().parents[2].parent / "shared" / "reference" / "samples"
 
@@ -148,7 +148,7 @@ def test_lookup_takes_the_newest_even_when_listed_last(
 @pytest.mark.parametrize(("ends", "shown"), [("2024-11-20T00:00:00.000Z", False),
                                              ("2999-01-01T00:00:00.000Z", True)])  # fmt: skip
 def test_show_says_early_access_only_while_it_runs(run_cli: Any, ends: str, shown: bool) -> None:
-    from sdlib.testing.hostile import Answer, HostileServer
+    from tests.support.hostile import Answer, HostileServer
 
     # The Nov 2024 shape: earlyAccessEndsAt stays in the record after the date.
     version = {"id": 2, "modelId": 1, "name": "v1", "baseModel": "SD 1.5",

@@ -14,7 +14,9 @@ from typing import Any
 import pytest
 
 from sdlib.errors import FormatError, SdlibError, UnsafeFileError, UsageError
-from sdlib.testing.pickles import (
+from sdlib.transform._stwriter import SafetensorsWriter
+from sdlib.transform.convert import ConvertProgress, convert_file, default_output
+from tests.support.pickles import (
     Asm,
     StateDict,
     Tensor,
@@ -29,8 +31,6 @@ from sdlib.testing.pickles import (
     torch_legacy,
     torch_zip,
 )
-from sdlib.transform._stwriter import SafetensorsWriter
-from sdlib.transform.convert import ConvertProgress, convert_file, default_output
 
 torch = pytest.importorskip("torch")
 st_torch = pytest.importorskip("safetensors.torch")

@@ -19,8 +19,8 @@ import numpy as np
 import pytest
 
 from sdlib.errors import FormatError
-from sdlib.testing.pickles import StateDict, Tensor, dump
 from sdlib.transform.convert import convert_file
+from tests.support.pickles import StateDict, Tensor, dump
 
 MIB = 1 << 20
 

@@ -15,9 +15,9 @@ import pytest
 
 from sdlib.files.safetensors import read_table
 from sdlib.hashcache import HashCache
-from sdlib.testing.pickles import StateDict, Tensor, torch_legacy, torch_zip
 from sdlib.transform import merge as merge_mod
 from sdlib.transform.merge import MergeProgress, merge_files
+from tests.support.pickles import StateDict, Tensor, torch_legacy, torch_zip
 
 
 def _helpers() -> Any:

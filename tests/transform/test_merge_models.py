@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from sdlib.testing.specs import Spec, clip_l_hf, clip_open, ldm_unet
-from sdlib.testing.writers import safetensors_header
+from sdlib.demo.specs import Spec, clip_l_hf, clip_open, ldm_unet
+from sdlib.demo.writers import safetensors_header
 
 #: dtype name -> numpy dtype of its stored bits (bf16 as uint16).
 BITS = {"F32": "<f4", "F16": "<f2", "BF16": "<u2", "F64": "<f8", "I64": "<i8", "I32": "<i4"}
@@ -137,7 +137,7 @@ def _bf16(path: Path, have: set[str]) -> dict[str, tuple[str, np.ndarray]]:
 
 def write_pickle(path: Path, tensors: Mapping[str, tuple[str, np.ndarray]]) -> Path:
     """A torch-zip ``.ckpt`` (``{"state_dict": ...}``), written without torch."""
-    from sdlib.testing.pickles import StateDict, Tensor, torch_zip
+    from tests.support.pickles import StateDict, Tensor, torch_zip
 
     state = StateDict(
         {name: Tensor(arr.tobytes(), dtype, arr.shape) for name, (dtype, arr) in tensors.items()}

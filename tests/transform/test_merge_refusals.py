@@ -14,11 +14,11 @@ from typing import Any
 import numpy as np
 import pytest
 
+from sdlib.demo.specs import lora_sd15_kohya
 from sdlib.errors import FormatError, SdlibError, UnsafeFileError, UsageError
-from sdlib.testing.pickles import StateDict, Tensor, call_pickle, shell_touch, torch_zip
-from sdlib.testing.specs import lora_sd15_kohya
 from sdlib.transform import merge as merge_mod
 from sdlib.transform.merge import merge_files
+from tests.support.pickles import StateDict, Tensor, call_pickle, shell_touch, torch_zip
 
 
 def _helpers() -> Any:

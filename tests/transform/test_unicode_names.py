@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from sdlib.errors import FormatError
-from sdlib.testing.pickles import Tensor, dump, ramp, torch_zip
 from sdlib.transform._stwriter import OutTensor, header_bytes
+from tests.support.pickles import Tensor, dump, ramp, torch_zip
 
 # U+D800 and U+DCFF as pickle writes them with surrogatepass: three bytes each.
 _D800 = b"\xed\xa0\x80"

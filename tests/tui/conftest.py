@@ -16,7 +16,7 @@ from textual.widgets import Input
 from textual.worker import WorkerState
 
 from sdlib.config import CivitaiSettings, LibrarySettings, NetworkSettings, Settings
-from sdlib.testing.server import DemoServer
+from sdlib.demo.server import DemoServer
 from sdlib.tui.app import SdlibApp
 from sdlib.tui.services import TuiOptions
 

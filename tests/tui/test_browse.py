@@ -10,7 +10,7 @@ import pytest
 from textual.widgets import Input, Markdown, Select, Static
 
 from sdlib.config import NetworkSettings, Settings
-from sdlib.testing.server import DemoServer
+from sdlib.demo.server import DemoServer
 from sdlib.tui.screens.browse import BrowseScreen, _periods, _sorts
 from sdlib.tui.widgets.model_detail import ModelDetail
 from sdlib.tui.widgets.results import ResultsTable
@@ -229,7 +229,7 @@ async def test_load_more_stops_on_endless_empty_pages(
 
     from sdlib.config import CivitaiSettings
     from sdlib.sources.paging import MAX_EMPTY_PAGES
-    from sdlib.testing.hostile import Answer, HostileServer
+    from tests.support.hostile import Answer, HostileServer
 
     fresh = itertools.count()
     with HostileServer() as hostile:
@@ -255,7 +255,7 @@ async def test_early_access_shows_only_while_it_runs(
     make_app: Any, settings: Settings, ui: Any, ends: str, shown: bool
 ) -> None:
     from sdlib.config import CivitaiSettings
-    from sdlib.testing.hostile import Answer, HostileServer
+    from tests.support.hostile import Answer, HostileServer
 
     # Civitai's Nov 2024 shape keeps earlyAccessEndsAt after the date has passed.
     version = {"id": 2, "modelId": 1, "name": "v1", "baseModel": "SD 1.5",

@@ -12,9 +12,9 @@ import pytest
 from textual.pilot import Pilot
 from textual.widgets import DataTable, Input
 
+from sdlib.demo.server import DemoServer
 from sdlib.hashing import hash_file
 from sdlib.install import FileChoice
-from sdlib.testing.server import DemoServer
 from sdlib.tui.downloads import DownloadQueue, JobState
 from sdlib.tui.messages import DownloadDone, DownloadPhase, DownloadProgress, DownloadStopped
 from sdlib.tui.screens.dialogs import DownloadDialog

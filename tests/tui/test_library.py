@@ -11,7 +11,7 @@ import pytest
 from textual.pilot import Pilot
 from textual.widgets import DataTable, Select
 
-from sdlib.testing.server import DemoServer
+from sdlib.demo.server import DemoServer
 from sdlib.tui.screens.dialogs import ConfirmDialog, MessageDialog
 from sdlib.tui.screens.library import LibraryScreen
 

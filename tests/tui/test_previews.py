@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 from textual.widgets import Static
 
+from sdlib.demo.server import DemoServer
 from sdlib.sources.civitai import CivitaiImage
-from sdlib.testing.server import DemoServer
 from sdlib.tui.widgets.preview import PreviewPane, image_widget_class
 from sdlib.tui.widgets.results import ResultsTable
 

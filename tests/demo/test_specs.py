@@ -6,8 +6,8 @@ import math
 
 import pytest
 
+from sdlib.demo import specs as S
 from sdlib.files.tensors import DTYPE_SIZES
-from sdlib.testing import specs as S
 
 
 def _params(spec: S.Spec) -> int:

@@ -11,8 +11,8 @@ from typing import Any
 import httpx
 import pytest
 
-from sdlib.testing.catalogue import CATALOGUE, LargeFile, build_files
-from sdlib.testing.server import FAULT_KINDS, DemoServer, parse_fault
+from sdlib.demo.catalogue import CATALOGUE, LargeFile, build_files
+from sdlib.demo.server import FAULT_KINDS, DemoServer, parse_fault
 
 BROWSER = "Mozilla/5.0 (X11; Linux x86_64) Chrome/120.0 Safari/537.36"
 

@@ -2,7 +2,7 @@
 
 Each builder returns the tensor table of a well-known model file (see
 ``/work/shared/reference/classify.md`` for where the names and shapes come from). Pair
-them with :func:`sdlib.testing.writers.write_safetensors` (``sparse=True`` makes a
+them with :func:`sdlib.demo.writers.write_safetensors` (``sparse=True`` makes a
 "6.9 GB" checkpoint cost no disk) or :meth:`sdlib.files.tensors.TensorTable.from_specs`.
 
 ``SPECS`` maps a fixture name to its builder, ``METADATA`` holds the ``__metadata__`` a

@@ -11,10 +11,10 @@ import shutil
 from collections.abc import Mapping
 from pathlib import Path
 
-from sdlib.testing.catalogue import slim
-from sdlib.testing.pickles import call_pickle, shell_touch
-from sdlib.testing.specs import SPECS
-from sdlib.testing.writers import write_safetensors
+from sdlib.demo.catalogue import slim
+from sdlib.demo.specs import SPECS
+from sdlib.demo.writers import write_safetensors
+from tests.support.pickles import call_pickle, shell_touch
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\0" * 40
 JPEG = b"\xff\xd8\xff\xe0\0\x10JFIF" + b"\0" * 40

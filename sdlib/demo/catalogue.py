@@ -27,8 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sdlib.demo.writers import Spec, safetensors_header, write_safetensors
 from sdlib.files.tensors import DTYPE_SIZES
-from sdlib.testing.writers import Spec, safetensors_header, write_safetensors
 
 __all__ = [
     "CATALOGUE",
@@ -188,7 +188,7 @@ class ServedFile:
 
 
 # --- tensor specs ---------------------------------------------------------------------------
-# Real key names and shapes from ``sdlib.testing.specs``. A real checkpoint is gigabytes, so
+# Real key names and shapes from ``sdlib.demo.specs``. A real checkpoint is gigabytes, so
 # checkpoints and VAEs keep only their small tensors (biases, norms, small convs: most of the
 # key names) plus the few larger "signature" tensors readers look at (the first
 # cross-attention ``to_k``, whose width names the text encoder; position embeddings). LoRAs
@@ -218,7 +218,7 @@ def slim(spec: Spec, *, small: int = _SMALL, signature_max: int = 3 << 20) -> di
 
 def _spec(name: str, *args: Any, **kwargs: Any) -> Callable[[], Spec]:
     def build() -> Spec:
-        from sdlib.testing import specs
+        from sdlib.demo import specs
 
         made: Spec = getattr(specs, name)(*args, **kwargs)
         return made
@@ -780,7 +780,7 @@ def _civitai_hashes(h: Any) -> dict[str, str]:
     return {k: v for k, v in out.items() if v}
 
 
-# --- benign torch-zip pickles (via sdlib.testing.pickles) ------------------------------------
+# --- benign torch-zip pickles (via sdlib.demo.pickles) ------------------------------------
 
 
 class _TensorDict(dict[str, tuple[str, tuple[int, ...]]]):
@@ -788,8 +788,8 @@ class _TensorDict(dict[str, tuple[str, tuple[int, ...]]]):
 
 
 def _to_pickle_obj(obj: Any, fill: bytes) -> Any:
-    """Catalogue objects -> ``sdlib.testing.pickles`` values (tensors get ``fill`` data)."""
-    from sdlib.testing import pickles
+    """Catalogue objects -> ``sdlib.demo.pickles`` values (tensors get ``fill`` data)."""
+    from sdlib.demo import pickles
 
     if isinstance(obj, _TensorDict):
         out = pickles.StateDict()
@@ -807,7 +807,7 @@ def _to_pickle_obj(obj: Any, fill: bytes) -> Any:
 
 def _write_torch_zip(path: Path, obj: Any, file_id: int) -> None:
     """A torch.save-style zip whose only globals are the ones ``weights_only`` allows."""
-    from sdlib.testing import pickles
+    from sdlib.demo import pickles
 
     path.write_bytes(pickles.torch_zip(_to_pickle_obj(obj, _fill(file_id))))
 

@@ -16,11 +16,11 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode
 
+from sdlib.demo.catalogue import FileSpec, ModelSpec, VersionSpec
 from sdlib.taxonomy import CIVITAI_SORTS, CIVITAI_TYPES
-from sdlib.testing.catalogue import FileSpec, ModelSpec, VersionSpec
 
 if TYPE_CHECKING:
-    from sdlib.testing.server import _Handler
+    from sdlib.demo.server import _Handler
 
 _CIVITAI_TYPES = CIVITAI_TYPES
 _FILE_TYPES = (

@@ -44,8 +44,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, quote, urlencode, urlsplit
 
-from sdlib.testing._civitai_api import PUBLIC_CACHE, CivitaiApi, Reply, parse_date
-from sdlib.testing.catalogue import (
+from sdlib.demo._civitai_api import PUBLIC_CACHE, CivitaiApi, Reply, parse_date
+from sdlib.demo.catalogue import (
     CATALOGUE,
     CATALOGUE_NOW,
     ModelSpec,

@@ -8,7 +8,7 @@ import zlib
 
 import httpx
 
-from sdlib.testing.server import DemoServer
+from sdlib.demo.server import DemoServer
 
 LORA = 628331  # add_detail.safetensors, version 62833
 

@@ -1,4 +1,0 @@
-"""Builders of small, structurally real model files, for the tests and the demo server.
-
-Shipped in the package because ``sdlib demo-server`` serves such files offline.
-"""
