@@ -21,7 +21,7 @@ from sdlib.errors import ManifestError, NotFound, SdlibError, UsageError
 from sdlib.install import FileChoice, Installer, InstallResult
 
 if TYPE_CHECKING:
-    from sdlib.sources._civitai_models import DownloadTarget
+    from sdlib.sources.civitai import DownloadTarget
 from sdlib.library.layouts import Layout
 from sdlib.library.placement import Destination
 from sdlib.manifest import Entry, LockEntry, Manifest, Target

@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -30,10 +30,9 @@ from sdlib.taxonomy import CIVITAI_TYPE_TO_KIND, Base, Container, Kind, base_fro
 if TYPE_CHECKING:
     import httpx
 
+    from sdlib.files.verification import Verification
     from sdlib.hashing import FileHashes
-    from sdlib.sources._civitai_models import CivitaiModel, CivitaiVersion, DownloadTarget
-    from sdlib.sources.civitai import CivitaiClient
-    from sdlib.verification import Verification
+    from sdlib.sources.civitai import CivitaiClient, CivitaiModel, CivitaiVersion, DownloadTarget
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -74,7 +73,7 @@ class InstallResult:
     picked: str
     warnings: tuple[str, ...] = ()
     sidecars: tuple[str, ...] = ()
-    #: What the published size and hashes said (``sdlib.verification``); None when nothing
+    #: What the published size and hashes said (``sdlib.files.verification``); None when nothing
     #: was downloaded (an identical file was already present).
     verification: Verification | None = None
 
@@ -169,7 +168,7 @@ class Installer:
             container=_FORMAT_CONTAINER.get(target.format or ""),
             refresh=lambda: self.resolve(ref, FileChoice(file_id=target.file_id))[2].url,
         )  # fmt: skip
-        result = download(self.http, spec, self.options, self.on_event)
+        result = download(self.http, spec, self._download_options(), self.on_event)
         self.hashes.store(result.path, result.hashes)
         verdict = result.verification
         path, kind, base, warnings = self._check_and_place(
@@ -184,6 +183,15 @@ class Installer:
                             "downloaded", picked, warnings, sidecars, verdict)  # fmt: skip
 
     # -- steps --------------------------------------------------------------------------------
+    def _download_options(self) -> DownloadOptions:
+        """The caller's options, with Civitai's error mapping where they name none: the
+        engine knows no source, and these downloads come from Civitai's download endpoint."""
+        if self.options.raise_for_status is not None:
+            return self.options
+        from sdlib.sources.civitai import raise_for_status
+
+        return replace(self.options, raise_for_status=raise_for_status)
+
     def _sha256_of(self, path: Path) -> str | None:
         try:
             return self.hashes.get(path)[0].sha256
@@ -305,7 +313,7 @@ class Installer:
         return None
 
     def _fetch_image(self, url: str) -> bytes | None:
-        from sdlib.sources.previews import fetch_preview
+        from sdlib.sources.civitai import fetch_preview
 
         return fetch_preview(self.http, url)  # preview-sized, capped while streaming
 

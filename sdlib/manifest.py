@@ -245,7 +245,7 @@ def _check_ref(entry: Entry, fail: Any) -> None:
             raise fail("sha256: refs take the 64 hex digits of the file's SHA256", "ref")
         return
     from sdlib.errors import UsageError
-    from sdlib.sources.refs import parse_ref
+    from sdlib.sources.civitai import parse_ref
 
     try:
         ref = parse_ref(entry.ref)

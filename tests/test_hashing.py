@@ -118,7 +118,7 @@ def _published_rows() -> list[dict[str, str]]:
 def test_hashes_equal_what_civitai_published_for_real_files(row: dict[str, str]) -> None:
     """Every value civitai.com published for these real bytes equals ours (an empty cell: it
     published none, e.g. AutoV1 under 2 MiB); and the verification policy lands them all."""
-    from sdlib.verification import check
+    from sdlib.files.verification import check
 
     h = hash_file(CIVITAI_PUBLISHED / row["file"])  # raw bytes only; never unpickled
     assert h.size == int(row["bytes"])

@@ -21,9 +21,9 @@ def installer_session(
     from sdlib.cli._common import console
     from sdlib.download import DownloadOptions
     from sdlib.hashcache import HashCache
+    from sdlib.http import build_client
     from sdlib.install import Installer
-    from sdlib.sources.civitai import CivitaiClient
-    from sdlib.sources.http import build_client
+    from sdlib.sources.civitai import CivitaiClient, raise_for_status
 
     with (
         build_client(settings) as http,
@@ -35,7 +35,9 @@ def installer_session(
         )
         yield Installer(
             civitai=civitai, http=http, destination=destination,
-            options=DownloadOptions.from_settings(settings, cancel=threading.Event(), **overrides),
+            options=DownloadOptions.from_settings(
+                settings, cancel=threading.Event(), raise_for_status=raise_for_status, **overrides
+            ),
             hashes=cache, previews=previews, nsfw=settings.civitai.nsfw,
             on_event=display.event, on_note=display.note,
         ), display  # fmt: skip

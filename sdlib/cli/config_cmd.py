@@ -30,7 +30,7 @@ def _effective() -> dict[str, Any]:
     from dataclasses import asdict
 
     from sdlib.config import load_settings, mask_token
-    from sdlib.sources.http import USER_AGENT
+    from sdlib.http import USER_AGENT
 
     settings = load_settings()
     env_token = os.environ.get("CIVITAI_TOKEN")

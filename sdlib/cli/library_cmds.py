@@ -285,9 +285,9 @@ def identify_cmd(paths: tuple[Path, ...], ui: str | None, refresh: bool, no_prev
       sdlib identify ~/ComfyUI/models/loras/add_detail.safetensors --json
       sdlib identify ~/models --refresh --rate 2
     """
+    from sdlib.http import build_client
     from sdlib.library._remote import RateLimiter, Remote
     from sdlib.library.identify import Identifier, IdentifyOptions
-    from sdlib.sources.http import build_client
 
     settings = _settings()
     wanted = _regular_or_dirs(paths)
@@ -401,9 +401,9 @@ def updates_cmd(root: Path | None, ui: str | None, ttl: float, refresh: bool,
       sdlib updates ~/stable-diffusion-webui
       sdlib updates ~/ComfyUI --ttl 1 --json
     """
+    from sdlib.http import build_client
     from sdlib.library._remote import RateLimiter, Remote
     from sdlib.library.updates import check_updates
-    from sdlib.sources.http import build_client
 
     settings = _settings()
     root = _root(settings, root)

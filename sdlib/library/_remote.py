@@ -124,7 +124,7 @@ class Remote:
         """An example image's bytes, or None if it cannot be had (never an error).
 
         ``fetch_preview``: a preview-sized image, the body capped while streaming."""
-        from sdlib.sources.previews import fetch_preview
+        from sdlib.sources.civitai import fetch_preview
 
         self.limiter.wait()
         return fetch_preview(self.http, url)

@@ -5,7 +5,7 @@ Cache layout (``<cache dir>/previews``; safe to delete at any time)::
     previews/
       3f/3f9a...c1.img      the bytes as served (PNG, JPEG, WebP or GIF; never video)
 
-Images are fetched by ``sdlib.sources.previews.fetch_preview`` (the CDN asked for a small
+Images are fetched by ``sdlib.sources.civitai.fetch_preview`` (the CDN asked for a small
 width, the body capped while streaming). Files are named by the SHA-256 of the URL, written
 atomically, and trimmed oldest-first
 when the folder grows past ``max_bytes``. Decoding happens in a worker thread: Pillow opens
@@ -22,7 +22,7 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sdlib.sources.previews import MAX_PREVIEW_BYTES
+from sdlib.sources.civitai import MAX_PREVIEW_BYTES
 
 if TYPE_CHECKING:
     import httpx
@@ -72,7 +72,7 @@ class ImageCache:
 
     def _fetch(self, url: str) -> bytes | None:
         from sdlib.library.sidecars import image_extension
-        from sdlib.sources.previews import fetch_preview
+        from sdlib.sources.civitai import fetch_preview
 
         data = fetch_preview(self._http, url)  # resized by the CDN, capped while streaming
         # A preview may be a video (mp4/webm): those are not drawn, and not cached.

@@ -77,7 +77,7 @@ class Services:
     def http(self) -> httpx.Client:
         with self._lock:
             if self._http is None:
-                from sdlib.sources.http import build_client
+                from sdlib.http import build_client
 
                 self._http = build_client(self.settings, self._transport)
             return self._http
@@ -163,8 +163,9 @@ class Services:
         """
         from sdlib.download import DownloadOptions
         from sdlib.install import Installer
+        from sdlib.sources.civitai import raise_for_status
 
-        options = DownloadOptions.from_settings(self.settings)
+        options = DownloadOptions.from_settings(self.settings, raise_for_status=raise_for_status)
         if cancel is not None:
 
             def sleep(seconds: float) -> None:

@@ -16,12 +16,12 @@ import pytest
 from sdlib.config import Settings
 from sdlib.demo.server import DemoServer
 from sdlib.hashcache import HashCache
+from sdlib.http import build_client
 from sdlib.library._remote import RateLimiter, Remote
 from sdlib.library.identify import Identifier, IdentifyOptions, IdentifyResult
 from sdlib.library.index import Index
 from sdlib.library.scan import ScanResult, load_layout, scan
 from sdlib.library.updates import check_updates
-from sdlib.sources.http import build_client
 from tests.support import trees
 
 

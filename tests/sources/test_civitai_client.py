@@ -23,7 +23,9 @@ from sdlib.errors import (
     SourceError,
     UsageError,
 )
-from sdlib.sources._civitai_models import (
+from sdlib.http import USER_AGENT, build_client
+from sdlib.sources.civitai import CivitaiClient, raise_for_status
+from sdlib.sources.civitai._models import (
     CivitaiFile,
     CivitaiImage,
     CivitaiModel,
@@ -34,8 +36,6 @@ from sdlib.sources._civitai_models import (
     commercial_use,
     normalise_cursor,
 )
-from sdlib.sources.civitai import CivitaiClient, raise_for_status
-from sdlib.sources.http import USER_AGENT, build_client
 
 BASE = "https://civitai.test"
 Handler = Callable[[httpx.Request], httpx.Response]

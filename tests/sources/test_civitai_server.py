@@ -13,8 +13,8 @@ from sdlib.demo.catalogue import CATALOGUE
 from sdlib.demo.server import DemoServer
 from sdlib.errors import AccessDenied, AuthRequired, BadResponse, NotFound, SourceError
 from sdlib.hashing import hash_file
+from sdlib.http import build_client, network_errors
 from sdlib.sources.civitai import CivitaiClient, raise_for_status
-from sdlib.sources.http import build_client, network_errors
 
 
 @pytest.fixture

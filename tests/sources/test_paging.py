@@ -19,11 +19,11 @@ from typing import Any
 import pytest
 
 from sdlib.config import CivitaiSettings, NetworkSettings, Settings
+from sdlib.http import build_client
 from sdlib.library._remote import RateLimiter, Remote
 from sdlib.library.index import FileRow, Index
 from sdlib.library.updates import check_updates
 from sdlib.sources.civitai import CivitaiClient
-from sdlib.sources.http import build_client
 from sdlib.sources.paging import MAX_EMPTY_PAGES, PageGuard
 from tests.support.hostile import Answer, HostileServer
 

@@ -16,7 +16,7 @@ import pytest
 
 from sdlib.library._remote import RateLimiter, Remote
 from sdlib.library.index import Index
-from sdlib.sources.previews import MAX_PREVIEW_BYTES, fetch_preview, preview_url
+from sdlib.sources.civitai import MAX_PREVIEW_BYTES, fetch_preview, preview_url
 from sdlib.tui.images import ImageCache
 from tests.support.hostile import Answer, HostileServer, endless
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from sdlib.errors import UsageError
-from sdlib.sources.refs import CivitaiRef, parse_ref
+from sdlib.sources.civitai import CivitaiRef, parse_ref
 
 CASES: list[tuple[str, CivitaiRef]] = [
     ("4384", CivitaiRef(model_id=4384)),

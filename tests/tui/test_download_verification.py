@@ -9,12 +9,12 @@ import struct
 import zlib
 from pathlib import Path
 
+from sdlib.files.verification import check
 from sdlib.hashing import hash_stream
 from sdlib.install import FileChoice, InstallResult
 from sdlib.tui.downloads import DownloadQueue, JobState
 from sdlib.tui.messages import DownloadDone
 from sdlib.tui.screens.downloads import detail_text
-from sdlib.verification import check
 
 DATA = struct.pack("<Q", 2) + b"{}" + b"weights" * 100
 SHA = hashlib.sha256(DATA).hexdigest().upper()

@@ -268,8 +268,8 @@ def test_cancel_hook_stops_the_downloader_and_keeps_the_part_file(
 
     from sdlib.download import DownloadOptions, DownloadSpec, Progress, download, part_path
     from sdlib.errors import Interrupted
+    from sdlib.http import build_client
     from sdlib.sources.civitai import CivitaiClient
-    from sdlib.sources.http import build_client
 
     civitai.rate_limit = 2 << 20
     stop = threading.Event()

@@ -19,14 +19,14 @@ import pytest
 from sdlib.config import CivitaiSettings, NetworkSettings, Settings
 from sdlib.demo.server import DemoServer
 from sdlib.errors import ConfigError, SourceError
-from sdlib.sources.civitai import CivitaiClient
-from sdlib.sources.http import (
+from sdlib.http import (
     USER_AGENT,
     build_client,
     network_errors,
     parse_retry_after,
     translate_error,
 )
+from sdlib.sources.civitai import CivitaiClient
 
 
 def _settings(**network: object) -> Settings:
@@ -105,7 +105,7 @@ def test_socks5h_resolves_names_through_the_proxy(civitai: DemoServer) -> None:
 def test_download_bodies_use_the_fast_transport_only_without_a_proxy(
     civitai: DemoServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from sdlib.sources.fastbody import FAST_BODY, READINTO
+    from sdlib.http import FAST_BODY, READINTO
 
     url = f"{civitai.url}/api/v1/models/4384"
     with (

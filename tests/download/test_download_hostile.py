@@ -15,13 +15,13 @@ from pathlib import Path
 import httpx
 import pytest
 
-from sdlib._transfer import SpeedFloor
 from sdlib.config import NetworkSettings, Settings
 from sdlib.download import DownloadOptions, DownloadSpec, download, part_path
+from sdlib.download._transfer import SpeedFloor
 from sdlib.errors import DiskFull, DownloadError, SdlibError
+from sdlib.http import build_client
 from sdlib.library.placement import choose_name
 from sdlib.names import safe_filename
-from sdlib.sources.http import build_client
 
 SMALL = bytes(range(256)) * 96  # 24 KiB
 

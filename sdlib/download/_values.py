@@ -1,7 +1,7 @@
 """The values a download takes and reports: what to fetch, how, and progress events.
 
-Defined apart from the engine (``sdlib.download``, which re-exports them) so that front
-ends and the engine's helpers share them without importing each other.
+Defined apart from the engine (``_engine``; ``sdlib.download`` exports them) so that
+front ends and the engine's helpers share them without importing each other.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from sdlib.taxonomy import Container
 
 if TYPE_CHECKING:
     from sdlib.config import Settings
-    from sdlib.verification import Verification
+    from sdlib.files.verification import Verification
 
 PART_SUFFIX = ".part"
 
@@ -78,7 +78,7 @@ class DownloadSpec:
     dest: Path
     size: int | None = None
     #: Civitai's ``hashes`` dict ({"SHA256": ..., "AutoV2": ...}); every one is checked, and
-    #: ``sdlib.verification`` says which decide.
+    #: ``sdlib.files.verification`` says which decide.
     hashes: Mapping[str, str] = field(default_factory=dict)
     #: The container the source promised (safetensors, or any pickle for PickleTensor).
     container: Container | None = None
@@ -101,7 +101,9 @@ class DownloadOptions:
     #: Wait (up to this many seconds) for another process holding the part file, else fail.
     lock_wait: float = 0.0
     sleep: Callable[[float], None] = time.sleep
-    #: Maps a failed response to an sdlib error (default: Civitai's mapping).
+    #: Maps a failed response to an sdlib error. The caller passes its source's mapper
+    #: (Civitai's reads its error bodies); None: ``sdlib.http.raise_for_status``, which
+    #: maps the bare status and knows no source.
     raise_for_status: Callable[[httpx.Response], None] | None = None
     #: Set it to stop: the next write raises ``Interrupted`` (path: the part file, kept for
     #: resume). Front ends use it for pause and cancel.

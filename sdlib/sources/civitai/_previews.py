@@ -15,8 +15,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit, urlunsplit
 
 from sdlib.errors import SourceError
-from sdlib.sources.bodies import read_capped
-from sdlib.sources.http import network_errors
+from sdlib.http import network_errors, read_capped
 
 if TYPE_CHECKING:
     import httpx

@@ -17,6 +17,9 @@ those would be wrong, so:
   whatever is published decide, and the result says "unverified".
 
 Unknown hash names and empty values are ignored; comparison ignores case. Pure: no IO.
+It judges ``FileHashes`` against published values and needs nothing else, so it lives with
+the readers of bytes rather than in the download engine: checking a file already on disk
+against what its source published asks the same question without loading any HTTP code.
 """
 
 from __future__ import annotations

@@ -8,14 +8,14 @@
   ``socks5://`` or ``socks5h://``; the last resolves host names through the proxy) or, when
   none is configured, the standard ``*_PROXY`` variables (httpx ``trust_env``);
 * download bodies read without h11's copies when no proxy is in the way
-  (``sdlib.sources.fastbody``);
+  (``sdlib.http._fastbody``);
 * retries with exponential backoff for 429, 502, 503, 504 and connection failures,
   honouring ``Retry-After`` (capped at ``network.backoff_max``), for GET and HEAD only;
 * the Civitai token as ``Authorization: Bearer ...``, sent only to the configured Civitai
   origin (scheme, host and port), never to a redirect target, never in a URL.
 
-Nothing above ``sdlib.sources`` catches ``httpx.*``: call sites wrap requests in
-``network_errors(url)``, which translates transport failures into ``SourceError``.
+Nothing above ``sdlib.sources`` and ``sdlib.download`` catches ``httpx.*``: call sites wrap
+requests in ``network_errors(url)``, which translates transport failures into ``SourceError``.
 """
 
 from __future__ import annotations
@@ -188,9 +188,9 @@ def build_client(
             verify=verify, proxy=proxy, trust_env=net.proxy is None
         )
         if net.proxy is None:
-            # Large download bodies skip h11 (see sdlib.sources.fastbody); requests that a
+            # Large download bodies skip h11 (see sdlib.http._fastbody); requests that a
             # *_PROXY variable routes elsewhere go to the mounts below instead.
-            from sdlib.sources.fastbody import FastBodyTransport
+            from sdlib.http._fastbody import FastBodyTransport
 
             base = FastBodyTransport(base, verify=verify)
         transport = base
@@ -214,7 +214,7 @@ def build_client(
         hooks["request"].append(auth.strip_foreign)
     return httpx.Client(
         auth=auth,
-        # Only encodings sdlib.sources.bodies inflates with a cap (httpx would add br/zstd
+        # Only encodings sdlib.http._bodies inflates with a cap (httpx would add br/zstd
         # when their packages happen to be installed).
         headers={
             "User-Agent": USER_AGENT,

@@ -8,15 +8,21 @@ the one-line errors and the thresholds, not the control flow.
 from __future__ import annotations
 
 import shutil
+import time
 from pathlib import Path
+from typing import TYPE_CHECKING, BinaryIO
 
 import httpx
 
-from sdlib.errors import DiskFull, SdlibError
+from sdlib._filelock import try_lock
+from sdlib.errors import DiskFull, HashMismatch, SdlibError
 from sdlib.files.sniff import looks_like_text_error, sniff_bytes
 from sdlib.formatting import human_size
 from sdlib.names import RESERVED_SUFFIXES
 from sdlib.taxonomy import Container
+
+if TYPE_CHECKING:
+    from sdlib.files.verification import Verification
 
 #: Free space kept in reserve beyond the file itself (at most; an eighth of a small file).
 DISK_MARGIN = 64 << 20
@@ -83,3 +89,48 @@ def container_problem(path: Path, size: int, want: Container | None) -> str | No
     if got == want or (want in pickles and got in pickles):
         return None
     return f"the file is {got.value}, but the source promised {want.value}"
+
+
+def discard_reason(
+    verdict: Verification, part: Path, size: int, want: Container | None, accept_mismatch: bool
+) -> str | None:
+    """Why the downloaded bytes are thrown away (one phrase), or None to keep them.
+
+    A mismatch with what the source published discards them unless the user knowingly
+    accepts what it serves; bytes that are not the promised container are discarded always.
+    """
+    if verdict.status == "mismatch" and not accept_mismatch:
+        return (
+            f"{verdict.problem()}; the download was discarded "
+            "(--accept-mismatch keeps what the source serves)"
+        )
+    if bad_container := container_problem(part, size, want):
+        return f"{bad_container}; the download was discarded"
+    return None
+
+
+def open_part_locked(part: Path, wait: float, name: str) -> BinaryIO:
+    """``part`` opened for appending under the OS lock, waiting up to ``wait`` seconds for
+    another process that holds it; then a one-line refusal."""
+    fh = open(part, "a+b")  # noqa: SIM115 - the engine closes it
+    deadline = time.monotonic() + wait
+    while not try_lock(fh):
+        if time.monotonic() >= deadline:
+            fh.close()
+            raise SdlibError(
+                f"another sdlib process is downloading {name} into this folder; "
+                "wait for it to finish or stop it",
+                path=str(part),
+            )
+        time.sleep(0.2)
+    return fh
+
+
+def size_offer_error(name: str, offered: int, published: int) -> HashMismatch:
+    """The server offers another size than the source published: not the published file."""
+    return HashMismatch(
+        f"{name}: the server offers {offered:,} bytes but the source published "
+        f"{published:,}; not downloading a different file",
+        expected=str(published),
+        actual=str(offered),
+    )

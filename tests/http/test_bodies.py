@@ -1,4 +1,4 @@
-"""Capped streaming reads and bounded JSON parsing (``sdlib.sources.bodies``).
+"""Capped streaming reads and bounded JSON parsing (``sdlib.http``).
 
 Expected values: the stdlib's own ``json.loads``/``gzip``/``zlib`` on bytes built here, and
 the real recorded Civitai answers in shared/reference/samples.
@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from sdlib.errors import BadResponse
-from sdlib.sources.bodies import (
+from sdlib.http import (
     HEAD,
     MAX_DEPTH,
     HostileJSON,

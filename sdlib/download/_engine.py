@@ -1,25 +1,9 @@
-"""Resumable, multi-connection downloads, hashed while the bytes arrive.
+"""The download engine: one ``_Download`` per file, from the part file's lock to its name.
 
-The contract (what a user's models folder can rely on):
-
-* bytes go to ``<name>.part`` beside the target, under an OS lock on that file, so a
-  second sdlib process never writes the same part file;
-* the part file is always a contiguous prefix of the file (pieces fetched in parallel are
-  written in order), so after a dropped connection, Ctrl-C, a crash or kill -9 the next run
-  resumes from its size with ``Range`` + ``If-Range``; what it needs to resume (the
-  server's validator) lives in the user cache dir, not in the models folder;
-* every hash Civitai publishes is computed from the bytes as they are written (no second
-  read); a resumed download re-reads only the prefix it already had;
-* size, hashes and container are verified before ``os.replace`` puts the file at its name
-  (``sdlib.verification`` says which published hash decides and which only warn); on a
-  mismatch the part file is deleted and nothing appears at the target, unless the caller
-  knowingly accepts what the source serves (``DownloadOptions.accept_mismatch``);
-* a hostile or broken server cannot keep a download alive forever (a body that trickles
-  below ``min_speed`` is cut), fill the disk (a body of unknown length stops at
-  ``max_unknown_size``), or send it anywhere but HTTP(S) (a ``file://`` redirect, or a
-  redirect loop, ends it at once).
-
-Progress is reported through a callback of small event dataclasses; no UI code here.
+The guarantees it keeps are the package's (``sdlib.download``'s docstring). The control
+flow lives here; the policy-free parts live beside it: ``_pieces`` (parallel ranged
+pieces in order), ``_transfer`` (pacing, buffers, flushing, resume records) and
+``_checks`` (refusals and their wording).
 """
 
 from __future__ import annotations
@@ -34,30 +18,18 @@ from typing import BinaryIO
 
 import httpx
 
-from sdlib import _filelock
-from sdlib._download_checks import (
-    DISK_MARGIN,
+from sdlib._filelock import unlock
+from sdlib.download._checks import (
     check_free_space,
-    container_problem,
+    discard_reason,
     not_http_message,
+    open_part_locked,
     refuse_reserved_name,
+    size_offer_error,
     unknown_size_error,
 )
-from sdlib._download_values import (
-    PART_SUFFIX,
-    DownloadEvent,
-    DownloadOptions,
-    DownloadResult,
-    DownloadSpec,
-    EventCallback,
-    Finished,
-    Progress,
-    Retrying,
-    Started,
-    Verifying,
-    part_path,
-)
-from sdlib._transfer import (
+from sdlib.download._pieces import PieceError, PieceFetcher
+from sdlib.download._transfer import (
     PROGRESS_RESETS_RETRIES,
     BackgroundFlush,
     BufferRing,
@@ -69,39 +41,36 @@ from sdlib._transfer import (
     content_range_start,
     content_range_total,
     describe_transport,
+    feed_prefix,
     first_read_size,
     next_read_size,
     parse_int,
+)
+from sdlib.download._values import (
+    DownloadOptions,
+    DownloadResult,
+    DownloadSpec,
+    EventCallback,
+    Finished,
+    Progress,
+    Retrying,
+    Started,
+    Verifying,
+    part_path,
 )
 from sdlib.errors import (
     DiskFull,
     DownloadError,
     HashMismatch,
     Interrupted,
-    SdlibError,
     SourceError,
 )
 from sdlib.files.sniff import looks_like_text_error
-from sdlib.hashing import CHUNK, FileHashes, Hasher
-from sdlib.sources.fastbody import ABORT, FAST_BODY, READINTO
-from sdlib.verification import Verification, check
+from sdlib.files.verification import Verification, check
+from sdlib.hashing import FileHashes, Hasher
+from sdlib.http import ABORT, FAST_BODY, READINTO, raise_for_status
 
-__all__ = [
-    "DISK_MARGIN",
-    "PART_SUFFIX",
-    "DownloadEvent",
-    "DownloadOptions",
-    "DownloadResult",
-    "DownloadSpec",
-    "EventCallback",
-    "Finished",
-    "Progress",
-    "Retrying",
-    "Started",
-    "Verifying",
-    "download",
-    "part_path",
-]
+__all__ = ["download"]
 
 #: Buffers that a fast (``readinto``) body is read into, in turn, while others are hashed;
 #: 1 MiB each, so a slow link still shows progress (and keeps its bytes) every MiB.
@@ -166,7 +135,7 @@ class _Download:
         if dest.exists():
             raise DownloadError(f"{dest} already exists; not overwriting it", path=str(dest))
         dest.parent.mkdir(parents=True, exist_ok=True)
-        fh = self._open_locked()
+        fh = open_part_locked(self.part, self.opt.lock_wait, self.name)
         self.fh = fh
         self.flush = BackgroundFlush.start(fh.fileno())
         if self.opt.cancel is not None:
@@ -199,20 +168,6 @@ class _Download:
         self.emit(Finished(self.name, str(dest), hashes.size))
         return DownloadResult(dest, hashes, self.resumed_from, self.connections, verification)
 
-    def _open_locked(self) -> BinaryIO:
-        fh = open(self.part, "a+b")  # noqa: SIM115 - closed in _close
-        deadline = time.monotonic() + self.opt.lock_wait
-        while not _filelock.try_lock(fh):
-            if time.monotonic() >= deadline:
-                fh.close()
-                raise SdlibError(
-                    f"another sdlib process is downloading {self.name} into this folder; "
-                    "wait for it to finish or stop it",
-                    path=str(self.part),
-                )
-            time.sleep(0.2)
-        return fh
-
     def _close(self, fh: BinaryIO, keep: bool) -> None:
         self._stop_flush()
         if self.watch is not None:
@@ -227,7 +182,7 @@ class _Download:
                 os.fsync(fh.fileno())
         size = self.offset
         with contextlib.suppress(OSError):
-            _filelock.unlock(fh)
+            unlock(fh)
         fh.close()
         if keep and size == 0:
             # Nothing worth resuming: leave the folder exactly as it was.
@@ -249,22 +204,10 @@ class _Download:
         trusted, validator = self.record.load()
         if have and trusted and (self.total is None or have <= self.total):
             self.validator = validator
-            self._hash_existing(have)
+            feed_prefix(self.fh, have, self.hasher)  # the only re-read
             self.offset = self.resumed_from = have
         elif have:
             self._truncate()
-
-    def _hash_existing(self, size: int) -> None:
-        """Feed the bytes a previous run already wrote to the hasher (the only re-read)."""
-        assert self.fh is not None
-        self.fh.seek(0)
-        left = size
-        while left:
-            data = self.fh.read(min(CHUNK, left))
-            if not data:
-                break
-            self.hasher.update(data)
-            left -= len(data)
 
     def _truncate(self) -> None:
         assert self.fh is not None
@@ -370,14 +313,8 @@ class _Download:
         else:
             total = parse_int(response.headers.get("Content-Length"))
         if total is not None:
-            differs = self.spec.size is not None and total != self.spec.size
-            if differs and not self.opt.accept_mismatch:
-                raise HashMismatch(
-                    f"{self.name}: the server offers {total:,} bytes but the source published "
-                    f"{self.spec.size:,}; not downloading a different file",
-                    expected=str(self.spec.size),
-                    actual=str(total),
-                )
+            if self.spec.size not in (None, total) and not self.opt.accept_mismatch:
+                raise size_offer_error(self.name, total, self.spec.size)
             self.total = total
         self.validator = response.headers.get("ETag") or response.headers.get("Last-Modified")
         self.record.save(self.validator)
@@ -393,7 +330,7 @@ class _Download:
             raise _Transient(f"storage link expired (HTTP {status}); fetched a new one")
         if status in (500, 502, 503, 504, 408):
             raise _Transient(f"server error HTTP {status}")
-        mapper = self.opt.raise_for_status or _civitai_raise_for_status
+        mapper = self.opt.raise_for_status or raise_for_status
         try:
             mapper(response)
         except SourceError as exc:
@@ -440,7 +377,7 @@ class _Download:
     def _stream_into(
         self, readinto: Callable[[memoryview], int], abort: Callable[[], None] | None
     ) -> None:
-        """Read the body straight into a ring of buffers (see ``sdlib.sources.fastbody``)."""
+        """Read the body straight into a ring of buffers (see ``sdlib.http._fastbody``)."""
         assert self.deadline is not None
         ring = BufferRing(_RING_BUFFERS, _RING_BUFFER_SIZE)
         fed_before = self.hasher.fed
@@ -514,8 +451,6 @@ class _Download:
         self._check_cancel()
 
     def _fetch_pieces(self, url: str) -> None:
-        from sdlib._pieces import PieceError, PieceFetcher
-
         assert self.total is not None
         self.connections = self.opt.connections
         self.emit(Started(self.name, self.total, self.resumed_from, self.connections))
@@ -545,14 +480,9 @@ class _Download:
     def _verify(self, hashes: FileHashes) -> Verification:
         self.emit(Verifying(self.name))
         verdict = check(hashes, self.spec.hashes, self.spec.size)
-        problem: str | None = None
-        if verdict.status == "mismatch" and not self.opt.accept_mismatch:
-            problem = (
-                f"{verdict.problem()}; the download was discarded "
-                "(--accept-mismatch keeps what the source serves)"
-            )
-        elif bad_container := container_problem(self.part, hashes.size, self.spec.container):
-            problem = f"{bad_container}; the download was discarded"
+        problem = discard_reason(
+            verdict, self.part, hashes.size, self.spec.container, self.opt.accept_mismatch
+        )
         if problem is None:
             return verdict.accept() if self.opt.accept_mismatch else verdict
         self.offset = 0
@@ -565,12 +495,3 @@ class _Download:
             expected=bad.published if bad else None,
             actual=bad.actual if bad else None,
         )
-
-
-# --- helpers ----------------------------------------------------------------------------------
-
-
-def _civitai_raise_for_status(response: httpx.Response) -> None:
-    from sdlib.sources.civitai import raise_for_status
-
-    raise_for_status(response)

@@ -2,7 +2,7 @@
 
 A wrong type in one field degrades that field to ``None`` (``_int("1e999")`` is None, not an
 OverflowError); ``RecommendedSettings`` is a majority vote over example images' metadata.
-Used by ``_civitai_models``, which builds the records.
+Used by ``_models``, which builds the records.
 """
 
 from __future__ import annotations

@@ -33,8 +33,8 @@ from sdlib.errors import (
     SdlibError,
 )
 from sdlib.hashing import hash_file
-from sdlib.sources.civitai import CivitaiClient
-from sdlib.sources.http import build_client
+from sdlib.http import build_client
+from sdlib.sources.civitai import CivitaiClient, raise_for_status
 from sdlib.taxonomy import Container
 
 LARGE = 24 << 20  # big enough for several pieces, small enough for CI
@@ -70,7 +70,10 @@ def env(
 
 
 def _options(settings: Settings, **kw: object) -> DownloadOptions:
-    base = DownloadOptions.from_settings(settings, sleep=lambda _s: None, stall_timeout=2.0)
+    # These download from Civitai's endpoint: its error mapping is the caller's to pass.
+    base = DownloadOptions.from_settings(
+        settings, sleep=lambda _s: None, stall_timeout=2.0, raise_for_status=raise_for_status
+    )
     return replace(base, **kw)  # type: ignore[arg-type]
 
 
@@ -185,7 +188,7 @@ def test_range_ignored_restarts_cleanly(env, server: DemoServer, tmp_path: Path)
 def test_complete_part_file_gets_416_and_finishes(
     env, server: DemoServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import sdlib.download as dl
+    import sdlib.download._engine as dl
 
     http, civ, settings = env
     spec = _spec(civ, 128713, tmp_path)
@@ -349,7 +352,7 @@ def test_existing_target_is_never_overwritten(env, tmp_path: Path) -> None:
 def test_bodies_are_read_straight_into_buffers(
     env, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, connections: int
 ) -> None:
-    from sdlib.sources import fastbody
+    from sdlib.http import _fastbody as fastbody
 
     http, civ, settings = env
     spec = _spec(civ, LARGE_VERSION_ID, tmp_path)

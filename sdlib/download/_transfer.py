@@ -13,12 +13,14 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import httpx
 
+from sdlib.hashing import CHUNK
+
 if TYPE_CHECKING:
-    from sdlib._download_values import DownloadOptions
+    from sdlib.download._values import DownloadOptions
     from sdlib.hashing import Hasher
 
 #: Bytes that must arrive between two failures for them not to count as "in a row": a flaky
@@ -338,3 +340,15 @@ def content_range_total(value: str | None) -> int | None:
     if not value or "/" not in value:
         return None
     return parse_int(value.rsplit("/", 1)[1].strip())
+
+
+def feed_prefix(fh: BinaryIO, size: int, hasher: Hasher) -> None:
+    """Feed the first ``size`` bytes of ``fh`` (what a previous run wrote) to ``hasher``."""
+    fh.seek(0)
+    left = size
+    while left:
+        data = fh.read(min(CHUNK, left))
+        if not data:
+            break
+        hasher.update(data)
+        left -= len(data)

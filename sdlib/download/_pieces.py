@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from sdlib._transfer import (
+from sdlib.download._transfer import (
     PROGRESS_RESETS_RETRIES,
     SpeedFloor,
     content_range_start,
@@ -28,11 +28,11 @@ from sdlib._transfer import (
     next_read_size,
     parse_int,
 )
-from sdlib.sources.fastbody import ABORT, FAST_BODY, READINTO
+from sdlib.http import ABORT, FAST_BODY, READINTO
 
 if TYPE_CHECKING:
-    from sdlib._transfer import CancelWatch, ReadDeadline
-    from sdlib.download import DownloadOptions
+    from sdlib.download._transfer import CancelWatch, ReadDeadline
+    from sdlib.download._values import DownloadOptions
 
 
 class PieceError(Exception):

@@ -13,8 +13,8 @@ import zlib
 import pytest
 from blake3 import blake3
 
+from sdlib.files.verification import check
 from sdlib.hashing import FileHashes, hash_stream
-from sdlib.verification import check
 
 BODY = b"tensor bytes " * 200
 DATA = struct.pack("<Q", 2) + b"{}" + BODY  # a toy safetensors file

@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sdlib.sources._civitai_fields import (
+from sdlib.sources.civitai._fields import (
     RecommendedSettings,
     _bool,
     _dict,

@@ -6,10 +6,10 @@
         version = civitai.version(128713)
         target = civitai.resolve_download(version, format="SafeTensor")
 
-HTTP statuses become sdlib errors in one place, ``raise_for_status`` (also used by the
-downloader on the download endpoint), and every API body is streamed, capped and parsed
-with limits by ``get_json``; both live in ``_civitai_http`` and are exported here. Retries
-and token scoping live in ``sdlib.sources.http``; the paging guard in ``sdlib.sources.paging``.
+HTTP statuses become sdlib errors in one place, ``raise_for_status`` (which callers pass to
+the downloader for the download endpoint), and every API body is streamed, capped and
+parsed with limits by ``get_json``; both live in ``_http``. Retries and token scoping live
+in ``sdlib.http``; the paging guard in ``sdlib.sources.paging``.
 """
 
 from __future__ import annotations
@@ -22,8 +22,9 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from sdlib.errors import BadResponse, NotFound, UsageError
-from sdlib.sources._civitai_http import MAX_JSON, get_json, parse_json, raise_for_status
-from sdlib.sources._civitai_models import (
+from sdlib.http import build_client
+from sdlib.sources.civitai._http import get_json
+from sdlib.sources.civitai._models import (
     CivitaiFile,
     CivitaiImage,
     CivitaiModel,
@@ -33,32 +34,15 @@ from sdlib.sources._civitai_models import (
     SearchPage,
     choose_file,
 )
-from sdlib.sources.http import build_client
+from sdlib.sources.civitai._refs import CivitaiRef, parse_ref
 from sdlib.sources.paging import PageGuard
-from sdlib.sources.refs import CivitaiRef, parse_ref
 from sdlib.sources.versions import early_access_active
 from sdlib.taxonomy import CIVITAI_PERIODS, CIVITAI_SORTS
 
 if TYPE_CHECKING:
     from sdlib.config import Settings
 
-__all__ = [
-    "MAX_JSON",
-    "PERIODS",
-    "SORTS",
-    "CivitaiClient",
-    "CivitaiFile",
-    "CivitaiImage",
-    "CivitaiModel",
-    "CivitaiVersion",
-    "DownloadTarget",
-    "RecommendedSettings",
-    "SearchPage",
-    "choose_file",
-    "get_json",
-    "parse_json",
-    "raise_for_status",
-]
+__all__ = ["PERIODS", "SORTS", "CivitaiClient"]
 
 SORTS = CIVITAI_SORTS
 PERIODS = CIVITAI_PERIODS

@@ -1,7 +1,7 @@
 """Civitai's HTTP answers as sdlib values or errors: the one place statuses are mapped.
 
 ``get_json`` makes one API request with the body streamed and capped (``MAX_JSON``) and the
-JSON parsed with depth and number limits (``sdlib.sources.bodies``). ``raise_for_status``
+JSON parsed with depth and number limits (``sdlib.http``). ``raise_for_status``
 turns statuses into sdlib errors (also used by the downloader on the download endpoint):
 401 -> AuthRequired, 403 -> AccessDenied (with the early-access end date), 404 -> NotFound,
 410 -> Gone, 429 -> RateLimited, other 4xx/5xx -> SourceError; a CDN's browser challenge
@@ -25,8 +25,14 @@ from sdlib.errors import (
     RateLimited,
     SourceError,
 )
-from sdlib.sources.bodies import HostileJSON, challenge_of, loads_bounded, read_capped
-from sdlib.sources.http import network_errors, parse_retry_after
+from sdlib.http import (
+    HostileJSON,
+    challenge_of,
+    loads_bounded,
+    network_errors,
+    parse_retry_after,
+    read_capped,
+)
 
 __all__ = ["MAX_JSON", "get_json", "parse_json", "raise_for_status"]
 

@@ -11,8 +11,8 @@ import pytest
 
 from sdlib.demo.catalogue import LARGE_FILE_ID
 from sdlib.demo.server import DemoServer
-from sdlib.sources import fastbody
-from sdlib.sources.fastbody import FAST_BODY, READINTO, FastBodyTransport
+from sdlib.http import FAST_BODY, READINTO, FastBodyTransport
+from sdlib.http import _fastbody as fastbody
 
 SIZE = 6 << 20
 

@@ -1,0 +1,66 @@
+"""HTTP for every remote sdlib talks to: one client factory, one fast body, bounded reads.
+
+This layer knows HTTP, not any source: it never imports ``sdlib.sources``,
+``sdlib.library`` or ``sdlib.download`` (an import-linter contract says so).
+
+* ``build_client(settings)``: the one ``httpx.Client`` (User-Agent, timeouts, CA bundle,
+  proxies, retries with back-off, the token scoped to its origin); ``network_errors`` turns
+  transport failures into ``SourceError`` at the call site (``_client``);
+* ``FastBodyTransport``: download bodies read straight into the caller's buffers, asked
+  for with the ``FAST_BODY`` request extension (``_fastbody``);
+* ``read_capped`` / ``loads_bounded`` / ``challenge_of``: answers from servers we do not
+  control, read with a cap and parsed with limits (``_bodies``);
+* ``raise_for_status``: an HTTP status as an sdlib error, knowing no source; a source
+  with its own error bodies (Civitai) maps its answers itself (``_status``).
+"""
+
+from __future__ import annotations
+
+from sdlib.http._bodies import (
+    HEAD,
+    MAX_DEPTH,
+    MAX_FLOAT,
+    MAX_INT_DIGITS,
+    HostileJSON,
+    challenge_of,
+    loads_bounded,
+    read_capped,
+)
+from sdlib.http._client import (
+    RETRY_STATUSES,
+    USER_AGENT,
+    RetryTransport,
+    ScopedTokenAuth,
+    build_client,
+    network_errors,
+    origin_of,
+    parse_retry_after,
+    translate_error,
+)
+from sdlib.http._fastbody import ABORT, FAST_BODY, READINTO, FastBodyTransport
+from sdlib.http._status import raise_for_status
+
+__all__ = [
+    "ABORT",
+    "FAST_BODY",
+    "HEAD",
+    "MAX_DEPTH",
+    "MAX_FLOAT",
+    "MAX_INT_DIGITS",
+    "READINTO",
+    "RETRY_STATUSES",
+    "USER_AGENT",
+    "FastBodyTransport",
+    "HostileJSON",
+    "RetryTransport",
+    "ScopedTokenAuth",
+    "build_client",
+    "challenge_of",
+    "loads_bounded",
+    "network_errors",
+    "origin_of",
+    "parse_retry_after",
+    "raise_for_status",
+    "read_capped",
+    "translate_error",
+]

@@ -1,0 +1,68 @@
+"""Civitai, the first source: its API v1, its records, its references and its errors.
+
+    with CivitaiClient.from_settings(load_settings()) as civitai:
+        for model in civitai.search("dreamshaper", types=["Checkpoint"], limit=20):
+            print(model.id, model.name)
+        version = civitai.version(128713)
+        target = civitai.resolve_download(version, format="SafeTensor")
+
+Everything that knows Civitai's REST paths, JSON shapes, URL and AIR forms, image CDN or
+error bodies lives here, over the injected client from ``sdlib.http``:
+
+* ``CivitaiClient``: search, models, versions, by-hash lookups, download targets
+  (``_client``);
+* ``CivitaiModel``, ``CivitaiVersion``, ``CivitaiFile``, ``CivitaiImage``, ``SearchPage``,
+  ``DownloadTarget``: tolerant, frozen records of its answers (``_models``, ``_fields``);
+* ``parse_ref``: ids, ``model@version``, site and API URLs, AIR URNs (``_refs``);
+* ``get_json`` / ``raise_for_status``: statuses and error bodies as sdlib errors, the
+  mapper callers hand to the download engine for Civitai downloads (``_http``);
+* ``fetch_preview`` / ``preview_url``: a preview, sized by the CDN, read with a cap
+  (``_previews``).
+"""
+
+from __future__ import annotations
+
+from sdlib.sources.civitai._client import PERIODS, SORTS, CivitaiClient
+from sdlib.sources.civitai._fields import RecommendedSettings
+from sdlib.sources.civitai._http import MAX_JSON, get_json, parse_json, raise_for_status
+from sdlib.sources.civitai._models import (
+    CivitaiFile,
+    CivitaiImage,
+    CivitaiModel,
+    CivitaiVersion,
+    DownloadTarget,
+    SearchPage,
+    choose_file,
+)
+from sdlib.sources.civitai._previews import (
+    MAX_PREVIEW_BYTES,
+    PREVIEW_WIDTH,
+    fetch_preview,
+    preview_url,
+)
+from sdlib.sources.civitai._refs import CIVITAI_HOSTS, CivitaiRef, parse_ref
+
+__all__ = [
+    "CIVITAI_HOSTS",
+    "MAX_JSON",
+    "MAX_PREVIEW_BYTES",
+    "PERIODS",
+    "PREVIEW_WIDTH",
+    "SORTS",
+    "CivitaiClient",
+    "CivitaiFile",
+    "CivitaiImage",
+    "CivitaiModel",
+    "CivitaiRef",
+    "CivitaiVersion",
+    "DownloadTarget",
+    "RecommendedSettings",
+    "SearchPage",
+    "choose_file",
+    "fetch_preview",
+    "get_json",
+    "parse_json",
+    "parse_ref",
+    "preview_url",
+    "raise_for_status",
+]
