@@ -1,13 +1,13 @@
 """Shared fixtures: a clean environment, the local Civitai-compatible server, CLI runners.
 
-No test touches the network: Civitai is ``sdlib.demo.server.DemoServer`` on 127.0.0.1.
+No test touches the network: Civitai is ``sdlib.demo.server.DemoServer`` on 127.0.0.1. No test
+reads or writes the developer's config, cache or data dirs: every test (and every session-wide
+fixture) sees them under pytest's temporary folder.
 """
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -16,22 +16,31 @@ import pytest
 
 from sdlib.config import CivitaiSettings, NetworkSettings, Settings
 from sdlib.demo.server import DemoServer
+from tests.support.cli import DROPPED_ENV, isolated_env, private_dirs, run_sdlib
 
-REPO = Path(__file__).resolve().parent.parent
-#: The recorded real Civitai responses (shared/reference/samples beside the repository).
-SAMPLES = REPO.parent / "shared" / "reference" / "samples"
 
-_ENV_DROP = (
-    "CIVITAI_TOKEN", "SDLIB_CIVITAI_URL", "SDLIB_CONFIG", "HTTP_PROXY", "HTTPS_PROXY",
-    "ALL_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "all_proxy", "no_proxy",
-)  # fmt: skip
+def _isolate(monkeypatch: pytest.MonkeyPatch, base: Path) -> None:
+    for name in DROPPED_ENV:
+        monkeypatch.delenv(name, raising=False)
+    for name, value in private_dirs(base).items():
+        monkeypatch.setenv(name, value)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Session- and module-wide fixtures already run with private sdlib and XDG dirs."""
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        _isolate(monkeypatch, tmp_path_factory.mktemp("sdlib-session"))
+        yield
 
 
 @pytest.fixture(autouse=True)
-def _clean_environ(monkeypatch: pytest.MonkeyPatch) -> None:
-    """No test sees the developer's token, Civitai URL, config file or proxies."""
-    for name in _ENV_DROP:
-        monkeypatch.delenv(name, raising=False)
+def _clean_environ(
+    monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """No test sees the developer's token, Civitai URL, config file or proxies, and sdlib's
+    config file, cache and data dirs (and the XDG dirs) are a fresh temporary folder."""
+    _isolate(monkeypatch, tmp_path_factory.mktemp("sdlib-dirs"))
 
 
 @pytest.fixture(scope="session")
@@ -65,17 +74,14 @@ def cli_env(civitai: DemoServer, tmp_path: Path) -> dict[str, str]:
     tiny retry sleeps, private cache/data dirs, no token, no proxies."""
     config = tmp_path / "config.toml"
     config.write_text("[network]\nretries = 2\nbackoff_max = 0.01\nread_timeout = 5\n")
-    env = {k: v for k, v in os.environ.items() if k not in _ENV_DROP}
-    env.update(
+    return isolated_env(
+        tmp_path,
         SDLIB_CIVITAI_URL=civitai.url,
         SDLIB_CONFIG=str(config),
-        SDLIB_CACHE_DIR=str(tmp_path / "cache"),
-        SDLIB_DATA_DIR=str(tmp_path / "data"),
         NO_COLOR="1",
         COLUMNS="120",
         PYTHONIOENCODING="utf-8",
     )
-    return env
 
 
 RunCli = Callable[..., "subprocess.CompletedProcess[str]"]
@@ -89,14 +95,6 @@ def run_cli(cli_env: dict[str, str]) -> RunCli:
         *args: str, env: dict[str, str] | None = None, input: str | None = None,
         timeout: float = 60,
     ) -> subprocess.CompletedProcess[str]:  # fmt: skip
-        return subprocess.run(
-            [sys.executable, "-m", "sdlib", *args],
-            env={**cli_env, **(env or {})},
-            input=input,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            cwd=REPO,
-        )
+        return run_sdlib(*args, env={**cli_env, **(env or {})}, input=input, timeout=timeout)
 
     return run

@@ -16,6 +16,7 @@ import pytest
 import tomllib
 
 from sdlib.demo.server import DemoServer
+from tests.support.cli import run_sdlib, sdlib_argv
 
 RunCli = Any  # the run_cli fixture from conftest
 
@@ -224,8 +225,8 @@ def test_demo_server_command_serves_the_cli(tmp_path: Path, cli_env: dict[str, s
     env = {**cli_env}
     env.pop("SDLIB_CIVITAI_URL")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "sdlib", "demo-server", "--port", "0", "--quiet",
-         "--files-dir", str(tmp_path / "files"), "--fault", "404:match=/api/v1/models/1,times=1"],
+        sdlib_argv("demo-server", "--port", "0", "--quiet", "--files-dir", tmp_path / "files",
+                   "--fault", "404:match=/api/v1/models/1,times=1"),
         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
@@ -233,10 +234,9 @@ def test_demo_server_command_serves_the_cli(tmp_path: Path, cli_env: dict[str, s
         line = proc.stdout.readline().strip()
         assert line.startswith("SDLIB_CIVITAI_URL=http://127.0.0.1:"), line
         url = line.split("=", 1)[1]
-        result = subprocess.run(
-            [sys.executable, "-m", "sdlib", "search", "--json", "--limit", "2"],
-            env={**env, "SDLIB_CIVITAI_URL": url}, capture_output=True, text=True, timeout=60,
-        )  # fmt: skip
+        result = run_sdlib(
+            "search", "--json", "--limit", "2", env={**env, "SDLIB_CIVITAI_URL": url}, timeout=60
+        )
         assert result.returncode == 0, result.stderr
         assert len(json.loads(result.stdout)) == 2
         assert httpx.get(f"{url}/api/v1/models/1100").status_code == 404  # the --fault

@@ -6,7 +6,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +15,7 @@ import pytest
 from sdlib.demo.catalogue import LARGE_MODEL_ID
 from sdlib.demo.server import DemoServer
 from sdlib.hashing import hash_file
+from tests.support.cli import run_sdlib, sdlib_argv
 
 LARGE = 48 << 20
 
@@ -53,20 +53,13 @@ def webui(tmp_path: Path) -> Path:
     return root
 
 
-def sdlib(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "sdlib", *args], env=env, capture_output=True, text=True,
-        timeout=120,
-    )  # fmt: skip
-
-
 def files(root: Path) -> list[str]:
     return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
 
 
 def test_download_into_a1111_with_sidecars(env: dict[str, str], webui: Path) -> None:
     before = files(webui)
-    proc = sdlib(env, "download", "4384", "--ui", "a1111", "--root", str(webui), "--json")
+    proc = run_sdlib("download", "4384", "--ui", "a1111", "--root", str(webui), "--json", env=env)
     assert proc.returncode == 0, proc.stderr
     [result] = json.loads(proc.stdout)
     model = Path(result["path"])
@@ -85,7 +78,7 @@ def test_download_into_a1111_with_sidecars(env: dict[str, str], webui: Path) -> 
     assert info["modelId"] == result["model_id"] and "trainedWords" in info  # Civitai's own JSON
     assert "picked" in proc.stderr
 
-    again = sdlib(env, "download", "4384", "--ui", "a1111", "--root", str(webui), "--json")
+    again = run_sdlib("download", "4384", "--ui", "a1111", "--root", str(webui), "--json", env=env)
     assert again.returncode == 0
     assert json.loads(again.stdout)[0]["status"] == "already-present"
     assert files(webui) == sorted(set(before) | added)
@@ -97,7 +90,7 @@ def test_stability_matrix_gets_its_connected_model_info(
     root = tmp_path / "StabilityMatrix" / "Data"
     (root / "Models" / "StableDiffusion").mkdir(parents=True)
     args = ("download", "4384", "--ui", "stabilitymatrix", "--root", str(root), "--json")
-    proc = sdlib(env, *args)
+    proc = run_sdlib(*args, env=env)
     assert proc.returncode == 0, proc.stderr
     [result] = json.loads(proc.stdout)
     model = Path(result["path"])
@@ -118,7 +111,7 @@ def test_kinds_go_to_their_folders(env: dict[str, str], server: DemoServer, webu
     refs = {m.type: m.id for m in server.catalogue}
     wanted = {"LORA": "models/Lora", "TextualInversion": "embeddings", "VAE": "models/VAE"}
     args = [str(refs[t]) for t in wanted]
-    proc = sdlib(env, "download", *args, "--ui", "a1111", "--root", str(webui), "--json")
+    proc = run_sdlib("download", *args, "--ui", "a1111", "--root", str(webui), "--json", env=env)
     assert proc.returncode == 0, proc.stderr
     placed = {r["ref"]: Path(r["path"]).parent.relative_to(webui).as_posix()
               for r in json.loads(proc.stdout)}  # fmt: skip
@@ -127,13 +120,13 @@ def test_kinds_go_to_their_folders(env: dict[str, str], server: DemoServer, webu
 
 def test_same_name_different_file_gets_the_version_id(env: dict[str, str], webui: Path) -> None:
     folder = webui / "models" / "Stable-diffusion"
-    proc = sdlib(env, "download", "4384", "--ui", "a1111", "--root", str(webui), "--json")
+    proc = run_sdlib("download", "4384", "--ui", "a1111", "--root", str(webui), "--json", env=env)
     name = Path(json.loads(proc.stdout)[0]["path"]).name
     path = folder / name
     mine = b"my own different file"
     path.unlink()
     path.write_bytes(mine)
-    proc = sdlib(env, "download", "4384", "--ui", "a1111", "--root", str(webui), "--json")
+    proc = run_sdlib("download", "4384", "--ui", "a1111", "--root", str(webui), "--json", env=env)
     assert proc.returncode == 0, proc.stderr
     [result] = json.loads(proc.stdout)
     assert Path(result["path"]).name == name.replace(
@@ -146,13 +139,13 @@ def test_errors_have_distinct_exit_codes(
     env: dict[str, str], server: DemoServer, tmp_path: Path
 ) -> None:
     dest = tmp_path / "out"
-    assert sdlib(env, "download", "123456789", "--to", str(dest)).returncode == 5
+    assert run_sdlib("download", "123456789", "--to", str(dest), env=env).returncode == 5
     server.add_fault("401", match="/api/download/")
-    proc = sdlib(env, "download", "4384", "--to", str(dest))
+    proc = run_sdlib("download", "4384", "--to", str(dest), env=env)
     assert proc.returncode == 6 and "token" in proc.stderr.lower()
     server.reset()
-    assert sdlib(env, "download", "not a ref!", "--to", str(dest)).returncode == 2
-    assert sdlib(env, "download", "4384").returncode == 2  # nowhere to put it
+    assert run_sdlib("download", "not a ref!", "--to", str(dest), env=env).returncode == 2
+    assert run_sdlib("download", "4384", env=env).returncode == 2  # nowhere to put it
     assert not dest.exists() or files(dest) == []
 
 
@@ -161,7 +154,7 @@ def test_hash_mismatch_exits_4_and_lands_nothing(
 ) -> None:
     dest = tmp_path / "out"
     server.add_fault("wrong-length", delta=-4096)
-    proc = sdlib(env, "download", "4384", "--to", str(dest))
+    proc = run_sdlib("download", "4384", "--to", str(dest), env=env)
     assert proc.returncode in (4, 7), proc.stderr
     assert not dest.exists() or [f for f in files(dest) if not f.endswith(".part")] == []
 
@@ -170,8 +163,7 @@ def test_kill_9_then_rerun_resumes(env: dict[str, str], server: DemoServer, tmp_
     dest = tmp_path / "out"
     server.rate_limit = 8 << 20  # about 6 s for the whole file
     proc = subprocess.Popen(
-        [sys.executable, "-m", "sdlib", "download", str(LARGE_MODEL_ID), "--to", str(dest),
-         "--connections", "1"],
+        sdlib_argv("download", str(LARGE_MODEL_ID), "--to", dest, "--connections", "1"),
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     part = None
@@ -189,7 +181,7 @@ def test_kill_9_then_rerun_resumes(env: dict[str, str], server: DemoServer, tmp_
     assert 0 < kept < LARGE
     server.rate_limit = None
     server.clear_requests()
-    rerun = sdlib(env, "download", str(LARGE_MODEL_ID), "--to", str(dest), "--json")
+    rerun = run_sdlib("download", str(LARGE_MODEL_ID), "--to", str(dest), "--json", env=env)
     assert rerun.returncode == 0, rerun.stderr
     [result] = json.loads(rerun.stdout)
     assert hash_file(result["path"]).sha256 == result["sha256"]
@@ -200,7 +192,7 @@ def test_kill_9_then_rerun_resumes(env: dict[str, str], server: DemoServer, tmp_
 
 
 def test_help_has_an_example(env: dict[str, str]) -> None:
-    proc = sdlib(env, "download", "--help")
+    proc = run_sdlib("download", "--help", env=env)
     assert proc.returncode == 0 and "sdlib download 4384" in proc.stdout
 
 
@@ -210,7 +202,7 @@ def test_ctrl_c_stops_promptly_and_keeps_a_resumable_part(
     dest = tmp_path / "out"
     server.rate_limit = 4 << 20  # the whole file would take 12 s
     proc = subprocess.Popen(
-        [sys.executable, "-m", "sdlib", "download", str(LARGE_MODEL_ID), "--to", str(dest)],
+        sdlib_argv("download", str(LARGE_MODEL_ID), "--to", dest),
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     deadline = time.monotonic() + 30
@@ -236,8 +228,7 @@ def test_ctrl_c_does_not_wait_for_a_silent_server(
     dest = tmp_path / "out"
     server.add_fault("stall", after_bytes=3 << 20, seconds=60)  # every response goes silent
     proc = subprocess.Popen(
-        [sys.executable, "-m", "sdlib", "download", str(LARGE_MODEL_ID), "--to", str(dest),
-         "--connections", "1"],
+        sdlib_argv("download", str(LARGE_MODEL_ID), "--to", dest, "--connections", "1"),
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     deadline = time.monotonic() + 30

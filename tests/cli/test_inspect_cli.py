@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,15 +11,12 @@ import pytest
 from sdlib.demo.specs import CONTAINERS, EXPECTED, flux_transformer, spec_with_metadata
 from sdlib.demo.writers import quantize_specs, write_gguf, write_safetensors
 from sdlib.inspect import inspect_file
+from tests.support.cli import run_sdlib
+from tests.support.paths import CORPUS
 
-CORPUS = Path(__file__).resolve().parents[3] / "shared" / "corpus" / "real"
 SAFETENSORS_FIXTURES = sorted(n for n in EXPECTED if n not in CONTAINERS)
 KEYS = {"path", "size", "container", "kind", "base", "variant", "precision", "quantization",
         "weights", "components", "tensors", "parameters", "metadata", "evidence"}  # fmt: skip
-
-
-def run(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "sdlib", *args], capture_output=True, text=True)
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +30,7 @@ def fixture_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_json_for_every_synthetic_fixture(fixture_dir: Path) -> None:
     paths = [str(fixture_dir / f"{n}.safetensors") for n in SAFETENSORS_FIXTURES]
-    proc = run("inspect", "--json", *paths)
+    proc = run_sdlib("inspect", "--json", *paths)
     assert proc.returncode == 0, proc.stderr
     reports = json.loads(proc.stdout)
     assert len(reports) == len(paths)
@@ -48,7 +43,7 @@ def test_json_for_every_synthetic_fixture(fixture_dir: Path) -> None:
 
 
 def test_explain_prints_the_evidence(fixture_dir: Path) -> None:
-    proc = run("inspect", "--explain", str(fixture_dir / "sd15_inpaint.safetensors"))
+    proc = run_sdlib("inspect", "--explain", str(fixture_dir / "sd15_inpaint.safetensors"))
     assert proc.returncode == 0
     assert "inpaint" in proc.stdout and "evidence:" in proc.stdout
     assert "9 input channels" in proc.stdout
@@ -75,7 +70,7 @@ def test_a_big_checkpoint_is_judged_from_well_under_a_mebibyte(fixture_dir: Path
 def test_missing_and_non_model_files(tmp_path: Path) -> None:
     page = tmp_path / "model.safetensors"
     page.write_text("<!DOCTYPE html><html><body>Not found</body></html>")
-    proc = run("inspect", str(page), str(tmp_path / "missing.ckpt"))
+    proc = run_sdlib("inspect", str(page), str(tmp_path / "missing.ckpt"))
     assert proc.returncode == 1
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 2 and "Traceback" not in proc.stderr
@@ -86,7 +81,7 @@ def test_gguf_flux_from_the_command_line(tmp_path: Path) -> None:
     specs = quantize_specs(flux_transformer("", "BF16"), "Q8_0")
     md = {"general.architecture": "flux", "general.file_type": 7}
     path = write_gguf(tmp_path / "flux1-dev-Q8_0.gguf", specs, md)
-    proc = run("inspect", "--json", str(path))
+    proc = run_sdlib("inspect", "--json", str(path))
     assert proc.returncode == 0, proc.stderr
     [report] = json.loads(proc.stdout)
     assert set(report) >= KEYS
@@ -94,7 +89,7 @@ def test_gguf_flux_from_the_command_line(tmp_path: Path) -> None:
         "gguf", "unet", "flux", "dev",
     )  # fmt: skip
     assert (report["precision"], report["quantization"]) == (None, "Q8_0")
-    proc = run("inspect", str(path))
+    proc = run_sdlib("inspect", str(path))
     assert proc.returncode == 0, proc.stderr
     assert "gguf" in proc.stdout and re.search(r"quantization\s+Q8_0", proc.stdout)
 
@@ -103,7 +98,7 @@ def test_real_embedding_from_the_corpus() -> None:
     path = CORPUS / "embeddings" / "EasyNegative.safetensors"
     if not path.exists():
         pytest.skip("../shared/corpus/real is not present on this machine")
-    proc = run("inspect", "--json", str(path))
+    proc = run_sdlib("inspect", "--json", str(path))
     [report] = json.loads(proc.stdout)
     assert (report["kind"], report["base"], report["vectors"]) == ("embedding", "sd1", 8)
 
@@ -112,7 +107,7 @@ def test_unsafe_pickle_makes_exit_code_3() -> None:
     path = CORPUS / "malicious" / "picklescan" / "malicious1_v4.pkl"
     if not path.exists():
         pytest.skip("../shared/corpus/real is not present on this machine")
-    proc = run("inspect", "--json", str(path))
+    proc = run_sdlib("inspect", "--json", str(path))
     assert proc.returncode == 3
     [report] = json.loads(proc.stdout)
     assert report["safety"]["verdict"] == "unsafe"

@@ -6,7 +6,6 @@ import hashlib
 import importlib.util
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -14,6 +13,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from tests.support.cli import run_sdlib
 from tests.support.pickles import StateDict, Tensor, call_pickle, shell_touch, torch_zip
 
 
@@ -66,18 +66,8 @@ def models(tmp_path: Path) -> dict[str, Path]:
     }
 
 
-def sdlib(env: dict[str, str], *args: str | Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "sdlib", "merge", *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=env,
-    )
-
-
 def test_help_has_examples(env: dict[str, str]) -> None:
-    proc = sdlib(env, "--help")
+    proc = run_sdlib("merge", "--help", env=env)
     assert proc.returncode == 0
     assert "Examples:" in proc.stdout and "--method add-difference" in proc.stdout
 
@@ -93,7 +83,18 @@ def test_weighted_sum_reports_and_writes(
     env: dict[str, str], models: dict[str, Path], tmp_path: Path
 ) -> None:
     out = tmp_path / "ab.safetensors"
-    proc = sdlib(env, models["a"], models["b"], "--method", "weighted-sum", "-M", "0.3", "-o", out)
+    proc = run_sdlib(
+        "merge",
+        models["a"],
+        models["b"],
+        "--method",
+        "weighted-sum",
+        "-M",
+        "0.3",
+        "-o",
+        out,
+        env=env,
+    )
     assert proc.returncode == 0, proc.stderr
     assert str(out) in proc.stdout and "weighted-sum, alpha 0.3" in proc.stdout
     assert "copied from A (not model weights): 2: alphas_cumprod" in proc.stdout
@@ -111,10 +112,10 @@ def test_add_difference_json_with_options(
     env: dict[str, str], models: dict[str, Path], tmp_path: Path
 ) -> None:
     out = tmp_path / "inpaint-mix.safetensors"
-    proc = sdlib(
-        env, models["inpaint"], models["b"], models["c"], "--method", "add-difference",
+    proc = run_sdlib(
+        "merge", models["inpaint"], models["b"], models["c"], "--method", "add-difference",
         "-o", out, "--dtype", "bf16", "--components", "unet, text-encoder",
-        "--bake-vae", models["vae"], "--json",
+        "--bake-vae", models["vae"], "--json", env=env,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     data = json.loads(proc.stdout)
@@ -138,7 +139,7 @@ def test_usage_errors_exit_2(env: dict[str, str], models: dict[str, Path], tmp_p
         ((*ab, "--method", "weighted-sum", "-o", models["b"]), "replace"),
     ]
     for args, message in cases:
-        proc = sdlib(env, *args)
+        proc = run_sdlib("merge", *args, env=env)
         assert proc.returncode == 2, (args, proc.stderr)
         assert message in proc.stderr
     assert not out.exists()
@@ -148,7 +149,9 @@ def test_sd1_with_sdxl_is_refused(
     env: dict[str, str], models: dict[str, Path], tmp_path: Path
 ) -> None:
     out = tmp_path / "x.safetensors"
-    proc = sdlib(env, models["a"], models["sdxl"], "--method", "weighted-sum", "-o", out)
+    proc = run_sdlib(
+        "merge", models["a"], models["sdxl"], "--method", "weighted-sum", "-o", out, env=env
+    )
     assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1 and "sd1 checkpoint" in proc.stderr
     assert "sdxl checkpoint" in proc.stderr and proc.stdout == ""
@@ -161,10 +164,10 @@ def test_existing_output_needs_overwrite(
     out = tmp_path / "x.safetensors"
     out.write_bytes(b"keep me")
     args = (models["a"], models["b"], "--method", "weighted-sum", "-o", out)
-    proc = sdlib(env, *args)
+    proc = run_sdlib("merge", *args, env=env)
     assert proc.returncode == 2 and "--overwrite" in proc.stderr
     assert out.read_bytes() == b"keep me"
-    assert sdlib(env, *args, "--overwrite").returncode == 0
+    assert run_sdlib("merge", *args, "--overwrite", env=env).returncode == 0
     assert out.read_bytes() != b"keep me"
 
 
@@ -180,7 +183,9 @@ def test_unsafe_pickle_exits_3_and_writes_nothing(
         )
     )
     out = tmp_path / "x.safetensors"
-    proc = sdlib(env, models["a"], evil, "--method", "weighted-sum", "-o", out, "--json")
+    proc = run_sdlib(
+        "merge", models["a"], evil, "--method", "weighted-sum", "-o", out, "--json", env=env
+    )
     assert proc.returncode == 3
     assert "unsafe pickle refused" in proc.stderr and "posix" in proc.stderr
     assert json.loads(proc.stdout)["verdict"] == "unsafe"

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -16,8 +14,8 @@ import pytest
 
 from sdlib.demo.catalogue import CATALOGUE
 from sdlib.demo.server import DemoServer
+from tests.support.cli import run_sdlib
 
-REPO = Path(__file__).resolve().parents[2]
 #: Window title set (OSC 0), clear screen, 8-bit CSI, a right-to-left override, an isolate.
 HOSTILE = "Detail \x1b]0;pwned\x07Tweaker\x1b[2J \x9b31mred\x1b[0m \u202egpj.exe\u2066x"
 BAD_CHARS = ["\x1b", "\x9b", "\x9d", "\x07", "\u202e", "\u2066"]
@@ -33,14 +31,14 @@ def hostile(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoServer]:
         yield server
 
 
-def run(server: DemoServer, tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def colour_env(server: DemoServer, tmp_path: Path) -> dict[str, str]:
+    """The demo server, private dirs, wide lines and rich's colours forced on."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SDLIB_", "CIVITAI_"))}
     env.update(SDLIB_CIVITAI_URL=server.url, SDLIB_CONFIG=str(tmp_path / "none.toml"),
                SDLIB_CACHE_DIR=str(tmp_path / "cache"), SDLIB_DATA_DIR=str(tmp_path / "data"),
                COLUMNS="200", PYTHONIOENCODING="utf-8", FORCE_COLOR="1")  # fmt: skip
     env.pop("NO_COLOR", None)
-    return subprocess.run([sys.executable, "-m", "sdlib", *args], env=env, capture_output=True,
-                          text=True, timeout=60, cwd=REPO, encoding="utf-8")  # fmt: skip
+    return env
 
 
 def assert_clean(text: str) -> None:
@@ -57,7 +55,7 @@ def assert_clean(text: str) -> None:
 def test_names_from_the_server_print_without_control_characters(
     hostile: DemoServer, tmp_path: Path, args: tuple[str, ...]
 ) -> None:
-    out = run(hostile, tmp_path, *args)
+    out = run_sdlib(*args, env=colour_env(hostile, tmp_path), encoding="utf-8")
     assert out.returncode == 0, out.stderr
     assert "Tweaker" in out.stdout and "gpj.exe" in out.stdout  # the text is still shown
     assert_clean(out.stdout)
@@ -65,9 +63,21 @@ def test_names_from_the_server_print_without_control_characters(
 
 
 def test_json_keeps_the_names_exactly(hostile: DemoServer, tmp_path: Path) -> None:
-    found = json.loads(run(hostile, tmp_path, "search", "detail", "--json").stdout)
+    found = json.loads(
+        run_sdlib(
+            "search",
+            "detail",
+            "--json",
+            env=colour_env(hostile, tmp_path),
+            encoding="utf-8",
+        ).stdout
+    )
     assert [m["name"] for m in found] == [HOSTILE]
-    shown = json.loads(run(hostile, tmp_path, "show", "58390", "--json").stdout)
+    shown = json.loads(
+        run_sdlib(
+            "show", "58390", "--json", env=colour_env(hostile, tmp_path), encoding="utf-8"
+        ).stdout
+    )
     assert shown["model"]["name"] == HOSTILE
     assert "Ly\x9b2Jkon" in json.dumps(shown["model"], ensure_ascii=False)
 
@@ -80,7 +90,13 @@ def test_file_names_with_escapes_print_clean(hostile: DemoServer, tmp_path: Path
     evil.write_bytes(b"\x40" * 8 + b"{")
     odd = folder / "ok\x9b31m.safetensors"
     odd.write_bytes(b"not a model at all")
-    out = run(hostile, tmp_path, "inspect", str(evil), str(odd))
+    out = run_sdlib(
+        "inspect",
+        str(evil),
+        str(odd),
+        env=colour_env(hostile, tmp_path),
+        encoding="utf-8",
+    )
     assert out.returncode != 0 and "Traceback" not in out.stderr
     assert "gpj.safetensors" in out.stderr + out.stdout
     assert_clean(out.stdout)

@@ -15,10 +15,9 @@ from sdlib.demo.writers import write_safetensors
 from sdlib.files.classify import Classification, classify
 from sdlib.files.tensors import TensorTable
 from sdlib.taxonomy import Base, Container, Kind, Precision, Weights
+from tests.support.paths import CORPUS
 
 Spec = dict[str, tuple[str, tuple[int, ...]]]
-SHARED = Path(__file__).resolve().parents[2].parent / "shared"
-CORPUS = SHARED / "corpus" / "real"
 
 
 def _classify(

@@ -19,7 +19,6 @@ import io
 import struct
 import tarfile
 import time
-from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -31,6 +30,7 @@ from sdlib.files.pickles import PickleFile, open_pickle_bytes
 from sdlib.files.sniff import sniff_bytes
 from sdlib.inspect import inspect_file
 from sdlib.taxonomy import Container
+from tests.support.paths import CORPUS
 from tests.support.pickles import (
     Tensor,
     call_pickle,
@@ -50,9 +50,6 @@ BOUNDED = settings(
 )
 #: Scanning these small inputs takes milliseconds; two seconds means a loop or a blow-up.
 SLOW = 2.0
-
-REPO = next(p for p in Path(__file__).resolve().parents if (p / "pyproject.toml").is_file())
-CORPUS = REPO.parent / "shared" / "corpus" / "real"
 
 
 def _corpus_files() -> dict[str, bytes]:

@@ -16,9 +16,8 @@ from click.testing import CliRunner
 
 from sdlib.cli.convert_cmd import convert_cmd
 from sdlib.cli.inspect_cmd import inspect_cmd
+from tests.support.paths import CORPUS
 
-REPO = next(p for p in Path(__file__).resolve().parents if (p / "pyproject.toml").is_file())
-CORPUS = REPO.parent / "shared" / "corpus" / "real"
 pytestmark = pytest.mark.skipif(not CORPUS.is_dir(), reason=f"real corpus not found at {CORPUS}")
 
 #: malicious-pickle rows that do not exit 3, and why that is right.

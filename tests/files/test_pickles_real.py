@@ -18,9 +18,8 @@ from sdlib.errors import FormatError, UnsafeFileError
 from sdlib.files.pickles import open_pickle, read_table, scan_file
 from sdlib.taxonomy import Container, Verdict
 from sdlib.transform.convert import convert_file
+from tests.support.paths import CORPUS
 
-REPO = next(p for p in Path(__file__).resolve().parents if (p / "pyproject.toml").is_file())
-CORPUS = REPO.parent / "shared" / "corpus" / "real"
 pytestmark = pytest.mark.skipif(not CORPUS.is_dir(), reason=f"real corpus not found at {CORPUS}")
 
 

@@ -13,8 +13,8 @@ import pytest
 from sdlib.demo.writers import write_safetensors
 from sdlib.errors import FormatError
 from sdlib.files.safetensors import read_table
-
-CORPUS = Path(__file__).resolve().parents[3] / "shared" / "corpus" / "real"
+from tests.support.cli import run_sdlib
+from tests.support.paths import CORPUS
 
 
 def _raw(path: Path, header: object, body: bytes = b"", length: int | None = None) -> Path:
@@ -86,9 +86,7 @@ def test_hostile_headers_raise_format_error(tmp_path: Path, case: str) -> None:
 def test_hostile_headers_give_one_line_and_exit_1_from_the_cli(tmp_path: Path, case: str) -> None:
     header, length, message = HOSTILE[case]
     path = _raw(tmp_path / "h.safetensors", header, body=bytes(16), length=length)
-    proc = subprocess.run(
-        [sys.executable, "-m", "sdlib", "inspect", str(path)], capture_output=True, text=True
-    )
+    proc = run_sdlib("inspect", path)
     assert proc.returncode == 1
     assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
     assert message in proc.stderr

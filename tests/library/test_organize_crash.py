@@ -22,11 +22,9 @@ from pathlib import Path
 import pytest
 
 from tests.support import trees
+from tests.support.cli import run_sdlib, sdlib_argv
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX kill semantics")
-
-
-REPO = Path(__file__).resolve().parents[2]
 
 
 class Runs:
@@ -39,7 +37,7 @@ class Runs:
         self.original = trees.tree_state(self.template)
         self.count = 0
         root, env = self.fresh()
-        done = self.sdlib(env, "organize", str(root), "--apply", *options)
+        done = run_sdlib("organize", str(root), "--apply", *options, env=env)
         assert done.returncode == 0, done.stderr
         self.organized = trees.tree_state(root)
         assert self.organized != self.original
@@ -55,13 +53,6 @@ class Runs:
         for name in ("SDLIB_TEST_CRASH_AFTER", "SDLIB_TEST_STEP_DELAY", "SDLIB_TEST_FORCE_COPY"):
             env.pop(name, None)
         return run / "webui", env
-
-    @staticmethod
-    def sdlib(env: dict[str, str], *args: str, **extra: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "sdlib", *args], env={**env, **extra}, capture_output=True,
-            text=True, timeout=120, cwd=REPO,
-        )  # fmt: skip
 
     def check_consistent(self, root: Path, *, crashed: bool = False) -> None:
         """No content lost: after a finished run or undo exactly the same multiset of
@@ -111,8 +102,8 @@ def test_crash_at_every_stage_then_resume_or_undo(runs: Runs) -> None:
     steps = STEPS if not runs.options else STEPS[::2] + (1000,)
     for i, n in enumerate(steps):
         root, env = runs.fresh()
-        crashed = runs.sdlib(env, "organize", str(root), "--apply", *runs.options,
-                             SDLIB_TEST_CRASH_AFTER=str(n))  # fmt: skip
+        crashed = run_sdlib("organize", str(root), "--apply", *runs.options,
+                            env={**env, "SDLIB_TEST_CRASH_AFTER": str(n)})  # fmt: skip
         if crashed.returncode == 0:
             finished = True  # N is past the last step: the run completed
             assert trees.tree_state(root) == runs.organized
@@ -120,12 +111,12 @@ def test_crash_at_every_stage_then_resume_or_undo(runs: Runs) -> None:
         assert crashed.returncode == 137, crashed.stderr
         runs.check_consistent(root, crashed=True)
         if i % 2 == 0:
-            resumed = runs.sdlib(env, "organize", str(root), "--apply", *runs.options)
+            resumed = run_sdlib("organize", str(root), "--apply", *runs.options, env=env)
             assert resumed.returncode == 0, resumed.stderr
             assert "finished" in resumed.stdout
             assert trees.tree_state(root) == runs.organized
         else:
-            undone = runs.sdlib(env, "organize", str(root), "--undo")
+            undone = run_sdlib("organize", str(root), "--undo", env=env)
             assert undone.returncode == 0, undone.stderr
             assert trees.tree_state(root) == runs.original
         runs.check_consistent(root)
@@ -136,16 +127,18 @@ def test_crash_at_every_stage_then_resume_or_undo(runs: Runs) -> None:
 def test_crash_during_undo_then_undo_again(runs: Runs) -> None:
     for n in (1, 5, 21):
         root, env = runs.fresh()
-        assert runs.sdlib(env, "organize", str(root), "--apply", *runs.options).returncode == 0
-        crashed = runs.sdlib(env, "organize", str(root), "--undo", SDLIB_TEST_CRASH_AFTER=str(n))
+        assert run_sdlib("organize", str(root), "--apply", *runs.options, env=env).returncode == 0
+        crashed = run_sdlib(
+            "organize", str(root), "--undo", env={**env, "SDLIB_TEST_CRASH_AFTER": str(n)}
+        )
         if crashed.returncode == 0:
             assert trees.tree_state(root) == runs.original
             break
         assert crashed.returncode == 137
         runs.check_consistent(root, crashed=True)
-        refused = runs.sdlib(env, "organize", str(root), "--apply")
+        refused = run_sdlib("organize", str(root), "--apply", env=env)
         assert refused.returncode == 2 and "--undo" in refused.stderr
-        again = runs.sdlib(env, "organize", str(root), "--undo")
+        again = run_sdlib("organize", str(root), "--undo", env=env)
         assert again.returncode == 0, again.stderr
         assert trees.tree_state(root) == runs.original
 
@@ -155,8 +148,8 @@ def test_real_sigkill_at_random_moments(runs: Runs) -> None:
     for i in range(3):
         root, env = runs.fresh()
         proc = subprocess.Popen(
-            [sys.executable, "-m", "sdlib", "organize", str(root), "--apply", *runs.options],
-            env={**env, "SDLIB_TEST_STEP_DELAY": "0.02"}, cwd=REPO,
+            sdlib_argv("organize", str(root), "--apply", *runs.options),
+            env={**env, "SDLIB_TEST_STEP_DELAY": "0.02"},
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
         time.sleep(rng.uniform(0.6, 2.0))
@@ -165,11 +158,14 @@ def test_real_sigkill_at_random_moments(runs: Runs) -> None:
         runs.check_consistent(root, crashed=True)
         if i % 2 == 0:
             # Killed before the journal existed, this plans afresh: same options, same result.
-            resumed = runs.sdlib(env, "organize", str(root), "--apply", *runs.options)
+            resumed = run_sdlib("organize", str(root), "--apply", *runs.options, env=env)
             assert resumed.returncode == 0, resumed.stderr
             assert trees.tree_state(root) == runs.organized
         else:
-            assert runs.sdlib(env, "organize", str(root), "--undo").returncode in (0, 2)
+            assert run_sdlib("organize", str(root), "--undo", env=env).returncode in (
+                0,
+                2,
+            )
             assert trees.tree_state(root) == runs.original
         runs.check_consistent(root)
         runs.check_sidecars(root, env)
@@ -178,10 +174,13 @@ def test_real_sigkill_at_random_moments(runs: Runs) -> None:
 def test_forced_cross_device_copies_survive_a_crash(runs: Runs) -> None:
     for n in (4, 13):
         root, env = runs.fresh()
-        crashed = runs.sdlib(env, "organize", str(root), "--apply", *runs.options,
-                             SDLIB_TEST_CRASH_AFTER=str(n), SDLIB_TEST_FORCE_COPY="1")  # fmt: skip
+        crashed = run_sdlib("organize", str(root), "--apply", *runs.options,
+                            env={**env, "SDLIB_TEST_CRASH_AFTER": str(n),
+                                 "SDLIB_TEST_FORCE_COPY": "1"})  # fmt: skip
         assert crashed.returncode in (0, 137)
         runs.check_consistent(root, crashed=True)
-        resumed = runs.sdlib(env, "organize", str(root), "--apply", SDLIB_TEST_FORCE_COPY="1")
+        resumed = run_sdlib(
+            "organize", str(root), "--apply", env={**env, "SDLIB_TEST_FORCE_COPY": "1"}
+        )
         assert resumed.returncode == 0, resumed.stderr
         assert trees.tree_state(root) == runs.organized

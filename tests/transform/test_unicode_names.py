@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import json
 import struct
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from sdlib.errors import FormatError
 from sdlib.transform._stwriter import OutTensor, header_bytes
+from tests.support.cli import run_sdlib
 from tests.support.pickles import Tensor, dump, ramp, torch_zip
 
 # U+D800 and U+DCFF as pickle writes them with surrogatepass: three bytes each.
@@ -30,21 +29,12 @@ def _ckpt_with(placeholder: str, raw: bytes, obj: dict[str, object]) -> bytes:
     return torch_zip(obj, pickle_bytes=data.replace(placeholder.encode(), raw))
 
 
-def _convert(src: Path, out: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "sdlib", "convert", str(src), "-o", str(out)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-
-
 def test_tensor_name_with_a_lone_surrogate_is_refused_in_one_line(tmp_path: Path) -> None:
     src = tmp_path / "model.ckpt"
     obj = {"state_dict": {"model.xQQQ": Tensor(ramp(4), "F32", (4,))}}
     src.write_bytes(_ckpt_with("QQQ", _D800, obj))
     out = tmp_path / "model.safetensors"
-    done = _convert(src, out)
+    done = run_sdlib("convert", src, "-o", out)
     assert done.returncode == 1, done.stderr
     assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
     assert "not valid Unicode" in done.stderr and "\\ud800" in done.stderr
@@ -69,7 +59,7 @@ def test_a_surrogate_in_a_pickled_string_value_still_converts(tmp_path: Path) ->
     obj = {"state_dict": {"model.x": Tensor(ramp(4), "F32", (4,))}, "name": "badRRR"}
     src.write_bytes(_ckpt_with("RRR", _DCFF, obj))
     out = tmp_path / "model.safetensors"
-    done = _convert(src, out)
+    done = run_sdlib("convert", src, "-o", out)
     assert done.returncode == 0, done.stderr
     (length,) = struct.unpack("<Q", out.read_bytes()[:8])
     header = json.loads(out.read_bytes()[8 : 8 + length].decode("utf-8"))
