@@ -2,6 +2,19 @@
 
 Importing ``sdlib`` is cheap: the public names below load their modules on first use
 (PEP 562), and nothing imports torch or textual until a command needs it.
+
+    import sdlib
+
+    with sdlib.Context() as ctx:                  # settings from the config file
+        for model in sdlib.search(ctx, "detail", types=("LORA",), limit=3):
+            print(model.id, model.name)
+        done = sdlib.install(ctx, "4384", root="~/stable-diffusion-webui", ui="a1111")
+        print(done.path, done.kind)
+        for f in sdlib.scan(ctx, "~/stable-diffusion-webui", ui="a1111").models:
+            print(f.rel, f.kind, f.status)
+
+Every operation takes the :class:`Context` first and returns a typed result; failures raise
+:class:`SdlibError` (its ``exit_code`` is what the CLI would exit with).
 """
 
 from __future__ import annotations
@@ -12,18 +25,73 @@ from typing import TYPE_CHECKING, Any
 from sdlib._version import __version__
 
 if TYPE_CHECKING:
+    from sdlib.config import Settings, load_settings
     from sdlib.errors import SdlibError
     from sdlib.hashing import FileHashes, hash_file
     from sdlib.inspect import InspectReport, inspect_file
+    from sdlib.install import FileChoice, InstallResult
+    from sdlib.library.scan import FileReport, ScanResult
+    from sdlib.services import Context
+    from sdlib.services.library import (
+        check_updates,
+        identify,
+        organize_apply,
+        organize_plan,
+        organize_undo,
+        scan,
+        verify,
+    )
+    from sdlib.services.remote import install, search, show
 
-__all__ = ["FileHashes", "InspectReport", "SdlibError", "__version__", "hash_file", "inspect_file"]
+__all__ = [
+    "Context",
+    "FileChoice",
+    "FileHashes",
+    "FileReport",
+    "InspectReport",
+    "InstallResult",
+    "ScanResult",
+    "SdlibError",
+    "Settings",
+    "__version__",
+    "check_updates",
+    "hash_file",
+    "identify",
+    "inspect_file",
+    "install",
+    "load_settings",
+    "organize_apply",
+    "organize_plan",
+    "organize_undo",
+    "scan",
+    "search",
+    "show",
+    "verify",
+]
 
 _LAZY = {
+    "Context": "sdlib.services",
+    "FileChoice": "sdlib.install",
     "FileHashes": "sdlib.hashing",
-    "hash_file": "sdlib.hashing",
-    "inspect_file": "sdlib.inspect",
+    "FileReport": "sdlib.library.scan",
     "InspectReport": "sdlib.inspect",
+    "InstallResult": "sdlib.install",
+    "ScanResult": "sdlib.library.scan",
     "SdlibError": "sdlib.errors",
+    "Settings": "sdlib.config",
+    "check_updates": "sdlib.services.library",
+    "hash_file": "sdlib.hashing",
+    "identify": "sdlib.services.library",
+    "inspect_file": "sdlib.inspect",
+    "install": "sdlib.services.remote",
+    "load_settings": "sdlib.config",
+    "organize_apply": "sdlib.services.library",
+    "organize_plan": "sdlib.services.library",
+    "organize_undo": "sdlib.services.library",
+    "scan": "sdlib.services.library",
+    "search": "sdlib.services.remote",
+    "show": "sdlib.services.remote",
+    "verify": "sdlib.services.library",
 }
 
 

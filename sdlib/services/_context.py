@@ -1,0 +1,210 @@
+"""The context every operation runs in: built once from ``Settings``, owns what is shared.
+
+The HTTP client, the Civitai client, the library index, the hash cache and the download
+destination are created lazily on first use (so building a context costs nothing and
+importing httpx or opening SQLite never delays a TUI frame) and closed together. The CLI
+builds one per command, the TUI one per settings, a script one per ``with`` block.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import httpx
+
+    from sdlib.config import Settings
+    from sdlib.download import DownloadEvent
+    from sdlib.hashcache import HashCache
+    from sdlib.install import Installer
+    from sdlib.library._remote import Remote
+    from sdlib.library.index import Index
+    from sdlib.library.layouts import Layout
+    from sdlib.library.placement import Destination
+    from sdlib.sources.civitai import CivitaiClient
+
+__all__ = ["Context"]
+
+
+class Context:
+    """Lazily built clients and stores for one ``Settings``. Thread-safe.
+
+    ``transport`` replaces the network (tests use ``httpx.MockTransport``); everything else
+    comes from ``settings``. Use it as a context manager, or call :meth:`close`.
+    """
+
+    def __init__(
+        self, settings: Settings | None = None, *, transport: httpx.BaseTransport | None = None
+    ) -> None:
+        if settings is None:
+            from sdlib.config import load_settings
+
+            settings = load_settings()
+        self.settings = settings
+        self._transport = transport
+        self._lock = threading.RLock()
+        self._http: httpx.Client | None = None
+        self._civitai: CivitaiClient | None = None
+        self._hashes: HashCache | None = None
+        self._index: Index | None = None
+
+    def __enter__(self) -> Context:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- shared clients and stores -------------------------------------------------------------
+
+    @property
+    def http(self) -> httpx.Client:
+        with self._lock:
+            if self._http is None:
+                from sdlib.http import build_client
+
+                self._http = build_client(self.settings, self._transport)
+            return self._http
+
+    @property
+    def civitai(self) -> CivitaiClient:
+        with self._lock:
+            if self._civitai is None:
+                from sdlib.sources.civitai import CivitaiClient
+
+                self._civitai = CivitaiClient(
+                    self.http,
+                    base_url=self.settings.civitai.base_url,
+                    nsfw=self.settings.civitai.nsfw,
+                )
+            return self._civitai
+
+    @property
+    def hashes(self) -> HashCache:
+        with self._lock:
+            if self._hashes is None:
+                from sdlib.hashcache import HashCache
+
+                self._hashes = HashCache(self.settings.cache_dir / "hashes.sqlite")
+            return self._hashes
+
+    @property
+    def index(self) -> Index:
+        """The library index (SQLite in the data dir), shared by every face."""
+        with self._lock:
+            if self._index is None:
+                from sdlib.library.index import Index
+
+                self._index = Index.for_settings(self.settings)
+            return self._index
+
+    def remote(self, rate: float = 4.0) -> Remote:
+        """Civitai answers for the library (cached in the index), at most ``rate`` a second."""
+        from sdlib.library._remote import RateLimiter, Remote
+
+        return Remote(self.http, self.settings.civitai.base_url, self.index, RateLimiter(rate))
+
+    def sha256_of(self) -> Callable[[str], str | None]:
+        """A file's SHA256 from the hash cache (hashing it if needed); None if unreadable."""
+        from sdlib.errors import SdlibError
+
+        hashes = self.hashes
+
+        def sha256_of(path: str) -> str | None:
+            try:
+                return hashes.get(path)[0].sha256
+            except (OSError, SdlibError):
+                return None
+
+        return sha256_of
+
+    # -- where the library is ------------------------------------------------------------------
+
+    def library_root(
+        self, root: str | Path | None = None, ui: str | None = None
+    ) -> tuple[Path, Layout]:
+        """A webUI folder (``root``, else ``[library] root``) and its layout (``ui``, else
+        ``[library] ui``, with the configured folder overrides)."""
+        from sdlib.errors import UsageError
+        from sdlib.library.scan import load_layout
+
+        lib = self.settings.library
+        if root is None:
+            if not lib.root:
+                raise UsageError(
+                    "no webUI folder is set: give one, or set [library] root in the config"
+                )
+            root = lib.root
+        path = Path(root).expanduser()
+        if not path.is_dir():
+            raise UsageError(f"the webUI folder {path} is not a folder")
+        return path, load_layout(path, ui or lib.ui, dict(lib.folders))
+
+    def destination(self, root: str | Path | None = None, ui: str | None = None) -> Destination:
+        """Where downloads go: a webUI root (default: the configured one) and its layout."""
+        from sdlib.errors import UsageError
+        from sdlib.library.placement import Destination
+
+        lib = self.settings.library
+        if root is None:
+            if not lib.root:
+                raise UsageError(
+                    "no webUI folder is set: give one, or set [library] root in the config"
+                )
+            root = lib.root
+        dest = Destination.for_ui(Path(root).expanduser(), ui or lib.ui)
+        if lib.folders and dest.layout is not None:
+            dest = replace(dest, layout=dest.layout.with_overrides(lib.folders))
+        return dest
+
+    def installer(
+        self,
+        *,
+        on_event: Callable[[DownloadEvent], None] | None = None,
+        cancel: threading.Event | None = None,
+        on_note: Callable[[str], None] | None = None,
+        destination: Destination | None = None,
+    ) -> Installer:
+        """An ``Installer`` into ``destination`` (default: :meth:`destination`).
+
+        ``cancel`` stops the download at its next write, keeping the part file; retries
+        wait on it too, so a pause never sits out a back-off.
+        """
+        from sdlib.download import DownloadOptions
+        from sdlib.install import Installer
+        from sdlib.sources.civitai import raise_for_status
+
+        options = DownloadOptions.from_settings(self.settings, raise_for_status=raise_for_status)
+        if cancel is not None:
+
+            def sleep(seconds: float) -> None:
+                cancel.wait(seconds)  # a pause ends a back-off at once
+
+            options = replace(options, cancel=cancel, sleep=sleep)
+        return Installer(
+            civitai=self.civitai,
+            http=self.http,
+            destination=destination or self.destination(),
+            options=options,
+            hashes=self.hashes,
+            previews=True,
+            nsfw=self.settings.civitai.nsfw,
+            on_event=on_event,
+            on_note=on_note or (lambda _m: None),
+        )
+
+    def close(self) -> None:
+        with self._lock:
+            if self._hashes is not None:
+                self._hashes.close()
+                self._hashes = None
+            if self._index is not None:
+                self._index.close()
+                self._index = None
+            if self._http is not None:
+                self._http.close()
+                self._http = None
+            self._civitai = None

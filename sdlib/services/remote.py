@@ -1,0 +1,72 @@
+"""Operations that ask a source (Civitai today): search, show, install.
+
+Each takes a :class:`~sdlib.services.Context`; the Context owns the client, so faces never
+build one. Results are the source layer's typed values.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from sdlib.download import DownloadEvent
+    from sdlib.install import FileChoice, InstallResult
+    from sdlib.services._context import Context
+    from sdlib.sources.civitai import CivitaiModel, CivitaiVersion
+
+__all__ = ["install", "search", "show"]
+
+
+def search(
+    ctx: Context,
+    query: str | None = None,
+    *,
+    types: tuple[str, ...] = (),
+    base_models: tuple[str, ...] = (),
+    sort: str | None = None,
+    period: str | None = None,
+    limit: int | None = 20,
+    on_stop: Callable[[str], None] | None = None,
+) -> Iterator[CivitaiModel]:
+    """Models matching the filters, lazily across pages (NSFW as the settings say).
+
+    ``types`` and ``base_models`` take Civitai's names (``LORA``, ``SDXL 1.0``). A source
+    that pages forever is stopped by the paging guard; ``on_stop`` gets its reason.
+    """
+    return ctx.civitai.search(
+        query, types=types, base_models=base_models, sort=sort, period=period, limit=limit,
+        on_stop=on_stop,
+    )  # fmt: skip
+
+
+def show(ctx: Context, ref: str) -> tuple[CivitaiModel, CivitaiVersion]:
+    """A model and one version of it: ``4384`` (its newest published version),
+    ``4384@128713``, or a civitai.com / civitai.red URL."""
+    return ctx.civitai.lookup(ctx.civitai.parse_ref(ref))
+
+
+def install(
+    ctx: Context,
+    ref: str,
+    *,
+    root: str | Path | None = None,
+    ui: str | None = None,
+    choice: FileChoice | None = None,
+    on_event: Callable[[DownloadEvent], None] | None = None,
+    on_note: Callable[[str], None] | None = None,
+    cancel: threading.Event | None = None,
+) -> InstallResult:
+    """Download one file of ``ref`` (verified while it streams) into the folder its content
+    belongs in under ``root`` (default: the configured webUI folder), with sidecars."""
+    from sdlib.install import FileChoice
+
+    if root is not None:
+        Path(root).expanduser().mkdir(parents=True, exist_ok=True)  # a new webUI folder
+    destination = ctx.destination(root, ui)
+    installer = ctx.installer(
+        on_event=on_event, on_note=on_note, cancel=cancel, destination=destination
+    )
+    return installer.install(ref, choice or FileChoice())
