@@ -150,7 +150,8 @@ class LibraryProgress(Message):
 
 @dataclass
 class LibraryEvidence(Message):
-    """Classification evidence and cached hashes of one file (``library_ops.Evidence``)."""
+    """Classification evidence and cached hashes of one file
+    (``sdlib.services.library.Evidence``)."""
 
     evidence: Any
 

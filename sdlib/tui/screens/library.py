@@ -205,7 +205,7 @@ class LibraryScreen(SdlibScreen):
         """Scan; files that were just downloaded are identified (one request each), so the
         table shows their Civitai names at once."""
         from sdlib.errors import SdlibError
-        from sdlib.tui.library_ops import identify, scan_library
+        from sdlib.services.library import identify, scan
 
         def progress(event: Any) -> None:
             if event.stage != "walk":
@@ -213,13 +213,14 @@ class LibraryScreen(SdlibScreen):
                 self.post_message(LibraryProgress(f"{event.stage} {event.done}{total}"))
 
         try:
-            result = scan_library(self.services, progress)
+            root, layout = self.services.library_root()
+            result = scan(self.services, root, layout.name, on_progress=progress, workers=1)
             fresh = [f for f in result.models if f.path in set(downloaded)]
             if fresh:
                 self.post_message(LibraryProgress(f"identifying {plural(len(fresh), 'file')}"))
                 with contextlib.suppress(SdlibError):  # i identifies later; the scan is good
-                    identify(fresh, self.services)
-                result = scan_library(self.services, progress)
+                    identify(self.services, fresh, root=root, layout=layout)
+                result = scan(self.services, root, layout.name, on_progress=progress, workers=1)
         except SdlibError as exc:
             self.post_message(LibraryScanned(None, str(exc)))
             return
@@ -372,9 +373,9 @@ class LibraryScreen(SdlibScreen):
 
     @work(thread=True, exclusive=True, group="library-evidence", exit_on_error=False)
     def _evidence(self, f: FileReport) -> None:
-        from sdlib.tui.library_ops import evidence
+        from sdlib.services.library import evidence
 
-        self.post_message(LibraryEvidence(evidence(f, self.services)))
+        self.post_message(LibraryEvidence(evidence(self.services, f)))
 
     @on(LibraryEvidence)
     def _evidence_ready(self, message: LibraryEvidence) -> None:

@@ -46,7 +46,7 @@ def plan_text(plan: Plan) -> str:
 
 def start_organize(screen: LibraryScreen, result: ScanResult) -> None:
     def plan() -> LibraryTaskDone:
-        from sdlib.tui.library_ops import organize_plan
+        from sdlib.services.library import organize_plan
 
         made = organize_plan(screen.services, result)
         return LibraryTaskDone("organize plan ready", "", plan=made)
@@ -82,11 +82,15 @@ def show_plan(screen: LibraryScreen, plan: Plan) -> None:
 
 
 def _apply(screen: LibraryScreen, plan: Plan) -> LibraryTaskDone:
-    from sdlib.tui.library_ops import organize_apply
+    from sdlib.services.library import organize_apply
 
-    out = organize_apply(screen.services, plan)
-    problems = [*out.skipped, *out.failed]
-    text = f"{out.done} operations done" + "".join(f"\n{p}" for p in problems)
+    # One implementation with `sdlib organize --apply`: an interrupted run is finished first.
+    out = organize_apply(screen.services, plan.root, lambda: plan)
+    problems = [f"{p['path_rel']}: {p['why']}" for p in (*out.skipped, *out.failed)]
+    done = f"{out.done} operations done"
+    if out.resumed:
+        done += " (an interrupted organize run was finished first; plan again to see what is left)"
+    text = done + "".join(f"\n{p}" for p in problems)
     return LibraryTaskDone(
         "organized", text, changed=True, ok=not out.failed, dialog=bool(problems)
     )
@@ -94,10 +98,11 @@ def _apply(screen: LibraryScreen, plan: Plan) -> LibraryTaskDone:
 
 def start_undo(screen: LibraryScreen) -> None:
     def undo() -> LibraryTaskDone:
-        from sdlib.tui.library_ops import organize_undo
+        from sdlib.services.library import organize_undo
 
-        out = organize_undo(screen.services)
-        problems = [*out.skipped, *out.failed]
+        root, _layout = screen.services.library_root()
+        out = organize_undo(screen.services, root)
+        problems = [f"{p['path_rel']}: {p['why']}" for p in (*out.skipped, *out.failed)]
         return LibraryTaskDone(
             "organize undone",
             f"{out.done} operations put back" + "".join(f"\n{p}" for p in problems),
@@ -130,7 +135,7 @@ def start_trash(screen: LibraryScreen, report: FileReport) -> None:
 
 
 def _trash(screen: LibraryScreen, report: FileReport) -> LibraryTaskDone:
-    from sdlib.tui.library_ops import trash
+    from sdlib.services.library import trash
 
     root, layout = screen.services.library_root()
     done = trash(report, root, layout)
@@ -142,9 +147,9 @@ def _trash(screen: LibraryScreen, report: FileReport) -> LibraryTaskDone:
 
 
 def verify_task(f: FileReport, screen: LibraryScreen) -> LibraryTaskDone:
-    from sdlib.tui.library_ops import verify
+    from sdlib.services.library import verify
 
-    v = verify(f, screen.services)
+    v = verify(screen.services, f)
     name = f.rel.rsplit("/", 1)[-1]
     if v.ok is None:
         return LibraryTaskDone(
@@ -162,9 +167,10 @@ def verify_task(f: FileReport, screen: LibraryScreen) -> LibraryTaskDone:
 
 
 def identify_task(reports: list[FileReport], screen: LibraryScreen) -> LibraryTaskDone:
-    from sdlib.tui.library_ops import identify
+    from sdlib.services.library import identify
 
-    results = identify(reports, screen.services)
+    root, layout = screen.services.library_root()
+    results = identify(screen.services, reports, root=root, layout=layout)
     lines = []
     for r in results:
         name = r.path.rsplit("/", 1)[-1]
@@ -184,9 +190,9 @@ def identify_task(reports: list[FileReport], screen: LibraryScreen) -> LibraryTa
 
 
 def updates_task(reports: list[FileReport], screen: LibraryScreen) -> LibraryTaskDone:
-    from sdlib.tui.library_ops import check_updates
+    from sdlib.services.library import check_updates
 
-    report = check_updates(reports, screen.services)
+    report = check_updates(screen.services, reports)
     lines = []
     for r in report.files:
         name = r.path.rsplit("/", 1)[-1]
@@ -214,9 +220,9 @@ def updates_task(reports: list[FileReport], screen: LibraryScreen) -> LibraryTas
 
 
 def convert_task(f: FileReport) -> LibraryTaskDone:
-    from sdlib.tui.library_ops import convert
+    from sdlib.services.library import convert_beside
 
-    result = convert(f)
+    result = convert_beside(f)
     return LibraryTaskDone(
         "converted",
         f"{result.output.name}: {result.tensors} tensors, "
