@@ -12,6 +12,7 @@ import pytest
 
 from sdlib.demo import specs as S
 from sdlib.demo.writers import write_safetensors
+from sdlib.files import pickles, safetensors
 from sdlib.files.classify import Classification, classify
 from sdlib.files.tensors import TensorTable
 from sdlib.taxonomy import Base, Container, Kind, Precision, Weights
@@ -81,10 +82,9 @@ def _numel(shape: tuple[int, ...]) -> int:
     "name", sorted(n for n in S.SPECS if n not in S.CONTAINERS)
 )  # pickle-shaped fixtures cannot be written as safetensors faithfully
 def test_fixture_round_trips_through_the_safetensors_reader(name: str, tmp_path: Path) -> None:
-    reader = pytest.importorskip("sdlib.files.safetensors")
     spec, metadata = S.spec_with_metadata(name)
     path = write_safetensors(tmp_path / f"{name}.safetensors", spec, metadata, sparse=True)
-    from_file = classify(reader.read_table(path)).to_dict()
+    from_file = classify(safetensors.read_table(path)).to_dict()
     assert from_file == _fixture(name).to_dict()
 
 
@@ -482,8 +482,6 @@ def test_real_cloneofsimo_lora_with_tokens() -> None:
 @_NO_CORPUS
 @pytest.mark.parametrize("row", _PICKLES, ids=[r["file"] for r in _PICKLES])
 def test_real_pickles(row: dict[str, str]) -> None:
-    # Structure only: the pickle reader never executes the file (it is someone else's
-    # module; skip until it exists).
-    pickles = pytest.importorskip("sdlib.files.pickles")
+    # Structure only: the pickle reader never executes the file.
     table = pickles.read_table(CORPUS / row["file"])
     _check(row, classify(table))
