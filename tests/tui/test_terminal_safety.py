@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from textual.widgets import Markdown
 
-from sdlib.testing.catalogue import CATALOGUE
-from sdlib.testing.server import DemoServer
+from sdlib.demo.catalogue import CATALOGUE
+from sdlib.demo.server import DemoServer
 from sdlib.tui.app import SdlibApp
 from sdlib.tui.screens.dialogs import MessageDialog
 from sdlib.tui.services import TuiOptions
