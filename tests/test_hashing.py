@@ -14,6 +14,7 @@ from blake3 import blake3
 
 from sdlib.errors import FormatError
 from sdlib.hashing import CHUNK, FileHashes, Hasher, hash_file, hash_stream
+from tests.support.paths import PUBLISHED as CIVITAI_PUBLISHED
 
 
 def test_hello_world_vector() -> None:
@@ -98,9 +99,6 @@ def test_missing_file_is_a_format_error(tmp_path: Path) -> None:
 def test_filehashes_round_trips_to_dict() -> None:
     h = hash_stream(io.BytesIO(b"x"), 1)
     assert FileHashes(**h.to_dict()) == h
-
-
-CIVITAI_PUBLISHED = Path(__file__).resolve().parents[2] / "shared" / "corpus" / "civitai-published"
 
 
 def _published_rows() -> list[dict[str, str]]:

@@ -10,7 +10,6 @@ import gzip
 import json
 import zlib
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
@@ -25,8 +24,7 @@ from sdlib.http import (
     read_capped,
 )
 from tests.support.hostile import Answer, HostileServer, endless, gzip_bomb
-
-SAMPLES = Path(__file__).resolve().parents[2].parent / "shared" / "reference" / "samples"
+from tests.support.paths import SAMPLES
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -36,6 +35,7 @@ from sdlib.sources.civitai._models import (
     commercial_use,
     normalise_cursor,
 )
+from tests.support.paths import SAMPLES
 
 BASE = "https://civitai.test"
 Handler = Callable[[httpx.Request], httpx.Response]
@@ -486,9 +486,6 @@ def test_raise_for_status_passes_success() -> None:
 
 
 # --- recorded real responses -----------------------------------------------------------------
-
-
-SAMPLES = Path(__file__).resolve().parents[2].parent / "shared" / "reference" / "samples"
 
 
 def _sample(name: str) -> Any:

@@ -19,8 +19,8 @@ from sdlib.library.index import Index
 from sdlib.sources.civitai import MAX_PREVIEW_BYTES, fetch_preview, preview_url
 from sdlib.tui.images import ImageCache
 from tests.support.hostile import Answer, HostileServer, endless
+from tests.support.paths import SAMPLES
 
-SAMPLES = Path(__file__).resolve().parents[2].parent / "shared" / "reference" / "samples"
 CDN = "https://imagecache.civitai.com/xG1nkqKTMzGDvpLrqFT7WA/cc5caabb-e05f-4976-ff3c-7058598c4e00"
 
 

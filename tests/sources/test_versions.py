@@ -11,7 +11,6 @@ import copy
 import json
 from collections.abc import Iterator
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -26,8 +25,7 @@ from sdlib.sources.versions import (
     parse_when,
     raw_dates,
 )
-
-SAMPLES = Path(__file__).resolve().parents[2].parent / "shared" / "reference" / "samples"
+from tests.support.paths import SAMPLES
 
 
 def _v(vid: int, published: str | None = None, created: str | None = None) -> dict[str, Any]:
