@@ -17,29 +17,14 @@ if TYPE_CHECKING:
 def installer_session(
     settings: Settings, destination: Destination, overrides: dict[str, Any], previews: bool
 ) -> Iterator[tuple[Installer, DownloadDisplay]]:
-    """An Installer wired to an HTTP client, the hash cache and a progress display."""
+    """The service context's Installer, wired to a progress display."""
     from sdlib.cli._common import console
-    from sdlib.download import DownloadOptions
-    from sdlib.hashcache import HashCache
-    from sdlib.http import build_client
-    from sdlib.install import Installer
-    from sdlib.sources.civitai import CivitaiClient, raise_for_status
+    from sdlib.services import Context
 
-    with (
-        build_client(settings) as http,
-        HashCache.default() as cache,
-        DownloadDisplay(console(stderr=True)) as display,
-    ):
-        civitai = CivitaiClient(
-            http, base_url=settings.civitai.base_url, nsfw=settings.civitai.nsfw
-        )
-        yield Installer(
-            civitai=civitai, http=http, destination=destination,
-            options=DownloadOptions.from_settings(
-                settings, cancel=threading.Event(), raise_for_status=raise_for_status, **overrides
-            ),
-            hashes=cache, previews=previews, nsfw=settings.civitai.nsfw,
-            on_event=display.event, on_note=display.note,
+    with Context(settings) as ctx, DownloadDisplay(console(stderr=True)) as display:
+        yield ctx.installer(
+            destination=destination, overrides=overrides, previews=previews,
+            cancel=threading.Event(), on_event=display.event, on_note=display.note,
         ), display  # fmt: skip
 
 

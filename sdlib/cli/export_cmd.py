@@ -33,7 +33,7 @@ def export_cmd(root: Path | None, ui: str | None, output: Path, overwrite: bool,
       sdlib export ~/ComfyUI --ui comfyui -o comfy-models.toml --json
     """
     from sdlib.bulk import write_lock
-    from sdlib.cli.library_cmds import _layout, _Progress, _root, _run_scan, _settings, _stores
+    from sdlib.cli.library_cmds import _context, _layout, _Progress, _root, _run_scan, _settings
     from sdlib.errors import UsageError
     from sdlib.export import build_export
     from sdlib.library.sidecars import write_bytes_atomic
@@ -45,10 +45,10 @@ def export_cmd(root: Path | None, ui: str | None, output: Path, overwrite: bool,
     settings = _settings()
     root = _root(settings, root)
     layout = _layout(settings, root, ui)
-    with _stores(settings) as (index, hc), _Progress() as progress:
-        scan = _run_scan(settings, index, hc, root, layout, False, progress)
+    with _context(settings) as ctx, _Progress() as progress:
+        scan = _run_scan(ctx, root, layout, False, progress)
         # Absolute: a relative root would be read relative to wherever the manifest is written.
-        export = build_export(scan, hc, settings.civitai.base_url, str(root.resolve()))
+        export = build_export(scan, ctx.hashes, settings.civitai.base_url, str(root.resolve()))
     header = (
         f"Exported by `sdlib export` from {root}.\n"
         "Rebuild with: sdlib install -f THIS_FILE --frozen [--root NEW_ROOT]"

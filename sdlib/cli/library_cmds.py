@@ -63,18 +63,15 @@ def _layout(settings: Any, root: Path, ui: str | None) -> Any:
 
 
 @contextmanager
-def _stores(settings: Any) -> Iterator[tuple[Any, Any]]:
-    """The index and hash cache; a file-system error anywhere inside is one clear line."""
+def _context(settings: Any) -> Iterator[Any]:
+    """The service context (index, hash cache, HTTP client: opened when first used); a
+    file-system error anywhere inside is one clear line."""
     from sdlib.errors import LibraryError
-    from sdlib.hashcache import HashCache
-    from sdlib.library.index import Index
+    from sdlib.services import Context
 
     try:
-        with (
-            Index.for_settings(settings) as index,
-            HashCache(settings.cache_dir / "hashes.sqlite") as hc,
-        ):
-            yield index, hc
+        with Context(settings) as ctx:
+            yield ctx
     except OSError as exc:
         where = exc.filename if isinstance(exc.filename, str) else None
         raise LibraryError(exc.strerror or str(exc), path=where) from None
@@ -115,11 +112,10 @@ class _Progress:
         self.bar.console.print(message, markup=True, highlight=False)
 
 
-def _run_scan(settings: Any, index: Any, hc: Any, root: Path, layout: Any, hash_all: bool,
-              progress: _Progress) -> Any:  # fmt: skip
-    from sdlib.library.scan import scan
+def _run_scan(ctx: Any, root: Path, layout: Any, hash_all: bool, progress: _Progress) -> Any:
+    from sdlib.services.library import scan
 
-    return scan(root, layout, index, hc, hash_all=hash_all, on_progress=progress.scan_event,
+    return scan(ctx, root, layout=layout, hash_all=hash_all, on_progress=progress.scan_event,
                 workers=None)  # fmt: skip
 
 
@@ -157,8 +153,8 @@ def scan_cmd(root: Path | None, ui: str | None, hash_all: bool, show_all: bool,
     settings = _settings()
     root = _root(settings, root)
     layout = _layout(settings, root, ui)
-    with _stores(settings) as (index, hc), _Progress() as progress:
-        result = _run_scan(settings, index, hc, root, layout, hash_all, progress)
+    with _context(settings) as ctx, _Progress() as progress:
+        result = _run_scan(ctx, root, layout, hash_all, progress)
     if as_json:
         emit_json(result.to_dict())
     else:
@@ -233,25 +229,23 @@ def _targets(settings: Any, paths: tuple[Path, ...], ui: str | None) -> list[tup
     return out
 
 
-def _scan_targets(settings: Any, index: Any, hc: Any, targets: list[tuple[Path, Any, Any]],
-                  progress: _Progress) -> list[tuple[Any, Any, Any]]:  # fmt: skip
-    """Scan each target (incrementally); (layout, wall, model FileReport) for each path once.
-    The wall is where sidecars may be written (None for files named one by one)."""
+def _scan_targets(ctx: Any, targets: list[tuple[Path, Any, Any]],
+                  progress: _Progress) -> list[tuple[Path | None, Any, Any]]:  # fmt: skip
+    """Scan each target (incrementally); (root, layout, model FileReport) for each path
+    once. The root is where sidecars may be written (None for files named one by one)."""
     from sdlib.library.layouts import PLAIN
-    from sdlib.library.scan import scan
-    from sdlib.library.wall import Wall
+    from sdlib.services.library import scan
 
     seen: set[str] = set()
-    out: list[tuple[Any, Any, Any]] = []
+    out: list[tuple[Path | None, Any, Any]] = []
     for root, layout, only in targets:
         scan_layout = PLAIN if only is not None else layout
-        wall = None if only is not None else Wall.for_layout(root, layout)
-        result = scan(root, scan_layout, index, hc, only=only, on_progress=progress.scan_event,
+        result = scan(ctx, root, layout=scan_layout, only=only, on_progress=progress.scan_event,
                       workers=None)  # fmt: skip
         for f in result.models:
             if f.path not in seen and (only is None or Path(f.path) in set(only)):
                 seen.add(f.path)
-                out.append((layout, wall, f))
+                out.append((root if only is None else None, layout, f))
     return out
 
 
@@ -285,9 +279,7 @@ def identify_cmd(paths: tuple[Path, ...], ui: str | None, refresh: bool, no_prev
       sdlib identify ~/ComfyUI/models/loras/add_detail.safetensors --json
       sdlib identify ~/models --refresh --rate 2
     """
-    from sdlib.http import build_client
-    from sdlib.library._remote import RateLimiter, Remote
-    from sdlib.library.identify import Identifier, IdentifyOptions
+    from sdlib.services.library import identify
 
     settings = _settings()
     wanted = _regular_or_dirs(paths)
@@ -295,20 +287,18 @@ def identify_cmd(paths: tuple[Path, ...], ui: str | None, refresh: bool, no_prev
         raise SystemExit(1)  # each was reported; nothing left to look up
     targets = _targets(settings, wanted, ui)
     results: list[Any] = []
-    with _stores(settings) as (index, hc), _Progress() as progress, build_client(settings) as http:
-        files = _scan_targets(settings, index, hc, targets, progress)
-        remote = Remote(http, settings.civitai.base_url, index, RateLimiter(rate))
-        by_layout: dict[tuple[str, Any], list[Any]] = {}
-        for layout, wall, f in files:
-            by_layout.setdefault((layout.name, wall), []).append(f.row)
-        for (name, wall), rows in by_layout.items():
-            options = IdentifyOptions.for_layout(name, refresh=refresh, previews=not no_preview,
-                                                 nsfw=settings.civitai.nsfw, jobs=jobs,
-                                                 wall=wall)  # fmt: skip
-            identifier = Identifier(index, hc, remote, options,
-                                    on_event=lambda e: progress.update(e.stage, e.done, e.total,
-                                                                       e.path))  # fmt: skip
-            results += identifier.run(rows)
+    with _context(settings) as ctx, _Progress() as progress:
+        files = _scan_targets(ctx, targets, progress)
+        remote = ctx.remote(rate)
+        groups: dict[tuple[Path | None, str], tuple[Any, list[Any]]] = {}
+        for root, layout, f in files:
+            groups.setdefault((root, layout.name), (layout, []))[1].append(f)
+        for (root, _name), (layout, reports) in groups.items():
+            results += identify(
+                ctx, reports, root=root, layout=layout, refresh=refresh,
+                previews=not no_preview, jobs=jobs, remote=remote,
+                on_event=lambda e: progress.update(e.stage, e.done, e.total, e.path),
+            )  # fmt: skip
         requests, hits = remote.requests, remote.cache_hits
         unreadable = any(f.row.problem for _, _, f in files) or len(wanted) < len(paths)
     summary = _identify_summary(results, requests, hits)
@@ -401,18 +391,15 @@ def updates_cmd(root: Path | None, ui: str | None, ttl: float, refresh: bool,
       sdlib updates ~/stable-diffusion-webui
       sdlib updates ~/ComfyUI --ttl 1 --json
     """
-    from sdlib.http import build_client
-    from sdlib.library._remote import RateLimiter, Remote
-    from sdlib.library.updates import check_updates
+    from sdlib.services.library import check_updates
 
     settings = _settings()
     root = _root(settings, root)
     layout = _layout(settings, root, ui)
-    with _stores(settings) as (index, hc), _Progress() as progress, build_client(settings) as http:
-        result = _run_scan(settings, index, hc, root, layout, False, progress)
-        remote = Remote(http, settings.civitai.base_url, index, RateLimiter(4.0))
+    with _context(settings) as ctx, _Progress() as progress:
+        result = _run_scan(ctx, root, layout, False, progress)
         report = check_updates(
-            [f.row for f in result.models], remote, ttl=ttl * 3600, refresh=refresh,
+            ctx, result.models, ttl=ttl * 3600, refresh=refresh,
             on_progress=lambda done, total: progress.update("models", done, total),
         )  # fmt: skip
     if as_json:
@@ -460,18 +447,6 @@ def _print_updates(report: Any, scanned: Any) -> None:
 # --- organize ----------------------------------------------------------------------------------
 
 
-def _sha_of(hc: Any) -> Any:
-    from sdlib.errors import SdlibError
-
-    def sha256_of(path: str) -> str | None:
-        try:
-            return str(hc.get(path)[0].sha256)
-        except (OSError, SdlibError):
-            return None
-
-    return sha256_of
-
-
 @click.command("organize")
 @_ROOT
 @_ui_option
@@ -505,21 +480,19 @@ def organize_cmd(root: Path | None, ui: str | None, by_base: bool, dedupe: str, 
       sdlib organize ~/ComfyUI --undo
     """
     from sdlib.errors import UsageError
-    from sdlib.library._journal import locked
-    from sdlib.library.organize import OrganizeOptions, journal_dir
+    from sdlib.library.organize import OrganizeOptions
+    from sdlib.services import library
 
     if do_apply and undo:
         raise UsageError("use --apply or --undo, not both")
     options = OrganizeOptions(by_base=by_base, dedupe=dedupe)
     settings = _settings()
     root = _root(settings, root)
-    jdir = journal_dir(settings.data_dir)
-    if ui is None and (undo or do_apply):
-        ui = _journal_ui(jdir, root, undo)  # undo and resume need only the root
-    layout = _layout(settings, root, ui)
-    with _stores(settings) as (index, hc), locked(jdir), _Progress() as progress:
-        ctx = _OrganizeRun(settings, index, hc, root, layout, options, jdir, progress)
-        out = ctx.undo() if undo else ctx.apply() if do_apply else ctx.preview()
+    with _context(settings) as ctx, _Progress() as progress:
+        if ui is None and (undo or do_apply):
+            ui = library.journal_ui(ctx, root, undo=undo)  # undo and resume need only ROOT
+        layout = _layout(settings, root, ui)
+        out = _organize(ctx, root, layout, options, undo, do_apply, progress)
     if as_json:
         emit_json(out)
     else:
@@ -528,83 +501,25 @@ def organize_cmd(root: Path | None, ui: str | None, by_base: bool, dedupe: str, 
         raise SystemExit(1)
 
 
-def _journal_ui(jdir: Path, root: Path, undo: bool) -> str | None:
-    """The webUI layout an earlier ``--apply`` on ``root`` used, from its journal (None if
-    there is no journal to undo or finish)."""
-    from sdlib.library.organize import find_journal
+def _organize(ctx: Any, root: Path, layout: Any, options: Any, undo: bool, do_apply: bool,
+              progress: _Progress) -> dict[str, Any]:  # fmt: skip
+    """Plan, apply or undo through the service layer (as the TUI does); the JSON record."""
+    from sdlib.services import library
 
-    states = ("undoing", "applying", "complete") if undo else ("applying",)
-    journal = find_journal(jdir, os.path.abspath(os.path.expanduser(str(root))), states)
-    ui = journal.header.get("ui") if journal is not None else None
-    return ui if isinstance(ui, str) and ui else None
+    made: list[Any] = []
 
+    def plan() -> Any:
+        made.append(library.organize_plan(ctx, _run_scan(ctx, root, layout, False, progress),
+                                          options))  # fmt: skip
+        return made[-1]
 
-class _OrganizeRun:
-    def __init__(self, settings: Any, index: Any, hc: Any, root: Path, layout: Any,
-                 options: Any, jdir: Path, progress: _Progress) -> None:  # fmt: skip
-        self.settings, self.index, self.hc = settings, index, hc
-        self.root, self.layout, self.options = root, layout, options
-        self.jdir, self.progress = jdir, progress
-        self.root_s = os.path.abspath(os.path.expanduser(str(root)))
-
-    def _scan(self) -> Any:
-        return _run_scan(self.settings, self.index, self.hc, self.root, self.layout, False,
-                         self.progress)  # fmt: skip
-
-    def _plan(self) -> Any:
-        from sdlib.library.organize import make_plan
-
-        return make_plan(self._scan(), self.options, _sha_of(self.hc))
-
-    def preview(self) -> dict[str, Any]:
-        from sdlib.library.organize import find_journal
-
-        out = {"action": "plan", **self._plan().to_dict()}
-        pending = find_journal(self.jdir, self.root_s, ("applying", "undoing"))
-        out["interrupted"] = str(pending.path) if pending else None
-        return out
-
-    def apply(self) -> dict[str, Any]:
-        from sdlib.errors import UsageError
-        from sdlib.library._journal import Journal, apply_journal
-        from sdlib.library.organize import find_journal, op_dict
-
-        if find_journal(self.jdir, self.root_s, ("undoing",)):
-            raise UsageError("an organize --undo was interrupted here; run organize --undo again")
-        journal = find_journal(self.jdir, self.root_s, ("applying",))
-        resumed = journal is not None
-        if journal is None:
-            plan = self._plan()
-            if not plan.ops:
-                return {"action": "apply", **plan.to_dict(), "journal": None, "resumed": False,
-                        "done": 0, "skipped": [], "failed": [], "after": None}  # fmt: skip
-            journal = Journal.create(self.jdir, plan.header())
-        report = apply_journal(journal, _sha_of(self.hc))
-        return self._report("apply", journal, report, resumed, op_dict)
-
-    def undo(self) -> dict[str, Any]:
-        from sdlib.errors import UsageError
-        from sdlib.library._journal import undo_journal
-        from sdlib.library.organize import find_journal, op_dict
-
-        journal = find_journal(self.jdir, self.root_s, ("undoing", "applying", "complete"))
-        if journal is None:
-            raise UsageError(f"no organize run to undo for {self.root_s}")
-        report = undo_journal(journal, _sha_of(self.hc))
-        return self._report("undo", journal, report, False, op_dict)
-
-    def _report(self, action: str, journal: Any, report: Any, resumed: bool,
-                op_dict: Any) -> dict[str, Any]:  # fmt: skip
-        after = self._scan().summary()
-        ops = journal.ops
-        return {
-            "action": action, "root": self.root_s, "journal": str(journal.path),
-            "resumed": resumed, "actions": [op_dict(op, self.root_s) for op in ops],
-            "done": len(report.done),
-            "skipped": [{**op_dict(ops[i], self.root_s), "why": why} for i, why in report.skipped],
-            "failed": [{**op_dict(ops[i], self.root_s), "why": why} for i, why in report.failed],
-            "after": after,
-        }  # fmt: skip
+    if not undo and not do_apply:
+        return {"action": "plan", **plan().to_dict(), "interrupted": library.interrupted(ctx, root)}
+    outcome = library.organize_undo(ctx, root) if undo else library.organize_apply(ctx, root, plan)
+    if outcome.journal is None:  # nothing to do: the plan says why
+        return {"action": "apply", **made[-1].to_dict(), "journal": None, "resumed": False,
+                "done": 0, "skipped": [], "failed": [], "after": None}  # fmt: skip
+    return {**outcome.to_dict(), "after": _run_scan(ctx, root, layout, False, progress).summary()}
 
 
 def _print_organize(out: dict[str, Any]) -> None:

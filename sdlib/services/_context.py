@@ -9,10 +9,10 @@ builds one per command, the TUI one per settings, a script one per ``with`` bloc
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import httpx
@@ -167,17 +167,22 @@ class Context:
         cancel: threading.Event | None = None,
         on_note: Callable[[str], None] | None = None,
         destination: Destination | None = None,
+        previews: bool = True,
+        overrides: Mapping[str, Any] | None = None,
     ) -> Installer:
         """An ``Installer`` into ``destination`` (default: :meth:`destination`).
 
         ``cancel`` stops the download at its next write, keeping the part file; retries
-        wait on it too, so a pause never sits out a back-off.
+        wait on it too, so a pause never sits out a back-off. ``overrides`` are
+        ``DownloadOptions`` fields that replace the settings' (``connections=1``...).
         """
         from sdlib.download import DownloadOptions
         from sdlib.install import Installer
         from sdlib.sources.civitai import raise_for_status
 
-        options = DownloadOptions.from_settings(self.settings, raise_for_status=raise_for_status)
+        options = DownloadOptions.from_settings(
+            self.settings, raise_for_status=raise_for_status, **dict(overrides or {})
+        )
         if cancel is not None:
 
             def sleep(seconds: float) -> None:
@@ -190,7 +195,7 @@ class Context:
             destination=destination or self.destination(),
             options=options,
             hashes=self.hashes,
-            previews=True,
+            previews=previews,
             nsfw=self.settings.civitai.nsfw,
             on_event=on_event,
             on_note=on_note or (lambda _m: None),

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from sdlib.hashing import FileHashes
+    from sdlib.library._remote import Remote
     from sdlib.library.identify import IdentifyEvent, IdentifyResult
     from sdlib.library.layouts import Layout
     from sdlib.library.organize import OrganizeOptions, Plan
@@ -47,17 +48,28 @@ def scan(
     root: str | Path | None = None,
     ui: str | None = None,
     *,
+    layout: Layout | None = None,
+    only: Sequence[str | os.PathLike[str]] | None = None,
     hash_all: bool = False,
     on_progress: Callable[[ScanProgress], None] | None = None,
     workers: int | None = None,
 ) -> ScanResult:
-    """Scan a webUI folder (default: the configured one); unchanged files are not read."""
+    """Scan a webUI folder (default: the configured one); unchanged files are not read.
+
+    ``layout`` replaces the one ``ui`` names (``root`` is then required); ``only`` scans
+    just these files of it.
+    """
     from sdlib.library.scan import scan as scan_tree
 
-    path, layout = ctx.library_root(root, ui)
+    if layout is None:
+        path, layout = ctx.library_root(root, ui)
+    else:
+        if root is None:
+            raise ValueError("a layout needs its root")
+        path = Path(root).expanduser()
     return scan_tree(
         path, layout, ctx.index, ctx.hashes,
-        hash_all=hash_all, on_progress=on_progress, workers=workers,
+        hash_all=hash_all, only=only, on_progress=on_progress, workers=workers,
     )  # fmt: skip
 
 
@@ -71,13 +83,15 @@ def identify(
     previews: bool = True,
     jobs: int = 4,
     rate: float = 4.0,
+    remote: Remote | None = None,
     on_event: Callable[[IdentifyEvent], None] | None = None,
 ) -> list[IdentifyResult]:
     """Look model files up on Civitai by hash and write their sidecars.
 
     ``root``/``layout``: the webUI folder the files were scanned in; sidecars are never
-    written behind a link that leads outside it. Without them (files named one by one),
-    sidecars go beside each file.
+    written behind a link that leads outside it. Without ``root`` (files named one by one),
+    sidecars go beside each file. ``remote``: share one paced, counted Civitai client
+    across calls (default: a new one at ``rate`` requests a second).
     """
     from sdlib.library.identify import Identifier, IdentifyOptions
     from sdlib.library.wall import Wall
@@ -89,7 +103,7 @@ def identify(
         wall=wall,
     )  # fmt: skip
     identifier = Identifier(
-        ctx.index, ctx.hashes, ctx.remote(rate), options,
+        ctx.index, ctx.hashes, remote or ctx.remote(rate), options,
         **({"on_event": on_event} if on_event is not None else {}),
     )  # fmt: skip
     return identifier.run([r.row for r in reports if r.role == "model"])
