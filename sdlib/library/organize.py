@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from sdlib.errors import UsageError
-from sdlib.library._journal import Journal, Op
+from sdlib.library._journal import Journal, Op, RunReport, apply_journal, locked, undo_journal
 from sdlib.library._status import article, base_of, display, kind_of, listing_rule, name_key
 from sdlib.library.placement import base_folder, choose_name, is_base_folder
 from sdlib.library.scan import FileReport, ScanResult
@@ -35,7 +35,19 @@ from sdlib.library.wall import Wall
 from sdlib.names import safe_filename
 from sdlib.taxonomy import Kind
 
-__all__ = ["DEDUPE", "OrganizeOptions", "Plan", "find_journal", "journal_dir", "make_plan"]
+__all__ = [
+    "DEDUPE",
+    "Journal",
+    "OrganizeOptions",
+    "Plan",
+    "RunReport",
+    "apply_journal",
+    "find_journal",
+    "journal_dir",
+    "locked",
+    "make_plan",
+    "undo_journal",
+]
 
 DEDUPE = ("keep", "hardlink", "delete")
 #: Files organize leaves where they are (and says why).

@@ -315,8 +315,7 @@ def organize_apply(
     """Finish an interrupted apply on ``root``, or carry out a new plan (``make()`` is
     called only then) through a journal; :func:`organize_undo` reverts it."""
     from sdlib.errors import UsageError
-    from sdlib.library._journal import Journal, apply_journal, locked
-    from sdlib.library.organize import find_journal, journal_dir
+    from sdlib.library.organize import Journal, apply_journal, find_journal, journal_dir, locked
 
     root_s = _abs(root)
     jdir = journal_dir(ctx.settings.data_dir)
@@ -337,8 +336,7 @@ def organize_apply(
 def organize_undo(ctx: Context, root: str | Path) -> OrganizeOutcome:
     """Put back what the last organize run on ``root`` changed (or finish an undo)."""
     from sdlib.errors import UsageError
-    from sdlib.library._journal import locked, undo_journal
-    from sdlib.library.organize import find_journal, journal_dir
+    from sdlib.library.organize import find_journal, journal_dir, locked, undo_journal
 
     root_s = _abs(root)
     jdir = journal_dir(ctx.settings.data_dir)
