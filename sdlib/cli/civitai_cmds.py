@@ -11,8 +11,8 @@ from sdlib.errors import UsageError
 from sdlib.formatting import count
 
 if TYPE_CHECKING:
+    from sdlib.services import Context
     from sdlib.sources.civitai import (
-        CivitaiClient,
         CivitaiModel,
         CivitaiVersion,
         RecommendedSettings,
@@ -44,11 +44,11 @@ def _key(text: str) -> str:
     return "".join(c for c in text.lower() if c.isalnum())
 
 
-def _client() -> CivitaiClient:
+def _context() -> Context:
     from sdlib.config import load_settings
-    from sdlib.sources.civitai import CivitaiClient
+    from sdlib.services import Context
 
-    return CivitaiClient.from_settings(load_settings())
+    return Context(load_settings())
 
 
 @click.command("search")
@@ -132,9 +132,12 @@ def search_cmd(
             raise UsageError(f"unknown period {period!r} (AllTime, Year, Month, Week, Day)")
 
     stopped: list[str] = []
-    with _client() as civitai:
+    from sdlib.services import remote
+
+    with _context() as ctx:
         models = list(
-            civitai.search(
+            remote.search(
+                ctx,
                 query,
                 types=civitai_types,
                 base_models=base_models,
@@ -203,22 +206,23 @@ def show_cmd(ref: str, no_examples: bool, as_json: bool) -> None:
       sdlib show 'https://civitai.com/models/4384?modelVersionId=128713'
       sdlib show urn:air:sd1:checkpoint:civitai:4384@128713 --json
     """  # fmt: skip
+    from sdlib.services import remote
     from sdlib.sources.civitai import RecommendedSettings
 
-    with _client() as civitai:
-        parsed = civitai.parse_ref(ref)
-        model, version = civitai.lookup(parsed)
-        rec = version.recommended if no_examples else civitai.recommended_settings(version)
+    with _context() as ctx:
+        file_id = ctx.civitai.parse_ref(ref).file_id
+        model, version = remote.show(ctx, ref)
+        rec = version.recommended if no_examples else remote.recommended(ctx, version)
     if not isinstance(rec, RecommendedSettings):  # pragma: no cover - typing aid
         raise TypeError(type(rec))
     if as_json:
         from sdlib.sources.versions import early_access_active
 
         emit_json({"model": model.to_dict(), "version": version.to_dict(),
-                   "recommended": rec.to_dict(), "file_id": parsed.file_id,
+                   "recommended": rec.to_dict(), "file_id": file_id,
                    "early_access": early_access_active(version.early_access_ends)})  # fmt: skip
         return
-    _print_show(model, version, rec, parsed.file_id)
+    _print_show(model, version, rec, file_id)
 
 
 def _print_show(

@@ -7,7 +7,7 @@ build one. Results are the source layer's typed values.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -15,30 +15,32 @@ if TYPE_CHECKING:
     from sdlib.download import DownloadEvent
     from sdlib.install import FileChoice, InstallResult
     from sdlib.services._context import Context
-    from sdlib.sources.civitai import CivitaiModel, CivitaiVersion
+    from sdlib.sources.civitai import CivitaiModel, CivitaiVersion, RecommendedSettings
 
-__all__ = ["install", "search", "show"]
+__all__ = ["install", "recommended", "search", "show"]
 
 
 def search(
     ctx: Context,
     query: str | None = None,
     *,
-    types: tuple[str, ...] = (),
-    base_models: tuple[str, ...] = (),
+    types: Sequence[str] = (),
+    base_models: Sequence[str] = (),
     sort: str | None = None,
     period: str | None = None,
     limit: int | None = 20,
+    nsfw: bool | None = None,
     on_stop: Callable[[str], None] | None = None,
 ) -> Iterator[CivitaiModel]:
     """Models matching the filters, lazily across pages (NSFW as the settings say).
 
     ``types`` and ``base_models`` take Civitai's names (``LORA``, ``SDXL 1.0``). A source
     that pages forever is stopped by the paging guard; ``on_stop`` gets its reason.
+    ``nsfw``: None follows the settings.
     """
     return ctx.civitai.search(
         query, types=types, base_models=base_models, sort=sort, period=period, limit=limit,
-        on_stop=on_stop,
+        nsfw=nsfw, on_stop=on_stop,
     )  # fmt: skip
 
 
@@ -46,6 +48,11 @@ def show(ctx: Context, ref: str) -> tuple[CivitaiModel, CivitaiVersion]:
     """A model and one version of it: ``4384`` (its newest published version),
     ``4384@128713``, or a civitai.com / civitai.red URL."""
     return ctx.civitai.lookup(ctx.civitai.parse_ref(ref))
+
+
+def recommended(ctx: Context, version: CivitaiVersion) -> RecommendedSettings:
+    """Generation settings for ``version``: the creator's, else what its example images used."""
+    return ctx.civitai.recommended_settings(version)
 
 
 def install(
