@@ -130,6 +130,14 @@ class Remote:
         return fetch_preview(self.http, url)
 
 
+def image_is_nsfw(image: Any) -> bool:
+    """Civitai's one NSFW rule for an image record (a bool, the 2023 enum string, the int
+    bitmask in models and versions, the level name in /images): the same as the TUI's."""
+    from sdlib.sources.civitai import CivitaiImage
+
+    return isinstance(image, dict) and CivitaiImage.from_api(image).nsfw
+
+
 def compact_model(raw: Any) -> dict[str, Any]:
     """What sdlib keeps of a ``/models`` item: enough for updates and sidecars."""
     data = raw if isinstance(raw, dict) else {}

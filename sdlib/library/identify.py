@@ -429,14 +429,13 @@ class Identifier:
         )
 
     def _preview(self, body: Mapping[str, Any]) -> bytes | None:
+        from sdlib.library._remote import image_is_nsfw
         from sdlib.library.sidecars import image_extension
 
         for image in body.get("images") or ():
             if not isinstance(image, dict) or image.get("type", "image") != "image":
                 continue
-            level = image.get("nsfwLevel")
-            nsfw = image.get("nsfw") is True or (isinstance(level, int) and level > 1)
-            if nsfw and not self.options.nsfw:
+            if image_is_nsfw(image) and not self.options.nsfw:
                 continue
             url = image.get("url")
             data = self.remote.image(url) if isinstance(url, str) else None
