@@ -77,6 +77,7 @@ def test_private_files_are_owner_only(tmp_path: Path) -> None:
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
 
 
+@pytest.mark.slow  # runs python -m sdlib in a subprocess
 @pytest.mark.parametrize(
     ("text", "key", "expected"),
     [
@@ -105,6 +106,7 @@ def test_wrong_types_are_exit_2_naming_key_and_type(
     assert line.startswith("sdlib: error: ") and f"{key} {expected}" in line
 
 
+@pytest.mark.slow  # runs python -m sdlib in a subprocess
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX mode bits")
 def test_a_token_in_a_group_readable_config_gets_one_warning(run_cli: Any, tmp_path: Path) -> None:
     cfg = tmp_path / "token.toml"

@@ -5,6 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 CHECK = """
 import sys, runpy
 import sdlib, sdlib.cli
@@ -24,10 +26,12 @@ def _heavy(args: list[str]) -> list[str]:
     return [m for m in proc.stdout.strip().split(",") if m]
 
 
+@pytest.mark.slow  # runs python -m sdlib in a subprocess
 def test_help_loads_no_heavy_module() -> None:
     assert _heavy(["--help"]) == []
 
 
+@pytest.mark.slow  # runs python -m sdlib in a subprocess
 def test_subcommand_help_loads_no_heavy_module() -> None:
     from sdlib.cli import _COMMANDS, _available
 
@@ -36,6 +40,7 @@ def test_subcommand_help_loads_no_heavy_module() -> None:
         assert "torch" not in heavy and "textual" not in heavy, (command, heavy)
 
 
+@pytest.mark.slow  # runs python -m sdlib in a subprocess
 def test_files_package_imports_no_io_library() -> None:
     code = (
         "import sys, sdlib.files.safetensors, sdlib.files.sniff, sdlib.taxonomy;"

@@ -23,6 +23,8 @@ from sdlib.demo.specs import EXPECTED
 from sdlib.demo.writers import gguf_header, write_safetensors
 from tests.support import trees
 
+pytestmark = pytest.mark.slow  # subprocess: every test runs python -m sdlib
+
 POSIX = sys.platform != "win32"
 _ONE = {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}
 

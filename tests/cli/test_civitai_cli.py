@@ -18,6 +18,8 @@ import tomllib
 from sdlib.demo.server import DemoServer
 from tests.support.cli import run_sdlib, sdlib_argv
 
+pytestmark = pytest.mark.slow  # subprocess: every test runs python -m sdlib
+
 RunCli = Any  # the run_cli fixture from conftest
 
 
@@ -243,7 +245,7 @@ def test_demo_server_command_serves_the_cli(tmp_path: Path, cli_env: dict[str, s
         assert httpx.get(f"{url}/api/v1/models/1100").status_code == 200
     finally:
         proc.terminate()
-        proc.wait(timeout=10)
+        proc.communicate(timeout=10)  # waits and closes the pipes (no ResourceWarning)
 
 
 def test_demo_server_bad_fault_is_a_usage_error(run_cli: RunCli, tmp_path: Path) -> None:

@@ -20,6 +20,8 @@ from tests.support.pickles import (
     torch_zip,
 )
 
+pytestmark = pytest.mark.slow  # subprocess: every test runs python -m sdlib
+
 
 @pytest.fixture
 def model(tmp_path: Path) -> Path:

@@ -17,6 +17,8 @@ from sdlib.demo.server import DemoServer
 from sdlib.hashing import hash_file
 from tests.support.cli import run_sdlib, sdlib_argv
 
+pytestmark = pytest.mark.slow  # subprocess: every test runs python -m sdlib
+
 LARGE = 48 << 20
 
 

@@ -18,6 +18,8 @@ import pytest
 
 from sdlib.demo.server import DemoServer
 
+pytestmark = pytest.mark.slow  # subprocess: every test runs python -m sdlib
+
 RunCli = Callable[..., "subprocess.CompletedProcess[str]"]
 
 LORA_MODEL, LORA_FILE = "58390", 628331  # add_detail.safetensors (SafeTensor, small)

@@ -14,6 +14,8 @@ from sdlib.inspect import inspect_file
 from tests.support.cli import run_sdlib
 from tests.support.paths import CORPUS
 
+pytestmark = pytest.mark.slow  # subprocess: every test runs python -m sdlib
+
 SAFETENSORS_FIXTURES = sorted(n for n in EXPECTED if n not in CONTAINERS)
 KEYS = {"path", "size", "container", "kind", "base", "variant", "precision", "quantization",
         "weights", "components", "tensors", "parameters", "metadata", "evidence"}  # fmt: skip

@@ -7,9 +7,13 @@ import shutil
 import time
 from pathlib import Path
 
+import pytest
+
 from sdlib.demo.server import DemoServer
 from sdlib.hashing import hash_file
 from sdlib.manifest import parse_lock
+
+pytestmark = pytest.mark.slow  # subprocess: every test runs python -m sdlib
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "models.toml"
 EXPECTED_FOLDERS = {

@@ -15,6 +15,8 @@ from click.testing import CliRunner
 
 from tests.support import trees
 
+pytestmark = pytest.mark.slow  # subprocess: every test runs python -m sdlib
+
 #: Run the real entry point with one function replaced, as a bug would behave.
 _SCRIPT = """
 import sys

@@ -12,6 +12,8 @@ import pytest
 from sdlib.demo.server import DemoServer
 from tests.support import trees
 
+pytestmark = pytest.mark.slow  # subprocess: every test runs python -m sdlib
+
 COMMANDS = ("scan", "identify", "organize", "updates")
 
 

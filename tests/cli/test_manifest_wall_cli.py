@@ -9,6 +9,8 @@ from typing import Any
 
 import pytest
 
+pytestmark = pytest.mark.slow  # subprocess: every test runs python -m sdlib
+
 
 def _manifest(tmp_path: Path, folder: str) -> Path:
     manifest = tmp_path / "models.toml"

@@ -16,6 +16,8 @@ import pytest
 from tests.support.cli import run_sdlib
 from tests.support.pickles import StateDict, Tensor, call_pickle, shell_touch, torch_zip
 
+pytestmark = pytest.mark.slow  # subprocess: every test runs python -m sdlib
+
 
 def _helpers() -> Any:
     name = "_sdlib_merge_models"

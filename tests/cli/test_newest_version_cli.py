@@ -21,6 +21,8 @@ from sdlib.demo.server import DemoServer
 from sdlib.manifest import parse_lock
 from tests.support import trees
 
+pytestmark = pytest.mark.slow  # subprocess: every test runs python -m sdlib
+
 RunCli = Any
 
 DS8_FILE, DS7_FILE = 1287131, 1091231

@@ -16,6 +16,8 @@ from sdlib.demo.catalogue import CATALOGUE
 from sdlib.demo.server import DemoServer
 from tests.support.cli import run_sdlib
 
+pytestmark = pytest.mark.slow  # subprocess: every test runs python -m sdlib
+
 #: Window title set (OSC 0), clear screen, 8-bit CSI, a right-to-left override, an isolate.
 HOSTILE = "Detail \x1b]0;pwned\x07Tweaker\x1b[2J \x9b31mred\x1b[0m \u202egpj.exe\u2066x"
 BAD_CHARS = ["\x1b", "\x9b", "\x9d", "\x07", "\u202e", "\u2066"]

@@ -30,6 +30,8 @@ from sdlib.files.tensors import DTYPE_SIZES, QUANT_BLOCKS, TensorInfo, TensorTab
 from sdlib.inspect import _classify_gguf
 from sdlib.taxonomy import Container
 
+pytestmark = pytest.mark.slow  # fuzz
+
 BOUNDED = settings(
     max_examples=200,
     deadline=None,

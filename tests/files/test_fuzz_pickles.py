@@ -43,6 +43,8 @@ from tests.support.pickles import (
     zip_bytes,
 )
 
+pytestmark = pytest.mark.slow  # fuzz
+
 BOUNDED = settings(
     max_examples=150,
     deadline=None,

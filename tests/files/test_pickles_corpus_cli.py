@@ -18,7 +18,10 @@ from sdlib.cli.convert_cmd import convert_cmd
 from sdlib.cli.inspect_cmd import inspect_cmd
 from tests.support.paths import CORPUS
 
-pytestmark = pytest.mark.skipif(not CORPUS.is_dir(), reason=f"real corpus not found at {CORPUS}")
+pytestmark = [
+    pytest.mark.skipif(not CORPUS.is_dir(), reason=f"real corpus not found at {CORPUS}"),
+    pytest.mark.slow,  # subprocess: the CLI over every corpus row
+]
 
 #: malicious-pickle rows that do not exit 3, and why that is right.
 EXCEPTIONS = {

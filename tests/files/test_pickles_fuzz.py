@@ -33,6 +33,8 @@ from tests.support.pickles import (
     ti_embedding,
 )
 
+pytestmark = pytest.mark.slow  # fuzz
+
 _MUTATION_BYTES = list(b"(]}).cNILFSVUTXKJMGBqhjrpgabeostuR\x81\x93\x94\x95Q\x80\x8c")
 
 

@@ -662,6 +662,7 @@ def _inspect(path: Path) -> None:
     assert report.safety is None or report.safety.verdict is Verdict.UNSAFE
 
 
+@pytest.mark.slow  # runs python -m sdlib in a subprocess
 def test_the_payloads_are_live(tmp_path: Path) -> None:
     """Control: the same bytes DO create the sentinel under a real unpickler (in a child)."""
     for i, payload in enumerate((_sys, _a2_chain, _b1, _b2, _g2)):

@@ -82,6 +82,7 @@ def test_hostile_headers_raise_format_error(tmp_path: Path, case: str) -> None:
         read_table(path)
 
 
+@pytest.mark.slow  # runs python -m sdlib in a subprocess
 @pytest.mark.parametrize("case", ["length beyond file", "not json", "overlap", "truncated data"])
 def test_hostile_headers_give_one_line_and_exit_1_from_the_cli(tmp_path: Path, case: str) -> None:
     header, length, message = HOSTILE[case]
@@ -138,6 +139,7 @@ def test_lone_surrogates_in_names_and_metadata_become_replacement_characters(
         text.encode("utf-8")  # would raise on a lone surrogate
 
 
+@pytest.mark.slow  # runs python -m sdlib in a subprocess
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX FIFOs")
 def test_a_fifo_is_refused_at_once_not_waited_on(tmp_path: Path) -> None:
     import os

@@ -24,7 +24,10 @@ import pytest
 from tests.support import trees
 from tests.support.cli import run_sdlib, sdlib_argv
 
-pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX kill semantics")
+pytestmark = [
+    pytest.mark.skipif(sys.platform == "win32", reason="POSIX kill semantics"),
+    pytest.mark.slow,  # crash: real SIGKILLs and crash hooks at every step
+]
 
 
 class Runs:

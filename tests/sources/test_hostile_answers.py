@@ -19,6 +19,8 @@ import pytest
 from sdlib.demo.server import DemoServer
 from tests.support.hostile import Answer, HostileServer, endless, gzip_bomb
 
+pytestmark = pytest.mark.slow  # subprocess: the CLI against a hostile server
+
 RunCli = Any
 
 #: Generous: a capped read of 32 MB plus Python, httpx and sdlib is far below this, while

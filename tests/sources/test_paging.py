@@ -150,6 +150,7 @@ def _search(run_cli: RunCli, server: HostileServer, *args: str) -> subprocess.Co
     return run_cli("search", *args, env={"SDLIB_CIVITAI_URL": server.url})
 
 
+@pytest.mark.slow  # runs python -m sdlib in a subprocess
 def test_cli_search_without_results_is_an_error(run_cli: RunCli, hostile: HostileServer) -> None:
     hostile.route(MODELS, endless_empty(itertools.count()))
     result = _search(run_cli, hostile, "-n", "1000")
@@ -159,6 +160,7 @@ def test_cli_search_without_results_is_an_error(run_cli: RunCli, hostile: Hostil
     assert hostile.count(MODELS) == MAX_EMPTY_PAGES
 
 
+@pytest.mark.slow  # runs python -m sdlib in a subprocess
 def test_cli_search_with_results_notes_the_stop(run_cli: RunCli, hostile: HostileServer) -> None:
     hostile.route(MODELS, civitai_bug)
     result = _search(run_cli, hostile, "--json", "-n", "50")

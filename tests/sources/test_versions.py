@@ -143,6 +143,7 @@ def test_lookup_takes_the_newest_even_when_listed_last(
 # --- early access as the CLI shows it -------------------------------------------------------
 
 
+@pytest.mark.slow  # runs python -m sdlib in a subprocess
 @pytest.mark.parametrize(("ends", "shown"), [("2024-11-20T00:00:00.000Z", False),
                                              ("2999-01-01T00:00:00.000Z", True)])  # fmt: skip
 def test_show_says_early_access_only_while_it_runs(run_cli: Any, ends: str, shown: bool) -> None:

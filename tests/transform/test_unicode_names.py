@@ -29,6 +29,7 @@ def _ckpt_with(placeholder: str, raw: bytes, obj: dict[str, object]) -> bytes:
     return torch_zip(obj, pickle_bytes=data.replace(placeholder.encode(), raw))
 
 
+@pytest.mark.slow  # runs python -m sdlib in a subprocess
 def test_tensor_name_with_a_lone_surrogate_is_refused_in_one_line(tmp_path: Path) -> None:
     src = tmp_path / "model.ckpt"
     obj = {"state_dict": {"model.xQQQ": Tensor(ramp(4), "F32", (4,))}}
@@ -54,6 +55,7 @@ def test_header_bytes_refuses_a_surrogate_tensor_name_with_format_error() -> Non
         header_bytes([OutTensor("a\udcffb", "F32", (1,))], {})
 
 
+@pytest.mark.slow  # runs python -m sdlib in a subprocess
 def test_a_surrogate_in_a_pickled_string_value_still_converts(tmp_path: Path) -> None:
     src = tmp_path / "model.ckpt"
     obj = {"state_dict": {"model.x": Tensor(ramp(4), "F32", (4,))}, "name": "badRRR"}

@@ -115,6 +115,7 @@ async def test_an_unexpected_worker_error_is_a_notification(make_app: Any, ui: A
         assert app.is_running
 
 
+@pytest.mark.slow  # runs python -m sdlib in a subprocess
 def test_tui_help_shows_keys_and_loads_no_textual() -> None:
     code = (
         "import sys; from click.testing import CliRunner; from sdlib.cli import main;"
