@@ -143,7 +143,7 @@ def scan_cmd(root: Path | None, ui: str | None, hash_all: bool, show_all: bool,
     Statuses: ok, misplaced, duplicate, name-clash, unsafe-pickle, suspicious-pickle,
     unknown, corrupt, unreadable, unsupported-extension, orphan-sidecar,
     wrong-preview-extension, illegal-or-too-long-name, broken-link, link-outside-root
-    (a link leading out of the root: never followed, nothing moved or deleted through it).
+    (a link leading out of the root: listed, but nothing behind it is moved or deleted).
 
     \b
     Examples:
