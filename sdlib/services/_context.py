@@ -132,33 +132,32 @@ class Context:
         from sdlib.library.scan import load_layout
 
         lib = self.settings.library
-        if root is None:
-            if not lib.root:
-                raise UsageError(
-                    "no webUI folder is set: give one, or set [library] root in the config"
-                )
-            root = lib.root
-        path = Path(root).expanduser()
+        path = self._root(root)
         if not path.is_dir():
             raise UsageError(f"the webUI folder {path} is not a folder")
         return path, load_layout(path, ui or lib.ui, dict(lib.folders))
 
     def destination(self, root: str | Path | None = None, ui: str | None = None) -> Destination:
         """Where downloads go: a webUI root (default: the configured one) and its layout."""
-        from sdlib.errors import UsageError
         from sdlib.library.placement import Destination
 
         lib = self.settings.library
-        if root is None:
-            if not lib.root:
-                raise UsageError(
-                    "no webUI folder is set: give one, or set [library] root in the config"
-                )
-            root = lib.root
-        dest = Destination.for_ui(Path(root).expanduser(), ui or lib.ui)
+        dest = Destination.for_ui(self._root(root), ui or lib.ui)
         if lib.folders and dest.layout is not None:
             dest = replace(dest, layout=dest.layout.with_overrides(lib.folders))
         return dest
+
+    def _root(self, root: str | Path | None) -> Path:
+        """``root``, else ``[library] root`` (UsageError when neither is set)."""
+        from sdlib.errors import UsageError
+
+        if root is None:
+            root = self.settings.library.root
+            if not root:
+                raise UsageError(
+                    "no webUI folder is set: give one, or set [library] root in the config"
+                )
+        return Path(root).expanduser()
 
     def installer(
         self,
