@@ -11,43 +11,18 @@ from typing import Any
 import pytest
 
 from sdlib.errors import UsageError
-from sdlib.hashcache import HashCache
 from sdlib.library._journal import Journal, apply_journal, undo_journal
-from sdlib.library.index import Index
-from sdlib.library.organize import OrganizeOptions, find_journal, make_plan
-from sdlib.library.scan import ScanResult, load_layout, scan
+from sdlib.library.organize import find_journal
+from sdlib.library.scan import ScanResult
 from tests.support import trees
-
-
-class Lib:
-    """Index + hash cache + journal folder, the way the CLI wires them."""
-
-    def __init__(self, tmp: Path) -> None:
-        self.index = Index(tmp / "data" / "library.sqlite")
-        self.hc = HashCache(tmp / "cache" / "hashes.sqlite")
-        self.jdir = tmp / "data" / "organize"
-
-    def scan(self, root: Path, ui: str = "auto") -> ScanResult:
-        return scan(root, load_layout(root, ui), self.index, self.hc)
-
-    def sha(self, path: str) -> str | None:
-        return self.hc.get(path)[0].sha256
-
-    def plan(self, root: Path, **options: Any) -> Any:
-        return make_plan(self.scan(root), OrganizeOptions(**options), self.sha)
-
-    def apply(self, root: Path, **options: Any) -> tuple[Journal, Any]:
-        plan = self.plan(root, **options)
-        journal = Journal.create(self.jdir, plan.header())
-        return journal, apply_journal(journal, self.sha)
+from tests.support.organize import Lib
 
 
 @pytest.fixture
 def lib(tmp_path: Path) -> Iterator[Lib]:
     lib = Lib(tmp_path)
     yield lib
-    lib.index.close()
-    lib.hc.close()
+    lib.close()
 
 
 def rel_ops(plan: Any) -> list[tuple[str, str, str]]:

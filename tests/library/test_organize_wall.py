@@ -7,49 +7,24 @@ import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from sdlib.hashcache import HashCache
 from sdlib.library._journal import Journal, apply_journal
-from sdlib.library.index import Index
 from sdlib.library.layouts import resolve_layout
-from sdlib.library.organize import OrganizeOptions, make_plan
-from sdlib.library.scan import ScanResult, load_layout, scan
+from sdlib.library.scan import ScanResult, load_layout
 from sdlib.library.wall import Wall, is_link
 from tests.support import trees
+from tests.support.organize import Lib
 
 pytestmark = pytest.mark.skipif(os.name == "nt", reason="symlinks need privileges on Windows")
-
-
-class Lib:
-    def __init__(self, tmp: Path) -> None:
-        self.index = Index(tmp / "data" / "library.sqlite")
-        self.hc = HashCache(tmp / "cache" / "hashes.sqlite")
-        self.jdir = tmp / "data" / "organize"
-
-    def scan(self, root: Path) -> ScanResult:
-        return scan(root, load_layout(root, "auto"), self.index, self.hc)
-
-    def sha(self, path: str) -> str | None:
-        return self.hc.get(path)[0].sha256
-
-    def plan(self, root: Path, **options: Any) -> Any:
-        return make_plan(self.scan(root), OrganizeOptions(**options), self.sha)
-
-    def apply(self, root: Path, **options: Any) -> tuple[Any, Any]:
-        plan = self.plan(root, **options)
-        journal = Journal.create(self.jdir, plan.header())
-        return plan, apply_journal(journal, self.sha)
 
 
 @pytest.fixture
 def lib(tmp_path: Path) -> Iterator[Lib]:
     lib = Lib(tmp_path)
     yield lib
-    lib.index.close()
-    lib.hc.close()
+    lib.close()
 
 
 def statuses(result: ScanResult) -> dict[str, set[str]]:
@@ -77,7 +52,7 @@ def test_symlinked_folder_outside_is_listed_and_never_organized(tmp_path: Path, 
     assert str(outside) in ext.notes[0]
     theirs = next(f for f in result.files if f.rel.endswith("theirs.safetensors"))
     assert theirs.kind == "lora"  # read through the link, as A1111 reads it
-    plan, report = lib.apply(root)
+    plan, _journal, report = lib.plan_apply(root)
     assert plan.ops == [] and report.done == []
     assert any("ext: left alone" in n for n in plan.notes)
     assert any("theirs.safetensors: left in place" in n for n in plan.notes)
@@ -103,7 +78,7 @@ def test_dedupe_delete_never_deletes_behind_a_link(tmp_path: Path, lib: Lib) -> 
         "models/Lora/shared/z.safetensors": {"duplicate"},
         "models/Lora/zz.safetensors": {"duplicate", "link-outside-root"},
     }
-    plan, report = lib.apply(root, dedupe="delete")
+    plan, _journal, report = lib.plan_apply(root, dedupe="delete")
     deleted = [op.path for op in plan.ops if op.action == "delete"]
     # ...but only the copy inside the root is ever deleted.
     assert deleted == [str(lora / "b.safetensors")] and report.failed == []
@@ -127,7 +102,7 @@ def test_parent_loop_link_does_not_nest_files_deeper_on_each_run(
         "models/Stable-diffusion/ckpt.safetensors": {"ok"},
     }
     for _ in range(2):
-        plan, report = lib.apply(root, by_base=True)
+        plan, _journal, report = lib.plan_apply(root, by_base=True)
         assert report.failed == [] and report.skipped == []
         for op in plan.ops:
             for path in (op.path, op.dst):

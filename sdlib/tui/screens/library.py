@@ -214,13 +214,13 @@ class LibraryScreen(SdlibScreen):
 
         try:
             root, layout = self.services.library_root()
-            result = scan(self.services, root, layout.name, on_progress=progress, workers=1)
+            result = scan(self.services, root, layout=layout, on_progress=progress, workers=1)
             fresh = [f for f in result.models if f.path in set(downloaded)]
             if fresh:
                 self.post_message(LibraryProgress(f"identifying {plural(len(fresh), 'file')}"))
                 with contextlib.suppress(SdlibError):  # i identifies later; the scan is good
                     identify(self.services, fresh, root=root, layout=layout)
-                result = scan(self.services, root, layout.name, on_progress=progress, workers=1)
+                result = scan(self.services, root, layout=layout, on_progress=progress, workers=1)
         except SdlibError as exc:
             self.post_message(LibraryScanned(None, str(exc)))
             return
