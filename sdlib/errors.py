@@ -8,6 +8,7 @@ message and an exit code; the TUI to a notification.
     ├── UsageError                  exit 2  (a bad argument, reference or option)
     ├── ConfigError                 exit 2
     ├── FormatError                 exit 1  (a file is not what it claims, or is corrupt)
+    ├── NonFiniteError              exit 1  (convert/merge output would hold NaN or Inf)
     ├── UnsafeFileError             exit 3  (a pickle that would run code)
     ├── SourceError                 exit 7  (a remote catalogue failed)
     │   ├── NotFound                exit 5
@@ -41,6 +42,7 @@ __all__ = [
     "Interrupted",
     "LibraryError",
     "ManifestError",
+    "NonFiniteError",
     "NotFound",
     "RateLimited",
     "SdlibError",
@@ -82,6 +84,16 @@ class FormatError(SdlibError):
     """A file is corrupt, truncated or not the container it claims to be."""
 
     exit_code = 1
+
+
+class NonFiniteError(SdlibError):
+    """A converted or merged model would hold NaN or Inf weights; ``tensors`` names them."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, *, path: str | None = None, tensors: Sequence[str] = ()):
+        super().__init__(message, path=path)
+        self.tensors = tuple(tensors)
 
 
 class UnsafeFileError(SdlibError):
