@@ -1,4 +1,5 @@
-"""Shared CLI plumbing: one error formatter, JSON output, rich consoles, progress bars."""
+"""Shared CLI plumbing: one error formatter, JSON output, rich consoles, the service context
+with retry notices, and tables that become one record per line through a pipe."""
 
 from __future__ import annotations
 
@@ -16,7 +17,8 @@ from sdlib.formatting import human_size, terminal_safe
 F = TypeVar("F", bound=Callable[..., Any])
 
 __all__ = [
-    "console", "echo_err", "emit_json", "fail", "handle_errors", "human_size", "json_option",
+    "cli_context", "console", "echo_err", "emit_json", "fail", "handle_errors", "human_size",
+    "json_option", "retry_notice",
 ]  # fmt: skip
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
@@ -89,3 +91,17 @@ def _safe_console_class() -> Any:
                     yield Segment(terminal_safe(text), segment.style, segment.control)
 
     return SafeConsole
+
+
+def retry_notice(notice: Any) -> None:
+    """One stderr line per HTTP retry, before its wait (``127.0.0.1:9 refused; retry 1 of 4
+    in 1 s``): an unreachable server is said at once, not after the back-off is spent."""
+    echo_err(f"sdlib: {notice}")
+
+
+def cli_context(settings: Any = None) -> Any:
+    """The service context for one command (settings from the config file when None), its
+    HTTP retries announced on stderr."""
+    from sdlib.services import Context
+
+    return Context(settings, on_retry=retry_notice)

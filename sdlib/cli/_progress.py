@@ -18,10 +18,9 @@ def installer_session(
     settings: Settings, destination: Destination, overrides: dict[str, Any], previews: bool
 ) -> Iterator[tuple[Installer, DownloadDisplay]]:
     """The service context's Installer, wired to a progress display."""
-    from sdlib.cli._common import console
-    from sdlib.services import Context
+    from sdlib.cli._common import cli_context, console
 
-    with Context(settings) as ctx, DownloadDisplay(console(stderr=True)) as display:
+    with cli_context(settings) as ctx, DownloadDisplay(console(stderr=True)) as display:
         yield ctx.installer(
             destination=destination, overrides=overrides, previews=previews,
             cancel=threading.Event(), on_event=display.event, on_note=display.note,

@@ -45,10 +45,11 @@ def _key(text: str) -> str:
 
 
 def _context() -> Context:
+    from sdlib.cli._common import cli_context
     from sdlib.config import load_settings
-    from sdlib.services import Context
 
-    return Context(load_settings())
+    context: Context = cli_context(load_settings())
+    return context
 
 
 @click.command("search")

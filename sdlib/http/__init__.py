@@ -4,8 +4,9 @@ This layer knows HTTP, not any source: it never imports ``sdlib.sources``,
 ``sdlib.library`` or ``sdlib.download`` (an import-linter contract says so).
 
 * ``build_client(settings)``: the one ``httpx.Client`` (User-Agent, timeouts, CA bundle,
-  proxies, retries with back-off, the token scoped to its origin); ``network_errors`` turns
-  transport failures into ``SourceError`` at the call site (``_client``);
+  proxies, retries with back-off announced as ``RetryNotice``s, the token scoped to its
+  origin); ``network_errors`` turns transport failures into ``SourceError`` at the call
+  site (``_client``);
 * ``FastBodyTransport``: download bodies read straight into the caller's buffers, asked
   for with the ``FAST_BODY`` request extension (``_fastbody``);
 * ``read_capped`` / ``loads_bounded`` / ``challenge_of``: answers from servers we do not
@@ -29,6 +30,7 @@ from sdlib.http._bodies import (
 from sdlib.http._client import (
     RETRY_STATUSES,
     USER_AGENT,
+    RetryNotice,
     RetryTransport,
     ScopedTokenAuth,
     build_client,
@@ -52,6 +54,7 @@ __all__ = [
     "USER_AGENT",
     "FastBodyTransport",
     "HostileJSON",
+    "RetryNotice",
     "RetryTransport",
     "ScopedTokenAuth",
     "build_client",

@@ -11,6 +11,9 @@
   (``sdlib.http._fastbody``);
 * retries with exponential backoff for 429, 502, 503, 504 and connection failures,
   honouring ``Retry-After`` (capped at ``network.backoff_max``), for GET and HEAD only;
+  each wait is announced to an optional ``on_retry`` callback (a ``RetryNotice``) before
+  it starts, so a front end can say "127.0.0.1:9 refused; retry 1 of 4 in 1 s" at once
+  instead of staying silent through the back-off;
 * the Civitai token as ``Authorization: Bearer ...``, sent only to the configured Civitai
   origin (scheme, host and port), never to a redirect target, never in a URL.
 
@@ -29,6 +32,7 @@ import time
 import weakref
 from collections.abc import Callable, Generator, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import httpx
@@ -42,6 +46,7 @@ if TYPE_CHECKING:
 __all__ = [
     "RETRY_STATUSES",
     "USER_AGENT",
+    "RetryNotice",
     "RetryTransport",
     "ScopedTokenAuth",
     "build_client",
@@ -94,12 +99,31 @@ class ScopedTokenAuth(httpx.Auth):
             del request.headers["authorization"]
 
 
+@dataclass(frozen=True)
+class RetryNotice:
+    """One retry about to wait: told to ``on_retry`` before the back-off starts."""
+
+    #: ``host`` or ``host:port`` when the port is not the scheme's default.
+    host: str
+    #: Why: ``refused``, ``timed out connecting``, ``closed the connection``, ``HTTP 503``...
+    reason: str
+    #: This retry's number (1 for the first) and how many retries there may be.
+    attempt: int
+    of: int
+    #: Seconds until it is made.
+    delay: float
+
+    def __str__(self) -> str:
+        return f"{self.host} {self.reason}; retry {self.attempt} of {self.of} in {self.delay:.0f} s"
+
+
 class RetryTransport(httpx.BaseTransport):
     """Retry idempotent requests on 429/502/503/504 and connection failures.
 
     The wait is ``Retry-After`` when the server sends one, else exponential (1 s, 2 s, 4 s...)
     with a little jitter; either way at most ``backoff_max`` seconds. After the last attempt the
     final response is returned (or the last error raised) for the caller to translate.
+    ``on_retry`` hears of each wait before it starts (an exception it raises is ignored).
     """
 
     def __init__(
@@ -109,11 +133,13 @@ class RetryTransport(httpx.BaseTransport):
         retries: int = 4,
         backoff_max: float = 30.0,
         sleep: Callable[[float], None] = time.sleep,
+        on_retry: Callable[[RetryNotice], None] | None = None,
     ) -> None:
         self._inner = inner
         self._retries = max(0, retries)
         self._backoff_max = max(0.0, backoff_max)
         self._sleep = sleep
+        self._on_retry = on_retry
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         attempt = 0
@@ -121,10 +147,11 @@ class RetryTransport(httpx.BaseTransport):
             retry_after: float | None = None
             try:
                 response = self._inner.handle_request(request)
-            except (httpx.ConnectError, httpx.ConnectTimeout, httpx.RemoteProtocolError):
+            except (httpx.ConnectError, httpx.ConnectTimeout, httpx.RemoteProtocolError) as exc:
                 # RemoteProtocolError here means the server closed before any response.
                 if request.method not in _IDEMPOTENT or attempt >= self._retries:
                     raise
+                reason = _failure_reason(exc)
             else:
                 if (
                     response.status_code not in RETRY_STATUSES
@@ -133,11 +160,22 @@ class RetryTransport(httpx.BaseTransport):
                 ):
                     return response
                 retry_after = parse_retry_after(response.headers.get("Retry-After"))
+                reason = f"answered HTTP {response.status_code}"
                 response.close()
             delay = self.delay(attempt, retry_after)
             log.debug("retrying %s %s in %.2fs", request.method, request.url.path, delay)
+            self._announce(request, reason, attempt, delay)
             self._sleep(delay)
             attempt += 1
+
+    def _announce(self, request: httpx.Request, reason: str, attempt: int, delay: float) -> None:
+        if self._on_retry is None:
+            return
+        notice = RetryNotice(_host_port(request.url), reason, attempt + 1, self._retries, delay)
+        try:
+            self._on_retry(notice)
+        except Exception:  # a notice must never break the request it is about
+            log.debug("on_retry failed", exc_info=True)
 
     def delay(self, attempt: int, retry_after: float | None) -> float:
         if retry_after is not None:
@@ -147,6 +185,25 @@ class RetryTransport(httpx.BaseTransport):
 
     def close(self) -> None:
         self._inner.close()
+
+
+def _failure_reason(exc: httpx.HTTPError) -> str:
+    """A few words for a connection that failed before any answer."""
+    if isinstance(exc, httpx.ConnectTimeout):
+        return "timed out connecting"
+    if isinstance(exc, httpx.RemoteProtocolError):
+        return "closed the connection"
+    text = str(exc).lower()
+    if "refused" in text:
+        return "refused"
+    if "name or service" in text or "nodename" in text or "getaddrinfo" in text:
+        return "not found (DNS)"
+    return "unreachable"
+
+
+def _host_port(url: httpx.URL) -> str:
+    default = {"http": 80, "https": 443}.get(url.scheme)
+    return url.host if url.port in (None, default) else f"{url.host}:{url.port}"
 
 
 def parse_retry_after(value: str | None) -> float | None:
@@ -170,11 +227,13 @@ def build_client(
     transport: httpx.BaseTransport | None = None,
     *,
     sleep: Callable[[float], None] = time.sleep,
+    on_retry: Callable[[RetryNotice], None] | None = None,
 ) -> httpx.Client:
     """An ``httpx.Client`` set up from ``settings`` (see the module docstring).
 
     ``transport`` replaces the network (``httpx.MockTransport`` in tests); retries still
-    wrap it. The caller owns the client and closes it (it is a context manager).
+    wrap it. ``on_retry`` hears of every retry before its wait. The caller owns the client
+    and closes it (it is a context manager).
     """
     net = settings.network
     timeout = httpx.Timeout(net.read_timeout, connect=net.connect_timeout)
@@ -200,12 +259,13 @@ def build_client(
             if env_mounts:
                 mounts = {
                     k: RetryTransport(v, retries=net.retries, backoff_max=net.backoff_max,
-                                      sleep=sleep) if v is not None else None
+                                      sleep=sleep, on_retry=on_retry) if v is not None else None
                     for k, v in env_mounts.items()
                 }  # fmt: skip
     wrapped = RetryTransport(
-        transport, retries=net.retries, backoff_max=net.backoff_max, sleep=sleep
-    )
+        transport, retries=net.retries, backoff_max=net.backoff_max, sleep=sleep,
+        on_retry=on_retry,
+    )  # fmt: skip
 
     auth: ScopedTokenAuth | None = None
     hooks: dict[str, list[Callable[..., object]]] = {"request": [], "response": []}

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from sdlib.config import Settings
     from sdlib.download import DownloadEvent
     from sdlib.hashcache import HashCache
+    from sdlib.http import RetryNotice
     from sdlib.install import Installer
     from sdlib.library._remote import Remote
     from sdlib.library.index import Index
@@ -38,8 +39,11 @@ class Context:
     """
 
     def __init__(
-        self, settings: Settings | None = None, *, transport: httpx.BaseTransport | None = None
-    ) -> None:
+        self, settings: Settings | None = None, *, transport: httpx.BaseTransport | None = None,
+        on_retry: Callable[[RetryNotice], None] | None = None,
+    ) -> None:  # fmt: skip
+        #: Told of each HTTP retry before its back-off (the CLI prints one line per retry).
+        self.on_retry = on_retry
         if settings is None:
             from sdlib.config import load_settings
 
@@ -66,7 +70,7 @@ class Context:
             if self._http is None:
                 from sdlib.http import build_client
 
-                self._http = build_client(self.settings, self._transport)
+                self._http = build_client(self.settings, self._transport, on_retry=self.on_retry)
             return self._http
 
     @property
