@@ -1,13 +1,13 @@
-"""``identify``: which Civitai model version each file is, by hash; sidecars from the answer.
+"""``identify``: which model version each file is, by hash; sidecars from the answer.
 
-For each model file: SHA256 (from the index or the hash cache; read only if neither has
-it). Files are taken 100 at a time and their SHA256s asked for in one request
-(``POST /model-versions/by-hash``); a server without that endpoint is asked file by file
-(``GET /model-versions/by-hash/{SHA256}``). Files still unknown are tried by AutoV3 and
-AutoV2 (hashed differently by Civitai, or a header edited since). Answers, including "not
-found", are cached in the index; requests are paced by a rate limiter and spread over a few
-threads; each file's result is committed as soon as it arrives, so an interrupted run
-resumes where it stopped. Files Civitai does not know are "unidentified", not errors.
+For each model file: its hashes (from the index or the hash cache; read only if neither
+has them). Files are taken 100 at a time; the source is asked for their SHA256s at once
+where it can (``Lookup.prefetch``), then each file is matched (``Lookup.match``: SHA256,
+then AutoV3 and AutoV2, hashed differently by Civitai or a header edited since). The
+source caches and paces its own requests (``sdlib.lookup``; Civitai's in
+``sdlib.sources.civitai``); lookups are spread over a few threads and each file's result
+is committed as soon as it arrives, so an interrupted run resumes where it stopped. Files
+the source does not know are "unidentified", not errors.
 
 Sidecars never get worse: an existing non-empty ``.civitai.info`` is kept unless
 ``refresh``; A1111's ``<stem>.json`` is merged (the user's keys win) and backed up before a
@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
@@ -41,15 +41,17 @@ from sdlib.library.sidecars import (
 if TYPE_CHECKING:
     from sdlib.hashcache import HashCache
     from sdlib.hashing import FileHashes
-    from sdlib.library._remote import Remote
     from sdlib.library.index import FileRow, Index
     from sdlib.library.wall import Wall
+    from sdlib.lookup import Lookup, Match, ModelFacts
 
 __all__ = ["Identifier", "IdentifyEvent", "IdentifyOptions", "IdentifyResult"]
 
 DAY = 86_400.0
-#: SHA256s per bulk request (Civitai's limit for POST /model-versions/by-hash).
+#: Files hashed before their SHA256s are asked for at once (Civitai's bulk limit).
 BULK = 100
+#: The hashes a lookup is given (those the hash cache computes and sources match on).
+_MATCHED = ("SHA256", "AutoV3", "AutoV2", "BLAKE3")
 #: Layouts whose front end reads A1111's ``<stem>.json``... or at least is not confused by it.
 _NO_USER_METADATA = frozenset({"sdnext"})
 
@@ -65,8 +67,7 @@ class IdentifyOptions:
     #: Write Stability Matrix's ``<stem>.cm-info.json`` (its Models folder).
     cm_info: bool = False
     jobs: int = 4
-    #: How long answers stay good: a found version, and "Civitai does not know this hash".
-    found_ttl: float = 30 * DAY
+    #: How long "the source does not know this file" stands before the file is asked again.
     missing_ttl: float = 7 * DAY
     #: Give up after this many failures in a row (the site is down, not the files wrong).
     max_failures: int = 3
@@ -125,13 +126,9 @@ class IdentifyEvent:
 class Identifier:
     index: Index
     hashes: HashCache
-    remote: Remote
+    lookup: Lookup
     options: IdentifyOptions = field(default_factory=IdentifyOptions)
     on_event: Callable[[IdentifyEvent], None] = field(default=lambda _e: None)
-    #: Set once the server turned the bulk request down: ask file by file from then on.
-    _bulk_off: bool = field(default=False, init=False)
-    #: Answers the bulk lookup stored during this run: good even with ``refresh``.
-    _asked_now: set[str] = field(default_factory=set, init=False)
 
     def run(self, rows: Iterable[FileRow]) -> list[IdentifyResult]:
         """Identify ``rows`` (model rows of the index); results in the order given."""
@@ -156,11 +153,9 @@ class Identifier:
             return None
         if row.identify_state == "identified" and row.sha256:
             known = self.hashes.lookup(row.path)
-            value = known.get(row.matched_by or "SHA256") if known else None
-            hit = self.remote.stale(f"by-hash:{(value or row.sha256).upper()}")
-            sidecars: tuple[str, ...] = ()
-            if hit and hit[0] == 200:
-                sidecars = self._sidecars(row, hit[1])
+            hashes = _hash_map(known) if known else {"SHA256": row.sha256}
+            match = self.lookup.cached_match(hashes, row.matched_by or "SHA256")
+            sidecars = self._sidecars(row, match) if match is not None else ()
             return self._result(row, row.sha256, "identified", row.matched_by, cached=True,
                                 sidecars=sidecars)  # fmt: skip
         fresh = row.identified_at and time.time() - row.identified_at < self.options.missing_ttl
@@ -178,7 +173,7 @@ class Identifier:
         failures = 0
         stop: str | None = None
         done = 0
-        pending: dict[Future[tuple[str, Any]], tuple[FileRow, FileHashes]] = {}
+        pending: dict[Future[Match | None], tuple[FileRow, FileHashes]] = {}
         queue = list(rows)
         ready: list[tuple[FileRow, FileHashes]] = []
         with ThreadPoolExecutor(max_workers=max(1, self.options.jobs)) as pool:
@@ -196,7 +191,9 @@ class Identifier:
                             else:
                                 ready.append((row, hashes))
                         del queue[:BULK]
-                        self._bulk([h for _, h in ready])
+                        self.lookup.prefetch(
+                            [h.sha256 for _, h in ready], refresh=self.options.refresh
+                        )
                     while ready and stop is None and len(pending) < self.options.jobs * 2:
                         row, hashes = ready.pop(0)
                         pending[pool.submit(self._lookup, hashes)] = (row, hashes)
@@ -216,7 +213,7 @@ class Identifier:
                             results[row.path] = self._not_tried(row, stop or "a failure")
                             continue
                         try:
-                            matched_by, body = future.result()
+                            match = future.result()
                         except SourceError as exc:
                             failures += 1
                             results[row.path] = IdentifyResult(
@@ -228,54 +225,13 @@ class Identifier:
                                 stop = stop or exc.message
                             continue
                         failures = 0
-                        results[row.path] = self._record(row, hashes, matched_by, body)
+                        results[row.path] = self._record(row, hashes, match)
                     if stop is not None:
                         for future in pending:
                             future.cancel()
             finally:
                 for future in pending:
                     future.cancel()
-
-    def _fresh(self, key: str) -> tuple[int, Any, float] | None:
-        """A cached answer still good for its kind (found or not found), unless refresh
-        (answers fetched during this very run count even then)."""
-        stale_ok = not self.options.refresh or key in self._asked_now
-        hit = self.remote.index.remote_get(key, None) if stale_ok else None
-        if hit is None:
-            return None
-        ttl = self.options.found_ttl if hit[0] == 200 else self.options.missing_ttl
-        return hit if time.time() - hit[2] < ttl else None
-
-    def _bulk(self, batch: list[FileHashes]) -> None:
-        """Ask for up to 100 SHA256s in one request (``POST /model-versions/by-hash``) and
-        cache every answer, found or not. Servers without it answer an error: then each
-        file is asked for on its own, as before."""
-        if self._bulk_off:
-            return
-        wanted = sorted({h.sha256.upper() for h in batch} - {
-            h.sha256.upper() for h in batch if self._fresh(f"by-hash:{h.sha256.upper()}")
-        })  # fmt: skip
-        if len(wanted) < 2:
-            return
-        try:
-            data = self.remote.post_json("/api/v1/model-versions/by-hash", wanted)
-        except SourceError:
-            self._bulk_off = True  # not supported here (or failing): ask one by one
-            return
-        if not isinstance(data, list):
-            self._bulk_off = True
-            return
-        found: dict[str, dict[str, Any]] = {}
-        for version in data:
-            for f in version.get("files") or () if isinstance(version, dict) else ():
-                hashes = f.get("hashes") if isinstance(f, dict) else None
-                sha = hashes.get("SHA256") if isinstance(hashes, dict) else None
-                if isinstance(sha, str) and sha.upper() in wanted:
-                    found.setdefault(sha.upper(), version)  # the first, as by-hash does
-        for sha in wanted:
-            body = found.get(sha)
-            self.remote.index.remote_put(f"by-hash:{sha}", 200 if body else 404, body)
-            self._asked_now.add(f"by-hash:{sha}")
 
     def _not_tried(self, row: FileRow, why: str) -> IdentifyResult:
         return IdentifyResult(
@@ -292,50 +248,34 @@ class Identifier:
             self.index.update(row.id, sha256=hashes.sha256)
         return hashes
 
-    def _lookup(self, hashes: FileHashes) -> tuple[str, Any]:
-        """(matched_by, version JSON) or ("", None) when Civitai knows none of the hashes."""
-        for name in ("SHA256", "AutoV3", "AutoV2"):
-            value = (hashes.get(name) or "").upper()
-            if not value:
-                continue
-            key = f"by-hash:{value}"
-            hit = self._fresh(key)
-            if hit is not None:
-                self.remote.cache_hits += 1
-                status, body = hit[0], hit[1]
-            else:
-                status, body = self.remote.fetch(key, f"/api/v1/model-versions/by-hash/{value}")
-            if status == 200 and isinstance(body, dict) and _file_matching(body, hashes, name)[0]:
-                return name, body
-        return "", None
+    def _lookup(self, hashes: FileHashes) -> Match | None:
+        """The source's match for these bytes, or None when it knows none of the hashes."""
+        return self.lookup.match(_hash_map(hashes), refresh=self.options.refresh)
 
     # -- results ------------------------------------------------------------------------------
 
-    def _record(
-        self, row: FileRow, hashes: FileHashes, matched_by: str, body: Any
-    ) -> IdentifyResult:
+    def _record(self, row: FileRow, hashes: FileHashes, match: Match | None) -> IdentifyResult:
         now = time.time()
         assert row.id is not None
-        if not matched_by:
+        if match is None:
             self.index.update(row.id, identify_state="unidentified", identified_at=now,
                               matched_by=None)  # fmt: skip
             return IdentifyResult(row.path, "unidentified", hashes.sha256)
-        file = _file_matching(body, hashes, matched_by)[1] or {}
-        model = body.get("model") if isinstance(body.get("model"), dict) else {}
-        values = {
-            "civitai_model_id": body.get("modelId"), "civitai_version_id": body.get("id"),
-            "civitai_file_id": file.get("id"), "civitai_model_name": model.get("name"),
-            "civitai_version_name": body.get("name"), "civitai_base_model": body.get("baseModel"),
-            "identify_state": "identified", "identified_at": now, "matched_by": matched_by,
+        values: dict[str, Any] = {
+            "civitai_model_id": match.model_id, "civitai_version_id": match.version_id,
+            "civitai_file_id": match.file.id if match.file else None,
+            "civitai_model_name": match.model_name, "civitai_version_name": match.version_name,
+            "civitai_base_model": match.base_model, "identify_state": "identified",
+            "identified_at": now, "matched_by": match.matched_by,
         }  # fmt: skip
         was = (row.civitai_version_id, row.identify_state)
         self.index.update(row.id, **values)
         if was != (values["civitai_version_id"], "identified"):
             self.index.event(row.id, "identified", version_id=values["civitai_version_id"],
-                             matched_by=matched_by)  # fmt: skip
+                             matched_by=match.matched_by)  # fmt: skip
         row = replace(row, **values)
-        sidecars = self._sidecars(row, body, file)
-        return self._result(row, hashes.sha256, "identified", matched_by, sidecars=sidecars)
+        sidecars = self._sidecars(row, match)
+        return self._result(row, hashes.sha256, "identified", match.matched_by, sidecars=sidecars)
 
     def _result(
         self, row: FileRow, sha256: str | None, state: str, matched_by: str | None,
@@ -351,9 +291,7 @@ class Identifier:
 
     # -- sidecars -----------------------------------------------------------------------------
 
-    def _sidecars(
-        self, row: FileRow, body: Mapping[str, Any], file: Mapping[str, Any] | None = None
-    ) -> tuple[str, ...]:
+    def _sidecars(self, row: FileRow, match: Match) -> tuple[str, ...]:
         """Write what is missing (or everything, with ``refresh``); never make one worse."""
         model = Path(row.path)
         written: list[Path] = []
@@ -363,117 +301,86 @@ class Identifier:
             info = model.with_name(model.stem + ".civitai.info")
             existing = read_json(info)
             keep = isinstance(existing, dict) and existing and not self.options.refresh
-            if not keep and write_json(info, dict(body)):
+            if match.source == "civitai" and not keep and write_json(info, dict(match.record)):
                 written.append(info)
             meta = None
             if self.options.user_metadata:
                 meta = a1111_user_metadata(
                     kind=row.kind or "unknown", base=row.base,
-                    description=self._description(body), trained_words=_words(body),
-                    notes=_notes(self.remote.base_url, body),
+                    description=self._model(match).description, trained_words=match.trained_words,
+                    notes=_notes(match),
                 )  # fmt: skip
             preview = None
             if self.options.previews and not _has_preview(model):
-                preview = self._preview(body)
+                preview = self._preview(match)
             written += write_model_sidecars(model, version_json=None, user_metadata=meta,
                                             preview=preview)  # fmt: skip
             cm = model.with_name(model.stem + ".cm-info.json")
             wanted = self.options.cm_info and (self.options.refresh or read_json(cm) is None)
-            if file is None:
-                file = _file_with_sha256(body, row.sha256)
-            if wanted and write_json(cm, self._cm_info(model, body, file)):
+            if wanted and write_json(cm, self._cm_info(model, match)):
                 written.append(cm)
         except OSError:
             return tuple(str(p) for p in written)  # a read-only folder: the index still knows
         return tuple(str(p) for p in written)
 
-    def _model_json(self, body: Mapping[str, Any]) -> Mapping[str, Any]:
-        """The version's model (description, tags, creator), or {} when out of reach."""
-        model_id = body.get("modelId")
-        if not isinstance(model_id, int):
-            return {}
+    def _model(self, match: Match) -> ModelFacts | _NoModel:
+        """The version's model (description, tags, creator), or nothing when out of reach."""
+        if match.model_id is None:
+            return _NO_MODEL
         try:
-            status, model = self.remote.model(model_id, DAY)
+            model = self.lookup.model(match.model_id, DAY)
         except SourceError:
-            return {}  # these are niceties: never fail a file over them
-        return model if status == 200 and isinstance(model, dict) else {}
+            return _NO_MODEL  # these are niceties: never fail a file over them
+        return model if model is not None else _NO_MODEL
 
-    def _description(self, body: Mapping[str, Any]) -> str | None:
-        description = self._model_json(body).get("description")
-        return description if isinstance(description, str) else None
-
-    def _cm_info(
-        self, model: Path, body: Mapping[str, Any], file: Mapping[str, Any]
-    ) -> dict[str, Any]:
-        full = self._model_json(body)
-        inner: Mapping[str, Any] = body["model"] if isinstance(body.get("model"), dict) else {}
-        creator = full.get("creator")
-        meta = file.get("metadata")
-        published = file.get("hashes")
+    def _cm_info(self, model: Path, match: Match) -> dict[str, Any]:
+        full = self._model(match)
+        file = match.file
         return stability_matrix_info(
-            version_json=body,
-            model_name=str(inner.get("name") or full.get("name") or model.stem),
-            model_description=self._description(body),
-            model_type=inner.get("type") or full.get("type"),
-            nsfw=bool(inner.get("nsfw", full.get("nsfw", False))),
-            tags=[t for t in full.get("tags") or () if isinstance(t, str)],
-            author=creator.get("username") if isinstance(creator, dict) else None,
-            file_name=str(file.get("name") or model.name),
-            file_id=file.get("id") if isinstance(file.get("id"), int) else None,
-            file_metadata=meta if isinstance(meta, dict) else {},
-            hashes={str(k).upper(): v for k, v in published.items()}
-            if isinstance(published, dict)
-            else {},
+            version_json=match.record,
+            model_name=match.model_name or full.name or model.stem,
+            model_description=full.description,
+            model_type=match.model_type or full.type,
+            nsfw=match.model_nsfw if match.model_nsfw is not None else full.nsfw,
+            tags=list(full.tags),
+            author=full.creator,
+            file_name=(file.name if file else None) or model.name,
+            file_id=file.id if file else None,
+            file_metadata=dict(file.metadata) if file else {},
+            hashes={k.upper(): v for k, v in file.hashes.items()} if file else {},
             imported_at=datetime.now(timezone.utc).isoformat(),
-            source_url=_notes(self.remote.base_url, body).splitlines()[0],
+            source_url=match.page_url,
         )
 
-    def _preview(self, body: Mapping[str, Any]) -> bytes | None:
-        from sdlib.library._remote import image_is_nsfw
+    def _preview(self, match: Match) -> bytes | None:
         from sdlib.library.sidecars import image_extension
 
-        for image in body.get("images") or ():
-            if not isinstance(image, dict) or image.get("type", "image") != "image":
+        for image in match.previews:
+            if image.nsfw and not self.options.nsfw:
                 continue
-            if image_is_nsfw(image) and not self.options.nsfw:
-                continue
-            url = image.get("url")
-            data = self.remote.image(url) if isinstance(url, str) else None
+            data = self.lookup.preview(image.url)
             if data and image_extension(data[:16]):
                 return data
         return None
 
 
-def _file_matching(
-    body: Mapping[str, Any], hashes: FileHashes, matched_by: str
-) -> tuple[bool, dict[str, Any] | None]:
-    """(is ours, the version's file with our bytes). A short-hash match whose file
-    publishes another SHA256 is a collision, not ours. An archived version lists no
-    files: nothing to contradict the match."""
-    files = [f for f in body.get("files") or () if isinstance(f, dict)]
-    ours = {k: (hashes.get(k) or "").upper() for k in ("SHA256", "AutoV3", "AutoV2", "BLAKE3")}
-    for f in files:
-        published = {str(k).lower(): str(v).upper() for k, v in (f.get("hashes") or {}).items()}
-        sha = published.get("sha256")
-        if sha and sha == ours["SHA256"]:
-            return True, f
-        if published.get(matched_by.lower()) == ours.get(matched_by):
-            if matched_by == "AutoV2" and sha and sha != ours["SHA256"]:
-                continue  # ten hex digits that happen to agree: not our file
-            return True, f
-    return not files, None
+@dataclass(frozen=True)
+class _NoModel:
+    """Stands in for a model the source could not give: every fact absent."""
+
+    name: None = None
+    type: None = None
+    nsfw: bool = False
+    description: None = None
+    tags: tuple[str, ...] = ()
+    creator: None = None
 
 
-def _file_with_sha256(body: Mapping[str, Any], sha256: str | None) -> Mapping[str, Any]:
-    for f in body.get("files") or ():
-        hashes = f.get("hashes") if isinstance(f, dict) else None
-        if (
-            sha256
-            and isinstance(hashes, dict)
-            and str(hashes.get("SHA256", "")).upper() == sha256.upper()
-        ):
-            return f  # type: ignore[no-any-return]
-    return {}
+_NO_MODEL = _NoModel()
+
+
+def _hash_map(hashes: FileHashes) -> dict[str, str]:
+    return {name: value for name in _MATCHED if (value := hashes.get(name) or "")}
 
 
 def _has_preview(model: Path) -> bool:
@@ -484,16 +391,12 @@ def _has_preview(model: Path) -> bool:
     return any(os.path.exists(model.with_name(n)) for n in names)
 
 
-def _notes(site: str, body: Mapping[str, Any]) -> str:
+def _notes(match: Match) -> str:
     from sdlib.library.sidecars import strip_html
 
-    lines = [f"{site}/models/{body.get('modelId')}?modelVersionId={body.get('id')}"]
-    if body.get("baseModel"):
-        lines.append(f"Base model: {body['baseModel']}")
-    if isinstance(body.get("description"), str):
-        lines.append(strip_html(body["description"]))
+    lines = [match.page_url]
+    if match.base_model:
+        lines.append(f"Base model: {match.base_model}")
+    if match.description:
+        lines.append(strip_html(match.description))
     return "\n".join(lines)
-
-
-def _words(body: Mapping[str, Any]) -> list[str]:
-    return [w for w in body.get("trainedWords") or () if isinstance(w, str)]

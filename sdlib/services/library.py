@@ -16,13 +16,13 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from sdlib.hashing import FileHashes
-    from sdlib.library._remote import Remote
     from sdlib.library.identify import IdentifyEvent, IdentifyResult
     from sdlib.library.layouts import Layout
     from sdlib.library.organize import OrganizeOptions, Plan
     from sdlib.library.scan import FileReport, ScanProgress, ScanResult
     from sdlib.library.trash import TrashResult
     from sdlib.library.updates import UpdatesReport
+    from sdlib.lookup import Lookup
     from sdlib.services._context import Context
     from sdlib.transform.convert import ConvertResult
 
@@ -83,15 +83,15 @@ def identify(
     previews: bool = True,
     jobs: int = 4,
     rate: float = 4.0,
-    remote: Remote | None = None,
+    remote: Lookup | None = None,
     on_event: Callable[[IdentifyEvent], None] | None = None,
 ) -> list[IdentifyResult]:
-    """Look model files up on Civitai by hash and write their sidecars.
+    """Look model files up at the source (Civitai) by hash and write their sidecars.
 
     ``root``/``layout``: the webUI folder the files were scanned in; sidecars are never
     written behind a link that leads outside it. Without ``root`` (files named one by one),
-    sidecars go beside each file. ``remote``: share one paced, counted Civitai client
-    across calls (default: a new one at ``rate`` requests a second).
+    sidecars go beside each file. ``remote``: share one paced, counted lookup
+    (``Context.remote``) across calls (default: a new one at ``rate`` requests a second).
     """
     from sdlib.library.identify import Identifier, IdentifyOptions
     from sdlib.library.wall import Wall

@@ -17,11 +17,11 @@ from sdlib.config import Settings
 from sdlib.demo.server import DemoServer
 from sdlib.hashcache import HashCache
 from sdlib.http import build_client
-from sdlib.library._remote import RateLimiter, Remote
 from sdlib.library.identify import Identifier, IdentifyOptions, IdentifyResult
 from sdlib.library.index import Index
 from sdlib.library.scan import ScanResult, load_layout, scan
 from sdlib.library.updates import check_updates
+from sdlib.sources.civitai import CivitaiLookup
 from tests.support import trees
 
 
@@ -30,7 +30,7 @@ class Env:
     server: DemoServer
     index: Index
     hc: HashCache
-    remote: Remote
+    remote: CivitaiLookup
     root: Path
 
     def copy(self, name: str, rel: str) -> Path:
@@ -61,7 +61,7 @@ def env(civitai: DemoServer, civitai_settings: Settings, tmp_path: Path) -> Iter
         HashCache(tmp_path / "cache" / "hashes.sqlite") as hc,
         build_client(civitai_settings) as http,
     ):
-        yield Env(civitai, index, hc, Remote(http, civitai.url, index, RateLimiter(0)), root)
+        yield Env(civitai, index, hc, CivitaiLookup(http, civitai.url, index, rate=0), root)
 
 
 def by_name(results: list[IdentifyResult], name: str) -> IdentifyResult:
@@ -86,7 +86,7 @@ def test_identify_writes_sidecars_and_records_ids(env: Env) -> None:
     assert r.matched_by == "SHA256" and r.base_model == "SD 1.5"
     # .civitai.info is exactly the JSON Civitai sent for the hash.
     sha = env.server.files[1091231].hashes["SHA256"]
-    sent = env.remote.get_json(f"/api/v1/model-versions/by-hash/{sha}")
+    sent = env.remote.http.get(f"{env.server.url}/api/v1/model-versions/by-hash/{sha}").json()
     assert json.loads(ckpt.with_suffix(".civitai.info").read_text()) == sent
     preview = ckpt.with_name("dreamshaper_7.preview.png")
     assert preview.read_bytes().startswith(b"\x89PNG")
@@ -226,7 +226,8 @@ def test_updates_in_batches_with_cache_and_partial_failures(env: Env) -> None:
     warm = check_updates(rows, env.remote)
     assert warm.requests == 0 and warm.cache_hits == 5 and len(warm.files) == 6
     env.server.clear_requests()
-    fresh = check_updates(rows, env.remote, refresh=True, batch=4)
+    env.remote.model_batch = 4
+    fresh = check_updates(rows, env.remote, refresh=True)
     status = {Path(r.path).name: r.status for r in fresh.files}
     assert status == {
         "ds7.safetensors": "update-available", "ds8.safetensors": "up-to-date",
@@ -242,6 +243,7 @@ def test_updates_in_batches_with_cache_and_partial_failures(env: Env) -> None:
     assert fresh.errors == [] and fresh.requests == 3
     # A failing request costs only its own model; its last answer is used, marked stale.
     env.server.add_fault("500", match="/api/v1/models/3666")
+    env.remote.model_batch = 50
     partial = check_updates(rows, env.remote, refresh=True)
     proto = next(r for r in partial.files if r.path.endswith("protogen.safetensors"))
     assert proto.stale and proto.status == "up-to-date"
@@ -254,7 +256,7 @@ def test_updates_without_any_cached_answer_report_the_error(env: Env, tmp_path: 
     env.identify(previews=False)
     rows = [f.row for f in env.scan().models]
     with Index(tmp_path / "other.sqlite") as empty:
-        remote = Remote(env.remote.http, env.server.url, empty, RateLimiter(0))
+        remote = CivitaiLookup(env.remote.http, env.server.url, empty, rate=0)
         env.server.add_fault("503", match="/api/v1/models", retry_after=0)
         report = check_updates(rows, remote)
     (r,) = report.files
@@ -265,7 +267,7 @@ def test_the_same_bytes_under_a_newer_version_are_no_update(env: Env) -> None:
     ckpt = env.copy("dreamshaper_7.safetensors", "models/Stable-diffusion/ds7.safetensors")
     env.identify(previews=False)
     sha = trees.sha256(ckpt).upper()
-    env.index.remote_put("model:4384", 200, {
+    env.index.remote_put(env.remote.key("model:4384"), 200, {
         "id": 4384, "name": "DreamShaper", "versions": [
             {"id": 128713, "name": "8 (re-upload)", "baseModel": "SD 1.5",
              "files": [{"id": 1, "sha256": sha}]},
@@ -330,3 +332,20 @@ def test_nothing_is_written_behind_a_link_that_leads_outside_the_root(
     assert by_name(results, "mine.safetensors").sidecars  # inside the root: written
     assert by_name(results, "theirs.safetensors").sidecars == ()
     assert sorted(p.name for p in shared.iterdir()) == ["theirs.safetensors"]
+
+
+def test_answers_are_kept_per_server(env: Env) -> None:
+    """The cache of answers was not keyed by server: after a run against the demo server, a
+    run against another server reused its answers (and the preview URLs of a server that
+    was gone, each retried for seconds). Another server's cache is its own."""
+    from sdlib.errors import SourceError
+
+    ckpt = env.copy("dreamshaper_7.safetensors", "models/Stable-diffusion/ds7.safetensors")
+    env.identify(previews=False)
+    hashes = {"SHA256": trees.sha256(ckpt).upper()}
+    assert env.remote.cached_match(hashes, "SHA256") is not None
+    other = CivitaiLookup(env.remote.http, "http://127.0.0.1:9", env.index, rate=0)
+    assert other.cached_match(hashes, "SHA256") is None
+    with pytest.raises(SourceError):
+        other.match(hashes)  # asked, not answered from the demo server's cache
+    assert other.requests == 1 and other.cache_hits == 0

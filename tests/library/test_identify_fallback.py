@@ -14,10 +14,10 @@ from sdlib.config import Settings
 from sdlib.demo.server import DemoServer
 from sdlib.hashcache import HashCache
 from sdlib.http import build_client
-from sdlib.library._remote import RateLimiter, Remote
 from sdlib.library.identify import Identifier, IdentifyOptions, IdentifyResult
 from sdlib.library.index import Index
 from sdlib.library.scan import load_layout, scan
+from sdlib.sources.civitai import CivitaiLookup
 from tests.support import trees
 
 Run = Callable[[], list[IdentifyResult]]
@@ -35,7 +35,7 @@ def identify(
         HashCache(tmp_path / "cache" / "hashes.sqlite") as hc,
         build_client(civitai_settings) as http,
     ):
-        remote = Remote(http, civitai.url, index, RateLimiter(0))
+        remote = CivitaiLookup(http, civitai.url, index, rate=0)
 
         def run() -> list[IdentifyResult]:
             layout = load_layout(root, "a1111")

@@ -8,8 +8,9 @@ from typing import Any
 
 import pytest
 
-from sdlib.library._remote import image_is_nsfw
 from sdlib.library.identify import Identifier, IdentifyOptions
+from sdlib.sources.civitai import CivitaiImage
+from sdlib.sources.civitai._facts import match_from_version
 
 
 @pytest.mark.parametrize(
@@ -30,16 +31,22 @@ from sdlib.library.identify import Identifier, IdentifyOptions
     ],
 )
 def test_the_rule_reads_every_shape(image: dict[str, Any], nsfw: bool) -> None:
-    assert image_is_nsfw({"url": "https://image.example/x.jpeg", **image}) is nsfw
+    record = {"url": "https://image.example/x.jpeg", **image}
+    assert CivitaiImage.from_api(record).nsfw is nsfw
+    # The facts identify gets carry the same verdict (one rule, not a second copy).
+    (preview,) = match_from_version(
+        "https://civitai.com", {"images": [record]}, "SHA256", None
+    ).previews
+    assert preview.nsfw is nsfw
 
 
-class _Remote:
+class _Lookup:
     """Serves an image for every URL and records which were asked for."""
 
     def __init__(self) -> None:
         self.asked: list[str] = []
 
-    def image(self, url: str) -> bytes:
+    def preview(self, url: str) -> bytes:
         self.asked.append(url)
         return b"\x89PNG\r\n\x1a\n" + b"\0" * 32
 
@@ -47,8 +54,8 @@ class _Remote:
 def test_identify_skips_previews_with_a_string_nsfw_level() -> None:
     """identify honoured only an int level or nsfw=true, so an /images-style "Mature"
     record became a preview the TUI would have hidden."""
-    remote = _Remote()
-    identifier = Identifier(None, None, remote, IdentifyOptions(nsfw=False))  # type: ignore[arg-type]
+    lookup = _Lookup()
+    identifier = Identifier(None, None, lookup, IdentifyOptions(nsfw=False))  # type: ignore[arg-type]
     body = {
         "images": [
             {"url": "https://image.example/mature.jpeg", "nsfwLevel": "Mature"},
@@ -56,5 +63,6 @@ def test_identify_skips_previews_with_a_string_nsfw_level() -> None:
             {"url": "https://image.example/pg.jpeg", "nsfwLevel": 1},
         ]
     }
-    assert identifier._preview(body) is not None
-    assert remote.asked == ["https://image.example/pg.jpeg"]
+    match = match_from_version("https://civitai.com", body, "SHA256", None)
+    assert identifier._preview(match) is not None
+    assert lookup.asked == ["https://image.example/pg.jpeg"]

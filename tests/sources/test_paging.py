@@ -20,10 +20,9 @@ import pytest
 
 from sdlib.config import CivitaiSettings, NetworkSettings, Settings
 from sdlib.http import build_client
-from sdlib.library._remote import RateLimiter, Remote
 from sdlib.library.index import FileRow, Index
 from sdlib.library.updates import check_updates
-from sdlib.sources.civitai import CivitaiClient
+from sdlib.sources.civitai import CivitaiClient, CivitaiLookup
 from sdlib.sources.paging import MAX_EMPTY_PAGES, PageGuard
 from tests.support.hostile import Answer, HostileServer
 
@@ -187,7 +186,7 @@ def test_update_batches_stop_and_fall_back_to_single_models(
                   civitai_model_id=7, civitai_version_id=70)  # fmt: skip
     settings = replace(Settings(), network=NetworkSettings(retries=0, read_timeout=5))
     with Index(tmp_path / "index.sqlite") as index, build_client(settings) as http:
-        report = check_updates([row], Remote(http, hostile.url, index, RateLimiter(0)))
+        report = check_updates([row], CivitaiLookup(http, hostile.url, index, rate=0))
     assert hostile.count(MODELS) == MAX_EMPTY_PAGES  # not 434
     assert hostile.count("/api/v1/models/7") == 1
     (result,) = report.files

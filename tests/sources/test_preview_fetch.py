@@ -14,9 +14,13 @@ from pathlib import Path
 import httpx
 import pytest
 
-from sdlib.library._remote import RateLimiter, Remote
 from sdlib.library.index import Index
-from sdlib.sources.civitai import MAX_PREVIEW_BYTES, fetch_preview, preview_url
+from sdlib.sources.civitai import (
+    MAX_PREVIEW_BYTES,
+    CivitaiLookup,
+    fetch_preview,
+    preview_url,
+)
 from sdlib.tui.images import ImageCache
 from tests.support.hostile import Answer, HostileServer, endless
 from tests.support.paths import SAMPLES
@@ -117,6 +121,6 @@ def test_every_caller_goes_through_it(hostile: HostileServer, tmp_path: Path) ->
     with httpx.Client() as http, Index(tmp_path / "i.sqlite") as index:
         cache = ImageCache(tmp_path / "previews", http)  # the TUI
         assert cache.get(ok) == png and cache.get(huge) is None
-        remote = Remote(http, hostile.url, index, RateLimiter(0))  # identify
-        assert remote.image(ok) == png and remote.image(huge) is None
+        lookup = CivitaiLookup(http, hostile.url, index, rate=0)  # identify
+        assert lookup.preview(ok) == png and lookup.preview(huge) is None
     assert set(hostile.requests) == {"/a/b/width=450/ok.png", "/huge.png"}

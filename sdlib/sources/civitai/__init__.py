@@ -17,7 +17,10 @@ error bodies lives here, over the injected client from ``sdlib.http``:
 * ``get_json`` / ``raise_for_status``: statuses and error bodies as sdlib errors, the
   mapper callers hand to the download engine for Civitai downloads (``_http``);
 * ``fetch_preview`` / ``preview_url``: a preview, sized by the CDN, read with a cap
-  (``_previews``).
+  (``_previews``);
+* ``CivitaiLookup``: Civitai as the library's ``sdlib.lookup.Lookup`` (identity by hash,
+  models for update checks, previews), cached per server and paced (``_lookup``, with the
+  record-to-facts functions in ``_facts``).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from __future__ import annotations
 from sdlib.sources.civitai._client import PERIODS, SORTS, CivitaiClient
 from sdlib.sources.civitai._fields import RecommendedSettings
 from sdlib.sources.civitai._http import MAX_JSON, get_json, parse_json, raise_for_status
+from sdlib.sources.civitai._lookup import CivitaiLookup, RateLimiter
 from sdlib.sources.civitai._models import (
     CivitaiFile,
     CivitaiImage,
@@ -52,10 +56,12 @@ __all__ = [
     "CivitaiClient",
     "CivitaiFile",
     "CivitaiImage",
+    "CivitaiLookup",
     "CivitaiModel",
     "CivitaiRef",
     "CivitaiVersion",
     "DownloadTarget",
+    "RateLimiter",
     "RecommendedSettings",
     "SearchPage",
     "choose_file",
