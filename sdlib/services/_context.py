@@ -22,10 +22,10 @@ if TYPE_CHECKING:
     from sdlib.hashcache import HashCache
     from sdlib.http import RetryNotice
     from sdlib.install import Installer
-    from sdlib.library._remote import Remote
     from sdlib.library.index import Index
     from sdlib.library.layouts import Layout
     from sdlib.library.placement import Destination
+    from sdlib.lookup import Lookup
     from sdlib.sources.civitai import CivitaiClient
 
 __all__ = ["Context"]
@@ -105,11 +105,13 @@ class Context:
                 self._index = Index.for_settings(self.settings)
             return self._index
 
-    def remote(self, rate: float = 4.0) -> Remote:
-        """Civitai answers for the library (cached in the index), at most ``rate`` a second."""
-        from sdlib.library._remote import RateLimiter, Remote
+    def remote(self, rate: float = 4.0) -> Lookup:
+        """The source's answers for the library (``identify``, ``updates``), cached in the
+        index per server, at most ``rate`` requests a second. Its ``requests`` and
+        ``cache_hits`` count what it did."""
+        from sdlib.sources.civitai import CivitaiLookup
 
-        return Remote(self.http, self.settings.civitai.base_url, self.index, RateLimiter(rate))
+        return CivitaiLookup(self.http, self.settings.civitai.base_url, self.index, rate=rate)
 
     def sha256_of(self) -> Callable[[str], str | None]:
         """A file's SHA256 from the hash cache (hashing it if needed); None if unreadable."""
