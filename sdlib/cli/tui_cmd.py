@@ -42,7 +42,8 @@ _PREVIEWS = ("auto", "sixel", "kitty", "halfcell", "unicode", "off")
     "--demo",
     is_flag=True,
     help="Try it offline: start the built-in Civitai-compatible demo server and, unless "
-    "--root is given, download into a demo webUI folder in sdlib's data dir.",
+    "--root is given, download into a demo webUI folder in sdlib's data dir. The config "
+    "file is never written in demo mode (Settings last for the session).",
 )
 @handle_errors
 def tui_cmd(
@@ -85,7 +86,7 @@ def tui_cmd(
         probe.join()
         if not probe.ok:
             previews = "off"
-    app = SdlibApp(settings, options=TuiOptions(previews=previews))
+    app = SdlibApp(settings, options=TuiOptions(previews=previews, demo=demo))
     if theme:
         app.theme = theme
     try:

@@ -44,6 +44,9 @@ class TuiOptions:
     parallel_downloads: int = 2
     #: Delay before loading the highlighted model's details (keys held down stay cheap).
     detail_delay: float = 0.25
+    #: A ``--demo`` session: its settings point at the demo server and a demo webUI, so
+    #: nothing is written to the config file (Settings apply for this session only).
+    demo: bool = False
 
 
 class Services(Context):

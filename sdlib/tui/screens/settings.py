@@ -2,7 +2,9 @@
 
 Saving writes the config file (0600) in a worker, keeping comments and other settings;
 the token goes through ``config.save_token``. The app then rebuilds its services from the
-new settings, so the next request uses the new token.
+new settings, so the next request uses the new token. A ``--demo`` session never writes the
+config file: its settings point at the demo server, and a saved demo folder would become
+every later session's webUI. There, saving applies the values for the session only.
 """
 
 from __future__ import annotations
@@ -112,9 +114,11 @@ class SettingsScreen(SdlibScreen):
             self.query_one(f"#folder-{kind}", Input).value = lib.folders.get(kind, "")
         self._show_token(settings)
         path = settings.config_path
-        self.query_one("#config-path", Static).update(
-            Content(f"config file: {tilde(path)}" if path else "config file: (default location)")
-        )
+        if self.services.options.demo:
+            note = "demo mode: saving applies to this session only; the config file is not written"
+        else:
+            note = f"config file: {tilde(path)}" if path else "config file: (default location)"
+        self.query_one("#config-path", Static).update(Content(note))
         self._check_root(lib.root or "", lib.ui)
 
     def _show_token(self, settings: Settings) -> None:
@@ -182,6 +186,9 @@ class SettingsScreen(SdlibScreen):
         if lib.root and not Path(lib.root).expanduser().is_dir():
             self.app.call_from_thread(self.report_error, f"{lib.root} is not a folder", "Not saved")
             return
+        if self.services.options.demo:
+            self.app.call_from_thread(self._applied, new, "settings apply")
+            return
         path = new.config_path or default_config_path()
         try:
             save_values(
@@ -199,6 +206,16 @@ class SettingsScreen(SdlibScreen):
             self.app.call_from_thread(self.report_error, exc, "Not saved")
             return
         self.app.call_from_thread(self._saved, replace(new, config_path=path), "settings saved")
+
+    def _applied(self, settings: Settings, note: str) -> None:
+        """Demo mode: use ``settings`` for this session; the config file stays as it is."""
+        self.sdlib.apply_settings(settings)
+        self._show_token(settings)
+        self.notify(
+            f"{note} for this demo session only: the config file is not written in demo mode",
+            title="Settings",
+            markup=False,
+        )
 
     def _saved(self, settings: Settings, note: str) -> None:
         self.sdlib.apply_settings(settings)
@@ -230,6 +247,12 @@ class SettingsScreen(SdlibScreen):
         from sdlib.errors import SdlibError
 
         settings = self.services.settings
+        if self.services.options.demo:
+            demo = replace(settings, civitai=replace(settings.civitai, token=token))
+            self.app.call_from_thread(
+                self._applied, demo, "token used" if token else "token removed"
+            )
+            return
         path = settings.config_path or default_config_path()
         try:
             save_token(path, token)
