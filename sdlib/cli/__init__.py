@@ -26,12 +26,13 @@ _COMMANDS: dict[str, str] = {
     "config": "sdlib.cli.config_cmd:config_group",
     "demo-server": "sdlib.cli.demo_server_cmd:demo_server_cmd",
     "download": "sdlib.cli.download_cmd:download_cmd",
+    "downloads": "sdlib.cli.downloads_cmd:downloads_cmd",
     "install": "sdlib.cli.install_cmd:install_cmd",
     "export": "sdlib.cli.export_cmd:export_cmd",
     "tui": "sdlib.cli.tui_cmd:tui_cmd",
     "scan": "sdlib.cli.library_cmds:scan_cmd",
     "identify": "sdlib.cli.library_cmds:identify_cmd",
-    "organize": "sdlib.cli.library_cmds:organize_cmd",
+    "organize": "sdlib.cli.organize_cmd:organize_cmd",
     "updates": "sdlib.cli.library_cmds:updates_cmd",
 }
 

@@ -165,27 +165,18 @@ def search_cmd(
     if not models:
         out.print("No models found." + ("" if nsfw else " (NSFW models are hidden; try --nsfw)"))
         return
-    from rich.table import Table
+    from sdlib.cli._table import Column, print_records
 
-    table = Table(box=None, header_style="bold", pad_edge=False)
-    table.add_column("id", justify="right", style="cyan")
-    table.add_column("name", overflow="fold", max_width=44)
-    table.add_column("type")
-    table.add_column("base", max_width=22, overflow="fold")
-    table.add_column("downloads", justify="right")
-    table.add_column("likes", justify="right")
-    table.add_column("updated")
-    for m in models:
-        table.add_row(
-            str(m.id),
-            m.name,
-            m.type,
-            ", ".join(m.base_models) or "?",
-            count(m.download_count),
-            count(m.thumbs_up_count),
-            (m.updated or "")[:10],
-        )
-    out.print(table)
+    columns = [
+        Column("id", justify="right", style="cyan"), Column("name", max_width=44),
+        Column("type"), Column("base", max_width=22), Column("downloads", justify="right"),
+        Column("likes", justify="right"), Column("updated"),
+    ]  # fmt: skip
+    print_records(out, columns, [
+        [str(m.id), m.name, m.type, ", ".join(m.base_models) or "?", count(m.download_count),
+         count(m.thumbs_up_count), (m.updated or "")[:10]]
+        for m in models
+    ])  # fmt: skip
 
 
 @click.command("show")
@@ -230,7 +221,6 @@ def _print_show(
     model: CivitaiModel, version: CivitaiVersion, rec: RecommendedSettings, file_id: int | None
 ) -> None:
     from rich.markup import escape
-    from rich.table import Table
 
     from sdlib.sources.versions import early_access_active
 
@@ -291,20 +281,16 @@ def _print_show(
 
     others = [v for v in model.versions_newest_first if v.id != version.id]
     if others:
+        from sdlib.cli._table import Column, print_records
+
         out.print()
-        table = Table(title="Other versions", title_justify="left", box=None,
-                      header_style="bold", pad_edge=False)  # fmt: skip
-        for col in ("id", "name", "base", "published", "downloads"):
-            table.add_column(col, justify="right" if col in ("id", "downloads") else "left")
-        for other in others:
-            table.add_row(
-                str(other.id),
-                escape(other.name),
-                other.base_model or "?",
-                (other.published_at or "")[:10],
-                count(other.download_count),
-            )
-        out.print(table)
+        columns = [Column(c, justify="right" if c in ("id", "downloads") else "left")
+                   for c in ("id", "name", "base", "published", "downloads")]  # fmt: skip
+        print_records(out, columns, [
+            [str(other.id), other.name, other.base_model or "?",
+             (other.published_at or "")[:10], count(other.download_count)]
+            for other in others
+        ], title="Other versions")  # fmt: skip
         out.print(f"[dim]Show one with: sdlib show {model.id}@<version id>[/]")
 
 

@@ -1,15 +1,15 @@
-"""``sdlib scan``, ``identify``, ``organize`` and ``updates``: keep a webUI's models in order."""
+"""``sdlib scan``, ``identify`` and ``updates``: what is in a webUI's folders, and what Civitai
+knows of it (``organize`` is in ``organize_cmd``, the shared plumbing in ``_library``)."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import click
 
+from sdlib.cli import _library
 from sdlib.cli._common import (
     console,
     echo_err,
@@ -18,113 +18,18 @@ from sdlib.cli._common import (
     human_size,
     json_option,
 )
+from sdlib.cli._library import FAILED, ROOT, STYLE, ui_option
 
-_UI_HELP = "Which webUI: a1111, forge, reforge, sdnext, comfyui, stabilitymatrix, or auto."
-_ROOT = click.argument(
-    "root", required=False, type=click.Path(path_type=Path, file_okay=False, exists=True)
-)
-_ui_option = click.option("--ui", help=_UI_HELP)
-
-#: Status -> rich style for the table.
-_STYLE = {
-    "ok": "green", "misplaced": "yellow", "duplicate": "cyan", "name-clash": "magenta",
-    "unsafe-pickle": "bold red", "suspicious-pickle": "red", "unknown": "dim",
-    "corrupt": "red", "unreadable": "red", "unsupported-extension": "yellow",
-    "orphan-sidecar": "yellow", "wrong-preview-extension": "yellow",
-    "illegal-or-too-long-name": "yellow", "broken-link": "red", "link-outside-root": "yellow",
-}  # fmt: skip
-
-
-# --- shared plumbing ---------------------------------------------------------------------------
-
-
-def _settings() -> Any:
-    from sdlib.config import load_settings
-
-    return load_settings()
-
-
-def _root(settings: Any, root: Path | None) -> Path:
-    from sdlib.errors import UsageError
-
-    if root is None:
-        if not settings.library.root:
-            raise UsageError("give the webUI folder (ROOT), or set [library] root in the config")
-        root = Path(settings.library.root).expanduser()
-        if not root.is_dir():
-            raise UsageError(f"[library] root {root} is not a folder")
-    return root
-
-
-def _layout(settings: Any, root: Path, ui: str | None) -> Any:
-    from sdlib.library.scan import load_layout
-
-    return load_layout(root, ui or settings.library.ui, dict(settings.library.folders))
-
-
-@contextmanager
-def _context(settings: Any) -> Iterator[Any]:
-    """The service context (index, hash cache, HTTP client: opened when first used); a
-    file-system error anywhere inside is one clear line."""
-    from sdlib.errors import LibraryError
-    from sdlib.services import Context
-
-    try:
-        with Context(settings) as ctx:
-            yield ctx
-    except OSError as exc:
-        where = exc.filename if isinstance(exc.filename, str) else None
-        raise LibraryError(exc.strerror or str(exc), path=where) from None
-
-
-class _Progress:
-    """A rich progress bar on stderr, only on a terminal; fed by core progress events."""
-
-    def __init__(self) -> None:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-
-        self.err = console(stderr=True)
-        self.bar = Progress(
-            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-            TextColumn("{task.fields[name]}", style="dim"), console=self.err, transient=True,
-            disable=not self.err.is_terminal,
-        )  # fmt: skip
-        self.tasks: dict[str, Any] = {}
-
-    def __enter__(self) -> _Progress:
-        self.bar.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.bar.stop()
-
-    def update(self, stage: str, done: int, total: int | None, name: str | None = None) -> None:
-        if stage not in self.tasks:
-            self.tasks[stage] = self.bar.add_task(stage, total=total, name="")
-        label = os.path.basename(name) if name else ""
-        self.bar.update(self.tasks[stage], completed=done, total=total, name=label[:50])
-
-    def scan_event(self, event: Any) -> None:
-        if event.stage != "walk":
-            self.update(event.stage, event.done, event.total, event.path)
-
-    def note(self, message: str) -> None:
-        self.bar.console.print(message, markup=True, highlight=False)
-
-
-def _run_scan(ctx: Any, root: Path, layout: Any, hash_all: bool, progress: _Progress) -> Any:
-    from sdlib.services.library import scan
-
-    return scan(ctx, root, layout=layout, hash_all=hash_all, on_progress=progress.scan_event,
-                workers=None)  # fmt: skip
-
+# The plumbing shared with ``organize`` (``sdlib export`` imports these names from here).
+_context, _layout, _Progress = _library.context, _library.layout_of, _library.Progress
+_root, _run_scan, _settings = _library.root_of, _library.run_scan, _library.settings
 
 # --- scan --------------------------------------------------------------------------------------
 
 
 @click.command("scan")
-@_ROOT
-@_ui_option
+@ROOT
+@ui_option
 @click.option("--hash", "hash_all", is_flag=True,
               help="Hash every model (SHA256), not only files that may be duplicates.")  # fmt: skip
 @click.option("--all", "show_all", is_flag=True, help="List every file, not only problems.")
@@ -139,7 +44,9 @@ def scan_cmd(root: Path | None, ui: str | None, hash_all: bool, show_all: bool,
     library index. Unchanged files are not read again, so a re-scan takes a moment.
     A file that cannot be read never stops the scan: it is listed as corrupt (malformed
     bytes) or unreadable (permissions, a FIFO, a link loop) with the reason, every other
-    file is reported as usual, and the exit code is 1.
+    file is reported as usual, and the exit code is 1. A pickle that would run code when
+    loaded (unsafe-pickle) makes the exit code 3. Through a pipe the list is one file per
+    line, tab-separated, with full paths.
     Statuses: ok, misplaced, duplicate, name-clash, unsafe-pickle, suspicious-pickle,
     unknown, corrupt, unreadable, unsupported-extension, orphan-sidecar,
     wrong-preview-extension, illegal-or-too-long-name, broken-link, link-outside-root
@@ -159,32 +66,33 @@ def scan_cmd(root: Path | None, ui: str | None, hash_all: bool, show_all: bool,
         emit_json(result.to_dict())
     else:
         _print_scan(result, show_all)
-    if any(set(f.status) & _FAILED for f in result.files):
+    if any("unsafe-pickle" in f.status for f in result.files):
+        raise SystemExit(3)  # a file that would run code when loaded: the loudest finding
+    if any(set(f.status) & FAILED for f in result.files):
         raise SystemExit(1)  # every file was reported; some could not be read
-
-
-#: Statuses of files a scan could not read: they make its exit code 1.
-_FAILED = frozenset({"corrupt", "unreadable"})
 
 
 def _print_scan(result: Any, show_all: bool) -> None:
     from rich.markup import escape
-    from rich.table import Table
+
+    from sdlib.cli._table import Column, print_records
 
     out = console()
     rows = [f for f in result.files if show_all or f.status != ["ok"]]
     if rows:
-        table = Table(show_edge=False, pad_edge=False, box=None, header_style="bold")
-        for col in ("status", "kind", "base", "size", "file", "why"):
-            table.add_column(col, overflow="fold", no_wrap=col in ("status", "size"))
-        for f in rows:
-            status = ", ".join(f"[{_STYLE.get(s, '')}]{s}[/]" for s in f.status)
-            kind = f.kind if f.role == "model" else f.role
-            base = f.base if f.role == "model" and f.base != "unknown" else ""
-            table.add_row(status, kind or "", base or "", human_size(f.size) if f.size else "",
-                          escape(f.rel), escape("; ".join(f.notes)))  # fmt: skip
-        out.print(table)
-        out.print()
+        columns = [Column("status", no_wrap=True), Column("kind"), Column("base"),
+                   Column("size", no_wrap=True), Column("file"), Column("why")]  # fmt: skip
+        print_records(out, columns, [
+            [[(s, STYLE.get(s, "")) for s in f.status],
+             f.kind if f.role == "model" else f.role or "",
+             f.base if f.role == "model" and f.base != "unknown" else "",
+             human_size(f.size) if f.size else "",
+             f.rel if out.is_terminal else f.path,  # through a pipe: a path that works anywhere
+             "; ".join(f.notes)]
+            for f in rows
+        ])  # fmt: skip
+        if out.is_terminal:
+            out.print()
     s = result.summary()
     counts = ", ".join(f"{n} {name}" for name, n in s["by_status"].items())
     out.print(
@@ -230,7 +138,7 @@ def _targets(settings: Any, paths: tuple[Path, ...], ui: str | None) -> list[tup
 
 
 def _scan_targets(ctx: Any, targets: list[tuple[Path, Any, Any]],
-                  progress: _Progress) -> list[tuple[Path | None, Any, Any]]:  # fmt: skip
+                  progress: _library.Progress) -> list[tuple[Path | None, Any, Any]]:  # fmt: skip
     """Scan each target (incrementally); (root, layout, model FileReport) for each path
     once. The root is where sidecars may be written (None for files named one by one)."""
     from sdlib.library.layouts import PLAIN
@@ -251,7 +159,7 @@ def _scan_targets(ctx: Any, targets: list[tuple[Path, Any, Any]],
 
 @click.command("identify")
 @click.argument("paths", nargs=-1, type=click.Path(path_type=Path, exists=True))
-@_ui_option
+@ui_option
 @click.option("--refresh", is_flag=True,
               help="Ask Civitai again; rewrite sidecars (backed up to .bak first).")  # fmt: skip
 @click.option("--no-preview", is_flag=True, help="Do not download preview images.")
@@ -371,8 +279,8 @@ def _print_identify(results: list[Any], summary: dict[str, Any]) -> None:
 
 
 @click.command("updates")
-@_ROOT
-@_ui_option
+@ROOT
+@ui_option
 @click.option("--ttl", type=click.FloatRange(0, 24 * 365), default=24.0, show_default=True,
               help="Hours a cached Civitai answer stays good.")  # fmt: skip
 @click.option("--refresh", is_flag=True, help="Ignore the cache and ask Civitai again.")
@@ -442,121 +350,3 @@ def _print_updates(report: Any, scanned: Any) -> None:
         f"{s['cache_hits']} from cache"
         + (f"; {unidentified} files not identified (run sdlib identify)" if unidentified else "")
     )
-
-
-# --- organize ----------------------------------------------------------------------------------
-
-
-@click.command("organize")
-@_ROOT
-@_ui_option
-@click.option("--by-base", is_flag=True,
-              help="Sort each kind's folder by base: SD1.5/, SDXL/, FLUX1/...")  # fmt: skip
-@click.option("--dedupe", type=click.Choice(["keep", "hardlink", "delete"]), default="keep",
-              show_default=True,
-              help="Identical copies: leave them, make them hard links to one file, or delete "
-              "all but one.")  # fmt: skip
-@click.option("--apply", "do_apply", is_flag=True, help="Carry out the plan (journaled).")
-@click.option("--undo", is_flag=True, help="Put back what the last --apply changed.")
-@json_option
-@handle_errors
-def organize_cmd(root: Path | None, ui: str | None, by_base: bool, dedupe: str, do_apply: bool,
-                 undo: bool, as_json: bool) -> None:  # fmt: skip
-    """Plan (and with --apply, make) the moves that fix what `sdlib scan` found.
-
-    Misplaced models go to the folder their content belongs in, sidecars travel with their
-    model, clashing names get the Civitai version id (or a short hash), unsafe names and
-    preview extensions are fixed, orphaned sidecars rejoin their model, and duplicates are
-    resolved as --dedupe says. Without --apply nothing changes. --apply writes a journal
-    first: if it is interrupted, run it again to finish, or --undo to go back. Cross-drive
-    moves copy, verify and only then delete. Note: moving a model changes the name
-    ComfyUI workflows use for it. --undo and finishing an interrupted --apply need only
-    ROOT: the journal remembers the --ui it ran with.
-
-    \b
-    Examples:
-      sdlib organize ~/stable-diffusion-webui
-      sdlib organize ~/ComfyUI --by-base --dedupe hardlink --apply
-      sdlib organize ~/ComfyUI --undo
-    """
-    from sdlib.errors import UsageError
-    from sdlib.library.organize import OrganizeOptions
-    from sdlib.services import library
-
-    if do_apply and undo:
-        raise UsageError("use --apply or --undo, not both")
-    options = OrganizeOptions(by_base=by_base, dedupe=dedupe)
-    settings = _settings()
-    root = _root(settings, root)
-    with _context(settings) as ctx, _Progress() as progress:
-        if ui is None and (undo or do_apply):
-            ui = library.journal_ui(ctx, root, undo=undo)  # undo and resume need only ROOT
-        layout = _layout(settings, root, ui)
-        out = _organize(ctx, root, layout, options, undo, do_apply, progress)
-    if as_json:
-        emit_json(out)
-    else:
-        _print_organize(out)
-    if out.get("failed"):
-        raise SystemExit(1)
-
-
-def _organize(ctx: Any, root: Path, layout: Any, options: Any, undo: bool, do_apply: bool,
-              progress: _Progress) -> dict[str, Any]:  # fmt: skip
-    """Plan, apply or undo through the service layer (as the TUI does); the JSON record."""
-    from sdlib.services import library
-
-    made: list[Any] = []
-
-    def plan() -> Any:
-        made.append(library.organize_plan(ctx, _run_scan(ctx, root, layout, False, progress),
-                                          options))  # fmt: skip
-        return made[-1]
-
-    if not undo and not do_apply:
-        return {"action": "plan", **plan().to_dict(), "interrupted": library.interrupted(ctx, root)}
-    outcome = library.organize_undo(ctx, root) if undo else library.organize_apply(ctx, root, plan)
-    if outcome.journal is None:  # nothing to do: the plan says why
-        return {"action": "apply", **made[-1].to_dict(), "journal": None, "resumed": False,
-                "done": 0, "skipped": [], "failed": [], "after": None}  # fmt: skip
-    return {**outcome.to_dict(), "after": _run_scan(ctx, root, layout, False, progress).summary()}
-
-
-def _print_organize(out: dict[str, Any]) -> None:
-    from rich.markup import escape as esc
-
-    out_c = console()
-    verbs = {"move": "move", "link": "link", "delete": "delete", "mkdir": "mkdir"}
-    action = out["action"]
-    actions = out.get("actions", [])
-    if action == "plan" or (action == "apply" and out.get("journal") is None):
-        if not actions:
-            out_c.print("[green]nothing to do[/green]: the folders are in order")
-        for a in actions:
-            verb = verbs[a["action"]]
-            if a["action"] == "move":
-                line = f"{verb:6} {esc(a['path_rel'])} -> {esc(a['dst_rel'])}"
-            elif a["action"] in ("link", "delete"):
-                line = f"{verb:6} {esc(a['path_rel'])} (same bytes as {esc(a['keep_rel'])})"
-            else:
-                line = f"{verb:6} {esc(a['path_rel'])}/"
-            why = f"  [dim]{esc(a.get('why', ''))}[/dim]" if a["action"] != "mkdir" else ""
-            out_c.print(line + why, highlight=False)
-        for note in out.get("notes", []):
-            out_c.print(f"[yellow]not changed[/yellow] {esc(note)}", highlight=False)
-        if action == "plan" and actions:
-            out_c.print(f"{len(actions)} steps. Run with --apply to make them; --undo reverts.")
-        if out.get("interrupted"):
-            out_c.print("[yellow]an earlier organize was interrupted[/yellow]: "
-                        "--apply finishes it, --undo reverts it")  # fmt: skip
-        return
-    word = "undid" if action == "undo" else ("finished" if out.get("resumed") else "applied")
-    out_c.print(f"{word} {out['done']} of {len(actions)} steps (journal {esc(out['journal'])})")
-    for s in out["skipped"]:
-        out_c.print(f"[yellow]skipped[/yellow] {esc(s['path_rel'])}: {esc(s['why'])}")
-    for s in out["failed"]:
-        out_c.print(f"[red]failed[/red] {esc(s['path_rel'])}: {esc(s['why'])}")
-    after = out.get("after") or {}
-    if after:
-        counts = ", ".join(f"{n} {k}" for k, n in after.get("by_status", {}).items())
-        out_c.print(f"now: {after.get('files', 0)} files: {counts}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import stat
 import subprocess
 import sys
@@ -30,10 +31,12 @@ def _json(result: subprocess.CompletedProcess[str]) -> Any:
 
 def _error(result: subprocess.CompletedProcess[str], code: int) -> str:
     assert result.returncode == code, (result.returncode, result.stdout, result.stderr)
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("sdlib: error: "), result.stderr
+    *retries, last = result.stderr.strip().splitlines()
+    assert last.startswith("sdlib: error: "), result.stderr
+    # Before it, at most one line per retry, each said before its wait.
+    assert all(re.fullmatch(r"sdlib: \S+ .+; retry \d of \d in \d+ s", r) for r in retries)
     assert "Traceback" not in result.stderr
-    return lines[0]
+    return last
 
 
 # --- search ----------------------------------------------------------------------------------

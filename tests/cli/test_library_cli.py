@@ -57,7 +57,8 @@ def test_scan_table_and_json(run_cli: Any, tmp_path: Path) -> None:
     root = tmp_path / "webui"
     expected = trees.messy_a1111(root, tmp_path / "outside")
     table = run_cli("scan", str(root))
-    assert table.returncode == 1, table.stderr  # embeddings/broken.safetensors is corrupt
+    # embeddings/broken.safetensors is corrupt (1), embeddings/evil.pt an unsafe pickle (3)
+    assert table.returncode == 3, table.stderr
     assert "misplaced" in table.stdout and "belongs in models/Lora" in table.stdout
     assert "dreamshaper 8 [final]" not in table.stdout  # ok files are not listed...
     assert "[final]" in run_cli("scan", str(root), "--all").stdout  # ...unless --all
