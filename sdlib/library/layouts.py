@@ -70,6 +70,25 @@ def list_kind(kind: Kind) -> Kind:
     return Kind.LORA if kind is Kind.LYCORIS else kind
 
 
+def folder_within(folder: str, parent: str) -> bool:
+    """Whether layout folder ``folder`` is ``parent`` or inside it (both relative to the
+    same root, or absolute; either separator; case as the OS compares it)."""
+    a, b = (os.path.normcase(os.path.normpath(p.replace("\\", "/"))) for p in (folder, parent))
+    if a == b:
+        return True
+    return b not in (".", "") and a.startswith(b.rstrip(os.sep) + os.sep)
+
+
+def _before(folders: tuple[str, ...], anchor: str, new: str) -> tuple[str, ...]:
+    """``folders`` with ``new`` inserted just ahead of ``anchor`` (once)."""
+    out: list[str] = []
+    for f in folders:
+        if f == anchor:
+            out.append(new)
+        out.append(f)
+    return tuple(dict.fromkeys(out))
+
+
 @dataclass(frozen=True)
 class Layout:
     name: str
@@ -140,10 +159,16 @@ class Layout:
         return rule.folders[0] if rule else None
 
     def with_overrides(self, folders: Mapping[str, str]) -> Layout:
-        """The config's ``[library] folders`` table: {"lora": "models/MyLoras", ...}.
+        """The config's ``[library] folders`` table: {"lora": "models/Lora/civitai", ...}.
 
-        Like A1111's ``--lora-dir``, an override replaces the kind's default folder wherever
-        the front end lists it (A1111 keeps scanning ``models/LyCORIS`` for LoRAs).
+        A download folder says where sdlib puts NEW files of a kind (``folder_for``); it
+        never hides what the webUI loads. The webUI's own folders stay in every rule, so
+        ``scan``, ``identify``, ``organize`` and ``export`` still see all of ``models/Lora``
+        and a LoRA anywhere the webUI loads LoRAs from is where it belongs. A folder inside
+        one the kind is already read from (``models/Lora/civitai``) is just a place in it;
+        one elsewhere (``models/MyLoras``, ``D:/loras``) is read too, as a folder of that kind:
+        sdlib put files there, and a user who sends a kind elsewhere has normally pointed
+        the webUI there as well (A1111's ``--lora-dir``, ComfyUI's extra paths).
         """
         parsed: dict[Kind, str] = dict(self.overrides)
         rules = list(self.rules)
@@ -153,17 +178,18 @@ class Layout:
             except ValueError:
                 raise UsageError(f"library.folders: unknown kind {key!r}") from None
             parsed[kind] = value
-            first = self.rule(kind)
-            if first is None:
+            own = [r for r in rules if r.kind is kind]
+            if not own:
                 rules.append(FolderRule(kind, (value,), MODEL_EXTENSIONS))
                 continue
-            old = first.folders[0]
+            if any(folder_within(value, f) for r in own if r.recursive for f in r.folders):
+                continue  # already read: the webUI lists it, nothing more to scan
+            default = own[0].folders[0]
             rules = [
-                replace(
-                    r, folders=tuple(dict.fromkeys(value if f == old else f for f in r.folders))
-                )
+                replace(r, folders=_before(r.folders, default, value)) if default in r.folders
+                else r
                 for r in rules
-            ]
+            ]  # fmt: skip
         return replace(self, overrides=parsed, rules=tuple(rules))
 
     def model_folders(self) -> list[tuple[Kind, str]]:

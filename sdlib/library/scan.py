@@ -30,6 +30,7 @@ from sdlib.files import CLASSIFIER_VERSION
 from sdlib.files.opening import UNREADABLE_PREFIXES, check_regular, open_regular, os_problem
 from sdlib.library._status import FileReport, build_reports
 from sdlib.library._walk import Entry, walk, walk_files
+from sdlib.library.adopt import adopt_rows
 from sdlib.library.index import CLASSIFICATION_COLUMNS, CONTENT_COLUMNS, FileRow, Index
 from sdlib.library.layouts import PLAIN, Layout, resolve_layout
 from sdlib.library.sidecars import is_preview_name, preview_kind
@@ -112,12 +113,24 @@ def load_layout(root: Path, ui: str, folders: dict[str, str] | None = None) -> L
     ComfyUI, the folders its ``extra_model_paths.yaml`` adds."""
     layout = PLAIN if ui == "folder" else resolve_layout(ui, root)
     if folders and not layout.any_kind:
-        layout = layout.with_overrides(folders)
+        layout = layout.with_overrides({k: _relative(root, v) for k, v in folders.items()})
     if layout.name == "comfyui":
         from sdlib.library.comfy_paths import extend_layout, read_extra_paths
 
         layout = extend_layout(layout, read_extra_paths(root))
     return layout
+
+
+def _relative(root: Path, folder: str) -> str:
+    """A configured folder inside ``root`` as a path relative to it (so that it compares
+    with the layout's folders); other folders as they are."""
+    path = Path(folder).expanduser()
+    if not path.is_absolute():
+        return folder
+    try:
+        return path.relative_to(root.expanduser().absolute()).as_posix() or "."
+    except ValueError:
+        return folder
 
 
 def scan(
@@ -178,6 +191,8 @@ class _Job:
         self.result = result
         self.now = time.time()
         self.workers = 1
+        #: Files whose identity came from a sidecar this time: path -> sidecar suffix.
+        self.adopted: dict[str, str] = {}
 
     def run(self, entries: list[Entry], rows: list[FileRow]) -> dict[str, FileRow]:
         by_path = {r.path: r for r in rows}
@@ -214,6 +229,9 @@ class _Job:
         gone_ids = {r.id for r in final.values()}
         vanished = [r for r in vanished if r.id not in gone_ids]
         self._hash(entries, final, vanished, moves)
+        # Identities other tools wrote beside files never looked up (sdlib.library.adopt).
+        self.adopted = adopt_rows(entries, final, lambda p: _cached_sha256(self.hashes, p),
+                                  self.now)  # fmt: skip
         self._write(entries, by_path, final, moves, vanished)
         return final
 
@@ -405,6 +423,12 @@ class _Job:
                     if old_row is not None and old_row.stat_key != row.stat_key:
                         self.index.event(row.id, "changed", path=path)
                         res.changed += 1
+            for path, source in self.adopted.items():
+                row = final[path]
+                assert row.id is not None
+                self.index.event(row.id, "identified", version_id=row.civitai_version_id,
+                                 matched_by="sidecar", sidecar=source,
+                                 confirmed=row.identify_state == "identified")  # fmt: skip
 
 
 def _values(row: FileRow) -> dict[str, Any]:
@@ -449,6 +473,15 @@ def _inspect(path: str) -> dict[str, Any]:
 def _outdated(row: FileRow) -> bool:
     """A model file classified by an older sdlib: read its header again."""
     return row.role == "model" and (row.classified_by or 1) < CLASSIFIER_VERSION
+
+
+def _cached_sha256(hashes: HashCache, path: str) -> str | None:
+    """The SHA256 the hash cache already holds for ``path`` (never hashes)."""
+    try:
+        known = hashes.lookup(path)
+    except (OSError, SdlibError):
+        return None
+    return known.sha256 if known is not None else None
 
 
 def _preview_kind(path: str) -> str:

@@ -61,13 +61,24 @@ def test_accepted_folders() -> None:
     assert "models/LyCORIS" not in sdnext.accepted_folders(Kind.LYCORIS)
 
 
-def test_override_replaces_the_default_folder_everywhere_it_is_listed() -> None:
+def test_a_download_folder_elsewhere_is_read_beside_the_webuis_own() -> None:
     layout = get_layout("a1111").with_overrides({"lora": "/data/loras"})
     assert layout.folder_for(Kind.LORA) == "/data/loras"
-    assert layout.accepted_folders(Kind.LORA) == ("/data/loras", "models/LyCORIS")
-    assert "models/Lora" not in layout.scan_folders()
+    # A1111 still reads models/Lora: a download folder only says where new files go.
+    assert layout.accepted_folders(Kind.LORA) == ("/data/loras", "models/Lora", "models/LyCORIS")
+    assert {"models/Lora", "/data/loras"} <= set(layout.scan_folders())
     added = get_layout("a1111").with_overrides({"text-encoder": "models/te"})
     assert added.folder_for(Kind.TEXT_ENCODER) == "models/te"
+
+
+def test_a_download_folder_inside_the_kinds_folder_adds_no_scan_folder() -> None:
+    plain = get_layout("a1111")
+    layout = plain.with_overrides({"lora": "models/Lora/civitai"})
+    assert layout.folder_for(Kind.LORA) == "models/Lora/civitai"
+    assert layout.scan_folders() == plain.scan_folders()
+    assert layout.accepted_folders(Kind.LORA) == plain.accepted_folders(Kind.LORA)
+    same = get_layout("comfyui").with_overrides({"checkpoint": "models\\checkpoints\\sdxl"})
+    assert same.scan_folders() == get_layout("comfyui").scan_folders()
 
 
 def test_every_layout_places_the_common_kinds() -> None:

@@ -1,0 +1,97 @@
+"""The library sees everything the webUI loads and never loses a file's identity (issue 16
+items 2 and 10), as a user runs sdlib (subprocesses against the demo server)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sdlib.demo.server import DemoServer
+from tests.support import trees
+
+pytestmark = pytest.mark.slow  # subprocess: every test runs python -m sdlib
+
+
+def _config(cli_env: dict[str, str], text: str) -> None:
+    """Append to the private config file ``run_cli`` runs sdlib with."""
+    with open(cli_env["SDLIB_CONFIG"], "a", encoding="utf-8") as fh:
+        fh.write(text)
+
+
+def _files(out: Any) -> dict[str, Any]:
+    assert out.returncode == 0, out.stderr
+    return {f["rel"]: f for f in json.loads(out.stdout)["files"]}
+
+
+def test_a_download_folder_hides_nothing_the_webui_loads(
+    run_cli: Any, cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    root = trees.a1111(tmp_path / "webui")
+    lora = root / "models" / "Lora"
+    trees.st(lora / "top.safetensors", "lora_sd15_kohya")
+    trees.st(lora / "other" / "style.safetensors", "lokr_sdxl")
+    trees.st(lora / "civitai" / "new.safetensors", "lora_sdxl_kohya")
+    trees.st(root / "models" / "Stable-diffusion" / "stray.safetensors", "lora_flux_kohya")
+    _config(cli_env, '\n[library.folders]\nlora = "models/Lora/civitai"\n')
+    files = _files(run_cli("scan", str(root), "--json", "--all"))
+    for rel in ("models/Lora/top.safetensors", "models/Lora/other/style.safetensors",
+                "models/Lora/civitai/new.safetensors"):  # fmt: skip
+        assert files[rel]["status"] == ["ok"], (rel, files[rel]["notes"])
+    stray = files["models/Stable-diffusion/stray.safetensors"]
+    assert stray["status"] == ["misplaced"]  # new places for a LoRA: the download folder
+    assert "belongs in models/Lora/civitai" in stray["notes"][0]
+    plan = run_cli("organize", str(root), "--json")
+    assert plan.returncode == 0, plan.stderr
+    moved = {a["path_rel"] for a in json.loads(plan.stdout)["actions"] if a["action"] == "move"}
+    assert moved == {"models/Stable-diffusion/stray.safetensors"}
+    export = run_cli("export", str(root), "-o", str(tmp_path / "models.toml"), "--json")
+    assert export.returncode == 0, export.stderr
+    skipped = {s["path"] for s in json.loads(export.stdout)["skipped"]}
+    assert {"models/Lora/top.safetensors", "models/Lora/other/style.safetensors"} <= skipped
+
+
+def test_a_download_folder_outside_the_webuis_folders_is_read_too(
+    run_cli: Any, cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    root = trees.a1111(tmp_path / "webui")
+    trees.st(root / "models" / "Lora" / "old.safetensors", "lora_sd15_kohya")
+    elsewhere = tmp_path / "my-loras"
+    trees.st(elsewhere / "mine.safetensors", "lora_sdxl_kohya")
+    _config(cli_env, f'\n[library.folders]\nlora = "{elsewhere.as_posix()}"\n')
+    files = _files(run_cli("scan", str(root), "--json", "--all"))
+    assert files["models/Lora/old.safetensors"]["status"] == ["ok"]
+    mine = next(f for rel, f in files.items() if rel.endswith("mine.safetensors"))
+    assert mine["status"] == ["ok"] and mine["kind"] == "lora"
+
+
+def test_a_sidecar_identity_is_shown_and_used_by_updates(
+    run_cli: Any, civitai: DemoServer, tmp_path: Path
+) -> None:
+    """A Civitai Helper user's DreamShaper 7 with its .civitai.info: scan shows it
+    identified, updates offers 8, without identify having run."""
+    root = trees.a1111(tmp_path / "webui")
+    source = civitai.files[1091231].path  # DreamShaper 7's file (sdlib/demo/catalogue.py)
+    assert source is not None
+    target = root / "models" / "Stable-diffusion" / "ds7.safetensors"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(source, target)
+    sha = trees.sha256(target)
+    info = {
+        "id": 109123, "modelId": 4384, "name": "7", "baseModel": "SD 1.5",
+        "model": {"name": "DreamShaper", "type": "Checkpoint", "nsfw": False, "poi": False},
+        "files": [{"id": 1091231, "name": "dreamshaper_7.safetensors", "type": "Model",
+                   "sizeKB": target.stat().st_size / 1024, "primary": True,
+                   "hashes": {"SHA256": sha, "AutoV2": sha[:10]}}],
+        "images": [], "stats": {"downloadCount": 1},
+    }  # fmt: skip
+    target.with_name("ds7.civitai.info").write_text(json.dumps(info, indent=4), "utf-8")
+    ds7 = _files(run_cli("scan", str(root), "--json"))["models/Stable-diffusion/ds7.safetensors"]
+    assert ds7["civitai"]["version_id"] == 109123 and ds7["civitai"]["matched_by"] == "sidecar"
+    updates = run_cli("updates", str(root), "--json")
+    assert updates.returncode == 0, updates.stderr
+    (row,) = json.loads(updates.stdout)["files"]
+    assert row["status"] == "update-available" and row["newer"][0]["version_id"] == 128713
