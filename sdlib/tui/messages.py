@@ -40,8 +40,11 @@ class SearchResults(Message):
 
 @dataclass
 class SearchFailed(Message):
+    """Search number ``generation`` failed; ``append`` as in :class:`SearchResults`."""
+
     generation: int
     message: str
+    append: bool = False
 
 
 @dataclass

@@ -276,3 +276,36 @@ async def test_early_access_shows_only_while_it_runs(
             detail = app.screen.query_one(ModelDetail)
             assert detail.version is not None and detail.version.id == 2
             assert ("Early access until" in ui.text(app)) is shown
+
+
+@pytest.mark.parametrize("fails", [False, True], ids=["no-hits", "server-error"])
+async def test_an_empty_or_failed_search_clears_the_old_results(
+    civitai: DemoServer, make_app: Any, ui: Any, fails: bool
+) -> None:
+    """After a search that finds nothing (or fails), the previous model is gone from the
+    table and the detail, and `d` has nothing to download."""
+    from sdlib.tui.screens.dialogs import DownloadDialog
+
+    app = make_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await ui.settle(pilot)
+        await pilot.press("down", "enter")
+        await ui.settle(pilot)
+        assert "DreamShaper" in ui.text(app)  # the detail of the highlighted model
+        if fails:
+            civitai.add_fault("500", match="/api/v1/models")
+        await pilot.press("slash", *"qqqzzz", "enter")
+        await ui.settle(pilot)
+        assert names(app) == []
+        screen = app.screen
+        assert not screen.query_one(ModelDetail).display
+        assert "DreamShaper" not in ui.text(app)
+        status = str(screen.query_one("#browse-status", Static).render())
+        assert ("search failed" in status) if fails else ("no models found" in status)
+        await pilot.press("d")
+        await ui.settle(pilot)
+        assert not isinstance(app.screen, DownloadDialog)
+        assert any("nothing selected" in n for n in ui.notifications(app))
+        await pilot.press("enter")
+        await ui.settle(pilot)
+        assert list(app.downloads) == []

@@ -200,7 +200,7 @@ class BrowseScreen(SdlibScreen):
             )
             page = next(iter(pages))
         except SdlibError as exc:
-            self.post_message(SearchFailed(generation, str(exc)))
+            self.post_message(SearchFailed(generation, str(exc), cursor is not None))
             return
         elapsed = time.perf_counter() - started
         self.post_message(SearchResults(generation, page, cursor is not None, elapsed))
@@ -211,8 +211,7 @@ class BrowseScreen(SdlibScreen):
             return  # an answer to a search the user has since replaced
         table = self.query_one(ResultsTable)
         if not message.append:
-            self._models = {}
-            table.clear()
+            self._clear_results()
         fresh = [m for m in message.page.items if m.id not in self._models]
         for model in fresh:
             self._models[model.id] = model
@@ -231,8 +230,26 @@ class BrowseScreen(SdlibScreen):
         if message.generation != self._generation:
             return
         self._loading = False
+        if not message.append:
+            # The old results answer another query: leave them and `d` would fetch a model
+            # the user no longer sees as the answer to what they asked.
+            self._clear_results()
+            self._cursor = None
         self._status("search failed: " + message.message)
         self.report_error(message.message, title="Search failed")
+
+    def _clear_results(self) -> None:
+        """Empty the table and close the detail: nothing is selected any more."""
+        self._models = {}
+        self.query_one(ResultsTable).clear()
+        if self._detail_timer is not None:
+            self._detail_timer.stop()
+        self._showing = None
+        detail = self._detail()
+        if detail is not None:
+            detail.clear()
+        self.remove_class("-has-detail", "-detail-open")
+        self.refresh_bindings()
 
     def _status(self, text: str) -> None:
         self.query_one("#browse-status", Static).update(Content(text))

@@ -107,6 +107,17 @@ class ModelDetail(Horizontal):
         self.query_one(PreviewPane).use_services(services)
 
     # -- filling ------------------------------------------------------------------------------
+    def clear(self) -> None:
+        """Show nothing (the results it belonged to are gone)."""
+        self.model = None
+        self.version = None
+        for widget_id in ("#detail-title", "#detail-meta", "#version-meta", "#files", "#words"):
+            self.query_one(widget_id, Static).update("")
+        self.query_one("#versions", Select).set_options([])
+        self.query_one("#description", Markdown).update("")
+        self.set_recommended(None)
+        self.query_one(PreviewPane).show((), nsfw=False)
+
     def show(self, model: CivitaiModel, version: CivitaiVersion | None) -> None:
         """Show ``model`` at ``version`` (its newest when None)."""
         self.model = model
