@@ -137,9 +137,16 @@ class Installer:
         destination: Destination | None = None,
         expect_sha256: str | None = None,
         resolved: tuple[CivitaiModel, CivitaiVersion, DownloadTarget] | None = None,
+        at: Path | None = None,
+        sort: bool | None = None,
     ) -> InstallResult:
         """Install one file. ``destination`` overrides the installer's (a manifest's
-        ``folder``); ``expect_sha256`` refuses a file that changed upstream (``--frozen``)."""
+        ``folder``); ``expect_sha256`` refuses a file that changed upstream (``--frozen``).
+
+        ``at`` downloads to exactly that path (an unfinished download's target: its part
+        file is resumed). ``sort``: move the file to the folder its content belongs in
+        (default: only when ``destination`` is the installer's own).
+        """
         model, version, target = resolved or self.resolve(ref, choice)
         if expect_sha256 and (target.sha256 or "").upper() != expect_sha256.upper():
             raise HashMismatch(
@@ -152,13 +159,17 @@ class Installer:
         api_base = base_from_civitai(target.base_model)
         picked = _describe_pick(target)
         self.on_note(f"{ref}: picked {picked}")
-        folder = dest.folder_for(api_kind, api_base)
         sha = target.sha256
-        name = choose_name(
-            folder, file_name or target.file_name,
-            tags=(str(target.version_id), str(target.file_id)), sha256=sha,
-            sha256_of=self._sha256_of,
-        )  # fmt: skip
+        if at is not None:  # the same path again: its part file holds the first bytes
+            name = choose_name(at.parent, at.name, tags=(), sha256=sha,
+                               sha256_of=self._sha256_of)  # fmt: skip
+        else:
+            name = choose_name(
+                dest.folder_for(api_kind, api_base), file_name or target.file_name,
+                tags=(str(target.version_id), str(target.file_id)), sha256=sha,
+                sha256_of=self._sha256_of,
+            )  # fmt: skip
+        sort = destination is None if sort is None else sort
         if name.identical:
             hashes, _ = self.hashes.get(name.path)
             return self._result(ref, target, name.path, hashes.size, hashes.sha256,
@@ -167,12 +178,13 @@ class Installer:
             url=target.url, dest=name.path, size=target.size, hashes=target.hashes,
             container=_FORMAT_CONTAINER.get(target.format or ""),
             refresh=lambda: self.resolve(ref, FileChoice(file_id=target.file_id))[2].url,
+            origin=_origin(ref, target, dest, sort),
         )  # fmt: skip
         result = download(self.http, spec, self._download_options(), self.on_event)
         self.hashes.store(result.path, result.hashes)
         verdict = result.verification
         path, kind, base, warnings = self._check_and_place(
-            result.path, api_kind, api_base, dest if destination is None else None
+            result.path, api_kind, api_base, dest if sort else None
         )
         if verdict is not None and (line := verdict.warning()) is not None:
             warnings = (line, *warnings)
@@ -352,6 +364,18 @@ def run_all(installer: Installer, func: Callable[[T], R], items: Sequence[T], jo
         raise
     pool.shutdown()
     return results
+
+
+def _origin(ref: str, target: DownloadTarget, dest: Destination, sort: bool) -> dict[str, Any]:
+    """What a later process needs to finish this download (``sdlib downloads --resume``):
+    the exact version and file, and where the file goes."""
+    exact = f"{target.model_id}@{target.version_id}" if target.model_id else ref
+    title = " ".join(n for n in (target.model_name, target.version_name) if n)
+    return {
+        "ref": exact, "asked": ref, "file_id": target.file_id, "title": title,
+        "root": str(dest.root), "ui": dest.layout.name if dest.layout is not None else None,
+        "sort": sort,
+    }  # fmt: skip
 
 
 def _api_kind(target: DownloadTarget) -> Kind:

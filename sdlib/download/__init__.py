@@ -14,7 +14,9 @@ The contract (what a user's models folder can rely on):
 * the part file is always a contiguous prefix of the file (pieces fetched in parallel are
   written in order), so after a dropped connection, Ctrl-C, a crash or kill -9 the next run
   resumes from its size with ``Range`` + ``If-Range``; what it needs to resume (the
-  server's validator) lives in the user cache dir, not in the models folder;
+  server's validator) lives in the user cache dir, not in the models folder, in a record
+  that also says what the download was (``DownloadSpec.origin``), how many bytes it keeps
+  and why it stopped, until the file is complete (``list_unfinished``, ``sdlib downloads``);
 * every hash Civitai publishes is computed from the bytes as they are written (no second
   read); a resumed download re-reads only the prefix it already had;
 * size, hashes and container are verified before ``os.replace`` puts the file at its name
@@ -26,10 +28,12 @@ The contract (what a user's models folder can rely on):
   ``max_unknown_size``), or send it anywhere but HTTP(S) (a ``file://`` redirect, or a
   redirect loop, ends it at once).
 
-Progress is reported through a callback of small event dataclasses; no UI code here.
+Progress is reported through a callback of small event dataclasses, at least every
+256 KiB or 0.5 s (``progress_due``); no UI code here.
 
 Inside: ``_engine`` (the control flow), ``_pieces``, ``_transfer``, ``_values`` (specs,
-options, events, results) and ``_checks``. A part file is held under ``sdlib._filelock``,
+options, events, results), ``_checks`` and ``_unfinished`` (the records of unfinished
+downloads). A part file is held under ``sdlib._filelock``,
 the OS lock the library's organize journal shares (it sits below both, so organizing never
 loads this package or httpx).
 """
@@ -38,6 +42,13 @@ from __future__ import annotations
 
 from sdlib.download._checks import DISK_MARGIN
 from sdlib.download._engine import download
+from sdlib.download._transfer import PROGRESS_EVERY_BYTES, PROGRESS_EVERY_SECONDS, progress_due
+from sdlib.download._unfinished import (
+    UnfinishedDownload,
+    find_unfinished,
+    forget_unfinished,
+    list_unfinished,
+)
 from sdlib.download._values import (
     PART_SUFFIX,
     DownloadEvent,
@@ -56,6 +67,8 @@ from sdlib.download._values import (
 __all__ = [
     "DISK_MARGIN",
     "PART_SUFFIX",
+    "PROGRESS_EVERY_BYTES",
+    "PROGRESS_EVERY_SECONDS",
     "DownloadEvent",
     "DownloadOptions",
     "DownloadResult",
@@ -65,7 +78,12 @@ __all__ = [
     "Progress",
     "Retrying",
     "Started",
+    "UnfinishedDownload",
     "Verifying",
     "download",
+    "find_unfinished",
+    "forget_unfinished",
+    "list_unfinished",
     "part_path",
+    "progress_due",
 ]

@@ -35,7 +35,6 @@ from sdlib.download._transfer import (
     BufferRing,
     CancelWatch,
     ReadDeadline,
-    ResumeRecord,
     SpeedFloor,
     Throttle,
     content_range_start,
@@ -45,7 +44,9 @@ from sdlib.download._transfer import (
     first_read_size,
     next_read_size,
     parse_int,
+    progress_due,
 )
+from sdlib.download._unfinished import ResumeRecord
 from sdlib.download._values import (
     DownloadOptions,
     DownloadResult,
@@ -67,6 +68,7 @@ from sdlib.errors import (
 )
 from sdlib.files.sniff import looks_like_text_error
 from sdlib.files.verification import Verification, check
+from sdlib.formatting import human_size
 from sdlib.hashing import FileHashes, Hasher
 from sdlib.http import ABORT, FAST_BODY, READINTO, raise_for_status
 
@@ -123,10 +125,14 @@ class _Download:
         self.resumed_from = 0
         self.throttle = Throttle(options.limit_rate, options.sleep)
         self.flush: BackgroundFlush | None = None
-        self.record = ResumeRecord(options.state_dir, self.part, spec.size, spec.hashes)
+        self.record = ResumeRecord(
+            options.state_dir, self.part, spec.size, spec.hashes,
+            target=spec.dest, url=spec.url, origin=spec.origin,
+        )  # fmt: skip
         self.watch: CancelWatch | None = None
         self.deadline: ReadDeadline | None = None
         self._last_emit = 0.0
+        self._last_done = 0
 
     # -- top level ---------------------------------------------------------------------------
     def run(self) -> DownloadResult:
@@ -136,6 +142,15 @@ class _Download:
             raise DownloadError(f"{dest} already exists; not overwriting it", path=str(dest))
         dest.parent.mkdir(parents=True, exist_ok=True)
         fh = open_part_locked(self.part, self.opt.lock_wait, self.name)
+        # Ours now: whatever ends this download, its record says so (``sdlib downloads``).
+        try:
+            return self._run_locked(fh)
+        except BaseException as exc:
+            self.record.stopped(self.offset, exc)
+            raise
+
+    def _run_locked(self, fh: BinaryIO) -> DownloadResult:
+        dest = self.spec.dest
         self.fh = fh
         self.flush = BackgroundFlush.start(fh.fileno())
         if self.opt.cancel is not None:
@@ -144,21 +159,24 @@ class _Download:
         ok = False
         try:
             self._load_state()
+            self.record.begin(self.validator, self.offset)
             self._check_disk_space()
             self._fetch_with_retries()
             hashes = self._finish_hashing()
             verification = self._verify(hashes)
             ok = True
         except KeyboardInterrupt:
+            if not self.offset:
+                raise Interrupted("interrupted before any bytes arrived") from None
             raise Interrupted(
-                f"interrupted; {self.offset:,} bytes kept in {self.part.name}, "
-                "run the same command again to resume"
+                f"interrupted; {human_size(self.offset)} kept in {self.part.name}; "
+                f"{self._resume_hint()}"
             ) from None
         except OSError as exc:
             if exc.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", -1)):
                 raise DiskFull(
-                    f"disk full while writing {self.part.name}; free some space and run the "
-                    "same command again to resume",
+                    f"disk full while writing {self.part.name}; free some space, then "
+                    f"{self._resume_hint()}",
                     path=str(self.part),
                 ) from None
             raise DownloadError(f"cannot write {self.part}: {exc.strerror or exc}") from None
@@ -193,9 +211,15 @@ class _Download:
     def _place(self) -> None:
         if self.spec.dest.exists():  # appeared while we downloaded
             self.part.unlink(missing_ok=True)
+            self.offset = 0  # nothing left to resume
             raise DownloadError(f"{self.spec.dest} appeared meanwhile; not overwriting it")
         os.replace(self.part, self.spec.dest)
         self.record.drop()
+
+    def _resume_hint(self) -> str:
+        if self.opt.state_dir is None:  # no record: only the same call resumes
+            return "run the same command again to resume"
+        return f"resume with: sdlib downloads --resume {self.record.id}"
 
     # -- resume state ------------------------------------------------------------------------
     def _load_state(self) -> None:
@@ -241,8 +265,8 @@ class _Download:
                     attempt, progress = 0, self.offset
                 if attempt >= self.opt.retries:
                     raise DownloadError(
-                        f"{self.name}: {exc} (gave up after {attempt + 1} attempts; run the "
-                        f"same command again to resume from {self.offset:,} bytes)"
+                        f"{self.name}: {exc} (gave up after {attempt + 1} attempts; "
+                        f"{human_size(self.offset)} kept; {self._resume_hint()})"
                     ) from None
                 delay = min(self.opt.backoff_max, 2.0**attempt) * random.uniform(0.5, 1.0)
                 attempt += 1
@@ -418,7 +442,7 @@ class _Download:
     def _check_cancel(self) -> None:
         if self.opt.cancel is not None and self.opt.cancel.is_set():
             raise Interrupted(
-                f"{self.name}: stopped; {self.offset:,} bytes kept to resume from",
+                f"{self.name}: stopped; {human_size(self.offset)} kept; {self._resume_hint()}",
                 path=str(self.part),
             )
 
@@ -445,8 +469,8 @@ class _Download:
         if self.hasher.fed > 8:
             self.hasher.wait_done(self.hasher.fed - 8)
         now = time.monotonic()
-        if now - self._last_emit >= 0.1 or self.offset == self.total:
-            self._last_emit = now
+        if progress_due(self.offset, self.total, self._last_done, now - self._last_emit):
+            self._last_emit, self._last_done = now, self.offset
             self.emit(Progress(self.name, self.offset, self.total))
         self._check_cancel()
 
@@ -485,10 +509,9 @@ class _Download:
         )
         if problem is None:
             return verdict.accept() if self.opt.accept_mismatch else verdict
-        self.offset = 0
+        self.offset = 0  # the record keeps why (``sdlib downloads``); the bytes go
         with contextlib.suppress(OSError):
             self.part.unlink()
-        self.record.drop()
         bad = verdict.disagreements[0] if verdict.disagreements else None
         raise HashMismatch(
             f"{self.name}: {problem}",

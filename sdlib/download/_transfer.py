@@ -6,14 +6,11 @@
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import json
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, BinaryIO
 
 import httpx
 
@@ -26,6 +23,37 @@ if TYPE_CHECKING:
 #: Bytes that must arrive between two failures for them not to count as "in a row": a flaky
 #: link (or a server capping each response's length) that keeps delivering is not given up on.
 PROGRESS_RESETS_RETRIES = 1 << 20
+
+#: A progress event is due once this many bytes arrived since the last one...
+PROGRESS_EVERY_BYTES = 256 << 10
+#: ...or this many seconds passed (with new bytes), whichever comes first...
+PROGRESS_EVERY_SECONDS = 0.5
+#: ...but never sooner than this after the last: a terminal redraws no faster, and a fast
+#: link would otherwise send hundreds of events a second to the TUI.
+PROGRESS_MIN_INTERVAL = 0.05
+
+
+def progress_due(
+    done: int,
+    total: int | None,
+    last_done: int,
+    elapsed: float,
+    *,
+    every_bytes: int = PROGRESS_EVERY_BYTES,
+    every_seconds: float = PROGRESS_EVERY_SECONDS,
+    min_interval: float = PROGRESS_MIN_INTERVAL,
+) -> bool:
+    """Whether to report progress now: ``done`` bytes written, ``last_done`` at the last
+    report, ``elapsed`` seconds since it. The last byte is always reported; otherwise
+    every ``every_bytes`` or ``every_seconds`` (whichever first), at most every
+    ``min_interval``."""
+    if done == last_done:
+        return False
+    if total is not None and done >= total:
+        return True
+    if elapsed < min_interval:
+        return False
+    return done - last_done >= every_bytes or elapsed >= every_seconds
 
 
 class Throttle:
@@ -263,51 +291,6 @@ class CancelWatch:
     def stop(self) -> None:
         self._done.set()
         self._thread.join()
-
-
-class ResumeRecord:
-    """What a later run needs to resume a part file: the server's validator (ETag or
-    Last-Modified), kept in the user's cache dir (not the models folder), keyed by the part
-    file's path, and valid only for the same published file (size and SHA256)."""
-
-    def __init__(
-        self, state_dir: Path | None, part: Path, size: int | None, hashes: Mapping[str, str]
-    ) -> None:
-        self._part = part
-        self._path: Path | None = None
-        if state_dir is not None:
-            key = hashlib.sha256(str(part.resolve()).encode()).hexdigest()[:32]
-            self._path = state_dir / f"{key}.json"
-        sha = next((v for k, v in hashes.items() if k.upper() == "SHA256"), None)
-        self._identity = {"size": size, "sha256": sha and sha.upper()}
-        self._known_size = size is not None
-
-    def load(self) -> tuple[bool, str | None]:
-        """(whether the part file may be resumed, the validator saved with it). Not when
-        there is no record, it was for another file, or no size was published."""
-        state: dict[str, Any] = {}
-        if self._path is not None and self._path.is_file():
-            with contextlib.suppress(OSError, ValueError):
-                state = json.loads(self._path.read_text(encoding="utf-8"))
-        if not self._known_size or state.get("identity") != self._identity:
-            return False, None
-        value = state.get("validator")
-        return True, value if isinstance(value, str) else None
-
-    def save(self, validator: str | None) -> None:
-        if self._path is None:
-            return
-        with contextlib.suppress(OSError):
-            self._path.parent.mkdir(parents=True, exist_ok=True)
-            data = {"identity": self._identity, "validator": validator, "part": str(self._part)}
-            tmp = self._path.with_suffix(".tmp")
-            tmp.write_text(json.dumps(data), encoding="utf-8")
-            os.replace(tmp, self._path)
-
-    def drop(self) -> None:
-        if self._path is not None:
-            with contextlib.suppress(OSError):
-                self._path.unlink(missing_ok=True)
 
 
 def describe_transport(exc: httpx.TransportError) -> str:

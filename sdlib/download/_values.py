@@ -84,6 +84,10 @@ class DownloadSpec:
     container: Container | None = None
     #: Returns a fresh URL when a signed storage URL has expired (re-resolved via the API).
     refresh: Callable[[], str] | None = None
+    #: What the caller needs to fetch this file again in a later process (a source's
+    #: ``ref``, file id, destination); kept, as JSON, in the unfinished download's record
+    #: (``sdlib downloads``) until the file is complete.
+    origin: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
