@@ -34,6 +34,7 @@ _COMMANDS: dict[str, str] = {
     "identify": "sdlib.cli.library_cmds:identify_cmd",
     "organize": "sdlib.cli.organize_cmd:organize_cmd",
     "updates": "sdlib.cli.library_cmds:updates_cmd",
+    "verify": "sdlib.cli.verify_cmd:verify_cmd",
 }
 
 
