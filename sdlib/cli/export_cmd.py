@@ -32,29 +32,14 @@ def export_cmd(root: Path | None, ui: str | None, output: Path, overwrite: bool,
       sdlib identify ~/stable-diffusion-webui && sdlib export ~/stable-diffusion-webui
       sdlib export ~/ComfyUI --ui comfyui -o comfy-models.toml --json
     """
-    from sdlib.bulk import write_lock
-    from sdlib.cli.library_cmds import _context, _layout, _Progress, _root, _run_scan, _settings
-    from sdlib.errors import UsageError
-    from sdlib.export import build_export
-    from sdlib.library.sidecars import write_bytes_atomic
-    from sdlib.manifest import dump_manifest
+    from sdlib.cli._library import Progress, context, settings
+    from sdlib.services.manifests import check_export_target, export_library, write_export
 
-    lock_path = output.with_suffix(".lock")
-    if not overwrite and (output.exists() or lock_path.exists()):
-        raise UsageError(f"{output} or {lock_path} exists; pass --overwrite to replace them")
-    settings = _settings()
-    root = _root(settings, root)
-    layout = _layout(settings, root, ui)
-    with _context(settings) as ctx, _Progress() as progress:
-        scan = _run_scan(ctx, root, layout, False, progress)
-        # Absolute: a relative root would be read relative to wherever the manifest is written.
-        export = build_export(scan, ctx.hashes, settings.civitai.base_url, str(root.resolve()))
-    header = (
-        f"Exported by `sdlib export` from {root}.\n"
-        "Rebuild with: sdlib install -f THIS_FILE --frozen [--root NEW_ROOT]"
-    )
-    write_bytes_atomic(output, dump_manifest(export.target, export.entries, header).encode())
-    write_lock(lock_path, export.lock)
+    check_export_target(output, overwrite=overwrite)
+    config = settings()
+    with context(config) as ctx, Progress() as progress:
+        export = export_library(ctx, root, ui, on_progress=progress.scan_event)
+    lock_path = write_export(export, output, overwrite=overwrite)
     if as_json:
         emit_json({**export.to_dict(), "manifest": str(output), "lock": str(lock_path)})
         return

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -33,16 +32,16 @@ def hash_cmd(files: tuple[Path, ...], no_cache: bool, as_json: bool) -> None:
       sdlib hash models/Lora/*.safetensors --json
     """
     from sdlib.errors import SdlibError
-    from sdlib.hashcache import HashCache
+    from sdlib.services import Context
+    from sdlib.services.files import hash_path
 
-    cache = HashCache(None) if no_cache else HashCache.default()
     err = console(stderr=True)
     results: list[dict[str, Any]] = []
     failures: list[SdlibError] = []
-    with cache:
+    with Context() as ctx:
         for path in files:
             try:
-                hashes, cached = _hash_one(cache, path, err)
+                outcome = _hash_one(None if no_cache else ctx, path, err, hash_path)
             except SdlibError as exc:  # this file fails; the others are still hashed
                 failures.append(exc)
                 echo_err(f"sdlib: error: {exc}")
@@ -53,7 +52,8 @@ def hash_cmd(files: tuple[Path, ...], no_cache: bool, as_json: bool) -> None:
                 failures.append(SdlibError(str(exc)))
                 echo_err(report_crash(exc).replace("sdlib: ", f"sdlib: {path}: ", 1))
                 continue
-            results.append({"path": str(path), **hashes.to_dict(), "cached": cached})
+            results.append({"path": str(path), **outcome.hashes.to_dict(),
+                            "cached": outcome.cached})  # fmt: skip
     if as_json:
         emit_json(results)
     else:
@@ -62,13 +62,10 @@ def hash_cmd(files: tuple[Path, ...], no_cache: bool, as_json: bool) -> None:
         raise SystemExit(max(f.exit_code for f in failures))
 
 
-def _hash_one(cache: Any, path: Path, err: Any) -> Any:
-    cached = cache.lookup(path)
-    if cached is not None:
-        return cached, True
-    size = os.stat(path).st_size if path.is_file() else 0
-    if not (err.is_terminal and size >= PROGRESS_MIN):
-        return cache.get(path)
+def _hash_one(ctx: Any, path: Path, err: Any, hash_path: Any) -> Any:
+    """``hash_path`` with a progress bar on a terminal for a file worth one."""
+    if not err.is_terminal:
+        return hash_path(ctx, path)
     from rich.progress import (
         BarColumn,
         DownloadColumn,
@@ -81,8 +78,12 @@ def _hash_one(cache: Any, path: Path, err: Any) -> Any:
         "[progress.description]{task.description}", BarColumn(), DownloadColumn(),
         TransferSpeedColumn(), TimeRemainingColumn(), console=err, transient=True,
     ) as bar:  # fmt: skip
-        task = bar.add_task(path.name, total=size)
-        return cache.get(path, lambda n: bar.advance(task, n))
+        task = bar.add_task(path.name, total=None, visible=False)
+
+        def start(size: int) -> None:
+            bar.update(task, total=size, visible=size >= PROGRESS_MIN)
+
+        return hash_path(ctx, path, on_start=start, on_bytes=lambda n: bar.advance(task, n))
 
 
 def _print(results: list[dict[str, Any]]) -> None:

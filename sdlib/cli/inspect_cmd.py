@@ -41,16 +41,15 @@ def inspect_cmd(files: tuple[Path, ...], explain: bool, as_json: bool) -> None:
       sdlib inspect models/Lora/* --json
     """
     from sdlib.errors import SdlibError
-    from sdlib.files.opening import check_regular, printable
-    from sdlib.inspect import inspect_file
+    from sdlib.files.opening import printable
+    from sdlib.services.files import inspect_path
 
     reports: list[dict[str, Any]] = []
     codes: list[int] = []
     for path in files:
         # Every file gets its report or one error line; one bad file never stops the rest.
         try:
-            check_regular(path)  # a FIFO or device is refused, never opened and waited on
-            reports.append(inspect_file(path).to_dict())
+            reports.append(inspect_path(path).to_dict())  # a FIFO is refused, never read
         except SdlibError as exc:
             codes.append(exc.exit_code)
             echo_err(f"sdlib: error: {exc}")

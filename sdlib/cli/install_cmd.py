@@ -45,35 +45,29 @@ def install_cmd(
       sdlib install -f models.toml --ui a1111 --root ~/stable-diffusion-webui
       sdlib install -f models.toml --frozen --json
     """
-    from sdlib.bulk import BulkInstaller, destination_for, read_lock, write_lock
     from sdlib.cli._progress import installer_session
     from sdlib.config import load_settings
-    from sdlib.errors import ManifestError
-    from sdlib.manifest import parse_manifest
+    from sdlib.services import Context
+    from sdlib.services.manifests import install_manifest, load_manifest
 
-    try:
-        text = manifest_path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ManifestError(f"cannot read: {exc}", path=str(manifest_path)) from None
-    manifest = parse_manifest(text, str(manifest_path))
-    lock_path = lock_path or manifest_path.with_suffix(".lock")
-    lock = read_lock(lock_path)
-    if frozen and not lock:
-        raise ManifestError("--frozen needs a lock file", path=str(lock_path))
+    plan = load_manifest(manifest_path, lock_path=lock_path, root=root, ui=ui, frozen=frozen)
+    lock_path = plan.lock_path
     settings = load_settings()
-    dest = destination_for(manifest.target, root, ui, manifest_path.parent)
     overrides = {"accept_mismatch": True} if accept_mismatch else {}
-    with installer_session(settings, dest, overrides, not no_preview) as (installer, display):
+    with (
+        Context(settings) as ctx,
+        installer_session(settings, plan.destination, overrides, not no_preview) as (
+            installer,
+            display,
+        ),
+    ):
 
         def on_result(r: Any) -> None:
             if r.status == "failed":
                 display.note(f"sdlib: [red]error[/red]: line {r.line}: {r.ref}: {r.message}")
 
-        bulk = BulkInstaller(installer, manifest, lock, jobs=jobs, frozen=frozen,
-                             dry_run=dry_run, on_result=on_result)  # fmt: skip
-        report = bulk.run()
-    if not dry_run:
-        write_lock(lock_path, bulk.new_lock(report))
+        report = install_manifest(ctx, plan, installer=installer, jobs=jobs, frozen=frozen,
+                                  dry_run=dry_run, on_result=on_result)  # fmt: skip
     if as_json:
         emit_json({**report.to_dict(), "lock": None if dry_run else str(lock_path)})
     else:
