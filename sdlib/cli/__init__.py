@@ -35,6 +35,7 @@ _COMMANDS: dict[str, str] = {
     "organize": "sdlib.cli.organize_cmd:organize_cmd",
     "updates": "sdlib.cli.library_cmds:updates_cmd",
     "verify": "sdlib.cli.verify_cmd:verify_cmd",
+    "trash": "sdlib.cli.trash_cmd:trash_cmd",
 }
 
 
