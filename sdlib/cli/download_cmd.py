@@ -91,7 +91,7 @@ def download_cmd(
             for ref, exc in failures
         ])  # fmt: skip
     else:
-        _print(results)
+        print_results(results)
     if failures:
         raise SystemExit(max(exc.exit_code for _ref, exc in failures))
 
@@ -110,7 +110,22 @@ def _destination(settings: Any, to_dir: Path | None, ui: str | None, root: Path 
             "say where the files go: --to DIR, or --ui NAME --root PATH "
             "(or set [library] root in the config)"
         )
-    dest = Destination.for_ui(root, ui or settings.library.ui)
+    root = root.expanduser()
+    ui = ui or settings.library.ui
+    if not root.exists():
+        if ui.lower() == "auto":  # nothing to detect in a folder that is not there yet
+            raise UsageError(
+                f"{root} does not exist yet; say which webUI it is for with --ui "
+                "(a1111, forge, reforge, sdnext, comfyui, stabilitymatrix)"
+            )
+        from sdlib.library.layouts import get_layout
+
+        get_layout(ui)  # a misspelt --ui leaves no empty folder behind
+        try:
+            root.mkdir(parents=True, exist_ok=True)  # a new webUI folder, as install makes
+        except OSError as exc:
+            raise UsageError(f"cannot create {root}: {exc.strerror or exc}") from None
+    dest = Destination.for_ui(root, ui)
     if settings.library.folders and dest.layout is not None:
         from dataclasses import replace
 
@@ -147,7 +162,8 @@ def _run(
     return results, failures
 
 
-def _print(results: list[Any]) -> None:
+def print_results(results: list[Any]) -> None:
+    """What was placed where, and whether it is verified (``download``, ``downloads``)."""
     out = console()
     for r in results:
         state = "already present" if r.status == "already-present" else "downloaded"

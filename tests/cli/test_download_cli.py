@@ -247,3 +247,21 @@ def test_ctrl_c_does_not_wait_for_a_silent_server(
     assert proc.returncode == 130, stderr
     [part] = list(dest.glob("*.part"))
     assert part.stat().st_size == 3 << 20
+
+
+def test_a_root_that_does_not_exist_yet_is_created(env: dict[str, str], tmp_path: Path) -> None:
+    root = tmp_path / "new" / "stable-diffusion-webui"
+    proc = run_sdlib("download", "4384", "--ui", "a1111", "--root", str(root), "--json", env=env)
+    assert proc.returncode == 0, proc.stderr
+    [result] = json.loads(proc.stdout)
+    assert Path(result["path"]).parent == root / "models" / "Stable-diffusion"
+    assert Path(result["path"]).is_file()
+    # Without --ui nothing says which webUI a missing folder is for: refused, nothing made.
+    unknown = tmp_path / "unknown-webui"
+    proc = run_sdlib("download", "4384", "--root", str(unknown), env=env)
+    assert proc.returncode == 2 and "--ui" in proc.stderr
+    assert not unknown.exists()
+    typo = tmp_path / "typo-webui"
+    proc = run_sdlib("download", "4384", "--ui", "a111", "--root", str(typo), env=env)
+    assert proc.returncode == 2
+    assert not typo.exists()
