@@ -1,8 +1,10 @@
-"""``sdlib config``: show the effective settings, store the Civitai token, print the path."""
+"""``sdlib config``: show the effective settings, get or set one, store the Civitai token,
+print the path."""
 
 from __future__ import annotations
 
 import os
+import sys
 from typing import Any
 
 import click
@@ -12,7 +14,7 @@ from sdlib.cli._common import emit_json, handle_errors, json_option
 
 @click.group("config")
 def config_group() -> None:
-    """Show settings and store the Civitai API token.
+    """Show, get and set settings, and store the Civitai API token.
 
     Settings come from the config file (see `sdlib config path`), then environment
     variables: SDLIB_CONFIG (file location), SDLIB_CIVITAI_URL, CIVITAI_TOKEN, the standard
@@ -21,6 +23,8 @@ def config_group() -> None:
     \b
     Examples:
       sdlib config show
+      sdlib config set folders.lora models/Lora/civitai
+      sdlib config get civitai.base_url
       sdlib config set-token          # prompts without echo
       sdlib config path
     """  # fmt: skip
@@ -107,6 +111,82 @@ def _show_value(value: Any) -> str:
     return str(value)
 
 
+@config_group.command("get")
+@click.argument("key")
+@json_option
+@handle_errors
+def get_cmd(key: str, as_json: bool) -> None:
+    """Print one setting's effective value (the config file's, or the environment's).
+
+    KEY is dotted as in config.example.toml: civitai.base_url, network.retries,
+    library.root, folders.lora... An unset setting prints nothing (exit 0).
+
+    \b
+    Examples:
+      sdlib config get civitai.base_url
+      sdlib config get folders.lora --json
+    """  # fmt: skip
+    from sdlib.config import load_settings, mask_token
+    from sdlib.config_edit import get_setting
+
+    settings = load_settings()
+    setting, value = get_setting(settings, key)
+    if setting.name == "civitai.token":
+        value = mask_token(settings.civitai.token)
+    source = _source(setting.name, settings.config_path)
+    if as_json:
+        emit_json({"key": setting.name, "value": value, "source": source})
+    elif value is not None:
+        click.echo(_show_value(value))
+
+
+_ENV = {"civitai.base_url": "SDLIB_CIVITAI_URL", "civitai.token": "CIVITAI_TOKEN"}
+
+
+def _source(name: str, path: Any) -> str:
+    """Where the effective value comes from: the environment, the config file or a default."""
+    from sdlib.config_edit import in_file
+
+    if os.environ.get(_ENV.get(name, "")):
+        return f"environment ({_ENV[name]})"
+    return "config file" if in_file(path, name) else "default"
+
+
+@config_group.command("set")
+@click.argument("key")
+@click.argument("value")
+@json_option
+@handle_errors
+def set_cmd(key: str, value: str, as_json: bool) -> None:
+    """Set one setting in the config file, keeping its comments and everything else.
+
+    KEY is dotted as in config.example.toml (civitai.base_url, network.retries,
+    download.connections, library.root, library.ui, folders.lora...); VALUE is checked
+    as the config file is when loaded: a wrong type is exit 2 with one line, and the file
+    is left as it was. An empty VALUE removes a setting that may be unset (library.root,
+    network.proxy...). The token has its own command: sdlib config set-token.
+
+    \b
+    Examples:
+      sdlib config set library.root ~/stable-diffusion-webui
+      sdlib config set folders.lora models/Lora/civitai
+      sdlib config set network.retries 2 --json
+    """  # fmt: skip
+    from sdlib.config import default_config_path, load_settings
+    from sdlib.config_edit import get_setting, save_setting
+
+    path = default_config_path()
+    setting, _ = save_setting(path, key, value)
+    stored = get_setting(load_settings(path, env={}), setting.name)[1]  # the file's, not env's
+    if as_json:
+        emit_json({"key": setting.name, "value": stored, "path": str(path)})
+        return
+    click.echo(f"{setting.name} = {_show_value(stored)} saved to {path}")
+    env = _ENV.get(setting.name)
+    if env and os.environ.get(env):
+        click.echo(f"note: {env} is set in the environment and overrides it", err=True)
+
+
 @config_group.command("set-token")
 @click.argument("token", required=False)
 @click.option("--remove", is_flag=True, help="Remove the stored token instead.")
@@ -115,12 +195,13 @@ def _show_value(value: Any) -> str:
 def set_token_cmd(token: str | None, remove: bool, as_json: bool) -> None:
     """Store the Civitai API token in the config file (readable only by you).
 
-    Without TOKEN, asks for it without echoing. Create a key at
+    Without TOKEN, asks for it without echoing (or reads one line from a pipe). Create a key at
     https://civitai.com/user/account (API Keys). CIVITAI_TOKEN, when set, still wins.
 
     \b
     Examples:
       sdlib config set-token
+      pass show civitai | sdlib config set-token
       sdlib config set-token --remove
     """  # fmt: skip
     from sdlib.config import default_config_path, mask_token, save_token
@@ -136,6 +217,10 @@ def set_token_cmd(token: str | None, remove: bool, as_json: bool) -> None:
         else:
             click.echo(f"Token removed from {path}")
         return
+    if token is None and not sys.stdin.isatty():
+        # `echo KEY | sdlib config set-token`: getpass would warn that it cannot hide input
+        # it was never going to show.
+        token = sys.stdin.readline()
     if token is None:
         token = click.prompt("Civitai API token", hide_input=True, err=True).strip()
     token = token.strip()
