@@ -113,50 +113,6 @@ def _print_scan(result: Any, show_all: bool) -> None:
 # --- identify ----------------------------------------------------------------------------------
 
 
-def _targets(settings: Any, paths: tuple[Path, ...], ui: str | None) -> list[tuple[Path, Any, Any]]:
-    """(root, layout, only-these-files or None) for each PATH (a root, a folder, a file)."""
-    from sdlib.errors import UsageError
-    from sdlib.library.layouts import PLAIN
-    from sdlib.library.scan import load_layout
-
-    if not paths:
-        return [(_root(settings, None), _layout(settings, _root(settings, None), ui), None)]
-    out: list[tuple[Path, Any, Any]] = []
-    for path in paths:
-        if path.is_dir():
-            try:
-                layout = _layout(settings, path, ui)
-            except UsageError:
-                if ui:
-                    raise
-                layout = PLAIN  # a folder of models that is not a webUI
-            out.append((path, layout, None))
-        else:
-            layout = load_layout(path.parent, ui) if ui else PLAIN
-            out.append((path.parent, layout, [path]))
-    return out
-
-
-def _scan_targets(ctx: Any, targets: list[tuple[Path, Any, Any]],
-                  progress: _library.Progress) -> list[tuple[Path | None, Any, Any]]:  # fmt: skip
-    """Scan each target (incrementally); (root, layout, model FileReport) for each path
-    once. The root is where sidecars may be written (None for files named one by one)."""
-    from sdlib.library.layouts import PLAIN
-    from sdlib.services.library import scan
-
-    seen: set[str] = set()
-    out: list[tuple[Path | None, Any, Any]] = []
-    for root, layout, only in targets:
-        scan_layout = PLAIN if only is not None else layout
-        result = scan(ctx, root, layout=scan_layout, only=only, on_progress=progress.scan_event,
-                      workers=None)  # fmt: skip
-        for f in result.models:
-            if f.path not in seen and (only is None or Path(f.path) in set(only)):
-                seen.add(f.path)
-                out.append((root if only is None else None, layout, f))
-    return out
-
-
 @click.command("identify")
 @click.argument("paths", nargs=-1, type=click.Path(path_type=Path, exists=True))
 @ui_option
@@ -187,20 +143,25 @@ def identify_cmd(paths: tuple[Path, ...], ui: str | None, refresh: bool, no_prev
       sdlib identify ~/ComfyUI/models/loras/add_detail.safetensors --json
       sdlib identify ~/models --refresh --rate 2
     """
+    from sdlib.errors import LibraryError
     from sdlib.services.library import identify
+    from sdlib.services.paths import locate, model_files
 
     settings = _settings()
     wanted = _regular_or_dirs(paths)
     if paths and not wanted:
         raise SystemExit(1)  # each was reported; nothing left to look up
-    targets = _targets(settings, wanted, ui)
     results: list[Any] = []
     with _context(settings) as ctx, _Progress() as progress:
-        files = _scan_targets(ctx, targets, progress)
+        files = model_files(ctx, locate(ctx, wanted, ui), on_progress=progress.scan_event)
+        if wanted and not files:
+            named = ", ".join(str(p) for p in wanted)
+            raise LibraryError(f"no model files in {named}")
         remote = ctx.remote(rate)
         groups: dict[tuple[Path | None, str], tuple[Any, list[Any]]] = {}
-        for root, layout, f in files:
-            groups.setdefault((root, layout.name), (layout, []))[1].append(f)
+        for target, f in files:
+            key = (target.root if target.walled else None, target.layout.name)
+            groups.setdefault(key, (target.layout, []))[1].append(f)
         for (root, _name), (layout, reports) in groups.items():
             results += identify(
                 ctx, reports, root=root, layout=layout, refresh=refresh,
@@ -208,7 +169,7 @@ def identify_cmd(paths: tuple[Path, ...], ui: str | None, refresh: bool, no_prev
                 on_event=lambda e: progress.update(e.stage, e.done, e.total, e.path),
             )  # fmt: skip
         requests, hits = remote.requests, remote.cache_hits
-        unreadable = any(f.row.problem for _, _, f in files) or len(wanted) < len(paths)
+        unreadable = any(f.row.problem for _, f in files) or len(wanted) < len(paths)
     summary = _identify_summary(results, requests, hits)
     if as_json:
         emit_json({"files": [r.to_dict() for r in results], "summary": summary})
