@@ -36,6 +36,7 @@ _COMMANDS: dict[str, str] = {
     "updates": "sdlib.cli.library_cmds:updates_cmd",
     "verify": "sdlib.cli.verify_cmd:verify_cmd",
     "trash": "sdlib.cli.trash_cmd:trash_cmd",
+    "whoami": "sdlib.cli.whoami_cmd:whoami_cmd",
 }
 
 

@@ -25,6 +25,7 @@ error bodies lives here, over the injected client from ``sdlib.http``:
 
 from __future__ import annotations
 
+from sdlib.sources.civitai._account import CivitaiAccount, fetch_account
 from sdlib.sources.civitai._client import PERIODS, SORTS, CivitaiClient
 from sdlib.sources.civitai._fields import RecommendedSettings
 from sdlib.sources.civitai._http import MAX_JSON, get_json, parse_json, raise_for_status
@@ -53,6 +54,7 @@ __all__ = [
     "PERIODS",
     "PREVIEW_WIDTH",
     "SORTS",
+    "CivitaiAccount",
     "CivitaiClient",
     "CivitaiFile",
     "CivitaiImage",
@@ -65,6 +67,7 @@ __all__ = [
     "RecommendedSettings",
     "SearchPage",
     "choose_file",
+    "fetch_account",
     "fetch_preview",
     "get_json",
     "parse_json",
