@@ -26,6 +26,7 @@ link-outside-root           a link (file or folder) that resolves outside the ro
 
 from __future__ import annotations
 
+import json
 import os
 import unicodedata
 from collections.abc import Iterable
@@ -128,7 +129,18 @@ class FileReport:
             "model": self.model, "sidecars": list(self.sidecars),
             "target": self.target, "duplicates": list(self.duplicates),
             "preview_type": r.true_ext if self.role == "sidecar" else None,
+            "verification": _json(r.verification),
         }  # fmt: skip
+
+
+def _json(text: str | None) -> Any:
+    """A JSON column's value (None when empty or unreadable)."""
+    if not text:
+        return None
+    try:
+        return json.loads(text)
+    except ValueError:
+        return None
 
 
 def display(root: str, path: str) -> str:

@@ -79,6 +79,11 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE files ADD COLUMN classified_by INTEGER;
     ALTER TABLE files ADD COLUMN quantization TEXT;
     """,
+    # 3: what checking a download against its published size and hashes found (JSON:
+    # status, decided_by, disagreements), for files sdlib downloaded.
+    """
+    ALTER TABLE files ADD COLUMN verification TEXT;
+    """,
 )
 
 
@@ -114,6 +119,9 @@ class FileRow:
     classified_by: int | None = None
     #: GGUF files: the ggml quantization (Q8_0, Q4_K_M...).
     quantization: str | None = None
+    #: Downloads: the verification outcome as JSON (``status``, ``decided_by``, and each
+    #: published hash that disagreed), None for files sdlib did not download.
+    verification: str | None = None
     present: int = 1
     first_seen: float = 0.0
     last_seen: float = 0.0
@@ -130,7 +138,7 @@ CONTENT_COLUMNS = (
     "container", "kind", "base", "variant", "precision", "safety", "problem", "true_ext",
     "sha256", "civitai_model_id", "civitai_version_id", "civitai_file_id",
     "civitai_model_name", "civitai_version_name", "civitai_base_model", "identify_state",
-    "identified_at", "matched_by", "classified_by", "quantization",
+    "identified_at", "matched_by", "classified_by", "quantization", "verification",
 )  # fmt: skip
 #: The content columns a newer classifier may change; hashes and Civitai ids stay.
 CLASSIFICATION_COLUMNS = (
@@ -311,6 +319,16 @@ class Index:
         with self._lock, self._errors():
             r = self._db.execute(
                 _SELECT + " WHERE path = ? AND present = 1", (_to_db(path),)
+            ).fetchone()
+        return _row(r) if r else None
+
+    def gone_at(self, path: str) -> FileRow | None:
+        """The newest row no longer present that was last seen at ``path``."""
+        with self._lock, self._errors():
+            r = self._db.execute(
+                _SELECT + " WHERE path = ? AND present = 0 ORDER BY last_seen DESC, id DESC"
+                " LIMIT 1",
+                (_to_db(path),),
             ).fetchone()
         return _row(r) if r else None
 

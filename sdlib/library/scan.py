@@ -38,7 +38,7 @@ from sdlib.library.sidecars import is_preview_name, preview_kind
 if TYPE_CHECKING:
     from sdlib.hashcache import HashCache
 
-__all__ = ["FileReport", "ScanProgress", "ScanResult", "load_layout", "scan"]
+__all__ = ["FileReport", "ScanProgress", "ScanResult", "inspect_columns", "load_layout", "scan"]
 
 #: From this many new or changed model files, headers are parsed in worker processes.
 PARALLEL_FROM = 200
@@ -296,7 +296,7 @@ class _Job:
                 out = {}
         for path in paths:
             if path not in out:
-                out[path] = _inspect(path)
+                out[path] = inspect_columns(path)
                 self.emit(ScanProgress("inspect", len(out), len(paths), path))
         self.result.inspected += len(paths)
         return out
@@ -309,7 +309,8 @@ class _Job:
         # spawn, not fork: portable, and safe beside the threads sqlite and httpx may run.
         context = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(workers, mp_context=context) as pool:
-            for path, content in zip(paths, pool.map(_inspect, paths, chunksize=16), strict=True):
+            contents = pool.map(inspect_columns, paths, chunksize=16)
+            for path, content in zip(paths, contents, strict=True):
                 out[path] = content
                 self.emit(ScanProgress("inspect", len(out), len(paths), path))
         return out
@@ -439,7 +440,7 @@ def _values(row: FileRow) -> dict[str, Any]:
     return data
 
 
-def _inspect(path: str) -> dict[str, Any]:
+def inspect_columns(path: str) -> dict[str, Any]:
     """Content columns for a model file, from a bounded read of it."""
     from sdlib.inspect import inspect_file
 

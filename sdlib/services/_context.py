@@ -182,7 +182,8 @@ class Context:
         ``DownloadOptions`` fields that replace the settings' (``connections=1``...).
         """
         from sdlib.download import DownloadOptions
-        from sdlib.install import Installer
+        from sdlib.services._installer import RecordingInstaller
+        from sdlib.services.remote import record_install
         from sdlib.sources.civitai import raise_for_status
 
         options = DownloadOptions.from_settings(
@@ -194,7 +195,9 @@ class Context:
                 cancel.wait(seconds)  # a pause ends a back-off at once
 
             options = replace(options, cancel=cancel, sleep=sleep)
-        return Installer(
+        # Every install, from any face, is recorded in the library index with its identity.
+        return RecordingInstaller(
+            record=lambda result: record_install(self, result),
             civitai=self.civitai,
             http=self.http,
             destination=destination or self.destination(),

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from sdlib.services._context import Context
     from sdlib.sources.civitai import CivitaiModel, CivitaiVersion, RecommendedSettings
 
-__all__ = ["install", "recommended", "search", "show"]
+__all__ = ["install", "recommended", "record_install", "search", "show"]
 
 
 def search(
@@ -77,3 +77,24 @@ def install(
         on_event=on_event, on_note=on_note, cancel=cancel, destination=destination
     )
     return installer.install(ref, choice or FileChoice())
+
+
+def record_install(ctx: Context, result: InstallResult) -> None:
+    """Remember a finished install in the library index: the file with its identity
+    (model, version and file ids, names, base model), its SHA256 and what verifying it
+    found (a published secondary hash that disagreed is kept there), so ``updates`` and the
+    Library know it before any scan. Every installer :meth:`Context.installer` builds
+    calls this. Never fails the install: if the index cannot be written, the next scan
+    finds the file and its ``.civitai.info``."""
+    from sdlib.errors import SdlibError
+    from sdlib.library.installed import record_download
+
+    verification = result.verification.to_dict() if result.verification is not None else None
+    try:
+        record_download(
+            ctx.index, result.path, ref=result.ref, model_id=result.model_id,
+            version_id=result.version_id, file_id=result.file_id, sha256=result.sha256,
+            verification=verification,
+        )  # fmt: skip
+    except (SdlibError, OSError):
+        return

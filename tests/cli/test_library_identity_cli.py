@@ -95,3 +95,49 @@ def test_a_sidecar_identity_is_shown_and_used_by_updates(
     assert updates.returncode == 0, updates.stderr
     (row,) = json.loads(updates.stdout)["files"]
     assert row["status"] == "update-available" and row["newer"][0]["version_id"] == 128713
+
+
+def test_a_download_is_known_to_updates_at_once(
+    run_cli: Any, civitai: DemoServer, tmp_path: Path
+) -> None:
+    """DreamShaper 7 downloaded by sdlib: updates offers 8 (sdlib/demo/catalogue.py) with no
+    identify and no scan in between; scan shows the file identified by the download."""
+    root = tmp_path / "webui"
+    got = run_cli("download", "4384@109123", "--root", str(root), "--ui", "a1111", "--json")
+    assert got.returncode == 0, got.stderr
+    [result] = json.loads(got.stdout)
+    updates = run_cli("updates", str(root), "--ui", "a1111", "--json")
+    assert updates.returncode == 0, updates.stderr
+    (row,) = json.loads(updates.stdout)["files"]
+    assert (row["model_id"], row["version_id"], row["version_name"]) == (4384, 109123, "7")
+    assert row["status"] == "update-available" and row["newer"][0]["version_id"] == 128713
+    rel = Path(result["path"]).relative_to(root).as_posix()
+    scanned = _files(run_cli("scan", str(root), "--ui", "a1111", "--json"))[rel]
+    civ = scanned["civitai"]
+    assert (civ["model_id"], civ["version_id"], civ["file_id"]) == (4384, 109123, 1091231)
+    assert (civ["model_name"], civ["base_model"], civ["matched_by"]) == (
+        "DreamShaper", "SD 1.5", "download",
+    )  # fmt: skip
+    assert scanned["identified"] == "identified"
+    assert scanned["sha256"] == trees.sha256(result["path"]).upper()
+    assert scanned["verification"]["status"] == "verified"
+    assert scanned["verification"]["disagreements"] == []
+
+
+def test_a_secondary_hash_that_disagreed_is_kept_in_the_index(
+    run_cli: Any, civitai: DemoServer, tmp_path: Path
+) -> None:
+    lora_file = 628331  # add_detail.safetensors (demo catalogue)
+    civitai.add_fault("hash-crc32-wrong", file_id=lora_file)
+    published = civitai.published_hashes(lora_file)["CRC32"]
+    root = tmp_path / "webui"
+    got = run_cli("download", "58390", "--root", str(root), "--ui", "a1111", "--json")
+    assert got.returncode == 0, got.stderr
+    [result] = json.loads(got.stdout)
+    rel = Path(result["path"]).relative_to(root).as_posix()
+    scanned = _files(run_cli("scan", str(root), "--ui", "a1111", "--json"))[rel]
+    verification = scanned["verification"]
+    assert (verification["status"], verification["decided_by"]) == ("verified", "SHA256")
+    [bad] = verification["disagreements"]
+    assert (bad["hash"], bad["published"]) == ("CRC32", published)
+    assert scanned["civitai"]["file_id"] == lora_file
