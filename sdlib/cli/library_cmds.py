@@ -214,8 +214,10 @@ def _print_identify(results: list[Any], summary: dict[str, Any]) -> None:
     from rich.markup import escape
 
     out = console()
+    if not out.is_terminal:
+        _identify_records(out, results)
     style = {"identified": "green", "unidentified": "yellow", "error": "red", "skipped": "dim"}
-    for r in results:
+    for r in results if out.is_terminal else ():
         name = escape(os.path.basename(r.path))
         state = f"[{style[r.state]}]{r.state}[/]"
         if r.state == "identified":
@@ -234,6 +236,28 @@ def _print_identify(results: list[Any], summary: dict[str, Any]) -> None:
         f"{summary['error']} errors, {summary['skipped']} skipped; "
         f"{summary['requests']} requests, {summary['sidecars_written']} sidecars written"
     )
+
+
+def _identify_records(out: Any, results: list[Any]) -> None:
+    """Through a pipe: one line per file, its full path, the sidecars written in one cell."""
+    from sdlib.cli._table import Column, print_records
+
+    rows = []
+    for r in results:
+        if r.state == "identified":
+            detail = f"matched by {r.matched_by or 'SHA256'}"
+        elif r.state == "unidentified":
+            detail = "Civitai does not know this file"
+        else:
+            detail = r.error or "; ".join(r.notes)
+        sidecars = ", ".join(os.path.basename(side) for side in r.sidecars)
+        known = r.state == "identified"
+        rows.append([r.state, r.path, str(r.model_name) if known else "",
+                     str(r.version_name) if known else "", str(r.model_id) if known else "",
+                     str(r.version_id) if known else "", detail, sidecars])  # fmt: skip
+    columns = ("state", "file", "model", "version", "model_id", "version_id", "detail",
+               "sidecars written")  # fmt: skip
+    print_records(out, [Column(c) for c in columns], rows)
 
 
 # --- updates -----------------------------------------------------------------------------------
@@ -286,7 +310,9 @@ def _print_updates(report: Any, scanned: Any) -> None:
 
     out = console()
     unidentified = sum(1 for f in scanned.models if f.row.civitai_model_id is None)
-    for r in report.files:
+    if not out.is_terminal:
+        _updates_records(out, report)
+    for r in report.files if out.is_terminal else ():
         name = escape(os.path.basename(r.path))
         stale = " [dim](cached answer)[/dim]" if r.stale else ""
         if r.status == "update-available":
@@ -311,3 +337,21 @@ def _print_updates(report: Any, scanned: Any) -> None:
         f"{s['cache_hits']} from cache"
         + (f"; {unidentified} files not identified (run sdlib identify)" if unidentified else "")
     )
+
+
+def _updates_records(out: Any, report: Any) -> None:
+    """Through a pipe: one line per file with its full path and the newest version's id."""
+    from sdlib.cli._table import Column, print_records
+
+    rows = []
+    for r in report.files:
+        newer = ["", "", ""]
+        if r.status == "update-available":
+            best = next((n for n in r.newer if n["same_base"]), r.newer[0])
+            newer = [str(best["name"]), str(best["version_id"]), str(best["base_model"])]
+        detail = str(r.error) if r.status == "error" else ("cached answer" if r.stale else "")
+        rows.append([r.status, r.path, str(r.model_name or ""), str(r.version_name or ""),
+                     *newer, detail])  # fmt: skip
+    columns = ("status", "file", "model", "version", "newer", "newer_version_id", "newer_base",
+               "detail")  # fmt: skip
+    print_records(out, [Column(c) for c in columns], rows)

@@ -105,7 +105,9 @@ def _print_organize(out: dict[str, Any]) -> None:
     if action == "plan" or (action == "apply" and out.get("journal") is None):
         if not actions:
             out_c.print("[green]nothing to do[/green]: the folders are in order")
-        for a in actions:
+        elif not out_c.is_terminal:
+            _plan_records(out_c, actions)
+        for a in actions if out_c.is_terminal else ():
             verb = verbs[a["action"]]
             if a["action"] == "move":
                 line = f"{verb:6} {esc(a['path_rel'])} -> {esc(a['dst_rel'])}"
@@ -133,3 +135,13 @@ def _print_organize(out: dict[str, Any]) -> None:
     if after:
         counts = ", ".join(f"{n} {k}" for k, n in after.get("by_status", {}).items())
         out_c.print(f"now: {after.get('files', 0)} files: {counts}")
+
+
+def _plan_records(out: Any, actions: list[dict[str, Any]]) -> None:
+    """Through a pipe: one line per step with full paths (the target, or the copy kept)."""
+    from sdlib.cli._table import Column, print_records
+
+    rows = [[a["action"], a.get("path") or a.get("path_rel", ""),
+             a.get("dst") or a.get("keep") or a.get("dst_rel") or a.get("keep_rel") or "",
+             a.get("why", "")] for a in actions]  # fmt: skip
+    print_records(out, [Column(c) for c in ("action", "path", "to or same as", "why")], rows)

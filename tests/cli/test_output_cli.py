@@ -69,3 +69,41 @@ def test_search_through_a_pipe_is_one_record_per_line(run_cli: Any) -> None:
         fields = line.split("\t")
         assert len(fields) == 7
         assert (fields[0], fields[1], fields[2]) == (str(model["id"]), model["name"], model["type"])
+
+
+def test_organize_plan_through_a_pipe_names_full_paths(run_cli: Any, tmp_path: Path) -> None:
+    root = _webui(tmp_path)
+    model = root / "models" / "Stable-diffusion" / LONG / LONG / "detail.safetensors"
+    out = run_cli("organize", str(root), env={"COLUMNS": "60"})
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0].split("\t") == ["action", "path", "to or same as", "why"]
+    (record,) = [line for line in lines if line.startswith("move\t")]
+    _move, path, target, _why = record.split("\t")
+    # Whole paths (the sub-folders travel along), never folded or cut.
+    lora = root / "models" / "Lora" / LONG / LONG / "detail.safetensors"
+    assert (path, target) == (str(model), str(lora))
+
+
+def test_identify_and_updates_through_a_pipe(run_cli: Any, civitai: Any, tmp_path: Path) -> None:
+    root = trees.a1111(tmp_path / "webui")
+    ds7 = root / "models" / "Stable-diffusion" / LONG / "ds7.safetensors"
+    ds7.parent.mkdir(parents=True)
+    source = civitai.files[1091231].path  # DreamShaper 7 (model 4384, version 109123)
+    assert source is not None
+    ds7.write_bytes(Path(source).read_bytes())
+    out = run_cli("identify", str(root), "--no-preview", env={"COLUMNS": "60"})
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0].split("\t")[:6] == ["state", "file", "model", "version", "model_id",
+                                        "version_id"]  # fmt: skip
+    (record,) = [line for line in lines if str(ds7) in line]
+    fields = record.split("\t")
+    assert (fields[0], fields[1], fields[4], fields[5]) == ("identified", str(ds7), "4384",
+                                                           "109123")  # fmt: skip
+    assert "ds7.civitai.info" in fields[7]
+    updates = run_cli("updates", str(root), env={"COLUMNS": "60"})
+    assert updates.returncode == 0, updates.stderr
+    (record,) = [line for line in updates.stdout.splitlines() if str(ds7) in line]
+    fields = record.split("\t")
+    assert (fields[0], fields[1], fields[5]) == ("update-available", str(ds7), "128713")
