@@ -42,24 +42,31 @@ if TYPE_CHECKING:
         verify,
     )
     from sdlib.services.remote import install, search, show
+    from sdlib.services.transform import convert, merge
+    from sdlib.transform.convert import ConvertResult
+    from sdlib.transform.merge import MergeResult
 
 __all__ = [
     "Context",
+    "ConvertResult",
     "FileChoice",
     "FileHashes",
     "FileReport",
     "InspectReport",
     "InstallResult",
+    "MergeResult",
     "ScanResult",
     "SdlibError",
     "Settings",
     "__version__",
     "check_updates",
+    "convert",
     "hash_file",
     "identify",
     "inspect_file",
     "install",
     "load_settings",
+    "merge",
     "organize_apply",
     "organize_plan",
     "organize_undo",
@@ -71,20 +78,24 @@ __all__ = [
 
 _LAZY = {
     "Context": "sdlib.services",
+    "ConvertResult": "sdlib.transform.convert",
     "FileChoice": "sdlib.install",
     "FileHashes": "sdlib.hashing",
     "FileReport": "sdlib.library.scan",
     "InspectReport": "sdlib.inspect",
     "InstallResult": "sdlib.install",
+    "MergeResult": "sdlib.transform.merge",
     "ScanResult": "sdlib.library.scan",
     "SdlibError": "sdlib.errors",
     "Settings": "sdlib.config",
     "check_updates": "sdlib.services.library",
+    "convert": "sdlib.services.transform",
     "hash_file": "sdlib.hashing",
     "identify": "sdlib.services.library",
     "inspect_file": "sdlib.inspect",
     "install": "sdlib.services.remote",
     "load_settings": "sdlib.config",
+    "merge": "sdlib.services.transform",
     "organize_apply": "sdlib.services.library",
     "organize_plan": "sdlib.services.library",
     "organize_undo": "sdlib.services.library",

@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from sdlib.cli._common import console, emit_json, handle_errors, human_size, json_option
+from sdlib.cli._common import (
+    console,
+    echo_err,
+    emit_json,
+    handle_errors,
+    human_size,
+    json_option,
+)
 from sdlib.errors import UnsafeFileError
+
+if TYPE_CHECKING:
+    from sdlib.transform.convert import NonFinite
 
 
 @click.command("convert")
@@ -33,10 +44,21 @@ from sdlib.errors import UnsafeFileError
     "model_ema.*, loss.* and the DDPM schedule buffers (betas, alphas_cumprod..., logvar).",
 )
 @click.option("--overwrite", is_flag=True, help="Replace OUTPUT if it exists (never SOURCE).")
+@click.option(
+    "--allow-nan",
+    is_flag=True,
+    help="Write the output even if tensors in it hold NaN or Inf (a warning names them).",
+)
 @json_option
 @handle_errors
 def convert_cmd(
-    source: Path, output: Path | None, dtype: str, prune: bool, overwrite: bool, as_json: bool
+    source: Path,
+    output: Path | None,
+    dtype: str,
+    prune: bool,
+    overwrite: bool,
+    allow_nan: bool,
+    as_json: bool,
 ) -> None:
     """Convert a .ckpt/.pt/.pth/.bin pickle (or a .safetensors) to safetensors.
 
@@ -46,7 +68,9 @@ def convert_cmd(
     verified against the source and then renamed into place. Training state outside the
     state dict (optimizer, callbacks) is never copied. Textual-inversion embeddings get the
     layout A1111 loads (emb_params, or clip_l/clip_g for SDXL); hypernetworks are refused
-    because A1111 cannot load them from safetensors.
+    because A1111 cannot load them from safetensors. An output that would hold NaN or Inf
+    (from the source, or values beyond fp16's range with --dtype fp16) is refused with exit
+    code 1 naming the tensors; --allow-nan writes it anyway.
 
     \b
     Examples:
@@ -54,19 +78,23 @@ def convert_cmd(
       sdlib convert embedding.pt -o embeddings/easy.safetensors
       sdlib convert lora.safetensors --dtype bf16 --json
     """
+    from sdlib.cli._common import cli_context
     from sdlib.cli._progress import StageProgress
-    from sdlib.transform.convert import convert_file
+    from sdlib.services import transform
 
     progress = StageProgress("writing")
     try:
-        result = convert_file(
-            source,
-            output,
-            dtype=dtype,
-            prune=prune,
-            overwrite=overwrite,
-            progress=None if as_json else progress.update,
-        )
+        with cli_context() as ctx:
+            result = transform.convert(
+                ctx,
+                source,
+                output,
+                dtype=dtype,
+                prune=prune,
+                overwrite=overwrite,
+                allow_nan=allow_nan,
+                on_progress=None if as_json else progress.update,
+            )
     except UnsafeFileError as exc:
         from sdlib.formatting import terminal_safe
 
@@ -77,10 +105,19 @@ def convert_cmd(
         raise
     finally:
         progress.stop()
+    warn_nonfinite(result.nonfinite)
     if as_json:
         emit_json(result.to_dict())
         return
     _report(result.to_dict())
+
+
+def warn_nonfinite(found: Sequence[NonFinite]) -> None:
+    """The one warning line --allow-nan leaves (stderr, also under --json)."""
+    if found:
+        from sdlib.transform.convert import describe_nonfinite
+
+        echo_err(f"sdlib: warning: written with --allow-nan: {describe_nonfinite(found)}")
 
 
 def _report(data: dict[str, Any]) -> None:

@@ -15,10 +15,11 @@ from sdlib.cli._common import (
     human_size,
     json_option,
 )
+from sdlib.cli.convert_cmd import warn_nonfinite
 from sdlib.errors import UnsafeFileError, UsageError
 
 _FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
-_COMPONENTS = ("unet", "text-encoder", "vae")  # sdlib.transform._merge_plan.COMPONENTS
+_COMPONENTS = ("unet", "text-encoder", "vae")  # sdlib.services.transform.COMPONENTS
 
 
 @click.command("merge")
@@ -64,6 +65,11 @@ _COMPONENTS = ("unet", "text-encoder", "vae")  # sdlib.transform._merge_plan.COM
     help="Comma-separated parts to merge; the others are copied from A.",
 )
 @click.option("--overwrite", is_flag=True, help="Replace OUTPUT if it exists (never an input).")
+@click.option(
+    "--allow-nan",
+    is_flag=True,
+    help="Write the output even if tensors in it hold NaN or Inf (a warning names them).",
+)
 @json_option
 @handle_errors
 def merge_cmd(
@@ -77,6 +83,7 @@ def merge_cmd(
     bake_vae: Path | None,
     components: str,
     overwrite: bool,
+    allow_nan: bool,
     as_json: bool,
 ) -> None:
     """Merge checkpoints A and B (and C) into one safetensors file.
@@ -90,7 +97,9 @@ def merge_cmd(
     or C lack, integer tensors and CLIP position ids are copied from A. The math runs in
     float32, chunk by chunk, so memory stays at a few tens of MiB; the output carries the
     recipe and the inputs' SHA-256 in its metadata and is verified before it is renamed
-    into place.
+    into place. An output that would hold NaN or Inf weights (from an input, or overflowing
+    --dtype fp16) is refused with exit code 1 naming the tensors, as A1111's merger does;
+    --allow-nan writes it anyway.
 
     \b
     Examples:
@@ -100,9 +109,9 @@ def merge_cmd(
       sdlib merge a.safetensors b.safetensors --method weighted-sum --components unet \\
           --bake-vae vae-ft-mse-840000.safetensors -o ab.safetensors --json
     """
+    from sdlib.cli._common import cli_context
     from sdlib.cli._progress import StageProgress
-    from sdlib.hashcache import HashCache
-    from sdlib.transform.merge import merge_files
+    from sdlib.services import transform
 
     parts = tuple(p.strip() for p in components.split(",") if p.strip())
     bad = [p for p in parts if p not in _COMPONENTS]
@@ -110,8 +119,9 @@ def merge_cmd(
         raise UsageError(f"--components takes some of {', '.join(_COMPONENTS)} (got {components})")
     progress = StageProgress("merge")
     try:
-        with HashCache.default() as cache:
-            result = merge_files(
+        with cli_context() as ctx:
+            result = transform.merge(
+                ctx,
                 a,
                 b,
                 c,
@@ -122,8 +132,8 @@ def merge_cmd(
                 bake_vae=bake_vae,
                 components=parts,
                 overwrite=overwrite,
-                hashes=cache,
-                progress=None if as_json else progress.update,
+                allow_nan=allow_nan,
+                on_progress=None if as_json else progress.update,
             )
     except UnsafeFileError as exc:
         for line in exc.findings:
@@ -133,6 +143,7 @@ def merge_cmd(
         raise
     finally:
         progress.stop()
+    warn_nonfinite(result.nonfinite)
     if as_json:
         emit_json(result.to_dict())
         return

@@ -15,7 +15,7 @@ or Textual objects. Below this layer: sources (Civitai), the download engine, th
 
 from __future__ import annotations
 
-from sdlib.services import library, remote
+from sdlib.services import downloads, files, library, manifests, remote, transform
 from sdlib.services._context import Context
 
-__all__ = ["Context", "library", "remote"]
+__all__ = ["Context", "downloads", "files", "library", "manifests", "remote", "transform"]

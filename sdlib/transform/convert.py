@@ -11,6 +11,8 @@ The order of operations is the safety argument:
 2. Tensor bytes are read from the storages with numpy (``_tensordata``), cast chunk by chunk
    and streamed into ``.<name>.<random>.part`` beside the output; torch is never imported.
 3. The source SHA-256 is computed on a second thread while writing and stored in the header.
+   Every floating-point chunk is checked for NaN and Inf as written (``_finite``): a source
+   holding them, or an fp16 cast overflowing to Inf, is refused unless ``allow_nan``.
 4. The written file is re-read and checked (names, dtypes, shapes, a CRC-32 of every tensor's
    bytes against the one computed from the source, and ``safetensors.safe_open``) before an
    atomic ``os.replace``. Any failure removes the temporary file.
@@ -28,9 +30,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from sdlib._version import __version__
 from sdlib.errors import DiskFull, FormatError, SdlibError, UsageError
 from sdlib.files.pickles import PickleScan, open_pickle, unsafe_error
+from sdlib.transform._finite import NonFinite, refuse
+from sdlib.transform._finite import describe as describe_nonfinite
 from sdlib.transform._output import (
     ConvertProgress,
     Sink,
@@ -39,11 +45,18 @@ from sdlib.transform._output import (
     summarize,
     verify_output,
 )
-from sdlib.transform._plan import Plan, plan_from_pickle, plan_from_safetensors
+from sdlib.transform._plan import Plan, PlanItem, plan_from_pickle, plan_from_safetensors
 from sdlib.transform._stwriter import OutTensor, SafetensorsWriter, read_header
 from sdlib.transform._tensordata import CASTS, StorageReader
 
-__all__ = ["ConvertProgress", "ConvertResult", "convert_file", "default_output"]
+__all__ = [
+    "ConvertProgress",
+    "ConvertResult",
+    "NonFinite",
+    "convert_file",
+    "default_output",
+    "describe_nonfinite",
+]
 
 DTYPES = tuple(CASTS)
 _HASH_PLACEHOLDER = "0" * 64
@@ -63,6 +76,8 @@ class ConvertResult:
     scan: PickleScan | None = None
     dropped: tuple[str, ...] = ()
     metadata: dict[str, str] = field(default_factory=dict)
+    #: Tensors written with NaN or Inf values (only with ``allow_nan``; else refused).
+    nonfinite: tuple[NonFinite, ...] = ()
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -78,6 +93,7 @@ class ConvertResult:
             "findings": [f.to_dict() for f in self.scan.findings] if self.scan else [],
             "dropped": list(self.dropped),
             "metadata": self.metadata,
+            "nonfinite": [f.to_dict() for f in self.nonfinite],
         }
 
 
@@ -98,9 +114,14 @@ def convert_file(
     dtype: str = "keep",
     prune: bool = False,
     overwrite: bool = False,
+    allow_nan: bool = False,
     progress: Callable[[ConvertProgress], None] | None = None,
 ) -> ConvertResult:
-    """Convert ``source`` to safetensors; see the module docstring for the guarantees."""
+    """Convert ``source`` to safetensors; see the module docstring for the guarantees.
+
+    An output that would hold NaN or Inf raises ``NonFiniteError`` (nothing is written)
+    unless ``allow_nan``; then the result's ``nonfinite`` lists those tensors.
+    """
     if dtype not in DTYPES:
         raise UsageError(f"--dtype must be one of {', '.join(DTYPES)}")
     src = Path(source)
@@ -120,7 +141,7 @@ def convert_file(
     }
     if plan.dropped:
         metadata["sdlib.dropped"] = summarize(plan.dropped)
-    digest = _write_verified(src, out, plan, metadata, progress)
+    digest, found = _write_verified(src, out, plan, metadata, progress, allow_nan)
     return ConvertResult(
         src,
         out,
@@ -133,6 +154,7 @@ def convert_file(
         scan,
         tuple(plan.dropped),
         metadata,
+        found,
     )
 
 
@@ -205,7 +227,8 @@ def _write_verified(
     plan: Plan,
     metadata: dict[str, str],
     progress: Callable[[ConvertProgress], None] | None,
-) -> str:
+    allow_nan: bool,
+) -> tuple[str, tuple[NonFinite, ...]]:
     tensors = [OutTensor(i.name, i.dtype, i.shape) for i in plan.items]
     hasher = _Sha256(src)
     hasher.start()
@@ -213,7 +236,10 @@ def _write_verified(
     try:
         with os.fdopen(fd, "wb") as fh, open(src, "rb", buffering=0) as raw:
             writer = SafetensorsWriter(fh, tensors, metadata)
-            crcs = _copy_tensors(StorageReader(raw), writer, plan, progress)
+            crcs, found = _copy_tensors(StorageReader(raw), writer, plan, progress)
+            if found and not allow_nan:
+                fp16 = any(i.dtype == "F16" != i.source.dtype for i in plan.items)
+                raise refuse(found, "the converted file", fp16)
             hasher.join()
             if hasher.error is not None:
                 raise FormatError(f"cannot read the source ({hasher.error.strerror})")
@@ -230,7 +256,7 @@ def _write_verified(
     except BaseException:
         _discard(tmp, hasher)
         raise
-    return hasher.hexdigest
+    return hasher.hexdigest, found
 
 
 def _discard(tmp: Path, hasher: _Sha256) -> None:
@@ -244,24 +270,37 @@ def _copy_tensors(
     writer: SafetensorsWriter,
     plan: Plan,
     progress: Callable[[ConvertProgress], None] | None,
-) -> list[int]:
+) -> tuple[list[int], tuple[NonFinite, ...]]:
     crcs = []
     sink = Sink(writer)
-    try:
-        for item in plan.items:
-            whole = False
-            for chunk in reader.chunks(item.source, item.dtype):
-                whole = chunk.raw is not None
-                sink.put(chunk)
-                if progress:
-                    progress(ConvertProgress("write", writer.written, writer.total))
-            out_crc, raw_crc = sink.take()
-            crcs.append(out_crc)
-            if whole:
-                reader.check_record(item.source.storage, raw_crc)
-            # A record no tensor read whole is CRC-checked with one extra read.
-            reader.verify(item.source.storage)
-    finally:
-        sink.wait()
-        sink.pool.shutdown()
-    return crcs
+    # Casting an out-of-range value gives Inf, as torch does; the sink counts it, so numpy's
+    # RuntimeWarnings would only repeat that on the user's terminal.
+    with np.errstate(all="ignore"):
+        try:
+            for item in plan.items:
+                crcs.append(_copy_tensor(reader, sink, item, writer, progress))
+        finally:
+            sink.wait()
+            sink.pool.shutdown()
+    return crcs, tuple(sink.check.found)
+
+
+def _copy_tensor(
+    reader: StorageReader,
+    sink: Sink,
+    item: PlanItem,
+    writer: SafetensorsWriter,
+    progress: Callable[[ConvertProgress], None] | None,
+) -> int:
+    whole = False
+    for chunk in reader.chunks(item.source, item.dtype):
+        whole = chunk.raw is not None
+        sink.put(chunk, item.dtype)
+        if progress:
+            progress(ConvertProgress("write", writer.written, writer.total))
+    out_crc, raw_crc = sink.take(item.name)
+    if whole:
+        reader.check_record(item.source.storage, raw_crc)
+    # A record no tensor read whole is CRC-checked with one extra read.
+    reader.verify(item.source.storage)
+    return out_crc

@@ -16,25 +16,28 @@
   and recorded in ``__metadata__`` with the recipe. The output is re-read and checked (names,
   shapes, dtypes, metadata, a CRC-32 per tensor, ``safetensors.safe_open``) before an atomic
   ``os.replace``; any failure removes the temporary file. Inputs are never written to.
+- Every output chunk is checked for NaN and Inf as written (``_finite``), as A1111's merger
+  refuses a NaN model: an output holding any raises ``NonFiniteError`` naming the tensors
+  and nothing is written, unless ``allow_nan``. numpy's warnings never reach the user.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
-import hashlib
 import math
 import os
-import threading
 import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from sdlib.errors import DiskFull, FormatError, SdlibError, UsageError
+from sdlib.errors import DiskFull, SdlibError, UsageError
+from sdlib.transform._finite import NonFinite, refuse
+from sdlib.transform._merge_inputs import InputHashes, RangeReader
 from sdlib.transform._merge_plan import (
     COMPONENTS,
     METHODS,
@@ -57,7 +60,6 @@ from sdlib.transform._stwriter import OutTensor, SafetensorsWriter
 from sdlib.transform._tensordata import (
     CASTS,
     Source,
-    StorageReader,
     convert,
     raw_dtype,
     to_float32,
@@ -126,6 +128,8 @@ class MergeResult:
     not_in_a: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
     metadata: dict[str, str] = field(default_factory=dict)
+    #: Tensors written with NaN or Inf values (only with ``allow_nan``; else refused).
+    nonfinite: tuple[NonFinite, ...] = ()
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -144,6 +148,7 @@ class MergeResult:
             "not_in_a": list(self.not_in_a),
             "notes": list(self.notes),
             "metadata": self.metadata,
+            "nonfinite": [f.to_dict() for f in self.nonfinite],
         }
 
 
@@ -160,12 +165,15 @@ def merge_files(
     components: Sequence[str] = COMPONENTS,
     overwrite: bool = False,
     hashes: HashCache | None = None,
+    allow_nan: bool = False,
     progress: Callable[[MergeProgress], None] | None = None,
 ) -> MergeResult:
     """Merge A with B (and C) into ``output``; see the module docstring for the guarantees.
 
     ``hashes`` supplies cached SHA-256 values of the inputs (and remembers new ones); without
-    it they are computed while the merge runs.
+    it they are computed while the merge runs. An output that would hold NaN or Inf raises
+    ``NonFiniteError`` (nothing is written) unless ``allow_nan``; then the result's
+    ``nonfinite`` lists those tensors.
     """
     alpha = _check_options(method, c, alpha, dtype, components)
     components = tuple(x for x in COMPONENTS if x in components)  # canonical order, no repeats
@@ -188,13 +196,15 @@ def merge_files(
         dtype=dtype,
         components=components,
     )
-    hasher = _InputHashes(list(paths.values()), hashes)
+    hasher = InputHashes(list(paths.values()), hashes)
     metadata = recipe_metadata(
         opened, plan, method, alpha, dtype, components, hasher.placeholders()
     )
     hasher.start()
     try:
-        _write_verified(opened, plan, method, alpha, out, metadata, hasher, progress)
+        found = _write_verified(
+            opened, plan, method, alpha, out, metadata, hasher, progress, allow_nan
+        )
     finally:
         hasher.cancelled.set()
     infos = tuple(
@@ -224,6 +234,7 @@ def merge_files(
         tuple(plan.not_in_a),
         tuple(plan.notes),
         metadata,
+        found,
     )
 
 
@@ -247,51 +258,6 @@ def _check_options(
     return value
 
 
-# --- hashing the inputs ------------------------------------------------------------------------
-
-
-class _InputHashes(threading.Thread):
-    """SHA-256 of each input (cache first) on a second core while the merge runs."""
-
-    def __init__(self, paths: list[Path], cache: HashCache | None) -> None:
-        super().__init__(daemon=True, name="sdlib-merge-sha256")
-        self.paths = list(dict.fromkeys(paths))
-        self.cache = cache
-        self.sha256: dict[Path, str] = {}
-        self.error: BaseException | None = None
-        self.cancelled = threading.Event()
-
-    def placeholders(self) -> dict[Path, str]:
-        """Distinct stand-ins of the final length (the header is rewritten once known)."""
-        return {p: f"{i:x}" * 64 for i, p in enumerate(self.paths)}
-
-    def run(self) -> None:
-        try:
-            for path in self.paths:
-                if self.cancelled.is_set():
-                    return
-                self.sha256[path] = self._one(path)
-        except BaseException as exc:  # reported in the caller's thread by result()
-            self.error = exc
-
-    def _one(self, path: Path) -> str:
-        if self.cache is not None:
-            return self.cache.get(path)[0].sha256.lower()
-        digest = hashlib.sha256()
-        with open(path, "rb", buffering=0) as fh:
-            while not self.cancelled.is_set() and (block := fh.read(8 << 20)):
-                digest.update(block)
-        return digest.hexdigest()
-
-    def result(self) -> dict[Path, str]:
-        self.join()
-        if self.error is not None:
-            if isinstance(self.error, SdlibError):
-                raise self.error
-            raise FormatError(f"cannot hash an input ({self.error})") from self.error
-        return {p: self.sha256[p] for p in self.paths}
-
-
 # --- writing -----------------------------------------------------------------------------------
 
 
@@ -302,9 +268,10 @@ def _write_verified(
     alpha: float,
     out: Path,
     metadata: dict[str, str],
-    hasher: _InputHashes,
+    hasher: InputHashes,
     progress: Callable[[MergeProgress], None] | None,
-) -> None:
+    allow_nan: bool,
+) -> tuple[NonFinite, ...]:
     tensors = [OutTensor(s.name, s.dtype, s.shape) for s in plan.steps]
     placeholders = hasher.placeholders()
     fd, tmp = create_temp(out)
@@ -312,12 +279,17 @@ def _write_verified(
         with contextlib.ExitStack() as stack:
             fh = stack.enter_context(os.fdopen(fd, "wb"))
             readers = {
-                role: _Reader(stack.enter_context(open(m.path, "rb", buffering=0)))
+                role: RangeReader(stack.enter_context(open(m.path, "rb", buffering=0)))
                 for role, m in opened.items()
             }
             writer = SafetensorsWriter(fh, tensors, metadata)
-            merger = _Merger(readers, method, alpha, _CastSink(writer), writer.total, progress)
+            sink = _CastSink(writer)
+            merger = _Merger(readers, method, alpha, sink, writer.total, progress)
             crcs = merger.run(plan.steps)
+            found = tuple(sink.check.found)
+            if found and not allow_nan:
+                fp16 = any(s.dtype == "F16" != s.a.dtype for s in plan.steps)
+                raise refuse(found, "the merged model", fp16)
             sha = hasher.result()
             final_metadata(metadata, placeholders, sha)
             writer.rewrite_metadata(metadata)
@@ -337,52 +309,12 @@ def _write_verified(
     except BaseException:
         _discard(tmp)
         raise
+    return found
 
 
 def _discard(tmp: Path) -> None:
     with contextlib.suppress(OSError):
         tmp.unlink()
-
-
-class _Reader:
-    """Element ranges of one input's tensors, raw (uncast), read into the caller's buffers.
-
-    Stored contiguous tensors (every safetensors tensor, nearly every pickle one) are read
-    range by range; strided or deflated pickle tensors are read whole once by
-    ``StorageReader``. Pickle storages are CRC-checked like ``convert`` does.
-    """
-
-    def __init__(self, fh: BinaryIO) -> None:
-        self.fh = fh
-        self.storages = StorageReader(fh)
-        self._whole: np.ndarray | None = None
-        self._crc = 0
-
-    def read(self, src: Source, start: int, count: int, buf: memoryview) -> np.ndarray:
-        dt = raw_dtype(src.dtype, src.storage.big_endian)
-        if src.storage.method != 0 or not src.contiguous():
-            if self._whole is None:
-                self._whole = next(iter(self.storages.chunks(src, src.dtype))).data
-            return self._whole[start : start + count]
-        n = count * dt.itemsize
-        view = buf[:n]
-        self.fh.seek(src.storage.offset + (src.offset + start) * dt.itemsize)
-        if self.fh.readinto(view) != n:  # type: ignore[attr-defined]
-            raise FormatError("a tensor is shorter than its header says")
-        if self._whole_record(src):
-            self._crc = zlib.crc32(view, self._crc)
-        return np.frombuffer(view, dtype=dt)
-
-    def done(self, src: Source) -> None:
-        """After a tensor's last range: check its storage's CRC (pickles record them)."""
-        if self._whole_record(src):
-            self.storages.check_record(src.storage, self._crc)
-        self.storages.verify(src.storage)
-        self._crc, self._whole = 0, None
-
-    @staticmethod
-    def _whole_record(src: Source) -> bool:
-        return bool(src.storage.crc) and src.storage.method == 0 and src.covers_storage()
 
 
 class _CastSink(Sink):
@@ -396,7 +328,10 @@ class _CastSink(Sink):
         self.pending = self.pool.submit(self._cast_job, arr, src, dst, out)
 
     def _cast_job(self, arr: np.ndarray, src: str, dst: str, out: np.ndarray) -> None:
-        data = _cast(arr, src, dst, out).reshape(-1).view("u1").data
+        with np.errstate(all="ignore"):  # numpy's error state is per thread
+            cast = _cast(arr, src, dst, out)
+        self.check.chunk(cast, dst)
+        data = cast.reshape(-1).view("u1").data
         self.out_crc = _crc32(data, self.out_crc)
         self.writer.write(data)
 
@@ -421,7 +356,7 @@ class _Merger:
 
     def __init__(
         self,
-        readers: dict[str, _Reader],
+        readers: dict[str, RangeReader],
         method: str,
         alpha: float,
         sink: _CastSink,
@@ -439,6 +374,12 @@ class _Merger:
         self.pool: dict[tuple[str, int], bytearray] = {}
 
     def run(self, steps: Sequence[Step]) -> list[int]:
+        # inf - inf and inf * 0 make NaN, which the sink counts and reports by tensor name;
+        # numpy's RuntimeWarnings would only repeat that, raw, on the user's terminal.
+        with np.errstate(all="ignore"):
+            return self._run(steps)
+
+    def _run(self, steps: Sequence[Step]) -> list[int]:
         crcs = []
         try:
             for step in steps:
@@ -455,7 +396,7 @@ class _Merger:
                         self._put(arr, dtype, step.dtype, out)
                 for role, src in self._sources(step):
                     self.readers[role].done(src)
-                crcs.append(self.sink.take()[0])
+                crcs.append(self.sink.take(step.name)[0])
         finally:
             self.sink.wait()
             self.sink.pool.shutdown()

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import struct
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from tests.support.cli import run_sdlib
@@ -136,3 +138,28 @@ def test_embedding_output_loads_in_safetensors(tmp_path: Path) -> None:
     src.write_bytes(torch_zip(StateDict({"emb_params": Tensor(ramp(768 * 2), "F32", (2, 768))})))
     assert run_sdlib("convert", src).returncode == 0
     assert load_file(str(tmp_path / "emb.safetensors"))["emb_params"].shape == (2, 768)
+
+
+def test_nan_in_the_source_is_refused_and_allow_nan_writes_it(tmp_path: Path) -> None:
+    values = [0.5, float("nan"), 1e6, -2.0]  # 1e6 is beyond fp16's range: Inf once cast
+    src = tmp_path / "nan.ckpt"
+    data = struct.pack("<4f", *values)
+    src.write_bytes(torch_zip({"model.diffusion_model.w": Tensor(data, "F32", (4,))}))
+    proc = run_sdlib("convert", src, "--dtype", "fp16")
+    assert proc.returncode == 1
+    assert proc.stderr.splitlines() == [
+        "sdlib: error: the converted file would be broken: 1 tensor holds NaN and Inf: "
+        "model.diffusion_model.w (1 NaN, 1 Inf) (fp16 holds at most +-65504: --dtype bf16 "
+        "or keep avoids an overflow to Inf); nothing was written (--allow-nan writes it anyway)"
+    ]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["nan.ckpt"]
+
+    proc = run_sdlib("convert", src, "--dtype", "fp16", "--allow-nan")
+    assert proc.returncode == 0, proc.stderr
+    assert "sdlib: warning: written with --allow-nan: 1 tensor holds NaN and Inf" in proc.stderr
+    from safetensors.numpy import load_file
+
+    written = load_file(str(tmp_path / "nan.fp16.safetensors"))["model.diffusion_model.w"]
+    with np.errstate(over="ignore"):  # numpy's own cast is the reference: 1e6 -> inf
+        want = np.array(values, np.float32).astype(np.float16)
+    np.testing.assert_array_equal(written, want)

@@ -76,9 +76,11 @@ def test_help_has_examples(env: dict[str, str]) -> None:
 
 def test_cli_components_match_the_library() -> None:
     from sdlib.cli import merge_cmd
+    from sdlib.services import transform
     from sdlib.transform import _merge_plan
 
-    assert merge_cmd._COMPONENTS == _merge_plan.COMPONENTS
+    assert merge_cmd._COMPONENTS == _merge_plan.COMPONENTS == transform.COMPONENTS
+    assert transform.METHODS == _merge_plan.METHODS
 
 
 def test_weighted_sum_reports_and_writes(
@@ -193,3 +195,59 @@ def test_unsafe_pickle_exits_3_and_writes_nothing(
     assert json.loads(proc.stdout)["verdict"] == "unsafe"
     assert not out.exists() and not sentinel.exists()
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".part")]
+
+
+def _with_values(path: Path, spec: Any, seed: int, name: str, values: list[float]) -> Path:
+    tensors = M.random_tensors(spec, seed)
+    dtype, bits = tensors[name]
+    f32 = M.to_f32(dtype, bits).copy().reshape(-1)
+    f32[: len(values)] = values
+    tensors[name] = (dtype, M.from_f32(f32, dtype).reshape(bits.shape))
+    return M.write_model(path, tensors)
+
+
+def test_nan_result_is_refused_with_one_line_and_nothing_written(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    """Issue 16 item 5: A + B - C with an Inf in B and C made NaN weights, printed numpy's
+    RuntimeWarning and exited 0 with the broken model written."""
+    name = "model.diffusion_model.input_blocks.1.0.in_layers.2.weight"
+    folder = tmp_path / "in"
+    folder.mkdir()
+    a = M.write_model(folder / "a.safetensors", M.random_tensors(M.tiny_sd15(), 0))
+    b = _with_values(folder / "b.safetensors", M.tiny_sd15(), 1, name, [np.inf, -np.inf])
+    c = _with_values(folder / "c.safetensors", M.tiny_sd15(), 2, name, [np.inf, -np.inf])
+    out = folder / "abc.safetensors"
+    args = ("merge", a, b, c, "--method", "add-difference", "-o", out)
+    proc = run_sdlib(*args, env=env)
+    assert proc.returncode == 1, proc.stderr
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("sdlib: error: "), proc.stderr
+    assert f"1 tensor holds NaN: {name} (2 NaN)" in lines[0] and "--allow-nan" in lines[0]
+    assert "Warning" not in proc.stderr and proc.stdout == ""
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "a.safetensors",
+        "b.safetensors",
+        "c.safetensors",
+    ]
+
+    proc = run_sdlib(*args, "--allow-nan", "--json", env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["nonfinite"] == [{"name": name, "nan": 2, "inf": 0}]
+    assert proc.stderr.splitlines() == [
+        f"sdlib: warning: written with --allow-nan: 1 tensor holds NaN: {name} (2 NaN)"
+    ]
+    merged = M.read_model(out)[name][1].reshape(-1)
+    assert np.isnan(merged[:2]).all() and np.isfinite(merged[2:]).all()
+
+
+def test_fp16_overflow_is_refused(env: dict[str, str], tmp_path: Path) -> None:
+    name = "first_stage_model.decoder.conv_out.weight"
+    a = _with_values(tmp_path / "a.safetensors", M.tiny_sd15("F32"), 0, name, [1e6])
+    b = _with_values(tmp_path / "b.safetensors", M.tiny_sd15("F32"), 1, name, [1e6])
+    out = tmp_path / "ab.safetensors"
+    proc = run_sdlib(
+        "merge", a, b, "--method", "weighted-sum", "--dtype", "fp16", "-o", out, env=env
+    )
+    assert proc.returncode == 1 and not out.exists()
+    assert f"1 tensor holds Inf: {name} (1 Inf)" in proc.stderr and "65504" in proc.stderr

@@ -93,11 +93,22 @@ def test_values_match_torch_bit_for_bit(tmp_path: Path, dtype: str, legacy: bool
         state.pop("f8")
     src = _save(tmp_path / "model.pt", state, legacy)
     reference = torch.load(src, weights_only=True)  # our own benign fixture
-    result = convert_file(src, dtype=dtype)
+    result = convert_file(src, dtype=dtype, allow_nan=True)  # NaN and Inf on purpose
     out = st_torch.load_file(str(result.output))
     assert list(out) == list(reference)
     for name, value in reference.items():
         assert _same(out[name], _expected(value, dtype)), name
+    # Every tensor torch says holds NaN or Inf is reported, with torch's counts.
+    expected = {}
+    for name, value in reference.items():
+        want = _expected(value, dtype)
+        if want.is_floating_point() and want.dtype.itemsize >= 2:  # type: ignore[attr-defined]
+            wide = want.double()  # type: ignore[attr-defined]
+            nan, inf = int(wide.isnan().sum()), int(wide.isinf().sum())
+            if nan or inf:
+                expected[name] = (nan, inf)
+    assert {f.name: (f.nan, f.inf) for f in result.nonfinite} == expected
+    assert "f32" in expected and "empty" not in expected
 
 
 def test_lightning_checkpoint_converts_its_state_dict(tmp_path: Path) -> None:

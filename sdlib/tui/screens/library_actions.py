@@ -220,9 +220,9 @@ def updates_task(reports: list[FileReport], screen: LibraryScreen) -> LibraryTas
 
 
 def convert_task(f: FileReport) -> LibraryTaskDone:
-    from sdlib.services.library import convert_beside
+    from sdlib.services.transform import convert_beside
 
-    result = convert_beside(f)
+    result = convert_beside(None, f.path)  # converting needs nothing from the context
     return LibraryTaskDone(
         "converted",
         f"{result.output.name}: {result.tensors} tensors, "
