@@ -412,13 +412,33 @@ def get_layout(name: str) -> Layout:
 
 
 def detect(root: str | os.PathLike[str]) -> Layout | None:
-    """Which front end lives at ``root``, from marker files; None if none matches."""
+    """Which front end lives at ``root``: from its own files, else from its model folders
+    (a folder ``sdlib download --root DIR --ui NAME`` made, or a webUI's models kept apart
+    from its code); None if neither tells."""
     root = Path(root)
     for name in _DETECT_ORDER:
         layout = LAYOUTS[name]
         if all((root / m).exists() for m in layout.markers):
             return layout
-    return None
+    return _detect_by_folders(root)
+
+
+def _detect_by_folders(root: Path) -> Layout | None:
+    """A1111's layout (which Forge, reForge and SD.Next share) or ComfyUI's, from the
+    ``models/`` folders only one of the two has; None when neither, or both, are there.
+    Only ``models/*`` counts: a lone ``embeddings`` folder says too little, and callers walk
+    up from a file through folders (a home folder) that are no webUI."""
+    found = []
+    family = (A1111, FORGE, REFORGE, SDNEXT)
+    for layout, others in ((A1111, (COMFYUI,)), (COMFYUI, family)):
+        # Case-blind: models/VAE and models/vae are one folder on Windows and macOS.
+        theirs = {f.lower() for other in others for f in other.scan_folders()}
+        signs = [
+            f for f in layout.scan_folders() if f.startswith("models/") and f.lower() not in theirs
+        ]
+        if any((root / f).is_dir() for f in signs):
+            found.append(layout)
+    return found[0] if len(found) == 1 else None
 
 
 def resolve_layout(ui: str, root: str | os.PathLike[str]) -> Layout:
