@@ -151,9 +151,10 @@ def test_organize_plan_apply_undo(run_cli: Any, tmp_path: Path) -> None:
 
 def test_organize_undo_needs_only_the_root(run_cli: Any, tmp_path: Path) -> None:
     """A folder sdlib cannot recognise needs --ui to plan; undo reads it from the journal."""
-    root = tmp_path / "webui"  # A1111's folders without its marker files: not auto-detected
+    root = tmp_path / "webui"  # A1111's and ComfyUI's model folders, no marker files:
     trees.st(root / "models" / "Stable-diffusion" / "detail.safetensors", "lora_sd15_kohya")
     (root / "models" / "Lora").mkdir(parents=True)
+    (root / "models" / "checkpoints").mkdir()  # so not auto-detected
     assert "pass --ui" in run_cli("organize", str(root)).stderr
     applied = run_cli("organize", str(root), "--ui", "a1111", "--apply", "--json")
     assert applied.returncode == 0, applied.stderr
