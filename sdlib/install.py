@@ -122,11 +122,23 @@ class Installer:
             parsed = self.civitai.parse_ref(ref)
             model, version = self.civitai.lookup(parsed)
             file_id = file_id if file_id is not None else parsed.file_id
+            if parsed.version_id is None:
+                self._say_early_access(model, version)
         target = self.civitai.resolve_download(
             version, type=choice.type, format=choice.format, size=choice.size, fp=choice.fp,
             file_id=file_id,
         )  # fmt: skip
         return model, version, target
+
+    def _say_early_access(self, model: CivitaiModel, version: CivitaiVersion) -> None:
+        """Name the newer versions a bare model reference skipped (early access)."""
+        for newer in model.early_access_newer(version):
+            until = (newer.early_access_ends or "")[:10]
+            self.on_note(
+                f"{model.name}: version {newer.name} ({newer.id}) is in early access until "
+                f"{until}; installing {version.name} ({version.id}), the newest you can "
+                f"download (ask for {model.id}@{newer.id} to try the early-access one)"
+            )
 
     def install(
         self,
@@ -373,8 +385,8 @@ def _origin(ref: str, target: DownloadTarget, dest: Destination, sort: bool) -> 
     title = " ".join(n for n in (target.model_name, target.version_name) if n)
     return {
         "ref": exact, "asked": ref, "file_id": target.file_id, "title": title,
-        "root": str(dest.root), "ui": dest.layout.name if dest.layout is not None else None,
-        "sort": sort,
+        "root": os.path.abspath(dest.root),
+        "ui": dest.layout.name if dest.layout is not None else None, "sort": sort,
     }  # fmt: skip
 
 

@@ -45,9 +45,9 @@ def search(
 
 
 def show(ctx: Context, ref: str) -> tuple[CivitaiModel, CivitaiVersion]:
-    """A model and one version of it: ``4384`` (its newest published version),
-    ``4384@128713``, or a civitai.com / civitai.red URL."""
-    return ctx.civitai.lookup(ctx.civitai.parse_ref(ref))
+    """A model and one version of it: ``4384`` (its newest published version, early
+    access or not), ``4384@128713``, or a civitai.com / civitai.red URL."""
+    return ctx.civitai.lookup(ctx.civitai.parse_ref(ref), available=False)
 
 
 def recommended(ctx: Context, version: CivitaiVersion) -> RecommendedSettings:

@@ -72,6 +72,22 @@ def test_download_model_installs_the_newest(
     assert _sha256(Path(result["path"])) == _sha256(creator_order.files[DS8_FILE].path)
 
 
+def test_download_model_skips_an_early_access_version_it_cannot_get(
+    run_cli: RunCli, civitai: DemoServer, tmp_path: Path
+) -> None:
+    """Realistic Vision's newest version (245598) is in early access until 2030: without
+    access the download answers 403. ``download MODEL`` installs the newest version anyone
+    can download and says which newer one it skipped (issue 16)."""
+    proc = run_cli("download", "4201", "--to", str(tmp_path / "out"), "--json", "--no-preview")
+    [result] = _json(proc)
+    assert result["version_id"] == 130072
+    assert _sha256(Path(result["path"])) == _sha256(civitai.files[130072_1].path)
+    assert "245598" in proc.stderr and "early access until 2030-01-01" in proc.stderr
+    # Naming the version still asks for it, and the refusal is said as such.
+    named = run_cli("download", "4201@245598", "--to", str(tmp_path / "ea"), "--no-preview")
+    assert named.returncode == 6 and "Early Access" in named.stderr
+
+
 def test_a_manifest_without_a_version_installs_the_newest(
     run_cli: RunCli, creator_order: DemoServer, tmp_path: Path
 ) -> None:

@@ -44,7 +44,7 @@ def open_model(ui: Any, row: int) -> Callable[[Pilot[Any]], Awaitable[None]]:
     return run
 
 
-def download(ui: Any, model_id: int) -> Callable[[Pilot[Any]], Awaitable[None]]:
+def download(ui: Any, model_id: int | str) -> Callable[[Pilot[Any]], Awaitable[None]]:
     """Queue the primary file of a model's newest version and wait until it ends.
 
     (The search -> open -> d -> enter path is what test_downloads.py drives; here only
@@ -77,7 +77,7 @@ def test_browse(snap_compare: Any, make_app: Any, ui: Any, size: tuple[int, int]
 @pytest.mark.parametrize("size", SIZES)
 def test_downloads(snap_compare: Any, make_app: Any, ui: Any, size: tuple[int, int]) -> None:
     """One finished download and one refused for early access."""
-    before = steps(ui, download(ui, 4384), download(ui, 4201), press("2"))
+    before = steps(ui, download(ui, 4384), download(ui, "4201@245598"), press("2"))
     assert snap_compare(make_app(), terminal_size=size, run_before=before)
 
 

@@ -249,9 +249,13 @@ class CivitaiClient:
                 metas.append(image.meta)
         return RecommendedSettings.from_metas(metas)
 
-    def lookup(self, ref: CivitaiRef | str) -> tuple[CivitaiModel, CivitaiVersion]:
-        """The model and the version a reference names (the newest when it names none:
-        ``CivitaiModel.latest``, by publication date).
+    def lookup(
+        self, ref: CivitaiRef | str, *, available: bool = True
+    ) -> tuple[CivitaiModel, CivitaiVersion]:
+        """The model and the version a reference names. When it names none: the newest
+        anyone can download (``CivitaiModel.newest_available``: by publication date,
+        skipping versions still in early access; name one to ask for it anyway).
+        ``available=False``: the newest of all, early access or not (what ``show`` shows).
 
         The version is the full ``/model-versions`` record (with ``air`` and image meta).
         """
@@ -267,7 +271,8 @@ class CivitaiClient:
             return self.model(model_id), version
         assert ref.model_id is not None
         model = self.model(ref.model_id)
-        latest = model.latest  # by publication date, not the creator's list order
+        # By publication date, never the creator's list order.
+        latest = model.newest_available if available else model.latest
         if latest is None:
             raise NotFound(f"model {model.id} has no published versions")
         try:

@@ -28,7 +28,7 @@ from sdlib.sources.civitai._fields import (
     commercial_use,
 )
 from sdlib.sources.paging import normalise_cursor
-from sdlib.sources.versions import newest, newest_first
+from sdlib.sources.versions import early_access_active, newest, newest_first
 from sdlib.taxonomy import CIVITAI_TYPE_TO_KIND, Kind, base_from_civitai
 
 __all__ = [
@@ -363,6 +363,21 @@ class CivitaiModel(_ToDict):
         creator can pin an older version to the top.
         """
         return newest(self.versions)
+
+    @property
+    def newest_available(self) -> CivitaiVersion | None:
+        """The newest version whose early access is over (what anyone can download), or
+        the newest of all when every version is in early access."""
+        ordered = newest_first(self.versions)
+        free = [v for v in ordered if not early_access_active(v.early_access_ends)]
+        return free[0] if free else (ordered[0] if ordered else None)
+
+    def early_access_newer(self, than: CivitaiVersion) -> tuple[CivitaiVersion, ...]:
+        """Versions newer than ``than`` still in early access (newest first)."""
+        ordered = newest_first(self.versions)
+        ids = [v.id for v in ordered]
+        end = ids.index(than.id) if than.id in ids else len(ordered)
+        return tuple(v for v in ordered[:end] if early_access_active(v.early_access_ends))
 
     @property
     def versions_newest_first(self) -> tuple[CivitaiVersion, ...]:
