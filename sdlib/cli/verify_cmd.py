@@ -73,7 +73,10 @@ def _print(report: Any) -> None:
             why = "no reference: no .civitai.info, index or cache SHA256 to compare with"
         else:
             why = f.error or ""
-        rows.append([[(f.state, style[f.state])], f.sha256 or "", f.path, why])
+        sha = f.sha256 or ""
+        if out.is_terminal and sha:
+            sha = sha[:12] + "…"  # room for the path; whole through a pipe and in --json
+        rows.append([[(f.state, style[f.state])], sha, f.path, why])
     if rows:
         columns = [Column("state", no_wrap=True), Column("sha256", no_wrap=True),
                    Column("file"), Column("why")]  # fmt: skip
@@ -98,8 +101,9 @@ class _Display:
         if self.err.is_terminal:
             from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn
 
-            self.bar = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
-                                console=self.err, transient=True)  # fmt: skip
+            self.bar = Progress(TextColumn("{task.description}"), BarColumn(),
+                                DownloadColumn(binary_units=True), console=self.err,
+                                transient=True)  # fmt: skip
             self.bar.start()
         return self
 
