@@ -48,14 +48,12 @@ def print_records(
     """``rows`` as a rich table on a terminal, else as a header line plus one tab-separated
     line per row (``out`` is a console from ``_common.console``)."""
     if not out.is_terminal:
-        import sys
-
         lines = ([f"# {terminal_safe(title, newlines=False)}"] if title else []) + [
             record_line([c.name for c in columns]),
             *(record_line(row) for row in rows),
         ]
-        sys.stdout.write("".join(line + "\n" for line in lines))
-        sys.stdout.flush()
+        out.file.write("".join(line + "\n" for line in lines))  # the console's stream
+        out.file.flush()
         return
     from rich.table import Table
     from rich.text import Text
