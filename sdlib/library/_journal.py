@@ -28,7 +28,14 @@ And nothing outside the root is touched: right before each step (forward or back
 path of the operation must still resolve inside the wall the plan recorded; a folder
 swapped for a link to elsewhere since the plan blocks the step.
 Undo runs the operations backwards with the same checks, so it too can be interrupted and
-run again. ``SDLIB_TEST_CRASH_AFTER=N`` makes the process exit (137) after N steps and
+run again.
+
+**The index follows.** The plan names the library index it was made from; after each step
+(forward or back) the file's row follows it there (a move takes the row, and so the Civitai
+identity and history, to the new path; a deleted copy's row is marked gone and comes back
+with the copy). A scan would find most of this by inode, but not a name that now holds
+another inode (a hard link) or a copy a step wrote; the index is a record that never
+blocks a step. ``SDLIB_TEST_CRASH_AFTER=N`` makes the process exit (137) after N steps and
 ``SDLIB_TEST_STEP_DELAY`` sleeps between steps: hooks for the kill tests.
 """
 
@@ -54,6 +61,7 @@ from sdlib.library._fileops import (
     same_device,
     sha256,
 )
+from sdlib.library._follow import Follow as _Follow
 from sdlib.library.wall import Wall
 
 __all__ = ["Journal", "Op", "RunReport", "apply_journal", "undo_journal"]
@@ -231,6 +239,7 @@ def apply_journal(journal: Journal, sha256_of: Sha256Of) -> RunReport:
     report = RunReport(str(journal.path))
     finished = {**journal.marks("done"), **journal.marks("skip"), **journal.marks("fail")}
     broken = {journal.ops[i].group for i in {**journal.marks("skip"), **journal.marks("fail")}}
+    follow = _Follow.of(journal)
     for i, op in enumerate(journal.ops):
         if i in finished:
             if i in journal.marks("done"):
@@ -246,6 +255,7 @@ def apply_journal(journal: Journal, sha256_of: Sha256Of) -> RunReport:
             state = _state(op, sha256_of)
             if state not in (APPLIED,):
                 _forward(op, state, sha256_of, steps)
+            follow.forward(op)
             _mark(journal, report, "done", i, None, steps)
         except _Blocked as exc:
             broken.add(op.group)
@@ -253,6 +263,7 @@ def apply_journal(journal: Journal, sha256_of: Sha256Of) -> RunReport:
         except OSError as exc:
             broken.add(op.group)
             _mark(journal, report, "fail", i, f"{exc.strerror or exc}", steps)
+    follow.close()
     journal.append({"type": "complete", "at": time.time()})
     return report
 
@@ -268,6 +279,7 @@ def undo_journal(journal: Journal, sha256_of: Sha256Of) -> RunReport:
     report = RunReport(str(journal.path))
     finished = journal.marks("undo-done")
     never = journal.marks("skip")  # refused before touching anything: nothing to undo
+    follow = _Follow.of(journal)
     for i in range(len(journal.ops) - 1, -1, -1):
         op = journal.ops[i]
         if i in finished:
@@ -278,6 +290,7 @@ def undo_journal(journal: Journal, sha256_of: Sha256Of) -> RunReport:
         try:
             _inside_wall(op, wall)
             _backward(op, sha256_of, steps)
+            follow.backward(op)
             journal.append({"type": "undo-done", "op": i})
             report.done.append(i)
             steps()
@@ -287,6 +300,7 @@ def undo_journal(journal: Journal, sha256_of: Sha256Of) -> RunReport:
         except OSError as exc:
             journal.append({"type": "undo-fail", "op": i, "why": f"{exc.strerror or exc}"})
             report.failed.append((i, f"{exc.strerror or exc}"))
+    follow.close()
     journal.append({"type": "undone", "at": time.time()})
     return report
 

@@ -21,12 +21,13 @@ from __future__ import annotations
 import os
 import unicodedata
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from sdlib.errors import UsageError
 from sdlib.library._journal import Journal, Op, RunReport, apply_journal, locked, undo_journal
+from sdlib.library._plan import DEDUPE, OrganizeOptions, Plan, find_journal, journal_dir, op_dict
 from sdlib.library._status import article, base_of, display, kind_of, listing_rule, name_key
 from sdlib.library.placement import base_folder, choose_name, is_base_folder
 from sdlib.library.scan import FileReport, ScanResult
@@ -46,10 +47,10 @@ __all__ = [
     "journal_dir",
     "locked",
     "make_plan",
+    "op_dict",
     "undo_journal",
 ]
 
-DEDUPE = ("keep", "hardlink", "delete")
 #: Files organize leaves where they are (and says why).
 _LEAVE = {
     "unsafe-pickle": "an unsafe pickle: delete it yourself rather than move it",
@@ -59,67 +60,6 @@ _LEAVE = {
     "broken-link": "a broken symlink: remove it or fix its target",
     "link-outside-root": "a link that leads outside the root: sdlib never acts through it",
 }
-
-
-@dataclass(frozen=True)
-class OrganizeOptions:
-    by_base: bool = False
-    dedupe: str = "keep"
-
-    def __post_init__(self) -> None:
-        if self.dedupe not in DEDUPE:
-            raise UsageError(f"--dedupe must be one of {', '.join(DEDUPE)}")
-
-
-@dataclass
-class Plan:
-    root: str
-    ui: str
-    options: OrganizeOptions
-    ops: list[Op] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-    #: Real folders the plan may change files in (the journal checks them again).
-    wall: tuple[str, ...] = ()
-
-    def header(self) -> dict[str, Any]:
-        return {
-            "root": self.root, "ui": self.ui, "by_base": self.options.by_base,
-            "dedupe": self.options.dedupe, "wall": list(self.wall),
-            "ops": [op.to_dict() for op in self.ops],
-        }  # fmt: skip
-
-    def summary(self) -> dict[str, int]:
-        counts: dict[str, int] = {}
-        for op in self.ops:
-            counts[op.action] = counts.get(op.action, 0) + 1
-        return counts
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "root": self.root, "ui": self.ui, "by_base": self.options.by_base,
-            "dedupe": self.options.dedupe, "actions": [op_dict(op, self.root) for op in self.ops],
-            "notes": list(self.notes), "summary": self.summary(),
-        }  # fmt: skip
-
-
-def op_dict(op: Op, root: str) -> dict[str, Any]:
-    data = op.to_dict()
-    for key in ("path", "dst", "keep"):
-        if key in data:
-            data[f"{key}_rel"] = display(root, data[key])
-    return data
-
-
-def journal_dir(data_dir: Path) -> Path:
-    return Path(data_dir) / "organize"
-
-
-def find_journal(directory: Path, root: str, states: tuple[str, ...]) -> Journal | None:
-    """The newest journal for ``root`` whose state is one of ``states``."""
-    for journal in reversed(Journal.all(directory)):
-        if os.path.normcase(journal.root) == os.path.normcase(root) and journal.state in states:
-            return journal
-    return None
 
 
 def make_plan(
@@ -150,7 +90,8 @@ class _Planner:
         #: The root plus the folders the webUI is configured to read elsewhere (ComfyUI's
         #: extra paths): files may go there, but only files spelled inside the root move.
         self.wall = Wall.for_layout(self.root, scan.layout)
-        self.plan_ = Plan(self.root, scan.layout.name, options, wall=self.wall.roots)
+        self.plan_ = Plan(self.root, scan.layout.name, options, wall=self.wall.roots,
+                          index=str(scan.index_path))  # fmt: skip
         self.reports = {f.path: f for f in scan.files}
         #: Paths (case-folded) that exist or that the plan promised to a file.
         self.taken = {_fold(f.path) for f in scan.files}
@@ -408,10 +349,15 @@ class _Planner:
         for s in dup.sidecars:
             suffix = self._suffix(s, stem)
             there = os.path.join(keep_dir, keep_stem + suffix)
-            if _fold(there) not in self.taken and not os.path.lexists(there):
+            if self._free(there):
                 moves.append((s, there))
             elif os.path.isfile(there) and _file_sha(there) == _file_sha(s):
                 deletes.append((s, there))
+            elif _same_description(suffix, there, s) and self._free(there + ".bak"):
+                # Another answer for the same version (other download counts, images, an
+                # ImportedAt stamp): kept as the .bak of the one that stays, so nothing is
+                # lost and undo puts it back.
+                moves.append((s, there + ".bak"))
             else:
                 self._note(dup, f"kept: its {suffix} differs from the one beside {keep.rel}")
                 return
@@ -426,6 +372,9 @@ class _Planner:
         self._op("delete", dup.path, keep=keep.path, sha256=sha, group=self.groups,
                  why=f"duplicate of {keep.rel}")  # fmt: skip
         self.removed.add(dup.path)
+
+    def _free(self, path: str) -> bool:
+        return _fold(path) not in self.taken and not os.path.lexists(path)
 
     # -- sidecars on their own ----------------------------------------------------------------
 
@@ -515,6 +464,18 @@ def _differ(a: FileReport, b: FileReport) -> bool:
     if (a.row.dev, a.row.ino) == (b.row.dev, b.row.ino):
         return False
     return not (a.sha256 and a.sha256 == b.sha256)
+
+
+def _same_description(suffix: str, kept: str, other: str) -> bool:
+    """Two identity sidecars (``.civitai.info``, ``.cm-info.json``) of byte-identical
+    models that describe the same version, ``other`` holding nothing ``kept`` lacks."""
+    from sdlib.library.adopt import SIDECAR_SOURCES, same_description
+    from sdlib.library.sidecars import read_json
+
+    low = suffix.lower()
+    if low not in SIDECAR_SOURCES or not os.path.isfile(kept):
+        return False
+    return same_description(low, read_json(Path(kept)), read_json(Path(other)))
 
 
 def _file_sha(path: str) -> str:
