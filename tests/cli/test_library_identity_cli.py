@@ -4,6 +4,7 @@ items 2 and 10), as a user runs sdlib (subprocesses against the demo server)."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -141,3 +142,57 @@ def test_a_secondary_hash_that_disagreed_is_kept_in_the_index(
     [bad] = verification["disagreements"]
     assert (bad["hash"], bad["published"]) == ("CRC32", published)
     assert scanned["civitai"]["file_id"] == lora_file
+
+
+def _two_copies(civitai: DemoServer, folder: Path) -> tuple[Path, Path]:
+    """add_detail.safetensors (demo file 628331) twice, the copy with another mtime."""
+    source = civitai.files[628331].path
+    assert source is not None
+    a, b = folder / "a.safetensors", folder / "sub" / "b.safetensors"
+    b.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(source, a)
+    shutil.copyfile(source, b)
+    os.utime(b, ns=(1_600_000_000_000_000_000,) * 2)
+    return a, b
+
+
+def _versions(run_cli: Any, root: Path) -> dict[str, Any]:
+    files = _files(run_cli("scan", str(root), "--json"))
+    return {rel: (f["civitai"] or {}).get("version_id") for rel, f in files.items()
+            if f["role"] == "model"}  # fmt: skip
+
+
+def test_identity_survives_organize_apply_and_undo(
+    run_cli: Any, civitai: DemoServer, tmp_path: Path
+) -> None:
+    root = trees.a1111(tmp_path / "webui")
+    _two_copies(civitai, root / "models" / "Lora")
+    assert run_cli("identify", str(root)).returncode == 0
+    identified = _versions(run_cli, root)
+    assert set(identified.values()) == {62833}  # add_detail's version in the demo catalogue
+    applied = run_cli("organize", str(root), "--dedupe", "hardlink", "--apply", "--json")
+    assert applied.returncode == 0, applied.stderr
+    assert json.loads(applied.stdout)["done"] >= 1
+    assert _versions(run_cli, root) == identified
+    undone = run_cli("organize", str(root), "--undo")
+    assert undone.returncode == 0, undone.stderr
+    assert _versions(run_cli, root) == identified
+
+
+def test_dedupe_delete_after_identify_in_a_stability_matrix_folder(
+    run_cli: Any, civitai: DemoServer, tmp_path: Path
+) -> None:
+    """identify stamps each copy's .cm-info.json with the time it wrote it: the copies'
+    sidecars differ in bytes but describe one version, so the duplicate can go."""
+    root = trees.stabilitymatrix(tmp_path / "Data")
+    a, b = _two_copies(civitai, root / "Models" / "Lora")
+    assert run_cli("identify", str(root)).returncode == 0
+    stamps = {json.loads(p.with_name(p.stem + ".cm-info.json").read_text())["ImportedAt"]
+              for p in (a, b)}  # fmt: skip
+    assert len(stamps) == 2  # what blocked dedupe before
+    applied = run_cli("organize", str(root), "--dedupe", "delete", "--apply", "--json")
+    assert applied.returncode == 0, applied.stderr
+    assert a.is_file() and not b.exists()
+    assert not any(p.name.startswith("b.") for p in b.parent.iterdir())
+    assert run_cli("organize", str(root), "--undo").returncode == 0
+    assert b.is_file() and b.with_name("b.cm-info.json").is_file()
