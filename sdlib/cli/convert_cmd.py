@@ -127,7 +127,7 @@ def _report(data: dict[str, Any]) -> None:
         f"  {data['tensors']} tensors, {human_size(data['bytes'])}, layout {data['layout']}, "
         f"dtype {data['dtype']}{', pruned' if data['prune'] else ''}"
     )
-    out.print(f"  source sha256 {data['source_sha256']}")
+    out.print(f"  source SHA256 {data['source_sha256'].upper()}")
     if data["dropped"]:
         out.print(
             f"  dropped: {', '.join(data['dropped'][:8])}"

@@ -160,7 +160,9 @@ def _report(data: dict[str, Any]) -> None:
     )
     for i in data["inputs"]:
         verdict = f" ({i['verdict']} pickle)" if i["verdict"] else ""
-        out.print(f"  {i['role']:3} {i['path']}{verdict}  sha256 {i['sha256']}", markup=False)
+        out.print(
+            f"  {i['role']:3} {i['path']}{verdict}  SHA256 {i['sha256'].upper()}", markup=False
+        )
     if data["first_conv"]:
         out.print(
             f"  A is an {data['first_conv']} model: only the first 4 input channels of its "
