@@ -26,12 +26,14 @@ from sdlib._version import __version__
 
 if TYPE_CHECKING:
     from sdlib.config import Settings, load_settings
+    from sdlib.download import UnfinishedDownload
     from sdlib.errors import SdlibError
     from sdlib.hashing import FileHashes, hash_file
     from sdlib.inspect import InspectReport, inspect_file
     from sdlib.install import FileChoice, InstallResult
     from sdlib.library.scan import FileReport, ScanResult
     from sdlib.services import Context
+    from sdlib.services.downloads import forget_download, resume_download, unfinished_downloads
     from sdlib.services.library import (
         check_updates,
         identify,
@@ -58,9 +60,11 @@ __all__ = [
     "ScanResult",
     "SdlibError",
     "Settings",
+    "UnfinishedDownload",
     "__version__",
     "check_updates",
     "convert",
+    "forget_download",
     "hash_file",
     "identify",
     "inspect_file",
@@ -70,9 +74,11 @@ __all__ = [
     "organize_apply",
     "organize_plan",
     "organize_undo",
+    "resume_download",
     "scan",
     "search",
     "show",
+    "unfinished_downloads",
     "verify",
 ]
 
@@ -88,8 +94,10 @@ _LAZY = {
     "ScanResult": "sdlib.library.scan",
     "SdlibError": "sdlib.errors",
     "Settings": "sdlib.config",
+    "UnfinishedDownload": "sdlib.download",
     "check_updates": "sdlib.services.library",
     "convert": "sdlib.services.transform",
+    "forget_download": "sdlib.services.downloads",
     "hash_file": "sdlib.hashing",
     "identify": "sdlib.services.library",
     "inspect_file": "sdlib.inspect",
@@ -99,9 +107,11 @@ _LAZY = {
     "organize_apply": "sdlib.services.library",
     "organize_plan": "sdlib.services.library",
     "organize_undo": "sdlib.services.library",
+    "resume_download": "sdlib.services.downloads",
     "scan": "sdlib.services.library",
     "search": "sdlib.services.remote",
     "show": "sdlib.services.remote",
+    "unfinished_downloads": "sdlib.services.downloads",
     "verify": "sdlib.services.library",
 }
 

@@ -264,8 +264,9 @@ class _Download:
                     # A flaky link that keeps delivering: only failures in a row count.
                     attempt, progress = 0, self.offset
                 if attempt >= self.opt.retries:
+                    tries = f"{attempt + 1} attempt{'s' if attempt else ''}"
                     raise DownloadError(
-                        f"{self.name}: {exc} (gave up after {attempt + 1} attempts; "
+                        f"{self.name}: {exc} (gave up after {tries}; "
                         f"{human_size(self.offset)} kept; {self._resume_hint()})"
                     ) from None
                 delay = min(self.opt.backoff_max, 2.0**attempt) * random.uniform(0.5, 1.0)

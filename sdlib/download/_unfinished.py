@@ -203,9 +203,11 @@ class ResumeRecord:
         sha = next((v for k, v in hashes.items() if k.upper() == "SHA256"), None)
         self._identity = {"size": size, "sha256": sha and sha.upper()}
         self._known_size = size is not None
+        # Absolute (not resolved: the folder as the user named it), so that a process
+        # started elsewhere finds them.
         self._state: dict[str, Any] = {
-            "identity": self._identity, "validator": None, "part": str(part),
-            "target": str(target) if target is not None else None, "url": url,
+            "identity": self._identity, "validator": None, "part": os.path.abspath(part),
+            "target": os.path.abspath(target) if target is not None else None, "url": url,
             "origin": dict(origin or {}), "state": "downloading", "kept": 0,
             "stopped_by": None, "reason": None, "updated": _now(),
         }  # fmt: skip

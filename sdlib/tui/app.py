@@ -140,7 +140,10 @@ class SdlibApp(App[None]):
 
     def _discard(self, path: str) -> None:
         self.run_worker(
-            partial(discard_part, path), group="discard", thread=True, exit_on_error=False
+            partial(discard_part, path, self.services),
+            group="discard",
+            thread=True,
+            exit_on_error=False,
         )
 
     @on(DownloadProgress)
@@ -199,7 +202,8 @@ class SdlibApp(App[None]):
             ConfirmDialog(
                 "Quit sdlib?",
                 f"{running} download{'s are' if running != 1 else ' is'} not finished. Their "
-                "partial files are kept: download the same files again to resume.",
+                "partial files are kept and can be resumed: here next time (Downloads), or "
+                "with sdlib downloads --resume.",
                 yes="Quit",
             ),
             answer,

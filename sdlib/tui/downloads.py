@@ -7,7 +7,12 @@ message handlers; ``run_job`` runs in a worker thread and only posts messages. A
 
 Pause and cancel set the job's ``threading.Event``: the downloader stops at its next write
 (``DownloadOptions.cancel``) and keeps its ``.part`` file. Resume runs the same install
-again, which continues from that file (Range + If-Range). Cancel deletes the part file.
+again, which continues from that file (Range + If-Range). Cancel deletes the part file and
+forgets the download.
+
+Downloads an earlier session (or ``sdlib download``) left unfinished come back as paused
+jobs (``DownloadQueue.restore``, from ``sdlib.services.downloads``); resuming one finishes
+it to the same target through ``resume_download``.
 
     queued -> resolving -> downloading <-> retrying -> verifying -> done
                    |            |                          |
@@ -27,6 +32,7 @@ from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from sdlib.formatting import human_size
 from sdlib.tui.messages import (
     DownloadDone,
     DownloadFailed,
@@ -36,13 +42,18 @@ from sdlib.tui.messages import (
 )
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
     from textual.message import Message
 
+    from sdlib.download import UnfinishedDownload
     from sdlib.errors import SdlibError
     from sdlib.install import FileChoice, InstallResult
     from sdlib.tui.services import Services
 
-__all__ = ["DownloadJob", "DownloadQueue", "JobState", "describe_failure", "run_job"]
+__all__ = [
+    "DownloadJob", "DownloadQueue", "JobState", "describe_failure", "discard_part", "run_job",
+]  # fmt: skip
 
 
 class JobState(str, Enum):
@@ -100,6 +111,10 @@ class DownloadJob:
     cancel: threading.Event = field(default_factory=threading.Event)
     #: "pause" or "cancel" while stopping.
     stop: str | None = None
+    #: The ID of the unfinished download an earlier session left (``sdlib downloads``), and
+    #: why it stopped then; resuming finishes it to its recorded target.
+    entry_id: str | None = None
+    earlier: str | None = None
     _sample: tuple[float, int] | None = None
 
     @property
@@ -171,6 +186,34 @@ class DownloadQueue:
             if job.ref == ref and job.choice.file_id == file_id and job.state not in FINISHED:
                 return job
         return None
+
+    def restore(self, entries: Iterable[UnfinishedDownload]) -> list[DownloadJob]:
+        """Add the unfinished downloads of earlier sessions as paused jobs (not those the
+        queue already has, nor those another process is downloading now)."""
+        from sdlib.install import FileChoice
+
+        added: list[DownloadJob] = []
+        for entry in entries:
+            file_id = entry.origin.get("file_id")
+            file_id = file_id if isinstance(file_id, int) else None
+            if entry.running or any(
+                j.entry_id == entry.id or (j.ref == entry.ref and j.choice.file_id == file_id)
+                or (j.part is not None and Path(j.part) == entry.part)
+                for j in self._jobs.values()
+            ):  # fmt: skip
+                continue
+            title = entry.origin.get("title")
+            job = DownloadJob(
+                self._next_id, entry.ref, FileChoice(file_id=file_id),
+                title if isinstance(title, str) and title else entry.file_name,
+                entry.file_name, entry.size, state=JobState.PAUSED, done=entry.kept,
+                total=entry.size, part=str(entry.part),
+                entry_id=entry.id, earlier=_earlier(entry),
+            )  # fmt: skip
+            self._next_id += 1
+            self._jobs[job.id] = job
+            added.append(job)
+        return added
 
     def add(
         self, ref: str, choice: FileChoice, *, title: str, file_name: str, size: int | None
@@ -293,7 +336,7 @@ class DownloadQueue:
             if message.file_name:
                 job.file_name = message.file_name
             job.note = (
-                f"resumed from {message.resumed_from:,} bytes" if message.resumed_from else None
+                f"resumed at {human_size(message.resumed_from)}" if message.resumed_from else None
             )
         elif message.phase == "retrying":
             job.state = JobState.RETRYING
@@ -344,13 +387,17 @@ def run_job(job: DownloadJob, services: Services, post: Callable[[Message], obje
     try:
         if cancel.is_set():
             raise Interrupted("stopped before it started")
-        installer = services.installer(on_event=on_event, cancel=cancel)
-        result = installer.install(job.ref, job.choice)
+        if job.entry_id is not None:  # left by an earlier session: to its recorded target
+            from sdlib.services.downloads import resume_download
+
+            result = resume_download(services, job.entry_id, on_event=on_event, cancel=cancel)
+        else:
+            installer = services.installer(on_event=on_event, cancel=cancel)
+            result = installer.install(job.ref, job.choice)
     except Interrupted as exc:
         part = exc.path
         if job.stop == "cancel" and part:
-            with contextlib.suppress(OSError):
-                Path(part).unlink()
+            discard_part(part, services)
             part = None
         post(DownloadStopped(job_id, part))
     except SdlibError as exc:
@@ -362,10 +409,29 @@ def run_job(job: DownloadJob, services: Services, post: Callable[[Message], obje
         post(DownloadDone(job_id, result))
 
 
-def discard_part(path: str) -> None:
-    """Delete a paused job's part file (in a worker thread)."""
-    with contextlib.suppress(OSError):
-        Path(path).unlink()
+def discard_part(path: str, services: Services | None = None) -> None:
+    """Forget a cancelled job's unfinished download: its part file and its record (in a
+    worker thread)."""
+    if services is not None:
+        from sdlib.errors import SdlibError
+        from sdlib.services.downloads import forget_download, unfinished_downloads
+
+        with contextlib.suppress(SdlibError, OSError):
+            for entry in unfinished_downloads(services):
+                if path and entry.part == Path(path):
+                    forget_download(services, entry)
+                    return
+    if path:
+        with contextlib.suppress(OSError):
+            Path(path).unlink()
+
+
+def _earlier(entry: UnfinishedDownload) -> str:
+    """Why an earlier session's download stopped, for the detail line."""
+    kept = (f"{human_size(entry.kept)} kept" if entry.part_exists
+            else "its part file is gone: resuming starts again")  # fmt: skip
+    why = f"{entry.stopped_by}: {entry.reason}" if entry.reason else entry.stopped_by
+    return f"unfinished from an earlier session ({why}); {kept}"
 
 
 def describe_failure(exc: SdlibError) -> tuple[str, str]:

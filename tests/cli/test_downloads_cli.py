@@ -203,3 +203,22 @@ def test_help_has_examples(env: dict[str, str]) -> None:
     proc = run_sdlib("downloads", "--help", env=env)
     assert proc.returncode == 0
     assert "sdlib downloads --resume" in proc.stdout and "sdlib downloads --forget" in proc.stdout
+
+
+def test_a_relative_folder_is_resumed_from_anywhere(
+    server: DemoServer, env: dict[str, str], tmp_path: Path
+) -> None:
+    work, elsewhere = tmp_path / "work", tmp_path / "elsewhere"
+    work.mkdir()
+    elsewhere.mkdir()
+    server.add_fault("drop", after_bytes=1 << 20)
+    proc = run_sdlib("download", SMALL_REF, "--to", "models", env=env, cwd=work)
+    assert proc.returncode == 7, proc.stderr
+    server.reset()
+    [entry] = listed(env)
+    assert entry["target"] == str(work / "models" / SMALL_NAME)
+    done = run_sdlib("downloads", "--resume", str(entry["id"]), env=env, cwd=elsewhere)
+    assert done.returncode == 0, done.stderr
+    placed = (work / "models" / SMALL_NAME).read_bytes()
+    assert hashlib.sha256(placed).hexdigest().upper() == served_sha256(server, SMALL_NAME)
+    assert list(elsewhere.iterdir()) == []

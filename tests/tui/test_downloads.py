@@ -291,3 +291,110 @@ def test_cancel_hook_stops_the_downloader_and_keeps_the_part_file(
     part = part_path(spec.dest)
     assert caught.value.path == str(part)
     assert part.stat().st_size > 200_000 and not spec.dest.exists()
+
+
+# --- unfinished downloads of earlier sessions ---------------------------------------------------
+
+
+def _interrupt_earlier_session(settings: Any, civitai: DemoServer) -> Path:
+    """An earlier process's download of DreamShaper 7, stopped after its first bytes (as a
+    pause, a quit or a Ctrl-C stops it); returns its part file."""
+    from sdlib import download as d
+    from sdlib.errors import Interrupted
+    from sdlib.services import Context
+    from sdlib.services.remote import install
+
+    cancel = threading.Event()
+
+    def on_event(event: Any) -> None:
+        if isinstance(event, d.Progress):
+            cancel.set()
+
+    civitai.rate_limit = 2 << 20
+    with Context(settings) as ctx, pytest.raises(Interrupted):
+        install(ctx, "4384@109123", on_event=on_event, cancel=cancel)
+    civitai.rate_limit = None
+    [part] = list(Path(settings.library.root).expanduser().rglob("*.part"))
+    [served] = [f for f in civitai.files.values() if f.spec.name == part.name[: -len(".part")]]
+    assert 0 < part.stat().st_size < served.size
+    return part
+
+
+def _served_sha256(civitai: DemoServer, name: str) -> str:
+    import hashlib
+
+    [served] = [f for f in civitai.files.values() if f.spec.name == name]
+    with served.open() as fh:
+        return hashlib.sha256(fh.read(served.size)).hexdigest().upper()
+
+
+async def test_an_earlier_sessions_unfinished_download_is_shown_and_resumed(
+    make_app: Any, settings: Any, civitai: DemoServer, webui: Path, ui: Any
+) -> None:
+    part = _interrupt_earlier_session(settings, civitai)
+    kept = part.stat().st_size
+    app = make_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await ui.settle(pilot)
+        await pilot.press("2")
+        assert isinstance(app.screen, DownloadsScreen)
+        await ui.until(pilot, lambda: len(app.downloads) == 1, what="the unfinished download")
+        await ui.settle(pilot)
+        job = only_job(app)
+        assert job.state is JobState.PAUSED and job.done == kept
+        text = ui.text(app)
+        assert "dreamshaper_7.safetensors" in text and "unfinished" in text
+        assert "unfinished from an earlier session (interrupted" in text
+        assert "p resumes from the partial file" in text
+
+        await pilot.press("p")
+        await ui.until(pilot, lambda: state(job) in (JobState.DONE, JobState.FAILED),
+                       what="the resumed download")  # fmt: skip
+        assert job.state is JobState.DONE, job.message
+    placed = webui / "models" / "Stable-diffusion" / "dreamshaper_7.safetensors"
+    assert job.result.path == placed and not part.exists()
+    assert hash_file(placed).sha256 == _served_sha256(civitai, placed.name)
+
+
+async def test_cancel_forgets_an_earlier_sessions_download(
+    make_app: Any, settings: Any, civitai: DemoServer, ui: Any
+) -> None:
+    from sdlib.services import Context
+    from sdlib.services.downloads import unfinished_downloads
+
+    part = _interrupt_earlier_session(settings, civitai)
+    neighbours = sorted(p.name for p in part.parent.iterdir() if p != part)
+    app = make_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await ui.settle(pilot)
+        await pilot.press("2")
+        await ui.until(pilot, lambda: len(app.downloads) == 1, what="the unfinished download")
+        await pilot.press("x")
+        assert only_job(app).state is JobState.CANCELLED
+
+        def forgotten() -> bool:
+            with Context(settings) as ctx:
+                return not part.exists() and unfinished_downloads(ctx) == []
+
+        await ui.until(pilot, forgotten, what="the part file and its record deleted")
+    assert sorted(p.name for p in part.parent.iterdir()) == neighbours
+
+
+async def test_the_quit_dialog_says_how_to_resume(make_app: Any, civitai: Any, ui: Any) -> None:
+    import asyncio
+
+    from sdlib.tui.screens.dialogs import ConfirmDialog
+
+    civitai.rate_limit = 256 << 10
+    app: Any = make_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await ui.settle(pilot)
+        model, version = await asyncio.to_thread(app.services.civitai.lookup, "4384@128713")
+        app.queue_download(model, version, version.files[2].id)
+        await pilot.press("ctrl+q")
+        assert isinstance(app.screen, ConfirmDialog)
+        text = ui.text(app)  # the dialog's lines sit among the screen's
+        assert "partial files are kept and can be" in text and "resumed: here next" in text
+        assert "with sdlib downloads --resume" in text
+        assert "download the same files again" not in text
+        await pilot.press("n")

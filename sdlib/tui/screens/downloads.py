@@ -2,6 +2,8 @@
 
 The queue itself (``app.downloads``) outlives this screen; the app calls ``show_job`` when
 a job changes while the screen is visible, and ``on_screen_resume`` redraws everything.
+When the screen first mounts it asks the service layer for the downloads earlier sessions
+(or the CLI) left unfinished and adds them as paused jobs: p resumes one, x forgets it.
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from rich.text import Text
-from textual import on
+from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical
@@ -24,6 +26,8 @@ from sdlib.tui.screens._base import SdlibScreen
 
 if TYPE_CHECKING:
     from textual.events import Resize
+
+    from sdlib.download import UnfinishedDownload
 
 #: (key, label, width, shown from this screen width); the file column takes the rest.
 _COLUMNS = (
@@ -48,6 +52,8 @@ def status_text(job: DownloadJob) -> str:
         return f"✗ {job.reason}"
     if job.state is JobState.DONE:
         return "✓ done"
+    if job.state is JobState.PAUSED and job.entry_id is not None:
+        return "unfinished"
     return str(job.state.value)
 
 
@@ -60,7 +66,7 @@ class DownloadsScreen(SdlibScreen):
             "Pause/resume",
             tooltip="Pause a download (keeps the part file) or resume it",
         ),
-        Binding("x", "cancel", "Cancel", tooltip="Stop and delete the partial file"),
+        Binding("x", "cancel", "Cancel", tooltip="Stop, delete the partial file, forget it"),
         Binding("r", "retry", "Retry", tooltip="Run a failed or cancelled download again"),
         Binding("delete", "remove", "Remove", show=False, tooltip="Remove a finished row"),
         Binding("C", "clear", "Clear finished", show=False, tooltip="Remove all finished rows"),
@@ -83,6 +89,25 @@ class DownloadsScreen(SdlibScreen):
     def on_mount(self) -> None:
         self._setup(self.app.size.width)
         self.sync()
+        self._load_unfinished()
+
+    @work(thread=True, exclusive=True, group="downloads-unfinished", exit_on_error=False)
+    def _load_unfinished(self) -> None:
+        """The downloads earlier sessions left unfinished (read from the cache dir)."""
+        from sdlib.errors import SdlibError
+        from sdlib.services.downloads import unfinished_downloads
+
+        try:
+            entries = unfinished_downloads(self.services)
+        except (SdlibError, OSError) as exc:
+            self.app.call_from_thread(self.report_error, exc, "Unfinished downloads")
+            return
+        if entries:
+            self.app.call_from_thread(self._restore, entries)
+
+    def _restore(self, entries: list[UnfinishedDownload]) -> None:
+        if self.sdlib.downloads.restore(entries):
+            self.sync()
 
     def on_resize(self, event: Resize) -> None:
         if event.size.width != self._width:
@@ -241,6 +266,8 @@ def detail_text(job: DownloadJob, *, full: bool = False) -> str:
         lines.append(f"SHA256 {r.sha256} verified" if r.verified else "not verified")
         lines += [f"warning: {w}" for w in r.warnings]
     elif job.state is JobState.PAUSED:
+        if job.earlier:
+            lines.append(job.earlier)
         lines.append("paused: p resumes from the partial file, x deletes it")
     elif job.note:
         lines.append(job.note)
