@@ -45,16 +45,12 @@ def test_a_model_goes_to_the_trash_with_its_sidecars(
     assert set(data["moved"]) == {str(model), *map(str, sidecars)}
     assert data["folder"] is None
     trash = Path(cli_env["XDG_DATA_HOME"]) / "Trash" / "files"
-    assert sorted(p.name for p in trash.iterdir()) == sorted(
-        p.name for p in [model, *sidecars]
-    )
+    assert sorted(p.name for p in trash.iterdir()) == sorted(p.name for p in [model, *sidecars])
     assert not any(p.exists() for p in [model, *sidecars])
     assert (root / "models" / "Lora" / "keep.safetensors").exists()
 
 
-def test_a_path_outside_the_webui_folder_refuses_everything(
-    run_cli: Any, tmp_path: Path
-) -> None:
+def test_a_path_outside_the_webui_folder_refuses_everything(run_cli: Any, tmp_path: Path) -> None:
     root, model, _ = _webui(tmp_path)
     outside = trees.st(tmp_path / "elsewhere" / "mine.safetensors", "embedding_sd15")
     link = root / "models" / "Lora" / "escape"
