@@ -59,8 +59,8 @@ def download_cmd(
 
     REF is a model page URL, a download URL, an id (4384), id@version (4384@128713) or an
     AIR (urn:air:sd1:checkpoint:civitai:4384@128713). The version's primary file is picked
-    unless --type/--format/--fp/--size/--file-id say otherwise. Interrupted downloads
-    resume when you run the same command again.
+    unless --type/--format/--fp/--size/--file-id say otherwise. An interrupted download
+    keeps its bytes: run the same command again, or see `sdlib downloads` (--resume).
 
     \b
     Examples:
