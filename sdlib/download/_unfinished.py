@@ -38,6 +38,7 @@ from sdlib.errors import (
     NotFound,
     SdlibError,
     SourceError,
+    UsageError,
 )
 
 __all__ = [
@@ -338,7 +339,7 @@ def find_unfinished(state_dir: Path, wanted: str) -> UnfinishedDownload:
         return found[0]
     if not found:
         raise NotFound(f"no unfinished download with ID {wanted!r} (sdlib downloads lists them)")
-    raise SdlibError(f"ID {wanted!r} names {len(found)} downloads; give more of it")
+    raise UsageError(f"ID {wanted!r} names {len(found)} downloads; give more of it")
 
 
 def forget_unfinished(state_dir: Path, entry: UnfinishedDownload) -> bool:

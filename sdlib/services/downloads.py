@@ -106,10 +106,26 @@ def resume_download(
         on_event=on_event, on_note=on_note, cancel=cancel, destination=destination,
         previews=previews,
     )  # fmt: skip
-    return installer.install(
+    result = installer.install(
         ref, FileChoice(file_id=file_id if isinstance(file_id, int) else None),
         destination=destination, at=found.target, sort=bool(origin.get("sort")),
     )  # fmt: skip
+    _drop_if_done(ctx, found)
+    return result
+
+
+def _drop_if_done(ctx: Context, entry: UnfinishedDownload) -> None:
+    """A download whose process died between placing the file and dropping its record
+    finds its file already there: nothing was downloaded, so nothing dropped the record."""
+    from sdlib.download import forget_unfinished
+    from sdlib.errors import NotFound
+
+    try:
+        left = find_download(ctx, entry.id)
+    except NotFound:
+        return
+    if not left.part_exists:
+        forget_unfinished(_state_dir(ctx), left)
 
 
 def _destination(ctx: Context, entry: UnfinishedDownload) -> Destination:

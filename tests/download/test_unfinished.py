@@ -247,3 +247,30 @@ def test_progress_events_come_at_least_every_half_second_on_a_slow_link(
     # Half a second at most between two reports (with some slack for a loaded machine).
     assert len(seen) >= target.size // (512 << 10)
     assert all(seconds < 0.5 + 0.25 for seconds, _ in gaps), gaps
+
+
+def test_a_record_left_after_the_file_took_its_name_is_dropped_by_resume(
+    civitai: DemoServer, civitai_settings: Settings, tmp_path: Path
+) -> None:
+    """Killed between placing the file and dropping its record: the record says
+    'downloading', the part file is gone, the file is complete. Resume finds it present."""
+    from sdlib.download._unfinished import ResumeRecord
+    from sdlib.services import Context
+    from sdlib.services.downloads import resume_download, unfinished_downloads
+    from sdlib.services.remote import install
+
+    with Context(civitai_settings) as ctx:
+        done = install(ctx, f"4384@{VERSION}", root=tmp_path / "webui", ui="a1111")
+        part = done.path.with_name(done.path.name + ".part")
+        record = ResumeRecord(
+            _state_dir(civitai_settings), part, done.size, {"SHA256": done.sha256},
+            target=done.path, url="http://127.0.0.1:9/x",
+            origin={"ref": f"4384@{VERSION}", "file_id": done.file_id,
+                    "root": str(tmp_path / "webui"), "ui": "a1111", "sort": True},
+        )  # fmt: skip
+        record.save(None)
+        [entry] = unfinished_downloads(ctx)
+        assert entry.stopped_by == "ended" and not entry.part_exists
+        again = resume_download(ctx, entry.id)
+        assert again.status == "already-present" and again.path == done.path
+        assert unfinished_downloads(ctx) == []
