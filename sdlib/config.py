@@ -3,7 +3,10 @@
 The file is ``$SDLIB_CONFIG`` or ``<user config dir>/sdlib/config.toml``.
 Environment overrides: ``SDLIB_CIVITAI_URL``, ``CIVITAI_TOKEN``, ``SDLIB_CACHE_DIR``,
 ``SDLIB_DATA_DIR``; proxies come from the standard ``*_PROXY`` variables unless the file
-sets ``[network] proxy``.
+sets ``[network] proxy``. The Hugging Face Hub is found as every HF tool finds it:
+``SDLIB_HF_ENDPOINT`` or ``HF_ENDPOINT`` over ``[huggingface] endpoint``; its token is
+``HF_TOKEN`` (or the older ``HUGGING_FACE_HUB_TOKEN``), else ``[huggingface] token``, else
+the file ``hf auth login`` writes (``hub_token_path``).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 DEFAULT_CIVITAI_URL = "https://civitai.com"
+DEFAULT_HF_ENDPOINT = "https://huggingface.co"
 APP_NAME = "sdlib"
 
 
@@ -33,6 +37,15 @@ class CivitaiSettings:
     token: str | None = None
     #: Show NSFW results and previews (Civitai defaults to SFW only).
     nsfw: bool = False
+
+
+@dataclass(frozen=True)
+class HuggingfaceSettings:
+    #: The Hub, or a mirror speaking its API (HF_ENDPOINT). Pasted huggingface.co links are
+    #: fetched from here too.
+    endpoint: str = DEFAULT_HF_ENDPOINT
+    #: A Hub access token (hf_...); only ever sent to ``endpoint``'s host.
+    token: str | None = None
 
 
 @dataclass(frozen=True)
@@ -77,6 +90,7 @@ class Settings:
     network: NetworkSettings = field(default_factory=NetworkSettings)
     download: DownloadSettings = field(default_factory=DownloadSettings)
     library: LibrarySettings = field(default_factory=LibrarySettings)
+    huggingface: HuggingfaceSettings = field(default_factory=HuggingfaceSettings)
     cache_dir: Path = field(default_factory=lambda: _default_dir("cache"))
     data_dir: Path = field(default_factory=lambda: _default_dir("data"))
     config_path: Path | None = None
@@ -112,6 +126,7 @@ _SECTIONS: dict[str, type] = {
     "network": NetworkSettings,
     "download": DownloadSettings,
     "library": LibrarySettings,
+    "huggingface": HuggingfaceSettings,
 }
 
 
@@ -191,8 +206,10 @@ def load_settings(path: Path | None = None, env: Mapping[str, str] | None = None
             raise ConfigError(f"cannot read config: {exc}", path=str(path)) from None
     settings = Settings(config_path=path)
     updates: dict[str, Any] = {}
-    civitai_raw = raw.get("civitai")
-    has_token = isinstance(civitai_raw, dict) and bool(civitai_raw.get("token"))
+    has_token = any(
+        isinstance(raw.get(name), dict) and bool(raw[name].get("token"))
+        for name in ("civitai", "huggingface")
+    )
     for name, cls in _SECTIONS.items():
         if name in raw:
             updates[name] = _section(cls, raw.pop(name), name, path)
@@ -213,7 +230,47 @@ def load_settings(path: Path | None = None, env: Mapping[str, str] | None = None
     civitai = replace(civitai, base_url=civitai.base_url.rstrip("/"), token=civitai.token or None)
     if not civitai.base_url.startswith(("http://", "https://")):
         raise ConfigError(f"civitai.base_url must be an http(s) URL, not {civitai.base_url!r}")
-    return replace(settings, civitai=civitai)
+    return replace(settings, civitai=civitai, huggingface=_huggingface(settings.huggingface, env))
+
+
+def _huggingface(hub: HuggingfaceSettings, env: Mapping[str, str]) -> HuggingfaceSettings:
+    endpoint = env.get("SDLIB_HF_ENDPOINT") or env.get("HF_ENDPOINT") or hub.endpoint
+    endpoint = endpoint.strip().rstrip("/")
+    if not endpoint.startswith(("http://", "https://")):
+        raise ConfigError(f"huggingface.endpoint must be an http(s) URL, not {endpoint!r}")
+    token = _clean(env.get("HF_TOKEN") or env.get("HUGGING_FACE_HUB_TOKEN")) or _clean(hub.token)
+    if token is None:
+        token = _clean(_read_small(hub_token_path(env)))
+    return replace(hub, endpoint=endpoint, token=token)
+
+
+def hub_token_path(env: Mapping[str, str] | None = None) -> Path:
+    """Where ``hf auth login`` stores the token: ``$HF_TOKEN_PATH``, else ``$HF_HOME/token``,
+    else ``$XDG_CACHE_HOME/huggingface/token`` or ``~/.cache/huggingface/token`` (as
+    huggingface_hub's ``constants`` resolve them, on every OS)."""
+    env = os.environ if env is None else env
+    if env.get("HF_TOKEN_PATH"):
+        return Path(env["HF_TOKEN_PATH"]).expanduser()
+    home = env.get("HF_HOME") or os.path.join(
+        env.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "huggingface"
+    )
+    return Path(home).expanduser() / "token"
+
+
+def _read_small(path: Path) -> str | None:
+    """A token file's text (at most 4 KiB read), or None if there is none to read."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            return fh.read(4096)
+    except OSError:
+        return None
+
+
+def _clean(token: str | None) -> str | None:
+    """A token without the line breaks and spaces a file or a paste leaves; None if empty."""
+    if not token:
+        return None
+    return token.replace("\r", "").replace("\n", "").strip() or None
 
 
 _WARNED: set[str] = set()
@@ -221,7 +278,7 @@ _WARNED: set[str] = set()
 
 def _warn_if_shared(path: Path) -> None:
     """One line on stderr (once per file and process) when a config holding a token can be
-    read by the group or others: the token is a password to the user's Civitai account."""
+    read by the group or others: a token is a password to the user's Civitai or Hub account."""
     if os.name == "nt" or str(path) in _WARNED:
         return  # Windows has ACLs, not mode bits
     try:
@@ -231,7 +288,7 @@ def _warn_if_shared(path: Path) -> None:
     if mode & 0o077:
         _WARNED.add(str(path))
         sys.stderr.write(
-            f"sdlib: warning: {path} holds a Civitai token and is readable by others "
+            f"sdlib: warning: {path} holds a token and is readable by others "
             f"(mode {mode & 0o777:o}); run: chmod 600 {path}\n"
         )
 

@@ -1,4 +1,5 @@
-"""``sdlib search`` and ``sdlib show``: browse Civitai (or a compatible server) from the shell."""
+"""``sdlib search`` and ``sdlib show``: browse Civitai (or a compatible server) or the
+Hugging Face Hub (``--source hf``, ``hf:`` references; rendered by ``_hf``) from the shell."""
 
 from __future__ import annotations
 
@@ -89,9 +90,17 @@ def _context() -> Context:
     show_default=True,
     help="Show at most N models.",
 )
+@click.option(
+    "--source",
+    type=click.Choice(["civitai", "hf", "huggingface"], case_sensitive=False),
+    default="civitai",
+    show_default=True,
+    help="Where to search: Civitai, or the Hugging Face Hub (hf).",
+)
 @json_option
 @handle_errors
 def search_cmd(
+    source: str,
     query: str | None,
     types: tuple[str, ...],
     bases: tuple[str, ...],
@@ -108,7 +117,20 @@ def search_cmd(
       sdlib search dreamshaper
       sdlib search --type lora --base sdxl --sort downloads --period month -n 50
       sdlib search "realistic vision" --type checkpoint --json
+      sdlib search --source hf lcm --type lora --base sdxl --sort downloads
+
+    On the Hub (--source hf): --type lora|checkpoint|vae|controlnet|embedding, --base
+    sd1|sd2|sdxl|sd3|flux|flux2 or a base model's repo id, --sort downloads|likes|trending|
+    updated|created.
     """  # fmt: skip
+    if source.lower() != "civitai":
+        if period or nsfw:
+            raise UsageError("--period and --nsfw are Civitai's; the Hub has neither")
+        from sdlib.cli._hf import search_hub
+
+        search_hub(_context(), query, types=types, bases=bases, sort=sort, limit=limit,
+                   as_json=as_json)  # fmt: skip
+        return
     from sdlib.taxonomy import civitai_base_models, civitai_type
 
     civitai_types = []
@@ -187,21 +209,30 @@ def search_cmd(
 @json_option
 @handle_errors
 def show_cmd(ref: str, no_examples: bool, as_json: bool) -> None:
-    """Show a Civitai model: versions, files, hashes, trained words, recommended settings.
+    """Show a Civitai model or a Hugging Face repo: files, hashes, what they are.
 
     REF is a model id (4384), model@version (4384@128713), a civitai.com or civitai.red
-    model or download URL, or an AIR (urn:air:sd1:checkpoint:civitai:4384@128713).
+    model or download URL, or an AIR (urn:air:sd1:checkpoint:civitai:4384@128713); or a
+    Hub repo: hf:ORG/REPO[@REV] or a huggingface.co link (card summary, license, gated
+    state, files with sizes and sha256, single-file models vs diffusers folders).
 
     \b
     Examples:
       sdlib show 4384
       sdlib show 'https://civitai.com/models/4384?modelVersionId=128713'
       sdlib show urn:air:sd1:checkpoint:civitai:4384@128713 --json
+      sdlib show hf:stable-diffusion-v1-5/stable-diffusion-v1-5
     """  # fmt: skip
     from sdlib.services import remote
     from sdlib.sources.civitai import RecommendedSettings
 
-    with _context() as ctx:
+    context = _context()
+    if remote.source_of(context, ref) == "huggingface":
+        from sdlib.cli._hf import show_hub
+
+        show_hub(context, ref, as_json=as_json)
+        return
+    with context as ctx:
         file_id = ctx.civitai.parse_ref(ref).file_id
         model, version = remote.show(ctx, ref)
         rec = version.recommended if no_examples else remote.recommended(ctx, version)

@@ -12,7 +12,9 @@ Two real HTTP servers on 127.0.0.1, each threaded:
   User-Agents, login-required and early-access versions, an archived model;
 * the **storage host** (a different port, so a different origin) serves the files behind
   signed, expiring URLs the download endpoint redirects to with 307, with
-  ``Content-Disposition``, ``ETag``, ``Range``/``If-Range`` (206, 416), and preview images.
+  ``Content-Disposition``, ``ETag``, ``Range``/``If-Range`` (206, 416), and preview images;
+* the **Hugging Face Hub host** and its **CDN host** (``server.hub``, ``hub_url``): the Hub's
+  API, ``/resolve`` and gated, renamed and missing repos (``sdlib.demo._hub_api``).
 
 Faults are switchable from the object (``server.add_fault("429", times=2)``) or over HTTP
 (``GET /__admin/fault?kind=429&times=2`` on the API host) so that a CLI in a subprocess, or
@@ -111,7 +113,7 @@ class Fault:
 
 @dataclass(frozen=True)
 class RequestRecord:
-    """A request as a server saw it (``server`` is "api" or "storage")."""
+    """A request as a server saw it (``server``: "api", "storage", "hub" or "hub-cdn")."""
 
     server: str
     method: str
@@ -173,6 +175,7 @@ class DemoServer:
         tokens: Iterable[str] = ("demo-token", "demo-early-access"),
         early_access_tokens: Iterable[str] = ("demo-early-access",),
         log_requests: Callable[[str], None] | None = None,
+        hub_port: int = 0,
     ) -> None:
         self.catalogue: tuple[ModelSpec, ...] = tuple(catalogue) + (
             (large_model(),) if large_size else ()
@@ -197,6 +200,10 @@ class DemoServer:
         self._servers = [self._make(port, "api"), self._make(storage_port, "storage")]
         self._threads: list[threading.Thread] = []
         self._models = {m.id: m for m in self.catalogue}
+        from sdlib.demo._hub_api import HubDemo  # here: it imports this module
+
+        self.hub = HubDemo(self, Path(files_dir) / "hub", host=host, port=hub_port)
+        self._servers += self.hub.servers
         self._versions = {v.id: (m, v) for m in self.catalogue for v in m.versions}
 
     def _make(self, port: int, role: str) -> _HTTPServer:
@@ -211,6 +218,11 @@ class DemoServer:
     def url(self) -> str:
         """The API origin: what ``SDLIB_CIVITAI_URL`` should be."""
         return f"http://{self.host}:{self._servers[0].server_address[1]}"
+
+    @property
+    def hub_url(self) -> str:
+        """The Hugging Face Hub's origin: what ``HF_ENDPOINT`` should be."""
+        return self.hub.url
 
     @property
     def storage_url(self) -> str:
@@ -312,6 +324,7 @@ class DemoServer:
             self._requests.clear()
         self.rate_limit = None
         self.version_order = "newest"
+        self.hub.reset()
 
     def _take_fault(self, path: str, kinds: Iterable[str] | None = None) -> Fault | None:
         wanted = set(kinds) if kinds is not None else None

@@ -36,6 +36,7 @@ from sdlib.http._client import (
     build_client,
     network_errors,
     origin_of,
+    parse_ratelimit_reset,
     parse_retry_after,
     translate_error,
 )
@@ -62,6 +63,7 @@ __all__ = [
     "loads_bounded",
     "network_errors",
     "origin_of",
+    "parse_ratelimit_reset",
     "parse_retry_after",
     "raise_for_status",
     "read_capped",

@@ -15,7 +15,8 @@
   it starts, so a front end can say "127.0.0.1:9 refused; retry 1 of 4 in 1 s" at once
   instead of staying silent through the back-off;
 * the Civitai token as ``Authorization: Bearer ...``, sent only to the configured Civitai
-  origin (scheme, host and port), never to a redirect target, never in a URL.
+  origin (scheme, host and port), never to a redirect target, never in a URL; the Hugging
+  Face token likewise only to the configured Hub endpoint's origin.
 
 Nothing above ``sdlib.sources`` and ``sdlib.download`` catches ``httpx.*``: call sites wrap
 requests in ``network_errors(url)``, which translates transport failures into ``SourceError``.
@@ -30,7 +31,7 @@ import random
 import ssl
 import time
 import weakref
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Generator, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -52,6 +53,7 @@ __all__ = [
     "build_client",
     "network_errors",
     "origin_of",
+    "parse_ratelimit_reset",
     "translate_error",
 ]
 
@@ -80,17 +82,22 @@ class ScopedTokenAuth(httpx.Auth):
     auth did not sign, so the token reaches exactly the requests we addressed to Civitai.
     """
 
-    def __init__(self, token: str, origin: str) -> None:
-        self._token = token
+    def __init__(self, token: str, origin: str, *, more: Mapping[str, str] | None = None) -> None:
+        # ``more``: other origins with their own tokens (the Hub's beside Civitai's); the
+        # first token named for an origin wins.
+        self._tokens: dict[tuple[str, str, int | None], str] = {origin_of(origin): token}
+        for other, other_token in (more or {}).items():
+            self._tokens.setdefault(origin_of(other), other_token)
         self._origin = origin_of(origin)
         self._signed: weakref.WeakSet[httpx.Request] = weakref.WeakSet()
 
     def __repr__(self) -> str:  # never show the token, even in a debugger
-        return f"ScopedTokenAuth(origin={self._origin!r})"
+        return f"ScopedTokenAuth(origins={list(self._tokens)!r})"
 
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
-        if origin_of(request.url) == self._origin:
-            request.headers["Authorization"] = f"Bearer {self._token}"
+        token = self._tokens.get(origin_of(request.url))
+        if token is not None:
+            request.headers["Authorization"] = f"Bearer {token}"
             self._signed.add(request)
         yield request
 
@@ -160,6 +167,8 @@ class RetryTransport(httpx.BaseTransport):
                 ):
                     return response
                 retry_after = parse_retry_after(response.headers.get("Retry-After"))
+                if retry_after is None:
+                    retry_after = parse_ratelimit_reset(response.headers.get("RateLimit"))
                 reason = f"answered HTTP {response.status_code}"
                 response.close()
             delay = self.delay(attempt, retry_after)
@@ -222,6 +231,25 @@ def parse_retry_after(value: str | None) -> float | None:
     return max(0.0, when.timestamp() - time.time())
 
 
+def parse_ratelimit_reset(value: str | None) -> float | None:
+    """Seconds until an exhausted quota resets, from an IETF-draft ``RateLimit`` header
+    (``"api";r=0;t=89``, as the Hugging Face Hub sends): ``t + 1`` when ``r`` is 0, else
+    None (quota left, or no such header)."""
+    if not value:
+        return None
+    params: dict[str, str] = {}
+    for part in value.split(";"):
+        key, sep, val = part.strip().partition("=")
+        if sep:
+            params[key.strip().lower()] = val.strip().strip('"')
+    try:
+        if int(params.get("r", "")) > 0:
+            return None
+        return max(0.0, float(params["t"])) + 1.0
+    except (KeyError, ValueError):
+        return None
+
+
 def build_client(
     settings: Settings,
     transport: httpx.BaseTransport | None = None,
@@ -269,8 +297,12 @@ def build_client(
 
     auth: ScopedTokenAuth | None = None
     hooks: dict[str, list[Callable[..., object]]] = {"request": [], "response": []}
-    if settings.civitai.token:
-        auth = ScopedTokenAuth(settings.civitai.token, settings.civitai.base_url)
+    tokens = {settings.civitai.base_url: settings.civitai.token,
+              settings.huggingface.endpoint: settings.huggingface.token}  # fmt: skip
+    scoped = {origin: token for origin, token in tokens.items() if token}
+    if scoped:
+        (origin, token), *more = scoped.items()
+        auth = ScopedTokenAuth(token, origin, more=dict(more))
         hooks["request"].append(auth.strip_foreign)
     return httpx.Client(
         auth=auth,

@@ -1,4 +1,4 @@
-"""Operations that ask a source (Civitai today): search, show, install.
+"""Operations that ask a source (Civitai, the Hugging Face Hub): search, show, install.
 
 Each takes a :class:`~sdlib.services.Context`; the Context owns the client, so faces never
 build one. Results are the source layer's typed values.
@@ -16,8 +16,20 @@ if TYPE_CHECKING:
     from sdlib.install import FileChoice, InstallResult
     from sdlib.services._context import Context
     from sdlib.sources.civitai import CivitaiModel, CivitaiVersion, RecommendedSettings
+    from sdlib.sources.hf import HubClient, HubDownload, HubModel, HubRepo
 
-__all__ = ["install", "recommended", "record_install", "search", "show"]
+__all__ = [
+    "hub_client",
+    "hub_resolve",
+    "hub_search",
+    "hub_show",
+    "install",
+    "recommended",
+    "record_install",
+    "search",
+    "show",
+    "source_of",
+]
 
 
 def search(
@@ -48,6 +60,60 @@ def show(ctx: Context, ref: str) -> tuple[CivitaiModel, CivitaiVersion]:
     """A model and one version of it: ``4384`` (its newest published version, early
     access or not), ``4384@128713``, or a civitai.com / civitai.red URL."""
     return ctx.civitai.lookup(ctx.civitai.parse_ref(ref), available=False)
+
+
+def source_of(ctx: Context, ref: str) -> str:
+    """Which source a reference names: ``"huggingface"`` for ``hf:...`` and links to
+    huggingface.co, hf.co or the configured Hub endpoint; ``"civitai"`` otherwise."""
+    from urllib.parse import urlsplit
+
+    from sdlib.sources.hf import is_hub_ref
+
+    if is_hub_ref(ref):
+        return "huggingface"
+    text = ref.strip()
+    host = urlsplit(text if "://" in text else "//" + text).netloc.lower()
+    hub = urlsplit(ctx.settings.huggingface.endpoint).netloc.lower()
+    civitai = urlsplit(ctx.settings.civitai.base_url).netloc.lower()
+    return "huggingface" if host and host == hub and host != civitai else "civitai"
+
+
+def hub_client(ctx: Context) -> HubClient:
+    """The Hub's client over the context's HTTP client (which sends the Hub token to the
+    configured endpoint only)."""
+    from sdlib.sources.hf import HubClient
+
+    hub = ctx.settings.huggingface
+    return HubClient(ctx.http, endpoint=hub.endpoint, token=bool(hub.token))
+
+
+def hub_search(
+    ctx: Context,
+    query: str | None = None,
+    *,
+    types: Sequence[str] = (),
+    bases: Sequence[str] = (),
+    sort: str | None = None,
+    limit: int | None = 20,
+    on_stop: Callable[[str], None] | None = None,
+) -> Iterator[HubModel]:
+    """Model repos on the Hub, lazily across ``Link`` pages. ``types`` (lora, checkpoint,
+    vae, controlnet, embedding), ``bases`` (sd1, sdxl, flux... or a base repo id) and
+    ``sort`` (downloads, likes, trending, updated, created) are sdlib's words."""
+    return hub_client(ctx).search(query, types=types, bases=bases, sort=sort, limit=limit,
+                                  on_stop=on_stop)  # fmt: skip
+
+
+def hub_show(ctx: Context, ref: str) -> HubRepo:
+    """A Hub repo (``hf:ORG/REPO[@REV]`` or a link): info, card summary, gated state, files
+    with sizes and sha256 and what each likely is."""
+    return hub_client(ctx).repo(ref)
+
+
+def hub_resolve(ctx: Context, ref: str) -> HubDownload:
+    """What downloading ``ref`` would fetch: URL pinned to a commit, name, size, sha256,
+    gated state (``hf:ORG/REPO`` picks the repo's one single-file model)."""
+    return hub_client(ctx).resolve(ref)
 
 
 def recommended(ctx: Context, version: CivitaiVersion) -> RecommendedSettings:
@@ -89,6 +155,8 @@ def record_install(ctx: Context, result: InstallResult) -> None:
     from sdlib.errors import SdlibError
     from sdlib.library.installed import record_download
 
+    if result.version_id is None:
+        return  # the index knows Civitai identities only; a scan still finds the file
     verification = result.verification.to_dict() if result.verification is not None else None
     try:
         record_download(
