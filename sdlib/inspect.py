@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from sdlib.errors import FormatError
 from sdlib.files.opening import open_regular, os_problem
@@ -52,6 +52,8 @@ class InspectReport:
                 evidence=[self.note] if self.note else [],
             )  # fmt: skip
         data["safety"] = self.safety.to_dict() if self.safety is not None else None
+        if self.note:  # only a header-only look (inspect_header) has one
+            data["note"] = self.note
         return data
 
 
@@ -115,6 +117,106 @@ def inspect_file(path: str | os.PathLike[str]) -> InspectReport:
     raise FormatError(
         "unrecognised format (not safetensors, a PyTorch/pickle file or GGUF)", path=spath
     )
+
+
+def inspect_header(fh: BinaryIO, size: int, name: str) -> InspectReport:
+    """Classify a file from its first bytes, read through ``fh`` (seekable, at 0).
+
+    For a file that is not on disk: ``sdlib.http.RangedFile`` reads a remote one through
+    Range requests. Safetensors and GGUF files get the report ``inspect_file`` gives for
+    the same bytes (the same bounded header readers and classifier), and so does a pickle
+    of at most ``WHOLE_PICKLE`` bytes (read whole, scanned, never run). A larger pickle
+    gets its container and a note that only the whole file can be judged (its streams run
+    to the end of an archive); anything else is refused with the reason.
+    """
+    head = fh.read(SNIFF_BYTES)
+    container = sniff_bytes(head, size)
+    if container is Container.SAFETENSORS or (
+        container is Container.UNKNOWN and head[8:9] == b"{"  # meant to be: let it say why
+    ):
+        from sdlib.files.safetensors import read_table_from
+
+        fh.seek(0)
+        try:
+            table = read_table_from(fh, size, name)
+        except FormatError:
+            from sdlib.files.sniff import pickle_prefix
+
+            if not pickle_prefix(head):
+                raise
+            return _pickle_from_head(fh, size, name, Container.PICKLE)  # as inspect_file
+        hidden = _hidden_pickle_in_header(fh, head, table.data_offset or 0)
+        return InspectReport(name, size, Container.SAFETENSORS, _classify(table), hidden)
+    if container is Container.GGUF:
+        from sdlib.files.gguf import read_header_from
+
+        fh.seek(0)
+        header = read_header_from(fh, size, name)
+        hidden = _hidden_pickle_in_header(fh, head, fh.tell())
+        return InspectReport(name, size, container, _classify_gguf(header), hidden)
+    if container in PICKLE_CONTAINERS:
+        return _pickle_from_head(fh, size, name, container)
+    if size == 0:
+        raise FormatError("empty file", path=name)
+    if looks_like_text_error(head):
+        raise FormatError("an HTML or JSON error page, not a model file", path=name)
+    if size <= WHOLE_PICKLE:  # inspect_file runs anything unrecognised through the scanner
+        try:
+            return _pickle_from_head(fh, size, name, container)
+        except FormatError:
+            pass
+    raise FormatError(
+        "unrecognised format (not safetensors, a PyTorch/pickle file or GGUF)"
+        + ("" if size <= WHOLE_PICKLE else " from its first bytes; download the file and "
+           "run sdlib inspect on it"),
+        path=name,
+    )  # fmt: skip
+
+
+#: A pickle up to this size is read whole to be judged (embeddings are a few KiB).
+WHOLE_PICKLE = 1 << 20
+
+
+def _pickle_from_head(fh: BinaryIO, size: int, name: str, container: Container) -> InspectReport:
+    if size > WHOLE_PICKLE:
+        return InspectReport(name, size, container, None, note=WHOLE_FILE_NEEDED)
+    from sdlib.files.pickles import open_pickle_bytes
+
+    fh.seek(0)
+    try:
+        opened = open_pickle_bytes(fh.read(size))
+    except FormatError as exc:
+        raise FormatError(exc.message, path=name) from None
+    scan = opened.scan
+    return InspectReport(name, size, scan.container, _classify(opened.table), scan)
+
+
+#: What a header-only look says of a pickle.
+WHOLE_FILE_NEEDED = (
+    "a pickle (PyTorch .ckpt/.pt/.pth/.bin): its tensors and safety are judged from the "
+    "whole file only; download it and run sdlib inspect on it (it is never unpickled)"
+)
+
+
+def _hidden_pickle_in_header(fh: BinaryIO, head: bytes, end: int) -> PickleScan | None:
+    """``_hidden_pickle`` for a file known only up to ``end`` (its header): the scan when
+    the header's bytes run as a pickle naming an unsafe global. A stream that runs on past
+    the header is not judged (most are a length prefix swallowing the JSON, harmless):
+    ``safety`` stays unset, as it is for a safetensors file on disk."""
+    from sdlib.files.sniff import pickle_prefix
+
+    if not pickle_prefix(head):
+        return None
+    from sdlib.files.pickles import scan_bytes
+    from sdlib.taxonomy import Verdict
+
+    fh.seek(0)
+    try:
+        scan = scan_bytes(fh.read(end))
+    except FormatError:
+        return None
+    hostile = any(f.severity is Verdict.UNSAFE and f.module for f in scan.findings)
+    return scan if hostile else None
 
 
 def _classify(table: Any) -> Classification:

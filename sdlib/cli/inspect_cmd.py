@@ -18,11 +18,12 @@ from sdlib.cli._common import (
 
 
 @click.command("inspect")
-@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+# Plain strings: a URL is not a path (pathlib would fold its "//").
+@click.argument("files", nargs=-1, required=True)
 @click.option("--explain", is_flag=True, help="Show the evidence behind each verdict.")
 @json_option
 @handle_errors
-def inspect_cmd(files: tuple[Path, ...], explain: bool, as_json: bool) -> None:
+def inspect_cmd(files: tuple[str, ...], explain: bool, as_json: bool) -> None:
     """Classify model FILES from their content, not their names.
 
     Prints the container, kind (checkpoint, lora, embedding, vae...), base architecture
@@ -33,12 +34,20 @@ def inspect_cmd(files: tuple[Path, ...], explain: bool, as_json: bool) -> None:
     that cannot be read (corrupt, truncated, a FIFO, no permission) gets one error line
     and the others are still reported; the exit code is then 1 (3 if one is unsafe).
 
+    A Civitai reference (4384, 4384@128713, a civitai.com URL) or an http(s):// file URL
+    that is not a local path is looked into before any download: only its header is read,
+    through HTTP Range requests (a few KiB of a 7 GB checkpoint), and the report is the
+    one the downloaded file would get. A remote pickle is named, not judged (that needs
+    the whole file); a server that ignores Range requests is an error (exit 1).
+
     \b
     Examples:
       sdlib inspect model.safetensors
       sdlib inspect --explain mystery_file.ckpt
       sdlib inspect flux1-dev-Q8_0.gguf
       sdlib inspect models/Lora/* --json
+      sdlib inspect 4384@128713
+      sdlib inspect https://example.com/files/model.safetensors --json
     """
     from sdlib.errors import SdlibError
     from sdlib.files.opening import printable
@@ -46,30 +55,37 @@ def inspect_cmd(files: tuple[Path, ...], explain: bool, as_json: bool) -> None:
 
     reports: list[dict[str, Any]] = []
     codes: list[int] = []
-    for path in files:
+    remote = _Remote()
+    for text in files:
+        path, far = Path(text), remote.wanted(text)
+        shown = printable(text if far else path)
         # Every file gets its report or one error line; one bad file never stops the rest.
         try:
-            reports.append(inspect_path(path).to_dict())  # a FIFO is refused, never read
+            if far:
+                reports.append(remote.inspect(text))
+            else:
+                reports.append(inspect_path(path).to_dict())  # a FIFO is refused, never read
         except SdlibError as exc:
             codes.append(exc.exit_code)
             echo_err(f"sdlib: error: {exc}")
             if as_json:
-                reports.append({"path": printable(path), "error": exc.message})
+                reports.append({"path": shown, "error": exc.message})
         except OSError as exc:
             from sdlib.files.opening import os_problem
 
             codes.append(1)
-            echo_err(f"sdlib: error: {printable(path)}: {os_problem(exc)}")
+            echo_err(f"sdlib: error: {shown}: {os_problem(exc)}")
             if as_json:
-                reports.append({"path": printable(path), "error": os_problem(exc)})
+                reports.append({"path": shown, "error": os_problem(exc)})
         except Exception as exc:
             from sdlib.cli._crash import report_crash
 
             codes.append(1)
-            line = report_crash(exc).replace("sdlib: ", f"sdlib: {printable(path)}: ", 1)
+            line = report_crash(exc).replace("sdlib: ", f"sdlib: {shown}: ", 1)
             echo_err(line)
             if as_json:
-                reports.append({"path": printable(path), "error": line})
+                reports.append({"path": shown, "error": line})
+    remote.close()
     if as_json:
         emit_json(reports)
     else:
@@ -107,7 +123,14 @@ def _print(reports: list[dict[str, Any]], explain: bool) -> None:
             rows.append(("adapter", f"{lora['algo']}{rank}{alpha}"))
             if lora.get("targets"):
                 rows.append(("targets", ", ".join(lora["targets"])))
-        rows.append(("tensors", f"{r['tensors']:,} ({r['parameters']:,} parameters)"))
+        if r["tensors"] or "bytes_read" not in r:  # a remote pickle's table is not read
+            rows.append(("tensors", f"{r['tensors']:,} ({r['parameters']:,} parameters)"))
+        if "bytes_read" in r:  # a remote file, looked into through Range requests
+            rows.insert(0, ("file", r.get("file_name")))
+            requests = f"{r['requests']} request{'s' if r['requests'] != 1 else ''}"
+            rows.append(("read", f"{human_size(r['bytes_read'])} in {requests}"))
+        if r.get("note"):
+            rows.append(("note", r["note"]))
         safety = r.get("safety")
         if safety:
             colour = {"safe": "green", "suspicious": "yellow", "unsafe": "red"}[safety["verdict"]]
@@ -130,3 +153,55 @@ def _print(reports: list[dict[str, Any]], explain: bool) -> None:
             out.print("  evidence:")
             for line in r.get("evidence") or []:
                 out.print(f"    - {line}", markup=False)
+
+
+class _Remote:
+    """Remote references for one command: one service context, built on first use."""
+
+    def __init__(self) -> None:
+        self._ctx: Any = None
+
+    def wanted(self, text: str) -> bool:
+        from sdlib.services.peek import is_remote
+
+        # A local file wins (a file named 4384); the test is cheap and never opens it.
+        return is_remote(text) and not Path(text).exists()
+
+    def inspect(self, text: str) -> dict[str, Any]:
+        from sdlib.cli._common import cli_context
+        from sdlib.services.peek import inspect_remote
+
+        if self._ctx is None:
+            self._ctx = cli_context()
+        status = _Status()
+        try:
+            return inspect_remote(self._ctx, text, on_step=status.update).to_dict()
+        finally:
+            status.stop()
+
+    def close(self) -> None:
+        if self._ctx is not None:
+            self._ctx.close()
+
+
+class _Status:
+    """A transient spinner on stderr while a remote file is resolved and read (a terminal
+    only: nothing through a pipe)."""
+
+    def __init__(self) -> None:
+        self._live: Any = None
+
+    def update(self, text: str) -> None:
+        if self._live is None:
+            err = console(stderr=True)
+            if not err.is_terminal:
+                return
+            self._live = err.status(text)
+            self._live.start()
+        else:
+            self._live.update(text)
+
+    def stop(self) -> None:
+        if self._live is not None:
+            self._live.stop()
+            self._live = None

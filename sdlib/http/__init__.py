@@ -12,7 +12,10 @@ This layer knows HTTP, not any source: it never imports ``sdlib.sources``,
 * ``read_capped`` / ``loads_bounded`` / ``challenge_of``: answers from servers we do not
   control, read with a cap and parsed with limits (``_bodies``);
 * ``raise_for_status``: an HTTP status as an sdlib error, knowing no source; a source
-  with its own error bodies (Civitai) maps its answers itself (``_status``).
+  with its own error bodies (Civitai) maps its answers itself (``_status``);
+* ``open_ranged`` / ``RangedFile``: a remote file's first bytes through Range requests,
+  read as a seekable file under a byte budget, for looking inside before a download
+  (``_ranges``).
 """
 
 from __future__ import annotations
@@ -41,20 +44,24 @@ from sdlib.http._client import (
     translate_error,
 )
 from sdlib.http._fastbody import ABORT, FAST_BODY, READINTO, FastBodyTransport
+from sdlib.http._ranges import FIRST_READ, NO_RANGES, RangedFile, open_ranged
 from sdlib.http._status import raise_for_status
 
 __all__ = [
     "ABORT",
     "FAST_BODY",
+    "FIRST_READ",
     "HEAD",
     "MAX_DEPTH",
     "MAX_FLOAT",
     "MAX_INT_DIGITS",
+    "NO_RANGES",
     "READINTO",
     "RETRY_STATUSES",
     "USER_AGENT",
     "FastBodyTransport",
     "HostileJSON",
+    "RangedFile",
     "RetryNotice",
     "RetryTransport",
     "ScopedTokenAuth",
@@ -62,6 +69,7 @@ __all__ = [
     "challenge_of",
     "loads_bounded",
     "network_errors",
+    "open_ranged",
     "origin_of",
     "parse_ratelimit_reset",
     "parse_retry_after",
