@@ -43,6 +43,7 @@ if TYPE_CHECKING:
         scan,
         verify,
     )
+    from sdlib.services.peek import RemoteInspection, RemoteTarget, inspect_remote
     from sdlib.services.remote import install, search, show
     from sdlib.services.transform import convert, merge
     from sdlib.transform.convert import ConvertResult
@@ -57,6 +58,8 @@ __all__ = [
     "InspectReport",
     "InstallResult",
     "MergeResult",
+    "RemoteInspection",
+    "RemoteTarget",
     "ScanResult",
     "SdlibError",
     "Settings",
@@ -68,6 +71,7 @@ __all__ = [
     "hash_file",
     "identify",
     "inspect_file",
+    "inspect_remote",
     "install",
     "load_settings",
     "merge",
@@ -91,6 +95,8 @@ _LAZY = {
     "InspectReport": "sdlib.inspect",
     "InstallResult": "sdlib.install",
     "MergeResult": "sdlib.transform.merge",
+    "RemoteInspection": "sdlib.services.peek",
+    "RemoteTarget": "sdlib.services.peek",
     "ScanResult": "sdlib.library.scan",
     "SdlibError": "sdlib.errors",
     "Settings": "sdlib.config",
@@ -101,6 +107,7 @@ _LAZY = {
     "hash_file": "sdlib.hashing",
     "identify": "sdlib.services.library",
     "inspect_file": "sdlib.inspect",
+    "inspect_remote": "sdlib.services.peek",
     "install": "sdlib.services.remote",
     "load_settings": "sdlib.config",
     "merge": "sdlib.services.transform",
