@@ -21,7 +21,7 @@ from sdlib.errors import ManifestError, NotFound, SdlibError, UsageError
 from sdlib.install import FileChoice, Installer, InstallResult
 
 if TYPE_CHECKING:
-    from sdlib.sources.civitai import DownloadTarget
+    from sdlib.sources.protocol import RemoteFile
 from sdlib.library.layouts import Layout
 from sdlib.library.placement import Destination
 from sdlib.manifest import Entry, LockEntry, Manifest, Target
@@ -239,16 +239,13 @@ class BulkInstaller:
             # [defaults] are preferences: fall back to the version's own pick.
             loose = replace(choice, **{k: None for k in entry.defaulted})
             resolved = self.installer.resolve(ref, loose)
-        target = resolved[2]
+        target = resolved
         done = self._already_converted(entry, target)
         if done is not None:
             return done
         if self.dry_run:
             dest = self._destination(entry) or self.installer.destination
-            from sdlib.install import _api_kind
-            from sdlib.taxonomy import base_from_civitai
-
-            folder = dest.folder_for(_api_kind(target), base_from_civitai(target.base_model))
+            folder = dest.folder_for(target.kind, target.base)
             return EntryResult(entry.ref, entry.line, "would-install",
                                str(folder / (entry.name or target.file_name)), target.size,
                                target.sha256)  # fmt: skip
@@ -257,16 +254,17 @@ class BulkInstaller:
         )
         return self._finish(entry, result)
 
-    def _already_converted(self, entry: Entry, target: DownloadTarget) -> EntryResult | None:
+    def _already_converted(self, entry: Entry, target: RemoteFile) -> EntryResult | None:
         """A ``convert`` entry whose safetensors output from this very file is in place."""
-        if entry.convert != "safetensors" or target.format == "SafeTensor" or not target.sha256:
+        from sdlib.taxonomy import Container
+
+        safetensors = target.container is Container.SAFETENSORS
+        if entry.convert != "safetensors" or safetensors or not target.sha256:
             return None
         from sdlib.files.safetensors import read_table
-        from sdlib.install import _api_kind
-        from sdlib.taxonomy import base_from_civitai
 
         dest = self._destination(entry) or self.installer.destination
-        folder = dest.folder_for(_api_kind(target), base_from_civitai(target.base_model))
+        folder = dest.folder_for(target.kind, target.base)
         path = folder / (Path(entry.name or target.file_name).stem + ".safetensors")
         try:
             source = read_table(path).metadata.get("sdlib.source_sha256", "")
@@ -282,10 +280,13 @@ class BulkInstaller:
                            target.sha256, lock=lock)  # fmt: skip
 
     def _lock_entry(
-        self, entry: Entry, model_id: int | None, version_id: int, file_id: int,
+        self, entry: Entry, model_id: int | None, version_id: int | None, file_id: int | None,
         file_name: str, size: int, sha256: str, blake3: str | None, path: Path,
         converted: str | None,
     ) -> LockEntry:  # fmt: skip
+        if version_id is None or file_id is None:
+            raise ManifestError(f"{entry.ref}: a lock pins Civitai files only (version and file "
+                                "ids)", path=self.manifest.path, line=entry.line)  # fmt: skip
         return LockEntry(
             ref=entry.ref, key=entry.key(), model_id=model_id, version_id=version_id,
             file_id=file_id, file_name=file_name, size=size, sha256=sha256,

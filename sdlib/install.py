@@ -1,7 +1,9 @@
 """Resolve -> pick a file -> download -> verify -> inspect -> place -> sidecars.
 
 The one path every front end (CLI ``download``, ``install``, the TUI) takes to put a model
-from a source into a user's folder.
+from a source into a user's folder. A source turns the reference into a
+:class:`~sdlib.sources.protocol.RemoteFile`; nothing below ``resolve`` asks which source
+it was.
 """
 
 from __future__ import annotations
@@ -25,43 +27,28 @@ from sdlib.library.sidecars import (
     write_json,
     write_model_sidecars,
 )
-from sdlib.taxonomy import CIVITAI_TYPE_TO_KIND, Base, Container, Kind, base_from_civitai
+from sdlib.sources.protocol import ANY_FILE, FileChoice, RemoteFile
+from sdlib.taxonomy import Base, Kind
 
 if TYPE_CHECKING:
     import httpx
 
     from sdlib.files.verification import Verification
     from sdlib.hashing import FileHashes
-    from sdlib.sources.civitai import CivitaiClient, CivitaiModel, CivitaiVersion, DownloadTarget
+    from sdlib.sources.civitai import CivitaiClient
+
+__all__ = ["FileChoice", "InstallResult", "Installer", "RemoteFile", "run_all"]
 
 T = TypeVar("T")
 R = TypeVar("R")
-
-#: Civitai file types that say more than the model type does.
-_FILE_TYPE_KIND = {"VAE": Kind.VAE, "Text Encoder": Kind.TEXT_ENCODER, "UNet": Kind.UNET,
-                   "Diffusion Model": Kind.UNET, "CLIPVision": Kind.CLIP_VISION,
-                   "Vision Encoder": Kind.CLIP_VISION}  # fmt: skip
-_FORMAT_CONTAINER = {"SafeTensor": Container.SAFETENSORS, "PickleTensor": Container.PICKLE_ZIP,
-                     "GGUF": Container.GGUF}  # fmt: skip
-
-
-@dataclass(frozen=True)
-class FileChoice:
-    """Which file of a version: Civitai's own filters, or an exact file id."""
-
-    type: str | None = None
-    format: str | None = None
-    size: str | None = None
-    fp: str | None = None
-    file_id: int | None = None
 
 
 @dataclass(frozen=True)
 class InstallResult:
     ref: str
     model_id: int | None
-    version_id: int
-    file_id: int
+    version_id: int | None
+    file_id: int | None
     path: Path
     size: int
     sha256: str
@@ -76,10 +63,14 @@ class InstallResult:
     #: What the published size and hashes said (``sdlib.files.verification``); None when nothing
     #: was downloaded (an identical file was already present).
     verification: Verification | None = None
+    #: Where it came from (``civitai``, ``hf``), and the exact revision when the source has one.
+    source: str = "civitai"
+    revision: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "ref": self.ref, "model_id": self.model_id, "version_id": self.version_id,
+            "ref": self.ref, "source": self.source, "revision": self.revision,
+            "model_id": self.model_id, "version_id": self.version_id,
             "file_id": self.file_id, "path": str(self.path), "size": self.size,
             "sha256": self.sha256, "kind": self.kind, "base": self.base,
             "verified": self.verified, "status": self.status, "picked": self.picked,
@@ -90,7 +81,7 @@ class InstallResult:
 
 @dataclass
 class Installer:
-    """Installs Civitai references into a ``Destination``. Thread-safe for concurrent refs."""
+    """Installs references of any source into a ``Destination``. Thread-safe."""
 
     civitai: CivitaiClient
     http: httpx.Client
@@ -103,52 +94,25 @@ class Installer:
     on_event: Callable[[DownloadEvent], None] | None = None
     on_note: Callable[[str], None] = field(default=lambda _m: None)
 
-    def resolve(
-        self, ref: str, choice: FileChoice = FileChoice()
-    ) -> tuple[CivitaiModel, CivitaiVersion, DownloadTarget]:
-        """The model, version and exact file a reference and file choice name.
+    def resolve(self, ref: str, choice: FileChoice = ANY_FILE) -> RemoteFile:
+        """The exact file a reference and file choice name, with its facts.
 
-        Besides every form ``parse_ref`` takes, ``sha256:<hex>`` finds a file by its hash.
+        Besides every form Civitai's ``parse_ref`` takes, ``sha256:<hex>`` finds a file by
+        its hash.
         """
-        file_id = choice.file_id
-        if ref.lower().startswith("sha256:"):
-            version = self.civitai.version_by_hash(ref.split(":", 1)[1])
-            wanted = ref.split(":", 1)[1].upper()
-            match = next((f for f in version.files if f.hashes.get("SHA256", "").upper() == wanted),
-                         None)  # fmt: skip
-            file_id = match.id if match is not None else file_id
-            model, version = self.civitai.lookup(f"{version.model_id}@{version.id}")
-        else:
-            parsed = self.civitai.parse_ref(ref)
-            model, version = self.civitai.lookup(parsed)
-            file_id = file_id if file_id is not None else parsed.file_id
-            if parsed.version_id is None:
-                self._say_early_access(model, version)
-        target = self.civitai.resolve_download(
-            version, type=choice.type, format=choice.format, size=choice.size, fp=choice.fp,
-            file_id=file_id,
-        )  # fmt: skip
-        return model, version, target
+        from sdlib.sources.civitai import resolve_file
 
-    def _say_early_access(self, model: CivitaiModel, version: CivitaiVersion) -> None:
-        """Name the newer versions a bare model reference skipped (early access)."""
-        for newer in model.early_access_newer(version):
-            until = (newer.early_access_ends or "")[:10]
-            self.on_note(
-                f"{model.name}: version {newer.name} ({newer.id}) is in early access until "
-                f"{until}; installing {version.name} ({version.id}), the newest you can "
-                f"download (ask for {model.id}@{newer.id} to try the early-access one)"
-            )
+        return resolve_file(self.civitai, ref, choice, on_note=self.on_note)
 
     def install(
         self,
         ref: str,
-        choice: FileChoice = FileChoice(),
+        choice: FileChoice = ANY_FILE,
         *,
         file_name: str | None = None,
         destination: Destination | None = None,
         expect_sha256: str | None = None,
-        resolved: tuple[CivitaiModel, CivitaiVersion, DownloadTarget] | None = None,
+        resolved: RemoteFile | None = None,
         at: Path | None = None,
         sort: bool | None = None,
     ) -> InstallResult:
@@ -159,7 +123,7 @@ class Installer:
         file is resumed). ``sort``: move the file to the folder its content belongs in
         (default: only when ``destination`` is the installer's own).
         """
-        model, version, target = resolved or self.resolve(ref, choice)
+        target = resolved or self.resolve(ref, choice)
         if expect_sha256 and (target.sha256 or "").upper() != expect_sha256.upper():
             raise HashMismatch(
                 f"{ref}: the file changed upstream (SHA256 {target.sha256 or 'unknown'}, the "
@@ -167,9 +131,8 @@ class Installer:
                 expected=expect_sha256, actual=target.sha256,
             )  # fmt: skip
         dest = destination or self.destination
-        api_kind = _api_kind(target)
-        api_base = base_from_civitai(target.base_model)
-        picked = _describe_pick(target)
+        api_kind, api_base = target.kind, target.base
+        picked = target.picked
         self.on_note(f"{ref}: picked {picked}")
         sha = target.sha256
         if at is not None:  # the same path again: its part file holds the first bytes
@@ -178,7 +141,7 @@ class Installer:
         else:
             name = choose_name(
                 dest.folder_for(api_kind, api_base), file_name or target.file_name,
-                tags=(str(target.version_id), str(target.file_id)), sha256=sha,
+                tags=target.tags, sha256=sha,
                 sha256_of=self._sha256_of,
             )  # fmt: skip
         sort = destination is None if sort is None else sort
@@ -188,11 +151,10 @@ class Installer:
                                 api_kind, api_base, "already-present", picked, (), ())  # fmt: skip
         spec = DownloadSpec(
             url=target.url, dest=name.path, size=target.size, hashes=target.hashes,
-            container=_FORMAT_CONTAINER.get(target.format or ""),
-            refresh=lambda: self.resolve(ref, FileChoice(file_id=target.file_id))[2].url,
+            container=target.container, refresh=target.refresh,
             origin=_origin(ref, target, dest, sort),
         )  # fmt: skip
-        result = download(self.http, spec, self._download_options(), self.on_event)
+        result = download(self.http, spec, self._download_options(target), self.on_event)
         self.hashes.store(result.path, result.hashes)
         verdict = result.verification
         path, kind, base, warnings = self._check_and_place(
@@ -200,21 +162,19 @@ class Installer:
         )
         if verdict is not None and (line := verdict.warning()) is not None:
             warnings = (line, *warnings)
-        sidecars = self._sidecars(path, model, version, kind, base, verdict)
+        sidecars = self._sidecars(path, target, kind, base, verdict)
         if dest.layout is not None and dest.layout.name == "stabilitymatrix":
-            sidecars += self._cm_info(path, model, version, target, result.hashes)
+            sidecars += self._cm_info(path, target, result.hashes)
         return self._result(ref, target, path, result.size, result.hashes.sha256, kind, base,
                             "downloaded", picked, warnings, sidecars, verdict)  # fmt: skip
 
     # -- steps --------------------------------------------------------------------------------
-    def _download_options(self) -> DownloadOptions:
-        """The caller's options, with Civitai's error mapping where they name none: the
-        engine knows no source, and these downloads come from Civitai's download endpoint."""
-        if self.options.raise_for_status is not None:
+    def _download_options(self, target: RemoteFile) -> DownloadOptions:
+        """The caller's options, with the source's error mapping for its download host
+        (the engine knows no source)."""
+        if target.raise_for_status is None:
             return self.options
-        from sdlib.sources.civitai import raise_for_status
-
-        return replace(self.options, raise_for_status=raise_for_status)
+        return replace(self.options, raise_for_status=target.raise_for_status)
 
     def _sha256_of(self, path: Path) -> str | None:
         try:
@@ -238,7 +198,9 @@ class Installer:
         except SdlibError as exc:
             return path, api_kind, api_base, (f"could not inspect the file: {exc.message}",)
         except Exception as exc:  # a classifier bug: the file is judged safe, just unsorted
-            why = f"could not classify the file ({type(exc).__name__}); placed as Civitai lists it"
+            why = (
+                f"could not classify the file ({type(exc).__name__}); placed as its source lists it"
+            )
             return path, api_kind, api_base, (why,)
         if report.safety is not None and str(report.safety.verdict) == "unsafe":
             with contextlib.suppress(OSError):
@@ -255,14 +217,14 @@ class Installer:
         kind, base = api_kind, api_base
         if not same_family(cls.kind, api_kind):
             warnings.append(
-                f"Civitai lists this as {api_kind.value}, but its content is a "
+                f"The source lists this as {api_kind.value}, but its content is a "
                 f"{cls.kind.value}; placed as {cls.kind.value}"
             )
             kind = cls.kind
         if cls.base is not Base.UNKNOWN and cls.base is not api_base:
             if api_base is not Base.UNKNOWN:
                 warnings.append(
-                    f"Civitai says base {api_base.value}, the weights say {cls.base.value}; "
+                    f"The source says base {api_base.value}, the weights say {cls.base.value}; "
                     f"placed by the weights"
                 )
             base = cls.base
@@ -276,18 +238,19 @@ class Installer:
         return path, kind, base, tuple(warnings)
 
     def _sidecars(
-        self, path: Path, model: CivitaiModel, version: CivitaiVersion, kind: Kind, base: Base,
+        self, path: Path, target: RemoteFile, kind: Kind, base: Base,
         verdict: Verification | None = None,
     ) -> tuple[str, ...]:  # fmt: skip
-        preview = self._preview(version) if self.previews else None
-        notes = _notes(self.civitai.base_url, model, version)
+        preview = self._preview(target) if self.previews else None
+        notes = _notes(target)
         if verdict is not None and (line := verdict.warning()) is not None:
             notes += f"\nsdlib: {line}"  # the user sees it where the webUI shows notes
         meta = a1111_user_metadata(
-            kind=kind.value, base=base, description=model.description,
-            trained_words=version.trained_words, notes=notes,
+            kind=kind.value, base=base, description=target.description,
+            trained_words=target.trained_words, notes=notes,
         )  # fmt: skip
-        raw = version.raw or version.to_dict()
+        # .civitai.info holds Civitai's own version record; other sources have their own.
+        raw = target.record if target.source == "civitai" else None
         try:
             written = write_model_sidecars(
                 path, version_json=raw, user_metadata=meta, preview=preview
@@ -297,24 +260,17 @@ class Installer:
             return ()
         return tuple(str(p) for p in written)
 
-    def _cm_info(
-        self,
-        path: Path,
-        model: CivitaiModel,
-        version: CivitaiVersion,
-        target: DownloadTarget,
-        hashes: FileHashes,
-    ) -> tuple[str, ...]:
+    def _cm_info(self, path: Path, target: RemoteFile, hashes: FileHashes) -> tuple[str, ...]:
         """Stability Matrix's ``<stem>.cm-info.json``, which its model browser reads."""
         info = stability_matrix_info(
-            version_json=version.raw or version.to_dict(),
-            model_name=model.name, model_description=model.description,
-            model_type=model.type, nsfw=model.nsfw, tags=model.tags, author=model.creator,
+            version_json=target.record or {},
+            model_name=target.model_name or target.title,
+            model_description=target.description, model_type=target.model_type,
+            nsfw=target.nsfw, tags=list(target.model_tags), author=target.author,
             file_name=target.file_name, file_id=target.file_id,
-            file_metadata={"fp": target.fp, "size": target.weights, "format": target.format},
+            file_metadata=dict(target.file_metadata),
             hashes={"SHA256": hashes.sha256, "CRC32": hashes.crc32, "BLAKE3": hashes.blake3},
-            imported_at=datetime.now(timezone.utc).isoformat(),
-            source_url=f"{self.civitai.base_url}/models/{model.id}?modelVersionId={version.id}",
+            imported_at=datetime.now(timezone.utc).isoformat(), source_url=target.page_url,
         )  # fmt: skip
         target_path = path.with_name(path.stem + ".cm-info.json")
         try:
@@ -324,12 +280,10 @@ class Installer:
             return ()
         return (str(target_path),) if written else ()
 
-    def _preview(self, version: CivitaiVersion) -> bytes | None:
+    def _preview(self, target: RemoteFile) -> bytes | None:
         """The first still image of the version that the NSFW setting allows."""
-        for image in version.images:
+        for image in target.previews:
             if image.nsfw and not self.nsfw:
-                continue
-            if getattr(image, "type", "image") not in (None, "image"):
                 continue
             data = self._fetch_image(image.url)
             if data and image_extension(data[:16]):
@@ -342,7 +296,7 @@ class Installer:
         return fetch_preview(self.http, url)  # preview-sized, capped while streaming
 
     def _result(
-        self, ref: str, target: DownloadTarget, path: Path, size: int, sha256: str,
+        self, ref: str, target: RemoteFile, path: Path, size: int, sha256: str,
         kind: Kind, base: Base, status: str, picked: str, warnings: tuple[str, ...],
         sidecars: tuple[str, ...], verification: Verification | None = None,
     ) -> InstallResult:  # fmt: skip
@@ -353,6 +307,7 @@ class Installer:
             file_id=target.file_id, path=path, size=size, sha256=sha256, kind=kind.value,
             base=base.value, verified=verified, status=status, picked=picked,
             warnings=warnings, sidecars=sidecars, verification=verification,
+            source=target.source, revision=target.revision,
         )  # fmt: skip
 
 
@@ -378,41 +333,22 @@ def run_all(installer: Installer, func: Callable[[T], R], items: Sequence[T], jo
     return results
 
 
-def _origin(ref: str, target: DownloadTarget, dest: Destination, sort: bool) -> dict[str, Any]:
+def _origin(ref: str, target: RemoteFile, dest: Destination, sort: bool) -> dict[str, Any]:
     """What a later process needs to finish this download (``sdlib downloads --resume``):
     the exact version and file, and where the file goes."""
-    exact = f"{target.model_id}@{target.version_id}" if target.model_id else ref
-    title = " ".join(n for n in (target.model_name, target.version_name) if n)
     return {
-        "ref": exact, "asked": ref, "file_id": target.file_id, "title": title,
-        "root": os.path.abspath(dest.root),
+        "ref": target.pinned_ref, "asked": ref, "file_id": target.file_id,
+        "title": target.title, "root": os.path.abspath(dest.root),
         "ui": dest.layout.name if dest.layout is not None else None, "sort": sort,
     }  # fmt: skip
 
 
-def _api_kind(target: DownloadTarget) -> Kind:
-    if target.file_type in _FILE_TYPE_KIND:
-        return _FILE_TYPE_KIND[target.file_type]
-    return CIVITAI_TYPE_TO_KIND.get(target.model_type or "", Kind.UNKNOWN)
-
-
-def _describe_pick(target: DownloadTarget) -> str:
-    bits = [target.file_name]
-    details = [d for d in (target.format, target.fp, target.weights) if d]
-    if details:
-        bits.append(f"({', '.join(details)})")
-    bits.append(f"from {target.model_name or 'model'} {target.version_name}")
-    if not target.primary:
-        bits.append("[not the primary file]")
-    return " ".join(bits)
-
-
-def _notes(site: str, model: CivitaiModel, version: CivitaiVersion) -> str:
+def _notes(target: RemoteFile) -> str:
     from sdlib.library.sidecars import strip_html
 
-    lines = [f"{site}/models/{model.id}?modelVersionId={version.id}"]
-    if version.base_model:
-        lines.append(f"Base model: {version.base_model}")
-    if version.description:
-        lines.append(strip_html(version.description))
+    lines = [target.page_url]
+    if target.base_label:
+        lines.append(f"Base model: {target.base_label}")
+    if target.version_description:
+        lines.append(strip_html(target.version_description))
     return "\n".join(lines)

@@ -57,7 +57,8 @@ def _serve_model(server: HostileServer, model: str, version: str | None = None) 
 def _one_line_error(result: subprocess.CompletedProcess[str], code: int = 7) -> str:
     assert result.returncode == code, (result.returncode, result.stdout, result.stderr[-2000:])
     assert "Traceback" not in result.stderr
-    lines = result.stderr.strip().splitlines()
+    # A retry says so on its own line before its wait; the failure is still one line.
+    lines = [ln for ln in result.stderr.strip().splitlines() if "; retry " not in ln]
     assert len(lines) == 1 and lines[0].startswith("sdlib: error: "), result.stderr[-2000:]
     return lines[0]
 

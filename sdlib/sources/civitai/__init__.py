@@ -18,6 +18,8 @@ error bodies lives here, over the injected client from ``sdlib.http``:
   mapper callers hand to the download engine for Civitai downloads (``_http``);
 * ``fetch_preview`` / ``preview_url``: a preview, sized by the CDN, read with a cap
   (``_previews``);
+* ``resolve_file``: a reference and a file choice as the install path's
+  ``sdlib.sources.protocol.RemoteFile`` (``_files``);
 * ``CivitaiLookup``: Civitai as the library's ``sdlib.lookup.Lookup`` (identity by hash,
   models for update checks, previews), cached per server and paced (``_lookup``, with the
   record-to-facts functions in ``_facts``).
@@ -28,6 +30,7 @@ from __future__ import annotations
 from sdlib.sources.civitai._account import CivitaiAccount, fetch_account
 from sdlib.sources.civitai._client import PERIODS, SORTS, CivitaiClient
 from sdlib.sources.civitai._fields import RecommendedSettings
+from sdlib.sources.civitai._files import remote_file, resolve_file
 from sdlib.sources.civitai._http import MAX_JSON, get_json, parse_json, raise_for_status
 from sdlib.sources.civitai._lookup import CivitaiLookup, RateLimiter
 from sdlib.sources.civitai._models import (
@@ -74,4 +77,6 @@ __all__ = [
     "parse_ref",
     "preview_url",
     "raise_for_status",
+    "remote_file",
+    "resolve_file",
 ]
