@@ -33,7 +33,9 @@ if TYPE_CHECKING:
     from sdlib.install import FileChoice, InstallResult
     from sdlib.library.scan import FileReport, ScanResult
     from sdlib.services import Context
+    from sdlib.services.account import whoami
     from sdlib.services.downloads import forget_download, resume_download, unfinished_downloads
+    from sdlib.services.files import hash_path, inspect_path
     from sdlib.services.library import (
         check_updates,
         identify,
@@ -43,9 +45,17 @@ if TYPE_CHECKING:
         scan,
         verify,
     )
+    from sdlib.services.manifests import (
+        export_library,
+        install_manifest,
+        load_manifest,
+        write_export,
+    )
     from sdlib.services.peek import RemoteInspection, RemoteTarget, inspect_remote
     from sdlib.services.remote import install, search, show
     from sdlib.services.transform import convert, merge
+    from sdlib.services.trash import trash_paths
+    from sdlib.services.verify import verify_paths
     from sdlib.transform.convert import ConvertResult
     from sdlib.transform.merge import MergeResult
 
@@ -67,12 +77,17 @@ __all__ = [
     "__version__",
     "check_updates",
     "convert",
+    "export_library",
     "forget_download",
     "hash_file",
+    "hash_path",
     "identify",
     "inspect_file",
+    "inspect_path",
     "inspect_remote",
     "install",
+    "install_manifest",
+    "load_manifest",
     "load_settings",
     "merge",
     "organize_apply",
@@ -82,8 +97,12 @@ __all__ = [
     "scan",
     "search",
     "show",
+    "trash_paths",
     "unfinished_downloads",
     "verify",
+    "verify_paths",
+    "whoami",
+    "write_export",
 ]
 
 _LAZY = {
@@ -104,7 +123,16 @@ _LAZY = {
     "check_updates": "sdlib.services.library",
     "convert": "sdlib.services.transform",
     "forget_download": "sdlib.services.downloads",
+    "export_library": "sdlib.services.manifests",
     "hash_file": "sdlib.hashing",
+    "hash_path": "sdlib.services.files",
+    "trash_paths": "sdlib.services.trash",
+    "verify_paths": "sdlib.services.verify",
+    "whoami": "sdlib.services.account",
+    "inspect_path": "sdlib.services.files",
+    "install_manifest": "sdlib.services.manifests",
+    "load_manifest": "sdlib.services.manifests",
+    "write_export": "sdlib.services.manifests",
     "identify": "sdlib.services.library",
     "inspect_file": "sdlib.inspect",
     "inspect_remote": "sdlib.services.peek",

@@ -15,7 +15,32 @@ or Textual objects. Below this layer: sources (Civitai), the download engine, th
 
 from __future__ import annotations
 
-from sdlib.services import downloads, files, library, manifests, remote, transform
+from sdlib.services import (
+    account,
+    downloads,
+    files,
+    library,
+    manifests,
+    paths,
+    peek,
+    remote,
+    transform,
+    trash,
+    verify,
+)
 from sdlib.services._context import Context
 
-__all__ = ["Context", "downloads", "files", "library", "manifests", "remote", "transform"]
+__all__ = [
+    "Context",
+    "account",
+    "downloads",
+    "files",
+    "library",
+    "manifests",
+    "paths",
+    "peek",
+    "remote",
+    "transform",
+    "trash",
+    "verify",
+]

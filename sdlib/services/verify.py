@@ -166,34 +166,20 @@ def _models(
     ctx: Context, paths: Sequence[str | os.PathLike[str]], root: str | Path | None, ui: str | None
 ) -> tuple[list[FileReport], list[str]]:
     """The scanned model files (with their sidecars and index rows) that ``paths`` name, and
-    the files named that are no model (a sidecar, a text file)."""
+    the files named that are no model (a sidecar, a text file). Paths are found in their
+    webUI folder as ``identify`` finds them (``services.paths``)."""
     from sdlib.errors import UsageError
-    from sdlib.library.layouts import PLAIN
     from sdlib.services.library import scan
+    from sdlib.services.paths import locate, model_files
 
     if not paths:
         folder, layout = ctx.library_root(root, ui)
         return scan(ctx, folder, layout=layout, workers=None).models, []
-    out: dict[str, FileReport] = {}
-    not_models: list[str] = []
     for raw in paths:
-        path = Path(os.path.abspath(Path(raw).expanduser()))
-        if path.is_dir():
-            try:
-                folder, layout = ctx.library_root(path, ui)
-            except UsageError:
-                if ui:
-                    raise
-                folder, layout = path, PLAIN  # a folder of models that is not a webUI
-            for report in scan(ctx, folder, layout=layout, workers=None).models:
-                out.setdefault(report.path, report)
-        elif path.exists():
-            found = scan(ctx, path.parent, layout=PLAIN, only=[path], workers=None).models
-            mine = [r for r in found if r.path == str(path)]
-            if not mine:
-                not_models.append(str(path))
-            for report in mine:
-                out.setdefault(report.path, report)
-        else:
+        if not os.path.exists(Path(raw).expanduser()):
             raise UsageError(f"{raw}: no such file or folder")
-    return list(out.values()), not_models
+    found = [report for _target, report in model_files(ctx, locate(ctx, paths, ui))]
+    seen = {os.path.abspath(r.path) for r in found}
+    named = [os.path.abspath(Path(p).expanduser()) for p in paths]
+    not_models = [p for p in named if not os.path.isdir(p) and p not in seen]
+    return found, not_models
