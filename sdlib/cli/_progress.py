@@ -187,8 +187,8 @@ class StageProgress:
             if not err.is_terminal:
                 return
             self.bar = Progress(
-                TextColumn("{task.description}"), BarColumn(), DownloadColumn(), console=err,
-                transient=True,
+                TextColumn("{task.description}"), BarColumn(), DownloadColumn(binary_units=True),
+                console=err, transient=True,
             )  # fmt: skip
             self.bar.start()
             self.task = self.bar.add_task(self.label, total=event.total)

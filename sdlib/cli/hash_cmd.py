@@ -71,12 +71,14 @@ def _hash_one(ctx: Any, path: Path, err: Any, hash_path: Any) -> Any:
         DownloadColumn,
         Progress,
         TimeRemainingColumn,
-        TransferSpeedColumn,
     )  # fmt: skip
 
+    from sdlib.cli._progress import _speed_column
+
     with Progress(
-        "[progress.description]{task.description}", BarColumn(), DownloadColumn(),
-        TransferSpeedColumn(), TimeRemainingColumn(), console=err, transient=True,
+        "[progress.description]{task.description}", BarColumn(),
+        DownloadColumn(binary_units=True), _speed_column(), TimeRemainingColumn(),
+        console=err, transient=True,
     ) as bar:  # fmt: skip
         task = bar.add_task(path.name, total=None, visible=False)
 
