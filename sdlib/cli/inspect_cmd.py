@@ -34,11 +34,12 @@ def inspect_cmd(files: tuple[str, ...], explain: bool, as_json: bool) -> None:
     that cannot be read (corrupt, truncated, a FIFO, no permission) gets one error line
     and the others are still reported; the exit code is then 1 (3 if one is unsafe).
 
-    A Civitai reference (4384, 4384@128713, a civitai.com URL) or an http(s):// file URL
-    that is not a local path is looked into before any download: only its header is read,
-    through HTTP Range requests (a few KiB of a 7 GB checkpoint), and the report is the
-    one the downloaded file would get. A remote pickle is named, not judged (that needs
-    the whole file); a server that ignores Range requests is an error (exit 1).
+    A Civitai reference (4384, 4384@128713, a civitai.com URL), a Hugging Face one
+    (hf:ORG/REPO/FILE, a Hub link) or an http(s):// file URL that is not a local path is
+    looked into before any download: only its header is read, through HTTP Range requests
+    (a few KiB of a 7 GB checkpoint), and the report is the one the downloaded file would
+    get. A remote pickle over 1 MiB is named, not judged (that needs the whole file); a
+    server that ignores Range requests is an error (exit 1).
 
     \b
     Examples:
@@ -47,6 +48,7 @@ def inspect_cmd(files: tuple[str, ...], explain: bool, as_json: bool) -> None:
       sdlib inspect flux1-dev-Q8_0.gguf
       sdlib inspect models/Lora/* --json
       sdlib inspect 4384@128713
+      sdlib inspect hf:stabilityai/sdxl-vae/sdxl_vae.safetensors
       sdlib inspect https://example.com/files/model.safetensors --json
     """
     from sdlib.errors import SdlibError

@@ -1,11 +1,13 @@
 """Look inside a remote file before downloading it: ``sdlib inspect REF_OR_URL``.
 
 A Civitai reference (``4384``, ``4384@128713``, a civitai.com URL, an AIR) is resolved to
-the file its download endpoint would serve; any other ``http(s)://`` URL is the file
-itself. Only the first bytes are read, through HTTP Range requests (``sdlib.http.RangedFile``:
-a few KiB for a 7 GB checkpoint, never more than the local readers' header cap), and the
-same header readers and classifier as for a file on disk say what it is
-(``sdlib.inspect.inspect_header``): the report equals ``inspect_path``'s for the same bytes.
+the file its download endpoint would serve, a Hugging Face one (``hf:ORG/REPO[@REV][/PATH]``
+or a pasted Hub link) to its commit-pinned ``/resolve`` URL; any other ``http(s)://`` URL is
+the file itself. Only the first bytes are read, through HTTP Range requests
+(``sdlib.http.RangedFile``: a few KiB for a 7 GB checkpoint, never more than the local
+readers' header cap), and the same header readers and classifier as for a file on disk say
+what it is (``sdlib.inspect.inspect_header``): the report equals ``inspect_path``'s for the
+same bytes.
 
 A source hands over a file as a ``RemoteTarget`` (URL, extra headers for its own host, its
 error mapper): ``inspect_remote(ctx, RemoteTarget(url, name, ...))``. Credentials in
@@ -47,9 +49,10 @@ class RemoteTarget:
     #: Maps the host's error answers to sdlib errors (a source knows its error bodies);
     #: None maps the bare status.
     raise_for_status: Callable[[httpx.Response], None] | None = None
-    #: ``civitai`` or ``url``.
+    #: ``civitai``, ``huggingface`` or ``url``.
     source: str = "url"
-    #: The reference that pins this file (``4384@128713``), when a source resolved it.
+    #: The reference that pins this file (``4384@128713``, ``hf:ORG/REPO@<commit>/PATH``),
+    #: when a source resolved it.
     pinned_ref: str | None = None
 
 
@@ -81,7 +84,8 @@ class RemoteInspection:
 def is_remote(text: str) -> bool:
     """True when ``text`` names a remote file: an ``http(s)://`` URL, a Civitai reference
     (``4384``, ``4384@128713``, ``@128713``, a civitai.com URL without its scheme, an AIR
-    URN) or ``hf:...``. A local path that exists should win over this (a file named 4384)."""
+    URN), ``hf:...`` or a Hub link without its scheme. A local path that exists should win
+    over this (a file named 4384)."""
     raw = text.strip()
     if not raw:
         return False
@@ -93,23 +97,22 @@ def is_remote(text: str) -> bool:
     if _CIVITAI_ID.match(raw) and any(c.isdigit() for c in raw):
         return True
     from sdlib.sources.civitai import CIVITAI_HOSTS
+    from sdlib.sources.hf import HUB_HOSTS
 
-    return lowered.startswith(tuple(f"{h}/" for h in CIVITAI_HOSTS)) or lowered.startswith(
-        tuple(f"www.{h}/" for h in CIVITAI_HOSTS)
-    )
+    hosts = (*CIVITAI_HOSTS, *HUB_HOSTS)
+    return lowered.startswith(tuple(f"{h}/" for h in hosts) + tuple(f"www.{h}/" for h in hosts))
 
 
 def resolve_target(ctx: Context, ref: str) -> RemoteTarget:
     """The file ``ref`` names: a Civitai reference through the API (the file its download
-    endpoint would serve), any other ``http(s)://`` URL as it is."""
+    endpoint would serve), a Hub one through the Hub's resolver, any other ``http(s)://``
+    URL as it is."""
     from sdlib.errors import UsageError
+    from sdlib.services.remote import source_of
 
     raw = ref.strip()
-    if raw.lower().startswith("hf:"):
-        raise UsageError(
-            "Hugging Face references are not supported by inspect yet; give the file's "
-            "resolve URL (https://huggingface.co/ORG/REPO/resolve/REV/PATH)"
-        )
+    if source_of(ctx, raw) == "huggingface":
+        return _hub_target(ctx, raw)
     if _SCHEME.match(raw):
         if not raw.lower().startswith(("http://", "https://")):
             raise UsageError(f"only http:// and https:// URLs can be inspected, not {raw!r}")
@@ -168,6 +171,29 @@ def _civitai_target(ctx: Context, ref: str) -> RemoteTarget:
         raise_for_status=raise_for_status,
         source="civitai",
         pinned_ref=f"{model.id}@{version.id}",
+    )
+
+
+def _hub_target(ctx: Context, ref: str) -> RemoteTarget:
+    from sdlib.services.remote import hub_resolve
+    from sdlib.sources.hf import HubTarget, raise_for_hub
+
+    hub = ctx.settings.huggingface
+    found = hub_resolve(ctx, ref)  # a gated or missing file fails here, before any byte
+    about = HubTarget(hub.endpoint, found.repo, found.commit or found.revision, found.path,
+                      token=bool(hub.token))  # fmt: skip
+
+    def raise_for_status(response: httpx.Response) -> None:
+        raise_for_hub(response, about)
+
+    return RemoteTarget(
+        # The resolve URL (the Hub's token goes there, by the client's scoping); its redirect
+        # to the CDN is followed for the bytes without it.
+        url=found.url,
+        name=found.file_name,
+        raise_for_status=raise_for_status,
+        source="huggingface",
+        pinned_ref=f"hf:{found.repo}@{found.commit}/{found.path}" if found.commit else None,
     )
 
 

@@ -90,6 +90,20 @@ def test_a_local_file_named_like_a_reference_wins(
     assert civitai.requests == []
 
 
+def test_a_hub_reference_through_the_configured_endpoint(
+    civitai: DemoServer, run_cli: RunCli
+) -> None:
+    proc = run_cli(
+        "inspect", "--json", "hf:stabilityai/sdxl-vae/sdxl_vae.safetensors",
+        env={"HF_ENDPOINT": civitai.hub_url, "HF_TOKEN": "", "HF_HOME": "/nonexistent"},
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    [report] = json.loads(proc.stdout)
+    assert (report["source"], report["kind"]) == ("huggingface", "vae")
+    served = civitai.hub.files[("stabilityai/sdxl-vae", "sdxl_vae.safetensors")]
+    assert report["size"] == served.size and report["bytes_read"] < served.size
+
+
 def test_usage_errors_are_exit_2(run_cli: RunCli) -> None:
     proc = run_cli("inspect", "ftp://files.example/a.safetensors")
     assert proc.returncode == 2

@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
-from sdlib.config import CivitaiSettings, NetworkSettings, Settings
+from sdlib.config import CivitaiSettings, HuggingfaceSettings, NetworkSettings, Settings
 from sdlib.demo.catalogue import LARGE_FILE_ID, LARGE_VERSION_ID, LargeFile
 from sdlib.demo.server import DemoServer
 from sdlib.demo.specs import CONTAINERS, EXPECTED, flux_transformer, spec_with_metadata
@@ -34,10 +34,13 @@ REMOTE_KEYS = {"file_name", "url", "source", "pinned_ref", "bytes_read", "reques
 LARGE = 7 << 30
 
 
-def settings_for(server: DemoServer, tmp_path: Path, token: str | None = None) -> Settings:
+def settings_for(
+    server: DemoServer, tmp_path: Path, token: str | None = None, hf_token: str | None = None
+) -> Settings:
     return replace(
         Settings(cache_dir=tmp_path / "cache", data_dir=tmp_path / "data"),
         civitai=CivitaiSettings(base_url=server.url, token=token),
+        huggingface=HuggingfaceSettings(endpoint=server.hub_url, token=hf_token),
         network=NetworkSettings(retries=1, backoff_max=0.01, read_timeout=10, connect_timeout=2),
     )
 
@@ -131,6 +134,50 @@ def test_a_plain_url_on_the_storage_host_is_the_file_itself(
     assert not [r for r in civitai.requests if r.server == "api"]
     local = inspect_path(served.path).to_dict()
     assert same_bytes_report(seen.to_dict()) == same_bytes_report(local)
+
+
+# --- Hugging Face references against the demo Hub -------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "ref",
+    ["hf:stabilityai/sdxl-vae/sdxl_vae.safetensors",
+     "https://huggingface.co/stabilityai/sdxl-vae/blob/main/sdxl_vae.safetensors"],
+)  # fmt: skip
+def test_a_hub_reference_is_judged_as_its_downloaded_file(
+    civitai: DemoServer, tmp_path: Path, ref: str
+) -> None:
+    with Context(settings_for(civitai, tmp_path)) as ctx:
+        seen = inspect_remote(ctx, ref)
+    served = civitai.hub.files[("stabilityai/sdxl-vae", "sdxl_vae.safetensors")]
+    assert served.path is not None
+    report = seen.to_dict()
+    assert (report["source"], report["file_name"], report["kind"]) == (
+        "huggingface", "sdxl_vae.safetensors", "vae",
+    )  # fmt: skip
+    assert report["pinned_ref"].startswith("hf:stabilityai/sdxl-vae@")
+    assert same_bytes_report(report) == same_bytes_report(inspect_path(served.path).to_dict())
+    cdn = [r for r in civitai.requests if r.server == "hub-cdn"]
+    assert cdn and all(r.header("Range") for r in cdn)
+    assert report["bytes_read"] < served.size
+
+
+def test_a_gated_hub_file_needs_the_token_which_never_reaches_the_cdn(
+    civitai: DemoServer, tmp_path: Path
+) -> None:
+    ref = "hf:black-forest-labs/FLUX.1-dev/ae.safetensors"
+    with Context(settings_for(civitai, tmp_path)) as ctx, pytest.raises(AuthRequired) as info:
+        inspect_remote(ctx, ref)
+    assert info.value.exit_code == 6
+    assert not [r for r in civitai.requests if r.server == "hub-cdn"]
+    civitai.clear_requests()
+    with Context(settings_for(civitai, tmp_path, hf_token="hf_demo_token")) as ctx:
+        seen = inspect_remote(ctx, ref)
+    assert seen.report.classification is not None
+    hub = [r for r in civitai.requests if r.server == "hub"]
+    cdn = [r for r in civitai.requests if r.server == "hub-cdn"]
+    assert hub and all(r.authorization for r in hub)
+    assert cdn and not any(r.authorization for r in cdn)
 
 
 # --- a 7 GiB file: a few KiB read --------------------------------------------------------
@@ -266,7 +313,8 @@ def test_a_small_pickle_is_read_whole_and_judged_like_a_local_one(tmp_path: Path
     ("text", "remote"),
     [("4384", True), ("4384@128713", True), ("@128713", True), ("https://x.example/a", True),
      ("civitai.com/models/4384", True), ("urn:air:sd1:checkpoint:civitai:4384@128713", True),
-     ("hf:org/repo/a.safetensors", True), ("ftp://x/y", True), ("model.safetensors", False),
+     ("hf:org/repo/a.safetensors", True), ("huggingface.co/org/repo/blob/main/a.ckpt", True),
+     ("ftp://x/y", True), ("model.safetensors", False),
      ("C://models/a.ckpt", False), ("models/4384", False), ("", False), ("@", False)],
 )  # fmt: skip
 def test_what_names_a_remote_file(text: str, remote: bool) -> None:
@@ -276,7 +324,6 @@ def test_what_names_a_remote_file(text: str, remote: bool) -> None:
 @pytest.mark.parametrize(
     ("text", "words"),
     [("ftp://x.example/a.safetensors", "only http:// and https://"),
-     ("hf:org/repo/a.safetensors", "Hugging Face"),
      ("https://civitai.com/images/5", "names no model")],
 )  # fmt: skip
 def test_references_it_cannot_read_are_usage_errors(text: str, words: str, tmp_path: Path) -> None:
@@ -301,5 +348,5 @@ def test_a_web_page_is_not_a_model(tmp_path: Path) -> None:
         Context(settings, transport=httpx.MockTransport(page)) as ctx,
         pytest.raises(FormatError, match="web page") as info,
     ):
-        inspect_remote(ctx, "https://huggingface.co/org/repo/blob/main/a.safetensors")
+        inspect_remote(ctx, "https://models.example/lora/detail-tweaker")
     assert info.value.exit_code == 1
