@@ -42,7 +42,8 @@ def record_download(
     Names and the base model come from the ``.civitai.info`` the install wrote beside it
     when that describes these bytes. ``verification``: ``Verification.to_dict()``, None
     when nothing was downloaded (an identical file was there: its SHA256 is the published
-    one). A row already at ``path`` is updated, keeping its id and history.
+    one; an earlier outcome is kept). A row already at ``path`` is updated, keeping its id
+    and history.
     """
     path_s = os.path.abspath(os.fspath(path))
     st = os.stat(path_s)
@@ -63,8 +64,9 @@ def record_download(
         "sha256": sha256.upper(), "civitai_model_id": model_id,
         "civitai_version_id": version_id, "civitai_file_id": file_id, **names,
         "identify_state": "identified", "identified_at": now, "matched_by": "download",
-        "verification": json.dumps(kept) if kept is not None else None,
     }  # fmt: skip
+    if kept is not None:  # already present (nothing downloaded): what was found stays
+        values["verification"] = json.dumps(kept)
     with index.transaction():
         row = index.file_at(path_s)
         if row is None:
