@@ -166,8 +166,13 @@ class _Remote:
     def wanted(self, text: str) -> bool:
         from sdlib.services.peek import is_remote
 
+        if not is_remote(text):
+            return False
         # A local file wins (a file named 4384); the test is cheap and never opens it.
-        return is_remote(text) and not Path(text).exists()
+        try:
+            return not Path(text).exists()
+        except OSError:  # a name the OS cannot hold (a URL's "://" on some systems)
+            return True
 
     def inspect(self, text: str) -> dict[str, Any]:
         from sdlib.cli._common import cli_context
