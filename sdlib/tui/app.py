@@ -8,13 +8,14 @@ from collections.abc import Callable, Iterable
 from functools import partial
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from textual import on
+from textual import events, on
 from textual.app import App, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.screen import Screen
 
 from sdlib.formatting import terminal_safe, tilde
 from sdlib.tui.downloads import DownloadJob, DownloadQueue, discard_part, run_job
+from sdlib.tui.keys import KeyGate
 from sdlib.tui.messages import (
     DownloadDone,
     DownloadFailed,
@@ -26,6 +27,7 @@ from sdlib.tui.messages import (
 )
 from sdlib.tui.screens._base import SdlibScreen
 from sdlib.tui.screens.browse import BrowseScreen
+from sdlib.tui.screens.dialogs import Decision
 from sdlib.tui.services import Services, TuiOptions, WorkerPool
 
 if TYPE_CHECKING:
@@ -79,6 +81,22 @@ class SdlibApp(App[None]):
         self.downloads = DownloadQueue(
             start=self._start_job, discard=self._discard, parallel=options.parallel_downloads
         )
+        self._keys = KeyGate(self, self._key)
+
+    # -- keys ---------------------------------------------------------------------------------
+    async def on_event(self, event: events.Event) -> None:
+        # Keys from the terminal go one at a time (see sdlib.tui.keys); keys bubbling back
+        # up from a widget, and every other event, as Textual sends them.
+        if isinstance(event, events.Key) and not event.is_forwarded:
+            await self._keys.press(event)
+            return
+        await super().on_event(event)
+
+    async def _key(self, event: events.Key) -> None:
+        screen = self.screen
+        if isinstance(screen, Decision) and screen.typed_before_shown(event):
+            return  # type-ahead is no answer to a question the user has not seen
+        await super().on_event(event)
 
     # -- services -----------------------------------------------------------------------------
     def apply_settings(self, settings: Settings) -> None:

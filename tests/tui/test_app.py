@@ -175,7 +175,10 @@ async def test_quit_asks_while_downloads_run(make_app: Any, civitai: Any, ui: An
         assert "1 download is not finished" in ui.text(app)
         await pilot.press("n")
         assert app.is_running and not isinstance(app.screen, ConfirmDialog)
-        await pilot.press("ctrl+q", "y")
+        await pilot.press("ctrl+q")
+        # (a key typed before the dialog is up is no answer: wait for it, as a user does)
+        await ui.until(pilot, lambda: isinstance(app.screen, ConfirmDialog), what="dialog")
+        await pilot.press("y")
         await pilot.pause()
         assert not app.is_running
     job = next(iter(app.downloads))

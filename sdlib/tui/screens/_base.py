@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 from textual.binding import Binding
 from textual.screen import Screen
+from textual.widget import Widget
+from textual.widgets import Button, Checkbox, Input, Select
 from textual.worker import Worker, WorkerState
 
 from sdlib.tui.widgets.navbar import NavBar
@@ -16,6 +18,10 @@ if TYPE_CHECKING:
     from sdlib.tui.app import SdlibApp
     from sdlib.tui.downloads import DownloadJob
     from sdlib.tui.services import Services
+
+#: Esc in a text field, a select or a checkbox: back to the screen's main widget. Screens
+#: with fields list it last (first, it would come first in the footer of every screen).
+LEAVE_FIELD = Binding("escape", "leave_field", "Leave the field", show=False)
 
 #: (title, help, callback) for the command palette.
 PaletteCommand = tuple[str, str, Callable[[], Any]]
@@ -37,6 +43,9 @@ class SdlibScreen(Screen[None]):
 
     #: The mode this screen is shown for (browse, downloads, library, settings).
     MODE: ClassVar[str] = ""
+    #: The widget that has the keys when no field does (esc returns to it); None: the
+    #: screen itself. Screen hotkeys work there, and in no text field.
+    HOME: ClassVar[str | None] = None
 
     @property
     def sdlib(self) -> SdlibApp:
@@ -66,6 +75,36 @@ class SdlibScreen(Screen[None]):
     def download_changed(self, job: DownloadJob) -> None:
         """A download job changed while this screen is shown (Downloads redraws its row)."""
         self.update_activity()
+
+    # -- focus --------------------------------------------------------------------------------
+    def in_field(self) -> bool:
+        """Is a field focused (a text input, a select, a checkbox or a button)?"""
+        focused = self.focused
+        fields = (Input, Select, Checkbox, Button)
+        return focused is not None and any(
+            isinstance(node, fields) for node in focused.ancestors_with_self
+        )
+
+    def home(self) -> Widget | None:
+        """The widget esc returns to (``HOME``)."""
+        return self.query(self.HOME).first() if self.HOME and self.query(self.HOME) else None
+
+    def leave_field(self) -> None:
+        """Esc in a field: back to the screen's main widget, where hotkeys are keys again."""
+        home = self.home()
+        if home is not None and home.focusable:
+            home.focus()
+        else:
+            self.set_focus(None)
+        self.refresh_bindings()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "leave_field":
+            return self.in_field()  # elsewhere esc is free for other bindings
+        return True
+
+    def action_leave_field(self) -> None:
+        self.leave_field()
 
     def report_error(self, error: BaseException | str, title: str = "Error") -> None:
         text = error if isinstance(error, str) else error_text(error)

@@ -75,6 +75,7 @@ class Query:
 
 class BrowseScreen(SdlibScreen):
     MODE = "browse"
+    HOME = "#results"
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("slash", "focus_search", "Search", tooltip="Type a search; enter runs it"),
         Binding("d", "download", "Download", tooltip="Choose a file of this version to download"),
@@ -175,7 +176,8 @@ class BrowseScreen(SdlibScreen):
         if self._loading or self._cursor is None:
             return
         self._loading = True
-        self._status(f"{len(self._models)} models · loading more…")
+        n = len(self._models)
+        self._status(f"{n} model{'s' if n != 1 else ''} · loading more…")
         self._fetch_page(self._query, self._cursor, self._generation, self._guard)
 
     @work(thread=True, exclusive=True, group="search", exit_on_error=False)
@@ -399,9 +401,8 @@ class BrowseScreen(SdlibScreen):
         if action == "back":
             # Shown (and active) only where there is somewhere to go back to.
             open_ = self.has_class("-compact") and self.has_class("-detail-open")
-            on_query = self.focused is not None and self.focused.id == "query"
-            return open_ or on_query
-        return True
+            return open_ or self.in_field()
+        return super().check_action(action, parameters)
 
     def action_focus_search(self) -> None:
         self.query_one("#query", Input).focus()
@@ -418,8 +419,8 @@ class BrowseScreen(SdlibScreen):
         self.search()
 
     def action_back(self) -> None:
-        if self.focused is not None and self.focused.id == "query":
-            self.query_one(ResultsTable).focus()
+        if self.in_field():
+            self.leave_field()
             return
         self.remove_class("-detail-open")
         self.query_one(ResultsTable).focus()

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, ClassVar
+import math
+from typing import TYPE_CHECKING, ClassVar, TypeVar
 
-from textual import on, work
+from textual import events, on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
@@ -20,7 +21,25 @@ if TYPE_CHECKING:
     from sdlib.tui.services import Services
 
 
-class DownloadDialog(ModalScreen[int | None]):
+_T = TypeVar("_T")
+
+
+class Decision(ModalScreen[_T]):
+    """A dialog whose answer does something. Keys typed before it was shown are not
+    answers (the app drops them): ``d`` and a quick ``⏎`` must not pick a file unseen."""
+
+    def __init__(self) -> None:
+        super().__init__(classes="dialog-screen")
+        self._shown_at = math.inf
+
+    def _on_mount(self, event: events.Mount) -> None:
+        self._shown_at = event.time
+
+    def typed_before_shown(self, event: events.Key) -> bool:
+        return event.time < self._shown_at
+
+
+class DownloadDialog(Decision[int | None]):
     """Pick one file of a version (format, precision, pruned/full); returns its file id."""
 
     BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Cancel")]
@@ -32,7 +51,7 @@ class DownloadDialog(ModalScreen[int | None]):
         version: CivitaiVersion,
         selected: int | None = None,
     ) -> None:
-        super().__init__(classes="dialog-screen")
+        super().__init__()
         self._services = services
         self.model = model
         self.version = version
@@ -110,7 +129,7 @@ class DownloadDialog(ModalScreen[int | None]):
         self.dismiss(None)
 
 
-class ConfirmDialog(ModalScreen[bool]):
+class ConfirmDialog(Decision[bool]):
     """A yes/no question; ``y``/``enter`` confirm, ``n``/``esc`` refuse."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -119,7 +138,7 @@ class ConfirmDialog(ModalScreen[bool]):
     ]
 
     def __init__(self, title: str, body: str, *, yes: str = "Yes", danger: bool = False):
-        super().__init__(classes="dialog-screen")
+        super().__init__()
         self._title = terminal_safe(title, newlines=False)  # often hold file names
         self._body = terminal_safe(body)
         self._yes = yes

@@ -22,7 +22,7 @@ from textual.content import Content
 from textual.widgets import Button, Checkbox, Footer, Input, Label, Select, Static
 
 from sdlib.formatting import tilde
-from sdlib.tui.screens._base import SdlibScreen
+from sdlib.tui.screens._base import LEAVE_FIELD, SdlibScreen
 
 if TYPE_CHECKING:
     from sdlib.config import Settings
@@ -53,9 +53,14 @@ def layout_options() -> list[tuple[str, str]]:
 
 class SettingsScreen(SdlibScreen):
     MODE = "settings"
+    # Arriving here focuses no field: 1-4 and ? stay hotkeys until tab or a click enters
+    # one, and esc leaves it again.
+    AUTO_FOCUS = "#settings-body"
+    HOME = "#settings-body"
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("ctrl+s", "save", "Save", tooltip="Save folders, layout and NSFW to the config"),
         Binding("ctrl+r", "revert", "Revert", show=False, tooltip="Discard unsaved edits"),
+        LEAVE_FIELD,
     ]
 
     def compose(self) -> ComposeResult:
