@@ -32,11 +32,24 @@ from sdlib.tui.messages import (
     SettingsChanged,
 )
 from sdlib.tui.screens import library_actions as actions
-from sdlib.tui.screens._base import SdlibScreen, error_text
+from sdlib.tui.screens import library_extras as extras
+from sdlib.tui.screens._base import LEAVE_FIELD, SdlibScreen, error_text
+from sdlib.tui.screens.library_actions import plural
+from sdlib.tui.screens.library_text import (
+    PROBLEMS,
+    civitai_line,
+    civitai_text,
+    hashes_text,
+    report_matches,
+    short_name,
+    status_lines,
+)
 from sdlib.tui.widgets.preview import LocalPreview
+from sdlib.tui.widgets.thumbs import Thumb, ThumbGrid
 
 if TYPE_CHECKING:
     from textual.events import Resize
+    from textual.widget import Widget
 
     from sdlib.library.scan import FileReport, ScanResult
 
@@ -45,57 +58,37 @@ _COLUMNS = (
     ("kind", "kind", 12, 0),
     ("base", "base", 7, 0),
     ("size", "size", 9, 100),
-    ("status", "status", 16, 0),
+    ("status", "status", 16, 0),  # a minimum: see LibraryScreen._setup
     ("civitai", "civitai", 24, 100),
 )
-_PROBLEMS = "problems"
-
-
-def report_matches(f: FileReport, text: str, kind: Any, base: Any, status: Any) -> bool:
-    """Does ``f`` pass the filter row (text in name/Civitai name; kind; base; status)?"""
-    if kind is not Select.NULL and f.kind != kind:
-        return False
-    if base is not Select.NULL and f.base != base:
-        return False
-    if status is not Select.NULL:
-        if status == _PROBLEMS:
-            if f.status == ["ok"]:
-                return False
-        elif status not in f.status:
-            return False
-    if text:
-        hay = f"{f.rel} {f.row.civitai_model_name or ''}".lower()
-        return all(word in hay for word in text.lower().split())
-    return True
-
-
-def short_name(f: FileReport) -> str:
-    """The path inside its model folder (the folder is what ``kind`` says)."""
-    prefix = f.folder.rstrip("/") + "/"
-    rel = f.rel[len(prefix) :] if f.folder and f.rel.startswith(prefix) else f.rel
-    return terminal_safe(rel, newlines=False)  # a file name: never raw to the terminal
-
-
-def plural(n: int, word: str) -> str:
-    return f"{n} {word}" + ("" if n == 1 else "s")
-
-
-def civitai_text(f: FileReport) -> str:
-    r = f.row
-    if r.civitai_model_name:
-        return f"{r.civitai_model_name} {r.civitai_version_name or ''}".strip()
-    return {"unidentified": "not on Civitai"}.get(r.identify_state or "", "—")
+_STATUS_MIN = 16
 
 
 class LibraryScreen(SdlibScreen):
     MODE = "library"
     AUTO_FOCUS = "#library-table"
+    HOME = "#library-table"
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("slash", "focus_filter", "Filter", tooltip="Filter by name; kind/base/status"),
         Binding("r", "rescan", "Rescan", tooltip="Scan the webUI folders again"),
         Binding("v", "verify", "Verify", tooltip="Hash the file and compare with Civitai"),
         Binding("i", "identify", "Identify", tooltip="Find the file on Civitai by its hash"),
         Binding("u", "updates", "Updates", tooltip="Newer versions of identified models"),
+        Binding("g", "toggle_grid", "Grid", tooltip="Thumbnails of the previews, or the table"),
+        Binding(
+            "c",
+            "copy_tag",
+            "Copy <lora:…>",
+            show=False,
+            tooltip="Copy <lora:name:weight> with the recommended weight (LoRA, LyCORIS)",
+        ),
+        Binding(
+            "p",
+            "open_page",
+            "Civitai page",
+            show=False,
+            tooltip="Open the identified model's Civitai page in the browser",
+        ),
         Binding(
             "o",
             "organize",
@@ -131,6 +124,7 @@ class LibraryScreen(SdlibScreen):
             show=False,
             tooltip="Put back what the last organize moved",
         ),
+        LEAVE_FIELD,
     ]
 
     def __init__(self) -> None:
@@ -139,6 +133,7 @@ class LibraryScreen(SdlibScreen):
         self._reports: dict[str, FileReport] = {}
         self._width = 0
         self._name_width = 24
+        self._status_width = _STATUS_MIN
         self._columns = list(_COLUMNS)
         self._busy = False
 
@@ -151,6 +146,7 @@ class LibraryScreen(SdlibScreen):
             yield Select([], prompt="any status", id="lib-status", compact=True)
         with Container(id="library-body"):
             yield DataTable(id="library-table", cursor_type="row", zebra_stripes=True)
+            yield ThumbGrid(self.services.options.previews, id="thumb-grid")
             with Horizontal(id="library-detail"):
                 with VerticalScroll(id="library-info"):
                     yield Static("", id="lib-summary")
@@ -171,8 +167,9 @@ class LibraryScreen(SdlibScreen):
     def on_resize(self, event: Resize) -> None:
         self.set_class(event.size.height < 32, "-compact")
         if event.size.width != self._width:
+            selected = self._selected_path()
             self._setup(event.size.width)
-            self._fill()
+            self._fill(selected)
 
     def on_settings_changed(self, message: SettingsChanged) -> None:
         self.rescan()
@@ -181,16 +178,22 @@ class LibraryScreen(SdlibScreen):
     def _changed(self, message: LibraryChanged) -> None:
         self.rescan()
 
-    def _setup(self, width: int) -> None:
+    def _setup(self, width: int) -> None:  # (clears the table: _fill after it)
+        """Columns for a table ``width`` cells wide: the file name and the status share
+        what the fixed columns leave; the status takes what its longest text needs (up to
+        half), so "misplaced, duplicate" is not cut while there is room for it."""
         self._width = width
         self._columns = [c for c in _COLUMNS if width >= c[3]]
         table = self.query_one("#library-table", DataTable)
-        fixed = sum(c[2] + 2 for c in self._columns) + 4
-        self._name_width = max(16, width - fixed)
+        fixed = sum(c[2] + 2 for c in self._columns if c[0] != "status")
+        spare = width - fixed - 2 - 2 - 2  # file and status cell padding, the scrollbar
+        longest = max((len(", ".join(f.status)) for f in self._reports.values()), default=0)
+        self._status_width = max(_STATUS_MIN, min(longest, spare // 2))
+        self._name_width = max(16, spare - self._status_width)
         table.clear(columns=True)
         table.add_column("file", key="file", width=self._name_width)
         for key, label, w, _min in self._columns:
-            table.add_column(label, key=key, width=w)
+            table.add_column(label, key=key, width=self._status_width if key == "status" else w)
 
     def _status(self, text: str) -> None:
         self.query_one("#library-status", Static).update(Content(text))
@@ -243,7 +246,9 @@ class LibraryScreen(SdlibScreen):
         shown = [f for f in result.files if f.role != "sidecar" or f.status != ["ok"]]
         self._reports = {f.path: f for f in shown}
         self._set_filter_options(shown)
-        self._fill()
+        selected = self._selected_path()
+        self._setup(self._width)  # the status column fits the statuses found
+        self._fill(selected)
         s = result.summary()
         problems = f", {s['problems']} with problems" if s["problems"] else ""
         self._status(
@@ -263,13 +268,14 @@ class LibraryScreen(SdlibScreen):
                 select.value = current
         select = self.query_one("#lib-status", Select)
         current = select.value
-        select.set_options([("problems", _PROBLEMS)] + [(s, s) for s in statuses])
-        if current in statuses or current == _PROBLEMS:
+        select.set_options([("problems", PROBLEMS)] + [(s, s) for s in statuses])
+        if current in statuses or current == PROBLEMS:
             select.value = current
 
-    def _fill(self) -> None:
+    def _fill(self, selected: str | None = None) -> None:
+        """(Re)fill the table with the reports that pass the filter; keep the selection."""
         table = self.query_one("#library-table", DataTable)
-        selected = self._selected_path()
+        selected = selected or self._selected_path()
         table.clear()
         text = self.query_one("#library-filter", Input).value.strip()
         kind = self.query_one("#lib-kind", Select).value
@@ -283,7 +289,8 @@ class LibraryScreen(SdlibScreen):
                 "base": Text(f.base or ""),
                 "size": Text(human_size(f.size) if f.size is not None else "", justify="right"),
                 "status": Text(
-                    ellipsize(", ".join(f.status), 16), style="" if f.status == ["ok"] else "bold"
+                    ellipsize(", ".join(f.status), self._status_width),
+                    style="" if f.status == ["ok"] else "bold",
                 ),
                 "civitai": Text(ellipsize(terminal_safe(civitai_text(f), newlines=False), 24)),
             }
@@ -297,11 +304,53 @@ class LibraryScreen(SdlibScreen):
         self.set_class(table.row_count > 0, "-has-detail")
         if not table.row_count:
             self._show_detail(None)
+        if self.has_class("-grid"):
+            self.call_later(self._fill_grid)
+
+    # -- the thumbnail grid -------------------------------------------------------------------
+    def grid_shown(self) -> bool:
+        return self.has_class("-grid")
+
+    async def action_toggle_grid(self) -> None:
+        """Table <-> thumbnails; both show the same models, filtered alike, one selected."""
+        grid = not self.grid_shown()
+        self.set_class(grid, "-grid")
+        if grid:
+            await self._fill_grid(take_focus=True)
+        else:
+            table = self.query_one("#library-table", DataTable)
+            table.focus()
+            self._show_detail(self.selected())
+        self.refresh_bindings()
+
+    async def _fill_grid(self, take_focus: bool = False) -> None:
+        table = self.query_one("#library-table", DataTable)
+        shown = [self._reports[str(key.value)] for key in table.rows]
+        await self.query_one(ThumbGrid).set_items(
+            extras.thumb_items(shown), self._selected_path(), take_focus=take_focus
+        )
+
+    @on(ThumbGrid.Highlighted)
+    def _tile_highlighted(self, message: ThumbGrid.Highlighted) -> None:
+        table = self.query_one("#library-table", DataTable)
+        if self.grid_shown() and message.path in table.rows:  # (not a tile losing its view)
+            table.move_cursor(row=table.get_row_index(message.path))
+
+    def home(self) -> Widget | None:
+        if self.grid_shown():
+            tiles = self.query(Thumb)
+            selected = self._selected_path()
+            return next((t for t in tiles if t.item.path == selected), tiles.first(Thumb))
+        return super().home()
 
     @on(Input.Changed, "#library-filter")
     @on(Select.Changed, "#lib-kind, #lib-base, #lib-status")
     def _filter_changed(self) -> None:
         self._fill()
+
+    @on(Input.Submitted, "#library-filter")
+    def _filter_submitted(self) -> None:
+        self.leave_field()  # enter, like esc: the filter is set, the keys are hotkeys again
 
     # -- detail -------------------------------------------------------------------------------
     def _selected_path(self) -> str | None:
@@ -319,7 +368,8 @@ class LibraryScreen(SdlibScreen):
 
     @on(DataTable.RowHighlighted, "#library-table")
     def _highlighted(self) -> None:
-        self._show_detail(self.selected())
+        if not self.grid_shown():  # the grid has no detail pane: nothing to read
+            self._show_detail(self.selected())
 
     def _show_detail(self, f: FileReport | None) -> None:
         ids = (
@@ -342,24 +392,9 @@ class LibraryScreen(SdlibScreen):
                 what=f"{f.role} · {human_size(f.size)}",
             )
         )
-        status = ", ".join(f.status)
-        lines = [f"status: {status}"] + [f"  {n}" for n in f.notes]
-        if f.target:
-            lines.append(f"  belongs in: {tilde(f.target)}")
-        lines += [f"  same file: {tilde(d)}" for d in f.duplicates]
-        self.query_one("#lib-status-text", Static).update(Content(terminal_safe("\n".join(lines))))
+        self.query_one("#lib-status-text", Static).update(Content(status_lines(f)))
         r = f.row
-        if r.civitai_version_id is not None:
-            civ = (
-                f"Civitai: {r.civitai_model_name} / {r.civitai_version_name} "
-                f"(model {r.civitai_model_id}, version {r.civitai_version_id}, file "
-                f"{r.civitai_file_id}) · {r.civitai_base_model or '?'} · by {r.matched_by}"
-            )
-        elif r.identify_state == "unidentified":
-            civ = "Civitai: not found by hash (a private, deleted or local model)"
-        else:
-            civ = "Civitai: not identified yet (i: identify)"
-        self.query_one("#lib-civitai", Static).update(Content(terminal_safe(civ)))
+        self.query_one("#lib-civitai", Static).update(Content(civitai_line(f)))
         self.query_one("#lib-hashes", Static).update(
             Content(f"SHA256 {r.sha256}" if r.sha256 else "hashes: loading…")
         )
@@ -384,16 +419,8 @@ class LibraryScreen(SdlibScreen):
             return
         lines = [f"classification: {ev.summary}"] + [f"  · {line}" for line in ev.lines]
         self.query_one("#lib-evidence", Static).update(Content(terminal_safe("\n".join(lines))))
-        if ev.hashes is not None:
-            h = ev.hashes
-            text = (
-                f"SHA256 {h.sha256}\nAutoV1 {h.autov1 or '-'} · AutoV2 {h.autov2} · "
-                f"AutoV3 {h.autov3 or '-'} · CRC32 {h.crc32}\nBLAKE3 {h.blake3}"
-            )
-        else:
-            row = self._reports[ev.path].row if ev.path in self._reports else None
-            sha = row.sha256 if row is not None else None
-            text = (f"SHA256 {sha}" if sha else "hashes: not computed yet") + " (v: verify)"
+        row = self._reports[ev.path].row if ev.path in self._reports else None
+        text = hashes_text(ev.hashes, row.sha256 if row is not None else None)
         self.query_one("#lib-hashes", Static).update(Content(text))
         self.query_one(LocalPreview).show_path(ev.preview)
 
@@ -473,7 +500,9 @@ class LibraryScreen(SdlibScreen):
         if not todo:
             self.notify("every model was looked up already", timeout=3)
             return
-        self.run_task(f"identifying {len(todo)} files", lambda: actions.identify_task(todo, self))
+        self.run_task(
+            f"identifying {plural(len(todo), 'file')}", lambda: actions.identify_task(todo, self)
+        )
 
     def action_updates(self) -> None:
         models = [f for f in self._reports.values() if f.role == "model"]
@@ -513,6 +542,31 @@ class LibraryScreen(SdlibScreen):
 
     def action_undo_organize(self) -> None:
         actions.start_undo(self)
+
+    def action_copy_tag(self) -> None:
+        f = self._need()
+        if f is not None:
+            self._reach(lambda: extras.copy_tag(f))
+
+    def action_open_page(self) -> None:
+        f = self._need()
+        if f is not None:
+            site = self.services.settings.civitai.base_url
+            self._reach(lambda: extras.open_page(f, site))
+
+    @work(thread=True, group="library-reach", exit_on_error=False)
+    def _reach(self, fn: Callable[[], extras.Outcome]) -> None:
+        self.app.call_from_thread(self._reached, fn())
+
+    def _reached(self, outcome: extras.Outcome) -> None:
+        if outcome.clipboard is not None:
+            self.app.copy_to_clipboard(outcome.clipboard)
+        self.notify(
+            outcome.message,
+            title=outcome.title,
+            severity="information" if outcome.ok else "warning",
+            markup=False,
+        )
 
     def action_trash(self) -> None:
         f = self._need(model=False)

@@ -22,6 +22,11 @@ if TYPE_CHECKING:
 _SHOWN = 40
 
 
+def plural(n: int, word: str) -> str:
+    """``1 file``, ``2 files``, ``0 files``."""
+    return f"{n} {word}" + ("" if n == 1 else "s")
+
+
 def plan_text(plan: Plan) -> str:
     """The plan as a user reads it: one line per operation, then the notes."""
     from sdlib.library.organize import op_dict
@@ -87,7 +92,7 @@ def _apply(screen: LibraryScreen, plan: Plan) -> LibraryTaskDone:
     # One implementation with `sdlib organize --apply`: an interrupted run is finished first.
     out = organize_apply(screen.services, plan.root, lambda: plan)
     problems = [f"{p['path_rel']}: {p['why']}" for p in (*out.skipped, *out.failed)]
-    done = f"{out.done} operations done"
+    done = f"{plural(out.done, 'operation')} done"
     if out.resumed:
         done += " (an interrupted organize run was finished first; plan again to see what is left)"
     text = done + "".join(f"\n{p}" for p in problems)
@@ -105,7 +110,7 @@ def start_undo(screen: LibraryScreen) -> None:
         problems = [f"{p['path_rel']}: {p['why']}" for p in (*out.skipped, *out.failed)]
         return LibraryTaskDone(
             "organize undone",
-            f"{out.done} operations put back" + "".join(f"\n{p}" for p in problems),
+            f"{plural(out.done, 'operation')} put back" + "".join(f"\n{p}" for p in problems),
             changed=True,
             ok=not out.failed,
         )
@@ -208,7 +213,7 @@ def updates_task(reports: list[FileReport], screen: LibraryScreen) -> LibraryTas
             lines.append(f"! {name}: {r.status} {r.error or ''}".rstrip())
     unidentified = sum(1 for f in reports if f.row.civitai_model_id is None)
     if unidentified:
-        lines.append(f"({unidentified} files not identified: press I to identify them)")
+        lines.append(f"({plural(unidentified, 'file')} not identified: press I to identify them)")
     lines += [f"error: {e}" for e in report.errors]
     n = sum(1 for r in report.files if r.status == "update-available")
     return LibraryTaskDone(

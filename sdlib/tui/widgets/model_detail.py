@@ -67,7 +67,8 @@ def recommended_text(rec: RecommendedSettings | None) -> str:
         return "loading…"
     if not rec.samples:
         return "no example images with generation data"
-    return " · ".join(rec.parts()) + f"  (from {rec.samples} images)"
+    images = "image" if rec.samples == 1 else "images"
+    return " · ".join(rec.parts()) + f"  (from {rec.samples} {images})"
 
 
 class ModelDetail(Horizontal):
@@ -90,7 +91,9 @@ class ModelDetail(Horizontal):
         with VerticalScroll(id="detail-info"):
             yield Static("", id="detail-title")
             yield Static("", id="detail-meta")
-            yield Select[int]([], prompt="version", allow_blank=True, compact=True, id="versions")
+            # No blank entry: a model always shows one of its versions. (A Select without
+            # a blank needs an option from the start; show() puts the real ones in.)
+            yield Select[int]([("…", 0)], allow_blank=False, compact=True, id="versions")
             yield Static("", id="version-meta")
             yield Label("Files  (d: download)", classes="detail-heading")
             yield Static("", id="files")
@@ -113,7 +116,6 @@ class ModelDetail(Horizontal):
         self.version = None
         for widget_id in ("#detail-title", "#detail-meta", "#version-meta", "#files", "#words"):
             self.query_one(widget_id, Static).update("")
-        self.query_one("#versions", Select).set_options([])
         self.query_one("#description", Markdown).update("")
         self.set_recommended(None)
         self.query_one(PreviewPane).show((), nsfw=False)
@@ -155,7 +157,9 @@ class ModelDetail(Horizontal):
             )
             for v in model.versions_newest_first
         ]
-        select.set_options(options)
+        select.display = bool(options)
+        if options:
+            select.set_options(options)
         if version is not None and any(v.id == version.id for v in model.versions):
             select.value = version.id
         from sdlib.tui.htmlmd import html_to_markdown
@@ -203,7 +207,9 @@ class ModelDetail(Horizontal):
     @on(Select.Changed, "#versions")
     def _version_changed(self, event: Select.Changed) -> None:
         event.stop()
-        if not isinstance(event.value, int):
+        if not isinstance(event.value, int) or event.value != event.select.value:
+            return  # a blank, or a value set_options passed through on the way to ours
+        if self.model is None or self.model.version(event.value) is None:
             return
         if self.version is None or event.value != self.version.id:
             self.post_message(self.VersionChosen(event.value))
