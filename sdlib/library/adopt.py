@@ -164,7 +164,9 @@ def from_cm_info(data: Any, *, sha256: str | None = None) -> Adoption:
     return Adoption(identity, confirmed=bool(sha256 and published))
 
 
-_OTHER_BYTES = "its sidecar describes other bytes (the SHA256 it publishes is not this file's)"
+_OTHER_BYTES = (
+    "its sidecar: that describes other bytes (the SHA256 it publishes is not this file's)"
+)
 
 
 def adopt(
@@ -197,9 +199,10 @@ def adopt_rows(
     rows: dict[str, FileRow],
     cached_sha256: Callable[[str], str | None],
     now: float,
-) -> dict[str, str]:
+) -> tuple[dict[str, str], dict[str, str]]:
     """Give each model row of a scan that was never looked up the identity its sidecars
-    state (in place, in ``rows``); returns path -> the sidecar suffix it came from.
+    state (in place, in ``rows``). Returns (path -> the sidecar suffix it came from,
+    path -> why a sidecar naming an identity was not taken).
 
     Confirmed identities (SHA256 checked) are ``identified``; the others keep
     ``identify_state`` unset so ``identify`` asks. ``matched_by`` is ``sidecar`` for both.
@@ -208,6 +211,7 @@ def adopt_rows(
     present = {e.path for e in entries if e.role == "sidecar"}
     folded = {p.casefold(): p for p in present}
     adopted: dict[str, str] = {}
+    refused: dict[str, str] = {}
     for e in entries:
         row = rows.get(e.path)
         if row is None or e.role != "model" or row.problem or row.identify_state:
@@ -226,6 +230,8 @@ def adopt_rows(
         sha = row.sha256 or cached_sha256(e.path)
         adoption = adopt(e.path, found, sha, row.size)
         if adoption.identity is None:
+            if adoption.refused:
+                refused[e.path] = f"not identified from {adoption.refused}; run sdlib identify"
             continue
         state: dict[str, Any] = {}
         if adoption.confirmed:
@@ -234,7 +240,7 @@ def adopt_rows(
             row, **adoption.identity.columns(), **state, matched_by="sidecar", sha256=sha
         )
         adopted[e.path] = adoption.identity.source
-    return adopted
+    return adopted, refused
 
 
 #: Keys of a version JSON that change by themselves between two answers for one version.

@@ -18,6 +18,7 @@ Problems per file are worked out in :mod:`sdlib.library._status`.
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from collections.abc import Callable, Iterable
@@ -169,6 +170,9 @@ def scan(
     job.workers = workers if workers is not None else min(os.cpu_count() or 1, 8)
     final = job.run(entries, rows)
     result.files = build_reports(root_s, layout, entries, final)
+    for rep in result.files:
+        if rep.path in job.refused:
+            rep.notes.append(job.refused[rep.path])
     result.seconds = time.perf_counter() - started
     return result
 
@@ -193,6 +197,8 @@ class _Job:
         self.workers = 1
         #: Files whose identity came from a sidecar this time: path -> sidecar suffix.
         self.adopted: dict[str, str] = {}
+        #: Files whose identity sidecar describes other bytes: path -> why it was not taken.
+        self.refused: dict[str, str] = {}
 
     def run(self, entries: list[Entry], rows: list[FileRow]) -> dict[str, FileRow]:
         by_path = {r.path: r for r in rows}
@@ -230,8 +236,8 @@ class _Job:
         vanished = [r for r in vanished if r.id not in gone_ids]
         self._hash(entries, final, vanished, moves)
         # Identities other tools wrote beside files never looked up (sdlib.library.adopt).
-        self.adopted = adopt_rows(entries, final, lambda p: _cached_sha256(self.hashes, p),
-                                  self.now)  # fmt: skip
+        known = functools.partial(_cached_sha256, self.hashes)
+        self.adopted, self.refused = adopt_rows(entries, final, known, self.now)
         self._write(entries, by_path, final, moves, vanished)
         return final
 

@@ -107,6 +107,7 @@ def test_info_describing_other_bytes_is_not_taken(
     lora_with_info(root, lambda _sha: version_json("AB" * 32))
     lora = model(run(root, stores, hash_all=True), "models/Lora/detail.safetensors")
     assert lora.row.civitai_version_id is None and lora.to_dict()["civitai"] is None
+    assert any("describes other bytes" in n for n in lora.notes)
 
 
 def test_not_found_marker_and_broken_json_are_not_identities(
