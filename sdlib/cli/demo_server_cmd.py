@@ -42,6 +42,12 @@ def _parse_size(text: str) -> int:
     default=0,
     help="Port of the file-storage host downloads redirect to (default: any).",
 )
+@click.option(
+    "--hub-port",
+    type=click.IntRange(0, 65535),
+    default=None,
+    help="Port of the Hugging Face Hub stand-in (default: --port + 1; 0: any free port).",
+)
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option(
     "--files-dir",
@@ -75,6 +81,7 @@ def _parse_size(text: str) -> int:
 def demo_server_cmd(
     port: int,
     storage_port: int,
+    hub_port: int | None,
     host: str,
     files_dir: Path | None,
     large: str | None,
@@ -85,7 +92,8 @@ def demo_server_cmd(
 ) -> None:
     """Serve a Civitai-compatible API with demo models, offline, until Ctrl-C.
 
-    Point sdlib at it with the SDLIB_CIVITAI_URL line it prints. Tokens it accepts:
+    Point sdlib at it with the SDLIB_CIVITAI_URL and HF_ENDPOINT lines it prints (the
+    second is a Hugging Face Hub stand-in with gated and renamed repos). Tokens it accepts:
     demo-token (logged in) and demo-early-access (logged in, with early access).
     Faults can be switched at run time: GET /__admin/fault?kind=429&times=2,
     /__admin/reset, /__admin/log, /__admin/rate?bytes_per_second=N.
@@ -121,6 +129,7 @@ def demo_server_cmd(
             storage_port=storage_port,
             large_size=size,
             log_requests=log,
+            hub_port=hub_port if hub_port is not None else (port + 1 if 0 < port < 65535 else 0),
         )
     except OSError as exc:
         raise UsageError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
@@ -132,15 +141,22 @@ def demo_server_cmd(
             raise UsageError(f"--fault: {exc}") from None
     server.rate_limit = rate or None
     if as_json:
+        env = {"SDLIB_CIVITAI_URL": server.url, "HF_ENDPOINT": server.hub_url}
         emit_json({"url": server.url, "storage_url": server.storage_url,
-                   "env": {"SDLIB_CIVITAI_URL": server.url}})  # fmt: skip
+                   "hub_url": server.hub_url, "hub_cdn_url": server.hub.cdn_url,
+                   "env": env})  # fmt: skip
     else:
         click.echo(f"SDLIB_CIVITAI_URL={server.url}")
+        click.echo(f"HF_ENDPOINT={server.hub_url}")
         click.echo(
             f"\nsdlib demo server: API {server.url}, storage {server.storage_url}\n"
             f"Use it from another shell:\n"
             f"  export SDLIB_CIVITAI_URL={server.url}\n"
             f"  sdlib search dream && sdlib show 4384@128713\n"
+            f"Hugging Face Hub: {server.hub_url} (CDN {server.hub.cdn_url})\n"
+            f"  export HF_ENDPOINT={server.hub_url}\n"
+            f"  sdlib search --source hf lcm && sdlib show hf:stabilityai/sdxl-vae\n"
+            f"  Hub tokens: hf_demo_token (granted gated repos), hf_demo_pending (not approved)\n"
             f"Tokens: demo-token (logged in), demo-early-access (early access too)\n"
             f"Faults: curl '{server.url}/__admin/fault?kind=429&times=2' (reset: /__admin/reset)\n"
             f"Ctrl-C to stop.",

@@ -26,37 +26,20 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import hmac
 import json
-import secrets
-import threading
-import time
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from http.server import BaseHTTPRequestHandler
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, unquote, urlencode, urlsplit
 
-from sdlib.demo.hub_catalogue import (
-    GATED_TOKENS,
-    HUB_CATALOGUE,
-    HUB_RENAMES,
-    HUB_TOKENS,
-    HubRepoSpec,
-    HubServedFile,
-    build_hub_files,
-    commit_of,
-    lfs_pointer,
-)
+from sdlib.demo.hub_catalogue import HubRepoSpec, HubServedFile, commit_of, lfs_pointer
 from sdlib.demo.server import RequestRecord, _HTTPServer, _parse_range
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from sdlib.demo._hub_demo import HubDemo
 
-    from sdlib.demo.server import DemoServer
-
-__all__ = ["HUB_FAULT_KINDS", "HubDemo", "HubFault"]
+__all__ = ["HUB_FAULT_KINDS"]
 
 HUB_FAULT_KINDS: dict[str, str] = {
     "429": 'rate limited: RateLimit "api";r=0;t=SECONDS (retry_after=SECONDS, default 1)',
@@ -64,17 +47,9 @@ HUB_FAULT_KINDS: dict[str, str] = {
     "500": "500 internal error",
     "link-loop": "every next link repeats the cursor of the page it is on",
 }
+
 _SORT_KEYS = {"downloads": "downloads", "likes": "likes", "trendingScore": "trending",
               "lastModified": "last_modified", "createdAt": "created_at"}  # fmt: skip
-
-
-@dataclass
-class HubFault:
-    kind: str
-    match: str = "/api/"
-    times: int | None = None
-    retry_after: float = 1.0
-    hits: int = 0
 
 
 class _Reply(Exception):
@@ -88,122 +63,6 @@ def _error(status: int, code: str | None, message: str) -> _Reply:
     if code:
         headers["X-Error-Code"] = code
     return _Reply(status, {"error": message}, headers)
-
-
-class HubDemo:
-    """The Hub host and its CDN host, serving ``catalogue`` from files under ``files_dir``."""
-
-    def __init__(
-        self,
-        demo: DemoServer,
-        files_dir: str | Path,
-        *,
-        host: str = "127.0.0.1",
-        port: int = 0,
-        cdn_port: int = 0,
-        catalogue: Sequence[HubRepoSpec] = HUB_CATALOGUE,
-        renames: Mapping[str, str] = HUB_RENAMES,
-    ) -> None:
-        self.demo = demo
-        self.host = host
-        self.files = build_hub_files(files_dir, catalogue)
-        self.repos = {r.id: r for r in catalogue}
-        self.renames = dict(renames)
-        self.tokens = set(HUB_TOKENS)
-        self.gated_tokens = set(GATED_TOKENS)
-        #: Entries per tree page (the Hub sends 1,000; small here so paging is exercised).
-        self.tree_page_size = 5
-        self.url_ttl = 3600.0
-        self._by_sha = {f.sha256: f for f in self.files.values() if f.lfs}
-        self._secret = secrets.token_bytes(16)
-        self._lock = threading.Lock()
-        self._faults: list[HubFault] = []
-        self.servers = [self._make(port, "hub"), self._make(cdn_port, "hub-cdn")]
-
-    def _make(self, port: int, role: str) -> _HTTPServer:
-        server = _HTTPServer((self.host, port), _HubHandler)
-        server.demo = self.demo
-        server.role = role
-        return server
-
-    @property
-    def url(self) -> str:
-        """The Hub's origin: what ``HF_ENDPOINT`` should be."""
-        return f"http://{self.host}:{self.servers[0].server_address[1]}"
-
-    @property
-    def cdn_url(self) -> str:
-        return f"http://{self.host}:{self.servers[1].server_address[1]}"
-
-    # -- faults -------------------------------------------------------------------------------
-
-    def add_fault(
-        self, kind: str, *, match: str | None = None, times: int | str | None = None,
-        retry_after: float | str | None = None,
-    ) -> HubFault:  # fmt: skip
-        if kind not in HUB_FAULT_KINDS:
-            raise ValueError(f"unknown hub fault {kind!r}; one of: {', '.join(HUB_FAULT_KINDS)}")
-        fault = HubFault(kind, match or "/api/")
-        fault.times = None if times in (None, "", "none") else int(times)
-        if retry_after not in (None, ""):
-            fault.retry_after = float(retry_after)
-        with self._lock:
-            self._faults.append(fault)
-        return fault
-
-    def take_fault(self, path: str, kinds: set[str]) -> HubFault | None:
-        with self._lock:
-            for fault in self._faults:
-                if fault.kind in kinds and path.startswith(fault.match):
-                    fault.hits += 1
-                    if fault.times is not None:
-                        fault.times -= 1
-                        if fault.times <= 0:
-                            self._faults.remove(fault)
-                    return fault
-        return None
-
-    def reset(self) -> None:
-        with self._lock:
-            self._faults.clear()
-        self.tree_page_size = 5
-        self.url_ttl = 3600.0
-
-    # -- catalogue ----------------------------------------------------------------------------
-
-    def commit(self, repo: HubRepoSpec, revision: str) -> str | None:
-        """The commit ``revision`` (a branch, tag, ref or commit id) resolves to."""
-        names = ("main", *repo.revisions)
-        if revision in names:
-            return commit_of(repo.id, revision)
-        commits = {commit_of(repo.id, n) for n in names}
-        return revision.lower() if revision.lower() in commits else None
-
-    def repo_files(self, repo: HubRepoSpec) -> list[HubServedFile]:
-        return [self.files[(repo.id, f.path)] for f in repo.files]
-
-    # -- signed CDN URLs ----------------------------------------------------------------------
-
-    def signed_url(self, served: HubServedFile, name: str) -> str:
-        expires = int(time.time() + self.url_ttl)
-        query = urlencode({
-            "expires": expires, "signature": self._sign(served.sha256, expires),
-            "response-content-disposition": f'inline; filename="{name}";',
-        })  # fmt: skip
-        sha = served.sha256
-        return f"{self.cdn_url}/repos/{sha[:2]}/{sha[2:4]}/{sha}?{query}"
-
-    def _sign(self, sha256: str, expires: int) -> str:
-        return hmac.new(self._secret, f"{sha256}:{expires}".encode(), hashlib.sha256).hexdigest()
-
-    def check(self, sha256: str, expires: str, signature: str) -> str | None:
-        if not expires.isdigit():
-            return "missing expiry"
-        if not hmac.compare_digest(self._sign(sha256, int(expires)), signature):
-            return "signature does not match"
-        if int(expires) < time.time():
-            return "request has expired"
-        return None
 
 
 class _HubHandler(BaseHTTPRequestHandler):
@@ -531,7 +390,7 @@ class _HubHandler(BaseHTTPRequestHandler):
     # -- CDN host -----------------------------------------------------------------------------
 
     def _cdn(self, segs: list[str]) -> None:
-        served = self.hub._by_sha.get(segs[-1]) if len(segs) == 4 and segs[0] == "repos" else None
+        served = self.hub.by_sha256(segs[-1]) if len(segs) == 4 and segs[0] == "repos" else None
         if served is None:
             self._send(404, b"<Error><Code>NoSuchKey</Code></Error>", ctype="application/xml")
             return

@@ -200,7 +200,7 @@ class DemoServer:
         self._servers = [self._make(port, "api"), self._make(storage_port, "storage")]
         self._threads: list[threading.Thread] = []
         self._models = {m.id: m for m in self.catalogue}
-        from sdlib.demo._hub_api import HubDemo  # here: it imports this module
+        from sdlib.demo._hub_demo import HubDemo  # here: it imports this module
 
         self.hub = HubDemo(self, Path(files_dir) / "hub", host=host, port=hub_port)
         self._servers += self.hub.servers

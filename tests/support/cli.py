@@ -17,11 +17,14 @@ from tests.support.paths import REPO
 
 __all__ = ["DROPPED_ENV", "isolated_env", "private_dirs", "run_sdlib", "sdlib_argv"]
 
-#: Variables that would let a test see the developer's token, Civitai URL, config or proxies.
+#: Variables that would let a test see the developer's tokens, Civitai or Hub URL, config, proxies.
 DROPPED_ENV = (
     "CIVITAI_TOKEN", "SDLIB_CIVITAI_URL", "SDLIB_CONFIG", "SDLIB_CACHE_DIR", "SDLIB_DATA_DIR",
     "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY", "http_proxy", "https_proxy",
     "all_proxy", "no_proxy",
+    # The Hugging Face Hub's endpoint and token (a developer's `hf auth login` lives in HF_HOME).
+    "HF_ENDPOINT", "SDLIB_HF_ENDPOINT", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_TOKEN_PATH",
+    "HF_HOME",
 )  # fmt: skip
 
 

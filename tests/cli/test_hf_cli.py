@@ -1,0 +1,158 @@
+"""``sdlib search --source hf`` and ``sdlib show hf:...`` as a user runs them: a subprocess
+against the demo server's Hub (``HF_ENDPOINT``), JSON and piped output, errors and exits."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+from pathlib import Path
+
+import httpx
+import pytest
+
+from sdlib.demo.server import DemoServer
+from tests.conftest import RunCli
+from tests.support.cli import run_sdlib, sdlib_argv
+
+
+@pytest.fixture
+def hf(civitai: DemoServer, run_cli: RunCli) -> RunCli:
+    """``run_cli`` with HF_ENDPOINT at the demo Hub."""
+
+    def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        return run_cli(*args, env={"HF_ENDPOINT": civitai.hub_url, **(env or {})})
+
+    return run
+
+
+def test_search_lists_lora_repos_as_json(hf: RunCli) -> None:
+    result = hf("search", "--source", "hf", "--type", "lora", "--base", "sdxl", "--json")
+    assert result.returncode == 0, result.stderr
+    found = json.loads(result.stdout)
+    assert [m["id"] for m in found] == ["latent-consistency/lcm-lora-sdxl"]
+    assert found[0]["source"] == "huggingface" and found[0]["base"] == "sdxl"
+
+
+def test_search_through_a_pipe_is_one_record_per_line(hf: RunCli) -> None:
+    result = hf("search", "--source", "hf", "--sort", "downloads", "--limit", "4")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].split("\t")[0] == "repo"
+    rows = [line.split("\t") for line in lines[1:]]
+    assert len(rows) == 4 and all(len(r) == len(lines[0].split("\t")) for r in rows)
+    assert rows[0][0] == "hf:stabilityai/stable-diffusion-xl-base-1.0"  # most downloads
+    assert result.stderr == ""
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (("--type", "hypernetwork"), "unknown type"),
+        (("--base", "pony"), "unknown base"),
+        (("--sort", "newest"), "unknown sort"),
+        (("--period", "week"), "--period and --nsfw are Civitai's"),
+    ],
+)
+def test_search_words_the_hub_has_not_are_usage_errors(
+    hf: RunCli, args: tuple[str, ...], words: str
+) -> None:
+    result = hf("search", "--source", "hf", *args)
+    assert result.returncode == 2
+    assert words in result.stderr and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_show_lists_files_with_sizes_sha256_and_what_they_are(
+    civitai: DemoServer, hf: RunCli
+) -> None:
+    result = hf("show", "hf:stable-diffusion-v1-5/stable-diffusion-v1-5", "--json")
+    assert result.returncode == 0, result.stderr
+    shown = json.loads(result.stdout)
+    files = {f["path"]: f for f in shown["files"]}
+    single = files["v1-5-pruned-emaonly.safetensors"]
+    data = httpx.get(
+        f"{civitai.hub_url}/stable-diffusion-v1-5/stable-diffusion-v1-5/resolve/"
+        "main/v1-5-pruned-emaonly.safetensors",
+        follow_redirects=True,
+    ).content
+    assert single["sha256"] == hashlib.sha256(data).hexdigest()
+    assert single["size"] == len(data)
+    assert single["candidate"] and single["guess"]["layout"] == "single-file"
+    assert single["guess"]["kind"] == "checkpoint" and single["guess"]["guessed"]
+    assert files["unet/diffusion_pytorch_model.safetensors"]["guess"]["layout"] == "diffusers"
+    assert set(shown["diffusers_folders"]) == {"scheduler", "text_encoder", "unet", "vae"}
+    assert shown["model"]["license"] == "creativeml-openrail-m"
+    assert shown["card_summary"].startswith("Stable Diffusion is a latent text-to-image")
+
+
+def test_show_says_a_repo_is_gated_and_renamed(hf: RunCli) -> None:
+    gated = hf("show", "hf:black-forest-labs/FLUX.1-dev")
+    assert gated.returncode == 0, gated.stderr
+    assert "Gated (auto)" in gated.stdout and "ae.safetensors" in gated.stdout
+    moved = hf("show", "https://huggingface.co/runwayml/stable-diffusion-v1-5")
+    assert moved.returncode == 0, moved.stderr
+    assert "runwayml/stable-diffusion-v1-5 moved to stable-diffusion-v1-5/" in moved.stdout
+
+
+@pytest.mark.parametrize(
+    ("ref", "code", "words"),
+    [
+        ("hf:nobody/no-such-repo", 5, "not found, or private"),
+        ("hf:stabilityai/sdxl-vae@no-branch", 5, "revision no-branch not found"),
+        ("hf:onlyone", 2, "ORG/REPO"),
+        ("https://huggingface.co/datasets/a/b", 2, "dataset"),
+    ],
+)
+def test_show_errors_are_one_line_with_distinct_exits(
+    hf: RunCli, ref: str, code: int, words: str
+) -> None:
+    result = hf("show", ref)
+    assert result.returncode == code, result.stderr
+    assert words in result.stderr and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert result.stdout == ""
+
+
+def test_the_hf_token_goes_to_the_hub_and_not_to_civitai(civitai: DemoServer, hf: RunCli) -> None:
+    result = hf("show", "hf:stabilityai/sdxl-vae", env={"HF_TOKEN": "hf_demo_token"})
+    assert result.returncode == 0, result.stderr
+    hub = [r for r in civitai.requests if r.server == "hub"]
+    assert hub and all(r.header("Authorization") == "Bearer hf_demo_token" for r in hub)
+    assert not any(r.authorization for r in civitai.requests if r.server != "hub")
+
+
+def test_the_token_file_of_hf_auth_login_is_used(
+    civitai: DemoServer, hf: RunCli, tmp_path: Path
+) -> None:
+    home = tmp_path / "hf-home"
+    home.mkdir()
+    (home / "token").write_text("hf_demo_pending\n")
+    env = {"HF_HOME": str(home)}
+    result = hf("show", "hf:black-forest-labs/FLUX.1-dev", env=env)
+    assert result.returncode == 0, result.stderr
+    assert {r.header("Authorization") for r in civitai.requests if r.server == "hub"} == {
+        "Bearer hf_demo_pending"
+    }
+
+
+@pytest.mark.slow
+def test_demo_server_prints_the_hub_endpoint(tmp_path: Path, cli_env: dict[str, str]) -> None:
+    proc = subprocess.Popen(
+        sdlib_argv("demo-server", "--port", "0", "--quiet", "--files-dir", tmp_path / "files"),
+        env=cli_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().startswith("SDLIB_CIVITAI_URL=http://127.0.0.1:")
+        line = proc.stdout.readline().strip()
+        assert line.startswith("HF_ENDPOINT=http://127.0.0.1:"), line
+        result = run_sdlib("search", "--source", "hf", "vae", "--json",
+                           env={**cli_env, "HF_ENDPOINT": line.split("=", 1)[1]})  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        assert {m["id"] for m in json.loads(result.stdout)} == {
+            "stabilityai/sdxl-vae", "madebyollin/sdxl-vae-fp16-fix"
+        }  # fmt: skip
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=10)
