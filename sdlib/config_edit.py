@@ -166,7 +166,18 @@ class Setting:
 
 
 #: Keys that are never set from a command line (it ends up in shell history).
-_SECRET = {"civitai.token": "use `sdlib config set-token`, which reads it without echo"}
+_SECRET = {
+    "civitai.token": "use `sdlib config set-token`, which reads it without echo",
+    "huggingface.token": "set HF_TOKEN, run `hf auth login` (sdlib reads the token it stores), "
+    "or write it into the config file with an editor",
+}
+
+
+def _secret_setting(name: str) -> Setting:
+    """A token setting, for reading (``parse_setting`` refuses them: they are not set from a
+    command line)."""
+    table, _, key = name.partition(".")
+    return Setting(table, key, "")
 
 
 def parse_setting(name: str) -> Setting:
@@ -245,7 +256,7 @@ def _inline_folders(path: Path) -> bool:
 
 def get_setting(settings: Settings, name: str) -> tuple[Setting, object]:
     """The effective value of the setting ``name`` in ``settings`` (None when unset)."""
-    setting = parse_setting(name) if name != "civitai.token" else Setting("civitai", "token", "")
+    setting = parse_setting(name) if name not in _SECRET else _secret_setting(name)
     if setting.table == "library.folders":
         return setting, settings.library.folders.get(setting.key)
     return setting, getattr(getattr(settings, setting.table), setting.key)
@@ -253,7 +264,7 @@ def get_setting(settings: Settings, name: str) -> tuple[Setting, object]:
 
 def in_file(path: Path | None, name: str) -> bool:
     """Whether the config file at ``path`` sets the setting ``name`` itself."""
-    setting = parse_setting(name) if name != "civitai.token" else Setting("civitai", "token", "")
+    setting = parse_setting(name) if name not in _SECRET else _secret_setting(name)
     try:
         data: object = tomllib.loads(path.read_text(encoding="utf-8")) if path else {}
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):

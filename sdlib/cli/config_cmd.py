@@ -62,6 +62,13 @@ def _effective() -> dict[str, Any]:
         "network": network,
         "download": asdict(settings.download),
         "library": {**asdict(settings.library), "folders": dict(settings.library.folders)},
+        "huggingface": {
+            "endpoint": settings.huggingface.endpoint,
+            "token": mask_token(settings.huggingface.token),
+            "token_source": _source("huggingface.token", path)
+            if settings.huggingface.token
+            else None,
+        },
         "cache_dir": str(settings.cache_dir),
         "data_dir": str(settings.data_dir),
     }
@@ -133,6 +140,8 @@ def get_cmd(key: str, as_json: bool) -> None:
     setting, value = get_setting(settings, key)
     if setting.name == "civitai.token":
         value = mask_token(settings.civitai.token)
+    elif setting.name == "huggingface.token":
+        value = mask_token(settings.huggingface.token)
     source = _source(setting.name, settings.config_path)
     if as_json:
         emit_json({"key": setting.name, "value": value, "source": source})
@@ -140,7 +149,12 @@ def get_cmd(key: str, as_json: bool) -> None:
         click.echo(_show_value(value))
 
 
-_ENV = {"civitai.base_url": "SDLIB_CIVITAI_URL", "civitai.token": "CIVITAI_TOKEN"}
+_ENV = {
+    "civitai.base_url": "SDLIB_CIVITAI_URL",
+    "civitai.token": "CIVITAI_TOKEN",
+    "huggingface.endpoint": "HF_ENDPOINT",
+    "huggingface.token": "HF_TOKEN",
+}
 
 
 def _source(name: str, path: Any) -> str:
@@ -149,6 +163,10 @@ def _source(name: str, path: Any) -> str:
 
     if os.environ.get(_ENV.get(name, "")):
         return f"environment ({_ENV[name]})"
+    if name == "huggingface.token" and not in_file(path, name):
+        from sdlib.config import hub_token_path
+
+        return f"hf auth login ({hub_token_path()})"
     return "config file" if in_file(path, name) else "default"
 
 

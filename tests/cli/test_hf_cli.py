@@ -136,6 +136,23 @@ def test_the_token_file_of_hf_auth_login_is_used(
     }
 
 
+def test_a_rejected_token_is_exit_6_not_a_missing_repo(hf: RunCli) -> None:
+    result = hf("show", "hf:stabilityai/sdxl-vae", env={"HF_TOKEN": "hf_not_a_real_token"})
+    assert result.returncode == 6, result.stderr
+    assert "rejected the Hugging Face token" in result.stderr
+
+
+def test_config_never_prints_or_takes_the_hub_token_in_full(hf: RunCli) -> None:
+    shown = hf("config", "get", "huggingface.token", env={"HF_TOKEN": "hf_secret_0123456789"})
+    assert shown.returncode == 0, shown.stderr
+    assert "hf_secret_0123456789" not in shown.stdout and shown.stdout.startswith("hf_s")
+    full = hf("config", "show", "--json", env={"HF_TOKEN": "hf_secret_0123456789"})
+    assert "hf_secret_0123456789" not in full.stdout
+    assert json.loads(full.stdout)["huggingface"]["token_source"] == "environment (HF_TOKEN)"
+    refused = hf("config", "set", "huggingface.token", "hf_secret_0123456789")
+    assert refused.returncode == 2 and "HF_TOKEN" in refused.stderr
+
+
 @pytest.mark.slow
 def test_demo_server_prints_the_hub_endpoint(tmp_path: Path, cli_env: dict[str, str]) -> None:
     proc = subprocess.Popen(

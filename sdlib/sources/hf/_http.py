@@ -185,6 +185,13 @@ def raise_for_hub(response: httpx.Response, target: HubTarget) -> None:
             url=url,
             status=status,
         )
+    if status == 401 and not code and target.token and _rejected(detail):
+        raise AuthRequired(
+            f"the Hub rejected the Hugging Face token ({detail}): check HF_TOKEN, "
+            "`hf auth login` or [huggingface] token",
+            url=url,
+            status=status,
+        )
     if code == "RevisionNotFound":
         raise NotFound(f"revision {target.revision or 'main'} not found in {repo}", url=url,
                        status=status)  # fmt: skip
@@ -224,6 +231,16 @@ def raise_for_hub(response: httpx.Response, target: HubTarget) -> None:
         f"the Hub answered HTTP {status} for {repo}" + (f": {detail}" if detail else ""),
         url=url,
         status=status,
+    )
+
+
+def _rejected(detail: str | None) -> bool:
+    """Whether a 401's message says the token itself is bad (not "no such repo")."""
+    text = (detail or "").lower()
+    return (
+        "invalid credentials" in text
+        or "invalid username or password" in text
+        or ("invalid" in text and "token" in text)
     )
 
 
