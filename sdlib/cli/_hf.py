@@ -115,7 +115,8 @@ def _print_repo(repo: HubRepo) -> None:
         for folder in folders:
             parts = [f for f, g in guesses if g.component == folder]
             size = sum(f.size or 0 for f in parts)
-            out.print(f"  {escape(folder)}/  {len(parts)} files, {human_size(size)}")
+            files = f"{len(parts)} file" + ("s" if len(parts) != 1 else "")
+            out.print(f"  {escape(folder)}/  {files}, {human_size(size)}")
     others = [f for f, g in guesses if g.layout == "other"]
     if others:
         out.print()
