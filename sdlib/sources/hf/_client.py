@@ -246,9 +246,10 @@ class HubClient:
         model, renamed = self.model_info(ref.repo, ref.revision)
         repo = model.id if model.id != "?" else ref.repo
         listed: HubFile | None = None
-        if ref.path is None or ref.folder:
+        folder = ref.folder or _names_a_folder(model, ref.path)
+        if ref.path is None or folder:
             files = self.files(repo, model.sha or ref.revision)
-            listed = pick(files, repo, folder=ref.path if ref.folder else None)
+            listed = pick(files, repo, folder=ref.path if folder else None)
             path = listed.path
         else:
             path = ref.path
@@ -266,6 +267,17 @@ class HubClient:
             guess=HubFile(path).guess(model.tags, diffusers, repo), location=head.get("location"),
             renamed_from=renamed or head.get("renamed_from"), base=model.base, tags=model.tags,
         )  # fmt: skip
+
+    def raise_for_download(self, target: HubDownload) -> Callable[[httpx.Response], None]:
+        """The error mapper to hand the download engine for ``target`` (its URL answers
+        from the Hub, then from the CDN it redirects to)."""
+        where = HubTarget(self.endpoint, target.repo, target.revision, target.path,
+                          token=self.token)  # fmt: skip
+
+        def raise_for_status(response: httpx.Response) -> None:
+            raise_for_hub(response, where)
+
+        return raise_for_status
 
     def _head(self, repo: str, revision: str, path: str) -> dict[str, Any]:
         """``HEAD /resolve/``: no redirect to another host followed (its ``Location`` is the
@@ -299,6 +311,15 @@ class HubClient:
             if moved and moved.lower() != repo.lower():
                 out["renamed_from"] = repo
         return out
+
+
+def _names_a_folder(model: HubModel, path: str | None) -> bool:
+    """Whether ``path`` is a folder of the repo (``hf:ORG/REPO/unet``), by its siblings."""
+    if not path or not model.siblings:
+        return False
+    prefix = path.strip("/") + "/"
+    paths = [f.path for f in model.siblings]
+    return path not in paths and any(p.startswith(prefix) for p in paths)
 
 
 def pick(files: Sequence[HubFile], repo: str, *, folder: str | None = None) -> HubFile:

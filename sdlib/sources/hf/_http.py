@@ -160,13 +160,19 @@ def read_json(response: httpx.Response) -> Any:
 
 
 def raise_for_hub(response: httpx.Response, target: HubTarget) -> None:
-    """Raise the sdlib error for a failed Hub answer; return for anything below 400."""
+    """Raise the sdlib error for a failed Hub answer; return for anything below 400.
+
+    Also maps the CDN's answers to a download (the engine's error mapper for a Hub file is
+    ``lambda r: raise_for_hub(r, target)``): an expired or refused signed URL is not a
+    repo's access question."""
     status = response.status_code
     if status < 400:
         return
     url = str(response.request.url)
     with network_errors(url):
         body, _ = read_capped(response, _MAX_ERROR)
+    if origin_of(response.request.url) != origin_of(target.endpoint):
+        _raise_for_cdn(response, target, url)
     code = (response.headers.get("X-Error-Code") or "").strip()
     detail = _clip(response.headers.get("X-Error-Message")) or _body_message(body)
     repo = target.repo
@@ -198,7 +204,8 @@ def raise_for_hub(response: httpx.Response, target: HubTarget) -> None:
     if code == "EntryNotFound" or (code == "" and status == 404 and target.path):
         where = target.path or "the file"
         raise NotFound(f"{where} not found in {repo}{at}", url=url, status=status)
-    if code == "RepoNotFound" or status == 401 or (status == 404 and not code):
+    is_repo = "/" in repo
+    if code == "RepoNotFound" or (is_repo and (status == 401 or (status == 404 and not code))):
         hint = "" if target.token else f" (if it is private: {_LOGIN_HINT})"
         if status == 401 and target.token and code != "RepoNotFound":
             hint = " (or the Hugging Face token was rejected)"
@@ -232,6 +239,30 @@ def raise_for_hub(response: httpx.Response, target: HubTarget) -> None:
         url=url,
         status=status,
     )
+
+
+def _raise_for_cdn(response: httpx.Response, target: HubTarget, url: str) -> None:
+    """The CDN a ``/resolve`` redirected to refused: its signed URL expired, or the object
+    is gone. Resolving again gives a fresh URL."""
+    status = response.status_code
+    host = response.request.url.host
+    what = f"{target.path or 'the file'} of {target.repo}"
+    if status == 404:
+        raise NotFound(f"the Hub's CDN ({host}) has no {what}; resolve it again", url=url,
+                       status=status)  # fmt: skip
+    if status in (401, 403, 410):
+        raise SourceError(
+            f"the Hub's CDN ({host}) refused the download link for {what} (HTTP {status}: "
+            "expired or no longer valid); start the download again for a fresh link",
+            url=url,
+            status=status,
+        )
+    if status == 429:
+        wait = parse_retry_after(response.headers.get("Retry-After"))
+        raise RateLimited(f"the Hub's CDN ({host}) is rate limiting downloads", url=url,
+                          status=status, retry_after=wait)  # fmt: skip
+    raise SourceError(f"the Hub's CDN ({host}) answered HTTP {status} for {what}", url=url,
+                      status=status)  # fmt: skip
 
 
 def _rejected(detail: str | None) -> bool:
