@@ -87,6 +87,9 @@ class Match:
     previews: tuple[Preview, ...]
     #: The source's record exactly as it answered (``.civitai.info`` holds Civitai's).
     record: Mapping[str, Any]
+    #: When the source gave this answer (epoch seconds; cached answers keep their time), so
+    #: byte-identical copies identified from one answer get identical sidecars.
+    answered_at: float | None = None
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ JSON, so no A1111 ``<stem>.json`` is written for it.
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -129,6 +130,8 @@ class Identifier:
     lookup: Lookup
     options: IdentifyOptions = field(default_factory=IdentifyOptions)
     on_event: Callable[[IdentifyEvent], None] = field(default=lambda _e: None)
+    _memo: dict[str, Future[Match | None]] = field(default_factory=dict, init=False)
+    _memo_lock: threading.Lock = field(default_factory=threading.Lock, init=False)
 
     def run(self, rows: Iterable[FileRow]) -> list[IdentifyResult]:
         """Identify ``rows`` (model rows of the index); results in the order given."""
@@ -249,8 +252,27 @@ class Identifier:
         return hashes
 
     def _lookup(self, hashes: FileHashes) -> Match | None:
-        """The source's match for these bytes, or None when it knows none of the hashes."""
-        return self.lookup.match(_hash_map(hashes), refresh=self.options.refresh)
+        """The source's match for these bytes, or None when it knows none of the hashes.
+
+        Copies of the same bytes are asked once: the first lookup of a SHA256 answers every
+        later one (so identical copies also get identical sidecars). The pool runs tasks in
+        order, so a later copy's task only waits on one that is running or done."""
+        with self._memo_lock:
+            shared = self._memo.get(hashes.sha256)
+            if shared is None:
+                shared = self._memo[hashes.sha256] = Future()
+                mine = True
+            else:
+                mine = False
+        if not mine:
+            return shared.result()
+        try:
+            match = self.lookup.match(_hash_map(hashes), refresh=self.options.refresh)
+        except BaseException as exc:
+            shared.set_exception(exc)
+            raise
+        shared.set_result(match)
+        return match
 
     # -- results ------------------------------------------------------------------------------
 
@@ -348,7 +370,11 @@ class Identifier:
             file_id=file.id if file else None,
             file_metadata=dict(file.metadata) if file else {},
             hashes={k.upper(): v for k, v in file.hashes.items()} if file else {},
-            imported_at=datetime.now(timezone.utc).isoformat(),
+            # The answer's time, not now: identical copies get identical sidecars (a
+            # per-copy timestamp made organize --dedupe see them as different).
+            imported_at=datetime.fromtimestamp(
+                match.answered_at if match.answered_at is not None else time.time(), timezone.utc
+            ).isoformat(),
             source_url=match.page_url,
         )
 

@@ -200,13 +200,22 @@ def test_stability_matrix_gets_connected_model_info(env: Env) -> None:
     assert info["ModelType"] == "LORA" and info["Hashes"]["SHA256"] == r.sha256
     assert info["RemoteFileName"] == "add_detail.safetensors" and info["Source"] == 0
     assert info["AuthorUsername"] and info["Tags"] and info["TrainedWords"] is not None
-    # A second run from the cache, after the user deleted it, restores it.
+    # A second run from the cache, after the user deleted it, restores it as it was.
     cm.unlink()
     (again,) = env.identify(ui="stabilitymatrix", previews=False)
-    assert (
-        again.cached
-        and json.loads(cm.read_text(encoding="utf-8")) | {"ImportedAt": info["ImportedAt"]} == info
-    )
+    assert again.cached and json.loads(cm.read_text(encoding="utf-8")) == info
+
+
+def test_identical_copies_get_identical_sidecars(env: Env) -> None:
+    """ImportedAt was the time of writing, so two copies of the same bytes got different
+    .cm-info.json files and organize --dedupe could not tell they were the same."""
+    first = env.copy("add_detail.safetensors", "Models/Lora/add_detail.safetensors")
+    second = env.copy("add_detail.safetensors", "Models/Lora/copy/add_detail_copy.safetensors")
+    results = env.identify(ui="stabilitymatrix", previews=False)
+    assert [r.state for r in results] == ["identified", "identified"]
+    for suffix in (".cm-info.json", ".civitai.info"):
+        a, b = (p.with_name(p.stem + suffix).read_bytes() for p in (first, second))
+        assert a == b
 
 
 # --- updates -----------------------------------------------------------------------------------

@@ -44,7 +44,11 @@ def file_matching(
 
 
 def match_from_version(
-    site: str, body: Mapping[str, Any], matched_by: str, file: Mapping[str, Any] | None
+    site: str,
+    body: Mapping[str, Any],
+    matched_by: str,
+    file: Mapping[str, Any] | None,
+    answered_at: float | None = None,
 ) -> Match:
     """A by-hash answer as a :class:`~sdlib.lookup.Match`."""
     model = _dict(body.get("model"))
@@ -72,6 +76,7 @@ def match_from_version(
         page_url=page_url(site, body.get("modelId"), body.get("id")),
         previews=previews,
         record=dict(body),
+        answered_at=answered_at,
     )
 
 

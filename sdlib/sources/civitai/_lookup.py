@@ -183,13 +183,15 @@ class CivitaiLookup:
             hit = self._fresh(key, refresh)
             if hit is not None:
                 self.cache_hits += 1
-                status, body = hit[0], hit[1]
+                status, body, at = hit
             else:
                 status, body = self._by_hash(key, value)
+                stored = self.cache.remote_get(key, None)  # the answer's time, as cached
+                at = stored[2] if stored is not None else time.time()
             if status == 200 and isinstance(body, dict):
                 ours, file = file_matching(body, hashes, name)
                 if ours:
-                    return match_from_version(self.base_url, body, name, file)
+                    return match_from_version(self.base_url, body, name, file, at)
         return None
 
     def _by_hash(self, key: str, value: str) -> tuple[int, Any]:
@@ -209,7 +211,7 @@ class CivitaiLookup:
             return None
         body = hit[1]
         file = file_with_sha256(body, hashes.get("SHA256"))
-        return match_from_version(self.base_url, body, matched_by, file)
+        return match_from_version(self.base_url, body, matched_by, file, hit[2])
 
     # -- models -------------------------------------------------------------------------------
 
