@@ -5,13 +5,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import httpx
 import pytest
 
 from sdlib.config import load_settings
 from sdlib.demo.hub_catalogue import HUB_CATALOGUE
 from sdlib.demo.server import DemoServer
 from sdlib.errors import UsageError
-from sdlib.http import parse_ratelimit_reset
+from sdlib.http import RetryTransport, parse_ratelimit_reset
 from sdlib.sources.hf import HubTarget, card_summary, guess_file, hub_query
 from sdlib.taxonomy import Kind
 from tests.sources.hf.conftest import MakeHub
@@ -210,3 +211,16 @@ def test_token_file_locations_are_huggingface_hubs(tmp_path: Path) -> None:
         load_settings(none, env={"XDG_CACHE_HOME": str(tmp_path / "empty")}).huggingface.token
         is None
     )
+
+
+def test_the_retry_waits_as_long_as_the_hubs_ratelimit_header_says() -> None:
+    answers = iter([
+        httpx.Response(429, headers={"RateLimit": '"api";r=0;t=7'}),
+        httpx.Response(200, json=[]),
+    ])  # fmt: skip
+    waits: list[float] = []
+    transport = RetryTransport(httpx.MockTransport(lambda _r: next(answers)), retries=2,
+                               backoff_max=30, sleep=waits.append)  # fmt: skip
+    with httpx.Client(transport=transport) as client:
+        assert client.get("https://hub.example/api/models").status_code == 200
+    assert waits == [8.0]  # t + 1, not the 1 s exponential first step
