@@ -119,9 +119,9 @@ def search_cmd(
       sdlib search "realistic vision" --type checkpoint --json
       sdlib search --source hf lcm --type lora --base sdxl --sort downloads
 
-    On the Hub (--source hf): --type lora|checkpoint|vae|controlnet|embedding, --base
-    sd1|sd2|sdxl|sd3|flux|flux2 or a base model's repo id, --sort downloads|likes|trending|
-    updated|created.
+    On the Hub (--source hf): --type lora, checkpoint, vae, controlnet or embedding;
+    --base sd1, sd2, sdxl, sd3, flux, flux2 or a base model's repo id; --sort downloads,
+    likes, trending, updated or created.
     """  # fmt: skip
     if source.lower() != "civitai":
         if period or nsfw:
