@@ -28,6 +28,7 @@ error bodies lives here, over the injected client from ``sdlib.http``:
 from __future__ import annotations
 
 from sdlib.sources.civitai._account import CivitaiAccount, fetch_account
+from sdlib.sources.civitai._choice import DownloadTarget, choose_file
 from sdlib.sources.civitai._client import PERIODS, SORTS, CivitaiClient
 from sdlib.sources.civitai._fields import RecommendedSettings
 from sdlib.sources.civitai._files import remote_file, resolve_file
@@ -38,9 +39,7 @@ from sdlib.sources.civitai._models import (
     CivitaiImage,
     CivitaiModel,
     CivitaiVersion,
-    DownloadTarget,
     SearchPage,
-    choose_file,
 )
 from sdlib.sources.civitai._previews import (
     MAX_PREVIEW_BYTES,

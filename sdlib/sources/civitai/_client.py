@@ -23,16 +23,15 @@ import httpx
 
 from sdlib.errors import BadResponse, NotFound, UsageError
 from sdlib.http import build_client
+from sdlib.sources.civitai._choice import DownloadTarget, choose_file
 from sdlib.sources.civitai._http import get_json
 from sdlib.sources.civitai._models import (
     CivitaiFile,
     CivitaiImage,
     CivitaiModel,
     CivitaiVersion,
-    DownloadTarget,
     RecommendedSettings,
     SearchPage,
-    choose_file,
 )
 from sdlib.sources.civitai._refs import CivitaiRef, parse_ref
 from sdlib.sources.paging import PageGuard

@@ -18,8 +18,9 @@ from sdlib.sources.protocol import ANY_FILE, FileChoice, RemoteFile
 from sdlib.taxonomy import CIVITAI_TYPE_TO_KIND, Container, Kind, base_from_civitai
 
 if TYPE_CHECKING:
+    from sdlib.sources.civitai._choice import DownloadTarget
     from sdlib.sources.civitai._client import CivitaiClient
-    from sdlib.sources.civitai._models import CivitaiModel, CivitaiVersion, DownloadTarget
+    from sdlib.sources.civitai._models import CivitaiModel, CivitaiVersion
 
 __all__ = ["resolve_file"]
 
