@@ -24,6 +24,7 @@ from sdlib.errors import (
 )
 from sdlib.http import USER_AGENT, build_client
 from sdlib.sources.civitai import CivitaiClient, raise_for_status
+from sdlib.sources.civitai._choice import choose_file
 from sdlib.sources.civitai._models import (
     CivitaiFile,
     CivitaiImage,
@@ -31,7 +32,6 @@ from sdlib.sources.civitai._models import (
     CivitaiVersion,
     RecommendedSettings,
     SearchPage,
-    choose_file,
     commercial_use,
     normalise_cursor,
 )
