@@ -6,10 +6,11 @@ of the output is checked in its *output* bits, after the final cast: that catche
 Inf carried over from an input, made by the arithmetic (``inf - inf``, ``inf * 0``), and
 made by the cast itself (fp32 values beyond fp16's +-65504 become Inf).
 
-The test is two integer passes over the chunk with no allocation: ``bits & exponent_mask``
-into a reused scratch buffer, then its maximum, which equals the mask exactly when some
-element has every exponent bit set (Inf or NaN, in every IEEE format). Only then, which in a
-healthy model is never, are the chunk's NaN and Inf counted one by one.
+The test is two integer passes over each 256 KiB of the chunk, with no allocation:
+``bits & exponent_mask`` into a reused scratch buffer, then its maximum, which equals the
+mask exactly when some element has every exponent bit set (Inf or NaN, in every IEEE
+format). Only then, which in a healthy model is never, are NaN and Inf counted one by one.
+It costs about 0.1 s per GiB written, on the writer thread (a third of its CRC-32).
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ _MASKS: dict[str, tuple[str, int, int]] = {
 }
 #: Tensors named in an error message; the rest are counted.
 SHOWN = 3
+#: Bytes checked at a time: the masked copy stays in L2 (a 16 MiB one would not: 2x slower).
+_BLOCK = 256 << 10
 
 
 @dataclass(frozen=True)
@@ -64,16 +67,19 @@ class FiniteCheck:
             return  # integers, bools and fp8 (which the transforms only copy)
         code, exponent, mantissa = spec
         bits = data.reshape(-1).view(code)
-        if len(self._scratch) < bits.nbytes:
-            self._scratch = bytearray(bits.nbytes)
-        masked = np.frombuffer(self._scratch, code, bits.size)
-        np.bitwise_and(bits, exponent, out=masked)
-        if int(masked.max()) != exponent:
-            return
-        special = bits[masked == exponent]
-        nan = int(np.count_nonzero(special & mantissa))
-        self._nan += nan
-        self._inf += special.size - nan
+        step = _BLOCK // bits.itemsize
+        if not self._scratch:
+            self._scratch = bytearray(_BLOCK)
+        scratch = np.frombuffer(self._scratch, code)
+        for start in range(0, bits.size, step):  # blocks that stay in the CPU's cache
+            part = bits[start : start + step]
+            masked = scratch[: part.size]
+            np.bitwise_and(part, exponent, out=masked)
+            if int(masked.max()) == exponent:
+                special = part[masked == exponent]
+                nan = int(np.count_nonzero(special & mantissa))
+                self._nan += nan
+                self._inf += special.size - nan
 
     def end(self, name: str) -> None:
         """The tensor ``name`` is complete: record it if it held NaN or Inf."""

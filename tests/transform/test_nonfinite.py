@@ -82,6 +82,16 @@ def test_counts_nan_and_inf_in_each_float_format(
     assert [(f.name, f.nan, f.inf) for f in check.found] == [("t", nan, inf)]
 
 
+def test_values_past_the_first_block_of_a_chunk_are_counted() -> None:
+    bits = np.zeros(1_000_003, "<f2")  # ~2 MiB: several of the check's 256 KiB blocks
+    bits[[200_000, 700_001]] = np.nan
+    bits[-1] = -np.inf
+    check = FiniteCheck()
+    check.chunk(bits, "F16")
+    check.end("big")
+    assert [(f.name, f.nan, f.inf) for f in check.found] == [("big", 2, 1)]
+
+
 def test_convert_refuses_nan_and_writes_nothing(tmp_path: Path) -> None:
     src = _model(tmp_path / "m.safetensors", "F32", 0, {NAME: [np.nan, np.nan], OTHER: [np.inf]})
     before = sorted(p.name for p in tmp_path.iterdir())
