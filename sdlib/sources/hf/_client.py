@@ -253,7 +253,9 @@ class HubClient:
             path = listed.path
         else:
             path = ref.path
-        head = self._head(repo, ref.rev, path)
+        # At the commit the info resolved: the file picked from its listing is the one asked
+        # about, even if the branch moves meanwhile.
+        head = self._head(repo, model.sha or ref.rev, path, asked=ref.rev)
         commit = head.get("commit") or model.sha
         sha256 = head.get("sha256") or (listed.sha256 if listed else None)
         size = head.get("size") if head.get("size") is not None else (
@@ -279,12 +281,12 @@ class HubClient:
 
         return raise_for_status
 
-    def _head(self, repo: str, revision: str, path: str) -> dict[str, Any]:
+    def _head(self, repo: str, revision: str, path: str, *, asked: str) -> dict[str, Any]:
         """``HEAD /resolve/``: no redirect to another host followed (its ``Location`` is the
         CDN URL), renames (same host) followed; commit, sha256 and size from the
         ``X-Repo-Commit``, ``X-Linked-Etag`` and ``X-Linked-Size`` headers."""
         url = resolve_url(self.endpoint, repo, revision, path)
-        target = HubTarget(self.endpoint, repo, revision, path, token=self.token)
+        target = HubTarget(self.endpoint, repo, asked, path, token=self.token)
         headers = {"Accept-Encoding": "identity"}
         with open_hub(self._client, "HEAD", url, headers=headers, cross_origin=False) as answer:
             response = answer.response
