@@ -104,8 +104,9 @@ def _print_repo(repo: HubRepo) -> None:
     if singles:
         out.print("[bold]Single-file models[/] [dim](kind is a guess from names and tags)[/]")
         for f, g in singles:
+            mark = " [bold]<- selected[/]" if f.path == repo.selected else ""
             out.print(f"  [cyan]{escape(f.path)}[/]  {human_size(f.size)}  {g.kind.value} "
-                      f"[dim](guess: {escape(g.reason)})[/]")  # fmt: skip
+                      f"[dim](guess: {escape(g.reason)})[/]{mark}")  # fmt: skip
             out.print(f"      [dim]sha256[/] {f.sha256 or '? (not an LFS file)'}")
     folders = repo.diffusers_folders()
     if folders:
@@ -117,7 +118,10 @@ def _print_repo(repo: HubRepo) -> None:
             size = sum(f.size or 0 for f in parts)
             files = f"{len(parts)} file" + ("s" if len(parts) != 1 else "")
             out.print(f"  {escape(folder)}/  {files}, {human_size(size)}")
-    others = [f for f, g in guesses if g.layout == "other"]
+    others = [f.path for f, g in guesses if g.layout == "other"]
     if others:
+        more = f" and {len(others) - 20} more" if len(others) > 20 else ""
         out.print()
-        out.print("[dim]Other files: " + escape(", ".join(f.path for f in others)) + "[/]")
+        out.print("[dim]Other files: " + escape(", ".join(others[:20]) + more) + "[/]")
+    if repo.selected and repo.selected not in {f.path for f, _ in singles}:
+        out.print(f"[dim]Selected: {escape(repo.selected)}[/]")

@@ -86,6 +86,17 @@ def test_show_lists_files_with_sizes_sha256_and_what_they_are(
     assert shown["card_summary"].startswith("Stable Diffusion is a latent text-to-image")
 
 
+def test_show_marks_the_file_a_reference_names(hf: RunCli) -> None:
+    result = hf(
+        "show", "https://huggingface.co/stabilityai/sdxl-vae/blob/main/sdxl_vae.safetensors"
+    )
+    assert result.returncode == 0, result.stderr
+    line = next(x for x in result.stdout.splitlines() if "sdxl_vae.safetensors" in x)
+    assert "<- selected" in line and "vae" in line
+    shown = hf("show", "hf:stabilityai/sdxl-vae/sdxl_vae.safetensors", "--json")
+    assert json.loads(shown.stdout)["selected"] == "sdxl_vae.safetensors"
+
+
 def test_show_says_a_repo_is_gated_and_renamed(hf: RunCli) -> None:
     gated = hf("show", "hf:black-forest-labs/FLUX.1-dev")
     assert gated.returncode == 0, gated.stderr

@@ -218,7 +218,7 @@ class HubClient:
         summary = None
         if any(f.path == "README.md" for f in files):
             summary = self._card_summary(model.id, model.sha or ref.rev)
-        return HubRepo(model, tuple(files), ref.revision, summary, renamed)
+        return HubRepo(model, tuple(files), ref.revision, summary, renamed, ref.path)
 
     def _card_summary(self, repo: str, revision: str) -> str | None:
         """The README's first paragraph of prose (front matter, headings, images and HTML

@@ -205,6 +205,8 @@ class HubRepo:
     card_summary: str | None = None
     #: The repo id that was asked for, when the Hub redirected it to ``model.id`` (renamed).
     renamed_from: str | None = None
+    #: The file or folder the reference named (``hf:ORG/REPO/PATH``), if any.
+    selected: str | None = None
 
     def guesses(self) -> list[tuple[HubFile, FileGuess]]:
         diffusers = any(f.path == "model_index.json" for f in self.files) or self.model.is_diffusers
@@ -223,6 +225,7 @@ class HubRepo:
             "model": self.model.to_dict(),
             "revision": self.revision,
             "renamed_from": self.renamed_from,
+            "selected": self.selected,
             "card_summary": self.card_summary,
             "diffusers_folders": self.diffusers_folders(),
             "files": [
