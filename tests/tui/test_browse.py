@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import time
 from dataclasses import replace
 from typing import Any
 
 import pytest
 from textual.widgets import Input, Markdown, Select, Static
 
-from sdlib.config import NetworkSettings, Settings
+from sdlib.config import Settings
 from sdlib.demo.server import DemoServer
 from sdlib.tui.screens.browse import BrowseScreen, _periods, _sorts
 from sdlib.tui.widgets.model_detail import ModelDetail
@@ -160,22 +159,44 @@ async def test_compact_layout_opens_detail_in_place_and_escape_goes_back(
 async def test_slow_server_does_not_block_keys(
     civitai: DemoServer, settings: Settings, make_app: Any, ui: Any
 ) -> None:
-    # The search answers 503 + Retry-After: 2 once; the client waits before retrying.
-    slow = replace(settings, network=NetworkSettings(retries=1, backoff_max=2, read_timeout=5))
-    civitai.add_fault("503", match="/api/v1/models", times=1, retry_after=2)
-    app = make_app(slow)
-    async with app.run_test(size=(120, 40)) as pilot:
-        await ui.until(pilot, lambda: len(model_requests(civitai)) == 1, what="first request")
-        started = time.monotonic()
-        await pilot.press("2")  # while the request is in flight
-        assert app.current_mode == "downloads"
-        assert time.monotonic() - started < 1.0
-        searching = [w for w in app.workers if w.group == "search" and w.is_running]
-        assert searching, "the search should still be waiting for the server"
-        await pilot.press("1", "slash", *"abc")
-        assert app.screen.query_one("#query", Input).value == "abc"
-        await ui.settle(pilot)
-        assert len(names(app)) == 12 and time.monotonic() - started >= 1.5
+    """While the search waits on the server, keys switch screens and type into the search
+    field; the answer shows when it comes. The server holds its answer until the test has
+    pressed its keys (no clock: under load a key can take longer than any fixed delay)."""
+    import threading
+
+    import httpx
+
+    from sdlib.config import CivitaiSettings, NetworkSettings
+    from tests.support.hostile import Answer, HostileServer
+
+    release = threading.Event()
+
+    def held(query: Any) -> Answer:
+        release.wait(timeout=120)
+        params = [(k, v) for k, values in query.items() for v in values]
+        return Answer.json(httpx.get(f"{civitai.url}/api/v1/models", params=params).json())
+
+    with HostileServer() as slow:
+        slow.route("/api/v1/models", held)
+        patient = NetworkSettings(retries=0, read_timeout=120)  # held, never timed out
+        app = make_app(
+            replace(settings, civitai=CivitaiSettings(base_url=slow.url), network=patient)
+        )
+        async with app.run_test(size=(120, 40)) as pilot:
+            try:
+                started = lambda: slow.count("/api/v1/models") >= 1  # noqa: E731
+                await ui.until(pilot, started, timeout=60, what="the request")
+                await pilot.press("2")  # while the request is open
+                assert app.current_mode == "downloads"
+                await pilot.press("1", "slash", *"abc")
+                assert app.screen.query_one("#query", Input).value == "abc"
+                searching = [w for w in app.workers if w.group == "search" and w.is_running]
+                assert searching, "the search is still waiting for the server"
+                assert names(app) == []
+            finally:
+                release.set()
+            await ui.until(pilot, lambda: len(names(app)) == 12, timeout=60, what="the answer")
+            await ui.settle(pilot)  # the detail of the first result, before the app closes
 
 
 async def test_a_failed_search_is_a_notification_not_a_crash(

@@ -7,6 +7,7 @@ search (the user typed again) are dropped.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -100,6 +101,7 @@ class BrowseScreen(SdlibScreen):
         self._models: dict[int, CivitaiModel] = {}
         self._showing: int | None = None
         self._detail_timer: Timer | None = None
+        self._detail_lock = asyncio.Lock()
         self._last_width = 0
 
     def compose(self) -> ComposeResult:
@@ -248,7 +250,7 @@ class BrowseScreen(SdlibScreen):
             self._detail_timer.stop()
         self._showing = None
         detail = self._detail()
-        if detail is not None:
+        if detail is not None and detail.is_mounted:  # (one being mounted shows nothing yet)
             detail.clear()
         self.remove_class("-has-detail", "-detail-open")
         self.refresh_bindings()
@@ -323,18 +325,24 @@ class BrowseScreen(SdlibScreen):
         return self.query(ModelDetail).first() if self.query(ModelDetail) else None
 
     async def _show_highlighted(self) -> None:
-        model = self._highlighted_model()
-        if model is None or model.id == self._showing:
-            return
-        self._showing = model.id
-        detail = self._detail()
-        if detail is None:
-            detail = ModelDetail(self.services, id="detail")
-            await self.query_one("#browse-body").mount(detail)
-        self.add_class("-has-detail")
-        detail.show(model, None)
-        if model.latest is not None:
-            self._load_version(model, model.latest.id)
+        # One at a time: a second call while the first mounts the pane would find the pane
+        # without its children (NoMatches, a crash), or show a model from replaced results.
+        async with self._detail_lock:
+            model = self._highlighted_model()
+            if model is None or model.id == self._showing:
+                return
+            detail = self._detail()
+            if detail is None:
+                detail = ModelDetail(self.services, id="detail")
+                await self.query_one("#browse-body").mount(detail)
+                model = self._highlighted_model()  # the results may have changed meanwhile
+                if model is None:
+                    return
+            self._showing = model.id
+            self.add_class("-has-detail")
+            detail.show(model, None)
+            if model.latest is not None:
+                self._load_version(model, model.latest.id)
 
     async def open_detail(self) -> None:
         """Show the highlighted model (in compact layouts the detail replaces the table)."""

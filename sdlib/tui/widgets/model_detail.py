@@ -9,8 +9,10 @@ from textual import on
 from textual.app import ComposeResult
 from textual.containers import Horizontal, VerticalScroll
 from textual.content import Content
+from textual.css.query import NoMatches
 from textual.message import Message
 from textual.widgets import Label, Markdown, Select, Static
+from textual.widgets.select import NoSelection
 
 from sdlib.formatting import count, date, human_size, terminal_safe
 from sdlib.sources.versions import early_access_active
@@ -71,6 +73,21 @@ def recommended_text(rec: RecommendedSettings | None) -> str:
     return " · ".join(rec.parts()) + f"  (from {rec.samples} {images})"
 
 
+class VersionSelect(Select[int]):
+    """The version picker: a Select without a blank entry.
+
+    Without a blank, Textual's Select sets its first value when it mounts, and under load
+    its mount can come before its label widget has been composed (NoMatches: the app would
+    crash). The value is then shown once the label is there.
+    """
+
+    def _watch_value(self, value: int | NoSelection) -> None:
+        try:
+            super()._watch_value(value)
+        except NoMatches:
+            self.call_after_refresh(self._watch_value, value)
+
+
 class ModelDetail(Horizontal):
     """Left: the model's facts (scrolls). Right: its preview images."""
 
@@ -93,7 +110,7 @@ class ModelDetail(Horizontal):
             yield Static("", id="detail-meta")
             # No blank entry: a model always shows one of its versions. (A Select without
             # a blank needs an option from the start; show() puts the real ones in.)
-            yield Select[int]([("…", 0)], allow_blank=False, compact=True, id="versions")
+            yield VersionSelect([("…", 0)], allow_blank=False, compact=True, id="versions")
             yield Static("", id="version-meta")
             yield Label("Files  (d: download)", classes="detail-heading")
             yield Static("", id="files")
