@@ -211,10 +211,11 @@ class BulkInstaller:
         return Destination.folder(resolve_folder(self.root, entry.folder))
 
     def _install_locked(self, entry: Entry, locked: LockEntry) -> EntryResult:
-        ref = (
-            f"{locked.model_id}@{locked.version_id}" if locked.model_id else f"@{locked.version_id}"
-        )
-        choice = FileChoice(file_id=locked.file_id)
+        if locked.version_id is None and locked.pinned:
+            ref, choice = locked.pinned, FileChoice()  # a Hub file at its locked commit
+        else:
+            ref = f"{locked.model_id or ''}@{locked.version_id}"
+            choice = FileChoice(file_id=locked.file_id)
         if self.dry_run:
             return EntryResult(entry.ref, entry.line, "would-install", None, locked.size,
                                locked.sha256, lock=locked)  # fmt: skip
@@ -226,7 +227,8 @@ class BulkInstaller:
 
     def _install_fresh(self, entry: Entry) -> EntryResult:
         ref = entry.ref
-        if entry.version is not None and not ref.lower().startswith("sha256:"):
+        hub = self.installer.hub is not None and self.installer.hub.claims(ref)
+        if entry.version is not None and not ref.lower().startswith("sha256:") and not hub:
             parsed = self.installer.civitai.parse_ref(ref)
             if parsed.version_id is None:
                 ref = f"{parsed.model_id}@{entry.version}"
@@ -275,24 +277,31 @@ class BulkInstaller:
         sha = self.installer.hashes.get(path)[0].sha256
         lock = self._lock_entry(entry, target.model_id, target.version_id, target.file_id,
                                 target.file_name, target.size or 0, target.sha256, None,
-                                path, sha)  # fmt: skip
+                                path, sha, pinned=target.pinned_ref, url=target.url)  # fmt: skip
         return EntryResult(entry.ref, entry.line, "already-present", str(path), target.size,
                            target.sha256, lock=lock)  # fmt: skip
 
     def _lock_entry(
         self, entry: Entry, model_id: int | None, version_id: int | None, file_id: int | None,
         file_name: str, size: int, sha256: str, blake3: str | None, path: Path,
-        converted: str | None,
+        converted: str | None, *, pinned: str | None = None, url: str | None = None,
     ) -> LockEntry:  # fmt: skip
-        if version_id is None or file_id is None:
-            raise ManifestError(f"{entry.ref}: a lock pins Civitai files only (version and file "
-                                "ids)", path=self.manifest.path, line=entry.line)  # fmt: skip
+        """What the lock keeps of an installed entry: Civitai's version and file ids, or
+        for another source the reference pinned to its exact revision."""
+        if version_id is not None and file_id is not None:
+            download = (f"{self.installer.civitai.base_url}/api/download/models/"
+                        f"{version_id}?fileId={file_id}")  # fmt: skip
+            pinned = None
+        elif pinned and url:
+            download = url
+        else:
+            raise ManifestError(f"{entry.ref}: the source named no exact file to lock",
+                                path=self.manifest.path, line=entry.line)  # fmt: skip
         return LockEntry(
             ref=entry.ref, key=entry.key(), model_id=model_id, version_id=version_id,
-            file_id=file_id, file_name=file_name, size=size, sha256=sha256,
-            download=f"{self.installer.civitai.base_url}/api/download/models/"
-                     f"{version_id}?fileId={file_id}",
+            file_id=file_id, file_name=file_name, size=size, sha256=sha256, download=download,
             path=_relative(path, self.root), blake3=blake3, converted_sha256=converted,
+            pinned=pinned,
         )  # fmt: skip
 
     def _finish(self, entry: Entry, result: InstallResult) -> EntryResult:
@@ -311,6 +320,8 @@ class BulkInstaller:
             blake3 if converted is None else None,
             path,
             converted,
+            pinned=result.pinned_ref,
+            url=result.url,
         )
         status = "installed" if result.status == "downloaded" else result.status
         verdict = result.verification.to_dict() if result.verification is not None else None

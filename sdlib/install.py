@@ -16,7 +16,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from sdlib.download import DownloadEvent, DownloadOptions, DownloadSpec, download
+from sdlib.download import DownloadEvent, DownloadOptions, DownloadResult, DownloadSpec, download
 from sdlib.errors import HashMismatch, SdlibError, UnsafeFileError
 from sdlib.hashcache import HashCache
 from sdlib.library.placement import Destination, choose_name, same_family
@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from sdlib.files.verification import Verification
     from sdlib.hashing import FileHashes
     from sdlib.sources.civitai import CivitaiClient
+    from sdlib.sources.hf import HubClient
 
 __all__ = ["FileChoice", "InstallResult", "Installer", "RemoteFile", "run_all"]
 
@@ -66,10 +67,14 @@ class InstallResult:
     #: Where it came from (``civitai``, ``hf``), and the exact revision when the source has one.
     source: str = "civitai"
     revision: str | None = None
+    #: The reference naming exactly this file's version, and the URL its bytes came from.
+    pinned_ref: str | None = None
+    url: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "ref": self.ref, "source": self.source, "revision": self.revision,
+            "pinned_ref": self.pinned_ref,
             "model_id": self.model_id, "version_id": self.version_id,
             "file_id": self.file_id, "path": str(self.path), "size": self.size,
             "sha256": self.sha256, "kind": self.kind, "base": self.base,
@@ -93,13 +98,20 @@ class Installer:
     nsfw: bool = False
     on_event: Callable[[DownloadEvent], None] | None = None
     on_note: Callable[[str], None] = field(default=lambda _m: None)
+    #: The Hugging Face Hub, for ``hf:`` references and Hub links (None: Civitai only).
+    hub: HubClient | None = None
 
     def resolve(self, ref: str, choice: FileChoice = ANY_FILE) -> RemoteFile:
         """The exact file a reference and file choice name, with its facts.
 
-        Besides every form Civitai's ``parse_ref`` takes, ``sha256:<hex>`` finds a file by
-        its hash.
+        ``hf:...`` and Hub links go to the Hugging Face Hub (``choice`` does not apply: a
+        Hub reference names one file); everything else to Civitai, where besides every
+        form ``parse_ref`` takes, ``sha256:<hex>`` finds a file by its hash.
         """
+        if self.hub is not None and self.hub.claims(ref):
+            from sdlib.sources.hf import resolve_file as resolve_hub_file
+
+            return resolve_hub_file(self.hub, ref)
         from sdlib.sources.civitai import resolve_file
 
         return resolve_file(self.civitai, ref, choice, on_note=self.on_note)
@@ -154,7 +166,9 @@ class Installer:
             container=target.container, refresh=target.refresh,
             origin=_origin(ref, target, dest, sort),
         )  # fmt: skip
-        result = download(self.http, spec, self._download_options(target), self.on_event)
+        result = self._from_local_cache(target, name.path) or download(
+            self.http, spec, self._download_options(target), self.on_event
+        )
         self.hashes.store(result.path, result.hashes)
         verdict = result.verification
         path, kind, base, warnings = self._check_and_place(
@@ -169,6 +183,48 @@ class Installer:
                             "downloaded", picked, warnings, sidecars, verdict)  # fmt: skip
 
     # -- steps --------------------------------------------------------------------------------
+
+    def _from_local_cache(self, target: RemoteFile, path: Path) -> DownloadResult | None:
+        """The bytes from ``target.cached_path`` (the Hugging Face cache): hard-linked when
+        on the same volume, else copied, then hashed and verified like a download. None
+        (and nothing left behind) when they are not there or not the published file."""
+        import shutil
+
+        from sdlib.files.verification import check
+        from sdlib.hashing import hash_file
+
+        blob = target.cached_path
+        if blob is None or os.path.lexists(path):
+            return None
+        temp = path.with_name(path.name + ".sdlib-cache")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with contextlib.suppress(FileNotFoundError):
+                temp.unlink()
+            try:
+                os.link(blob, temp)  # no second copy of a multi-GB file
+                how = "linked"
+            except OSError:
+                shutil.copyfile(blob, temp)
+                how = "copied"
+            hashes = hash_file(temp)
+            verdict = check(hashes, target.hashes, target.size)
+            if not verdict.verified:
+                temp.unlink()
+                self.on_note(f"{target.file_name}: the copy in the Hugging Face cache is not "
+                             f"the published file ({verdict.problem()}); downloading")  # fmt: skip
+                return None
+            os.replace(temp, path)
+        except (OSError, SdlibError) as exc:
+            with contextlib.suppress(OSError):
+                temp.unlink()
+            self.on_note(f"{target.file_name}: could not use the Hugging Face cache ({exc}); "
+                         "downloading")  # fmt: skip
+            return None
+        self.on_note(f"{target.file_name}: {how} from the Hugging Face cache ({blob}), "
+                     "verified; nothing downloaded")  # fmt: skip
+        return DownloadResult(path, hashes, 0, 0, verdict)
+
     def _download_options(self, target: RemoteFile) -> DownloadOptions:
         """The caller's options, with the source's error mapping for its download host
         (the engine knows no source)."""
@@ -307,7 +363,8 @@ class Installer:
             file_id=target.file_id, path=path, size=size, sha256=sha256, kind=kind.value,
             base=base.value, verified=verified, status=status, picked=picked,
             warnings=warnings, sidecars=sidecars, verification=verification,
-            source=target.source, revision=target.revision,
+            source=target.source, revision=target.revision, pinned_ref=target.pinned_ref,
+            url=target.url,
         )  # fmt: skip
 
 

@@ -84,8 +84,9 @@ class LockEntry:
     ref: str
     key: str
     model_id: int | None
-    version_id: int
-    file_id: int
+    #: Civitai's version and file ids (None for a file from another source).
+    version_id: int | None
+    file_id: int | None
     file_name: str
     size: int
     sha256: str
@@ -97,6 +98,9 @@ class LockEntry:
     blake3: str | None = None
     #: SHA256 of the file at ``path`` when it was converted from the downloaded one.
     converted_sha256: str | None = None
+    #: The reference naming exactly this file where ids do not (a Hub file at its commit:
+    #: ``hf:ORG/REPO@<commit>/PATH``).
+    pinned: str | None = None
 
 
 # --- parsing ----------------------------------------------------------------------------------
@@ -246,7 +250,19 @@ def _check_ref(entry: Entry, fail: Any) -> None:
         return
     from sdlib.errors import UsageError
     from sdlib.sources.civitai import parse_ref
+    from sdlib.sources.hf import is_hub_ref, parse_hub_ref
 
+    if is_hub_ref(entry.ref):
+        try:
+            parse_hub_ref(entry.ref)
+        except UsageError as exc:
+            raise fail(f"bad ref: {exc.message}", "ref") from None
+        given = [k for k in ("version", "type", "format", "fp", "size", "file_id")
+                 if getattr(entry, k) is not None and k not in entry.defaulted]  # fmt: skip
+        if given:
+            raise fail(f"{given[0]} = applies to Civitai refs; a Hub ref names one file "
+                       "(pin a revision with hf:ORG/REPO@REV/PATH)", given[0])  # fmt: skip
+        return
     try:
         ref = parse_ref(entry.ref)
     except UsageError as exc:
@@ -309,11 +325,14 @@ def parse_lock(text: str, path: str | None = None) -> dict[str, LockEntry]:
     for raw in data.get("model", []):
         try:
             values = {k: raw[k] for k in LockEntry.__dataclass_fields__ if k in raw}
-            entry = LockEntry(**{"model_id": None, **values})
+            entry = LockEntry(**{"model_id": None, "version_id": None, "file_id": None,
+                                 **values})  # fmt: skip
         except TypeError as exc:
             raise ManifestError(f"damaged lock entry: {exc}", path=path) from None
         if not entry.ref or not entry.sha256:
             raise ManifestError("damaged lock entry: no ref or sha256", path=path)
+        if entry.version_id is None and not entry.pinned:
+            raise ManifestError("damaged lock entry: no version id or pinned ref", path=path)
         out[entry.ref] = entry
     return out
 

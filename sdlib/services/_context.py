@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from sdlib.library.placement import Destination
     from sdlib.lookup import Lookup
     from sdlib.sources.civitai import CivitaiClient
+    from sdlib.sources.hf import HubClient
 
 __all__ = ["Context"]
 
@@ -52,7 +53,9 @@ class Context:
         self._transport = transport
         self._lock = threading.RLock()
         self._http: httpx.Client | None = None
+        self._archive_http: httpx.Client | None = None
         self._civitai: CivitaiClient | None = None
+        self._hub: HubClient | None = None
         self._hashes: HashCache | None = None
         self._index: Index | None = None
 
@@ -74,6 +77,23 @@ class Context:
             return self._http
 
     @property
+    def archive_http(self) -> httpx.Client:
+        """For unofficial fallback sources (CivArchive): ``[civarchive] timeout`` for each
+        request and no retries, so a slow or down archive never holds a command up."""
+        with self._lock:
+            if self._archive_http is None:
+                from sdlib.http import build_client
+
+                net = self.settings.network
+                t = self.settings.civarchive.timeout
+                net = replace(net, retries=0, connect_timeout=min(net.connect_timeout, t),
+                              read_timeout=min(net.read_timeout, t))  # fmt: skip
+                self._archive_http = build_client(
+                    replace(self.settings, network=net), self._transport
+                )
+            return self._archive_http
+
+    @property
     def civitai(self) -> CivitaiClient:
         with self._lock:
             if self._civitai is None:
@@ -85,6 +105,18 @@ class Context:
                     nsfw=self.settings.civitai.nsfw,
                 )
             return self._civitai
+
+    @property
+    def hub(self) -> HubClient:
+        """The Hugging Face Hub at the configured endpoint, over :attr:`http` (which sends
+        the Hub token to that endpoint only)."""
+        with self._lock:
+            if self._hub is None:
+                from sdlib.sources.hf import HubClient
+
+                hub = self.settings.huggingface
+                self._hub = HubClient(self.http, endpoint=hub.endpoint, token=bool(hub.token))
+            return self._hub
 
     @property
     def hashes(self) -> HashCache:
@@ -109,9 +141,10 @@ class Context:
         """The source's answers for the library (``identify``, ``updates``), cached in the
         index per server, at most ``rate`` requests a second. Its ``requests`` and
         ``cache_hits`` count what it did."""
-        from sdlib.sources.civitai import CivitaiLookup
+        from sdlib.services.fallback import library_lookup
 
-        return CivitaiLookup(self.http, self.settings.civitai.base_url, self.index, rate=rate)
+        # Civitai, then (on a miss) the other Civitai host and CivArchive: services.fallback.
+        return library_lookup(self, rate)
 
     def sha256_of(self) -> Callable[[str], str | None]:
         """A file's SHA256 from the hash cache (hashing it if needed); None if unreadable."""
@@ -183,6 +216,7 @@ class Context:
         """
         from sdlib.download import DownloadOptions
         from sdlib.services._installer import RecordingInstaller
+        from sdlib.services.fallback import archive_resolver
         from sdlib.services.remote import record_install
         from sdlib.sources.civitai import raise_for_status
 
@@ -199,6 +233,7 @@ class Context:
         return RecordingInstaller(
             record=lambda result: record_install(self, result),
             civitai=self.civitai,
+            hub=self.hub,
             http=self.http,
             destination=destination or self.destination(),
             options=options,
@@ -207,6 +242,7 @@ class Context:
             nsfw=self.settings.civitai.nsfw,
             on_event=on_event,
             on_note=on_note or (lambda _m: None),
+            fallback=archive_resolver(self, on_note or (lambda _m: None)),
         )
 
     def close(self) -> None:
@@ -220,4 +256,8 @@ class Context:
             if self._http is not None:
                 self._http.close()
                 self._http = None
+            if self._archive_http is not None:
+                self._archive_http.close()
+                self._archive_http = None
             self._civitai = None
+            self._hub = None

@@ -65,26 +65,13 @@ def show(ctx: Context, ref: str) -> tuple[CivitaiModel, CivitaiVersion]:
 def source_of(ctx: Context, ref: str) -> str:
     """Which source a reference names: ``"huggingface"`` for ``hf:...`` and links to
     huggingface.co, hf.co or the configured Hub endpoint; ``"civitai"`` otherwise."""
-    from urllib.parse import urlsplit
-
-    from sdlib.sources.hf import is_hub_ref
-
-    if is_hub_ref(ref):
-        return "huggingface"
-    text = ref.strip()
-    host = urlsplit(text if "://" in text else "//" + text).netloc.lower()
-    hub = urlsplit(ctx.settings.huggingface.endpoint).netloc.lower()
-    civitai = urlsplit(ctx.settings.civitai.base_url).netloc.lower()
-    return "huggingface" if host and host == hub and host != civitai else "civitai"
+    return "huggingface" if ctx.hub.claims(ref) else "civitai"
 
 
 def hub_client(ctx: Context) -> HubClient:
     """The Hub's client over the context's HTTP client (which sends the Hub token to the
     configured endpoint only)."""
-    from sdlib.sources.hf import HubClient
-
-    hub = ctx.settings.huggingface
-    return HubClient(ctx.http, endpoint=hub.endpoint, token=bool(hub.token))
+    return ctx.hub
 
 
 def hub_search(
@@ -159,10 +146,13 @@ def record_install(ctx: Context, result: InstallResult) -> None:
         return  # the index knows Civitai identities only; a scan still finds the file
     verification = result.verification.to_dict() if result.verification is not None else None
     try:
-        record_download(
+        row_id = record_download(
             ctx.index, result.path, ref=result.ref, model_id=result.model_id,
             version_id=result.version_id, file_id=result.file_id, sha256=result.sha256,
             verification=verification,
         )  # fmt: skip
+        # Which source identified it (a CivArchive mirror's file says so); None: Civitai.
+        source = None if result.source == "civitai" else result.source
+        ctx.index.update(row_id, identified_source=source)
     except (SdlibError, OSError):
         return

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sdlib.lookup import Preview
@@ -90,6 +91,9 @@ class RemoteFile:
     raise_for_status: Callable[[httpx.Response], None] | None = None
     #: A fresh URL when a signed one expired mid-download.
     refresh: Callable[[], str] | None = None
+    #: The same bytes already on this machine (the Hugging Face cache): linked or copied
+    #: instead of downloaded, and verified all the same.
+    cached_path: Path | None = None
 
     @property
     def sha256(self) -> str | None:

@@ -21,12 +21,15 @@ headers lives here:
 * ``guess_file``: what a file likely is from its name, folder and the repo's tags, labelled
   a guess (``_guess``);
 * ``hub_query``: sdlib's ``--type``/``--base``/``--sort`` words as Hub filters (``_search``);
-* ``raise_for_hub``: the Hub's ``X-Error-Code`` answers as sdlib errors (``_http``).
+* ``raise_for_hub``: the Hub's ``X-Error-Code`` answers as sdlib errors (``_http``);
+* ``resolve_file``: a reference as the install path's ``sdlib.sources.protocol.RemoteFile``,
+  with the bytes' place in the user's Hugging Face cache if they are there (``_files``).
 """
 
 from __future__ import annotations
 
 from sdlib.sources.hf._client import DEFAULT_ENDPOINT, HubClient, card_summary, pick
+from sdlib.sources.hf._files import cached_blob, hub_cache_dir, remote_file, resolve_file
 from sdlib.sources.hf._guess import (
     CANDIDATE_EXTENSIONS,
     DIFFUSERS_COMPONENTS,
@@ -65,8 +68,10 @@ __all__ = [
     "HubRepo",
     "HubTarget",
     "base_of_tags",
+    "cached_blob",
     "card_summary",
     "guess_file",
+    "hub_cache_dir",
     "hub_query",
     "is_candidate",
     "is_hub_ref",
@@ -74,6 +79,8 @@ __all__ = [
     "parse_hub_ref",
     "pick",
     "raise_for_hub",
+    "remote_file",
     "repo_page_url",
+    "resolve_file",
     "resolve_url",
 ]

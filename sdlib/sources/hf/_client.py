@@ -28,6 +28,7 @@ from sdlib.sources.hf._http import HubTarget, open_hub, raise_for_hub, read_json
 from sdlib.sources.hf._models import HubDownload, HubFile, HubModel, HubRepo, _sha256
 from sdlib.sources.hf._refs import (
     HubRef,
+    is_hub_ref,
     local_name,
     parse_hub_ref,
     quote_revision,
@@ -86,6 +87,21 @@ class HubClient:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    def claims(self, text: str) -> bool:
+        """Whether ``text`` names a Hub file: ``hf:...``, a huggingface.co / hf.co link, or
+        a link on this client's own endpoint (a mirror, or the demo Hub)."""
+        from urllib.parse import urlsplit
+
+        if is_hub_ref(text):
+            return True
+        stripped = text.strip()
+        if "://" not in stripped:
+            return False
+        try:
+            return urlsplit(stripped).netloc.lower() == urlsplit(self.endpoint).netloc.lower()
+        except ValueError:
+            return False
 
     def parse_ref(self, text: str) -> HubRef:
         """``parse_hub_ref`` that also knows links on this client's own endpoint."""

@@ -1,0 +1,145 @@
+"""Downloads and installs from the Hugging Face Hub through sdlib's own engine, against the
+demo Hub (``HF_ENDPOINT``). The expected bytes come from huggingface_hub's own client, an
+independent implementation of the Hub protocol."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from sdlib.demo.server import DemoServer
+from sdlib.manifest import parse_lock
+from tests.conftest import RunCli
+
+pytestmark = pytest.mark.slow  # subprocesses
+
+VAE = "hf:stabilityai/sdxl-vae/sdxl_vae.safetensors"
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _by_huggingface_hub(civitai: DemoServer, cache: Path, repo: str, name: str) -> Path:
+    """The file as huggingface_hub fetches it (into a real HF cache at ``cache``)."""
+    pytest.importorskip("huggingface_hub")
+    code = (
+        "import sys\nfrom huggingface_hub import hf_hub_download\n"
+        "print(hf_hub_download(sys.argv[1], sys.argv[2], cache_dir=sys.argv[3]))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HF_")}
+    env.update({"HF_ENDPOINT": civitai.hub_url, "HF_HUB_DISABLE_TELEMETRY": "1",
+                "HF_HUB_DISABLE_XET": "1"})  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-c", code, repo, name, str(cache)],
+        env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    return Path(done.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture
+def hf(civitai: DemoServer, run_cli: RunCli, tmp_path: Path) -> RunCli:
+    def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        base = {"HF_ENDPOINT": civitai.hub_url, "HF_HUB_CACHE": str(tmp_path / "no-hf-cache")}
+        return run_cli(*args, env={**base, **(env or {})})
+
+    return run
+
+
+def test_a_hub_vae_lands_verified_in_the_webui_vae_folder(
+    hf: RunCli, civitai: DemoServer, tmp_path: Path
+) -> None:
+    root = tmp_path / "R"
+    done = hf("download", VAE, "--ui", "a1111", "--root", str(root), "--json")
+    assert done.returncode == 0, done.stderr
+    [result] = json.loads(done.stdout)
+    path = Path(result["path"])
+    assert path == root / "models" / "VAE" / "sdxl_vae.safetensors"
+    assert result["source"] == "hf" and result["verified"] and result["kind"] == "vae"
+    assert result["revision"] and result["pinned_ref"].startswith("hf:stabilityai/sdxl-vae@")
+    expected = _by_huggingface_hub(civitai, tmp_path / "oracle", "stabilityai/sdxl-vae",
+                                   "sdxl_vae.safetensors")  # fmt: skip
+    assert _sha256(path) == _sha256(expected) == result["sha256"].lower()
+    # The Hub token (none here) and Civitai's never went to the CDN.
+    assert not any(r.authorization for r in civitai.requests if r.server == "hub-cdn")
+
+
+def test_bytes_already_in_the_hugging_face_cache_are_not_downloaded_again(
+    hf: RunCli, civitai: DemoServer, tmp_path: Path
+) -> None:
+    cache = tmp_path / "hf-cache"
+    _by_huggingface_hub(civitai, cache, "stabilityai/sdxl-vae", "sdxl_vae.safetensors")
+    civitai.clear_requests()
+    root = tmp_path / "R"
+    done = hf("download", VAE, "--ui", "a1111", "--root", str(root), "--json",
+              env={"HF_HUB_CACHE": str(cache)})  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    [result] = json.loads(done.stdout)
+    assert "from the Hugging Face cache" in done.stderr and result["verified"]
+    assert not [r for r in civitai.requests if r.server == "hub-cdn"]  # no byte fetched
+    blob = next((cache / "models--stabilityai--sdxl-vae" / "blobs").iterdir())
+    assert _sha256(Path(result["path"])) == blob.name  # LFS blobs are named by their sha256
+
+
+def test_a_corrupt_cache_blob_is_never_placed(
+    hf: RunCli, civitai: DemoServer, tmp_path: Path
+) -> None:
+    cache = tmp_path / "hf-cache"
+    _by_huggingface_hub(civitai, cache, "stabilityai/sdxl-vae", "sdxl_vae.safetensors")
+    blob = next((cache / "models--stabilityai--sdxl-vae" / "blobs").iterdir())
+    published = _sha256(blob)
+    data = bytearray(blob.read_bytes())
+    data[-1] ^= 0xFF  # same size, other bytes
+    blob.chmod(0o644)
+    blob.write_bytes(bytes(data))
+    root = tmp_path / "R"
+    done = hf("download", VAE, "--ui", "a1111", "--root", str(root), "--json",
+              env={"HF_HUB_CACHE": str(cache)})  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    [result] = json.loads(done.stdout)
+    assert "not the published file" in done.stderr
+    assert _sha256(Path(result["path"])) == published  # downloaded afresh
+
+
+def test_a_manifest_with_a_civitai_and_a_hub_entry_locks_both(
+    hf: RunCli, civitai: DemoServer, tmp_path: Path
+) -> None:
+    manifest = tmp_path / "models.toml"
+    manifest.write_text(
+        '[target]\nui = "a1111"\nroot = "webui"\n\n'
+        '[[model]]\nref = "58390"\n\n'
+        f'[[model]]\nref = "{VAE}"\n',
+        encoding="utf-8",
+    )
+    first = hf("install", "-f", str(manifest), "--json")
+    assert first.returncode == 0, first.stderr
+    lock = parse_lock((tmp_path / "models.lock").read_text(encoding="utf-8"))
+    hub = lock[VAE]
+    assert (
+        hub.version_id is None and hub.pinned and hub.pinned.startswith("hf:stabilityai/sdxl-vae@")
+    )
+    assert "/resolve/" in hub.download and lock["58390"].version_id is not None
+    placed = tmp_path / "webui" / hub.path
+    assert _sha256(placed) == hub.sha256.lower()
+    # --frozen on an empty root rebuilds both exactly, from the lock.
+    again = hf("install", "-f", str(manifest), "--frozen", "--root", str(tmp_path / "fresh"),
+               "--json")  # fmt: skip
+    assert again.returncode == 0, again.stderr
+    statuses = {e["ref"]: e["status"] for e in json.loads(again.stdout)["entries"]}
+    assert statuses == {"58390": "installed", VAE: "installed"}
+    assert _sha256(tmp_path / "fresh" / hub.path) == hub.sha256.lower()
+
+
+def test_a_hub_ref_with_civitai_filters_is_a_manifest_error(hf: RunCli, tmp_path: Path) -> None:
+    manifest = tmp_path / "models.toml"
+    manifest.write_text(f'[target]\nroot = "w"\nui = "a1111"\n\n[[model]]\nref = "{VAE}"\n'
+                        'format = "SafeTensor"\n', encoding="utf-8")  # fmt: skip
+    done = hf("install", "-f", str(manifest))
+    assert done.returncode == 2 and "applies to Civitai refs" in done.stderr
