@@ -6,7 +6,8 @@ Environment overrides: ``SDLIB_CIVITAI_URL``, ``CIVITAI_TOKEN``, ``SDLIB_CACHE_D
 sets ``[network] proxy``. The Hugging Face Hub is found as every HF tool finds it:
 ``SDLIB_HF_ENDPOINT`` or ``HF_ENDPOINT`` over ``[huggingface] endpoint``; its token is
 ``HF_TOKEN`` (or the older ``HUGGING_FACE_HUB_TOKEN``), else ``[huggingface] token``, else
-the file ``hf auth login`` writes (``hub_token_path``).
+the file ``hf auth login`` writes (``hub_token_path``). ``SDLIB_CIVARCHIVE_URL`` over
+``[civarchive] base_url``.
 """
 
 from __future__ import annotations
@@ -46,6 +47,18 @@ class HuggingfaceSettings:
     endpoint: str = DEFAULT_HF_ENDPOINT
     #: A Hub access token (hf_...); only ever sent to ``endpoint``'s host.
     token: str | None = None
+
+
+@dataclass(frozen=True)
+class CivarchiveSettings:
+    #: Look models gone from Civitai up on CivArchive (an unofficial archive) and download
+    #: them from the mirrors it lists, verified against their SHA256.
+    enabled: bool = True
+    #: CivArchive's API. None: https://civarchive.com, asked only while ``[civitai] base_url``
+    #: is civitai.com or civitai.red (it archives those; a demo or private server is not).
+    base_url: str | None = None
+    #: Seconds for each CivArchive request (no retries: it is a fallback, not the source).
+    timeout: float = 5.0
 
 
 @dataclass(frozen=True)
@@ -91,6 +104,7 @@ class Settings:
     download: DownloadSettings = field(default_factory=DownloadSettings)
     library: LibrarySettings = field(default_factory=LibrarySettings)
     huggingface: HuggingfaceSettings = field(default_factory=HuggingfaceSettings)
+    civarchive: CivarchiveSettings = field(default_factory=CivarchiveSettings)
     cache_dir: Path = field(default_factory=lambda: _default_dir("cache"))
     data_dir: Path = field(default_factory=lambda: _default_dir("data"))
     config_path: Path | None = None
@@ -127,6 +141,7 @@ _SECTIONS: dict[str, type] = {
     "download": DownloadSettings,
     "library": LibrarySettings,
     "huggingface": HuggingfaceSettings,
+    "civarchive": CivarchiveSettings,
 }
 
 
@@ -230,7 +245,17 @@ def load_settings(path: Path | None = None, env: Mapping[str, str] | None = None
     civitai = replace(civitai, base_url=civitai.base_url.rstrip("/"), token=civitai.token or None)
     if not civitai.base_url.startswith(("http://", "https://")):
         raise ConfigError(f"civitai.base_url must be an http(s) URL, not {civitai.base_url!r}")
-    return replace(settings, civitai=civitai, huggingface=_huggingface(settings.huggingface, env))
+    return replace(settings, civitai=civitai, huggingface=_huggingface(settings.huggingface, env),
+                   civarchive=_civarchive(settings.civarchive, env))  # fmt: skip
+
+
+def _civarchive(archive: CivarchiveSettings, env: Mapping[str, str]) -> CivarchiveSettings:
+    url = (env.get("SDLIB_CIVARCHIVE_URL") or archive.base_url or "").strip().rstrip("/")
+    if url and not url.startswith(("http://", "https://")):
+        raise ConfigError(f"civarchive.base_url must be an http(s) URL, not {url!r}")
+    if not math.isfinite(archive.timeout) or archive.timeout <= 0:
+        raise ConfigError(f"civarchive.timeout must be a positive number, not {archive.timeout}")
+    return replace(archive, base_url=url or None)
 
 
 def _huggingface(hub: HuggingfaceSettings, env: Mapping[str, str]) -> HuggingfaceSettings:

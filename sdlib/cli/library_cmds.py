@@ -222,6 +222,8 @@ def _print_identify(results: list[Any], summary: dict[str, Any]) -> None:
         state = f"[{style[r.state]}]{r.state}[/]"
         if r.state == "identified":
             via = f" by {r.matched_by}" if r.matched_by and r.matched_by != "SHA256" else ""
+            if r.source and r.source != "civitai":  # a fallback (CivArchive): say so
+                via += f"; source: {r.source}"
             out.print(f"{state} {name}: {escape(str(r.model_name))} / "
                       f"{escape(str(r.version_name))} (model {r.model_id}, "
                       f"version {r.version_id}){via}")  # fmt: skip
@@ -246,6 +248,8 @@ def _identify_records(out: Any, results: list[Any]) -> None:
     for r in results:
         if r.state == "identified":
             detail = f"matched by {r.matched_by or 'SHA256'}"
+            if r.source and r.source != "civitai":
+                detail += f"; source: {r.source}"
         elif r.state == "unidentified":
             detail = "Civitai does not know this file"
         else:

@@ -15,6 +15,8 @@ Two real HTTP servers on 127.0.0.1, each threaded:
   ``Content-Disposition``, ``ETag``, ``Range``/``If-Range`` (206, 416), and preview images;
 * the **Hugging Face Hub host** and its **CDN host** (``server.hub``, ``hub_url``): the Hub's
   API, ``/resolve`` and gated, renamed and missing repos (``sdlib.demo._hub_api``).
+* the **CivArchive host** (``server.civarchive``, ``civarchive_url``): its lookups by SHA256
+  and version id and the mirrors they list (``sdlib.demo._civarchive_api``).
 
 Faults are switchable from the object (``server.add_fault("429", times=2)``) or over HTTP
 (``GET /__admin/fault?kind=429&times=2`` on the API host) so that a CLI in a subprocess, or
@@ -204,6 +206,10 @@ class DemoServer:
 
         self.hub = HubDemo(self, Path(files_dir) / "hub", host=host, port=hub_port)
         self._servers += self.hub.servers
+        from sdlib.demo._civarchive_api import CivArchiveDemo  # here: it imports this module
+
+        self.civarchive = CivArchiveDemo(self, Path(files_dir) / "civarchive", host=host)
+        self._servers += self.civarchive.servers
         self._versions = {v.id: (m, v) for m in self.catalogue for v in m.versions}
 
     def _make(self, port: int, role: str) -> _HTTPServer:
@@ -223,6 +229,11 @@ class DemoServer:
     def hub_url(self) -> str:
         """The Hugging Face Hub's origin: what ``HF_ENDPOINT`` should be."""
         return self.hub.url
+
+    @property
+    def civarchive_url(self) -> str:
+        """CivArchive's API origin (``sdlib.demo._civarchive_api``): SDLIB_CIVARCHIVE_URL."""
+        return self.civarchive.url
 
     @property
     def storage_url(self) -> str:
@@ -325,6 +336,7 @@ class DemoServer:
         self.rate_limit = None
         self.version_order = "newest"
         self.hub.reset()
+        self.civarchive.reset()
 
     def _take_fault(self, path: str, kinds: Iterable[str] | None = None) -> Fault | None:
         wanted = set(kinds) if kinds is not None else None

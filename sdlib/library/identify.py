@@ -105,6 +105,8 @@ class IdentifyResult:
     notes: tuple[str, ...] = ()
     error: str | None = None
     exit_code: int = 0
+    #: The source that identified the file (``civitai``, ``civarchive``).
+    source: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data = {k: getattr(self, k) for k in self.__dataclass_fields__}
@@ -281,7 +283,7 @@ class Identifier:
         assert row.id is not None
         if match is None:
             self.index.update(row.id, identify_state="unidentified", identified_at=now,
-                              matched_by=None)  # fmt: skip
+                              matched_by=None, identified_source=None)  # fmt: skip
             return IdentifyResult(row.path, "unidentified", hashes.sha256)
         values: dict[str, Any] = {
             "civitai_model_id": match.model_id, "civitai_version_id": match.version_id,
@@ -289,6 +291,7 @@ class Identifier:
             "civitai_model_name": match.model_name, "civitai_version_name": match.version_name,
             "civitai_base_model": match.base_model, "identify_state": "identified",
             "identified_at": now, "matched_by": match.matched_by,
+            "identified_source": None if match.source == "civitai" else match.source,
         }  # fmt: skip
         was = (row.civitai_version_id, row.identify_state)
         self.index.update(row.id, **values)
@@ -309,6 +312,7 @@ class Identifier:
             file_id=row.civitai_file_id, model_name=row.civitai_model_name,
             version_name=row.civitai_version_name, base_model=row.civitai_base_model,
             sidecars=sidecars,
+            source=(row.identified_source or "civitai") if state == "identified" else None,
         )  # fmt: skip
 
     # -- sidecars -----------------------------------------------------------------------------

@@ -84,6 +84,10 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE files ADD COLUMN verification TEXT;
     """,
+    # 4: which source identified the file (NULL: civitai, as before sources were named).
+    """
+    ALTER TABLE files ADD COLUMN identified_source TEXT;
+    """,
 )
 
 
@@ -122,6 +126,8 @@ class FileRow:
     #: Downloads: the verification outcome as JSON (``status``, ``decided_by``, and each
     #: published hash that disagreed), None for files sdlib did not download.
     verification: str | None = None
+    #: The source that identified the file (``civarchive``); None for Civitai.
+    identified_source: str | None = None
     present: int = 1
     first_seen: float = 0.0
     last_seen: float = 0.0
@@ -139,6 +145,7 @@ CONTENT_COLUMNS = (
     "sha256", "civitai_model_id", "civitai_version_id", "civitai_file_id",
     "civitai_model_name", "civitai_version_name", "civitai_base_model", "identify_state",
     "identified_at", "matched_by", "classified_by", "quantization", "verification",
+    "identified_source",
 )  # fmt: skip
 #: The content columns a newer classifier may change; hashes and Civitai ids stay.
 CLASSIFICATION_COLUMNS = (

@@ -25,6 +25,7 @@ DROPPED_ENV = (
     # The Hugging Face Hub's endpoint and token (a developer's `hf auth login` lives in HF_HOME).
     "HF_ENDPOINT", "SDLIB_HF_ENDPOINT", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_TOKEN_PATH",
     "HF_HOME",
+    "SDLIB_CIVARCHIVE_URL",
 )  # fmt: skip
 
 
