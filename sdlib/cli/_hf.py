@@ -6,6 +6,7 @@ tab-separated record per line.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 import click
@@ -15,6 +16,7 @@ from sdlib.formatting import count
 
 if TYPE_CHECKING:
     from sdlib.services import Context
+    from sdlib.services.remote import Peek
     from sdlib.sources.hf import HubRepo
 
 __all__ = ["search_hub", "show_hub"]
@@ -65,18 +67,19 @@ def search_hub(
     ])  # fmt: skip
 
 
-def show_hub(ctx: Context, ref: str, *, as_json: bool) -> None:
+def show_hub(ctx: Context, ref: str, *, as_json: bool, peek: bool = True) -> None:
     from sdlib.services import remote
 
     with ctx:
         repo = remote.hub_show(ctx, ref)
+        peeks = remote.hub_peek(ctx, repo) if peek else []
     if as_json:
-        emit_json(repo.to_dict())
+        emit_json({**repo.to_dict(), "peeked": [p.to_dict() for p in peeks]})
         return
-    _print_repo(repo)
+    _print_repo(repo, {p.path: p for p in peeks})
 
 
-def _print_repo(repo: HubRepo) -> None:
+def _print_repo(repo: HubRepo, peeks: Mapping[str, Peek] | None = None) -> None:
     from rich.markup import escape
 
     out = console()
@@ -108,6 +111,10 @@ def _print_repo(repo: HubRepo) -> None:
             out.print(f"  [cyan]{escape(f.path)}[/]  {human_size(f.size)}  {g.kind.value} "
                       f"[dim](guess: {escape(g.reason)})[/]{mark}")  # fmt: skip
             out.print(f"      [dim]sha256[/] {f.sha256 or '? (not an LFS file)'}")
+            seen = (peeks or {}).get(f.path)
+            if seen is not None:
+                colour = "yellow" if seen.error else "green"
+                out.print(f"      [{colour}]content[/] {escape(seen.summary())}")
     folders = repo.diffusers_folders()
     if folders:
         out.print()

@@ -206,15 +206,19 @@ def search_cmd(
 @click.option(
     "--no-examples", is_flag=True, help="Do not fetch example images to recommend settings."
 )
+@click.option("--no-peek", is_flag=True,
+              help="Hub repos: do not read the model files' headers (a few KiB each) to "
+              "say what they are.")  # fmt: skip
 @json_option
 @handle_errors
-def show_cmd(ref: str, no_examples: bool, as_json: bool) -> None:
+def show_cmd(ref: str, no_examples: bool, no_peek: bool, as_json: bool) -> None:
     """Show a Civitai model or a Hugging Face repo: files, hashes, what they are.
 
     REF is a model id (4384), model@version (4384@128713), a civitai.com or civitai.red
     model or download URL, or an AIR (urn:air:sd1:checkpoint:civitai:4384@128713); or a
     Hub repo: hf:ORG/REPO[@REV] or a huggingface.co link (card summary, license, gated
-    state, files with sizes and sha256, single-file models vs diffusers folders).
+    state, files with sizes and sha256, single-file models vs diffusers folders, and what
+    each single-file model is, read from its header through Range requests).
 
     \b
     Examples:
@@ -230,7 +234,7 @@ def show_cmd(ref: str, no_examples: bool, as_json: bool) -> None:
     if remote.source_of(context, ref) == "huggingface":
         from sdlib.cli._hf import show_hub
 
-        show_hub(context, ref, as_json=as_json)
+        show_hub(context, ref, as_json=as_json, peek=not no_peek)
         return
     with context as ctx:
         file_id = ctx.civitai.parse_ref(ref).file_id

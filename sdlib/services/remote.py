@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from sdlib.download import DownloadEvent
@@ -19,7 +20,10 @@ if TYPE_CHECKING:
     from sdlib.sources.hf import HubClient, HubDownload, HubModel, HubRepo
 
 __all__ = [
+    "PEEK_LIMIT",
+    "Peek",
     "hub_client",
+    "hub_peek",
     "hub_resolve",
     "hub_search",
     "hub_show",
@@ -95,6 +99,69 @@ def hub_show(ctx: Context, ref: str) -> HubRepo:
     """A Hub repo (``hf:ORG/REPO[@REV]`` or a link): info, card summary, gated state, files
     with sizes and sha256 and what each likely is."""
     return hub_client(ctx).repo(ref)
+
+
+@dataclass(frozen=True)
+class Peek:
+    """What a Hub file is, read from its header before any download (or why not)."""
+
+    path: str
+    kind: str | None = None
+    base: str | None = None
+    precision: str | None = None
+    weights: str | None = None
+    bytes_read: int = 0
+    error: str | None = None
+
+    def summary(self) -> str:
+        if self.error:
+            return f"could not read the header: {self.error}"
+        bits = [b for b in (self.kind, self.base, self.precision, self.weights)
+                if b and b not in ("unknown", "n/a")]  # fmt: skip
+        return ", ".join(bits) + f" (read from the header: {self.bytes_read:,} bytes)"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+#: Header reads ``show`` makes at most (each is one or two Range requests of a few KiB).
+PEEK_LIMIT = 6
+
+
+def hub_peek(ctx: Context, repo: HubRepo, *, limit: int = PEEK_LIMIT) -> list[Peek]:
+    """Read the header of each single-file safetensors/GGUF model of ``repo`` (up to
+    ``limit``) to tell its kind, base and precision: the Hub only lets sdlib guess those
+    from names. A file that cannot be read gets its error; nothing is raised."""
+    from sdlib.errors import SdlibError
+    from sdlib.services.peek import RemoteTarget, inspect_remote
+    from sdlib.sources.hf import resolve_url
+
+    revision = repo.model.sha or repo.revision or "main"
+    singles = [f for f, g in repo.guesses() if g.layout == "single-file"]
+    readable = [f for f in singles if f.path.lower().endswith((".safetensors", ".sft", ".gguf"))]
+    out: list[Peek] = []
+    for f in readable[:limit]:
+        target = RemoteTarget(
+            url=resolve_url(ctx.hub.endpoint, repo.model.id, revision, f.path),
+            name=f.path.rsplit("/", 1)[-1], source="huggingface",
+            pinned_ref=f"hf:{repo.model.id}@{revision}/{f.path}",
+        )  # fmt: skip
+        try:
+            seen = inspect_remote(ctx, target)
+        except SdlibError as exc:
+            out.append(Peek(f.path, error=exc.message))
+            continue
+        cls = seen.report.classification
+        if cls is None:
+            out.append(Peek(f.path, bytes_read=seen.bytes_read,
+                            error=seen.report.note or "not a model file"))  # fmt: skip
+            continue
+        out.append(Peek(
+            f.path, kind=cls.kind.value, base=cls.base.value,
+            precision=cls.precision.value if cls.precision is not None else cls.quantization,
+            weights=cls.weights.value, bytes_read=seen.bytes_read,
+        ))  # fmt: skip
+    return out
 
 
 def hub_resolve(ctx: Context, ref: str) -> HubDownload:

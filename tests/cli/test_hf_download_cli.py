@@ -143,3 +143,23 @@ def test_a_hub_ref_with_civitai_filters_is_a_manifest_error(hf: RunCli, tmp_path
                         'format = "SafeTensor"\n', encoding="utf-8")  # fmt: skip
     done = hf("install", "-f", str(manifest))
     assert done.returncode == 2 and "applies to Civitai refs" in done.stderr
+
+
+def test_show_reads_each_model_header_to_say_what_it_is(hf: RunCli, civitai: DemoServer) -> None:
+    """The Hub only lets names suggest a kind: 'sd_xl_base_1.0_0.9vae' looks like a VAE but
+    is a full SDXL checkpoint with the 0.9 VAE baked in. show reads each header (Range
+    requests, a fraction of the file) and says what the weights are."""
+    done = hf("show", "hf:stabilityai/stable-diffusion-xl-base-1.0", "--json")
+    assert done.returncode == 0, done.stderr
+    data = json.loads(done.stdout)
+    peeked = {p["path"]: p for p in data["peeked"]}
+    baked = peeked["sd_xl_base_1.0_0.9vae.safetensors"]
+    assert (baked["kind"], baked["base"]) == ("checkpoint", "sdxl")
+    lora = peeked["sd_xl_offset_example-lora_1.0.safetensors"]
+    assert (lora["kind"], lora["base"]) == ("lora", "sdxl")
+    sizes = {f["path"]: f["size"] for f in data["files"]}
+    assert all(p["bytes_read"] < sizes[path] for path, p in peeked.items())
+    civitai.clear_requests()
+    quiet = hf("show", "hf:stabilityai/stable-diffusion-xl-base-1.0", "--json", "--no-peek")
+    assert json.loads(quiet.stdout)["peeked"] == []
+    assert not [r for r in civitai.requests if r.server == "hub-cdn"]
