@@ -92,8 +92,9 @@ def demo_server_cmd(
 ) -> None:
     """Serve a Civitai-compatible API with demo models, offline, until Ctrl-C.
 
-    Point sdlib at it with the SDLIB_CIVITAI_URL and HF_ENDPOINT lines it prints (the
-    second is a Hugging Face Hub stand-in with gated and renamed repos). Tokens it accepts:
+    Point sdlib at it with the SDLIB_CIVITAI_URL, HF_ENDPOINT and SDLIB_CIVARCHIVE_URL lines
+    it prints (a Hugging Face Hub stand-in with gated and renamed repos, and a CivArchive
+    stand-in for models gone from Civitai). Tokens it accepts:
     demo-token (logged in) and demo-early-access (logged in, with early access).
     Faults can be switched at run time: GET /__admin/fault?kind=429&times=2,
     /__admin/reset, /__admin/log, /__admin/rate?bytes_per_second=N.
@@ -141,13 +142,15 @@ def demo_server_cmd(
             raise UsageError(f"--fault: {exc}") from None
     server.rate_limit = rate or None
     if as_json:
-        env = {"SDLIB_CIVITAI_URL": server.url, "HF_ENDPOINT": server.hub_url}
+        env = {"SDLIB_CIVITAI_URL": server.url, "HF_ENDPOINT": server.hub_url,
+               "SDLIB_CIVARCHIVE_URL": server.civarchive_url}  # fmt: skip
         emit_json({"url": server.url, "storage_url": server.storage_url,
                    "hub_url": server.hub_url, "hub_cdn_url": server.hub.cdn_url,
                    "env": env})  # fmt: skip
     else:
         click.echo(f"SDLIB_CIVITAI_URL={server.url}")
         click.echo(f"HF_ENDPOINT={server.hub_url}")
+        click.echo(f"SDLIB_CIVARCHIVE_URL={server.civarchive_url}")
         click.echo(
             f"\nsdlib demo server: API {server.url}, storage {server.storage_url}\n"
             f"Use it from another shell:\n"
@@ -157,6 +160,9 @@ def demo_server_cmd(
             f"  export HF_ENDPOINT={server.hub_url}\n"
             f"  sdlib search --source hf lcm && sdlib show hf:stabilityai/sdxl-vae\n"
             f"  Hub tokens: hf_demo_token (granted gated repos), hf_demo_pending (not approved)\n"
+            f"CivArchive: {server.civarchive_url} (models gone from Civitai)\n"
+            f"  export SDLIB_CIVARCHIVE_URL={server.civarchive_url}\n"
+            f"  sdlib download 7701@7702 --root DIR   (taken down; from a mirror)\n"
             f"Tokens: demo-token (logged in), demo-early-access (early access too)\n"
             f"Faults: curl '{server.url}/__admin/fault?kind=429&times=2' (reset: /__admin/reset)\n"
             f"Ctrl-C to stop.",

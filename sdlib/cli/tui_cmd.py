@@ -112,7 +112,8 @@ def _start_demo(settings: Any) -> tuple[Any, Any, Path]:
     (root / "modules").mkdir(parents=True, exist_ok=True)
     for marker in ("webui.py", "modules/sd_models.py"):
         (root / marker).touch()
-    return replace(settings, civitai=civitai), server, root
+    archive = replace(settings.civarchive, base_url=server.civarchive_url)  # gone models
+    return replace(settings, civitai=civitai, civarchive=archive), server, root
 
 
 class _Probe(threading.Thread):
