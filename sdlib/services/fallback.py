@@ -9,7 +9,8 @@ Civitai stays the source. Only when it has nothing does sdlib look further, in t
   civarchive``; a record whose SHA256 differs from the file's is not a match.
 * **download/install**: Civitai answers a model or version as gone (404/410, an archived
   version with no files) or no version has the ``sha256:`` asked for
-  (:func:`archive_resolver`): CivArchive is asked by SHA256 or version id, and the first
+  (:func:`archive_resolver`): the other colour host is asked the same, then CivArchive by
+  SHA256 or version id, and the first
   live mirror it lists (``deletedAt`` null) becomes a ``RemoteFile`` with
   ``source="civarchive"``, verified while streaming against the SHA256 the lookup started
   from (or the SHA256 CivArchive publishes for a version, said so), like any download.
@@ -191,16 +192,24 @@ Resolver = Callable[[str, "FileChoice", SourceError], "RemoteFile | None"]
 
 
 def archive_resolver(ctx: Context, on_note: Callable[[str], None]) -> Resolver | None:
-    """What the installer asks when Civitai says a reference is gone: a ``RemoteFile`` from
-    a live CivArchive mirror, or None (then Civitai's error stands). None when CivArchive
-    is not asked at all (:func:`civarchive_url`)."""
-    if civarchive_url(ctx.settings) is None:
+    """What the installer asks when Civitai says a Civitai reference is gone: the file from
+    Civitai's other host (civitai.com <-> civitai.red), else from a live CivArchive mirror,
+    else None (then Civitai's error stands). None when there is nowhere else to ask."""
+    other = other_civitai_host(ctx.settings.civitai.base_url)
+    archive_on = civarchive_url(ctx.settings) is not None
+    if other is None and not archive_on:
         return None
 
     def resolve(ref: str, choice: FileChoice, exc: SourceError) -> RemoteFile | None:
-        if not is_gone(exc):
+        from sdlib.services.remote import source_of
+
+        if not is_gone(exc) or source_of(ctx, ref) != "civitai":
             return None
-        archive = archive_lookup(ctx)
+        if other is not None:
+            found = _from_other_host(ctx, other, ref, choice, on_note)
+            if found is not None:
+                return found
+        archive = archive_lookup(ctx) if archive_on else None
         if archive is None:
             return None
         try:
@@ -210,6 +219,22 @@ def archive_resolver(ctx: Context, on_note: Callable[[str], None]) -> Resolver |
             return None
 
     return resolve
+
+
+def _from_other_host(
+    ctx: Context, other: str, ref: str, choice: FileChoice, on_note: Callable[[str], None]
+) -> RemoteFile | None:
+    """``ref`` resolved on Civitai's other colour host, or None when it fails there too."""
+    from sdlib.sources.civitai import CivitaiClient, resolve_file
+
+    client = CivitaiClient(ctx.http, base_url=other, nsfw=ctx.settings.civitai.nsfw)
+    try:
+        found = resolve_file(client, ref, choice, on_note=on_note)
+    except SdlibError:
+        return None  # gone there too, or failing: CivArchive is next
+    here = urlsplit(ctx.settings.civitai.base_url).netloc
+    on_note(f"{ref}: not on {here}; found on {urlsplit(other).netloc}")
+    return found
 
 
 def _from_archive(
