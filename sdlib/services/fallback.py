@@ -107,8 +107,17 @@ class ChainedLookup:
         self.cache_hits = sum(p.cache_hits for p in parts)
 
     def prefetch(self, sha256s: Sequence[str], *, refresh: bool = False) -> None:
-        self.first.prefetch(sha256s, refresh=refresh)
-        self._count()
+        """The first source's bulk request; then the hashes it did not find go to the
+        fallbacks' bulk requests (the other Civitai host's), not one by one."""
+        try:
+            self.first.prefetch(sha256s, refresh=refresh)
+            missing = [s for s in sha256s
+                       if self.first.cached_match({"SHA256": s}, "SHA256") is None]  # fmt: skip
+            for lookup in self.then:
+                if missing:
+                    lookup.prefetch(missing, refresh=refresh)
+        finally:
+            self._count()
 
     def match(self, hashes: Mapping[str, str], *, refresh: bool = False) -> Match | None:
         try:

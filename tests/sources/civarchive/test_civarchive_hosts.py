@@ -95,3 +95,19 @@ def test_a_sha256_on_neither_host_comes_from_a_civarchive_mirror(
     assert target.url.startswith(civitai.civarchive_url + "/mirror/")
     assert [a.split("/")[0] for a in asked] == ["civitai.com", "civitai.red", "civarchive.com"]
     assert any("gone from Civitai" in n and sha.upper() in n for n in notes)
+
+
+def test_hashes_civitai_com_lacks_go_to_civitai_red_in_one_bulk_request(
+    civitai: DemoServer, routed: tuple[Context, list[str]]
+) -> None:
+    ctx, asked = routed
+    known = civitai.files[LORA].hashes["SHA256"]
+    unknown = "AB" * 32
+    remote = ctx.remote(rate=0)
+    remote.prefetch([known, unknown])
+    bulk = "/api/v1/model-versions/by-hash"
+    assert asked == [f"civitai.com{bulk}", f"civitai.red{bulk}"]
+    asked.clear()
+    match = remote.match({"SHA256": known})
+    assert match is not None and match.page_url.startswith("https://civitai.red/")
+    assert asked == [f"civitai.com{bulk}/{known}"]  # civitai.red answered in bulk already
