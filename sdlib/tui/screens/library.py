@@ -16,13 +16,19 @@ from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.containers import Container, Horizontal, VerticalScroll
+from textual.containers import Container, Horizontal
 from textual.content import Content
 from textual.coordinate import Coordinate
 from textual.widgets import DataTable, Footer, Input, Select, Static
 from textual.widgets.data_table import CellDoesNotExist
 
 from sdlib.formatting import ellipsize, human_size, terminal_safe, tilde
+from sdlib.tui.library_text import (
+    PROBLEMS,
+    civitai_text,
+    report_matches,
+    short_name,
+)
 from sdlib.tui.messages import (
     LibraryChanged,
     LibraryEvidence,
@@ -35,16 +41,7 @@ from sdlib.tui.screens import library_actions as actions
 from sdlib.tui.screens import library_extras as extras
 from sdlib.tui.screens._base import LEAVE_FIELD, SdlibScreen, error_text
 from sdlib.tui.screens.library_actions import plural
-from sdlib.tui.screens.library_text import (
-    PROBLEMS,
-    civitai_line,
-    civitai_text,
-    hashes_text,
-    report_matches,
-    short_name,
-    status_lines,
-)
-from sdlib.tui.widgets.preview import LocalPreview
+from sdlib.tui.widgets.library_detail import LibraryDetail
 from sdlib.tui.widgets.thumbs import Thumb, ThumbGrid
 
 if TYPE_CHECKING:
@@ -147,15 +144,7 @@ class LibraryScreen(SdlibScreen):
         with Container(id="library-body"):
             yield DataTable(id="library-table", cursor_type="row", zebra_stripes=True)
             yield ThumbGrid(self.services.options.previews, id="thumb-grid")
-            with Horizontal(id="library-detail"):
-                with VerticalScroll(id="library-info"):
-                    yield Static("", id="lib-summary")
-                    yield Static("", id="lib-status-text")
-                    yield Static("", id="lib-civitai")
-                    yield Static("", id="lib-hashes")
-                    yield Static("", id="lib-evidence")
-                    yield Static("", id="lib-sidecars")
-                yield LocalPreview(self.services.options.previews, id="library-preview")
+            yield LibraryDetail(self.services.options.previews, id="library-detail")
         yield Static("", id="library-status")
         yield Footer()
 
@@ -372,38 +361,8 @@ class LibraryScreen(SdlibScreen):
             self._show_detail(self.selected())
 
     def _show_detail(self, f: FileReport | None) -> None:
-        ids = (
-            "#lib-summary",
-            "#lib-status-text",
-            "#lib-civitai",
-            "#lib-hashes",
-            "#lib-evidence",
-            "#lib-sidecars",
-        )
-        if f is None:
-            for widget_id in ids:
-                self.query_one(widget_id, Static).update("")
-            self.query_one(LocalPreview).show_path(None)
-            return
-        self.query_one("#lib-summary", Static).update(
-            Content.from_markup(
-                "[b]$rel[/b]\n$what",
-                rel=terminal_safe(f.rel, newlines=False),
-                what=f"{f.role} · {human_size(f.size)}",
-            )
-        )
-        self.query_one("#lib-status-text", Static).update(Content(status_lines(f)))
-        r = f.row
-        self.query_one("#lib-civitai", Static).update(Content(civitai_line(f)))
-        self.query_one("#lib-hashes", Static).update(
-            Content(f"SHA256 {r.sha256}" if r.sha256 else "hashes: loading…")
-        )
-        self.query_one("#lib-evidence", Static).update(Content("classification: loading…"))
-        sidecars = ", ".join(s.rsplit("/", 1)[-1] for s in f.sidecars) or "none"
-        sidecars = terminal_safe(sidecars, newlines=False)
-        self.query_one("#lib-sidecars", Static).update(Content(f"sidecars: {sidecars}"))
-        self.query_one(LocalPreview).show_path(None)
-        if f.role == "model":
+        self.query_one(LibraryDetail).show(f)
+        if f is not None and f.role == "model":
             self._evidence(f)
 
     @work(thread=True, exclusive=True, group="library-evidence", exit_on_error=False)
@@ -417,12 +376,8 @@ class LibraryScreen(SdlibScreen):
         ev = message.evidence
         if ev.path != self._selected_path():
             return
-        lines = [f"classification: {ev.summary}"] + [f"  · {line}" for line in ev.lines]
-        self.query_one("#lib-evidence", Static).update(Content(terminal_safe("\n".join(lines))))
         row = self._reports[ev.path].row if ev.path in self._reports else None
-        text = hashes_text(ev.hashes, row.sha256 if row is not None else None)
-        self.query_one("#lib-hashes", Static).update(Content(text))
-        self.query_one(LocalPreview).show_path(ev.preview)
+        self.query_one(LibraryDetail).show_evidence(ev, row.sha256 if row is not None else None)
 
     # -- actions ------------------------------------------------------------------------------
     def _need(self, *, model: bool = True) -> FileReport | None:
