@@ -182,14 +182,18 @@ def test_identity_survives_organize_apply_and_undo(
 def test_dedupe_delete_after_identify_in_a_stability_matrix_folder(
     run_cli: Any, civitai: DemoServer, tmp_path: Path
 ) -> None:
-    """identify stamps each copy's .cm-info.json with the time it wrote it: the copies'
-    sidecars differ in bytes but describe one version, so the duplicate can go."""
+    """Copies identified at different times (an older sdlib stamped each .cm-info.json with
+    the time it wrote it; Stability Matrix does too) have sidecars that differ in bytes but
+    describe one version, so the duplicate can go."""
     root = trees.stabilitymatrix(tmp_path / "Data")
     a, b = _two_copies(civitai, root / "Models" / "Lora")
     assert run_cli("identify", str(root)).returncode == 0
-    stamps = {json.loads(p.with_name(p.stem + ".cm-info.json").read_text())["ImportedAt"]
-              for p in (a, b)}  # fmt: skip
-    assert len(stamps) == 2  # what blocked dedupe before
+    sidecars = [p.with_name(p.stem + ".cm-info.json") for p in (a, b)]
+    stamps = {json.loads(p.read_text())["ImportedAt"] for p in sidecars}
+    assert len(stamps) == 1  # identify now gives identical copies identical sidecars
+    later = json.loads(sidecars[1].read_text())
+    later["ImportedAt"] = "2026-01-02T03:04:05+00:00"  # as a run on another day left it
+    sidecars[1].write_text(json.dumps(later, indent=4))
     applied = run_cli("organize", str(root), "--dedupe", "delete", "--apply", "--json")
     assert applied.returncode == 0, applied.stderr
     assert a.is_file() and not b.exists()
