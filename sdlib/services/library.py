@@ -24,14 +24,12 @@ if TYPE_CHECKING:
     from sdlib.library.updates import UpdatesReport
     from sdlib.lookup import Lookup
     from sdlib.services._context import Context
-    from sdlib.transform.convert import ConvertResult
 
 __all__ = [
     "Evidence",
     "OrganizeOutcome",
     "Verification",
     "check_updates",
-    "convert_beside",
     "evidence",
     "identify",
     "organize_apply",
@@ -225,24 +223,6 @@ def _published_sha256(report: FileReport) -> str | None:
             if isinstance(sha, str) and sha:
                 return sha
     return None
-
-
-def convert_beside(report: FileReport) -> ConvertResult:
-    """A safetensors copy of a pickle checkpoint beside it (the pickle is never executed).
-
-    The output is ``<stem>.safetensors``, or ``<stem>.converted[-N].safetensors`` when that
-    name is taken (often by the safetensors file the same model was published as).
-    """
-    from sdlib.transform.convert import convert_file, default_output
-
-    source = Path(report.path)
-    output = default_output(source)
-    n = 1
-    while output.exists():
-        suffix = ".converted" if n == 1 else f".converted-{n}"
-        output = source.with_name(f"{source.stem}{suffix}.safetensors")
-        n += 1
-    return convert_file(source, output)
 
 
 def trash(report: FileReport, root: Path, layout: Layout | None = None) -> TrashResult:
