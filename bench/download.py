@@ -20,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-import httpx
+import httpx2
 
 from sdlib.demo.catalogue import LARGE_FILE_ID, LARGE_MODEL_ID, LARGE_VERSION_ID
 from sdlib.demo.server import DemoServer
@@ -47,7 +47,7 @@ def run_sdlib(env: dict[str, str], dest: Path, *extra: str) -> tuple[float, floa
 
 def signed_url(server: DemoServer) -> str:
     url = f"{server.url}/api/download/models/{LARGE_VERSION_ID}?fileId={LARGE_FILE_ID}"
-    response = httpx.get(url, headers={"User-Agent": "bench"}, follow_redirects=False)
+    response = httpx2.get(url, headers={"User-Agent": "bench"}, follow_redirects=False)
     return response.headers["Location"]
 
 

@@ -37,7 +37,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import httpx
+import httpx2
 
 from sdlib.config import CivitaiSettings, LibrarySettings, NetworkSettings, Settings
 from sdlib.demo.server import DemoServer
@@ -115,7 +115,7 @@ def import_textual() -> float:
 def hundred_models(server: DemoServer) -> dict[str, Any]:
     """A /api/v1/models answer with 100 items: the demo catalogue's real records, repeated
     under new ids and names."""
-    data = httpx.get(f"{server.url}/api/v1/models", params={"limit": 100, "nsfw": "true"},
+    data = httpx2.get(f"{server.url}/api/v1/models", params={"limit": 100, "nsfw": "true"},
                      headers={"User-Agent": "bench"}).json()  # fmt: skip
     base = data["items"]
     items = []

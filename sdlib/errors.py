@@ -1,6 +1,6 @@
 """Every error sdlib raises on purpose.
 
-Code above ``sources/`` never sees a foreign exception (httpx, sqlite3, json...): each is
+Code above ``sources/`` never sees a foreign exception (httpx2, sqlite3, json...): each is
 translated once, where it happens, into one of these. The CLI maps them to a one-line
 message and an exit code; the TUI to a notification.
 

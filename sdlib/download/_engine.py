@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from typing import BinaryIO
 
-import httpx
+import httpx2
 
 from sdlib._filelock import unlock
 from sdlib.download._checks import (
@@ -92,7 +92,7 @@ class _Transient(Exception):
 
 
 def download(
-    client: httpx.Client,
+    client: httpx2.Client,
     spec: DownloadSpec,
     options: DownloadOptions | None = None,
     on_event: EventCallback | None = None,
@@ -104,7 +104,7 @@ def download(
 class _Download:
     def __init__(
         self,
-        client: httpx.Client,
+        client: httpx2.Client,
         spec: DownloadSpec,
         options: DownloadOptions,
         on_event: EventCallback | None,
@@ -275,8 +275,8 @@ class _Download:
                 self.opt.wait(delay)
                 self._check_cancel()
 
-    def _timeout(self) -> httpx.Timeout:
-        return httpx.Timeout(self.opt.stall_timeout, connect=self.opt.connect_timeout)
+    def _timeout(self) -> httpx2.Timeout:
+        return httpx2.Timeout(self.opt.stall_timeout, connect=self.opt.connect_timeout)
 
     def _fetch_once(self) -> None:
         if self.deadline is not None:
@@ -295,15 +295,15 @@ class _Download:
                 extensions={FAST_BODY: True},
             )
             response = self.client.send(request, stream=True, follow_redirects=True)
-        except httpx.UnsupportedProtocol as exc:
+        except httpx2.UnsupportedProtocol as exc:
             # A redirect to file://, ftp://...: never followed, and no retry changes that.
             raise DownloadError(not_http_message(self.name, self.url, exc)) from None
-        except httpx.TooManyRedirects:
+        except httpx2.TooManyRedirects:
             raise DownloadError(
                 f"{self.name}: the server redirects in a loop (more than "
                 f"{self.client.max_redirects} redirects); giving up"
             ) from None
-        except httpx.TransportError as exc:
+        except httpx2.TransportError as exc:
             raise _Transient(describe_transport(exc)) from None
         try:
             done = self._handle_first_response(response)
@@ -317,7 +317,7 @@ class _Download:
         finally:
             response.close()
 
-    def _handle_first_response(self, response: httpx.Response) -> bool:
+    def _handle_first_response(self, response: httpx2.Response) -> bool:
         """Check status and headers; True if the file turns out to be complete already."""
         status = response.status_code
         if status == 416 and self.offset:
@@ -346,7 +346,7 @@ class _Download:
         self._check_disk_space()
         return False
 
-    def _raise_status(self, response: httpx.Response) -> None:
+    def _raise_status(self, response: httpx2.Response) -> None:
         status = response.status_code
         redirected = bool(response.history)
         if redirected and status in (401, 403, 410) and self.spec.refresh is not None:
@@ -364,7 +364,7 @@ class _Download:
             raise
         raise DownloadError(f"{self.name}: HTTP {status}")
 
-    def _should_split(self, response: httpx.Response) -> bool:
+    def _should_split(self, response: httpx2.Response) -> bool:
         ranges = response.status_code == 206 or response.headers.get("Accept-Ranges") == "bytes"
         left = (self.total or 0) - self.offset
         return (
@@ -375,7 +375,7 @@ class _Download:
             and left > self.opt.piece_size
         )
 
-    def _stream(self, response: httpx.Response) -> None:
+    def _stream(self, response: httpx2.Response) -> None:
         self.connections = 1
         self.emit(Started(self.name, self.total, self.resumed_from, 1))
         readinto = response.extensions.get(READINTO)
@@ -393,7 +393,7 @@ class _Download:
                     self._write(chunk)
                     self._check_speed(floor, len(chunk))
                     self.throttle.take(len(chunk))
-        except httpx.TransportError as exc:
+        except httpx2.TransportError as exc:
             self._check_deadline()
             raise _Transient(describe_transport(exc)) from None
         if self.total is not None and self.offset < self.total:

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import httpx
+import httpx2
 
 from sdlib.download._transfer import (
     PROGRESS_RESETS_RETRIES,
@@ -42,7 +42,7 @@ class PieceError(Exception):
 class PieceFetcher:
     def __init__(
         self,
-        client: httpx.Client,
+        client: httpx2.Client,
         url: str,
         start: int,
         total: int,
@@ -154,7 +154,7 @@ class PieceFetcher:
                 if piece.filled < len(piece.buf):
                     raise _Retry(f"connection closed after {piece.begin + piece.filled:,} bytes")
                 return piece.buf
-            except (httpx.TransportError, _Retry) as exc:
+            except (httpx2.TransportError, _Retry) as exc:
                 if attempt >= self.opt.retries:
                     raise PieceError(
                         f"bytes {piece.begin + piece.filled:,}-{end - 1:,}: {exc}"
@@ -169,7 +169,7 @@ class PieceFetcher:
         headers = {"Range": f"bytes={first}-{last}", "Accept-Encoding": "identity"}
         if self.validator:
             headers["If-Range"] = self.validator
-        timeout = httpx.Timeout(self.opt.stall_timeout, connect=self.opt.connect_timeout)
+        timeout = httpx2.Timeout(self.opt.stall_timeout, connect=self.opt.connect_timeout)
         with self.client.stream(
             "GET", self.url, headers=headers, timeout=timeout, extensions={FAST_BODY: True}
         ) as response:
@@ -182,7 +182,7 @@ class PieceFetcher:
             cap = 1 << 20
             if self.throttle.rate:
                 cap = max(64 << 10, min(cap, self.throttle.rate // 10))
-            # Without the fast transport, httpx's chunks as they arrive (a fixed chunk size
+            # Without the fast transport, httpx2's chunks as they arrive (a fixed chunk size
             # would wait for that many bytes, however slowly they trickle in).
             readinto = response.extensions.get(READINTO) or _chunk_reader(response.iter_raw())
             abort = response.extensions.get(ABORT)
@@ -207,7 +207,7 @@ class PieceFetcher:
 
 
 def _chunk_reader(chunks: Iterator[bytes]) -> Callable[[memoryview], int]:
-    """A ``readinto`` over httpx's chunks (when the fast transport is not in use); a chunk
+    """A ``readinto`` over httpx2's chunks (when the fast transport is not in use); a chunk
     larger than the buffer is handed out over several calls. ``_check_range`` has already
     refused a response longer than the range asked for."""
     pending = memoryview(b"")
@@ -235,7 +235,7 @@ class _Retry(Exception):
     pass
 
 
-def _check_range(response: httpx.Response, first: int, last: int) -> None:
+def _check_range(response: httpx2.Response, first: int, last: int) -> None:
     """A 206 for exactly the bytes asked for (a server may send fewer, never others)."""
     start = content_range_start(response.headers.get("Content-Range"))
     length = parse_int(response.headers.get("Content-Length"))

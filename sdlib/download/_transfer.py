@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, BinaryIO
 
-import httpx
+import httpx2
 
 from sdlib.hashing import CHUNK
 
@@ -293,14 +293,14 @@ class CancelWatch:
         self._thread.join()
 
 
-def describe_transport(exc: httpx.TransportError) -> str:
-    if isinstance(exc, httpx.TimeoutException):
+def describe_transport(exc: httpx2.TransportError) -> str:
+    if isinstance(exc, httpx2.TimeoutException):
         return "the connection stalled (no data before the timeout)"
-    if isinstance(exc, httpx.RemoteProtocolError):
+    if isinstance(exc, httpx2.RemoteProtocolError):
         return "the server closed the connection early"
-    if isinstance(exc, httpx.ConnectError):
+    if isinstance(exc, httpx2.ConnectError):
         return "cannot connect to the server"
-    if isinstance(exc, (httpx.ReadError, httpx.WriteError)):
+    if isinstance(exc, (httpx2.ReadError, httpx2.WriteError)):
         return "the connection broke"
     return f"network error ({type(exc).__name__})"
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import httpx
+import httpx2
 
 from sdlib.hashing import FileHashes
 from sdlib.taxonomy import Container
@@ -108,7 +108,7 @@ class DownloadOptions:
     #: Maps a failed response to an sdlib error. The caller passes its source's mapper
     #: (Civitai's reads its error bodies); None: ``sdlib.http.raise_for_status``, which
     #: maps the bare status and knows no source.
-    raise_for_status: Callable[[httpx.Response], None] | None = None
+    raise_for_status: Callable[[httpx2.Response], None] | None = None
     #: Set it to stop: the next write raises ``Interrupted`` (path: the part file, kept for
     #: resume). Front ends use it for pause and cancel.
     cancel: threading.Event | None = None

@@ -1,6 +1,6 @@
 """Read-only understanding of model files: containers, tensor tables, classification.
 
-Nothing here imports httpx, sqlite3, textual, rich or torch.
+Nothing here imports httpx2, sqlite3, textual, rich or torch.
 """
 
 #: Bumped whenever classification rules change what a file is said to be, so that a

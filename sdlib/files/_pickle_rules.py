@@ -195,7 +195,7 @@ DANGEROUS_MODULES: frozenset[str] = _words(
     copyreg copy_reg cloudpickle dill pdb bdb trace profile cProfile _lsprof timeit doctest
     unittest test idlelib lib2to3 pickle _pickle cPickle joblib shelve _io io shutil tempfile
     filecmp fileinput glob linecache tarfile zipfile distutils setuptools logging syslog mmap
-    sqlite3 socket _socket ssl _ssl http httplib urllib urllib2 requests aiohttp httpx smtplib
+    sqlite3 socket _socket ssl _ssl http httplib urllib urllib2 requests aiohttp httpx2 smtplib
     ftplib poplib telnetlib nntplib xmlrpc socketserver select selectors fickling picklescan
     modelscan modelaudit builtins __builtin__ __builtins__ numpy.f2py numpy.distutils
     numpy.testing numpy.ctypeslib torch._inductor torch._dynamo torch.jit torch.hub
@@ -292,7 +292,7 @@ _REASONS: tuple[tuple[frozenset[str], str], ...] = (
     (_words("os posix nt subprocess _posixsubprocess pty commands multiprocessing"),
      "runs processes"),
     (_words("pickle _pickle cPickle joblib shelve dill cloudpickle"), "nested deserializer"),
-    (_words("socket _socket ssl _ssl http httplib urllib urllib2 requests aiohttp httpx "
+    (_words("socket _socket ssl _ssl http httplib urllib urllib2 requests aiohttp httpx2 "
             "smtplib ftplib xmlrpc"), "network access"),
     (_words("runpy code codeop marshal types importlib pkgutil inspect operator _operator "
             "functools sys builtins __builtin__"), "code execution or reflection"),

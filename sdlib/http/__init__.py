@@ -3,7 +3,7 @@
 This layer knows HTTP, not any source: it never imports ``sdlib.sources``,
 ``sdlib.library`` or ``sdlib.download`` (an import-linter contract says so).
 
-* ``build_client(settings)``: the one ``httpx.Client`` (User-Agent, timeouts, CA bundle,
+* ``build_client(settings)``: the one ``httpx2.Client`` (User-Agent, timeouts, CA bundle,
   proxies, retries with back-off announced as ``RetryNotice``s, the token scoped to its
   origin); ``network_errors`` turns transport failures into ``SourceError`` at the call
   site (``_client``);

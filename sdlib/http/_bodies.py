@@ -1,9 +1,9 @@
 """Reading answers from servers we do not control: capped while streaming, parsed bounded.
 
 ``read_capped(response, limit)`` reads at most ``limit`` decoded bytes of a streamed
-``httpx.Response`` and stops there: a 200 MB answer costs ``limit`` bytes of memory, not
+``httpx2.Response`` and stops there: a 200 MB answer costs ``limit`` bytes of memory, not
 200 MB, and a ``Content-Encoding: gzip`` bomb is inflated only up to ``limit`` (it decodes
-the raw stream itself with ``zlib``'s ``max_length`` instead of letting httpx inflate a whole
+the raw stream itself with ``zlib``'s ``max_length`` instead of letting httpx2 inflate a whole
 network chunk at once). ``loads_bounded(body)`` is ``json.loads`` that refuses JSON nested
 deeper than ``MAX_DEPTH``, integers longer than ``MAX_INT_DIGITS`` digits, numbers that
 are not finite or beyond ``MAX_FLOAT``, and the non-JSON ``NaN``/``Infinity`` literals,
@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 from sdlib.errors import BadResponse
 
 if TYPE_CHECKING:
-    import httpx
+    import httpx2
 
 __all__ = [
     "HEAD",
@@ -59,7 +59,7 @@ _STEP = 1 << 20
 HEAD = 64 << 10
 
 
-def read_capped(response: httpx.Response, limit: int) -> tuple[bytes, bool]:
+def read_capped(response: httpx2.Response, limit: int) -> tuple[bytes, bool]:
     """(the decoded body, False) when it fits in ``limit`` bytes, else (its first ``HEAD``
     bytes, True). Closes ``response``.
 
@@ -80,14 +80,14 @@ def read_capped(response: httpx.Response, limit: int) -> tuple[bytes, bool]:
         encoding = _encoding(response)
         if encoding in ("gzip", "x-gzip", "deflate"):
             return _inflate(response.iter_raw(), encoding, limit)
-        if encoding:  # br, zstd...: httpx decodes; still stop at the first chunk past the cap
+        if encoding:  # br, zstd...: httpx2 decodes; still stop at the first chunk past the cap
             return _collect(response.iter_bytes(), limit)
         return _collect(response.iter_raw(), limit)
     finally:
         response.close()
 
 
-def _content_length(response: httpx.Response) -> int | None:
+def _content_length(response: httpx2.Response) -> int | None:
     try:
         value = int(response.headers.get("content-length", ""))
     except ValueError:
@@ -95,7 +95,7 @@ def _content_length(response: httpx.Response) -> int | None:
     return value if value >= 0 else None
 
 
-def _encoding(response: httpx.Response) -> str:
+def _encoding(response: httpx2.Response) -> str:
     value = response.headers.get("content-encoding", "").strip().lower()
     return "" if value == "identity" else value
 
@@ -211,7 +211,7 @@ _CHALLENGE_MARKS = (
 )
 
 
-def challenge_of(response: httpx.Response, body: bytes) -> str | None:
+def challenge_of(response: httpx2.Response, body: bytes) -> str | None:
     """Who served a browser challenge instead of the answer ("Cloudflare"...), or None."""
     if response.headers.get("cf-mitigated", "").strip().lower() == "challenge":
         return "Cloudflare"

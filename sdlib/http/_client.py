@@ -1,12 +1,12 @@
-"""The one HTTP client sdlib uses, and the one place httpx exceptions become sdlib errors.
+"""The one HTTP client sdlib uses, and the one place httpx2 exceptions become sdlib errors.
 
-``build_client(settings)`` returns an ``httpx.Client`` configured from ``Settings``:
+``build_client(settings)`` returns an ``httpx2.Client`` configured from ``Settings``:
 
 * a non-browser User-Agent naming sdlib (Civitai answers JSON errors, not login pages,
   to non-browser agents);
 * connect/read timeouts, a custom CA bundle, an explicit proxy (``http://``, ``https://``,
   ``socks5://`` or ``socks5h://``; the last resolves host names through the proxy) or, when
-  none is configured, the standard ``*_PROXY`` variables (httpx ``trust_env``);
+  none is configured, the standard ``*_PROXY`` variables (httpx2 ``trust_env``);
 * download bodies read without h11's copies when no proxy is in the way
   (``sdlib.http._fastbody``);
 * retries with exponential backoff for 429, 502, 503, 504 and connection failures,
@@ -18,7 +18,7 @@
   origin (scheme, host and port), never to a redirect target, never in a URL; the Hugging
   Face token likewise only to the configured Hub endpoint's origin.
 
-Nothing above ``sdlib.sources`` and ``sdlib.download`` catches ``httpx.*``: call sites wrap
+Nothing above ``sdlib.sources`` and ``sdlib.download`` catches ``httpx2.*``: call sites wrap
 requests in ``network_errors(url)``, which translates transport failures into ``SourceError``.
 """
 
@@ -36,7 +36,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-import httpx
+import httpx2
 
 from sdlib._version import __version__
 from sdlib.errors import BadResponse, ConfigError, SourceError
@@ -66,17 +66,17 @@ RETRY_STATUSES = frozenset({429, 502, 503, 504})
 _IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
-def origin_of(url: str | httpx.URL) -> tuple[str, str, int | None]:
+def origin_of(url: str | httpx2.URL) -> tuple[str, str, int | None]:
     """(scheme, host, port) with the default port filled in, for origin comparisons."""
-    u = httpx.URL(url)
+    u = httpx2.URL(url)
     port = u.port or {"http": 80, "https": 443}.get(u.scheme)
     return (u.scheme, u.host.lower(), port)
 
 
-class ScopedTokenAuth(httpx.Auth):
+class ScopedTokenAuth(httpx2.Auth):
     """Bearer token for one origin only.
 
-    httpx applies ``Auth`` to the first request of a ``send`` and drops ``Authorization``
+    httpx2 applies ``Auth`` to the first request of a ``send`` and drops ``Authorization``
     on cross-origin redirects itself; ``strip_foreign`` (a request hook installed by
     ``build_client``) also removes it from same-origin redirects and from any request this
     auth did not sign, so the token reaches exactly the requests we addressed to Civitai.
@@ -89,19 +89,21 @@ class ScopedTokenAuth(httpx.Auth):
         for other, other_token in (more or {}).items():
             self._tokens.setdefault(origin_of(other), other_token)
         self._origin = origin_of(origin)
-        self._signed: weakref.WeakSet[httpx.Request] = weakref.WeakSet()
+        self._signed: weakref.WeakSet[httpx2.Request] = weakref.WeakSet()
 
     def __repr__(self) -> str:  # never show the token, even in a debugger
         return f"ScopedTokenAuth(origins={list(self._tokens)!r})"
 
-    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+    def auth_flow(
+        self, request: httpx2.Request
+    ) -> Generator[httpx2.Request, httpx2.Response, None]:
         token = self._tokens.get(origin_of(request.url))
         if token is not None:
             request.headers["Authorization"] = f"Bearer {token}"
             self._signed.add(request)
         yield request
 
-    def strip_foreign(self, request: httpx.Request) -> None:
+    def strip_foreign(self, request: httpx2.Request) -> None:
         if "authorization" in request.headers and request not in self._signed:
             del request.headers["authorization"]
 
@@ -124,7 +126,7 @@ class RetryNotice:
         return f"{self.host} {self.reason}; retry {self.attempt} of {self.of} in {self.delay:.0f} s"
 
 
-class RetryTransport(httpx.BaseTransport):
+class RetryTransport(httpx2.BaseTransport):
     """Retry idempotent requests on 429/502/503/504 and connection failures.
 
     The wait is ``Retry-After`` when the server sends one, else exponential (1 s, 2 s, 4 s...)
@@ -135,7 +137,7 @@ class RetryTransport(httpx.BaseTransport):
 
     def __init__(
         self,
-        inner: httpx.BaseTransport,
+        inner: httpx2.BaseTransport,
         *,
         retries: int = 4,
         backoff_max: float = 30.0,
@@ -148,13 +150,13 @@ class RetryTransport(httpx.BaseTransport):
         self._sleep = sleep
         self._on_retry = on_retry
 
-    def handle_request(self, request: httpx.Request) -> httpx.Response:
+    def handle_request(self, request: httpx2.Request) -> httpx2.Response:
         attempt = 0
         while True:
             retry_after: float | None = None
             try:
                 response = self._inner.handle_request(request)
-            except (httpx.ConnectError, httpx.ConnectTimeout, httpx.RemoteProtocolError) as exc:
+            except (httpx2.ConnectError, httpx2.ConnectTimeout, httpx2.RemoteProtocolError) as exc:
                 # RemoteProtocolError here means the server closed before any response.
                 if request.method not in _IDEMPOTENT or attempt >= self._retries:
                     raise
@@ -177,7 +179,7 @@ class RetryTransport(httpx.BaseTransport):
             self._sleep(delay)
             attempt += 1
 
-    def _announce(self, request: httpx.Request, reason: str, attempt: int, delay: float) -> None:
+    def _announce(self, request: httpx2.Request, reason: str, attempt: int, delay: float) -> None:
         if self._on_retry is None:
             return
         notice = RetryNotice(_host_port(request.url), reason, attempt + 1, self._retries, delay)
@@ -196,11 +198,11 @@ class RetryTransport(httpx.BaseTransport):
         self._inner.close()
 
 
-def _failure_reason(exc: httpx.HTTPError) -> str:
+def _failure_reason(exc: httpx2.HTTPError) -> str:
     """A few words for a connection that failed before any answer."""
-    if isinstance(exc, httpx.ConnectTimeout):
+    if isinstance(exc, httpx2.ConnectTimeout):
         return "timed out connecting"
-    if isinstance(exc, httpx.RemoteProtocolError):
+    if isinstance(exc, httpx2.RemoteProtocolError):
         return "closed the connection"
     text = str(exc).lower()
     if "refused" in text:
@@ -210,7 +212,7 @@ def _failure_reason(exc: httpx.HTTPError) -> str:
     return "unreachable"
 
 
-def _host_port(url: httpx.URL) -> str:
+def _host_port(url: httpx2.URL) -> str:
     default = {"http": 80, "https": 443}.get(url.scheme)
     return url.host if url.port in (None, default) else f"{url.host}:{url.port}"
 
@@ -252,26 +254,26 @@ def parse_ratelimit_reset(value: str | None) -> float | None:
 
 def build_client(
     settings: Settings,
-    transport: httpx.BaseTransport | None = None,
+    transport: httpx2.BaseTransport | None = None,
     *,
     sleep: Callable[[float], None] = time.sleep,
     on_retry: Callable[[RetryNotice], None] | None = None,
-) -> httpx.Client:
-    """An ``httpx.Client`` set up from ``settings`` (see the module docstring).
+) -> httpx2.Client:
+    """An ``httpx2.Client`` set up from ``settings`` (see the module docstring).
 
-    ``transport`` replaces the network (``httpx.MockTransport`` in tests); retries still
+    ``transport`` replaces the network (``httpx2.MockTransport`` in tests); retries still
     wrap it. ``on_retry`` hears of every retry before its wait. The caller owns the client
     and closes it (it is a context manager).
     """
     net = settings.network
-    timeout = httpx.Timeout(net.read_timeout, connect=net.connect_timeout)
+    timeout = httpx2.Timeout(net.read_timeout, connect=net.connect_timeout)
     verify: ssl.SSLContext | bool = True
     if net.ca_bundle:
         verify = _ssl_context(net.ca_bundle)
-    mounts: dict[str, httpx.BaseTransport | None] | None = None
+    mounts: dict[str, httpx2.BaseTransport | None] | None = None
     if transport is None:
         proxy = _proxy(net.proxy)
-        base: httpx.BaseTransport = _http_transport(
+        base: httpx2.BaseTransport = _http_transport(
             verify=verify, proxy=proxy, trust_env=net.proxy is None
         )
         if net.proxy is None:
@@ -304,9 +306,9 @@ def build_client(
         (origin, token), *more = scoped.items()
         auth = ScopedTokenAuth(token, origin, more=dict(more))
         hooks["request"].append(auth.strip_foreign)
-    return httpx.Client(
+    return httpx2.Client(
         auth=auth,
-        # Only encodings sdlib.http._bodies inflates with a cap (httpx would add br/zstd
+        # Only encodings sdlib.http._bodies inflates with a cap (httpx2 would add br/zstd
         # when their packages happen to be installed).
         headers={
             "User-Agent": USER_AGENT,
@@ -335,7 +337,7 @@ def _ssl_context(ca_bundle: str) -> ssl.SSLContext:
         raise ConfigError(f"network.ca_bundle: cannot load {ca_bundle}: {exc}") from None
 
 
-def _proxy(url: str | None) -> httpx.Proxy | None:
+def _proxy(url: str | None) -> httpx2.Proxy | None:
     if not url:
         return None
     scheme = url.split("://", 1)[0].lower() if "://" in url else ""
@@ -351,25 +353,25 @@ def _proxy(url: str | None) -> httpx.Proxy | None:
                 "a SOCKS proxy needs the socksio package: pip install 'sdlib[socks]'"
             ) from None
     try:
-        return httpx.Proxy(url)
-    except (ValueError, httpx.InvalidURL) as exc:
+        return httpx2.Proxy(url)
+    except (ValueError, httpx2.InvalidURL) as exc:
         raise ConfigError(f"network.proxy: {exc}") from None
 
 
 def _http_transport(
-    *, verify: ssl.SSLContext | bool, proxy: httpx.Proxy | None, trust_env: bool
-) -> httpx.HTTPTransport:
+    *, verify: ssl.SSLContext | bool, proxy: httpx2.Proxy | None, trust_env: bool
+) -> httpx2.HTTPTransport:
     try:
-        return httpx.HTTPTransport(verify=verify, proxy=proxy, trust_env=trust_env)
+        return httpx2.HTTPTransport(verify=verify, proxy=proxy, trust_env=trust_env)
     except OSError as exc:  # an unreadable or malformed CA bundle
         raise ConfigError(f"network.ca_bundle: cannot load: {exc}") from None
 
 
-def _env_mounts(verify: ssl.SSLContext | bool) -> dict[str, httpx.BaseTransport | None]:
-    """Transports for the ``*_PROXY`` / ``NO_PROXY`` variables, as httpx itself would mount."""
-    from httpx._utils import get_environment_proxies  # stable since 0.18; no public twin
+def _env_mounts(verify: ssl.SSLContext | bool) -> dict[str, httpx2.BaseTransport | None]:
+    """Transports for the ``*_PROXY`` / ``NO_PROXY`` variables, as httpx2 itself would mount."""
+    from httpx2._utils import get_environment_proxies  # stable since 0.18; no public twin
 
-    mounts: dict[str, httpx.BaseTransport | None] = {}
+    mounts: dict[str, httpx2.BaseTransport | None] = {}
     for pattern, proxy_url in get_environment_proxies().items():
         if proxy_url is None:
             mounts[pattern] = None  # NO_PROXY: fall back to the default transport
@@ -378,19 +380,19 @@ def _env_mounts(verify: ssl.SSLContext | bool) -> dict[str, httpx.BaseTransport 
     return mounts
 
 
-def translate_error(exc: httpx.HTTPError, url: str | httpx.URL | None = None) -> SourceError:
-    """The sdlib error for an httpx transport error (never includes a token: URLs carry none)."""
+def translate_error(exc: httpx2.HTTPError, url: str | httpx2.URL | None = None) -> SourceError:
+    """The sdlib error for an httpx2 transport error (never includes a token: URLs carry none)."""
     where = str(url) if url is not None else _url_of(exc)
-    host = httpx.URL(where).host if where else "the server"
+    host = httpx2.URL(where).host if where else "the server"
     text = str(exc) or type(exc).__name__
     err: SourceError
-    if isinstance(exc, httpx.ProxyError):
+    if isinstance(exc, httpx2.ProxyError):
         err = SourceError(f"proxy failed: {text} (check network.proxy or *_PROXY)", url=where)
-    elif isinstance(exc, httpx.ConnectTimeout):
+    elif isinstance(exc, httpx2.ConnectTimeout):
         err = SourceError(f"timed out connecting to {host}", url=where)
-    elif isinstance(exc, httpx.TimeoutException):
+    elif isinstance(exc, httpx2.TimeoutException):
         err = SourceError(f"timed out waiting for {host}", url=where)
-    elif isinstance(exc, httpx.ConnectError):
+    elif isinstance(exc, httpx2.ConnectError):
         if "CERTIFICATE_VERIFY_FAILED" in text or "certificate verify failed" in text:
             err = SourceError(
                 f"TLS certificate of {host} not trusted (set network.ca_bundle to your "
@@ -399,20 +401,20 @@ def translate_error(exc: httpx.HTTPError, url: str | httpx.URL | None = None) ->
             )
         else:
             err = SourceError(f"cannot connect to {host}: {text}", url=where)
-    elif isinstance(exc, httpx.TooManyRedirects):
+    elif isinstance(exc, httpx2.TooManyRedirects):
         err = BadResponse(f"too many redirects from {host}", url=where)
-    elif isinstance(exc, (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)):
+    elif isinstance(exc, (httpx2.RemoteProtocolError, httpx2.ReadError, httpx2.WriteError)):
         err = SourceError(f"connection to {host} broke: {text}", url=where)
-    elif isinstance(exc, httpx.DecodingError):
+    elif isinstance(exc, httpx2.DecodingError):
         err = BadResponse(f"undecodable response from {host}: {text}", url=where)
-    elif isinstance(exc, (httpx.UnsupportedProtocol, httpx.LocalProtocolError)):
+    elif isinstance(exc, (httpx2.UnsupportedProtocol, httpx2.LocalProtocolError)):
         err = SourceError(f"cannot request {where}: {text}", url=where)
     else:
         err = SourceError(f"network error talking to {host}: {text}", url=where)
     return err
 
 
-def _url_of(exc: httpx.HTTPError) -> str | None:
+def _url_of(exc: httpx2.HTTPError) -> str | None:
     try:
         return str(exc.request.url)
     except RuntimeError:  # .request not set
@@ -420,13 +422,13 @@ def _url_of(exc: httpx.HTTPError) -> str | None:
 
 
 @contextmanager
-def network_errors(url: str | httpx.URL | None = None) -> Iterator[None]:
-    """Translate httpx transport errors raised inside the block into ``SourceError``."""
+def network_errors(url: str | httpx2.URL | None = None) -> Iterator[None]:
+    """Translate httpx2 transport errors raised inside the block into ``SourceError``."""
     try:
         yield
-    except httpx.HTTPStatusError:
+    except httpx2.HTTPStatusError:
         raise  # callers map statuses themselves (civitai.raise_for_status)
-    except httpx.HTTPError as exc:
+    except httpx2.HTTPError as exc:
         raise translate_error(exc, url) from None
-    except httpx.InvalidURL as exc:
+    except httpx2.InvalidURL as exc:
         raise SourceError(f"invalid URL {url}: {exc}", url=str(url) if url else None) from None

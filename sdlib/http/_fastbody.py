@@ -1,6 +1,6 @@
-"""An httpx transport that reads large download bodies straight into the caller's buffers.
+"""An httpx2 transport that reads large download bodies straight into the caller's buffers.
 
-httpx parses every body through h11 in 64 KiB steps with several copies per step: about
+httpx2 parses every body through h11 in 64 KiB steps with several copies per step: about
 two seconds of CPU per GiB on a small machine, more than hashing the file costs. For the
 requests the downloader marks (``extensions={FAST_BODY: True}``, plain GETs only) this
 transport speaks HTTP/1.1 through the standard library's ``http.client`` instead and
@@ -8,10 +8,10 @@ exposes the body as a ``readinto`` callable in the response's extensions
 (``response.extensions[READINTO]``): one kernel copy into a buffer that is then written
 and hashed. Every other request goes to the wrapped transport unchanged.
 
-Only the wire changes: the request still passes through httpx (auth, the token scoping
+Only the wire changes: the request still passes through httpx2 (auth, the token scoping
 hook, redirects, retries, timeouts), so the same headers reach the same hosts. Failures
-are raised as the httpx exceptions the rest of sdlib already handles. ``build_client``
-installs it only when no proxy is configured; proxied requests keep httpx's transports.
+are raised as the httpx2 exceptions the rest of sdlib already handles. ``build_client``
+installs it only when no proxy is configured; proxied requests keep httpx2's transports.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
-import httpx
+import httpx2
 
 __all__ = ["ABORT", "FAST_BODY", "READINTO", "FastBodyTransport"]
 
@@ -40,17 +40,19 @@ _Key = tuple[str, str, int]
 _IDLE_PER_HOST = 8
 
 
-class FastBodyTransport(httpx.BaseTransport):
+class FastBodyTransport(httpx2.BaseTransport):
     """``http.client`` for marked GETs (see the module docstring), ``inner`` for the rest."""
 
-    def __init__(self, inner: httpx.BaseTransport, *, verify: ssl.SSLContext | bool = True) -> None:
+    def __init__(
+        self, inner: httpx2.BaseTransport, *, verify: ssl.SSLContext | bool = True
+    ) -> None:
         self._inner = inner
         self._verify = verify
         self._context = verify if isinstance(verify, ssl.SSLContext) else None
         self._idle: dict[_Key, list[http.client.HTTPConnection]] = {}
         self._lock = threading.Lock()
 
-    def handle_request(self, request: httpx.Request) -> httpx.Response:
+    def handle_request(self, request: httpx2.Request) -> httpx2.Response:
         url = request.url
         if (
             not request.extensions.get(FAST_BODY)
@@ -71,14 +73,14 @@ class FastBodyTransport(httpx.BaseTransport):
                 conn.close()
                 if was_idle:
                     continue  # a kept-alive connection the server had closed: once more, fresh
-                raise httpx.RemoteProtocolError(
+                raise httpx2.RemoteProtocolError(
                     "Server disconnected without sending a response.", request=request
                 ) from None
             except BaseException as exc:
                 conn.close()
                 raise _translate(exc, request, reading=True) from None
             body = _Body(response, conn, self, key, request, sock)
-            return httpx.Response(
+            return httpx2.Response(
                 response.status,
                 headers=[
                     (k.encode("latin-1"), v.encode("latin-1")) for k, v in response.getheaders()
@@ -95,7 +97,7 @@ class FastBodyTransport(httpx.BaseTransport):
 
     # -- connections -------------------------------------------------------------------------
     def _checkout(
-        self, key: _Key, timeouts: dict[str, float | None], request: httpx.Request, reuse: bool
+        self, key: _Key, timeouts: dict[str, float | None], request: httpx2.Request, reuse: bool
     ) -> tuple[http.client.HTTPConnection, bool]:
         read_timeout = timeouts.get("read")
         if reuse:
@@ -139,7 +141,7 @@ class FastBodyTransport(httpx.BaseTransport):
                 context.check_hostname = False
                 context.verify_mode = ssl.CERT_NONE
             else:
-                import certifi  # what httpx trusts by default
+                import certifi  # what httpx2 trusts by default
 
                 context = ssl.create_default_context(cafile=certifi.where())
             self._context = context
@@ -154,7 +156,7 @@ class FastBodyTransport(httpx.BaseTransport):
         self._inner.close()
 
 
-def _send(conn: http.client.HTTPConnection, request: httpx.Request) -> http.client.HTTPResponse:
+def _send(conn: http.client.HTTPConnection, request: httpx2.Request) -> http.client.HTTPResponse:
     conn.putrequest(
         "GET", request.url.raw_path.decode("ascii"), skip_host=True, skip_accept_encoding=True
     )
@@ -164,7 +166,7 @@ def _send(conn: http.client.HTTPConnection, request: httpx.Request) -> http.clie
     return conn.getresponse()
 
 
-class _Body(httpx.SyncByteStream):
+class _Body(httpx2.SyncByteStream):
     """The response body: ``readinto`` for the downloader, iteration for everyone else."""
 
     def __init__(
@@ -173,7 +175,7 @@ class _Body(httpx.SyncByteStream):
         conn: http.client.HTTPConnection,
         pool: FastBodyTransport,
         key: _Key,
-        request: httpx.Request,
+        request: httpx2.Request,
         sock: socket.socket | None,
     ) -> None:
         self._response = response
@@ -207,13 +209,13 @@ class _Body(httpx.SyncByteStream):
         except BaseException as exc:
             self._drop()
             failure = _translate(exc, self._request, reading=True)
-            if not isinstance(failure, httpx.TransportError):
+            if not isinstance(failure, httpx2.TransportError):
                 raise failure from None  # Ctrl-C and the like: at once
         if self._left is not None:
             self._left -= got
             if failure is None and got < len(view) and self._left > 0:
                 self._drop()
-                failure = httpx.RemoteProtocolError(
+                failure = httpx2.RemoteProtocolError(
                     "peer closed connection without sending complete message body",
                     request=self._request,
                 )
@@ -251,17 +253,17 @@ class _Body(httpx.SyncByteStream):
             conn.close()
 
 
-def _translate(exc: BaseException, request: httpx.Request, *, reading: bool) -> BaseException:
-    """The httpx exception httpx itself would raise for ``exc`` (others pass through)."""
+def _translate(exc: BaseException, request: httpx2.Request, *, reading: bool) -> BaseException:
+    """The httpx2 exception httpx2 itself would raise for ``exc`` (others pass through)."""
     text = str(exc) or type(exc).__name__
     if isinstance(exc, (TimeoutError, socket.timeout)):
         if reading:
-            return httpx.ReadTimeout(text, request=request)
-        return httpx.ConnectTimeout(text, request=request)
+            return httpx2.ReadTimeout(text, request=request)
+        return httpx2.ConnectTimeout(text, request=request)
     if isinstance(exc, http.client.HTTPException):
-        return httpx.RemoteProtocolError(text, request=request)
+        return httpx2.RemoteProtocolError(text, request=request)
     if isinstance(exc, OSError):
         if reading:
-            return httpx.ReadError(text, request=request)
-        return httpx.ConnectError(text, request=request)
+            return httpx2.ReadError(text, request=request)
+        return httpx2.ConnectError(text, request=request)
     return exc

@@ -34,7 +34,7 @@ import re
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-import httpx
+import httpx2
 
 from sdlib.errors import BadResponse, FormatError, SdlibError
 from sdlib.http._client import network_errors, origin_of
@@ -65,11 +65,11 @@ class RangedFile(io.RawIOBase):
 
     def __init__(
         self,
-        client: httpx.Client,
+        client: httpx2.Client,
         url: str,
         *,
         headers: Mapping[str, str] | None = None,
-        raise_for_status: Callable[[httpx.Response], None] | None = None,
+        raise_for_status: Callable[[httpx2.Response], None] | None = None,
         budget: int,
     ) -> None:
         super().__init__()
@@ -184,7 +184,7 @@ class RangedFile(io.RawIOBase):
         else:
             self._buf, self._buf_start = data, start
 
-    def _answer(self, response: httpx.Response, start: int, count: int, first: bool) -> bytes:
+    def _answer(self, response: httpx2.Response, start: int, count: int, first: bool) -> bytes:
         status = response.status_code
         if status == 416:
             total = _total_of(response.headers.get("Content-Range"))
@@ -214,7 +214,7 @@ class RangedFile(io.RawIOBase):
             url=_shown(self.url),
         )
 
-    def _partial(self, response: httpx.Response, start: int, count: int, first: bool) -> bytes:
+    def _partial(self, response: httpx2.Response, start: int, count: int, first: bool) -> bytes:
         match = _CONTENT_RANGE.match(response.headers.get("Content-Range", ""))
         if match is None:
             raise BadResponse(
@@ -252,7 +252,7 @@ class RangedFile(io.RawIOBase):
             )
         return data
 
-    def _whole(self, response: httpx.Response, start: int, count: int, first: bool) -> bytes:
+    def _whole(self, response: httpx2.Response, start: int, count: int, first: bool) -> bytes:
         if "html" in response.headers.get("Content-Type", "").lower():
             raise FormatError(
                 "a web page, not a model file (use the file's download link)",
@@ -266,7 +266,7 @@ class RangedFile(io.RawIOBase):
             return data
         raise SdlibError(NO_RANGES, path=_shown(self.url))
 
-    def _read_body(self, response: httpx.Response, limit: int) -> bytes:
+    def _read_body(self, response: httpx2.Response, limit: int) -> bytes:
         out = bytearray()
         for chunk in _raw(response):
             take = chunk[: limit - len(out)]
@@ -276,7 +276,7 @@ class RangedFile(io.RawIOBase):
                 break
         return bytes(out)
 
-    def _settle(self, response: httpx.Response) -> None:
+    def _settle(self, response: httpx2.Response) -> None:
         """Later reads go where the first landed; credentials only to their own origin."""
         landed = str(response.url)
         if origin_of(landed) != origin_of(self.url):
@@ -287,11 +287,11 @@ class RangedFile(io.RawIOBase):
 
 
 def open_ranged(
-    client: httpx.Client,
+    client: httpx2.Client,
     url: str,
     *,
     headers: Mapping[str, str] | None = None,
-    raise_for_status: Callable[[httpx.Response], None] | None = None,
+    raise_for_status: Callable[[httpx2.Response], None] | None = None,
     budget: int,
     first: int = FIRST_READ,
 ) -> RangedFile:
@@ -304,7 +304,7 @@ def open_ranged(
     return ranged
 
 
-def _raw(response: httpx.Response) -> Iterator[bytes]:
+def _raw(response: httpx2.Response) -> Iterator[bytes]:
     if hasattr(response, "_content"):  # already read (a transport that is not streaming)
         yield response.content
         return
@@ -320,13 +320,13 @@ def _total_of(content_range: str | None) -> int | None:
 def _shown(url: str) -> str:
     """``url`` without its query: a signed storage URL keeps its signature there."""
     try:
-        return str(httpx.URL(url).copy_with(query=None, fragment=None))
-    except httpx.InvalidURL:
+        return str(httpx2.URL(url).copy_with(query=None, fragment=None))
+    except httpx2.InvalidURL:
         return url
 
 
 def _host(url: str) -> str:
     try:
-        return httpx.URL(url).host or "the server"
-    except httpx.InvalidURL:
+        return httpx2.URL(url).host or "the server"
+    except httpx2.InvalidURL:
         return "the server"

@@ -13,7 +13,7 @@ message never carries the URL's query, where signed storage URLs keep their sign
 
 from __future__ import annotations
 
-import httpx
+import httpx2
 
 from sdlib.errors import AccessDenied, AuthRequired, Gone, NotFound, RateLimited, SourceError
 from sdlib.http._client import parse_retry_after
@@ -21,16 +21,16 @@ from sdlib.http._client import parse_retry_after
 __all__ = ["raise_for_status"]
 
 
-def raise_for_status(response: httpx.Response) -> None:
+def raise_for_status(response: httpx2.Response) -> None:
     """Raise the sdlib error for a failed response (status >= 400); return otherwise."""
     status = response.status_code
     if status < 400:
         return
     url = _url_without_query(response)
-    where = f"{httpx.URL(url).host or 'the server'}" if url else "the server"
+    where = f"{httpx2.URL(url).host or 'the server'}" if url else "the server"
     said = f"{where} answered HTTP {status}"
     if url:
-        said += f" for {httpx.URL(url).path or '/'}"
+        said += f" for {httpx2.URL(url).path or '/'}"
     if status == 401:
         raise AuthRequired(f"{said}: it needs authentication", url=url, status=status)
     if status == 403:
@@ -49,7 +49,7 @@ def raise_for_status(response: httpx.Response) -> None:
     raise SourceError(said, url=url, status=status)
 
 
-def _url_without_query(response: httpx.Response) -> str | None:
+def _url_without_query(response: httpx2.Response) -> str | None:
     try:
         url = response.request.url
     except RuntimeError:  # a response built without a request

@@ -312,7 +312,7 @@ class _Job:
         from concurrent.futures import ProcessPoolExecutor
 
         out: dict[str, dict[str, Any]] = {}
-        # spawn, not fork: portable, and safe beside the threads sqlite and httpx may run.
+        # spawn, not fork: portable, and safe beside the threads sqlite and httpx2 may run.
         context = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(workers, mp_context=context) as pool:
             contents = pool.map(inspect_columns, paths, chunksize=16)

@@ -2,7 +2,7 @@
 
 The HTTP client, the Civitai client, the library index, the hash cache and the download
 destination are created lazily on first use (so building a context costs nothing and
-importing httpx or opening SQLite never delays a TUI frame) and closed together. The CLI
+importing httpx2 or opening SQLite never delays a TUI frame) and closed together. The CLI
 builds one per command, the TUI one per settings, a script one per ``with`` block.
 """
 
@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    import httpx
+    import httpx2
 
     from sdlib.config import Settings
     from sdlib.download import DownloadEvent
@@ -35,12 +35,12 @@ __all__ = ["Context"]
 class Context:
     """Lazily built clients and stores for one ``Settings``. Thread-safe.
 
-    ``transport`` replaces the network (tests use ``httpx.MockTransport``); everything else
+    ``transport`` replaces the network (tests use ``httpx2.MockTransport``); everything else
     comes from ``settings``. Use it as a context manager, or call :meth:`close`.
     """
 
     def __init__(
-        self, settings: Settings | None = None, *, transport: httpx.BaseTransport | None = None,
+        self, settings: Settings | None = None, *, transport: httpx2.BaseTransport | None = None,
         on_retry: Callable[[RetryNotice], None] | None = None,
     ) -> None:  # fmt: skip
         #: Told of each HTTP retry before its back-off (the CLI prints one line per retry).
@@ -52,8 +52,8 @@ class Context:
         self.settings = settings
         self._transport = transport
         self._lock = threading.RLock()
-        self._http: httpx.Client | None = None
-        self._archive_http: httpx.Client | None = None
+        self._http: httpx2.Client | None = None
+        self._archive_http: httpx2.Client | None = None
         self._civitai: CivitaiClient | None = None
         self._hub: HubClient | None = None
         self._hashes: HashCache | None = None
@@ -68,7 +68,7 @@ class Context:
     # -- shared clients and stores -------------------------------------------------------------
 
     @property
-    def http(self) -> httpx.Client:
+    def http(self) -> httpx2.Client:
         with self._lock:
             if self._http is None:
                 from sdlib.http import build_client
@@ -77,7 +77,7 @@ class Context:
             return self._http
 
     @property
-    def archive_http(self) -> httpx.Client:
+    def archive_http(self) -> httpx2.Client:
         """For unofficial fallback sources (CivArchive): ``[civarchive] timeout`` for each
         request and no retries, so a slow or down archive never holds a command up."""
         with self._lock:

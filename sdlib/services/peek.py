@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, BinaryIO, cast
 
 if TYPE_CHECKING:
-    import httpx
+    import httpx2
 
     from sdlib.inspect import InspectReport
     from sdlib.services._context import Context
@@ -48,7 +48,7 @@ class RemoteTarget:
     headers: Mapping[str, str] = field(default_factory=dict)
     #: Maps the host's error answers to sdlib errors (a source knows its error bodies);
     #: None maps the bare status.
-    raise_for_status: Callable[[httpx.Response], None] | None = None
+    raise_for_status: Callable[[httpx2.Response], None] | None = None
     #: ``civitai``, ``huggingface`` or ``url``.
     source: str = "url"
     #: The reference that pins this file (``4384@128713``, ``hf:ORG/REPO@<commit>/PATH``),
@@ -183,7 +183,7 @@ def _hub_target(ctx: Context, ref: str) -> RemoteTarget:
     about = HubTarget(hub.endpoint, found.repo, found.commit or found.revision, found.path,
                       token=bool(hub.token))  # fmt: skip
 
-    def raise_for_status(response: httpx.Response) -> None:
+    def raise_for_status(response: httpx2.Response) -> None:
         raise_for_hub(response, about)
 
     return RemoteTarget(

@@ -20,7 +20,7 @@ from sdlib.lookup import Preview
 from sdlib.taxonomy import Base, Container, Kind
 
 if TYPE_CHECKING:
-    import httpx
+    import httpx2
 
 __all__ = ["ANY_FILE", "FileChoice", "RemoteFile"]
 
@@ -88,7 +88,7 @@ class RemoteFile:
     #: The source's own record, written as-is to its sidecar (``.civitai.info``).
     record: Mapping[str, Any] | None = None
     #: Maps the download host's error answers to sdlib errors (the engine knows no source).
-    raise_for_status: Callable[[httpx.Response], None] | None = None
+    raise_for_status: Callable[[httpx2.Response], None] | None = None
     #: A fresh URL when a signed one expired mid-download.
     refresh: Callable[[], str] | None = None
     #: The same bytes already on this machine (the Hugging Face cache): linked or copied

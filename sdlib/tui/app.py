@@ -31,7 +31,7 @@ from sdlib.tui.screens.dialogs import Decision
 from sdlib.tui.services import Services, TuiOptions, WorkerPool
 
 if TYPE_CHECKING:
-    import httpx
+    import httpx2
 
     from sdlib.config import Settings
     from sdlib.sources.civitai import CivitaiModel, CivitaiVersion
@@ -70,7 +70,7 @@ class SdlibApp(App[None]):
         self,
         settings: Settings,
         *,
-        transport: httpx.BaseTransport | None = None,
+        transport: httpx2.BaseTransport | None = None,
         options: TuiOptions | None = None,
     ) -> None:
         super().__init__()

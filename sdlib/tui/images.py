@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from sdlib.sources.civitai import MAX_PREVIEW_BYTES
 
 if TYPE_CHECKING:
-    import httpx
+    import httpx2
 
 __all__ = ["ImageCache", "decode_preview"]
 
@@ -38,7 +38,7 @@ MAX_PIXELS = 4096 * 4096
 class ImageCache:
     """Disk cache of preview image bytes keyed by URL. Thread-safe."""
 
-    def __init__(self, directory: Path, http: httpx.Client, *, max_bytes: int = 256 << 20):
+    def __init__(self, directory: Path, http: httpx2.Client, *, max_bytes: int = 256 << 20):
         self.directory = directory
         self._http = http
         self._max_bytes = max_bytes

@@ -4,7 +4,7 @@
 and scripts use) plus the TUI's options and preview cache. Screens never build HTTP clients
 or caches: they ask ``app.services`` and call :mod:`sdlib.services` operations with it.
 Everything is created lazily on first use, which happens in a worker thread, so that
-importing httpx or opening SQLite never delays the first frame. A settings change
+importing httpx2 or opening SQLite never delays the first frame. A settings change
 makes a new ``Services``; the old one stays open until the app exits, because downloads
 that started with it may still be using its client.
 """
@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 from sdlib.services import Context
 
 if TYPE_CHECKING:
-    import httpx
+    import httpx2
 
     from sdlib.config import Settings
     from sdlib.library.layouts import Layout
@@ -57,7 +57,7 @@ class Services(Context):
         self,
         settings: Settings,
         *,
-        transport: httpx.BaseTransport | None = None,
+        transport: httpx2.BaseTransport | None = None,
         options: TuiOptions | None = None,
     ) -> None:
         super().__init__(settings, transport=transport)

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import httpx
+import httpx2
 import pytest
 
 from sdlib.demo._civarchive_api import ARCHIVE_ONLY, TAMPERED
@@ -35,17 +35,17 @@ def archive(civitai: DemoServer, cli_env: dict[str, str]) -> DemoServer:
 
 def mirror_bytes(server: DemoServer, file_id: int) -> bytes:
     """The bytes the archive's live mirror for ``file_id`` sends (fetched here)."""
-    record = httpx.get(
+    record = httpx2.get(
         f"{server.civarchive_url}/api/models/1",
         params={"modelVersionId": str(file_id // 10)},
     ).json()
     [live] = [m for f in record["version"]["files"] if f["id"] == file_id
               for m in f["mirrors"] if m["deletedAt"] is None]  # fmt: skip
-    return httpx.get(live["url"]).content
+    return httpx2.get(live["url"]).content
 
 
 def published_sha256(server: DemoServer, file_id: int) -> str:
-    record = httpx.get(
+    record = httpx2.get(
         f"{server.civarchive_url}/api/models/1", params={"modelVersionId": str(file_id // 10)}
     ).json()
     [sha] = [f["sha256"] for f in record["version"]["files"] if f["id"] == file_id]

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import httpx
+import httpx2
 import pytest
 import tomllib
 
@@ -57,7 +57,7 @@ def test_search_json_with_filters(run_cli: RunCli, civitai: DemoServer) -> None:
     assert [m["id"] for m in data] == [58390, 7371]
     assert data[0]["kind"] == "lora" and data[0]["versions"][0]["files"][0]["hashes"]["SHA256"]
     request = next(r for r in civitai.requests if r.path.startswith("/api/v1/models?"))
-    url = httpx.URL(request.path)
+    url = httpx2.URL(request.path)
     assert url.params.get_list("types") == ["LORA", "LoCon"]
     assert "SD 1.5" in url.params.get_list("baseModels")
     assert url.params["sort"] == "Most Downloaded"
@@ -244,8 +244,8 @@ def test_demo_server_command_serves_the_cli(tmp_path: Path, cli_env: dict[str, s
         )
         assert result.returncode == 0, result.stderr
         assert len(json.loads(result.stdout)) == 2
-        assert httpx.get(f"{url}/api/v1/models/1100").status_code == 404  # the --fault
-        assert httpx.get(f"{url}/api/v1/models/1100").status_code == 200
+        assert httpx2.get(f"{url}/api/v1/models/1100").status_code == 404  # the --fault
+        assert httpx2.get(f"{url}/api/v1/models/1100").status_code == 200
     finally:
         proc.terminate()
         proc.communicate(timeout=10)  # waits and closes the pipes (no ResourceWarning)
@@ -262,7 +262,7 @@ def test_no_heavy_imports_for_help() -> None:
         "import sys; from sdlib.cli import main\n"
         "for name in ('search', 'show', 'config', 'demo-server'):\n"
         "    main.get_command(None, name)\n"
-        "bad = [m for m in ('httpx', 'rich', 'torch', 'textual', 'sdlib.demo.server')\n"
+        "bad = [m for m in ('httpx2', 'rich', 'torch', 'textual', 'sdlib.demo.server')\n"
         "       if m in sys.modules]\n"
         "print(bad)"
     )

@@ -8,7 +8,7 @@ import json
 import subprocess
 from pathlib import Path
 
-import httpx
+import httpx2
 import pytest
 
 from sdlib.demo.server import DemoServer
@@ -71,7 +71,7 @@ def test_show_lists_files_with_sizes_sha256_and_what_they_are(
     shown = json.loads(result.stdout)
     files = {f["path"]: f for f in shown["files"]}
     single = files["v1-5-pruned-emaonly.safetensors"]
-    data = httpx.get(
+    data = httpx2.get(
         f"{civitai.hub_url}/stable-diffusion-v1-5/stable-diffusion-v1-5/resolve/"
         "main/v1-5-pruned-emaonly.safetensors",
         follow_redirects=True,

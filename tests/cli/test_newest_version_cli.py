@@ -46,9 +46,9 @@ def _sha256(path: Path | None) -> str:
 
 
 def test_the_switch_lists_the_older_version_first(creator_order: DemoServer) -> None:
-    import httpx
+    import httpx2
 
-    listed = httpx.get(f"{creator_order.url}/api/v1/models/4384").json()["modelVersions"]
+    listed = httpx2.get(f"{creator_order.url}/api/v1/models/4384").json()["modelVersions"]
     assert [(v["id"], v["index"]) for v in listed] == [(109123, 0), (128713, 1)]
     assert listed[0]["publishedAt"] < listed[1]["publishedAt"]
 

@@ -1,5 +1,5 @@
 """The demo server's Hugging Face Hub, checked with huggingface_hub itself (the Hub's own
-client, as an independent judge of the protocol) and with raw httpx: shapes, headers,
+client, as an independent judge of the protocol) and with raw httpx2: shapes, headers,
 Link paging, errors by X-Error-Code, renames, gated repos and the CDN's ranges."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import hashlib
 import re
 from pathlib import Path
 
-import httpx
+import httpx2
 import pytest
 from huggingface_hub import HfApi, get_hf_file_metadata, hf_hub_download, hf_hub_url
 from huggingface_hub.errors import (
@@ -59,9 +59,9 @@ def test_search_pages_and_filters_as_huggingface_hub_expects(civitai: DemoServer
     api = HfApi(endpoint=civitai.hub_url, token=False)
     loras = [m.id for m in api.list_models(filter="lora", sort="downloads")]
     assert loras == ["latent-consistency/lcm-lora-sdxl", "latent-consistency/lcm-lora-sdv1-5"]
-    response = httpx.get(f"{civitai.hub_url}/api/models", params={"limit": 2})
+    response = httpx2.get(f"{civitai.hub_url}/api/models", params={"limit": 2})
     assert len(response.json()) == 2 and response.links["next"]["url"]
-    second = httpx.get(response.links["next"]["url"])
+    second = httpx2.get(response.links["next"]["url"])
     assert {m["id"] for m in second.json()}.isdisjoint({m["id"] for m in response.json()})
 
 
@@ -77,24 +77,24 @@ def test_errors_are_the_hubs(civitai: DemoServer) -> None:
     with pytest.raises(GatedRepoError):
         get_hf_file_metadata(hf_hub_url(GATED, "ae.safetensors", endpoint=civitai.hub_url),
                              token=False)  # fmt: skip
-    anonymous = httpx.get(f"{civitai.hub_url}/api/models/nobody/nothing")
-    logged_in = httpx.get(f"{civitai.hub_url}/api/models/nobody/nothing",
+    anonymous = httpx2.get(f"{civitai.hub_url}/api/models/nobody/nothing")
+    logged_in = httpx2.get(f"{civitai.hub_url}/api/models/nobody/nothing",
                           headers={"Authorization": "Bearer hf_demo_token"})  # fmt: skip
     assert (anonymous.status_code, logged_in.status_code) == (401, 404)
     assert anonymous.headers["X-Error-Code"] == "RepoNotFound"
     url = f"{civitai.hub_url}/{GATED}/resolve/main/ae.safetensors"
-    codes = [httpx.head(url, headers=h).status_code for h in
+    codes = [httpx2.head(url, headers=h).status_code for h in
              ({}, {"Authorization": "Bearer hf_demo_pending"},
               {"Authorization": "Bearer hf_demo_token"})]  # fmt: skip
     assert codes == [401, 403, 302]
-    assert httpx.head(url, headers={"Authorization": "Bearer hf_wrong"}).status_code == 401
+    assert httpx2.head(url, headers={"Authorization": "Bearer hf_wrong"}).status_code == 401
 
 
 def test_a_renamed_repo_redirects_to_its_new_name(civitai: DemoServer) -> None:
-    api = httpx.get(f"{civitai.hub_url}/api/models/runwayml/stable-diffusion-v1-5")
+    api = httpx2.get(f"{civitai.hub_url}/api/models/runwayml/stable-diffusion-v1-5")
     assert api.status_code == 301
     assert api.headers["Location"] == f"/api/models/{SD15}"
-    resolve = httpx.head(
+    resolve = httpx2.head(
         f"{civitai.hub_url}/runwayml/stable-diffusion-v1-5/resolve/main/model_index.json"
     )
     assert (resolve.status_code, resolve.headers["Location"]) == (
@@ -107,7 +107,7 @@ def test_a_renamed_repo_redirects_to_its_new_name(civitai: DemoServer) -> None:
 
 
 def test_small_files_come_from_the_hub_with_their_git_blob_id(civitai: DemoServer) -> None:
-    response = httpx.get(f"{civitai.hub_url}/{SD15}/resolve/main/model_index.json")
+    response = httpx2.get(f"{civitai.hub_url}/{SD15}/resolve/main/model_index.json")
     assert response.status_code == 200
     blob = hashlib.sha1(b"blob %d\0" % len(response.content) + response.content).hexdigest()
     assert response.headers["ETag"] == f'"{blob}"'
@@ -115,26 +115,26 @@ def test_small_files_come_from_the_hub_with_their_git_blob_id(civitai: DemoServe
 
 
 def test_the_cdn_serves_ranges_and_refuses_bad_signatures(civitai: DemoServer) -> None:
-    head = httpx.head(f"{civitai.hub_url}/{VAE}/resolve/main/sdxl_vae.safetensors")
+    head = httpx2.head(f"{civitai.hub_url}/{VAE}/resolve/main/sdxl_vae.safetensors")
     location, etag = head.headers["Location"], head.headers["X-Linked-Etag"]
     size = int(head.headers["X-Linked-Size"])
-    full = httpx.get(location).content
+    full = httpx2.get(location).content
     assert len(full) == size and f'"{hashlib.sha256(full).hexdigest()}"' == etag
-    part = httpx.get(location, headers={"Range": "bytes=100-", "If-Range": etag})
+    part = httpx2.get(location, headers={"Range": "bytes=100-", "If-Range": etag})
     assert part.status_code == 206 and part.content == full[100:]
     assert part.headers["Content-Range"] == f"bytes 100-{size - 1}/{size}"
-    stale = httpx.get(location, headers={"Range": "bytes=100-", "If-Range": '"other"'})
+    stale = httpx2.get(location, headers={"Range": "bytes=100-", "If-Range": '"other"'})
     assert stale.status_code == 200 and stale.content == full
-    assert httpx.get(location, headers={"Range": f"bytes={size}-"}).status_code == 416
-    assert httpx.get(location.replace("signature=", "signature=0")).status_code == 403
+    assert httpx2.get(location, headers={"Range": f"bytes={size}-"}).status_code == 416
+    assert httpx2.get(location.replace("signature=", "signature=0")).status_code == 403
     civitai.hub.url_ttl = -10
-    expired = httpx.head(f"{civitai.hub_url}/{VAE}/resolve/main/sdxl_vae.safetensors")
-    assert httpx.get(expired.headers["Location"]).status_code == 403
+    expired = httpx2.head(f"{civitai.hub_url}/{VAE}/resolve/main/sdxl_vae.safetensors")
+    assert httpx2.get(expired.headers["Location"]).status_code == 403
 
 
 def test_rate_limit_fault_sends_ratelimit_headers(civitai: DemoServer) -> None:
     civitai.hub.add_fault("429", times=1, retry_after=7)
-    limited = httpx.get(f"{civitai.hub_url}/api/models/{VAE}")
+    limited = httpx2.get(f"{civitai.hub_url}/api/models/{VAE}")
     assert limited.status_code == 429
     assert limited.headers["RateLimit"] == '"api";r=0;t=7'
-    assert httpx.get(f"{civitai.hub_url}/api/models/{VAE}").status_code == 200
+    assert httpx2.get(f"{civitai.hub_url}/api/models/{VAE}").status_code == 200

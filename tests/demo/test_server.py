@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
+import httpx2
 import pytest
 
 from sdlib.demo.catalogue import CATALOGUE, LargeFile, build_files
@@ -18,12 +18,12 @@ BROWSER = "Mozilla/5.0 (X11; Linux x86_64) Chrome/120.0 Safari/537.36"
 
 
 @pytest.fixture
-def http(civitai: DemoServer) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=civitai.url, timeout=10) as client:
+def http(civitai: DemoServer) -> Iterator[httpx2.Client]:
+    with httpx2.Client(base_url=civitai.url, timeout=10) as client:
         yield client
 
 
-def _signed(http: httpx.Client, version_id: int = 128713) -> str:
+def _signed(http: httpx2.Client, version_id: int = 128713) -> str:
     response = http.get(f"/api/download/models/{version_id}")
     assert response.status_code == 307
     return response.headers["location"]
@@ -32,7 +32,7 @@ def _signed(http: httpx.Client, version_id: int = 128713) -> str:
 # --- /api/v1/models quirks ------------------------------------------------------------------
 
 
-def test_page_is_ignored_and_capped(http: httpx.Client) -> None:
+def test_page_is_ignored_and_capped(http: httpx2.Client) -> None:
     one = http.get("/api/v1/models", params={"limit": 2, "page": 1}).json()
     two = http.get("/api/v1/models", params={"limit": 2, "page": 2}).json()
     assert [m["id"] for m in one["items"]] == [m["id"] for m in two["items"]]
@@ -42,7 +42,7 @@ def test_page_is_ignored_and_capped(http: httpx.Client) -> None:
     assert r.status_code == 400 and "cursor" in r.json()["error"]
 
 
-def test_validation_errors_are_zod_shaped(http: httpx.Client) -> None:
+def test_validation_errors_are_zod_shaped(http: httpx2.Client) -> None:
     bad: list[dict[str, Any]] = [
         {"types": "LORA,Checkpoint"}, {"limit": 101}, {"sort": "Best"}, {"browsingLevel": 31},
         {"allowNoCredit": "true"}, {"nsfw": "maybe"},
@@ -59,7 +59,7 @@ def test_validation_errors_are_zod_shaped(http: httpx.Client) -> None:
     assert http.get("/api/v1/models", params={"favorites": "false"}).status_code == 401
 
 
-def test_list_and_detail_shapes_differ_like_civitai(http: httpx.Client) -> None:
+def test_list_and_detail_shapes_differ_like_civitai(http: httpx2.Client) -> None:
     item = http.get("/api/v1/models", params={"ids": "4384"}).json()["items"][0]
     v = item["modelVersions"][0]
     assert "status" not in v and "supportsGeneration" in v
@@ -75,15 +75,15 @@ def test_list_and_detail_shapes_differ_like_civitai(http: httpx.Client) -> None:
     assert version["downloadUrl"].startswith(http.base_url.scheme + "://")
 
 
-def test_next_page_carries_the_original_params(http: httpx.Client) -> None:
+def test_next_page_carries_the_original_params(http: httpx2.Client) -> None:
     r = http.get("/api/v1/models", params=[("limit", "1"), ("types", "Checkpoint"),
                                            ("types", "LORA")]).json()  # fmt: skip
-    next_page = httpx.URL(r["metadata"]["nextPage"])
+    next_page = httpx2.URL(r["metadata"]["nextPage"])
     assert next_page.params.get_list("types") == ["Checkpoint", "LORA"]
     assert next_page.params["cursor"] == r["metadata"]["nextCursor"]
 
 
-def test_images_need_with_meta(http: httpx.Client) -> None:
+def test_images_need_with_meta(http: httpx2.Client) -> None:
     plain = http.get("/api/v1/images", params={"modelVersionId": 128713}).json()["items"]
     assert plain and all(i["meta"] is None for i in plain)
     meta = http.get("/api/v1/images", params={"modelVersionId": 128713, "withMeta": "true"})
@@ -94,13 +94,13 @@ def test_images_need_with_meta(http: httpx.Client) -> None:
     assert nsfw_only == []  # nsfw=true means mature levels only; the demo images are PG
 
 
-def test_archived_version_has_no_files(http: httpx.Client) -> None:
+def test_archived_version_has_no_files(http: httpx2.Client) -> None:
     version = http.get("/api/v1/model-versions/4048").json()
     assert version["files"] == [] and "downloadUrl" not in version
     assert version["model"]["mode"] == "Archived"
 
 
-def test_methods_and_enums(http: httpx.Client) -> None:
+def test_methods_and_enums(http: httpx2.Client) -> None:
     assert http.post("/api/v1/models").status_code == 405
     enums = http.get("/api/v1/enums").json()
     assert "LoCon" in enums["ModelType"] and "SD 1.5" in enums["BaseModel"]
@@ -113,11 +113,11 @@ def test_methods_and_enums(http: httpx.Client) -> None:
 
 
 def test_download_redirects_to_a_signed_url_on_another_origin(
-    http: httpx.Client, civitai: DemoServer
+    http: httpx2.Client, civitai: DemoServer
 ) -> None:
     r = http.get("/api/download/models/128713")
     assert r.status_code == 307 and r.headers["cache-control"].startswith("no-store")
-    location = httpx.URL(r.headers["location"])
+    location = httpx2.URL(r.headers["location"])
     assert (location.host, location.port) != (http.base_url.host, http.base_url.port)
     assert str(location).startswith(civitai.storage_url)
     assert "signature" in location.params and "expires" in location.params
@@ -133,12 +133,12 @@ def test_download_redirects_to_a_signed_url_on_another_origin(
         ({"fileId": "1287132"}, "dreamshaper_8.ckpt"),
     ],
 )
-def test_download_file_selection(http: httpx.Client, params: dict[str, str], name: str) -> None:
+def test_download_file_selection(http: httpx2.Client, params: dict[str, str], name: str) -> None:
     r = http.get("/api/download/models/128713", params=params)
     assert r.headers["location"].split("?")[0].endswith("/" + name)
 
 
-def test_download_errors_json_and_browser(http: httpx.Client) -> None:
+def test_download_errors_json_and_browser(http: httpx2.Client) -> None:
     assert http.get("/api/download/models/128713", params={"format": "GGUF"}).status_code == 404
     assert http.get("/api/download/models/128713", params={"format": "Zip"}).status_code == 400
     assert http.get("/api/download/models/4048").status_code == 410
@@ -157,77 +157,77 @@ def test_download_errors_json_and_browser(http: httpx.Client) -> None:
 # --- storage host ----------------------------------------------------------------------------
 
 
-def test_storage_ranges(http: httpx.Client, civitai: DemoServer) -> None:
+def test_storage_ranges(http: httpx2.Client, civitai: DemoServer) -> None:
     url = _signed(http)
     served = civitai.files[128713_1]
     assert served.path is not None
     data = served.path.read_bytes()
-    full = httpx.get(url)
+    full = httpx2.get(url)
     assert full.status_code == 200 and full.content == data
     etag = full.headers["etag"]
-    part = httpx.get(url, headers={"Range": "bytes=100-199"})
+    part = httpx2.get(url, headers={"Range": "bytes=100-199"})
     assert part.status_code == 206 and part.content == data[100:200]
     assert part.headers["content-range"] == f"bytes 100-199/{len(data)}"
-    tail = httpx.get(url, headers={"Range": "bytes=-10"})
+    tail = httpx2.get(url, headers={"Range": "bytes=-10"})
     assert tail.content == data[-10:]
-    rest = httpx.get(url, headers={"Range": f"bytes={len(data) - 5}-", "If-Range": etag})
+    rest = httpx2.get(url, headers={"Range": f"bytes={len(data) - 5}-", "If-Range": etag})
     assert rest.status_code == 206 and rest.content == data[-5:]
-    changed = httpx.get(url, headers={"Range": "bytes=0-9", "If-Range": '"other"'})
+    changed = httpx2.get(url, headers={"Range": "bytes=0-9", "If-Range": '"other"'})
     assert changed.status_code == 200 and len(changed.content) == len(data)
-    bad = httpx.get(url, headers={"Range": f"bytes={len(data)}-"})
+    bad = httpx2.get(url, headers={"Range": f"bytes={len(data)}-"})
     assert bad.status_code == 416 and bad.headers["content-range"] == f"bytes */{len(data)}"
-    head = httpx.head(url)
+    head = httpx2.head(url)
     assert int(head.headers["content-length"]) == len(data) and head.content == b""
 
 
-def test_signatures_expire_and_cannot_be_forged(http: httpx.Client, civitai: DemoServer) -> None:
-    url = httpx.URL(_signed(http))
+def test_signatures_expire_and_cannot_be_forged(http: httpx2.Client, civitai: DemoServer) -> None:
+    url = httpx2.URL(_signed(http))
     forged = url.copy_set_param("signature", "0" * 32)
-    assert httpx.get(forged).status_code == 403
+    assert httpx2.get(forged).status_code == 403
     other_file = str(url).replace("/1287131/", "/1287132/")
-    assert httpx.get(other_file).status_code == 403
+    assert httpx2.get(other_file).status_code == 403
     civitai.url_ttl = -1
-    r = httpx.get(_signed(http))
+    r = httpx2.get(_signed(http))
     assert r.status_code == 403 and b"expired" in r.content
     civitai.url_ttl = 3600
 
 
-def test_fault_range_ignored(http: httpx.Client, civitai: DemoServer) -> None:
+def test_fault_range_ignored(http: httpx2.Client, civitai: DemoServer) -> None:
     civitai.add_fault("range-ignored", times=1)
     url = _signed(http)
-    r = httpx.get(url, headers={"Range": "bytes=10-"})
+    r = httpx2.get(url, headers={"Range": "bytes=10-"})
     assert r.status_code == 200 and "content-range" not in r.headers
-    assert httpx.get(url, headers={"Range": "bytes=10-"}).status_code == 206  # times=1
+    assert httpx2.get(url, headers={"Range": "bytes=10-"}).status_code == 206  # times=1
 
 
-def test_fault_drop_and_stall(http: httpx.Client, civitai: DemoServer) -> None:
+def test_fault_drop_and_stall(http: httpx2.Client, civitai: DemoServer) -> None:
     civitai.add_fault("drop", after_bytes=1000, times=1)
-    with pytest.raises(httpx.RemoteProtocolError):
-        httpx.get(_signed(http))
+    with pytest.raises(httpx2.RemoteProtocolError):
+        httpx2.get(_signed(http))
     civitai.add_fault("stall", after_bytes=500, seconds=5, times=1)
     started = time.monotonic()
-    with pytest.raises(httpx.ReadTimeout):
-        httpx.get(_signed(http), timeout=httpx.Timeout(5, read=0.3))
+    with pytest.raises(httpx2.ReadTimeout):
+        httpx2.get(_signed(http), timeout=httpx2.Timeout(5, read=0.3))
     assert time.monotonic() - started < 4
 
 
-def test_fault_wrong_length(http: httpx.Client, civitai: DemoServer) -> None:
+def test_fault_wrong_length(http: httpx2.Client, civitai: DemoServer) -> None:
     size = civitai.files[128713_1].size
     civitai.add_fault("wrong-length", delta=-100, times=1)
-    assert len(httpx.get(_signed(http)).content) == size - 100
+    assert len(httpx2.get(_signed(http)).content) == size - 100
     civitai.add_fault("wrong-length", delta=50, times=1)
-    assert len(httpx.get(_signed(http)).content) == size + 50
+    assert len(httpx2.get(_signed(http)).content) == size + 50
 
 
 @pytest.mark.parametrize("kind", ["401", "403", "403-early", "404", "410", "500"])
-def test_status_faults(http: httpx.Client, civitai: DemoServer, kind: str) -> None:
+def test_status_faults(http: httpx2.Client, civitai: DemoServer, kind: str) -> None:
     civitai.add_fault(kind, times=1)
     r = http.get("/api/v1/models/4384")
     assert r.status_code == int(kind[:3])
     assert http.get("/api/v1/models/4384").status_code == 200
 
 
-def test_retry_after_switches(http: httpx.Client, civitai: DemoServer) -> None:
+def test_retry_after_switches(http: httpx2.Client, civitai: DemoServer) -> None:
     civitai.add_fault("429", times=1)
     assert "retry-after" not in http.get("/api/v1/models/1").headers
     civitai.add_fault("429", retry_after=3, times=1)
@@ -238,13 +238,13 @@ def test_retry_after_switches(http: httpx.Client, civitai: DemoServer) -> None:
     assert "retry-after" not in http.get("/api/v1/models/1").headers
 
 
-def test_html_fault(http: httpx.Client, civitai: DemoServer) -> None:
+def test_html_fault(http: httpx2.Client, civitai: DemoServer) -> None:
     civitai.add_fault("html", status=503, match="/api/v1/models", times=1)
     r = http.get("/api/v1/models")
     assert r.status_code == 503 and r.headers["content-type"].startswith("text/html")
 
 
-def test_admin_endpoint_switches_faults(http: httpx.Client, civitai: DemoServer) -> None:
+def test_admin_endpoint_switches_faults(http: httpx2.Client, civitai: DemoServer) -> None:
     r = http.get("/__admin/fault", params={"kind": "404", "match": "/api/v1/models/", "times": 1})
     assert r.status_code == 200 and r.json()["kind"] == "404"
     assert [f.kind for f in civitai.faults] == ["404"]
@@ -260,21 +260,21 @@ def test_admin_endpoint_switches_faults(http: httpx.Client, civitai: DemoServer)
     assert http.get("/__admin/what").status_code == 404
 
 
-def test_rate_cap_per_connection(http: httpx.Client, civitai: DemoServer) -> None:
+def test_rate_cap_per_connection(http: httpx2.Client, civitai: DemoServer) -> None:
     civitai.rate_limit = 1 << 20
     url = _signed(http, 9536)  # 24 KiB
     started = time.monotonic()
-    httpx.get(url)
+    httpx2.get(url)
     fast = time.monotonic() - started
     civitai.rate_limit = 100_000
     started = time.monotonic()
-    r = httpx.get(url, headers={"Range": "bytes=0-49999"})
+    r = httpx2.get(url, headers={"Range": "bytes=0-49999"})
     slow = time.monotonic() - started
     assert len(r.content) == 50_000 or len(r.content) == civitai.files[9536_1].size
     assert slow >= 0.2 and slow > fast
 
 
-def test_request_log_records_authorization(http: httpx.Client, civitai: DemoServer) -> None:
+def test_request_log_records_authorization(http: httpx2.Client, civitai: DemoServer) -> None:
     civitai.clear_requests()
     http.get("/api/v1/models/1", headers={"Authorization": "Bearer x"})
     http.get("/api/v1/models/1")
@@ -282,9 +282,9 @@ def test_request_log_records_authorization(http: httpx.Client, civitai: DemoServ
     assert civitai.requests[0].header("authorization") == "Bearer x"
 
 
-def test_preview_images_are_png(http: httpx.Client) -> None:
+def test_preview_images_are_png(http: httpx2.Client) -> None:
     url = http.get("/api/v1/model-versions/128713").json()["images"][0]["url"]
-    r = httpx.get(url)
+    r = httpx2.get(url)
     assert r.status_code == 200 and r.content.startswith(b"\x89PNG\r\n\x1a\n")
 
 
@@ -326,9 +326,9 @@ def test_large_file_is_generated_not_stored(tmp_path: Path) -> None:
         served = server.files[999_003]
         assert served.path is None and served.size == size
         assert not any(p.stat().st_size >= size for p in tmp_path.iterdir())
-        version = httpx.get(f"{server.url}/api/v1/model-versions/999002").json()
+        version = httpx2.get(f"{server.url}/api/v1/model-versions/999002").json()
         assert version["files"][0]["sizeKB"] * 1024 == size
-        body = httpx.get(f"{server.url}/api/download/models/999002", follow_redirects=True)
+        body = httpx2.get(f"{server.url}/api/download/models/999002", follow_redirects=True)
         assert len(body.content) == size
         import hashlib
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import zlib
 
-import httpx
+import httpx2
 
 from sdlib.demo.server import DemoServer
 
@@ -26,7 +26,7 @@ def _true(server: DemoServer) -> tuple[bytes, dict[str, str]]:
 
 
 def _published(server: DemoServer) -> dict[str, str]:
-    body = httpx.get(f"{server.url}/api/v1/model-versions/62833").json()
+    body = httpx2.get(f"{server.url}/api/v1/model-versions/62833").json()
     [f] = [f for f in body["files"] if f["id"] == LORA]
     return dict(f["hashes"])
 
@@ -36,15 +36,15 @@ def test_switches_change_only_what_is_published(civitai: DemoServer) -> None:
     assert _published(civitai)["AutoV3"] == true["AutoV3"][:12]  # Civitai's 12 by default
     admin = f"{civitai.url}/__admin/fault"
     for kind in ("hash-autov3-full", "hash-crc32-wrong", "hash-no-sha256"):
-        assert httpx.get(admin, params={"kind": kind, "file_id": LORA}).status_code == 200
+        assert httpx2.get(admin, params={"kind": kind, "file_id": LORA}).status_code == 200
     published = _published(civitai)
     assert published["AutoV3"] == true["AutoV3"]
     assert published["CRC32"] != true["CRC32"] and len(published["CRC32"]) == 8
     assert "SHA256" not in published
     # by-hash finds the file by the 64-character AutoV3 it now stores, not by its SHA256.
     by_hash = f"{civitai.url}/api/v1/model-versions/by-hash"
-    assert httpx.get(f"{by_hash}/{true['AutoV3']}").status_code == 200
-    assert httpx.get(f"{by_hash}/{true['SHA256']}").status_code == 404
+    assert httpx2.get(f"{by_hash}/{true['AutoV3']}").status_code == 200
+    assert httpx2.get(f"{by_hash}/{true['SHA256']}").status_code == 404
     # The bytes served are the same file all along; a reset restores the true record.
     assert civitai.files[LORA].path is not None and civitai.files[LORA].path.read_bytes() == data
     civitai.reset()
@@ -58,4 +58,4 @@ def test_a_wrong_sha256_is_published_for_one_file_only(civitai: DemoServer) -> N
     other = civitai.published_hashes(1287131)
     assert other == dict(civitai.files[1287131].hashes)  # every other file untouched
     # Hash switches are never answered as status faults.
-    assert httpx.get(f"{civitai.url}/api/v1/models/58390").status_code == 200
+    assert httpx2.get(f"{civitai.url}/api/v1/models/58390").status_code == 200

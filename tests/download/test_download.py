@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
-import httpx
+import httpx2
 import pytest
 
 from sdlib.config import CivitaiSettings, NetworkSettings, Settings
@@ -62,7 +62,7 @@ def _settings(server: DemoServer, tmp_path: Path) -> Settings:
 @pytest.fixture
 def env(
     server: DemoServer, tmp_path: Path
-) -> Iterator[tuple[httpx.Client, CivitaiClient, Settings]]:
+) -> Iterator[tuple[httpx2.Client, CivitaiClient, Settings]]:
     settings = _settings(server, tmp_path)
     http = build_client(settings, sleep=lambda _s: None)
     with http:
@@ -250,12 +250,12 @@ def test_accept_mismatch_takes_another_size_too(env, server: DemoServer, tmp_pat
 
 
 def test_pieces_over_httpx_own_transport(env, tmp_path: Path) -> None:
-    """Behind a proxy, bodies come as httpx's chunks, larger or smaller than each read."""
+    """Behind a proxy, bodies come as httpx2's chunks, larger or smaller than each read."""
     http, civ, settings = env
     spec = _spec(civ, 128713, tmp_path)
     storage = http.get(spec.url, follow_redirects=False).headers["Location"]
     opts = _options(settings, connections=3, split_threshold=1 << 20, piece_size=1 << 20)
-    with httpx.Client(timeout=5) as plain:
+    with httpx2.Client(timeout=5) as plain:
         result = download(plain, replace(spec, url=storage, refresh=None), opts)
     assert result.connections == 3
     assert hash_file(result.path).sha256 == spec.hashes["SHA256"]

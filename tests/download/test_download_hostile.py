@@ -12,7 +12,7 @@ from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-import httpx
+import httpx2
 import pytest
 
 from sdlib.config import NetworkSettings, Settings
@@ -109,7 +109,7 @@ def origin() -> Iterator[tuple[str, dict[str, int]]]:
 
 
 @pytest.fixture
-def http(tmp_path: Path) -> Iterator[httpx.Client]:
+def http(tmp_path: Path) -> Iterator[httpx2.Client]:
     settings = replace(
         Settings(cache_dir=tmp_path / "cache", data_dir=tmp_path / "data"),
         network=NetworkSettings(retries=1, backoff_max=0.01, read_timeout=5, connect_timeout=2),
@@ -128,7 +128,7 @@ def nothing_left(folder: Path) -> bool:
 
 
 def test_a_redirect_to_a_file_url_is_refused_at_once(
-    origin: tuple[str, dict[str, int]], http: httpx.Client, tmp_path: Path
+    origin: tuple[str, dict[str, int]], http: httpx2.Client, tmp_path: Path
 ) -> None:
     url, hits = origin
     spec = DownloadSpec(url=f"{url}/to-file", dest=tmp_path / "m" / "x.safetensors")
@@ -142,7 +142,7 @@ def test_a_redirect_to_a_file_url_is_refused_at_once(
 
 
 def test_a_redirect_loop_ends_in_one_network_error(
-    origin: tuple[str, dict[str, int]], http: httpx.Client, tmp_path: Path
+    origin: tuple[str, dict[str, int]], http: httpx2.Client, tmp_path: Path
 ) -> None:
     url, hits = origin
     before = hits.get("/loop", 0)
@@ -154,16 +154,16 @@ def test_a_redirect_loop_ends_in_one_network_error(
     assert nothing_left(tmp_path / "m")
 
 
-@pytest.mark.parametrize("transport", ["fast", "httpx"])
+@pytest.mark.parametrize("transport", ["fast", "httpx2"])
 def test_a_trickling_body_is_cut(
-    origin: tuple[str, dict[str, int]], http: httpx.Client, tmp_path: Path, transport: str
+    origin: tuple[str, dict[str, int]], http: httpx2.Client, tmp_path: Path, transport: str
 ) -> None:
     url, _ = origin
-    plain = httpx.Client(timeout=5)  # httpx's own transport, as behind a proxy
+    plain = httpx2.Client(timeout=5)  # httpx2's own transport, as behind a proxy
     spec = DownloadSpec(url=f"{url}/trickle", dest=tmp_path / "x.bin", size=1 << 20)
     start = time.monotonic()
     with plain, pytest.raises(DownloadError, match="trickles") as info:
-        client = plain if transport == "httpx" else http
+        client = plain if transport == "httpx2" else http
         download(client, spec, options(stall_timeout=0.4, min_speed=4096, retries=1))
     assert time.monotonic() - start < 5  # two attempts of about one window each
     assert info.value.exit_code == 7
@@ -171,7 +171,7 @@ def test_a_trickling_body_is_cut(
 
 
 def test_a_slow_but_steady_link_is_not_cut(
-    origin: tuple[str, dict[str, int]], http: httpx.Client, tmp_path: Path
+    origin: tuple[str, dict[str, int]], http: httpx2.Client, tmp_path: Path
 ) -> None:
     url, hits = origin
     spec = DownloadSpec(url=f"{url}/slow", dest=tmp_path / "x.bin", size=len(SMALL))
@@ -192,7 +192,7 @@ def test_the_speed_floor_counts_per_window() -> None:
 
 
 def test_a_body_of_unknown_size_stops_at_the_ceiling(
-    origin: tuple[str, dict[str, int]], http: httpx.Client, tmp_path: Path
+    origin: tuple[str, dict[str, int]], http: httpx2.Client, tmp_path: Path
 ) -> None:
     url, _ = origin
     folder = tmp_path / "m"
@@ -212,7 +212,7 @@ def test_the_ceiling_comes_from_the_settings() -> None:
 
 def test_a_tiny_file_fits_where_little_space_is_free(
     origin: tuple[str, dict[str, int]],
-    http: httpx.Client,
+    http: httpx2.Client,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -260,7 +260,7 @@ def test_a_part_named_model_cannot_shadow_a_later_download(tmp_path: Path) -> No
 
 
 def test_the_engine_refuses_a_reserved_final_name(
-    origin: tuple[str, dict[str, int]], http: httpx.Client, tmp_path: Path
+    origin: tuple[str, dict[str, int]], http: httpx2.Client, tmp_path: Path
 ) -> None:
     url, _ = origin
     spec = DownloadSpec(url=f"{url}/small", dest=tmp_path / "m" / "x.safetensors.part")

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
-import httpx
+import httpx2
 import pytest
 
 from sdlib._filelock import try_lock, unlock
@@ -39,13 +39,13 @@ VERSION = 109123  # DreamShaper 7: one 4 MiB safetensors file
 
 
 @pytest.fixture
-def http(civitai_settings: Settings) -> Iterator[httpx.Client]:
+def http(civitai_settings: Settings) -> Iterator[httpx2.Client]:
     with build_client(civitai_settings) as client:
         yield client
 
 
 @pytest.fixture
-def civ(http: httpx.Client, civitai: DemoServer) -> CivitaiClient:
+def civ(http: httpx2.Client, civitai: DemoServer) -> CivitaiClient:
     return CivitaiClient(http, base_url=civitai.url)
 
 
@@ -81,7 +81,7 @@ def _state_dir(settings: Settings) -> Path:
 
 
 def test_a_cut_download_is_listed_with_its_kept_bytes_then_finished(
-    http: httpx.Client, civ: CivitaiClient, civitai: DemoServer, civitai_settings: Settings,
+    http: httpx2.Client, civ: CivitaiClient, civitai: DemoServer, civitai_settings: Settings,
     tmp_path: Path,
 ) -> None:  # fmt: skip
     spec = _spec(civ, tmp_path / "models")
@@ -109,7 +109,7 @@ def test_a_cut_download_is_listed_with_its_kept_bytes_then_finished(
 
 
 def test_a_cancel_is_recorded_as_interrupted(
-    http: httpx.Client, civ: CivitaiClient, civitai: DemoServer, civitai_settings: Settings,
+    http: httpx2.Client, civ: CivitaiClient, civitai: DemoServer, civitai_settings: Settings,
     tmp_path: Path,
 ) -> None:  # fmt: skip
     spec = _spec(civ, tmp_path)
@@ -128,7 +128,7 @@ def test_a_cancel_is_recorded_as_interrupted(
 
 
 def test_nothing_kept_leaves_no_record(
-    http: httpx.Client, civ: CivitaiClient, civitai: DemoServer, civitai_settings: Settings,
+    http: httpx2.Client, civ: CivitaiClient, civitai: DemoServer, civitai_settings: Settings,
     tmp_path: Path,
 ) -> None:  # fmt: skip
     civitai.add_fault("drop", after_bytes=0)
@@ -139,7 +139,7 @@ def test_nothing_kept_leaves_no_record(
 
 
 def test_an_integrity_failure_is_listed_without_its_deleted_bytes(
-    http: httpx.Client, civ: CivitaiClient, civitai: DemoServer, civitai_settings: Settings,
+    http: httpx2.Client, civ: CivitaiClient, civitai: DemoServer, civitai_settings: Settings,
     tmp_path: Path,
 ) -> None:  # fmt: skip
     civitai.add_fault("hash-sha256-wrong")
@@ -151,7 +151,7 @@ def test_an_integrity_failure_is_listed_without_its_deleted_bytes(
 
 
 def test_forget_deletes_only_its_own_part_file(
-    http: httpx.Client, civ: CivitaiClient, civitai: DemoServer, civitai_settings: Settings,
+    http: httpx2.Client, civ: CivitaiClient, civitai: DemoServer, civitai_settings: Settings,
     tmp_path: Path,
 ) -> None:  # fmt: skip
     spec = _spec(civ, tmp_path / "models")
@@ -228,7 +228,7 @@ def test_progress_is_due_every_256_kib_or_half_a_second(
 
 
 def test_progress_events_come_at_least_every_half_second_on_a_slow_link(
-    http: httpx.Client, civ: CivitaiClient, civitai: DemoServer, civitai_settings: Settings,
+    http: httpx2.Client, civ: CivitaiClient, civitai: DemoServer, civitai_settings: Settings,
     tmp_path: Path,
 ) -> None:  # fmt: skip
     target = civ.resolve_download(28569)  # the 2.4 MiB VAE

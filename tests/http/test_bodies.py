@@ -11,7 +11,7 @@ import json
 import zlib
 from collections.abc import Iterator
 
-import httpx
+import httpx2
 import pytest
 
 from sdlib.errors import BadResponse
@@ -34,7 +34,7 @@ def server() -> Iterator[HostileServer]:
 
 
 def _read(server: HostileServer, path: str, limit: int) -> tuple[bytes, bool]:
-    with httpx.Client() as client, client.stream("GET", server.url + path) as response:
+    with httpx2.Client() as client, client.stream("GET", server.url + path) as response:
         return read_capped(response, limit)
 
 
@@ -135,8 +135,8 @@ def test_a_broken_gzip_body_is_a_bad_response(server: HostileServer) -> None:
 # --- challenge pages --------------------------------------------------------------------------
 
 
-def _response(status: int, body: bytes, **headers: str) -> httpx.Response:
-    return httpx.Response(status, content=body, headers=headers)
+def _response(status: int, body: bytes, **headers: str) -> httpx2.Response:
+    return httpx2.Response(status, content=body, headers=headers)
 
 
 def test_challenge_pages_are_recognised() -> None:
@@ -158,7 +158,7 @@ def test_challenge_pages_are_recognised() -> None:
 def test_a_declared_long_error_page_is_still_recognised(server: HostileServer) -> None:
     page = b"<html><head><title>Just a moment...</title></head>" + b" " * (1 << 20) + b"</html>"
     server.route("/wall", Answer(403, page, {"Content-Type": "text/html"}))
-    with httpx.Client() as client, client.stream("GET", server.url + "/wall") as response:
+    with httpx2.Client() as client, client.stream("GET", server.url + "/wall") as response:
         head, over = read_capped(response, 64 << 10)
         assert over and len(head) == 64 << 10
         assert challenge_of(response, head) == "Cloudflare"

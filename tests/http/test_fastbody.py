@@ -6,7 +6,7 @@ import http.client
 import socket
 from collections.abc import Iterator
 
-import httpx
+import httpx2
 import pytest
 
 from sdlib.demo.catalogue import LARGE_FILE_ID
@@ -33,21 +33,21 @@ def url(server: DemoServer) -> str:
     return server.signed_url(server.files[LARGE_FILE_ID])
 
 
-def _inner_marker(request: httpx.Request) -> httpx.Response:
-    return httpx.Response(200, content=b"inner transport")
+def _inner_marker(request: httpx2.Request) -> httpx2.Response:
+    return httpx2.Response(200, content=b"inner transport")
 
 
-def _client(inner: httpx.BaseTransport | None = None, read: float = 5.0) -> httpx.Client:
-    transport = FastBodyTransport(inner or httpx.HTTPTransport())
-    return httpx.Client(transport=transport, timeout=httpx.Timeout(read, connect=2.0))
+def _client(inner: httpx2.BaseTransport | None = None, read: float = 5.0) -> httpx2.Client:
+    transport = FastBodyTransport(inner or httpx2.HTTPTransport())
+    return httpx2.Client(transport=transport, timeout=httpx2.Timeout(read, connect=2.0))
 
 
 def _expected(url: str) -> bytes:
-    with httpx.Client() as plain:
+    with httpx2.Client() as plain:
         return plain.get(url).content
 
 
-def _read_all(response: httpx.Response, size: int = 1 << 20) -> bytes:
+def _read_all(response: httpx2.Response, size: int = 1 << 20) -> bytes:
     readinto = response.extensions[READINTO]
     out = bytearray()
     buf = bytearray(size)
@@ -71,7 +71,7 @@ def test_iterating_a_fast_body_works_too(url: str) -> None:
 
 
 def test_unmarked_requests_and_other_methods_go_to_the_inner_transport(url: str) -> None:
-    with _client(httpx.MockTransport(_inner_marker)) as client:
+    with _client(httpx2.MockTransport(_inner_marker)) as client:
         assert client.get(url).content == b"inner transport"
         assert client.head(url, extensions={FAST_BODY: True}).content == b"inner transport"
         fast = client.get(url, extensions={FAST_BODY: True})
@@ -103,7 +103,7 @@ def test_dropped_connection_is_a_remote_protocol_error(server: DemoServer, url: 
     with (
         _client() as client,
         client.stream("GET", url, extensions={FAST_BODY: True}) as r,
-        pytest.raises(httpx.RemoteProtocolError),
+        pytest.raises(httpx2.RemoteProtocolError),
     ):
         _read_all(r)
 
@@ -115,7 +115,7 @@ def test_bytes_before_a_drop_are_delivered_then_the_error(server: DemoServer, ur
     buf = bytearray(4 << 20)  # larger than what arrives before the drop
     with _client() as client, client.stream("GET", url, extensions={FAST_BODY: True}) as r:
         readinto = r.extensions[READINTO]
-        with pytest.raises(httpx.RemoteProtocolError):
+        with pytest.raises(httpx2.RemoteProtocolError):
             while n := readinto(buf):
                 got += buf[:n]
     assert bytes(got) == whole[: (1 << 20) + 123]
@@ -126,7 +126,7 @@ def test_stall_is_a_read_timeout(server: DemoServer, url: str) -> None:
     with (
         _client(read=0.3) as client,
         client.stream("GET", url, extensions={FAST_BODY: True}) as r,
-        pytest.raises(httpx.ReadTimeout),
+        pytest.raises(httpx2.ReadTimeout),
     ):
         _read_all(r)
 
@@ -135,7 +135,7 @@ def test_refused_connection_is_a_connect_error() -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]  # closed again at once: nothing listens there
-    with _client() as client, pytest.raises(httpx.ConnectError):
+    with _client() as client, pytest.raises(httpx2.ConnectError):
         client.get(f"http://127.0.0.1:{port}/x", extensions={FAST_BODY: True})
 
 
@@ -148,7 +148,7 @@ def test_a_stale_kept_alive_connection_is_replaced(
         real_send = fastbody._send
         calls = 0
 
-        def hung_up_once(conn: http.client.HTTPConnection, request: httpx.Request) -> object:
+        def hung_up_once(conn: http.client.HTTPConnection, request: httpx2.Request) -> object:
             nonlocal calls
             calls += 1
             if calls == 1:
@@ -162,5 +162,5 @@ def test_a_stale_kept_alive_connection_is_replaced(
 
 def test_a_failed_tls_handshake_is_a_connect_error(url: str) -> None:
     # The storage server speaks plain HTTP, so the TLS handshake cannot succeed.
-    with _client() as client, pytest.raises(httpx.ConnectError):
+    with _client() as client, pytest.raises(httpx2.ConnectError):
         client.get(url.replace("http://", "https://", 1), extensions={FAST_BODY: True})

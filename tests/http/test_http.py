@@ -13,7 +13,7 @@ from email.utils import formatdate
 from pathlib import Path
 from time import time
 
-import httpx
+import httpx2
 import pytest
 
 from sdlib.config import CivitaiSettings, NetworkSettings, Settings
@@ -124,7 +124,7 @@ def test_download_bodies_use_the_fast_transport_only_without_a_proxy(
     monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")
     with (
         build_client(_settings(retries=0)) as http,
-        pytest.raises(httpx.ConnectError),  # direct, it would succeed
+        pytest.raises(httpx2.ConnectError),  # direct, it would succeed
     ):
         http.get(url, extensions={FAST_BODY: True})
 
@@ -143,13 +143,13 @@ def test_parse_retry_after_http_date() -> None:
 
 
 def test_translate_error_messages() -> None:
-    request = httpx.Request("GET", "https://civitai.com/api/v1/models")
+    request = httpx2.Request("GET", "https://civitai.com/api/v1/models")
     cases = {
-        httpx.ConnectTimeout("x", request=request): "timed out connecting to civitai.com",
-        httpx.ProxyError("bad gateway", request=request): "proxy failed",
-        httpx.ConnectError("[SSL: CERTIFICATE_VERIFY_FAILED]", request=request): "ca_bundle",
-        httpx.RemoteProtocolError("peer closed", request=request): "connection to civitai.com",
-        httpx.TooManyRedirects("loop", request=request): "too many redirects",
+        httpx2.ConnectTimeout("x", request=request): "timed out connecting to civitai.com",
+        httpx2.ProxyError("bad gateway", request=request): "proxy failed",
+        httpx2.ConnectError("[SSL: CERTIFICATE_VERIFY_FAILED]", request=request): "ca_bundle",
+        httpx2.RemoteProtocolError("peer closed", request=request): "connection to civitai.com",
+        httpx2.TooManyRedirects("loop", request=request): "too many redirects",
     }
     for exc, words in cases.items():
         err = translate_error(exc)

@@ -1,6 +1,6 @@
 """``sdlib.http.open_ranged``: a remote file's first bytes through Range requests, bounded.
 
-Pure client logic against ``httpx.MockTransport`` servers that count what they send, so the
+Pure client logic against ``httpx2.MockTransport`` servers that count what they send, so the
 bytes a misbehaving server would push are measured on the server's side, not sdlib's.
 """
 
@@ -10,7 +10,7 @@ import gzip
 import re
 from collections.abc import Callable, Iterator
 
-import httpx
+import httpx2
 import pytest
 
 from sdlib.config import NetworkSettings, Settings
@@ -19,35 +19,35 @@ from sdlib.http import FIRST_READ, NO_RANGES, build_client, open_ranged
 
 FILE = bytes(range(256)) * 1024  # 256 KiB with every offset's byte known: offset % 256
 URL = "https://files.example/models/a.safetensors"
-Handler = Callable[[httpx.Request], httpx.Response]
+Handler = Callable[[httpx2.Request], httpx2.Response]
 
 
-def client_for(handler: Handler) -> httpx.Client:
+def client_for(handler: Handler) -> httpx2.Client:
     settings = Settings(network=NetworkSettings(retries=0, backoff_max=0.0))
-    return build_client(settings, httpx.MockTransport(handler))
+    return build_client(settings, httpx2.MockTransport(handler))
 
 
 def serve_ranges(
-    data: bytes, log: list[httpx.Request] | None = None
-) -> Callable[[httpx.Request], httpx.Response]:
+    data: bytes, log: list[httpx2.Request] | None = None
+) -> Callable[[httpx2.Request], httpx2.Response]:
     """A storage host that honours ``Range: bytes=a-b`` as RFC 9110 says."""
 
-    def handler(request: httpx.Request) -> httpx.Response:
+    def handler(request: httpx2.Request) -> httpx2.Response:
         if log is not None:
             log.append(request)
         match = re.fullmatch(r"bytes=(\d+)-(\d+)", request.headers.get("Range", ""))
         if match is None:
-            return httpx.Response(200, content=data)
+            return httpx2.Response(200, content=data)
         start, end = int(match.group(1)), min(int(match.group(2)), len(data) - 1)
         if start >= len(data):
-            return httpx.Response(416, headers={"Content-Range": f"bytes */{len(data)}"})
+            return httpx2.Response(416, headers={"Content-Range": f"bytes */{len(data)}"})
         headers = {"Content-Range": f"bytes {start}-{end}/{len(data)}"}
-        return httpx.Response(206, content=data[start : end + 1], headers=headers)
+        return httpx2.Response(206, content=data[start : end + 1], headers=headers)
 
     return handler
 
 
-def spans(log: list[httpx.Request]) -> list[tuple[int, int]]:
+def spans(log: list[httpx2.Request]) -> list[tuple[int, int]]:
     out = []
     for request in log:
         match = re.fullmatch(r"bytes=(\d+)-(\d+)", request.headers["Range"])
@@ -57,7 +57,7 @@ def spans(log: list[httpx.Request]) -> list[tuple[int, int]]:
 
 
 def test_reads_become_range_requests_for_only_the_bytes_not_held() -> None:
-    log: list[httpx.Request] = []
+    log: list[httpx2.Request] = []
     with client_for(serve_ranges(FILE, log)) as client:
         f = open_ranged(client, URL, budget=1 << 20)
         assert f.size == len(FILE)
@@ -91,11 +91,11 @@ def test_credentials_go_to_their_origin_only_and_later_reads_skip_the_redirect()
     seen: list[tuple[str, str | None, str | None]] = []
     storage = serve_ranges(FILE)
 
-    def handler(request: httpx.Request) -> httpx.Response:
+    def handler(request: httpx2.Request) -> httpx2.Response:
         seen.append((request.url.host, request.headers.get("Authorization"),
                      request.headers.get("Cookie")))  # fmt: skip
         if request.url.host == "hub.example":
-            return httpx.Response(302, headers={"Location": "https://cdn.example/blob?sig=1"})
+            return httpx2.Response(302, headers={"Location": "https://cdn.example/blob?sig=1"})
         return storage(request)
 
     secret = {"Authorization": "Bearer hf_secret", "Cookie": "session=1"}
@@ -120,9 +120,9 @@ def endless(counter: list[int], chunk: int = 64 << 10) -> Iterator[bytes]:
 def test_a_server_ignoring_range_is_cut_off_at_what_was_asked_for() -> None:
     taken = [0]
 
-    def handler(request: httpx.Request) -> httpx.Response:
+    def handler(request: httpx2.Request) -> httpx2.Response:
         assert request.headers["Range"] == f"bytes=0-{FIRST_READ - 1}"
-        return httpx.Response(200, content=endless(taken))  # 200: the whole (endless) file
+        return httpx2.Response(200, content=endless(taken))  # 200: the whole (endless) file
 
     with client_for(handler) as client, pytest.raises(SdlibError) as info:
         open_ranged(client, URL, budget=100 << 20)
@@ -135,10 +135,10 @@ def test_a_later_range_ignored_fails_the_same_way() -> None:
     taken = [0]
     ranged = serve_ranges(FILE)
 
-    def handler(request: httpx.Request) -> httpx.Response:
+    def handler(request: httpx2.Request) -> httpx2.Response:
         if request.headers["Range"].startswith("bytes=0-"):
             return ranged(request)
-        return httpx.Response(200, content=endless(taken))
+        return httpx2.Response(200, content=endless(taken))
 
     with client_for(handler) as client:
         f = open_ranged(client, URL, budget=100 << 20)
@@ -174,18 +174,18 @@ def test_the_budget_caps_every_byte_read() -> None:
 def test_answers_that_are_not_the_asked_bytes(
     status: int, headers: dict[str, str], content: bytes, error: type[Exception], words: str
 ) -> None:
-    def handler(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(status, headers=headers, content=content)
+    def handler(request: httpx2.Request) -> httpx2.Response:
+        return httpx2.Response(status, headers=headers, content=content)
 
     with client_for(handler) as client, pytest.raises(error, match=words):
         open_ranged(client, URL, budget=1 << 20)
 
 
 def test_a_body_shorter_than_its_content_range_is_an_error() -> None:
-    def handler(request: httpx.Request) -> httpx.Response:
+    def handler(request: httpx2.Request) -> httpx2.Response:
         # Says 16 KiB, sends 10 bytes (a proxy that cut the body).
-        body = httpx.ByteStream(b"0123456789")
-        return httpx.Response(
+        body = httpx2.ByteStream(b"0123456789")
+        return httpx2.Response(
             206, headers={"Content-Range": f"bytes 0-{FIRST_READ - 1}/300000"}, stream=body
         )
 
@@ -196,12 +196,12 @@ def test_a_body_shorter_than_its_content_range_is_an_error() -> None:
 def test_a_callers_error_mapper_hears_a_failed_status() -> None:
     heard: list[int] = []
 
-    def mapper(response: httpx.Response) -> None:
+    def mapper(response: httpx2.Response) -> None:
         heard.append(response.status_code)
         raise SdlibError("mapped")
 
     with (
-        client_for(lambda r: httpx.Response(401)) as client,
+        client_for(lambda r: httpx2.Response(401)) as client,
         pytest.raises(SdlibError, match="mapped"),
     ):
         open_ranged(client, URL, budget=1 << 20, raise_for_status=mapper)

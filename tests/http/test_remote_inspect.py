@@ -14,7 +14,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import httpx
+import httpx2
 import pytest
 
 from sdlib.config import CivitaiSettings, HuggingfaceSettings, NetworkSettings, Settings
@@ -235,24 +235,24 @@ def test_a_server_that_ignores_range_fails_cleanly(large: DemoServer, tmp_path: 
 # --- every synthetic fixture through a Range-serving transport ---------------------------
 
 
-def serving(folder: Path) -> httpx.MockTransport:
+def serving(folder: Path) -> httpx2.MockTransport:
     """``https://files.example/NAME`` serves ``folder/NAME`` with Range (206) answers."""
 
-    def handler(request: httpx.Request) -> httpx.Response:
+    def handler(request: httpx2.Request) -> httpx2.Response:
         path = folder / request.url.path.lstrip("/")
         size = path.stat().st_size
         match = re.fullmatch(r"bytes=(\d+)-(\d+)", request.headers.get("Range", ""))
         assert match, "every request asks for a range"
         start, end = int(match.group(1)), min(int(match.group(2)), size - 1)
         if start >= size:
-            return httpx.Response(416, headers={"Content-Range": f"bytes */{size}"})
+            return httpx2.Response(416, headers={"Content-Range": f"bytes */{size}"})
         with path.open("rb") as fh:
             fh.seek(start)
             body = fh.read(end - start + 1)
-        return httpx.Response(206, content=body,
+        return httpx2.Response(206, content=body,
                               headers={"Content-Range": f"bytes {start}-{end}/{size}"})  # fmt: skip
 
-    return httpx.MockTransport(handler)
+    return httpx2.MockTransport(handler)
 
 
 @pytest.fixture(scope="module")
@@ -327,12 +327,12 @@ def test_what_names_a_remote_file(text: str, remote: bool) -> None:
      ("https://civitai.com/images/5", "names no model")],
 )  # fmt: skip
 def test_references_it_cannot_read_are_usage_errors(text: str, words: str, tmp_path: Path) -> None:
-    def nothing(request: httpx.Request) -> httpx.Response:
+    def nothing(request: httpx2.Request) -> httpx2.Response:
         raise AssertionError(f"no request expected, got {request.url}")
 
     settings = Settings(cache_dir=tmp_path / "c")
     with (
-        Context(settings, transport=httpx.MockTransport(nothing)) as ctx,
+        Context(settings, transport=httpx2.MockTransport(nothing)) as ctx,
         pytest.raises(UsageError, match=words) as info,
     ):
         inspect_remote(ctx, text)
@@ -340,12 +340,12 @@ def test_references_it_cannot_read_are_usage_errors(text: str, words: str, tmp_p
 
 
 def test_a_web_page_is_not_a_model(tmp_path: Path) -> None:
-    def page(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(200, html="<!doctype html><title>model page</title>" * 2000)
+    def page(request: httpx2.Request) -> httpx2.Response:
+        return httpx2.Response(200, html="<!doctype html><title>model page</title>" * 2000)
 
     settings = Settings(cache_dir=tmp_path / "c")
     with (
-        Context(settings, transport=httpx.MockTransport(page)) as ctx,
+        Context(settings, transport=httpx2.MockTransport(page)) as ctx,
         pytest.raises(FormatError, match="web page") as info,
     ):
         inspect_remote(ctx, "https://models.example/lora/detail-tweaker")

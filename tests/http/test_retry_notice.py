@@ -8,7 +8,7 @@ import time
 from dataclasses import replace
 from typing import Any
 
-import httpx
+import httpx2
 import pytest
 
 from sdlib.config import NetworkSettings, Settings
@@ -22,19 +22,19 @@ def _closed_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _client(handler: Any, notices: list[RetryNotice], retries: int = 3) -> httpx.Client:
+def _client(handler: Any, notices: list[RetryNotice], retries: int = 3) -> httpx2.Client:
     settings = replace(Settings(), network=NetworkSettings(retries=retries, backoff_max=30))
     return build_client(
-        settings, httpx.MockTransport(handler), sleep=lambda _s: None, on_retry=notices.append
+        settings, httpx2.MockTransport(handler), sleep=lambda _s: None, on_retry=notices.append
     )
 
 
 def test_a_refused_connection_is_announced_per_retry() -> None:
-    def refuse(request: httpx.Request) -> httpx.Response:
-        raise httpx.ConnectError("[Errno 111] Connection refused", request=request)
+    def refuse(request: httpx2.Request) -> httpx2.Response:
+        raise httpx2.ConnectError("[Errno 111] Connection refused", request=request)
 
     notices: list[RetryNotice] = []
-    with _client(refuse, notices) as http, pytest.raises(httpx.ConnectError):
+    with _client(refuse, notices) as http, pytest.raises(httpx2.ConnectError):
         http.get("http://127.0.0.1:9/api/v1/models")
     assert [(n.host, n.reason, n.attempt, n.of) for n in notices] == [
         ("127.0.0.1:9", "refused", 1, 3),
@@ -50,9 +50,9 @@ def test_a_refused_connection_is_announced_per_retry() -> None:
 def test_a_busy_server_names_its_status_and_retry_after() -> None:
     answers = iter([503, 429, 200])
 
-    def busy(request: httpx.Request) -> httpx.Response:
+    def busy(request: httpx2.Request) -> httpx2.Response:
         status = next(answers)
-        return httpx.Response(status, headers={"Retry-After": "7"} if status == 429 else {})
+        return httpx2.Response(status, headers={"Retry-After": "7"} if status == 429 else {})
 
     notices: list[RetryNotice] = []
     with _client(busy, notices) as http:
@@ -67,15 +67,15 @@ def test_a_busy_server_names_its_status_and_retry_after() -> None:
 def test_a_failing_callback_never_breaks_the_request() -> None:
     calls = []
 
-    def flaky(request: httpx.Request) -> httpx.Response:
+    def flaky(request: httpx2.Request) -> httpx2.Response:
         calls.append(1)
-        return httpx.Response(503 if len(calls) == 1 else 200)
+        return httpx2.Response(503 if len(calls) == 1 else 200)
 
     def broken(_notice: RetryNotice) -> None:
         raise RuntimeError("a display that failed")
 
-    transport = RetryTransport(httpx.MockTransport(flaky), sleep=lambda _s: None, on_retry=broken)
-    with httpx.Client(transport=transport) as http:
+    transport = RetryTransport(httpx2.MockTransport(flaky), sleep=lambda _s: None, on_retry=broken)
+    with httpx2.Client(transport=transport) as http:
         assert http.get("http://example.invalid/").status_code == 200
 
 

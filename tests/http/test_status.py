@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import httpx
+import httpx2
 import pytest
 
 from sdlib.download import DownloadOptions, DownloadSpec, download
@@ -27,8 +27,8 @@ STORAGE = "https://storage.example.net/bucket/model.safetensors"
 SIGNED = STORAGE + "?X-Amz-Signature=deadbeefcafe&X-Amz-Expires=60"
 
 
-def _response(status: int, url: str = SIGNED, **headers: str) -> httpx.Response:
-    return httpx.Response(status, headers=headers, request=httpx.Request("GET", url))
+def _response(status: int, url: str = SIGNED, **headers: str) -> httpx2.Response:
+    return httpx2.Response(status, headers=headers, request=httpx2.Request("GET", url))
 
 
 @pytest.mark.parametrize("status", [200, 204, 206, 301, 302, 307, 399])
@@ -75,15 +75,15 @@ def test_retry_after_is_kept_for_a_rate_limit() -> None:
 
 def test_a_response_without_a_request_still_maps() -> None:
     with pytest.raises(NotFound, match="HTTP 404"):
-        raise_for_status(httpx.Response(404))
+        raise_for_status(httpx2.Response(404))
 
 
-def _client(status: int, seen: list[str]) -> httpx.Client:
-    def handler(request: httpx.Request) -> httpx.Response:
+def _client(status: int, seen: list[str]) -> httpx2.Client:
+    def handler(request: httpx2.Request) -> httpx2.Response:
         seen.append(str(request.url))
-        return httpx.Response(status, json={"error": "Early Access", "deadline": "2031-05-01"})
+        return httpx2.Response(status, json={"error": "Early Access", "deadline": "2031-05-01"})
 
-    return httpx.Client(transport=httpx.MockTransport(handler))
+    return httpx2.Client(transport=httpx2.MockTransport(handler))
 
 
 def test_engine_maps_a_plain_url_without_knowing_any_source(tmp_path: Path) -> None:
@@ -100,7 +100,7 @@ def test_engine_maps_a_plain_url_without_knowing_any_source(tmp_path: Path) -> N
 def test_engine_uses_the_mapper_the_caller_passes(tmp_path: Path) -> None:
     calls: list[int] = []
 
-    def mapper(response: httpx.Response) -> None:
+    def mapper(response: httpx2.Response) -> None:
         calls.append(response.status_code)
         raise NotFound(f"mapped by the caller: {response.status_code}")
 

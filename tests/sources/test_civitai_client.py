@@ -1,4 +1,4 @@
-"""Pure client logic over ``httpx.MockTransport``: paging, parameters, errors, retries, tokens,
+"""Pure client logic over ``httpx2.MockTransport``: paging, parameters, errors, retries, tokens,
 tolerant parsing of recorded real responses."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
-import httpx
+import httpx2
 import pytest
 
 from sdlib.config import CivitaiSettings, NetworkSettings, Settings
@@ -38,7 +38,7 @@ from sdlib.sources.civitai._models import (
 from tests.support.paths import SAMPLES
 
 BASE = "https://civitai.test"
-Handler = Callable[[httpx.Request], httpx.Response]
+Handler = Callable[[httpx2.Request], httpx2.Response]
 
 
 def make(
@@ -51,7 +51,7 @@ def make(
         network=NetworkSettings(retries=retries, backoff_max=5.0),
     )
     record = sleeps.append if sleeps is not None else (lambda _s: None)
-    http = build_client(settings, httpx.MockTransport(handler), sleep=record)
+    http = build_client(settings, httpx2.MockTransport(handler), sleep=record)
     return CivitaiClient(http, base_url=BASE)
 
 
@@ -73,11 +73,11 @@ def test_search_follows_cursors_through_short_and_empty_pages() -> None:
         "17": {"items": [model_json(3)], "metadata": {"nextCursor": "c"}},  # short page
         "c": {"items": [model_json(4)], "metadata": {}},
     }
-    seen: list[httpx.Request] = []
+    seen: list[httpx2.Request] = []
 
-    def handler(request: httpx.Request) -> httpx.Response:
+    def handler(request: httpx2.Request) -> httpx2.Response:
         seen.append(request)
-        return httpx.Response(200, json=pages[request.url.params.get("cursor")])
+        return httpx2.Response(200, json=pages[request.url.params.get("cursor")])
 
     with make(handler) as civ:
         ids = [m.id for m in civ.search("x")]
@@ -88,12 +88,12 @@ def test_search_follows_cursors_through_short_and_empty_pages() -> None:
 def test_search_is_lazy_and_stops_at_limit() -> None:
     calls = 0
 
-    def handler(request: httpx.Request) -> httpx.Response:
+    def handler(request: httpx2.Request) -> httpx2.Response:
         nonlocal calls
         calls += 1
         start = int(request.url.params.get("cursor") or 0)
         items = [model_json(i) for i in range(start + 1, start + 4)]
-        return httpx.Response(200, json={"items": items,
+        return httpx2.Response(200, json={"items": items,
                                          "metadata": {"nextCursor": str(start + 3)}})  # fmt: skip
 
     with make(handler) as civ:
@@ -104,8 +104,8 @@ def test_search_is_lazy_and_stops_at_limit() -> None:
 
 
 def test_search_stops_on_a_repeated_cursor_and_skips_repeated_items() -> None:
-    def handler(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(200, json={"items": [model_json(1)],
+    def handler(request: httpx2.Request) -> httpx2.Response:
+        return httpx2.Response(200, json={"items": [model_json(1)],
                                          "metadata": {"nextCursor": "same"}})  # fmt: skip
 
     with make(handler) as civ:
@@ -113,11 +113,11 @@ def test_search_stops_on_a_repeated_cursor_and_skips_repeated_items() -> None:
 
 
 def test_search_sends_repeated_types_and_base_models() -> None:
-    captured: list[httpx.URL] = []
+    captured: list[httpx2.URL] = []
 
-    def handler(request: httpx.Request) -> httpx.Response:
+    def handler(request: httpx2.Request) -> httpx2.Response:
         captured.append(request.url)
-        return httpx.Response(200, json={"items": [], "metadata": {}})
+        return httpx2.Response(200, json={"items": [], "metadata": {}})
 
     with make(handler) as civ:
         list(civ.search("anime girl", types=["LORA", "LoCon"], base_models=["SD 1.5", "Pony"],
@@ -135,7 +135,7 @@ def test_search_sends_repeated_types_and_base_models() -> None:
 
 
 def test_search_rejects_bad_sort_and_period() -> None:
-    with make(lambda r: httpx.Response(200, json={})) as civ:
+    with make(lambda r: httpx2.Response(200, json={})) as civ:
         with pytest.raises(UsageError):
             list(civ.search(sort="Best"))
         with pytest.raises(UsageError):
@@ -147,10 +147,10 @@ def test_search_rejects_bad_sort_and_period() -> None:
 
 def _fixed(status: int, body: Any = None, headers: dict[str, str] | None = None,
            content: bytes | None = None) -> Handler:  # fmt: skip
-    def handler(request: httpx.Request) -> httpx.Response:
+    def handler(request: httpx2.Request) -> httpx2.Response:
         if content is not None:
-            return httpx.Response(status, content=content, headers=headers)
-        return httpx.Response(status, json=body, headers=headers)
+            return httpx2.Response(status, content=content, headers=headers)
+        return httpx2.Response(status, json=body, headers=headers)
 
     return handler
 
@@ -204,9 +204,9 @@ def test_non_json_body_is_a_bad_response() -> None:
 
 def test_429_and_503_are_retried_with_backoff_honouring_retry_after() -> None:
     answers = [
-        httpx.Response(429, json={"error": "slow down"}, headers={"Retry-After": "3"}),
-        httpx.Response(503, json={"error": "busy"}),
-        httpx.Response(200, json=model_json(5)),
+        httpx2.Response(429, json={"error": "slow down"}, headers={"Retry-After": "3"}),
+        httpx2.Response(503, json={"error": "busy"}),
+        httpx2.Response(200, json=model_json(5)),
     ]
     sleeps: list[float] = []
     with make(lambda r: answers.pop(0), retries=3, sleeps=sleeps) as civ:
@@ -226,8 +226,8 @@ def test_rate_limit_after_retries_is_rate_limited_exit_7() -> None:
 
 
 def test_connection_errors_are_retried_then_translated() -> None:
-    def handler(request: httpx.Request) -> httpx.Response:
-        raise httpx.ConnectError("[Errno 111] Connection refused", request=request)
+    def handler(request: httpx2.Request) -> httpx2.Response:
+        raise httpx2.ConnectError("[Errno 111] Connection refused", request=request)
 
     sleeps: list[float] = []
     with make(handler, retries=2, sleeps=sleeps) as civ, pytest.raises(SourceError) as info:
@@ -238,8 +238,8 @@ def test_connection_errors_are_retried_then_translated() -> None:
 
 
 def test_timeout_is_translated() -> None:
-    def handler(request: httpx.Request) -> httpx.Response:
-        raise httpx.ReadTimeout("timed out", request=request)
+    def handler(request: httpx2.Request) -> httpx2.Response:
+        raise httpx2.ReadTimeout("timed out", request=request)
 
     with make(handler) as civ, pytest.raises(SourceError, match="timed out waiting"):
         civ.model(1)
@@ -249,15 +249,15 @@ def test_timeout_is_translated() -> None:
 
 
 def test_token_goes_only_to_the_civitai_origin_and_never_to_redirects() -> None:
-    seen: list[httpx.Request] = []
+    seen: list[httpx2.Request] = []
 
-    def handler(request: httpx.Request) -> httpx.Response:
+    def handler(request: httpx2.Request) -> httpx2.Response:
         seen.append(request)
         if request.url.host == "civitai.test" and request.url.path.startswith("/api/download"):
-            return httpx.Response(307, headers={"Location": "https://storage.test/f?sig=1"})
+            return httpx2.Response(307, headers={"Location": "https://storage.test/f?sig=1"})
         if request.url.path == "/same-origin-redirect":
-            return httpx.Response(307, headers={"Location": f"{BASE}/landing"})
-        return httpx.Response(200, content=b"ok")
+            return httpx2.Response(307, headers={"Location": f"{BASE}/landing"})
+        return httpx2.Response(200, content=b"ok")
 
     with make(handler, token="sekrit-token-123") as civ:
         http = civ._client
@@ -276,11 +276,11 @@ def test_token_goes_only_to_the_civitai_origin_and_never_to_redirects() -> None:
 
 
 def test_user_agent_names_sdlib_and_is_not_a_browser() -> None:
-    seen: list[httpx.Request] = []
+    seen: list[httpx2.Request] = []
 
-    def handler(request: httpx.Request) -> httpx.Response:
+    def handler(request: httpx2.Request) -> httpx2.Response:
         seen.append(request)
-        return httpx.Response(200, json=model_json(1))
+        return httpx2.Response(200, json=model_json(1))
 
     with make(handler) as civ:
         civ.model(1)
@@ -295,7 +295,7 @@ def test_token_is_not_in_logs(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level("DEBUG")
     with make(_fixed(200, model_json(1)), token="sekrit-token-123") as civ:
         civ.model(1)
-    assert caplog.records  # httpx logs each request...
+    assert caplog.records  # httpx2 logs each request...
     assert "sekrit" not in caplog.text  # ...without the token
     assert "sekrit" not in repr(civ._client.auth)
 
@@ -306,9 +306,9 @@ def test_token_is_not_in_logs(caplog: pytest.LogCaptureFixture) -> None:
 def test_version_by_hash_uppercases_and_validates() -> None:
     seen: list[str] = []
 
-    def handler(request: httpx.Request) -> httpx.Response:
+    def handler(request: httpx2.Request) -> httpx2.Response:
         seen.append(request.url.path)
-        return httpx.Response(200, json={"id": 9, "name": "v", "files": []})
+        return httpx2.Response(200, json={"id": 9, "name": "v", "files": []})
 
     with make(handler) as civ:
         civ.version_by_hash("abcdef0123")
@@ -327,11 +327,11 @@ def test_images_ask_for_meta_and_recommended_settings_vote() -> None:
         {"Clip skip": 1, "sampler": "DPM++ 2M Karras", "steps": 30, "cfgScale": 5.5,
          "width": 768, "height": 512, "seed": 12859270413054550000},
     ]  # fmt: skip
-    seen: list[httpx.URL] = []
+    seen: list[httpx2.URL] = []
 
-    def handler(request: httpx.Request) -> httpx.Response:
+    def handler(request: httpx2.Request) -> httpx2.Response:
         seen.append(request.url)
-        return httpx.Response(200, json={
+        return httpx2.Response(200, json={
             "items": [{"id": i, "url": "u", "meta": m} for i, m in enumerate(metas)]
             + [{"id": 99, "url": "u", "meta": None}],
             "metadata": {},
@@ -346,12 +346,12 @@ def test_images_ask_for_meta_and_recommended_settings_vote() -> None:
 
 
 def test_lookup_by_version_then_model() -> None:
-    def handler(request: httpx.Request) -> httpx.Response:
+    def handler(request: httpx2.Request) -> httpx2.Response:
         if request.url.path == "/api/v1/model-versions/20":
-            return httpx.Response(200, json={"id": 20, "modelId": 2, "name": "v1", "files": []})
+            return httpx2.Response(200, json={"id": 20, "modelId": 2, "name": "v1", "files": []})
         if request.url.path == "/api/v1/models/2":
-            return httpx.Response(200, json=model_json(2))
-        return httpx.Response(404, json={"error": "nope"})
+            return httpx2.Response(200, json=model_json(2))
+        return httpx2.Response(404, json={"error": "nope"})
 
     with make(handler) as civ:
         model, version = civ.lookup("@20")
@@ -481,8 +481,8 @@ def test_to_dict_is_plain_json() -> None:
 
 
 def test_raise_for_status_passes_success() -> None:
-    raise_for_status(httpx.Response(200, request=httpx.Request("GET", BASE)))
-    raise_for_status(httpx.Response(307, request=httpx.Request("GET", BASE)))
+    raise_for_status(httpx2.Response(200, request=httpx2.Request("GET", BASE)))
+    raise_for_status(httpx2.Response(307, request=httpx2.Request("GET", BASE)))
 
 
 # --- recorded real responses -----------------------------------------------------------------

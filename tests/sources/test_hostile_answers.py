@@ -23,7 +23,7 @@ pytestmark = pytest.mark.slow  # subprocess: the CLI against a hostile server
 
 RunCli = Any
 
-#: Generous: a capped read of 32 MB plus Python, httpx and sdlib is far below this, while
+#: Generous: a capped read of 32 MB plus Python, httpx2 and sdlib is far below this, while
 #: a buffered 200 MB answer (or an inflated gzip bomb) is far above it.
 RSS_LIMIT_MB = 130
 

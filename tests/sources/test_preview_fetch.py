@@ -11,7 +11,7 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
+import httpx2
 import pytest
 
 from sdlib.library.index import Index
@@ -87,7 +87,7 @@ def test_preview_url(url: str, expected: str) -> None:
 def test_fetch_asks_for_the_width_and_returns_the_bytes(hostile: HostileServer) -> None:
     png = _png()
     hostile.route("/acct/uuid/width=450/1.png", Answer(200, png, {"Content-Type": "image/png"}))
-    with httpx.Client() as http:
+    with httpx2.Client() as http:
         assert fetch_preview(http, f"{hostile.url}/acct/uuid/original=true/1.png") == png
     assert hostile.requests == ["/acct/uuid/width=450/1.png"]
 
@@ -98,7 +98,7 @@ def test_an_endless_image_is_not_read_past_the_cap(hostile: HostileServer, decla
     body = endless(b"\x89PNG\r\n\x1a\n" + bytes(65528), total)
     hostile.route("/huge.png", Answer(200, body, {"Content-Type": "image/png"},
                                       length=total if declared else None))  # fmt: skip
-    with httpx.Client() as http:
+    with httpx2.Client() as http:
         assert fetch_preview(http, f"{hostile.url}/huge.png") is None
     assert hostile.sent["/huge.png"] < MAX_PREVIEW_BYTES + (16 << 20)
 
@@ -106,7 +106,7 @@ def test_an_endless_image_is_not_read_past_the_cap(hostile: HostileServer, decla
 def test_errors_are_none_never_raised(hostile: HostileServer) -> None:
     hostile.route("/gone.png", Answer.json({"error": "Not found"}, 404))
     hostile.route("/loop.png", Answer.redirect("/loop.png"))
-    with httpx.Client(follow_redirects=True) as http:
+    with httpx2.Client(follow_redirects=True) as http:
         assert fetch_preview(http, f"{hostile.url}/gone.png") is None
         assert fetch_preview(http, f"{hostile.url}/loop.png") is None
         assert fetch_preview(http, "http://127.0.0.1:9/closed.png", timeout=2) is None
@@ -118,7 +118,7 @@ def test_every_caller_goes_through_it(hostile: HostileServer, tmp_path: Path) ->
     hostile.route("/a/b/width=450/ok.png", Answer(200, png))
     hostile.route("/huge.png", Answer(200, endless(bytes(65536), 1 << 30)))
     ok, huge = f"{hostile.url}/a/b/original=true/ok.png", f"{hostile.url}/huge.png"
-    with httpx.Client() as http, Index(tmp_path / "i.sqlite") as index:
+    with httpx2.Client() as http, Index(tmp_path / "i.sqlite") as index:
         cache = ImageCache(tmp_path / "previews", http)  # the TUI
         assert cache.get(ok) == png and cache.get(huge) is None
         lookup = CivitaiLookup(http, hostile.url, index, rate=0)  # identify

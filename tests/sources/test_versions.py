@@ -167,10 +167,10 @@ def test_show_says_early_access_only_while_it_runs(run_cli: Any, ends: str, show
 
 
 def test_the_admin_switch_sets_the_order(civitai: DemoServer) -> None:
-    import httpx
+    import httpx2
 
-    answer = httpx.get(f"{civitai.url}/__admin/versions", params={"order": "creator"})
+    answer = httpx2.get(f"{civitai.url}/__admin/versions", params={"order": "creator"})
     assert answer.json() == {"version_order": "creator"} and civitai.version_order == "creator"
-    assert httpx.get(f"{civitai.url}/__admin/versions?order=sideways").status_code == 400
+    assert httpx2.get(f"{civitai.url}/__admin/versions?order=sideways").status_code == 400
     civitai.reset()
     assert civitai.version_order == "newest"

@@ -164,7 +164,7 @@ async def test_slow_server_does_not_block_keys(
     pressed its keys (no clock: under load a key can take longer than any fixed delay)."""
     import threading
 
-    import httpx
+    import httpx2
 
     from sdlib.config import CivitaiSettings, NetworkSettings
     from tests.support.hostile import Answer, HostileServer
@@ -174,7 +174,7 @@ async def test_slow_server_does_not_block_keys(
     def held(query: Any) -> Answer:
         release.wait(timeout=120)
         params = [(k, v) for k, values in query.items() for v in values]
-        return Answer.json(httpx.get(f"{civitai.url}/api/v1/models", params=params).json())
+        return Answer.json(httpx2.get(f"{civitai.url}/api/v1/models", params=params).json())
 
     with HostileServer() as slow:
         slow.route("/api/v1/models", held)

@@ -7,7 +7,7 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
-import httpx
+import httpx2
 import pytest
 from click.testing import CliRunner
 from textual.widgets import Button, Checkbox, Input
@@ -24,7 +24,7 @@ def test_start_demo_points_settings_at_a_live_demo_server(tmp_path: Path) -> Non
     demo, server, root = _start_demo(settings)
     try:
         assert demo.civitai.base_url == server.url != settings.civitai.base_url
-        response = httpx.get(f"{server.url}/api/v1/models", params={"query": "dream"})
+        response = httpx2.get(f"{server.url}/api/v1/models", params={"query": "dream"})
         assert response.status_code == 200 and response.json()["items"]
         layout = detect(root)
         assert layout is not None and layout.name == "a1111"

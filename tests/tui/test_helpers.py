@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import httpx
+import httpx2
 import pytest
 
 from sdlib.config_edit import save_values, set_values
@@ -142,15 +142,15 @@ def test_image_cache_fetches_once_and_skips_videos(tmp_path: Path) -> None:
     calls: list[str] = []
     png = _png()
 
-    def handler(request: httpx.Request) -> httpx.Response:
+    def handler(request: httpx2.Request) -> httpx2.Response:
         calls.append(request.url.path)
         if request.url.path == "/video.mp4":
-            return httpx.Response(200, content=b"\x00\x00\x00\x18ftypmp42" + bytes(64))
+            return httpx2.Response(200, content=b"\x00\x00\x00\x18ftypmp42" + bytes(64))
         if request.url.path == "/missing.png":
-            return httpx.Response(404)
-        return httpx.Response(200, content=png)
+            return httpx2.Response(404)
+        return httpx2.Response(200, content=png)
 
-    with httpx.Client(transport=httpx.MockTransport(handler)) as http:
+    with httpx2.Client(transport=httpx2.MockTransport(handler)) as http:
         cache = ImageCache(tmp_path / "previews", http)
         assert cache.get("https://img/a.png") == png
         assert cache.get("https://img/a.png") == png
@@ -165,8 +165,8 @@ def test_image_cache_trims_least_recently_used(tmp_path: Path) -> None:
     import os
 
     png = _png()
-    with httpx.Client(
-        transport=httpx.MockTransport(lambda r: httpx.Response(200, content=png))
+    with httpx2.Client(
+        transport=httpx2.MockTransport(lambda r: httpx2.Response(200, content=png))
     ) as http:
         cache = ImageCache(tmp_path, http, max_bytes=len(png) * 2)
         for i, name in enumerate("abc"):

@@ -1,4 +1,4 @@
-"""CivArchive's JSON API over an injected ``httpx.Client`` (one request each, no paging).
+"""CivArchive's JSON API over an injected ``httpx2.Client`` (one request each, no paging).
 
 ``GET /api/sha256/{hash}`` and ``GET /api/models/{id}?modelVersionId={vid}``, as the public
 clients use them (reference civarchive.md). A files-only hash answer (2025) is completed
@@ -17,7 +17,7 @@ from sdlib.sources.civarchive._records import ArchiveAnswer, parse_answer
 from sdlib.sources.civitai import get_json
 
 if TYPE_CHECKING:
-    import httpx
+    import httpx2
 
 __all__ = ["DEFAULT_URL", "CivArchiveClient"]
 
@@ -25,7 +25,7 @@ DEFAULT_URL = "https://civarchive.com"
 
 
 class CivArchiveClient:
-    def __init__(self, http: httpx.Client, base_url: str = DEFAULT_URL) -> None:
+    def __init__(self, http: httpx2.Client, base_url: str = DEFAULT_URL) -> None:
         self.http = http
         self.base_url = base_url.rstrip("/")
         #: Requests made by this client.

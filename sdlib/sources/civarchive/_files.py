@@ -16,7 +16,7 @@ from sdlib.sources.protocol import RemoteFile
 from sdlib.taxonomy import CIVITAI_TYPE_TO_KIND, Container, Kind, base_from_civitai
 
 if TYPE_CHECKING:
-    import httpx
+    import httpx2
 
     from sdlib.sources.civarchive._records import ArchiveAnswer, ArchiveFile, Mirror
 
@@ -68,7 +68,7 @@ def mirror_file(
     )  # fmt: skip
 
 
-def raise_for_mirror(response: httpx.Response) -> None:
+def raise_for_mirror(response: httpx2.Response) -> None:
     """A mirror's failure as one line: gone (404/410), refused (401/403), or failing."""
     status = response.status_code
     if status < 400:

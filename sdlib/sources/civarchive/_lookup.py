@@ -20,7 +20,7 @@ from sdlib.sources.civarchive._client import CivArchiveClient
 from sdlib.sources.civarchive._records import ArchiveAnswer, ArchiveFile, Mirror
 
 if TYPE_CHECKING:
-    import httpx
+    import httpx2
 
     from sdlib.lookup import AnswerCache
 
@@ -45,7 +45,7 @@ class CivArchiveLookup:
 
     def __init__(
         self,
-        http: httpx.Client,
+        http: httpx2.Client,
         base_url: str,
         cache: AnswerCache,
         *,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
+import httpx2
 
 from sdlib.errors import BadResponse
 from sdlib.sources.civitai._http import get_json
@@ -42,7 +42,7 @@ class CivitaiAccount:
                 "status": self.status}  # fmt: skip
 
 
-def fetch_account(client: httpx.Client, base_url: str = "https://civitai.com") -> CivitaiAccount:
+def fetch_account(client: httpx2.Client, base_url: str = "https://civitai.com") -> CivitaiAccount:
     """The account the client's token belongs to; ``AuthRequired`` (exit 6) when the server
     rejects the token or none is sent."""
     url = f"{base_url.rstrip('/')}/api/v1/me"

@@ -1,4 +1,4 @@
-"""Civitai REST API v1 client over an injected ``httpx.Client``.
+"""Civitai REST API v1 client over an injected ``httpx2.Client``.
 
     with CivitaiClient.from_settings(load_settings()) as civitai:
         for model in civitai.search("dreamshaper", types=["Checkpoint"], limit=20):
@@ -19,7 +19,7 @@ import json
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-import httpx
+import httpx2
 
 from sdlib.errors import BadResponse, NotFound, UsageError
 from sdlib.http import build_client
@@ -56,7 +56,7 @@ class CivitaiClient:
 
     def __init__(
         self,
-        client: httpx.Client,
+        client: httpx2.Client,
         *,
         base_url: str = "https://civitai.com",
         nsfw: bool = False,
@@ -68,9 +68,9 @@ class CivitaiClient:
 
     @classmethod
     def from_settings(
-        cls, settings: Settings, transport: httpx.BaseTransport | None = None
+        cls, settings: Settings, transport: httpx2.BaseTransport | None = None
     ) -> CivitaiClient:
-        """A client with its own ``httpx.Client`` from ``build_client`` (closed by ``close``)."""
+        """A client with its own ``httpx2.Client`` from ``build_client`` (closed by ``close``)."""
         client = cls(
             build_client(settings, transport),
             base_url=settings.civitai.base_url,
@@ -283,7 +283,7 @@ class CivitaiClient:
 
     def parse_ref(self, text: str) -> CivitaiRef:
         """``refs.parse_ref`` that also accepts URLs on this client's own host."""
-        netloc = httpx.URL(self.base_url).netloc.decode("ascii")
+        netloc = httpx2.URL(self.base_url).netloc.decode("ascii")
         return parse_ref(text, extra_hosts=[netloc])
 
     def resolve_download(

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import httpx
+import httpx2
 
 from sdlib.errors import (
     AccessDenied,
@@ -44,7 +44,7 @@ _TOKEN_HINT = "set CIVITAI_TOKEN or run `sdlib config set-token`"
 
 
 def get_json(
-    client: httpx.Client,
+    client: httpx2.Client,
     url: str,
     params: Sequence[tuple[str, str]] = (),
     *,
@@ -64,12 +64,12 @@ def get_json(
         return parse_json(response)
 
 
-def _body(response: httpx.Response, limit: int = _MAX_ERROR) -> tuple[bytes, bool]:
+def _body(response: httpx2.Response, limit: int = _MAX_ERROR) -> tuple[bytes, bool]:
     with network_errors(response.request.url if _has_request(response) else None):
         return read_capped(response, limit)
 
 
-def _has_request(response: httpx.Response) -> bool:
+def _has_request(response: httpx2.Response) -> bool:
     try:
         response.request  # noqa: B018
     except RuntimeError:
@@ -77,13 +77,13 @@ def _has_request(response: httpx.Response) -> bool:
     return True
 
 
-def _looks_html(response: httpx.Response, body: bytes) -> bool:
+def _looks_html(response: httpx2.Response, body: bytes) -> bool:
     ctype = response.headers.get("content-type", "").lower()
     head = body.lstrip()[:64].lower()
     return "html" in ctype or head.startswith((b"<!doctype", b"<html", b"<"))
 
 
-def _challenge_error(response: httpx.Response, body: bytes, url: str | None) -> BadResponse | None:
+def _challenge_error(response: httpx2.Response, body: bytes, url: str | None) -> BadResponse | None:
     """A CDN's browser challenge (Cloudflare "Just a moment..."), which no client can pass."""
     who = challenge_of(response, body)
     if who is None:
@@ -97,7 +97,7 @@ def _challenge_error(response: httpx.Response, body: bytes, url: str | None) -> 
     )
 
 
-def parse_json(response: httpx.Response) -> Any:
+def parse_json(response: httpx2.Response) -> Any:
     """The JSON body of a successful response, or ``BadResponse`` explaining what came.
 
     The body is read while streaming and capped at ``MAX_JSON`` bytes (gzip decoded up to the
@@ -139,10 +139,10 @@ def parse_json(response: httpx.Response) -> Any:
 
 
 def _host(url: str | None) -> str:
-    return httpx.URL(url).host if url else "the server"
+    return httpx2.URL(url).host if url else "the server"
 
 
-def raise_for_status(response: httpx.Response) -> None:
+def raise_for_status(response: httpx2.Response) -> None:
     """Raise the sdlib error for a failed Civitai response; return for 2xx/3xx.
 
     Works on streamed responses too (it reads a bounded error body). The messages say what
@@ -278,7 +278,7 @@ def _what(url: str | None) -> str:
     """'model 4384', 'version 128713', 'download of version 128713'... from the request path."""
     if not url:
         return "the resource"
-    parts = [p for p in httpx.URL(url).path.split("/") if p]
+    parts = [p for p in httpx2.URL(url).path.split("/") if p]
     if parts[:3] == ["api", "download", "models"] and len(parts) > 3:
         return f"the download of version {parts[3]}"
     if parts[:3] == ["api", "v1", "models"] and len(parts) > 3:
@@ -291,4 +291,4 @@ def _what(url: str | None) -> str:
         return {"models": "the model search", "images": "the example images"}.get(
             parts[2], f"Civitai {parts[2]}"
         )
-    return httpx.URL(url).path or "the resource"
+    return httpx2.URL(url).path or "the resource"

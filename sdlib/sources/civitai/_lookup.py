@@ -33,7 +33,7 @@ from sdlib.sources.civitai._previews import fetch_preview
 from sdlib.sources.paging import MAX_EMPTY_PAGES, PageGuard, normalise_cursor
 
 if TYPE_CHECKING:
-    import httpx
+    import httpx2
 
     from sdlib.lookup import AnswerCache
 
@@ -76,7 +76,7 @@ class CivitaiLookup:
 
     def __init__(
         self,
-        http: httpx.Client,
+        http: httpx2.Client,
         base_url: str,
         cache: AnswerCache,
         *,

@@ -18,7 +18,7 @@ from sdlib.errors import SourceError
 from sdlib.http import network_errors, read_capped
 
 if TYPE_CHECKING:
-    import httpx
+    import httpx2
 
 __all__ = ["MAX_PREVIEW_BYTES", "PREVIEW_WIDTH", "fetch_preview", "preview_url"]
 
@@ -71,7 +71,7 @@ def _is_cdn(host: str) -> bool:
 
 
 def fetch_preview(
-    http: httpx.Client,
+    http: httpx2.Client,
     url: str,
     *,
     width: int = PREVIEW_WIDTH,

@@ -1,4 +1,4 @@
-"""The Hugging Face Hub's REST API over an injected ``httpx.Client`` (no huggingface_hub).
+"""The Hugging Face Hub's REST API over an injected ``httpx2.Client`` (no huggingface_hub).
 
     with HubClient.from_settings(load_settings()) as hub:
         for model in hub.search("sdxl vae", limit=10):
@@ -18,7 +18,7 @@ import re
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-import httpx
+import httpx2
 
 from sdlib.errors import BadResponse, NotFound, SdlibError, UsageError
 from sdlib.formatting import human_size
@@ -60,7 +60,7 @@ class HubClient:
     """
 
     def __init__(
-        self, client: httpx.Client, *, endpoint: str = DEFAULT_ENDPOINT, token: bool = False
+        self, client: httpx2.Client, *, endpoint: str = DEFAULT_ENDPOINT, token: bool = False
     ) -> None:
         self._client = client
         self.endpoint = endpoint.rstrip("/")
@@ -69,9 +69,9 @@ class HubClient:
 
     @classmethod
     def from_settings(
-        cls, settings: Settings, transport: httpx.BaseTransport | None = None
+        cls, settings: Settings, transport: httpx2.BaseTransport | None = None
     ) -> HubClient:
-        """A client with its own ``httpx.Client`` (closed by ``close``)."""
+        """A client with its own ``httpx2.Client`` (closed by ``close``)."""
         hub = settings.huggingface
         client = cls(build_client(settings, transport), endpoint=hub.endpoint,
                      token=bool(hub.token))  # fmt: skip
@@ -173,7 +173,7 @@ class HubClient:
                 raise BadResponse(f"the Hub answered {target.repo} with something not a list",
                                   url=current)  # fmt: skip
             if next_url is not None:
-                joined = httpx.URL(current).join(next_url)
+                joined = httpx2.URL(current).join(next_url)
                 if origin_of(joined) != origin_of(self.endpoint):
                     next_url = None  # paging never leaves the configured Hub
                     if on_stop is not None:
@@ -286,13 +286,13 @@ class HubClient:
             renamed_from=renamed or head.get("renamed_from"), base=model.base, tags=model.tags,
         )  # fmt: skip
 
-    def raise_for_download(self, target: HubDownload) -> Callable[[httpx.Response], None]:
+    def raise_for_download(self, target: HubDownload) -> Callable[[httpx2.Response], None]:
         """The error mapper to hand the download engine for ``target`` (its URL answers
         from the Hub, then from the CDN it redirects to)."""
         where = HubTarget(self.endpoint, target.repo, target.revision, target.path,
                           token=self.token)  # fmt: skip
 
-        def raise_for_status(response: httpx.Response) -> None:
+        def raise_for_status(response: httpx2.Response) -> None:
             raise_for_hub(response, where)
 
         return raise_for_status
@@ -325,7 +325,7 @@ class HubClient:
             raise BadResponse(f"the Hub answered HTTP {response.status_code} for {path} in "
                               f"{repo} without a file", url=url)  # fmt: skip
         if answer.redirects:
-            moved = httpx.URL(answer.redirects[-1]).path.split("/resolve/")[0].strip("/")
+            moved = httpx2.URL(answer.redirects[-1]).path.split("/resolve/")[0].strip("/")
             if moved and moved.lower() != repo.lower():
                 out["renamed_from"] = repo
         return out

@@ -3,7 +3,7 @@
 ``open_hub`` makes one request with redirects followed by hand (``follow_redirects=False``):
 a repo renamed to a new owner answers 301/307 with a same-host ``Location``, which is
 followed (and, being the Hub's own origin, signed again by the client's scoped token, which
-httpx would otherwise drop); an absolute redirect to another host (the CDN) is followed for
+httpx2 would otherwise drop); an absolute redirect to another host (the CDN) is followed for
 API calls only when asked, and for ``/resolve`` never: its ``Location`` is the download URL.
 
 ``raise_for_hub`` maps failures on the Hub's ``X-Error-Code`` header (``RepoNotFound``,
@@ -25,7 +25,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
+import httpx2
 
 from sdlib.errors import (
     AccessDenied,
@@ -76,7 +76,7 @@ class HubTarget:
 class HubAnswer:
     """A response after the redirects worth following, and the URLs they went through."""
 
-    response: httpx.Response
+    response: httpx2.Response
     redirects: list[str] = field(default_factory=list)
 
     @property
@@ -86,7 +86,7 @@ class HubAnswer:
 
 @contextmanager
 def open_hub(
-    client: httpx.Client,
+    client: httpx2.Client,
     method: str,
     url: str,
     *,
@@ -98,8 +98,8 @@ def open_hub(
     """One request, streamed; redirects followed by hand up to 5 (same-origin ones always,
     others only with ``cross_origin``). Transport failures become ``SourceError``."""
     redirects: list[str] = []
-    # httpx.URL(url, params=None) would drop the query a next-page link carries.
-    current = httpx.URL(url, params=list(params)) if params else httpx.URL(url)
+    # httpx2.URL(url, params=None) would drop the query a next-page link carries.
+    current = httpx2.URL(url, params=list(params)) if params else httpx2.URL(url)
     with network_errors(url):
         for _ in range(_MAX_REDIRECTS + 1):
             request = client.build_request(method, current, data=data, headers=headers)
@@ -123,7 +123,7 @@ def open_hub(
     raise BadResponse(f"too many redirects from {current.host}", url=str(current))
 
 
-def read_json(response: httpx.Response) -> Any:
+def read_json(response: httpx2.Response) -> Any:
     """The JSON body of a successful answer, read with a cap and parsed with limits."""
     url = str(response.request.url)
     with network_errors(url):
@@ -159,7 +159,7 @@ def read_json(response: httpx.Response) -> Any:
         ) from None
 
 
-def raise_for_hub(response: httpx.Response, target: HubTarget) -> None:
+def raise_for_hub(response: httpx2.Response, target: HubTarget) -> None:
     """Raise the sdlib error for a failed Hub answer; return for anything below 400.
 
     Also maps the CDN's answers to a download (the engine's error mapper for a Hub file is
@@ -241,7 +241,7 @@ def raise_for_hub(response: httpx.Response, target: HubTarget) -> None:
     )
 
 
-def _raise_for_cdn(response: httpx.Response, target: HubTarget, url: str) -> None:
+def _raise_for_cdn(response: httpx2.Response, target: HubTarget, url: str) -> None:
     """The CDN a ``/resolve`` redirected to refused: its signed URL expired, or the object
     is gone. Resolving again gives a fresh URL."""
     status = response.status_code

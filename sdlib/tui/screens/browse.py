@@ -142,7 +142,7 @@ class BrowseScreen(SdlibScreen):
         self._query = Query(nsfw=self.services.settings.civitai.nsfw)
         self._layout(self.app.size.width, self.app.size.height)
         self.query_one(ResultsTable).focus()
-        # After the first frame: the worker's imports (httpx, TLS) would delay it.
+        # After the first frame: the worker's imports (httpx2, TLS) would delay it.
         self.call_after_refresh(self.search)
 
     def on_resize(self, event: Resize) -> None:
@@ -486,7 +486,7 @@ def _replace(query: Query, **changes: Any) -> Query:
 
 
 def _sorts() -> tuple[str, ...]:
-    # From the vocabulary, not sdlib.sources.civitai (which would import httpx here).
+    # From the vocabulary, not sdlib.sources.civitai (which would import httpx2 here).
     return CIVITAI_SORTS
 
 

@@ -1,6 +1,6 @@
 """Before a model counts as gone, Civitai's other host is asked (civitai.com <-> civitai.red),
 then CivArchive: through a Context configured for https://civitai.com whose network is an
-``httpx.MockTransport`` forwarding civitai.red and civarchive.com to the demo server (so
+``httpx2.MockTransport`` forwarding civitai.red and civarchive.com to the demo server (so
 their answers are the demo's real ones) while civitai.com knows nothing."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
-import httpx
+import httpx2
 import pytest
 
 from sdlib.config import CivitaiSettings, LibrarySettings, NetworkSettings, Settings
@@ -26,17 +26,17 @@ def routed(civitai: DemoServer, tmp_path: Path) -> Iterator[tuple[Context, list[
     (tmp_path / "webui" / "models" / "Lora").mkdir(parents=True)
     upstream = {"civitai.red": civitai.url, "civarchive.com": civitai.civarchive_url}
 
-    with httpx.Client() as plain:
+    with httpx2.Client() as plain:
 
-        def handler(request: httpx.Request) -> httpx.Response:
+        def handler(request: httpx2.Request) -> httpx2.Response:
             asked.append(f"{request.url.host}{request.url.path}")
             target = upstream.get(request.url.host)
             if target is None:  # civitai.com: gone
-                return httpx.Response(404, json={"error": "Model not found"})
+                return httpx2.Response(404, json={"error": "Model not found"})
             answer = plain.request(request.method, target + request.url.raw_path.decode(),
                                    content=request.content)  # fmt: skip
             ctype = answer.headers.get("content-type", "application/json")
-            return httpx.Response(answer.status_code, content=answer.content,
+            return httpx2.Response(answer.status_code, content=answer.content,
                                   headers={"Content-Type": ctype})  # fmt: skip
 
         settings = replace(
@@ -45,7 +45,7 @@ def routed(civitai: DemoServer, tmp_path: Path) -> Iterator[tuple[Context, list[
             network=NetworkSettings(retries=0),
             library=LibrarySettings(root=str(tmp_path / "webui"), ui="a1111"),
         )
-        with Context(settings, transport=httpx.MockTransport(handler)) as ctx:
+        with Context(settings, transport=httpx2.MockTransport(handler)) as ctx:
             yield ctx, asked
 
 

@@ -1,4 +1,4 @@
-"""CivArchiveLookup and the chained lookup over ``httpx.MockTransport``: a record matches
+"""CivArchiveLookup and the chained lookup over ``httpx2.MockTransport``: a record matches
 only with the file's own SHA256, answers (negative ones too) are cached per server, a
 files-only answer is completed, a failure caches nothing and never hides Civitai's answer."""
 
@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import httpx
+import httpx2
 import pytest
 
 from sdlib.errors import SourceError
@@ -40,21 +40,21 @@ def _record(sha: str) -> dict[str, Any]:
 
 
 def _lookup(
-    handler: Callable[[httpx.Request], httpx.Response], cache: MemoryCache | None = None
+    handler: Callable[[httpx2.Request], httpx2.Response], cache: MemoryCache | None = None
 ) -> tuple[CivArchiveLookup, list[str], MemoryCache]:
     seen: list[str] = []
 
-    def record(request: httpx.Request) -> httpx.Response:
+    def record(request: httpx2.Request) -> httpx2.Response:
         seen.append(str(request.url).removeprefix(BASE))
         return handler(request)
 
     cache = cache or MemoryCache()
-    http = httpx.Client(transport=httpx.MockTransport(record))
+    http = httpx2.Client(transport=httpx2.MockTransport(record))
     return CivArchiveLookup(http, BASE, cache), seen, cache
 
 
 def test_a_record_holding_the_files_sha256_identifies_it() -> None:
-    lookup, seen, _ = _lookup(lambda r: httpx.Response(200, json=_record(SHA)))
+    lookup, seen, _ = _lookup(lambda r: httpx2.Response(200, json=_record(SHA)))
     match = lookup.match({"SHA256": SHA.upper(), "AutoV2": "ABCDEF0123"})
     assert match is not None
     assert (match.source, match.matched_by, match.model_id, match.version_id) == (
@@ -65,30 +65,30 @@ def test_a_record_holding_the_files_sha256_identifies_it() -> None:
 
 
 def test_a_record_with_another_sha256_is_not_a_match() -> None:
-    lookup, _, _ = _lookup(lambda r: httpx.Response(200, json=_record(OTHER)))
+    lookup, _, _ = _lookup(lambda r: httpx2.Response(200, json=_record(OTHER)))
     assert lookup.match({"SHA256": SHA}) is None
 
 
 def test_only_sha256_is_asked() -> None:
-    lookup, seen, _ = _lookup(lambda r: httpx.Response(200, json=_record(SHA)))
+    lookup, seen, _ = _lookup(lambda r: httpx2.Response(200, json=_record(SHA)))
     assert lookup.match({"AutoV2": "ABCDEF0123", "AutoV3": "ABCDEF012345"}) is None
     assert seen == []
 
 
 def test_not_archived_is_cached_per_server() -> None:
-    lookup, seen, cache = _lookup(lambda r: httpx.Response(404, json={"error": "Not found"}))
+    lookup, seen, cache = _lookup(lambda r: httpx2.Response(404, json={"error": "Not found"}))
     assert lookup.match({"SHA256": SHA}) is None
     assert lookup.match({"SHA256": SHA}) is None
     assert seen == [f"/api/sha256/{SHA}"]
     assert (lookup.requests, lookup.cache_hits) == (1, 1)
     assert list(cache.rows) == [f"{BASE}|civarchive:sha256:{SHA.upper()}"]
-    again, seen_again, _ = _lookup(lambda r: httpx.Response(404), cache)  # a new process
+    again, seen_again, _ = _lookup(lambda r: httpx2.Response(404), cache)  # a new process
     assert again.match({"SHA256": SHA}) is None
     assert seen_again == []
 
 
 def test_found_answers_are_cached_and_cached_match_needs_no_request() -> None:
-    lookup, seen, _ = _lookup(lambda r: httpx.Response(200, json=_record(SHA)))
+    lookup, seen, _ = _lookup(lambda r: httpx2.Response(200, json=_record(SHA)))
     assert lookup.match({"SHA256": SHA}) is not None
     cached = lookup.cached_match({"SHA256": SHA}, "SHA256")
     assert cached is not None and cached.version_id == 6
@@ -98,13 +98,13 @@ def test_found_answers_are_cached_and_cached_match_needs_no_request() -> None:
 
 
 def test_a_files_only_answer_is_completed_with_its_version() -> None:
-    def handler(request: httpx.Request) -> httpx.Response:
+    def handler(request: httpx2.Request) -> httpx2.Response:
         if request.url.path.startswith("/api/sha256/"):
             files = _record(SHA)["model"]["version"]["files"]
-            return httpx.Response(200, json={"files": [{**files[0], "modelId": 5,
+            return httpx2.Response(200, json={"files": [{**files[0], "modelId": 5,
                                                          "modelVersionId": 6}]})  # fmt: skip
         assert request.url.params["modelVersionId"] == "6"
-        return httpx.Response(200, json=_record(SHA))
+        return httpx2.Response(200, json=_record(SHA))
 
     lookup, seen, _ = _lookup(handler)
     match = lookup.match({"SHA256": SHA})
@@ -115,15 +115,15 @@ def test_a_files_only_answer_is_completed_with_its_version() -> None:
 @pytest.mark.parametrize(
     "answer",
     [
-        lambda r: httpx.Response(500, json={"error": "boom"}),
-        lambda r: httpx.Response(
+        lambda r: httpx2.Response(500, json={"error": "boom"}),
+        lambda r: httpx2.Response(
             200, text="<html>Just a moment...</html>", headers={"Content-Type": "text/html"}
         ),
-        lambda r: (_ for _ in ()).throw(httpx.ConnectError("refused", request=r)),
+        lambda r: (_ for _ in ()).throw(httpx2.ConnectError("refused", request=r)),
     ],
 )
 def test_a_failure_raises_a_source_error_and_caches_nothing(
-    answer: Callable[[httpx.Request], httpx.Response],
+    answer: Callable[[httpx2.Request], httpx2.Response],
 ) -> None:
     lookup, _, cache = _lookup(answer)
     with pytest.raises(SourceError):
@@ -149,11 +149,11 @@ class _Fixed:
 
 
 def test_chained_lookup_asks_civarchive_only_on_a_miss_and_survives_its_failure() -> None:
-    archive, seen, _ = _lookup(lambda r: httpx.Response(200, json=_record(SHA)))
+    archive, seen, _ = _lookup(lambda r: httpx2.Response(200, json=_record(SHA)))
     found = archive.match({"SHA256": SHA})
     assert found is not None
     seen.clear()
-    fresh, seen, _ = _lookup(lambda r: httpx.Response(200, json=_record(SHA)))
+    fresh, seen, _ = _lookup(lambda r: httpx2.Response(200, json=_record(SHA)))
     chained = ChainedLookup(_Fixed(found), [fresh])  # type: ignore[arg-type]
     assert chained.match({"SHA256": SHA}) is found
     assert seen == []  # Civitai knew it: CivArchive was not asked
@@ -162,8 +162,8 @@ def test_chained_lookup_asks_civarchive_only_on_a_miss_and_survives_its_failure(
     assert hit is not None and hit.source == "civarchive"
     assert chained.requests == 2  # one each, counted together
 
-    def down(request: httpx.Request) -> httpx.Response:
-        raise httpx.ConnectError("refused", request=request)
+    def down(request: httpx2.Request) -> httpx2.Response:
+        raise httpx2.ConnectError("refused", request=request)
 
     broken, _, _ = _lookup(down)
     chained = ChainedLookup(_Fixed(None), [broken])  # type: ignore[arg-type]

@@ -1,4 +1,4 @@
-"""The Hub client's handling of answers a real Hub rarely gives (``httpx.MockTransport``):
+"""The Hub client's handling of answers a real Hub rarely gives (``httpx2.MockTransport``):
 paging links to other hosts, HTML, redirect loops, odd shapes; and that resolving never
 touches the CDN, and the CDN's refusals say what to do."""
 
@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 
-import httpx
+import httpx2
 import pytest
 
 from sdlib.demo.server import DemoServer
@@ -20,19 +20,19 @@ SHA = "a" * 64
 COMMIT = "c" * 40
 
 
-def _client(handler: Callable[[httpx.Request], httpx.Response], seen: list[str]) -> HubClient:
-    def record(request: httpx.Request) -> httpx.Response:
+def _client(handler: Callable[[httpx2.Request], httpx2.Response], seen: list[str]) -> HubClient:
+    def record(request: httpx2.Request) -> httpx2.Response:
         seen.append(f"{request.method} {request.url}")
         return handler(request)
 
-    return HubClient(httpx.Client(transport=httpx.MockTransport(record)), endpoint=HUB)
+    return HubClient(httpx2.Client(transport=httpx2.MockTransport(record)), endpoint=HUB)
 
 
 def test_a_next_link_to_another_host_is_not_followed() -> None:
     seen: list[str] = []
 
-    def handler(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(200, json=[{"id": "a/b"}],
+    def handler(request: httpx2.Request) -> httpx2.Response:
+        return httpx2.Response(200, json=[{"id": "a/b"}],
                               headers={"Link": '<https://evil.example/api/models?cursor=x>; '
                                                'rel="next"'})  # fmt: skip
 
@@ -46,15 +46,15 @@ def test_a_next_link_to_another_host_is_not_followed() -> None:
 @pytest.mark.parametrize(
     ("response", "words"),
     [
-        (httpx.Response(200, text="<html>login</html>", headers={"Content-Type": "text/html"}),
+        (httpx2.Response(200, text="<html>login</html>", headers={"Content-Type": "text/html"}),
          "HTML page instead of JSON"),
-        (httpx.Response(200, json={"not": "a list"}), "not a list"),
-        (httpx.Response(200, content=b"[" * 100 + b"]" * 100), "will not read"),
-        (httpx.Response(200, content=b"not json"), "not JSON"),
+        (httpx2.Response(200, json={"not": "a list"}), "not a list"),
+        (httpx2.Response(200, content=b"[" * 100 + b"]" * 100), "will not read"),
+        (httpx2.Response(200, content=b"not json"), "not JSON"),
     ],
 )  # fmt: skip
 def test_answers_that_are_not_a_search_page_are_bad_responses(
-    response: httpx.Response, words: str
+    response: httpx2.Response, words: str
 ) -> None:
     with pytest.raises(BadResponse, match=words) as caught:
         list(_client(lambda _r: response, []).search(limit=5))
@@ -63,8 +63,8 @@ def test_answers_that_are_not_a_search_page_are_bad_responses(
 
 
 def test_a_redirect_loop_ends_with_one_line() -> None:
-    def handler(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(301, headers={"Location": request.url.path})
+    def handler(request: httpx2.Request) -> httpx2.Response:
+        return httpx2.Response(301, headers={"Location": request.url.path})
 
     with pytest.raises(BadResponse, match="too many redirects"):
         _client(handler, []).model_info("a/b")
@@ -73,15 +73,15 @@ def test_a_redirect_loop_ends_with_one_line() -> None:
 def test_resolving_reads_the_cdn_location_without_fetching_it() -> None:
     seen: list[str] = []
 
-    def handler(request: httpx.Request) -> httpx.Response:
+    def handler(request: httpx2.Request) -> httpx2.Response:
         if request.url.path == "/api/models/a/b":
-            return httpx.Response(200, json={"id": "a/b", "sha": COMMIT, "siblings": [
+            return httpx2.Response(200, json={"id": "a/b", "sha": COMMIT, "siblings": [
                 {"rfilename": "m.safetensors"}]})  # fmt: skip
         # At the commit the info named, so the bytes cannot change under the listing.
         assert request.method == "HEAD"
         assert request.url.path == f"/a/b/resolve/{COMMIT}/m.safetensors"
         assert request.headers["Accept-Encoding"] == "identity"
-        return httpx.Response(302, headers={
+        return httpx2.Response(302, headers={
             "Location": "https://cdn.example/blob?sig=1", "X-Repo-Commit": COMMIT,
             "X-Linked-Etag": f'"{SHA}"', "X-Linked-Size": "123", "ETag": '"b"'})  # fmt: skip
 
@@ -93,10 +93,10 @@ def test_resolving_reads_the_cdn_location_without_fetching_it() -> None:
 
 
 def test_a_small_file_answered_directly_has_no_sha256_from_its_git_etag() -> None:
-    def handler(request: httpx.Request) -> httpx.Response:
+    def handler(request: httpx2.Request) -> httpx2.Response:
         if request.url.path.startswith("/api/"):
-            return httpx.Response(200, json={"id": "a/b", "sha": COMMIT})
-        return httpx.Response(
+            return httpx2.Response(200, json={"id": "a/b", "sha": COMMIT})
+        return httpx2.Response(
             200,
             headers={
                 "ETag": '"0123456789abcdef0123456789abcdef01234567"',

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import hashlib
 
-import httpx
+import httpx2
 import pytest
 
 from sdlib.demo.hub_catalogue import commit_of
@@ -20,9 +20,9 @@ GATED = "black-forest-labs/FLUX.1-dev"
 
 
 def _served(url: str, token: str | None = None) -> bytes:
-    """The bytes behind a /resolve URL, fetched with a plain httpx client (no sdlib)."""
+    """The bytes behind a /resolve URL, fetched with a plain httpx2 client (no sdlib)."""
     headers = {"Authorization": f"Bearer {token}"} if token else {}
-    response = httpx.get(url, headers=headers, follow_redirects=True, timeout=10)
+    response = httpx2.get(url, headers=headers, follow_redirects=True, timeout=10)
     response.raise_for_status()
     return response.content
 

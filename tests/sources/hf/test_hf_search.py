@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import httpx
+import httpx2
 import pytest
 
 from sdlib.config import load_settings
@@ -215,12 +215,12 @@ def test_token_file_locations_are_huggingface_hubs(tmp_path: Path) -> None:
 
 def test_the_retry_waits_as_long_as_the_hubs_ratelimit_header_says() -> None:
     answers = iter([
-        httpx.Response(429, headers={"RateLimit": '"api";r=0;t=7'}),
-        httpx.Response(200, json=[]),
+        httpx2.Response(429, headers={"RateLimit": '"api";r=0;t=7'}),
+        httpx2.Response(200, json=[]),
     ])  # fmt: skip
     waits: list[float] = []
-    transport = RetryTransport(httpx.MockTransport(lambda _r: next(answers)), retries=2,
+    transport = RetryTransport(httpx2.MockTransport(lambda _r: next(answers)), retries=2,
                                backoff_max=30, sleep=waits.append)  # fmt: skip
-    with httpx.Client(transport=transport) as client:
+    with httpx2.Client(transport=transport) as client:
         assert client.get("https://hub.example/api/models").status_code == 200
     assert waits == [8.0]  # t + 1, not the 1 s exponential first step
