@@ -45,4 +45,6 @@ def trash_cmd(paths: tuple[Path, ...], root: Path | None, ui: str | None, as_jso
     where = "the system trash" if outcome.folder is None else outcome.folder
     if outcome.folder is not None and outcome.system:
         where = f"the system trash and {outcome.folder}"
-    out.print(f"{len(outcome.moved)} files moved to {where}", markup=False, highlight=False)
+    n = len(outcome.moved)
+    out.print(f"{n} file{'' if n == 1 else 's'} moved to {where}", markup=False,
+              highlight=False)  # fmt: skip
