@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from sdlib.library.scan import FileReport, ScanResult
     from sdlib.services import Context
     from sdlib.services.account import whoami
+    from sdlib.services.dedupe import dedupe_apply, dedupe_plan, dedupe_undo
     from sdlib.services.downloads import forget_download, resume_download, unfinished_downloads
     from sdlib.services.files import hash_path, inspect_path
     from sdlib.services.library import (
@@ -77,6 +78,9 @@ __all__ = [
     "__version__",
     "check_updates",
     "convert",
+    "dedupe_apply",
+    "dedupe_plan",
+    "dedupe_undo",
     "export_library",
     "forget_download",
     "hash_file",
@@ -122,6 +126,9 @@ _LAZY = {
     "UnfinishedDownload": "sdlib.download",
     "check_updates": "sdlib.services.library",
     "convert": "sdlib.services.transform",
+    "dedupe_apply": "sdlib.services.dedupe",
+    "dedupe_plan": "sdlib.services.dedupe",
+    "dedupe_undo": "sdlib.services.dedupe",
     "forget_download": "sdlib.services.downloads",
     "export_library": "sdlib.services.manifests",
     "hash_file": "sdlib.hashing",

@@ -33,6 +33,7 @@ _COMMANDS: dict[str, str] = {
     "scan": "sdlib.cli.library_cmds:scan_cmd",
     "identify": "sdlib.cli.library_cmds:identify_cmd",
     "organize": "sdlib.cli.organize_cmd:organize_cmd",
+    "dedupe": "sdlib.cli.dedupe_cmd:dedupe_cmd",
     "updates": "sdlib.cli.library_cmds:updates_cmd",
     "verify": "sdlib.cli.verify_cmd:verify_cmd",
     "trash": "sdlib.cli.trash_cmd:trash_cmd",

@@ -27,6 +27,12 @@ def remove(path: str) -> None:
         os.unlink(path)
 
 
+def is_link(path: str) -> bool:
+    """A symlink or a Windows junction (a name that leads elsewhere)."""
+    junction = getattr(os.path, "isjunction", None)  # Python 3.12+
+    return os.path.islink(path) or bool(junction is not None and junction(path))
+
+
 def name(path: str) -> str:
     return os.path.basename(path)
 

@@ -55,6 +55,7 @@ from sdlib.errors import LibraryError, UsageError
 from sdlib.library._fileops import (
     copy,
     fsync_dir,
+    is_link,
     name,
     part_path,
     remove,
@@ -70,6 +71,7 @@ VERSION = 1
 PENDING, APPLIED, PARTIAL = "pending", "applied", "partial"
 
 Sha256Of = Callable[[str], "str | None"]
+OnStep = Callable[[int, int], None]
 
 
 @dataclass(frozen=True)
@@ -157,11 +159,12 @@ class Journal:
         return "complete" if "complete" in types else "applying"
 
     @classmethod
-    def create(cls, directory: Path, header: dict[str, Any]) -> Journal:
+    def create(cls, directory: Path, header: dict[str, Any], prefix: str = "organize") -> Journal:
+        """A new journal; ``prefix`` names the command (``dedupe`` runs share the folder)."""
         directory.mkdir(parents=True, exist_ok=True)
         # Names sort oldest first: a timestamp, then nanoseconds within the second.
         stamp = time.strftime("%Y%m%d-%H%M%S") + f"-{time.time_ns() % 10**9:09d}"
-        path = directory / f"organize-{stamp}-{os.getpid()}.jsonl"
+        path = directory / f"{prefix}-{stamp}-{os.getpid()}.jsonl"
         header = {"type": "plan", "version": VERSION, "created": time.time(), **header}
         tmp = path.with_name(path.name + ".tmp")
         with open(tmp, "w", encoding="utf-8") as fh:
@@ -196,12 +199,12 @@ class Journal:
         return cls(path, records[0], records[1:])
 
     @classmethod
-    def all(cls, directory: Path) -> list[Journal]:
-        """Every journal in ``directory``, oldest first."""
+    def all(cls, directory: Path, prefix: str = "organize") -> list[Journal]:
+        """Every journal of ``prefix`` runs in ``directory``, oldest first."""
         if not directory.is_dir():
             return []
         # Names start with a timestamp: sorting by name is oldest first.
-        return [cls.load(p) for p in sorted(directory.glob("organize-*.jsonl"))]
+        return [cls.load(p) for p in sorted(directory.glob(f"{prefix}-*.jsonl"))]
 
     def append(self, record: dict[str, Any]) -> None:
         line = json.dumps(record) + "\n"
@@ -214,13 +217,13 @@ class Journal:
 
 @contextlib.contextmanager
 def locked(directory: Path) -> Iterator[None]:
-    """Only one organize at a time (the OS drops the lock if the process dies)."""
+    """One organize or dedupe at a time (the OS drops the lock if the process dies)."""
     from sdlib._filelock import try_lock, unlock
 
     directory.mkdir(parents=True, exist_ok=True)
     with open(directory / "organize.lock", "a+b") as fh:
         if not try_lock(fh):
-            raise LibraryError("another sdlib organize is running; wait for it to finish")
+            raise LibraryError("another sdlib organize or dedupe is running; wait for it")
         try:
             yield
         finally:
@@ -230,8 +233,10 @@ def locked(directory: Path) -> Iterator[None]:
 # --- running ---------------------------------------------------------------------------------
 
 
-def apply_journal(journal: Journal, sha256_of: Sha256Of) -> RunReport:
-    """Carry out every operation not yet done; safe to call again after any crash."""
+def apply_journal(journal: Journal, sha256_of: Sha256Of, on_step: OnStep | None = None
+                  ) -> RunReport:  # fmt: skip
+    """Carry out every operation not yet done; safe to call again after any crash.
+    ``on_step(done, total)`` is told before each operation (progress)."""
     if journal.state in ("undoing", "undone"):
         raise UsageError("that organize run was undone (or is being undone); plan again")
     steps = _Steps()
@@ -241,6 +246,8 @@ def apply_journal(journal: Journal, sha256_of: Sha256Of) -> RunReport:
     broken = {journal.ops[i].group for i in {**journal.marks("skip"), **journal.marks("fail")}}
     follow = _Follow.of(journal)
     for i, op in enumerate(journal.ops):
+        if on_step is not None:
+            on_step(i, len(journal.ops))
         if i in finished:
             if i in journal.marks("done"):
                 report.done.append(i)
@@ -268,8 +275,10 @@ def apply_journal(journal: Journal, sha256_of: Sha256Of) -> RunReport:
     return report
 
 
-def undo_journal(journal: Journal, sha256_of: Sha256Of) -> RunReport:
-    """Put every file back where the plan found it; safe to call again after any crash."""
+def undo_journal(journal: Journal, sha256_of: Sha256Of, on_step: OnStep | None = None
+                 ) -> RunReport:  # fmt: skip
+    """Put every file back where the plan found it; safe to call again after any crash.
+    ``on_step(done, total)`` is told before each operation (progress)."""
     if journal.state == "undone":
         raise UsageError("that organize run is already undone")
     steps = _Steps()
@@ -282,6 +291,8 @@ def undo_journal(journal: Journal, sha256_of: Sha256Of) -> RunReport:
     follow = _Follow.of(journal)
     for i in range(len(journal.ops) - 1, -1, -1):
         op = journal.ops[i]
+        if on_step is not None:
+            on_step(len(journal.ops) - 1 - i, len(journal.ops))
         if i in finished:
             report.done.append(i)
             continue
@@ -341,6 +352,8 @@ def _state(op: Op, sha256_of: Sha256Of) -> str:
     if op.action == "link":
         if not (os.path.lexists(op.path) and os.path.exists(op.keep)):
             raise _Blocked(f"{name(op.path)} or the copy it links to is gone")
+        if is_link(op.path) or is_link(op.keep):  # made for a file: refused
+            raise _Blocked(f"{name(op.path)} or the copy it links to is now a link")
         if os.path.samefile(op.path, op.keep):
             return APPLIED
         _check_same(op, op.path, sha256_of)
@@ -394,6 +407,9 @@ def _forward(op: Op, state: str, sha256_of: Sha256Of, steps: _Steps) -> None:
         tmp = part_path(op.path)
         remove(tmp)
         os.link(op.keep, tmp)
+        if not os.path.samefile(tmp, op.keep):  # the new name must be the kept inode
+            remove(tmp)
+            raise OSError(errno.EIO, f"the link beside {name(op.path)} is not the kept file")
         steps()
         os.replace(tmp, op.path)
     elif op.action == "delete":

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from sdlib.services import (
     account,
+    dedupe,
     downloads,
     files,
     library,
@@ -33,6 +34,7 @@ from sdlib.services._context import Context
 __all__ = [
     "Context",
     "account",
+    "dedupe",
     "downloads",
     "files",
     "library",
