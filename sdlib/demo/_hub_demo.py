@@ -27,6 +27,7 @@ from sdlib.demo.hub_catalogue import (
     HubServedFile,
     build_hub_files,
     commit_of,
+    hub_large_repo,
 )
 from sdlib.demo.server import _HTTPServer
 
@@ -137,6 +138,20 @@ class HubDemo:
                 self._files = build_hub_files(self._files_dir, self._catalogue)
                 self._by_sha = {f.sha256: f for f in self._files.values() if f.lfs}
             return self._files
+
+    def add_large_file(self, size: int) -> str:
+        """Serve a generated ``size``-byte safetensors file (``HUB_LARGE_REPO`` /
+        ``HUB_LARGE_PATH``, header then zeros, never stored) for download benchmarks, through
+        the same resolve -> CDN path as every LFS file; return its ``hf:`` reference. Its
+        sha256 is computed when the Hub's files are next built (first use), then cached."""
+        if size < 1024:  # below that the header would not fit
+            raise ValueError("the large file must be at least 1 KiB")
+        repo = hub_large_repo(size)
+        with self._lock:
+            self._catalogue = (*(r for r in self._catalogue if r.id != repo.id), repo)
+            self.repos[repo.id] = repo
+            self._files = None  # rebuilt on next use; the others' bytes are reused
+        return f"hf:{repo.id}/{repo.files[0].path}"
 
     def by_sha256(self, sha256: str) -> HubServedFile | None:
         """The LFS file with this sha256 (what a CDN URL names)."""

@@ -117,18 +117,18 @@ class LargeFile:
     """A safetensors file of ``size`` bytes generated on the fly (header + zeros)."""
 
     size: int
+    #: The header's ``sdlib`` metadata: another label, other bytes (the demo Hub's copy).
+    label: str = "benchmark"
 
     @property
     def header(self) -> bytes:
         body = self.size - 8
+        meta = {"format": "pt", "sdlib": self.label}
         # One U8 tensor filling the rest; the header length decides the tensor length.
         for _ in range(3):
-            specs = {"benchmark.data": ("U8", (max(0, body),))}
-            head = safetensors_header(specs, {"format": "pt", "sdlib": "benchmark"})
+            head = safetensors_header({"benchmark.data": ("U8", (max(0, body),))}, meta)
             body = self.size - len(head)
-        return safetensors_header(
-            {"benchmark.data": ("U8", (body,))}, {"format": "pt", "sdlib": "benchmark"}
-        )
+        return safetensors_header({"benchmark.data": ("U8", (body,))}, meta)
 
     def open(self) -> io.RawIOBase:
         return _GeneratedReader(self.header, self.size)

@@ -8,6 +8,10 @@ every file deterministically (safetensors from ``sdlib.demo.specs`` key/shape sp
 as the Civitai demo's are) and records its size, sha256 and git blob id, so the demo Hub's
 answers carry true LFS facts: ``hashlib.sha256`` over the bytes served equals the published
 ``lfs.oid`` / ``X-Linked-Etag``.
+
+For download benchmarks, ``hub_large_repo(size)`` describes ``HUB_LARGE_REPO`` with one
+generated file (``HUB_LARGE_PATH``: a safetensors header then zeros, as the Civitai demo's
+``LargeFile``), read on the fly and never stored; only its sha256 is kept in ``hashes.json``.
 """
 
 from __future__ import annotations
@@ -18,13 +22,18 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sdlib.demo.writers import Spec, write_safetensors
+
+if TYPE_CHECKING:
+    from sdlib.demo.catalogue import LargeFile
 
 __all__ = [
     "GATED_TOKENS",
     "HUB_CATALOGUE",
+    "HUB_LARGE_PATH",
+    "HUB_LARGE_REPO",
     "HUB_RENAMES",
     "HUB_TOKENS",
     "HubFileSpec",
@@ -33,6 +42,7 @@ __all__ = [
     "build_hub_files",
     "commit_of",
     "git_blob_id",
+    "hub_large_repo",
     "lfs_pointer",
 ]
 
@@ -57,6 +67,8 @@ class HubFileSpec:
     metadata: Mapping[str, str] = field(default_factory=dict)
     #: Files that hold the same bytes as another path in the repo (madebyollin's two names).
     same_as: str | None = None
+    #: Size of a generated file (header + zeros, read on the fly, never written to disk).
+    generated: int | None = None
 
     @property
     def lfs(self) -> bool:
@@ -282,9 +294,23 @@ HUB_CATALOGUE: tuple[HubRepoSpec, ...] = (
 )  # fmt: skip
 
 
+#: The repo ``hub_large_repo`` describes and its one generated file.
+HUB_LARGE_REPO = "sdlib/benchmark"
+HUB_LARGE_PATH = "sdlib_benchmark.safetensors"
+
+
+def hub_large_repo(size: int) -> HubRepoSpec:
+    """A repo with one generated safetensors file of ``size`` bytes (download benchmarks)."""
+    return HubRepoSpec(
+        HUB_LARGE_REPO, files=(HubFileSpec(HUB_LARGE_PATH, generated=size),),
+        tags=("safetensors", "benchmark", "license:mit"), card={"license": "mit"},
+    )  # fmt: skip
+
+
 @dataclass(frozen=True)
 class HubServedFile:
-    """A repo file as the demo Hub serves it: bytes on disk (LFS) or in memory (git)."""
+    """A repo file as the demo Hub serves it: bytes on disk (LFS), in memory (git) or
+    generated on the fly (``large``)."""
 
     repo: str
     spec: HubFileSpec
@@ -293,22 +319,24 @@ class HubServedFile:
     blob_id: str
     path: Path | None = None
     data: bytes | None = None
+    large: LargeFile | None = None
 
     @property
     def lfs(self) -> bool:
         return self.spec.lfs
 
     def read(self) -> bytes:
-        if self.data is not None:
-            return self.data
-        assert self.path is not None
-        return self.path.read_bytes()
+        with self.open() as fh:
+            data: bytes = fh.read()
+        return data
 
     def open(self) -> Any:
         import io
 
         if self.data is not None:
             return io.BytesIO(self.data)
+        if self.large is not None:
+            return self.large.open()
         assert self.path is not None
         return open(self.path, "rb")
 
@@ -338,6 +366,9 @@ def build_hub_files(
     for repo in catalogue:
         for spec in repo.files:
             source = spec.same_as or spec.path
+            if spec.generated is not None:
+                out[(repo.id, spec.path)] = _generated(spec.generated, cache)
+                continue
             if spec.text is not None:
                 data = spec.text.encode()
                 out[(repo.id, spec.path)] = HubServedFile(
@@ -374,3 +405,24 @@ def build_hub_files(
     tmp_cache.write_text(json.dumps(cache, indent=1, sort_keys=True))
     os.replace(tmp_cache, cache_path)
     return out
+
+
+def _generated(size: int, cache: dict[str, Any]) -> HubServedFile:
+    """The generated file of ``hub_large_repo(size)``: its sha256 is hashed once (the bytes
+    are streamed, never stored) and cached in ``cache`` under its size."""
+    from sdlib.demo.catalogue import LargeFile
+
+    large = LargeFile(size, label="hub-benchmark")
+    key = f"large-{_GENERATOR_VERSION}-{size}"
+    entry = cache.get(key)
+    if not (entry and entry.get("size") == size):
+        digest = hashlib.sha256()
+        with large.open() as fh:
+            while chunk := fh.read(8 << 20):
+                digest.update(chunk)
+        entry = cache[key] = {"size": size, "sha256": digest.hexdigest()}
+    pointer = lfs_pointer(entry["sha256"], size)
+    spec = hub_large_repo(size).files[0]
+    return HubServedFile(
+        HUB_LARGE_REPO, spec, size, entry["sha256"], git_blob_id(pointer), large=large
+    )

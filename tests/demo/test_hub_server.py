@@ -5,7 +5,9 @@ Link paging, errors by X-Error-Code, renames, gated repos and the CDN's ranges."
 from __future__ import annotations
 
 import hashlib
+import json
 import re
+import struct
 from pathlib import Path
 
 import httpx2
@@ -18,6 +20,7 @@ from huggingface_hub.errors import (
     RevisionNotFoundError,
 )
 
+from sdlib.demo.hub_catalogue import HUB_LARGE_PATH, HUB_LARGE_REPO
 from sdlib.demo.server import DemoServer
 
 VAE = "stabilityai/sdxl-vae"
@@ -138,3 +141,43 @@ def test_rate_limit_fault_sends_ratelimit_headers(civitai: DemoServer) -> None:
     assert limited.status_code == 429
     assert limited.headers["RateLimit"] == '"api";r=0;t=7'
     assert httpx2.get(f"{civitai.hub_url}/api/models/{VAE}").status_code == 200
+
+
+def test_the_large_benchmark_file_is_generated_hashed_true_and_never_stored(
+    tmp_path: Path,
+) -> None:
+    size = 100_003  # odd, so no chunk size divides it
+    with DemoServer(tmp_path / "files", catalogue=()) as server:
+        ref = server.hub.add_large_file(size)
+        assert ref == f"hf:{HUB_LARGE_REPO}/{HUB_LARGE_PATH}"
+        path = hf_hub_download(HUB_LARGE_REPO, HUB_LARGE_PATH, endpoint=server.hub_url,
+                               cache_dir=tmp_path / "hf", token=False)  # fmt: skip
+        data = Path(path).read_bytes()
+        info = HfApi(endpoint=server.hub_url, token=False).model_info(
+            HUB_LARGE_REPO, files_metadata=True
+        )
+        (sibling,) = info.siblings or []
+        assert sibling.lfs is not None
+        assert (len(data), hashlib.sha256(data).hexdigest()) == (size, sibling.lfs.sha256)
+        # A real safetensors file: the header's length, then JSON whose one tensor fills the rest.
+        (n,) = struct.unpack("<Q", data[:8])
+        header = json.loads(data[8 : 8 + n])
+        assert header["benchmark.data"]["data_offsets"] == [0, size - 8 - n]
+        assert data[8 + n :] == bytes(size - 8 - n)
+        # The CDN answers ranges of it (what parallel downloads ask for).
+        location = httpx2.head(
+            f"{server.hub_url}/{HUB_LARGE_REPO}/resolve/main/{HUB_LARGE_PATH}"
+        ).headers["Location"]
+        assert location.startswith(server.hub.cdn_url)
+        part = httpx2.get(location, headers={"Range": "bytes=70-99999"})
+        assert part.status_code == 206 and part.content == data[70:100_000]
+    stored = [p for p in (tmp_path / "files").rglob("*") if p.is_file()]
+    assert stored and all(p.stat().st_size != size for p in stored)  # the small ones only
+
+
+def test_an_ordinary_demo_hub_has_no_large_file(civitai: DemoServer) -> None:
+    assert HUB_LARGE_REPO not in civitai.hub.repos
+    response = httpx2.get(f"{civitai.hub_url}/api/models/{HUB_LARGE_REPO}")
+    assert (response.status_code, response.headers["X-Error-Code"]) == (401, "RepoNotFound")
+    with pytest.raises(ValueError, match="at least 1 KiB"):
+        civitai.hub.add_large_file(100)
