@@ -163,12 +163,14 @@ class _Name:
 
 
 def make_plan(sources: Sequence[Source], sha256_of: Sha256Of, *, index: str | None = None,
+              cached: Sha256Of | None = None,
               on_hash: Callable[[int, int, str], None] | None = None) -> DedupePlan:  # fmt: skip
     """Group identical model files of ``sources`` and plan a hard link for each extra copy.
 
-    ``sha256_of`` is asked only for files whose index row does not already hold the SHA256
-    of their current bytes, and only when another inode has the same size; ``on_hash(done,
-    total, path)`` is told before each such file.
+    Only files whose size another inode shares are compared. Their SHA256 comes from the
+    index row while it describes the current bytes, else from ``cached`` (the hash cache,
+    never reading), else ``sha256_of`` reads the file (``hashed`` counts those);
+    ``on_hash(done, total, path)`` is told before each read.
     """
     if not sources:
         raise UsageError("give at least one folder to dedupe")
@@ -183,12 +185,14 @@ def make_plan(sources: Sequence[Source], sha256_of: Sha256Of, *, index: str | No
     for n in names:
         by_size.setdefault(n.st.st_size, []).append(n)
     candidates = [g for size, g in by_size.items() if size > 0 and len(_inodes(g)) > 1]
-    todo = [n for g in candidates for n in g if _known_sha(n) is None]
     sha: dict[tuple[int, int], str] = {}
+    todo = []
     for n in (n for g in candidates for n in g):
-        known = _known_sha(n)
+        known = _known_sha(n) or (cached(n.path) if cached is not None else None)
         if known is not None:
-            sha[(n.st.st_dev, n.st.st_ino)] = known
+            sha[(n.st.st_dev, n.st.st_ino)] = known.upper()
+        else:
+            todo.append(n)
     for i, n in enumerate(todo, 1):
         key = (n.st.st_dev, n.st.st_ino)
         if key in sha:

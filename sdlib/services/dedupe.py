@@ -109,7 +109,14 @@ def plan(
     def on_hash(done: int, total: int, path: str) -> None:
         emit(DedupeProgress("hash", done, total, path))
 
-    return make_plan(sources, ctx.sha256_of(), index=str(ctx.index.path), on_hash=on_hash)
+    hashes = ctx.hashes
+
+    def cached(path: str) -> str | None:
+        known = hashes.lookup(path)
+        return known.sha256 if known is not None else None
+
+    return make_plan(sources, ctx.sha256_of(), index=str(ctx.index.path), cached=cached,
+                     on_hash=on_hash)  # fmt: skip
 
 
 def apply(
