@@ -163,3 +163,21 @@ def test_show_reads_each_model_header_to_say_what_it_is(hf: RunCli, civitai: Dem
     quiet = hf("show", "hf:stabilityai/stable-diffusion-xl-base-1.0", "--json", "--no-peek")
     assert json.loads(quiet.stdout)["peeked"] == []
     assert not [r for r in civitai.requests if r.server == "hub-cdn"]
+
+
+def test_a_file_of_the_same_name_from_another_repo_gets_the_repo_name(
+    hf: RunCli, tmp_path: Path
+) -> None:
+    """Both LCM LoRAs are published as pytorch_lora_weights.safetensors: the second must
+    not replace the first (A1111 would key them the same); it gets its repo's name."""
+    root = tmp_path / "R"
+    paths = []
+    for repo in ("latent-consistency/lcm-lora-sdv1-5", "latent-consistency/lcm-lora-sdxl"):
+        done = hf("download", f"hf:{repo}/pytorch_lora_weights.safetensors", "--ui", "a1111",
+                  "--root", str(root), "--json")  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        paths.append(Path(json.loads(done.stdout)[0]["path"]))
+    assert [p.name for p in paths] == [
+        "pytorch_lora_weights.safetensors", "pytorch_lora_weights_lcm-lora-sdxl.safetensors"
+    ]  # fmt: skip
+    assert _sha256(paths[0]) != _sha256(paths[1]) and all(p.is_file() for p in paths)
