@@ -54,6 +54,7 @@ if TYPE_CHECKING:
     )
     from sdlib.services.peek import RemoteInspection, RemoteTarget, inspect_remote
     from sdlib.services.remote import install, search, show
+    from sdlib.services.store import init_store, link_store, store_status, unlink_store
     from sdlib.services.transform import convert, merge
     from sdlib.services.trash import trash_paths
     from sdlib.services.verify import verify_paths
@@ -86,11 +87,13 @@ __all__ = [
     "hash_file",
     "hash_path",
     "identify",
+    "init_store",
     "inspect_file",
     "inspect_path",
     "inspect_remote",
     "install",
     "install_manifest",
+    "link_store",
     "load_manifest",
     "load_settings",
     "merge",
@@ -101,8 +104,10 @@ __all__ = [
     "scan",
     "search",
     "show",
+    "store_status",
     "trash_paths",
     "unfinished_downloads",
+    "unlink_store",
     "verify",
     "verify_paths",
     "whoami",
@@ -154,6 +159,10 @@ _LAZY = {
     "search": "sdlib.services.remote",
     "show": "sdlib.services.remote",
     "unfinished_downloads": "sdlib.services.downloads",
+    "init_store": "sdlib.services.store",
+    "link_store": "sdlib.services.store",
+    "store_status": "sdlib.services.store",
+    "unlink_store": "sdlib.services.store",
     "verify": "sdlib.services.library",
 }
 

@@ -98,6 +98,12 @@ class LibrarySettings:
 
 
 @dataclass(frozen=True)
+class StoreSettings:
+    #: One model store several webUIs share (``sdlib store init DIR``); None: no store.
+    path: str | None = None
+
+
+@dataclass(frozen=True)
 class Settings:
     civitai: CivitaiSettings = field(default_factory=CivitaiSettings)
     network: NetworkSettings = field(default_factory=NetworkSettings)
@@ -105,6 +111,7 @@ class Settings:
     library: LibrarySettings = field(default_factory=LibrarySettings)
     huggingface: HuggingfaceSettings = field(default_factory=HuggingfaceSettings)
     civarchive: CivarchiveSettings = field(default_factory=CivarchiveSettings)
+    store: StoreSettings = field(default_factory=StoreSettings)
     cache_dir: Path = field(default_factory=lambda: _default_dir("cache"))
     data_dir: Path = field(default_factory=lambda: _default_dir("data"))
     config_path: Path | None = None
@@ -142,6 +149,7 @@ _SECTIONS: dict[str, type] = {
     "library": LibrarySettings,
     "huggingface": HuggingfaceSettings,
     "civarchive": CivarchiveSettings,
+    "store": StoreSettings,
 }
 
 

@@ -38,6 +38,9 @@ _COMMANDS: dict[str, str] = {
     "verify": "sdlib.cli.verify_cmd:verify_cmd",
     "trash": "sdlib.cli.trash_cmd:trash_cmd",
     "whoami": "sdlib.cli.whoami_cmd:whoami_cmd",
+    "store": "sdlib.cli.store_cmd:store_group",
+    "link": "sdlib.cli.store_cmd:link_cmd",
+    "unlink": "sdlib.cli.store_cmd:unlink_cmd",
 }
 
 

@@ -230,6 +230,11 @@ def build_reports(
     _attach_sidecars(root, layout, by_path, reports)
     for path, rep in reports.items():
         e = by_path[path]
+        if e.role == "link" and e.outside and _store_link(path):
+            # `sdlib link` showed the shared store here: its files are the webUI's models.
+            rep.notes.append(f"the shared model store {_link_target(path)} (sdlib link): "
+                             "its files are listed through it, never changed")  # fmt: skip
+            continue
         if e.role == "link" and e.outside:
             rep.status.append("link-outside-root")
             rep.notes.append(
@@ -260,6 +265,18 @@ def build_reports(
         if not rep.status:
             rep.status.append("ok")
     return sorted(reports.values(), key=lambda r: (r.role != "model", r.rel.casefold()))
+
+
+#: The sub-folder link ``sdlib link`` makes (sdlib.store.folders.LINK_NAME, ...-<Folder>).
+_STORE_LINK = "sdlib-store"
+
+
+def _store_link(path: str) -> bool:
+    """A folder link named as ``sdlib link`` names them, that leads to a folder (a dangling
+    one is still reported)."""
+    name = os.path.basename(path)
+    named = name == _STORE_LINK or name.startswith(_STORE_LINK + "-")
+    return named and os.path.isdir(path)
 
 
 def _link_target(path: str) -> str:

@@ -1,0 +1,176 @@
+"""``sdlib store init|status``, ``sdlib link`` and ``sdlib unlink``: one model store that
+several webUIs share."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from sdlib.cli._common import console, emit_json, handle_errors, human_size, json_option
+from sdlib.cli._library import UI_HELP, context, settings
+
+_METHOD_HELP = (
+    "auto (the default: ComfyUI's extra_model_paths.yaml, SD.Next's config.json, else a "
+    "sub-folder link, a junction first on Windows), config, symlink, junction (Windows), "
+    "hardlink (a snapshot of the store's files)."
+)
+
+
+def _say(line: str) -> None:
+    console().print(line, markup=False, highlight=False)
+
+
+@click.group("store", context_settings={"help_option_names": ["-h", "--help"]})
+def store_group() -> None:
+    """One model store several webUIs share.
+
+    \b
+    Examples:
+      sdlib store init ~/sd-models
+      sdlib link ~/stable-diffusion-webui --ui a1111
+      sdlib link ~/ComfyUI --ui comfyui
+      sdlib store status --json
+    """
+
+
+@store_group.command("init")
+@click.argument("directory", type=click.Path(path_type=Path, dir_okay=True, file_okay=False))
+@click.option("--adopt", is_flag=True,
+              help="Use an existing Stability Matrix Models folder (or its data folder) as the "
+                   "store, as it is.")  # fmt: skip
+@json_option
+@handle_errors
+def init_cmd(directory: Path, adopt: bool, as_json: bool) -> None:
+    """Make DIRECTORY the model store and record it as [store] path in the config.
+
+    The store holds one folder per kind, named as Stability Matrix names its shared Models
+    folder (StableDiffusion, DiffusionModels, Lora, LyCORIS, Embeddings, Hypernetwork, VAE,
+    ControlNet, ESRGAN, TextEncoders, ClipVision, IpAdapter). Missing ones are made; nothing
+    in the folder is moved. With --adopt nothing is made at all.
+
+    \b
+    Examples:
+      sdlib store init ~/sd-models
+      sdlib store init "D:/StabilityMatrix/Data/Models" --adopt
+    """
+    from sdlib.services.store import init_store
+
+    with context(settings()) as ctx:
+        done = init_store(ctx, directory, adopt=adopt)
+    if as_json:
+        emit_json(done.to_dict())
+        return
+    how = "adopted" if done.adopted else f"ready ({len(done.made)} kind folders made)"
+    _say(f"store {done.path}: {how}")
+    if done.config:
+        _say(f"[store] path saved in {done.config}")
+
+
+@store_group.command("status")
+@json_option
+@handle_errors
+def status_cmd(as_json: bool) -> None:
+    """The store, what each kind folder holds, and the webUIs it is linked into.
+
+    \b
+    Examples:
+      sdlib store status
+      sdlib store status --json
+    """
+    from sdlib.errors import UsageError
+    from sdlib.services.store import store_status
+
+    with context(settings()) as ctx:
+        status = store_status(ctx)
+    if as_json:
+        emit_json(status.to_dict())
+        if status.path is None:
+            raise UsageError("no store is set: run `sdlib store init DIR` first")
+        return
+    if status.path is None:
+        raise UsageError("no store is set: run `sdlib store init DIR` first")
+    missing = "" if status.exists else " (missing!)"
+    _say(f"store {status.path}{missing}: {status.files} files, {human_size(status.bytes)}")
+    for folder, files, size in status.folders:
+        if files:
+            _say(f"  {folder}: {files} files, {human_size(size)}")
+    if not status.links:
+        _say("linked into no webUI yet: sdlib link ROOT --ui UI")
+    for link in status.links:
+        state = "" if link["intact"] else " (a link is missing or changed)"
+        _say(f"linked: {link['root']} ({link['ui']}, {link['method']}){state}")
+
+
+@click.command("link")
+@click.argument("root", type=click.Path(path_type=Path, file_okay=False, exists=True))
+@click.option("--ui", default="auto", show_default=True, help=UI_HELP)
+@click.option("--method", type=click.Choice(["auto", "config", "symlink", "junction", "hardlink"]),
+              default="auto", show_default=True, help=_METHOD_HELP)  # fmt: skip
+@click.option("--store", type=click.Path(path_type=Path, file_okay=False, exists=True),
+              help="The store (default: [store] path).")  # fmt: skip
+@json_option
+@handle_errors
+def link_cmd(root: Path, ui: str, method: str, store: Path | None, as_json: bool) -> None:
+    """Make the webUI at ROOT see the model store.
+
+    ComfyUI gets its own delimited section in extra_model_paths.yaml (your sections and
+    comments stay as they are); A1111, Forge and reForge a link inside each model folder
+    (models/Lora/sdlib-store -> STORE/Lora), never replacing the folder itself; SD.Next its
+    config.json folder keys, or links when its own folders hold models. What the folders
+    support is tried first (a test link made and removed). Every link and edit is recorded:
+    `sdlib unlink ROOT` removes exactly those. Nothing of yours is moved.
+
+    \b
+    Examples:
+      sdlib link ~/stable-diffusion-webui --ui a1111
+      sdlib link ~/ComfyUI --ui comfyui --json
+      sdlib link D:/Forge --ui forge --method junction
+    """
+    from sdlib.services.store import link_store
+
+    with context(settings()) as ctx:
+        done = link_store(ctx, root, ui, method=method, store=store)
+    if as_json:
+        emit_json(done.to_dict())
+        return
+    for op, path in done.changes:
+        if op != "mkdir" and op != "hardlink":
+            _say(f"{op}: {path}")
+    links = sum(1 for op, _ in done.changes if op == "hardlink")
+    if links:
+        _say(f"{links} hard links made")
+    for note in done.notes:
+        _say(f"note: {note}")
+    _say(f"{done.root} ({done.ui}) now sees the store {done.store} ({done.method})")
+
+
+@click.command("unlink")
+@click.argument("root", type=click.Path(path_type=Path, file_okay=False))
+@json_option
+@handle_errors
+def unlink_cmd(root: Path, as_json: bool) -> None:
+    """Remove the links and config edits `sdlib link` made in ROOT, and nothing else.
+
+    A link is removed only while it still leads to the store (the link itself: nothing is
+    ever deleted through it); a folder sdlib made only if it is empty; a config file gets
+    back the exact text it had when it is otherwise unchanged, else loses sdlib's part only.
+    The store's files are never touched. Exit 5 when nothing is recorded for ROOT.
+
+    \b
+    Examples:
+      sdlib unlink ~/stable-diffusion-webui
+      sdlib unlink ~/ComfyUI --json
+    """
+    from sdlib.services.store import unlink_store
+
+    with context(settings()) as ctx:
+        done = unlink_store(ctx, root)
+    if as_json:
+        emit_json(done.to_dict())
+        return
+    for path in done.removed:
+        _say(f"undone: {path}")
+    for path, why in done.kept:
+        _say(f"left: {path}: {why}")
+    _say(f"{done.root} no longer sees the store ({len(done.removed)} changes undone)")

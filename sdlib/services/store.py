@@ -1,0 +1,347 @@
+"""One model store several webUIs share (``sdlib store init|status``, ``sdlib link``,
+``sdlib unlink``; the Python API ``sdlib.init_store`` ... ``sdlib.store_status``).
+
+``link_store`` shows the store to one webUI as reference shared-store.md's strategy matrix
+says for that UI and filesystem, after probing what the webUI's folders support; every link
+and config edit is recorded (before it is made) so that ``unlink_store`` removes exactly
+those and nothing else. No file of the user's, and nothing in the store, is moved or deleted.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from sdlib.services._context import Context
+    from sdlib.store.plan import Plan
+    from sdlib.store.record import LinkRecord
+
+__all__ = [
+    "LinkOutcome",
+    "StoreInit",
+    "StoreStatus",
+    "UnlinkOutcome",
+    "init_store",
+    "link_store",
+    "store_status",
+    "unlink_store",
+]
+
+
+@dataclass(frozen=True)
+class StoreInit:
+    path: str
+    adopted: bool
+    #: Kind folders made (none when adopting).
+    made: tuple[str, ...]
+    #: The config file ``[store] path`` was written to (None: not saved).
+    config: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"path": self.path, "adopted": self.adopted, "made": list(self.made),
+                "config": self.config}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class LinkOutcome:
+    root: str
+    ui: str
+    store: str
+    method: str
+    #: (op, path) of every change made: mkdir, symlink, junction, hardlink, yaml, json.
+    changes: tuple[tuple[str, str], ...]
+    notes: tuple[str, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "root": self.root, "ui": self.ui, "store": self.store, "method": self.method,
+            "changes": [{"op": op, "path": p} for op, p in self.changes],
+            "notes": list(self.notes),
+        }  # fmt: skip
+
+
+@dataclass(frozen=True)
+class UnlinkOutcome:
+    root: str
+    ui: str
+    method: str
+    removed: tuple[str, ...]
+    #: (path, why it was left as it is)
+    kept: tuple[tuple[str, str], ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "root": self.root, "ui": self.ui, "method": self.method,
+            "removed": list(self.removed),
+            "kept": [{"path": p, "reason": r} for p, r in self.kept],
+        }  # fmt: skip
+
+
+@dataclass(frozen=True)
+class StoreStatus:
+    path: str | None
+    exists: bool
+    #: (store folder, model files, bytes) per kind folder that exists.
+    folders: tuple[tuple[str, int, int], ...]
+    #: Recorded links into webUIs: root, ui, method, created, intact (every link still there).
+    links: tuple[dict[str, Any], ...]
+
+    @property
+    def files(self) -> int:
+        return sum(f[1] for f in self.folders)
+
+    @property
+    def bytes(self) -> int:
+        return sum(f[2] for f in self.folders)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "path": self.path, "exists": self.exists, "files": self.files, "bytes": self.bytes,
+            "folders": [{"folder": f, "files": n, "bytes": b} for f, n, b in self.folders],
+            "links": list(self.links),
+        }  # fmt: skip
+
+
+def _record_path(ctx: Context) -> Path:
+    from sdlib.store.record import FILE_NAME
+
+    return Path(ctx.settings.data_dir) / FILE_NAME
+
+
+def init_store(
+    ctx: Context, path: str | os.PathLike[str], *, adopt: bool = False, save: bool = True
+) -> StoreInit:
+    """Make a store at ``path`` (its kind folders), or with ``adopt`` take a Stability Matrix
+    ``Models`` folder as it is; with ``save``, record it as ``[store] path`` in the config
+    (comments and other settings kept)."""
+    from sdlib.store.tree import init_tree
+
+    store, made = init_tree(Path(path), adopt)
+    config = None
+    if save:
+        from sdlib.config import default_config_path
+        from sdlib.config_edit import save_values
+
+        target = ctx.settings.config_path or default_config_path()
+        save_values(target, {"store": {"path": str(store)}})
+        config = str(target)
+    return StoreInit(str(store), adopt, made, config)
+
+
+def _store(ctx: Context, store: str | os.PathLike[str] | None) -> Path:
+    from sdlib.errors import UsageError
+
+    if store is None:
+        store = ctx.settings.store.path
+        if not store:
+            raise UsageError("no store is set: run `sdlib store init DIR` first")
+    path = Path(os.path.abspath(Path(store).expanduser()))
+    if not path.is_dir():
+        raise UsageError(f"the store {path} is not a folder")
+    return path
+
+
+def _find(records: list[LinkRecord], root: str) -> LinkRecord | None:
+    from sdlib.store.record import same_path
+
+    real = os.path.realpath(root)
+    for record in records:
+        if same_path(record.root, root) or same_path(os.path.realpath(record.root), real):
+            return record
+    return None
+
+
+def link_store(
+    ctx: Context,
+    root: str | os.PathLike[str],
+    ui: str = "auto",
+    *,
+    method: str = "auto",
+    store: str | os.PathLike[str] | None = None,
+) -> LinkOutcome:
+    """Make the webUI at ``root`` see the store (``store``, default ``[store] path``).
+
+    UsageError for a UI or method that cannot be used, a root already linked, a store inside
+    the root; LibraryError when the filesystem takes no link of the kind needed; ConfigError
+    when a config file sdlib would edit cannot be read safely.
+    """
+    from sdlib.errors import SdlibError, UsageError
+    from sdlib.library.layouts import resolve_layout
+    from sdlib.library.wall import real, within
+    from sdlib.store.apply import do_actions
+    from sdlib.store.record import LinkRecord, load_records, save_records
+    from sdlib.store.tree import present
+
+    store_path = _store(ctx, store)
+    root_path = Path(os.path.abspath(Path(root).expanduser()))
+    if not root_path.is_dir():
+        raise UsageError(f"the webUI folder {root_path} is not a folder")
+    ui_name = resolve_layout(ui, root_path).name
+    root_s, store_s = str(root_path), str(store_path)
+    if within(real(store_s), real(root_s)) or within(real(root_s), real(store_s)):
+        raise UsageError(f"the store {store_s} and the webUI folder {root_s} overlap: not linked")
+    folders = present(store_path)
+    if not folders:
+        raise UsageError(f"the store {store_s} has no kind folders: run `sdlib store init`")
+    records = load_records(_record_path(ctx))
+    old = _find(records, root_s)
+    if old is not None:
+        raise UsageError(
+            f"{root_s} is already linked to {old.store} ({old.method}): `sdlib unlink` it first"
+        )
+    plan = _plan(ui_name, root_s, store_s, folders, method)
+    record = LinkRecord(root_s, ui_name, store_s, plan.method,
+                        time.strftime("%Y-%m-%dT%H:%M:%S%z"), plan.actions, plan.notes)  # fmt: skip
+    save_records(_record_path(ctx), [*records, record])  # first: a killed run stays undoable
+    try:
+        do_actions(plan.actions)
+    except SdlibError:  # undone already: forget it (an interrupt keeps it for `sdlib unlink`)
+        save_records(_record_path(ctx), records)
+        raise
+    changes = tuple((a.op, a.path) for a in plan.actions)
+    return LinkOutcome(root_s, ui_name, store_s, plan.method, changes, plan.notes)
+
+
+def _plan(ui: str, root: str, store: str, folders: tuple[str, ...], method: str) -> Plan:
+    from sdlib.library.wall import real, within
+    from sdlib.store import plan as planning
+    from sdlib.store.apply import read_text
+    from sdlib.store.folders import SDNEXT_KEYS, link_spots
+    from sdlib.store.probe import probe
+    from sdlib.store.tree import model_files
+
+    def path_of(rel: str) -> str:
+        return os.path.join(root, *rel.split("/"))
+
+    def exists(rel: str) -> bool:
+        return os.path.lexists(path_of(rel))
+
+    def outside(rel: str) -> bool:
+        return not within(real(path_of(rel)), real(root))
+
+    spots = link_spots(ui, folders)
+
+    def works(how: str) -> tuple[bool, str]:
+        tried: set[str] = set()
+        for spot in spots:
+            here = path_of(spot.ui_folder)
+            while not os.path.isdir(here) and len(here) > len(root):
+                here = os.path.dirname(here)
+            if here in tried or (os.path.isdir(here) and outside(os.path.relpath(here, root))):
+                continue
+            tried.add(here)
+            result = probe(how, here, os.path.join(store, spot.store_folder))
+            if not result.ok:
+                return False, result.reason
+        return True, ""
+
+    own = 0
+    if ui == "sdnext":
+        own = sum(
+            len(model_files(Path(path_of(spot.ui_folder))))
+            for spot in link_spots("sdnext", folders)
+            if spot.store_folder in SDNEXT_KEYS and os.path.isdir(path_of(spot.ui_folder))
+        )
+    chosen = planning.choose_method(ui, method, works, windows=sys.platform == "win32",
+                                    own_files=own)  # fmt: skip
+    if chosen in ("symlink", "junction"):
+        return planning.plan_links(ui, root, store, folders, chosen, exists=exists,
+                                   outside=outside)  # fmt: skip
+    if chosen == "hardlink":
+        files = {f: model_files(Path(store) / f) for f in folders}
+        return planning.plan_hardlinks(ui, root, store, files, exists=exists, outside=outside)
+    if ui == "comfyui":
+        path = os.path.join(root, "extra_model_paths.yaml")
+        plan = planning.plan_comfy_yaml(root, store, folders, read_text(path))
+        _check_yaml(plan, root, store, folders)
+        return plan
+    path = os.path.join(root, "config.json")
+    return planning.plan_sdnext_json(root, store, folders, read_text(path), own)
+
+
+def _check_yaml(plan: Plan, root: str, store: str, folders: tuple[str, ...]) -> None:
+    """Read the edited YAML back with the library's own reader: it must parse, keep every
+    section the user had, and add exactly the store's folders under sdlib's section."""
+    from sdlib.errors import ConfigError
+    from sdlib.library.comfy_paths import parse_extra_paths
+    from sdlib.store.comfy_section import SECTION
+    from sdlib.store.folders import COMFY_KEYS
+
+    action = plan.actions[0]
+    try:
+        before = parse_extra_paths(action.before or "", root, action.path)
+        after = parse_extra_paths(action.after, root, action.path)
+    except ConfigError as exc:
+        raise ConfigError(
+            f"{exc}; sdlib edits only a file it can read back (try --method symlink)",
+            path=action.path,
+        ) from None
+    ours = {(f.key, f.path) for f in after if f.section == SECTION}
+    want = {
+        (COMFY_KEYS[f], os.path.normpath(os.path.join(store, f)))
+        for f in folders
+        if f in COMFY_KEYS
+    }
+    if ours != want or [f for f in after if f.section != SECTION] != before:
+        raise ConfigError("the edited extra_model_paths.yaml would not read back as intended; "
+                          "nothing changed", path=action.path)  # fmt: skip
+
+
+def unlink_store(ctx: Context, root: str | os.PathLike[str]) -> UnlinkOutcome:
+    """Remove exactly the links and config edits ``link_store`` recorded for ``root``.
+
+    A link is removed only while it still leads to the store, a hard link only while the
+    store still has the file, a folder sdlib made only when empty; nothing is followed.
+    NotFound (exit 5) when nothing is recorded for ``root``.
+    """
+    from sdlib.errors import NotFound
+    from sdlib.store.apply import undo_actions
+    from sdlib.store.record import load_records, save_records
+
+    root_s = os.path.abspath(Path(root).expanduser())
+    records = load_records(_record_path(ctx))
+    record = _find(records, root_s)
+    if record is None:
+        raise NotFound(f"no store link is recorded for {root_s}")
+    undone = undo_actions(record.actions)
+    failed = {p for p, why in undone.kept if why.startswith("not undone:")}
+    rest = [r for r in records if r is not record]
+    if failed:  # keep what could not be undone (a permission error): a later run retries it
+        from dataclasses import replace
+
+        rest.append(replace(record, actions=tuple(a for a in record.actions if a.path in failed)))
+    save_records(_record_path(ctx), rest)
+    return UnlinkOutcome(record.root, record.ui, record.method, undone.removed, undone.kept)
+
+
+def store_status(ctx: Context, store: str | os.PathLike[str] | None = None) -> StoreStatus:
+    """The store (``store``, default ``[store] path``), what each kind folder holds, and the
+    webUIs it is linked into (whether each link is still in place)."""
+    from sdlib.store.links import same_target
+    from sdlib.store.record import load_records, same_path
+    from sdlib.store.tree import count_folder, present
+
+    raw = store if store is not None else ctx.settings.store.path
+    path = Path(os.path.abspath(Path(raw).expanduser())) if raw else None
+    exists = path is not None and path.is_dir()
+    counts = tuple(
+        (c.folder, c.files, c.bytes)
+        for c in (count_folder(path, f) for f in present(path))  # type: ignore[arg-type]
+    ) if exists else ()  # fmt: skip
+    links = []
+    for record in load_records(_record_path(ctx)):
+        if path is None or not same_path(record.store, str(path)):
+            continue
+        intact = all(
+            same_target(a.path, a.target) if a.op in ("symlink", "junction")
+            else os.path.lexists(a.path)
+            for a in record.actions if a.op != "mkdir"
+        )  # fmt: skip
+        links.append({"root": record.root, "ui": record.ui, "method": record.method,
+                      "created": record.created, "intact": intact})  # fmt: skip
+    return StoreStatus(str(path) if path else None, exists, counts, tuple(links))
