@@ -28,9 +28,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, quote, urlsplit
 
+from sdlib.demo._base import RequestRecord, _HTTPServer
 from sdlib.demo._civitai_api import Reply
+from sdlib.demo._handler import _Handler
 from sdlib.demo.catalogue import FileSpec, ModelSpec, ServedFile, VersionSpec, build_files
-from sdlib.demo.server import RequestRecord, _Handler, _HTTPServer
 
 if TYPE_CHECKING:
     from sdlib.demo.server import DemoServer

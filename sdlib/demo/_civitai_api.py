@@ -20,7 +20,7 @@ from sdlib.demo.catalogue import FileSpec, ModelSpec, VersionSpec
 from sdlib.taxonomy import CIVITAI_SORTS, CIVITAI_TYPES
 
 if TYPE_CHECKING:
-    from sdlib.demo.server import _Handler
+    from sdlib.demo._handler import _Handler
 
 _CIVITAI_TYPES = CIVITAI_TYPES
 _FILE_TYPES = (

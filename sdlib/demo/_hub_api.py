@@ -33,8 +33,8 @@ from http.server import BaseHTTPRequestHandler
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, unquote, urlencode, urlsplit
 
+from sdlib.demo._base import RequestRecord, _HTTPServer, _parse_range
 from sdlib.demo.hub_catalogue import HubRepoSpec, HubServedFile, commit_of, lfs_pointer
-from sdlib.demo.server import RequestRecord, _HTTPServer, _parse_range
 
 if TYPE_CHECKING:
     from sdlib.demo._hub_demo import HubDemo

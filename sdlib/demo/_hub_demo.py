@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlencode
 
+from sdlib.demo._base import _HTTPServer
 from sdlib.demo._hub_api import HUB_FAULT_KINDS, _HubHandler
 from sdlib.demo.hub_catalogue import (
     GATED_TOKENS,
@@ -29,7 +30,6 @@ from sdlib.demo.hub_catalogue import (
     commit_of,
     hub_large_repo,
 )
-from sdlib.demo.server import _HTTPServer
 
 if TYPE_CHECKING:
     from sdlib.demo.server import DemoServer
