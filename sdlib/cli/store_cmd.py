@@ -21,6 +21,14 @@ def _say(line: str) -> None:
     console().print(line, markup=False, highlight=False)
 
 
+def _rel(path: str, root: str) -> str:
+    """``path`` relative to ``root`` when inside it (``/`` separated), else as it is."""
+    import os
+
+    rel = os.path.relpath(path, root)
+    return path if rel.startswith("..") else rel.replace(os.sep, "/")
+
+
 @click.group("store", context_settings={"help_option_names": ["-h", "--help"]})
 def store_group() -> None:
     """One model store several webUIs share.
@@ -134,10 +142,12 @@ def link_cmd(root: Path, ui: str, method: str, store: Path | None, as_json: bool
     if as_json:
         emit_json(done.to_dict())
         return
-    for op, path in done.changes:
-        if op != "mkdir" and op != "hardlink":
-            _say(f"{op}: {path}")
-    links = sum(1 for op, _ in done.changes if op == "hardlink")
+    for op, path, target in done.changes:
+        if op in ("symlink", "junction"):
+            _say(f"{op}  {_rel(path, done.root)} -> {target}")
+        elif op in ("yaml", "json"):
+            _say(f"edited  {_rel(path, done.root)} (sdlib's part only)")
+    links = sum(1 for op, _, _ in done.changes if op == "hardlink")
     if links:
         _say(f"{links} hard links made")
     for note in done.notes:
@@ -170,7 +180,7 @@ def unlink_cmd(root: Path, as_json: bool) -> None:
         emit_json(done.to_dict())
         return
     for path in done.removed:
-        _say(f"undone: {path}")
+        _say(f"undone  {_rel(path, done.root)}")
     for path, why in done.kept:
-        _say(f"left: {path}: {why}")
+        _say(f"left    {_rel(path, done.root)}: {why}")
     _say(f"{done.root} no longer sees the store ({len(done.removed)} changes undone)")

@@ -53,14 +53,15 @@ class LinkOutcome:
     ui: str
     store: str
     method: str
-    #: (op, path) of every change made: mkdir, symlink, junction, hardlink, yaml, json.
-    changes: tuple[tuple[str, str], ...]
+    #: (op, path, target) of every change made: mkdir, symlink, junction, hardlink (target:
+    #: what it leads to), yaml, json (target: "").
+    changes: tuple[tuple[str, str, str], ...]
     notes: tuple[str, ...]
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "root": self.root, "ui": self.ui, "store": self.store, "method": self.method,
-            "changes": [{"op": op, "path": p} for op, p in self.changes],
+            "changes": [{"op": op, "path": p, "target": t or None} for op, p, t in self.changes],
             "notes": list(self.notes),
         }  # fmt: skip
 
@@ -203,7 +204,7 @@ def link_store(
     except SdlibError:  # undone already: forget it (an interrupt keeps it for `sdlib unlink`)
         save_records(_record_path(ctx), records)
         raise
-    changes = tuple((a.op, a.path) for a in plan.actions)
+    changes = tuple((a.op, a.path, a.target) for a in plan.actions)
     return LinkOutcome(root_s, ui_name, store_s, plan.method, changes, plan.notes)
 
 
