@@ -53,6 +53,7 @@ if TYPE_CHECKING:
         write_export,
     )
     from sdlib.services.peek import RemoteInspection, RemoteTarget, inspect_remote
+    from sdlib.services.refresh import WebuiRefresh, refresh_webuis
     from sdlib.services.remote import install, search, show
     from sdlib.services.store import init_store, link_store, store_status, unlink_store
     from sdlib.services.transform import convert, merge
@@ -76,6 +77,7 @@ __all__ = [
     "SdlibError",
     "Settings",
     "UnfinishedDownload",
+    "WebuiRefresh",
     "__version__",
     "check_updates",
     "convert",
@@ -100,6 +102,7 @@ __all__ = [
     "organize_apply",
     "organize_plan",
     "organize_undo",
+    "refresh_webuis",
     "resume_download",
     "scan",
     "search",
@@ -129,6 +132,7 @@ _LAZY = {
     "SdlibError": "sdlib.errors",
     "Settings": "sdlib.config",
     "UnfinishedDownload": "sdlib.download",
+    "WebuiRefresh": "sdlib.services.refresh",
     "check_updates": "sdlib.services.library",
     "convert": "sdlib.services.transform",
     "dedupe_apply": "sdlib.services.dedupe",
@@ -154,6 +158,7 @@ _LAZY = {
     "organize_apply": "sdlib.services.library",
     "organize_plan": "sdlib.services.library",
     "organize_undo": "sdlib.services.library",
+    "refresh_webuis": "sdlib.services.refresh",
     "resume_download": "sdlib.services.downloads",
     "scan": "sdlib.services.library",
     "search": "sdlib.services.remote",

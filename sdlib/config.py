@@ -103,6 +103,26 @@ class StoreSettings:
     path: str | None = None
 
 
+#: The webUIs a ``[webui.NAME]`` table can describe (their refresh APIs differ).
+WEBUI_KINDS = ("a1111", "forge", "reforge", "sdnext", "comfyui")
+
+
+@dataclass(frozen=True)
+class WebuiSettings:
+    """A running webUI to tell about new files (``[webui.NAME]``); see ``sdlib.refresh``."""
+
+    name: str
+    #: Its address, e.g. http://127.0.0.1:7860 (credentials only ever go here).
+    url: str
+    #: a1111, forge, reforge, sdnext or comfyui (default: NAME, when it is one of those).
+    ui: str = "a1111"
+    #: HTTP Basic credentials: A1111's ``--api-auth user:pass``, SD.Next's ``--auth``.
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    #: Seconds for each refresh call (no retries: a UI that is not running is only noted).
+    timeout: float = 2.0
+
+
 @dataclass(frozen=True)
 class Settings:
     civitai: CivitaiSettings = field(default_factory=CivitaiSettings)
@@ -112,6 +132,8 @@ class Settings:
     huggingface: HuggingfaceSettings = field(default_factory=HuggingfaceSettings)
     civarchive: CivarchiveSettings = field(default_factory=CivarchiveSettings)
     store: StoreSettings = field(default_factory=StoreSettings)
+    #: ``[webui.NAME]`` tables, in file order: running webUIs told to refresh after installs.
+    webuis: tuple[WebuiSettings, ...] = ()
     cache_dir: Path = field(default_factory=lambda: _default_dir("cache"))
     data_dir: Path = field(default_factory=lambda: _default_dir("data"))
     config_path: Path | None = None
@@ -233,6 +255,9 @@ def load_settings(path: Path | None = None, env: Mapping[str, str] | None = None
         isinstance(raw.get(name), dict) and bool(raw[name].get("token"))
         for name in ("civitai", "huggingface")
     )
+    if "webui" in raw:
+        updates["webuis"] = _webuis(raw.pop("webui"), path)
+        has_token = has_token or any(w.password for w in updates["webuis"])
     for name, cls in _SECTIONS.items():
         if name in raw:
             updates[name] = _section(cls, raw.pop(name), name, path)
@@ -255,6 +280,52 @@ def load_settings(path: Path | None = None, env: Mapping[str, str] | None = None
         raise ConfigError(f"civitai.base_url must be an http(s) URL, not {civitai.base_url!r}")
     return replace(settings, civitai=civitai, huggingface=_huggingface(settings.huggingface, env),
                    civarchive=_civarchive(settings.civarchive, env))  # fmt: skip
+
+
+def _webuis(raw: Any, path: Path) -> tuple[WebuiSettings, ...]:
+    """``[webui.NAME]`` tables: each needs ``url``; ``ui`` defaults to NAME when NAME is a
+    webUI's name; credentials come as a pair."""
+    if not isinstance(raw, dict) or not all(isinstance(v, dict) for v in raw.values()):
+        raise ConfigError(
+            '[webui] holds one table per webUI: [webui.forge] url = "http://127.0.0.1:7860"',
+            path=str(path),
+        )
+    out = []
+    for name, table in raw.items():
+        if "name" in table:
+            raise ConfigError(f"unknown setting webui.{name}.name", path=str(path))
+        if "url" not in table:
+            raise ConfigError(f'webui.{name} needs a url, e.g. url = "http://127.0.0.1:7860"',
+                              path=str(path))  # fmt: skip
+        if "ui" not in table and name.lower() in WEBUI_KINDS:
+            table = {**table, "ui": name.lower()}
+        webui = replace(_section(WebuiSettings, {"name": name, **table}, f"webui.{name}", path),
+                        name=name)  # fmt: skip
+        out.append(_check_webui(webui, "ui" in table, path))
+    return tuple(out)
+
+
+def _check_webui(webui: WebuiSettings, has_ui: bool, path: Path) -> WebuiSettings:
+    key = f"webui.{webui.name}"
+    url = webui.url.strip().rstrip("/")
+    if not url.startswith(("http://", "https://")) or "@" in url.split("/")[2]:
+        raise ConfigError(f"{key}.url must be an http(s) URL without credentials, not {url!r}",
+                          path=str(path))  # fmt: skip
+    if not has_ui:
+        raise ConfigError(f"{key}: say which webUI it is: ui = one of {', '.join(WEBUI_KINDS)}",
+                          path=str(path))  # fmt: skip
+    ui = webui.ui.strip().lower()
+    if ui not in WEBUI_KINDS:
+        raise ConfigError(f"{key}.ui must be one of {', '.join(WEBUI_KINDS)}, not {webui.ui!r}",
+                          path=str(path))  # fmt: skip
+    if bool(webui.username) != bool(webui.password):
+        raise ConfigError(f"{key}: username and password go together (HTTP Basic)",
+                          path=str(path))  # fmt: skip
+    if not math.isfinite(webui.timeout) or webui.timeout <= 0:
+        raise ConfigError(f"{key}.timeout must be a positive number, not {webui.timeout}",
+                          path=str(path))  # fmt: skip
+    return replace(webui, url=url, ui=ui, username=webui.username or None,
+                   password=webui.password or None)  # fmt: skip
 
 
 def _civarchive(archive: CivarchiveSettings, env: Mapping[str, str]) -> CivarchiveSettings:

@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from sdlib.cli._common import console, emit_json, handle_errors, human_size, json_option
+from sdlib.cli._refresh import no_refresh_option, refresh_after
 
 _RATE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmg]?)(?:i?b)?(?:/s)?\s*$", re.IGNORECASE)
 
@@ -47,13 +48,14 @@ def parse_rate(text: str | None) -> int:
 @click.option("--accept-mismatch", is_flag=True,
               help="Keep a file whose size or SHA256 differs from what Civitai publishes "
               "(marked unverified).")  # fmt: skip
+@no_refresh_option
 @json_option
 @handle_errors
 def download_cmd(
     refs: tuple[str, ...], file_type: str | None, file_format: str | None, fp: str | None,
     file_size: str | None, file_id: int | None, to_dir: Path | None, ui: str | None,
     root: Path | None, connections: int | None, limit_rate: str | None, jobs: int,
-    no_preview: bool, accept_mismatch: bool, as_json: bool,
+    no_preview: bool, accept_mismatch: bool, no_refresh: bool, as_json: bool,
 ) -> None:  # fmt: skip
     """Download models by REF into the right folder, verified against Civitai's hashes.
 
@@ -61,6 +63,8 @@ def download_cmd(
     AIR (urn:air:sd1:checkpoint:civitai:4384@128713). The version's primary file is picked
     unless --type/--format/--fp/--size/--file-id say otherwise. An interrupted download
     keeps its bytes: run the same command again, or see `sdlib downloads` (--resume).
+    Running webUIs set up as [webui.NAME] in the config are then asked to rescan the
+    lists that changed (one line each on stderr; --no-refresh skips it).
 
     \b
     Examples:
@@ -92,6 +96,9 @@ def download_cmd(
         ])  # fmt: skip
     else:
         print_results(results)
+    if not no_refresh:  # running webUIs ([webui.NAME]) rescan the lists that changed
+        placed = [(r.path, r.kind) for r in results if r.status != "already-present"]
+        refresh_after(settings, dest.layout, dest.root, placed)
     if failures:
         raise SystemExit(max(exc.exit_code for _ref, exc in failures))
 

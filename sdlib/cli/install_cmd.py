@@ -8,6 +8,7 @@ from typing import Any
 import click
 
 from sdlib.cli._common import console, emit_json, handle_errors, human_size, json_option
+from sdlib.cli._refresh import no_refresh_option, refresh_after
 
 
 @click.command("install")
@@ -27,17 +28,20 @@ from sdlib.cli._common import console, emit_json, handle_errors, human_size, jso
 @click.option("--accept-mismatch", is_flag=True,
               help="Keep files whose size or SHA256 differs from what Civitai publishes "
               "(marked unverified).")  # fmt: skip
+@no_refresh_option
 @json_option
 @handle_errors
 def install_cmd(
     manifest_path: Path, lock_path: Path | None, jobs: int, dry_run: bool, frozen: bool,
-    ui: str | None, root: Path | None, no_preview: bool, accept_mismatch: bool, as_json: bool,
+    ui: str | None, root: Path | None, no_preview: bool, accept_mismatch: bool,
+    no_refresh: bool, as_json: bool,
 ) -> None:  # fmt: skip
     """Install every model a manifest lists, and record what was installed in a lock.
 
     A second run with nothing changed downloads nothing and makes no network request.
     --frozen rebuilds exactly the locked files and fails if anything drifted. One failing
-    entry does not stop the others; the exit code is non-zero if any failed.
+    entry does not stop the others; the exit code is non-zero if any failed. Running
+    webUIs set up as [webui.NAME] are asked to rescan what changed (not with --no-refresh).
 
     \b
     Examples:
@@ -72,6 +76,9 @@ def install_cmd(
         emit_json({**report.to_dict(), "lock": None if dry_run else str(lock_path)})
     else:
         _print(report, dry_run, lock_path)
+    if not no_refresh and not dry_run:  # running webUIs rescan the lists that changed
+        placed = [(r.path, None) for r in report.results if r.status == "installed" and r.path]
+        refresh_after(settings, plan.destination.layout, plan.destination.root, placed)
     if report.exit_code:
         raise SystemExit(report.exit_code)
 

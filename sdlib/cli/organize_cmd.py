@@ -18,6 +18,7 @@ from sdlib.cli._library import (
     settings,
     ui_option,
 )
+from sdlib.cli._refresh import no_refresh_option, refresh_after
 
 
 @click.command("organize")
@@ -31,10 +32,11 @@ from sdlib.cli._library import (
               "all but one.")  # fmt: skip
 @click.option("--apply", "do_apply", is_flag=True, help="Carry out the plan (journaled).")
 @click.option("--undo", is_flag=True, help="Put back what the last --apply changed.")
+@no_refresh_option
 @json_option
 @handle_errors
 def organize_cmd(root: Path | None, ui: str | None, by_base: bool, dedupe: str, do_apply: bool,
-                 undo: bool, as_json: bool) -> None:  # fmt: skip
+                 undo: bool, no_refresh: bool, as_json: bool) -> None:  # fmt: skip
     """Plan (and with --apply, make) the moves that fix what `sdlib scan` found.
 
     Misplaced models go to the folder their content belongs in, sidecars travel with their
@@ -44,7 +46,8 @@ def organize_cmd(root: Path | None, ui: str | None, by_base: bool, dedupe: str, 
     first: if it is interrupted, run it again to finish, or --undo to go back. Cross-drive
     moves copy, verify and only then delete. Note: moving a model changes the name
     ComfyUI workflows use for it. --undo and finishing an interrupted --apply need only
-    ROOT: the journal remembers the --ui it ran with.
+    ROOT: the journal remembers the --ui it ran with. After --apply or --undo, running
+    webUIs set up as [webui.NAME] are asked to rescan the lists that changed.
 
     \b
     Examples:
@@ -70,6 +73,9 @@ def organize_cmd(root: Path | None, ui: str | None, by_base: bool, dedupe: str, 
         emit_json(out)
     else:
         _print_organize(out)
+    if not no_refresh and out.get("done"):  # both ends of a move change a list
+        moved = [(a[k], None) for a in out["actions"] for k in ("path", "dst") if a.get(k)]
+        refresh_after(config, layout, root, moved)
     if out.get("failed"):
         raise SystemExit(1)
 

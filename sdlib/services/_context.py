@@ -54,6 +54,7 @@ class Context:
         self._lock = threading.RLock()
         self._http: httpx2.Client | None = None
         self._archive_http: httpx2.Client | None = None
+        self._webui_http: httpx2.Client | None = None
         self._civitai: CivitaiClient | None = None
         self._hub: HubClient | None = None
         self._hashes: HashCache | None = None
@@ -92,6 +93,24 @@ class Context:
                     replace(self.settings, network=net), self._transport
                 )
             return self._archive_http
+
+    @property
+    def webui_http(self) -> httpx2.Client:
+        """For telling running webUIs to refresh (``[webui.NAME]``, ``services.refresh``):
+        no retries (a webUI that is not running is only noted), no Civitai or Hub token, and
+        no ``[network] proxy`` (that is for reaching the internet; a webUI is usually local;
+        the ``*_PROXY`` variables with ``NO_PROXY`` still apply). Callers give each request
+        its webUI's timeout and credentials."""
+        with self._lock:
+            if self._webui_http is None:
+                from sdlib.http import build_client
+
+                s = self.settings
+                net = replace(s.network, retries=0, proxy=None)
+                s = replace(s, network=net, civitai=replace(s.civitai, token=None),
+                            huggingface=replace(s.huggingface, token=None))  # fmt: skip
+                self._webui_http = build_client(s, self._transport)
+            return self._webui_http
 
     @property
     def civitai(self) -> CivitaiClient:
@@ -259,5 +278,8 @@ class Context:
             if self._archive_http is not None:
                 self._archive_http.close()
                 self._archive_http = None
+            if self._webui_http is not None:
+                self._webui_http.close()
+                self._webui_http = None
             self._civitai = None
             self._hub = None
