@@ -41,7 +41,8 @@ _PREVIEWS = ("auto", "sixel", "kitty", "halfcell", "unicode", "off")
 @click.option(
     "--demo",
     is_flag=True,
-    help="Try it offline: start the built-in Civitai-compatible demo server and, unless "
+    help="Try it offline: start the built-in demo server (Civitai and the Hugging Face Hub) "
+    "and, unless "
     "--root is given, download into a demo webUI folder in sdlib's data dir. The config "
     "file is never written in demo mode (Settings last for the session).",
 )
@@ -49,7 +50,8 @@ _PREVIEWS = ("auto", "sixel", "kitty", "halfcell", "unicode", "off")
 def tui_cmd(
     root: Path | None, ui: str | None, previews: str, theme: str | None, demo: bool
 ) -> None:
-    """Browse Civitai, download models into your webUI, and manage your library.
+    """Browse Civitai and the Hugging Face Hub, download models into your webUI, and manage
+    your library.
 
     Keys: 1 Browse, 2 Downloads, 3 Library, 4 Settings, ? help, ctrl+p command palette,
     ctrl+q quit. Works offline against a Civitai-compatible server (SDLIB_CIVITAI_URL).
@@ -113,7 +115,10 @@ def _start_demo(settings: Any) -> tuple[Any, Any, Path]:
     for marker in ("webui.py", "modules/sd_models.py"):
         (root / marker).touch()
     archive = replace(settings.civarchive, base_url=server.civarchive_url)  # gone models
-    return replace(settings, civitai=civitai, civarchive=archive), server, root
+    # Its Hub too (Browse's s): no token, so its gated repo shows what a refusal says (and
+    # a real HF_TOKEN is not sent to the demo).
+    hub = replace(settings.huggingface, endpoint=server.hub_url, token=None)
+    return replace(settings, civitai=civitai, civarchive=archive, huggingface=hub), server, root
 
 
 class _Probe(threading.Thread):

@@ -34,10 +34,11 @@ if TYPE_CHECKING:
     import httpx2
 
     from sdlib.config import Settings
+    from sdlib.install import FileChoice
     from sdlib.sources.civitai import CivitaiModel, CivitaiVersion
 
 _SCREENS = (
-    ("browse", "Browse", "search Civitai"),
+    ("browse", "Browse", "search Civitai or the Hugging Face Hub"),
     ("downloads", "Downloads", "the queue"),
     ("library", "Library", "models in your webUI"),
     ("settings", "Settings", "folders, token, NSFW"),
@@ -132,18 +133,30 @@ class SdlibApp(App[None]):
         from sdlib.install import FileChoice
 
         ref = f"{model.id}@{version.id}"
-        existing = self.downloads.find(ref, file_id)
-        if existing is not None:
-            self.notify(f"{existing.file_name} is already in the queue", timeout=4)
-            return
         chosen = next((f for f in version.files if f.id == file_id), None)
-        job = self.downloads.add(
+        self._queue(
             ref,
             FileChoice(file_id=file_id),
             title=f"{model.name} {version.name}",
             file_name=chosen.name if chosen else f"file {file_id}",
             size=chosen.size if chosen else None,
         )
+
+    def queue_file(self, ref: str, *, title: str, file_name: str, size: int | None) -> None:
+        """Add the one file ``ref`` names (a Hub file: ``hf:ORG/REPO@COMMIT/PATH``) to the
+        queue: the same install path as any download."""
+        from sdlib.install import FileChoice
+
+        self._queue(ref, FileChoice(), title=title, file_name=file_name, size=size)
+
+    def _queue(
+        self, ref: str, choice: FileChoice, *, title: str, file_name: str, size: int | None
+    ) -> None:
+        existing = self.downloads.find(ref, choice.file_id)
+        if existing is not None:
+            self.notify(f"{existing.file_name} is already in the queue", timeout=4)
+            return
+        job = self.downloads.add(ref, choice, title=title, file_name=file_name, size=size)
         self.notify(f"queued {job.file_name} (2: Downloads)", title="Download", markup=False)
         self._refresh_downloads(job)
 

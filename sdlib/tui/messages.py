@@ -64,6 +64,43 @@ class DetailFailed(Message):
 
 
 @dataclass
+class HubResults(Message):
+    """Hub repos found by search number ``generation`` (``more``: the search goes on)."""
+
+    generation: int
+    models: list[Any]
+    append: bool
+    more: bool
+    #: Why paging stopped early (the paging guard's reason), if it did.
+    stopped: str | None = None
+
+
+@dataclass
+class HubRepoLoaded(Message):
+    """A Hub repo's info and files (``peeks`` None: its headers are still being read)."""
+
+    repo_id: str
+    repo: Any
+    peeks: list[Any] | None = None
+
+
+@dataclass
+class HubRepoFailed(Message):
+    repo_id: str
+    message: str
+
+
+@dataclass
+class HubDownloadChecked(Message):
+    """A gated repo's file was resolved (``message`` set: no access, and why)."""
+
+    repo_id: str
+    path: str
+    size: int | None
+    message: str | None = None
+
+
+@dataclass
 class PreviewReady(Message):
     """A decoded preview (a ``PIL.Image`` or None when it could not be fetched or read)."""
 

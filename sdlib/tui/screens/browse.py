@@ -1,4 +1,6 @@
-"""Browse: search Civitai, page through results, read a model, queue a file.
+"""Browse: search Civitai or the Hugging Face Hub, page through results, read a model,
+queue a file. ``s`` (or a click on the source label) switches the source; the Hub's side
+lives in :mod:`sdlib.tui.screens.browse_hub`.
 
 Search requests, version details and previews all run in thread workers; each result
 comes back as a message. A search carries a generation number so that answers to an older
@@ -9,8 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from textual import on, work
 from textual.app import ComposeResult
@@ -22,7 +23,6 @@ from textual.timer import Timer
 from textual.widgets import Checkbox, DataTable, Footer, Input, Select, Static
 
 from sdlib.sources.paging import PageGuard
-from sdlib.taxonomy import CIVITAI_PERIODS, CIVITAI_SORTS
 from sdlib.tui.messages import (
     DetailFailed,
     SearchFailed,
@@ -30,7 +30,19 @@ from sdlib.tui.messages import (
     SettingsChanged,
     VersionLoaded,
 )
-from sdlib.tui.screens._base import SdlibScreen
+from sdlib.tui.screens.browse_hub import HubBrowsing, SourceSwitch
+from sdlib.tui.screens.browse_query import (
+    BASE_OPTIONS,
+    CIVITAI,
+    HUB,
+    PLACEHOLDERS,
+    SOURCE_NAMES,
+    TYPE_OPTIONS,
+    Query,
+    with_changes,
+)
+from sdlib.tui.screens.browse_query import periods as _periods
+from sdlib.tui.screens.browse_query import sorts as _sorts
 from sdlib.tui.widgets.model_detail import ModelDetail
 from sdlib.tui.widgets.results import ResultsTable
 
@@ -39,46 +51,16 @@ if TYPE_CHECKING:
 
     from sdlib.sources.civitai import CivitaiModel
 
-TYPE_OPTIONS = (
-    ("Checkpoint", "Checkpoint"),
-    ("LoRA", "LORA"),
-    ("LyCORIS", "LoCon"),
-    ("DoRA", "DoRA"),
-    ("Embedding", "TextualInversion"),
-    ("Hypernetwork", "Hypernetwork"),
-    ("VAE", "VAE"),
-    ("ControlNet", "Controlnet"),
-    ("Upscaler", "Upscaler"),
-    ("Motion", "MotionModule"),
-)
-BASE_OPTIONS = (
-    ("SD 1.x", "sd1"),
-    ("SD 2.x", "sd2"),
-    ("SDXL", "sdxl"),
-    ("Pony", "Pony"),
-    ("Illustrious", "Illustrious"),
-    ("SD 3", "sd3"),
-    ("Flux", "flux"),
-)
 #: Below this size the detail pane replaces the results instead of sitting under them.
 WIDE = (100, 32)
 
 
-@dataclass(frozen=True)
-class Query:
-    text: str = ""
-    type: str | None = None
-    base: str | None = None
-    sort: str = "Highest Rated"
-    period: str = "AllTime"
-    nsfw: bool = False
-
-
-class BrowseScreen(SdlibScreen):
+class BrowseScreen(HubBrowsing):
     MODE = "browse"
     HOME = "#results"
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("slash", "focus_search", "Search", tooltip="Type a search; enter runs it"),
+        Binding("s", "switch_source", "Source", tooltip="Search Civitai or the Hugging Face Hub"),
         Binding("d", "download", "Download", tooltip="Choose a file of this version to download"),
         Binding("c", "copy_words", "Copy words", tooltip="Copy the trained words to the clipboard"),
         Binding("right_square_bracket", "preview(1)", "Next image", show=False),
@@ -99,7 +81,10 @@ class BrowseScreen(SdlibScreen):
         self._guard = PageGuard()
         self._loading = False
         self._models: dict[int, CivitaiModel] = {}
-        self._showing: int | None = None
+        #: The model (Civitai id) or repo (``hf:ORG/REPO``) the detail pane shows.
+        self._showing: int | str | None = None
+        self._source = CIVITAI
+        self._hub_init()
         self._detail_timer: Timer | None = None
         self._detail_lock = asyncio.Lock()
         self._last_width = 0
@@ -108,8 +93,9 @@ class BrowseScreen(SdlibScreen):
         yield self.nav()
         with Vertical(id="browse-controls"):
             with Horizontal(id="searchbar"):
+                yield SourceSwitch(SOURCE_NAMES[CIVITAI], id="source")
                 yield Input(
-                    placeholder="Search Civitai models (/ to focus, enter to search)",
+                    placeholder=PLACEHOLDERS[CIVITAI],
                     id="query",
                     compact=True,
                 )
@@ -131,6 +117,7 @@ class BrowseScreen(SdlibScreen):
                     id="period",
                     compact=True,
                 )
+            yield from self.compose_hub_filters()
         with Container(id="browse-body"):
             yield ResultsTable(id="results")
             # The detail pane (and its Markdown) is mounted when first needed, after the
@@ -154,17 +141,26 @@ class BrowseScreen(SdlibScreen):
             self._last_width = width
             table = self.query_one(ResultsTable)
             table.setup_columns(width)
-            table.add_models(self._models.values())
+            if self._source == HUB:
+                table.add_hub_models(self._hub_models.values())
+            else:
+                table.add_models(self._models.values())
 
     def on_settings_changed(self, message: SettingsChanged) -> None:
         """Settings were saved: new services, maybe another NSFW choice."""
         for detail in self.query(ModelDetail):
             detail.use_services(self.services)
         self.query_one("#nsfw", Checkbox).value = self.services.settings.civitai.nsfw
+        hub = self.hub_detail()
+        if hub is not None:
+            hub.endpoint = self.services.settings.huggingface.endpoint.rstrip("/")
 
     # -- searching ----------------------------------------------------------------------------
     def search(self, query: Query | None = None) -> None:
         """Start a new search (clears the results when its first page arrives)."""
+        if self._source == HUB:
+            self.hub_search()
+            return
         if query is not None:
             self._query = query
         self._generation += 1
@@ -175,6 +171,9 @@ class BrowseScreen(SdlibScreen):
         self._fetch_page(self._query, None, self._generation, self._guard)
 
     def load_more(self) -> None:
+        if self._source == HUB:
+            self.hub_load_more()
+            return
         if self._loading or self._cursor is None:
             return
         self._loading = True
@@ -211,7 +210,7 @@ class BrowseScreen(SdlibScreen):
 
     @on(SearchResults)
     def _results(self, message: SearchResults) -> None:
-        if message.generation != self._generation:
+        if message.generation != self._generation or self._source != CIVITAI:
             return  # an answer to a search the user has since replaced
         table = self.query_one(ResultsTable)
         if not message.append:
@@ -245,6 +244,7 @@ class BrowseScreen(SdlibScreen):
     def _clear_results(self) -> None:
         """Empty the table and close the detail: nothing is selected any more."""
         self._models = {}
+        self._hub_models = {}
         self.query_one(ResultsTable).clear()
         if self._detail_timer is not None:
             self._detail_timer.stop()
@@ -252,6 +252,9 @@ class BrowseScreen(SdlibScreen):
         detail = self._detail()
         if detail is not None and detail.is_mounted:  # (one being mounted shows nothing yet)
             detail.clear()
+        hub = self.hub_detail()
+        if hub is not None and hub.is_mounted:
+            hub.clear()
         self.remove_class("-has-detail", "-detail-open")
         self.refresh_bindings()
 
@@ -259,6 +262,9 @@ class BrowseScreen(SdlibScreen):
         self.query_one("#browse-status", Static).update(Content(text))
 
     def _status_summary(self) -> None:
+        if self._source == HUB:
+            self.hub_status()
+            return
         n = len(self._models)
         stopped = f" · {self._guard.stopped}" if self._guard.stopped else ""
         if n == 0:
@@ -275,7 +281,10 @@ class BrowseScreen(SdlibScreen):
     # -- filters ------------------------------------------------------------------------------
     @on(Input.Submitted, "#query")
     def _submitted(self, event: Input.Submitted) -> None:
-        self.search(_replace(self._query, text=event.value.strip()))
+        if self._source == HUB:
+            self.hub_search(with_changes(self._hub_query, text=event.value.strip()))
+        else:
+            self.search(with_changes(self._query, text=event.value.strip()))
         self.query_one(ResultsTable).focus()
 
     @on(Select.Changed, "#type, #base, #sort, #period")
@@ -285,12 +294,12 @@ class BrowseScreen(SdlibScreen):
         if value is None and field in ("sort", "period"):
             return
         if getattr(self._query, field) != value:
-            self.search(_replace(self._query, **{field: value}))
+            self.search(with_changes(self._query, **{field: value}))
 
     @on(Checkbox.Changed, "#nsfw")
     def _nsfw_changed(self, event: Checkbox.Changed) -> None:
         if event.value != self._query.nsfw:
-            self.search(_replace(self._query, nsfw=event.value))
+            self.search(with_changes(self._query, nsfw=event.value))
 
     # -- details ------------------------------------------------------------------------------
     @on(DataTable.RowHighlighted, "#results")
@@ -319,7 +328,7 @@ class BrowseScreen(SdlibScreen):
         if not table.row_count:
             return None
         key = table.coordinate_to_cell_key(Coordinate(table.cursor_row, 0)).row_key.value
-        return self._models.get(int(key)) if key else None
+        return self._models.get(int(key)) if key and key.isdigit() else None
 
     def _detail(self) -> ModelDetail | None:
         return self.query(ModelDetail).first() if self.query(ModelDetail) else None
@@ -328,6 +337,9 @@ class BrowseScreen(SdlibScreen):
         # One at a time: a second call while the first mounts the pane would find the pane
         # without its children (NoMatches, a crash), or show a model from replaced results.
         async with self._detail_lock:
+            if self._source == HUB:
+                await self.show_highlighted_repo()
+                return
             model = self._highlighted_model()
             if model is None or model.id == self._showing:
                 return
@@ -351,7 +363,7 @@ class BrowseScreen(SdlibScreen):
             return
         self.add_class("-detail-open")
         if self.has_class("-compact"):
-            self.query_one("#detail-info").focus()
+            self.query_one("#hub-detail" if self._source == HUB else "#detail-info").focus()
         self.refresh_bindings()
 
     @on(ModelDetail.VersionChosen)
@@ -410,16 +422,18 @@ class BrowseScreen(SdlibScreen):
             # Shown (and active) only where there is somewhere to go back to.
             open_ = self.has_class("-compact") and self.has_class("-detail-open")
             return open_ or self.in_field()
+        if action in ("copy_words", "versions", "preview") and self._source == HUB:
+            return False  # Civitai's: a Hub repo has no versions, words or previews
         return super().check_action(action, parameters)
 
     def action_focus_search(self) -> None:
         self.query_one("#query", Input).focus()
 
     def action_focus_filters(self) -> None:
-        self.query_one("#type", Select).focus()
+        self.query_one("#hub-type" if self._source == HUB else "#type", Select).focus()
 
     def action_more(self) -> None:
-        if self._cursor is None:
+        if self._hub_pages.done if self._source == HUB else self._cursor is None:
             self.notify("no more results", timeout=3)
         self.load_more()
 
@@ -460,6 +474,11 @@ class BrowseScreen(SdlibScreen):
     async def action_download(self) -> None:
         from sdlib.tui.screens.dialogs import DownloadDialog
 
+        if self._source == HUB:
+            if self._showing is None:
+                await self._show_highlighted()
+            self.hub_download()
+            return
         if self._showing is None:
             await self._show_highlighted()
         detail = self._detail()
@@ -477,18 +496,3 @@ class BrowseScreen(SdlibScreen):
                 self.sdlib.queue_download(model, version, file_id)
 
         self.app.push_screen(DownloadDialog(self.services, model, version), queue)
-
-
-def _replace(query: Query, **changes: Any) -> Query:
-    from dataclasses import replace
-
-    return replace(query, **changes)
-
-
-def _sorts() -> tuple[str, ...]:
-    # From the vocabulary, not sdlib.sources.civitai (which would import httpx2 here).
-    return CIVITAI_SORTS
-
-
-def _periods() -> tuple[str, ...]:
-    return CIVITAI_PERIODS

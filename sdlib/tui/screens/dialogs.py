@@ -1,4 +1,5 @@
-"""Modal dialogs: choose the file to download, confirm an action, show a long message."""
+"""Modal dialogs: choose the file to download (a Civitai version's, a Hub repo's), confirm
+an action, show a long message."""
 
 from __future__ import annotations
 
@@ -17,7 +18,11 @@ from textual.widgets.option_list import Option
 from sdlib.formatting import human_size, terminal_safe, tilde
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from sdlib.services.remote import Peek
     from sdlib.sources.civitai import CivitaiModel, CivitaiVersion
+    from sdlib.sources.hf import HubRepo
     from sdlib.tui.services import Services
 
 
@@ -124,6 +129,49 @@ class DownloadDialog(Decision[int | None]):
     def _chosen(self, event: OptionList.OptionSelected) -> None:
         event.stop()
         self.dismiss(int(event.option.id or 0))
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
+class HubFileDialog(Decision[str | None]):
+    """Pick one single-file model of a Hugging Face repo; returns its path."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Cancel")]
+
+    def __init__(self, services: Services, repo: HubRepo, peeks: Mapping[str, Peek] | None):
+        super().__init__()
+        self._services = services
+        self.repo = repo
+        self._peeks = peeks or {}
+
+    def compose(self) -> ComposeResult:
+        from sdlib.tui.hub_text import single_files
+
+        with Vertical(classes="dialog", id="download-dialog"):
+            yield Static(
+                Content.from_markup(
+                    "[b]Download[/b] hf:$name",
+                    name=terminal_safe(self.repo.model.id, newlines=False),
+                ),
+                classes="dialog-title",
+            )
+            options = []
+            for f, g in single_files(self.repo):
+                seen = self._peeks.get(f.path)
+                what = seen.summary() if seen is not None else f"{g.kind.value} (guess)"
+                label = terminal_safe(f"{f.path}\n    {human_size(f.size)} · {what}")
+                options.append(Option(Content(label), id=f.path))
+            yield OptionList(*options, id="download-files")
+            yield Static("enter: add to the queue · esc: cancel", classes="dialog-hint")
+
+    def on_mount(self) -> None:
+        self.query_one("#download-files", OptionList).focus()
+
+    @on(OptionList.OptionSelected, "#download-files")
+    def _chosen(self, event: OptionList.OptionSelected) -> None:
+        event.stop()
+        self.dismiss(event.option.id)
 
     def action_cancel(self) -> None:
         self.dismiss(None)

@@ -14,6 +14,7 @@ from sdlib.formatting import count, date, ellipsize
 
 if TYPE_CHECKING:
     from sdlib.sources.civitai import CivitaiModel
+    from sdlib.sources.hf import HubModel
 
 #: (key, label, width); the name column takes what is left.
 _FIXED = (
@@ -23,12 +24,21 @@ _FIXED = (
     ("likes", "likes", 6),
     ("updated", "updated", 10),
 )
+#: The Hub's columns: the repo id takes what is left; no type (the Hub has none).
+_HUB_FIXED = (
+    ("base", "base", 10),
+    ("gated", "gated", 6),
+    ("downloads", "dl", 6),
+    ("likes", "likes", 6),
+    ("updated", "updated", 10),
+)
 #: Rows before the end at which the next page is requested.
 PREFETCH_ROWS = 5
 
 
 class ResultsTable(DataTable[Any]):
-    """Models as rows keyed by model id; posts ``NearEnd`` when the end comes into view."""
+    """Models as rows keyed by model id (Hub repos by ``hf:ORG/REPO``); posts ``NearEnd``
+    when the end comes into view."""
 
     # Rows, not columns: home and end go to the first and last model.
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -42,15 +52,43 @@ class ResultsTable(DataTable[Any]):
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id, cursor_type="row", zebra_stripes=True)
         self.name_width = 24
+        #: "civitai" or "huggingface": which columns the table has.
+        self.source = "civitai"
 
-    def setup_columns(self, total_width: int) -> None:
-        """(Re)create the columns for a table ``total_width`` cells wide."""
-        fixed = sum(w + 2 for _k, _l, w in _FIXED) + 2 + 2  # cell padding, scrollbar
+    def setup_columns(self, total_width: int, source: str | None = None) -> None:
+        """(Re)create the columns for a table ``total_width`` cells wide (for ``source``'s
+        results; the current source when None)."""
+        self.source = source or self.source
+        columns = _HUB_FIXED if self.source == "huggingface" else _FIXED
+        fixed = sum(w + 2 for _k, _l, w in columns) + 2 + 2  # cell padding, scrollbar
         self.name_width = max(14, total_width - fixed)
         self.clear(columns=True)
-        self.add_column("name", key="name", width=self.name_width)
-        for key, label, width in _FIXED:
+        self.add_column("repo" if self.source == "huggingface" else "name", key="name",
+                        width=self.name_width)  # fmt: skip
+        for key, label, width in columns:
             self.add_column(label, key=key, width=width)
+
+    def hub_cells(self, model: HubModel) -> list[Text]:
+        from sdlib.formatting import terminal_safe
+
+        return [
+            Text(ellipsize(terminal_safe(model.id, newlines=False), self.name_width)),
+            Text(model.base.value if model.base.value != "unknown" else "?"),
+            Text(model.gated or "no"),
+            Text(count(model.downloads), justify="right"),
+            Text(count(model.likes), justify="right"),
+            Text(date(model.last_modified)),
+        ]
+
+    def add_hub_models(self, models: Iterable[HubModel]) -> int:
+        """Append Hub repos not already present (keys ``hf:ORG/REPO``)."""
+        added = 0
+        for model in models:
+            key = f"hf:{model.id}"
+            if key not in self.rows:
+                self.add_row(*self.hub_cells(model), key=key)
+                added += 1
+        return added
 
     def row_cells(self, model: CivitaiModel) -> list[Text]:
         # Text, not str: DataTable would read "[PRT]" in a model name as markup.
