@@ -91,13 +91,11 @@ def status_cmd(as_json: bool) -> None:
 
     with context(settings()) as ctx:
         status = store_status(ctx)
-    if as_json:
-        emit_json(status.to_dict())
-        if status.path is None:
-            raise UsageError("no store is set: run `sdlib store init DIR` first")
-        return
     if status.path is None:
         raise UsageError("no store is set: run `sdlib store init DIR` first")
+    if as_json:
+        emit_json(status.to_dict())
+        return
     missing = "" if status.exists else " (missing!)"
     _say(f"store {status.path}{missing}: {status.files} files, {human_size(status.bytes)}")
     for folder, files, size in status.folders:

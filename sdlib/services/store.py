@@ -171,11 +171,10 @@ def link_store(
     the root; LibraryError when the filesystem takes no link of the kind needed; ConfigError
     when a config file sdlib would edit cannot be read safely.
     """
-    from sdlib.errors import SdlibError, UsageError
+    from sdlib.errors import UsageError
     from sdlib.library.layouts import resolve_layout
     from sdlib.library.wall import real, within
-    from sdlib.store.apply import do_actions
-    from sdlib.store.record import LinkRecord, load_records, save_records
+    from sdlib.store.record import locked
     from sdlib.store.tree import present
 
     store_path = _store(ctx, store)
@@ -189,6 +188,17 @@ def link_store(
     folders = present(store_path)
     if not folders:
         raise UsageError(f"the store {store_s} has no kind folders: run `sdlib store init`")
+    with locked(_record_path(ctx)):
+        return _link_locked(ctx, root_s, ui_name, store_s, folders, method)
+
+
+def _link_locked(
+    ctx: Context, root_s: str, ui_name: str, store_s: str, folders: tuple[str, ...], method: str
+) -> LinkOutcome:
+    from sdlib.errors import SdlibError, UsageError
+    from sdlib.store.apply import do_actions
+    from sdlib.store.record import LinkRecord, load_records, save_records
+
     records = load_records(_record_path(ctx))
     old = _find(records, root_s)
     if old is not None:
@@ -300,11 +310,18 @@ def unlink_store(ctx: Context, root: str | os.PathLike[str]) -> UnlinkOutcome:
     store still has the file, a folder sdlib made only when empty; nothing is followed.
     NotFound (exit 5) when nothing is recorded for ``root``.
     """
+    from sdlib.store.record import locked
+
+    root_s = os.path.abspath(Path(root).expanduser())
+    with locked(_record_path(ctx)):
+        return _unlink_locked(ctx, root_s)
+
+
+def _unlink_locked(ctx: Context, root_s: str) -> UnlinkOutcome:
     from sdlib.errors import NotFound
     from sdlib.store.apply import undo_actions
     from sdlib.store.record import load_records, save_records
 
-    root_s = os.path.abspath(Path(root).expanduser())
     records = load_records(_record_path(ctx))
     record = _find(records, root_s)
     if record is None:

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ from typing import Any
 from sdlib.errors import LibraryError
 from sdlib.store.plan import Action
 
-__all__ = ["FILE_NAME", "LinkRecord", "load_records", "same_path", "save_records"]
+__all__ = ["FILE_NAME", "LinkRecord", "load_records", "locked", "same_path", "save_records"]
 
 FILE_NAME = "store-links.json"
 
@@ -77,3 +78,19 @@ def save_records(path: Path, records: Sequence[LinkRecord]) -> None:
     except OSError as exc:
         tmp.unlink(missing_ok=True)
         raise LibraryError(f"cannot write the store link record: {exc}", path=str(path)) from None
+
+
+@contextmanager
+def locked(path: Path) -> Iterator[None]:
+    """Hold the record's lock (a ``.lock`` file beside it) for one link or unlink: a second
+    run at the same time is refused instead of losing the first one's entry."""
+    from sdlib._filelock import try_lock, unlock
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(path.name + ".lock"), "ab") as fh:
+        if not try_lock(fh):
+            raise LibraryError("another `sdlib link` or `sdlib unlink` is running; try again")
+        try:
+            yield
+        finally:
+            unlock(fh)

@@ -240,3 +240,14 @@ def test_junction_link_and_unlink_on_windows(
     unlink_store(ctx, root)
     assert tree_state(root) == before
     assert tree_state(store) == store_before
+
+
+def test_a_second_run_at_the_same_time_is_refused(ctx: Context, tmp_path: Path) -> None:
+    from sdlib.store.record import locked
+
+    root = make_root(tmp_path, "a1111")
+    before = tree_state(root)
+    lock = locked(Path(ctx.settings.data_dir) / "store-links.json")
+    with lock, pytest.raises(LibraryError, match="another"):
+        link_store(ctx, root, "a1111")
+    assert tree_state(root) == before
