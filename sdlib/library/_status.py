@@ -230,10 +230,15 @@ def build_reports(
     _attach_sidecars(root, layout, by_path, reports)
     for path, rep in reports.items():
         e = by_path[path]
-        if e.role == "link" and e.outside and _store_link(path):
+        if e.role == "link" and e.outside and _store_link(path) and not os.path.isfile(path):
             # `sdlib link` showed the shared store here: its files are the webUI's models.
-            rep.notes.append(f"the shared model store {_link_target(path)} (sdlib link): "
-                             "its files are listed through it, never changed")  # fmt: skip
+            if os.path.isdir(path):
+                rep.notes.append(f"the shared model store {_link_target(path)} (sdlib link): "
+                                 "its files are listed through it, never changed")  # fmt: skip
+            else:  # the store moved, or its drive is not mounted
+                rep.status.append("broken-link")
+                rep.notes.append(f"a link to the shared model store {_link_target(path)}, "
+                                 "which is missing: `sdlib unlink` removes it")  # fmt: skip
             continue
         if e.role == "link" and e.outside:
             rep.status.append("link-outside-root")
@@ -272,11 +277,9 @@ _STORE_LINK = "sdlib-store"
 
 
 def _store_link(path: str) -> bool:
-    """A folder link named as ``sdlib link`` names them, that leads to a folder (a dangling
-    one is still reported)."""
+    """A link named as ``sdlib link`` names them (``sdlib-store``, ``sdlib-store-<Folder>``)."""
     name = os.path.basename(path)
-    named = name == _STORE_LINK or name.startswith(_STORE_LINK + "-")
-    return named and os.path.isdir(path)
+    return name == _STORE_LINK or name.startswith(_STORE_LINK + "-")
 
 
 def _link_target(path: str) -> str:
