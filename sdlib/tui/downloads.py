@@ -27,7 +27,7 @@ import contextlib
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -52,7 +52,8 @@ if TYPE_CHECKING:
     from sdlib.tui.services import Services
 
 __all__ = [
-    "DownloadJob", "DownloadQueue", "JobState", "describe_failure", "discard_part", "run_job",
+    "DownloadJob", "DownloadQueue", "JobState", "describe_failure", "discard_part",
+    "refresh_webuis", "run_job",
 ]  # fmt: skip
 
 
@@ -407,6 +408,28 @@ def run_job(job: DownloadJob, services: Services, post: Callable[[Message], obje
         post(DownloadFailed(job_id, "error", f"unexpected {type(exc).__name__}: {exc}"))
     else:
         post(DownloadDone(job_id, result))
+        refresh_webuis(services, result, post)
+
+
+def refresh_webuis(services: Services, result: InstallResult, post: Callable[..., object]) -> None:
+    """Ask the running webUIs ([webui.NAME]) to rescan the list the new file is in, as
+    ``sdlib download`` does; each says how it went in a notification (never an error)."""
+    if result.status == "already-present" or not services.settings.webuis:
+        return
+    from textual.notifications import Notification, Notify
+
+    from sdlib.errors import SdlibError
+    from sdlib.services.refresh import changed_kinds, refresh
+
+    try:
+        dest = services.destination()
+        layout, root = dest.layout, dest.root
+    except SdlibError:  # resumed into a folder no longer configured: the kind decides
+        layout, root = None, None
+    kinds = changed_kinds(layout, root, [(result.path, result.kind)])
+    for outcome in refresh(services, kinds):
+        note = Notification(outcome.line(), "webUI refresh", markup=False)
+        post(Notify(note if outcome.ok else replace(note, severity="warning")))
 
 
 def discard_part(path: str, services: Services | None = None) -> None:
