@@ -69,6 +69,17 @@ def _effective() -> dict[str, Any]:
             if settings.huggingface.token
             else None,
         },
+        # Running webUIs told to refresh ([webui.NAME]); a password is never shown.
+        "webui": {
+            w.name: {
+                "url": w.url,
+                "ui": w.ui,
+                "username": w.username,
+                "password": "***" if w.password else None,
+                "timeout": w.timeout,
+            }
+            for w in settings.webuis
+        },
         "cache_dir": str(settings.cache_dir),
         "data_dir": str(settings.data_dir),
     }
@@ -102,6 +113,11 @@ def show_cmd(as_json: bool) -> None:
     for section in ("civitai", "network", "download", "library"):
         click.echo(f"[{section}]")
         for key, value in data[section].items():
+            click.echo(f"{key} = {_show_value(value)}")
+        click.echo()
+    for name, webui in data["webui"].items():
+        click.echo(f"[webui.{name}]")
+        for key, value in webui.items():
             click.echo(f"{key} = {_show_value(value)}")
         click.echo()
     click.echo(f"cache_dir = {data['cache_dir']}")

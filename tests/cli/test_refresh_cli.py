@@ -157,3 +157,17 @@ def test_organize_apply_and_undo_refresh_both_ends_of_a_move(
 def test_help_names_the_flag(run_cli: Any) -> None:
     for command in ("download", "install", "organize"):
         assert "--no-refresh" in run_cli(command, "--help").stdout
+
+
+def test_config_show_lists_the_webuis_without_their_password(
+    run_cli: Any, cli_env: dict[str, str]
+) -> None:
+    configure(cli_env, '[webui.forge]\nurl = "http://127.0.0.1:7860"\nusername = "me"\n'
+                       'password = "s3cret"\n')  # fmt: skip
+    shown = run_cli("config", "show", "--json")
+    assert shown.returncode == 0, shown.stderr
+    assert json.loads(shown.stdout)["webui"] == {"forge": {
+        "url": "http://127.0.0.1:7860", "ui": "forge", "username": "me", "password": "***",
+        "timeout": 2.0}}  # fmt: skip
+    text = run_cli("config", "show").stdout
+    assert "[webui.forge]" in text and "s3cret" not in text + shown.stdout
