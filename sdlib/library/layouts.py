@@ -386,6 +386,19 @@ STABILITYMATRIX = Layout(
     dit_bases=frozenset({Base.FLUX, Base.FLUX2}),
 )  # fmt: skip
 
+#: sdlib's model store (``sdlib store init``, ``sdlib link``): Stability Matrix's shared
+#: kind folders at its top, so ``--root STORE`` downloads into it and ``scan STORE`` reads it.
+STORE = Layout(
+    "store",
+    "sdlib model store",
+    tuple(
+        replace(r, folders=tuple(f.removeprefix("Models/") for f in r.folders))
+        for r in STABILITYMATRIX.rules
+    ),
+    markers=("StableDiffusion", "Lora"),
+    dit_bases=STABILITYMATRIX.dit_bases,
+)
+
 #: A plain folder that takes every kind (``--to DIR``, ``identify`` on loose files).
 PLAIN = Layout(
     "folder",
@@ -396,10 +409,11 @@ PLAIN = Layout(
 )
 
 LAYOUTS: dict[str, Layout] = {
-    layout.name: layout for layout in (A1111, FORGE, REFORGE, SDNEXT, COMFYUI, STABILITYMATRIX)
+    layout.name: layout
+    for layout in (A1111, FORGE, REFORGE, SDNEXT, COMFYUI, STABILITYMATRIX, STORE)
 }
 #: Order matters: the most specific markers first (Forge has A1111's files too).
-_DETECT_ORDER = ("comfyui", "forge", "reforge", "sdnext", "a1111", "stabilitymatrix")
+_DETECT_ORDER = ("comfyui", "forge", "reforge", "sdnext", "a1111", "stabilitymatrix", "store")
 
 
 def get_layout(name: str) -> Layout:

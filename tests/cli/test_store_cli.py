@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import RunCli
 from tests.support import trees
 from tests.support.cli import isolated_env, run_sdlib
 from tests.support.trees import sha256, st, tree_state
@@ -107,3 +108,23 @@ def test_adopting_a_stability_matrix_models_folder_makes_nothing(
                                   ("link",), ("unlink",)])  # fmt: skip
 def test_help_has_examples(env: dict[str, str], args: tuple[str, ...]) -> None:
     assert "Examples:" in sdlib(env, *args, "--help")
+
+
+def test_one_download_into_the_store_is_seen_by_both_webuis(
+    run_cli: RunCli, cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    a1111 = trees.a1111(tmp_path / "webui")
+    comfy = trees.comfyui(tmp_path / "ComfyUI")
+    store = tmp_path / "store"
+    for args in (("store", "init", store), ("link", a1111, "--ui", "a1111"), ("link", comfy)):
+        assert run_cli(*map(str, args)).returncode == 0
+    got = run_cli("download", "58390", "--root", str(store), "--json")  # the demo's LoRA
+    assert got.returncode == 0, got.stderr
+    files = [p for p in (store / "Lora").rglob("*.safetensors")]
+    assert len(files) == 1  # placed once, in the store's Lora folder (auto-detected)
+    digest = sha256(files[0])
+    for root in (a1111, comfy):
+        report = json.loads(run_cli("scan", str(root), "--json").stdout)
+        models = [f for f in report["files"] if f["role"] == "model"]
+        assert [(m["kind"], m["status"]) for m in models] == [("lora", ["ok"])]
+        assert sha256(models[0]["path"]) == digest
