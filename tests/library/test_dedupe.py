@@ -163,15 +163,18 @@ def test_a_symlink_is_never_a_copy_and_never_followed(tmp_path: Path, ctx: Conte
     assert state(outside) == before_outside
 
 
-def test_a_copy_replaced_by_a_link_after_the_plan_is_skipped(tmp_path: Path, ctx: Context
-                                                             ) -> None:  # fmt: skip
-    """Between plan and apply a copy became a symlink leading outside: nothing is done
-    through it (the journal checks each path again right before acting)."""
+@pytest.mark.parametrize("where", ["outside", "inside"])
+def test_a_copy_replaced_by_a_link_after_the_plan_is_skipped(tmp_path: Path, ctx: Context,
+                                                             where: str) -> None:  # fmt: skip
+    """Between plan and apply a copy became a symlink (to the same bytes, outside the roots
+    or inside them): the link is left as the user made it, and nothing is done through it
+    (the journal checks each path again right before acting)."""
     from sdlib.library.dedupe import apply_dedupe
 
     a, b, f = two_roots(tmp_path)
     plan = dedupe.plan(ctx, [a, b])
-    outside = Path(tempfile.mkdtemp(dir=tmp_path)) / "victim.safetensors"
+    home = tmp_path if where == "outside" else b / "models" / "Stable-diffusion"
+    outside = Path(tempfile.mkdtemp(dir=home)) / "victim.safetensors"
     shutil.copy2(f["other"], outside)
     victim = state(outside.parent)
     f["other"].unlink()
