@@ -1,5 +1,6 @@
 """Small, careful file operations for the organize journal: part files, verified copies
-that keep sparse files sparse, and folder fsyncs (POSIX; NTFS journals metadata itself)."""
+that keep sparse files sparse, folder fsyncs (POSIX; NTFS journals metadata itself), and
+the journal's test hooks (crash after N steps, pause at each)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import contextlib
 import hashlib
 import os
 import shutil
+import time
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -83,3 +85,21 @@ def fsync_dir(directory: str | Path) -> None:
             os.fsync(fd)
         finally:
             os.close(fd)
+
+
+class Steps:
+    """Test hooks of the journal: crash after N steps, or pause at each step."""
+
+    def __init__(self) -> None:
+        raw = os.environ.get("SDLIB_TEST_CRASH_AFTER", "")
+        self.crash_after = int(raw) if raw.strip().isdigit() else None
+        self.delay = float(os.environ.get("SDLIB_TEST_STEP_DELAY", "0") or 0)
+        self.force_copy = os.environ.get("SDLIB_TEST_FORCE_COPY") == "1"
+        self.count = 0
+
+    def __call__(self) -> None:
+        self.count += 1
+        if self.crash_after is not None and self.count >= self.crash_after:
+            os._exit(137)
+        if self.delay:
+            time.sleep(self.delay)

@@ -52,6 +52,7 @@ from pathlib import Path
 from typing import Any
 
 from sdlib.errors import LibraryError, UsageError
+from sdlib.library._fileops import Steps as _Steps
 from sdlib.library._fileops import (
     copy,
     fsync_dir,
@@ -104,24 +105,6 @@ class RunReport:
     done: list[int] = field(default_factory=list)
     skipped: list[tuple[int, str]] = field(default_factory=list)
     failed: list[tuple[int, str]] = field(default_factory=list)
-
-
-class _Steps:
-    """Test hooks: crash after N steps, or pause at each step."""
-
-    def __init__(self) -> None:
-        raw = os.environ.get("SDLIB_TEST_CRASH_AFTER", "")
-        self.crash_after = int(raw) if raw.strip().isdigit() else None
-        self.delay = float(os.environ.get("SDLIB_TEST_STEP_DELAY", "0") or 0)
-        self.force_copy = os.environ.get("SDLIB_TEST_FORCE_COPY") == "1"
-        self.count = 0
-
-    def __call__(self) -> None:
-        self.count += 1
-        if self.crash_after is not None and self.count >= self.crash_after:
-            os._exit(137)
-        if self.delay:
-            time.sleep(self.delay)
 
 
 # --- the journal file -------------------------------------------------------------------------
