@@ -51,7 +51,7 @@ def dedupe_cmd(roots: tuple[Path, ...], uis: tuple[str, ...], do_apply: bool, un
     config = settings()
     given = list(roots) or [root_of(config, None)]
     ui: list[str] | None = list(uis) or None
-    with context(config) as ctx, Progress(every=2.0) as progress:
+    with context(config) as ctx, Progress(every=1.0) as progress:
 
         def step(event: Any) -> None:
             progress.update(event.stage, event.done, event.total, event.path)

@@ -140,3 +140,14 @@ def test_bad_input_is_one_line_and_an_exit_code(tmp_path: Path, run_cli: RunCli,
 def test_a_missing_root_is_a_usage_error(tmp_path: Path, run_cli: RunCli) -> None:
     out = run_cli("dedupe", str(tmp_path / "nope"))
     assert out.returncode == 2 and "Traceback" not in out.stderr
+
+
+@pytest.mark.slow  # a few seconds of paced steps
+def test_a_long_apply_says_how_far_it_is_on_stderr(tmp_path: Path, run_cli: RunCli) -> None:
+    checkpoints(tmp_path / "a")
+    copy_root(tmp_path / "a", tmp_path / "b")
+    out = run_cli("dedupe", str(tmp_path / "a"), str(tmp_path / "b"), "--apply",
+                  env={"SDLIB_TEST_STEP_DELAY": "0.5"})  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert "sdlib: link: " in out.stderr and "of 3" in out.stderr
+    assert "sdlib:" not in out.stdout
