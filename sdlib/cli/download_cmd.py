@@ -137,6 +137,10 @@ def _destination(settings: Any, to_dir: Path | None, ui: str | None, root: Path 
         from dataclasses import replace
 
         dest = replace(dest, layout=dest.layout.with_overrides(settings.library.folders))
+    if settings.store.path:  # a root linked to the store (`sdlib link`) downloads into it
+        from sdlib.services.store import with_store
+
+        dest = with_store(settings, dest)
     return dest
 
 

@@ -203,6 +203,10 @@ class Context:
         dest = Destination.for_ui(self._root(root), ui or lib.ui)
         if lib.folders and dest.layout is not None:
             dest = replace(dest, layout=dest.layout.with_overrides(lib.folders))
+        if self.settings.store.path:  # a root linked to the store downloads into it
+            from sdlib.services.store import with_store
+
+            dest = with_store(self.settings, dest)
         return dest
 
     def _root(self, root: str | Path | None) -> Path:

@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from sdlib.config import Settings
+    from sdlib.library.placement import Destination
     from sdlib.services._context import Context
     from sdlib.store.plan import Plan
     from sdlib.store.record import LinkRecord
@@ -28,8 +30,10 @@ __all__ = [
     "UnlinkOutcome",
     "init_store",
     "link_store",
+    "store_folders",
     "store_status",
     "unlink_store",
+    "with_store",
 ]
 
 
@@ -363,3 +367,51 @@ def store_status(ctx: Context, store: str | os.PathLike[str] | None = None) -> S
         links.append({"root": record.root, "ui": record.ui, "method": record.method,
                       "created": record.created, "intact": intact})  # fmt: skip
     return StoreStatus(str(path) if path else None, exists, counts, tuple(links))
+
+
+def with_store(settings: Settings, dest: Destination) -> Destination:
+    """``dest`` placing the kinds its webUI sees in the configured store (``sdlib link``)
+    into the store, once for every linked webUI; ``[library.folders]`` still wins for its
+    kinds. Unchanged without a store, for a root not linked to it, or a plain folder."""
+    from dataclasses import replace
+
+    if not settings.store.path or dest.layout is None:
+        return dest
+    shared = {
+        kind: folder
+        for kind, folder in store_folders(settings, dest.root).items()
+        if kind not in settings.library.folders
+    }
+    return replace(dest, layout=dest.layout.with_overrides(shared)) if shared else dest
+
+
+def store_folders(settings: Settings, root: str | os.PathLike[str]) -> dict[str, str]:
+    """{kind: store folder} for the kinds the webUI at ``root`` sees in the configured store
+    through a link or config edit that is still in place: where downloads for it go, once
+    for every linked UI. Empty when there is no store, ``root`` is not linked to it, or it
+    was linked with hard links (a snapshot: new files would not be seen)."""
+    from sdlib.store.folders import COMFY_KEYS, SDNEXT_KEYS, STORE_FOLDERS
+    from sdlib.store.links import same_target
+    from sdlib.store.record import FILE_NAME, load_records, same_path
+    from sdlib.store.tree import present
+
+    configured = settings.store.path
+    if not configured:
+        return {}
+    store = os.path.abspath(Path(configured).expanduser())
+    records = load_records(Path(settings.data_dir) / FILE_NAME)
+    record = _find(records, os.path.abspath(Path(root).expanduser()))
+    if record is None or not same_path(record.store, store) or record.method == "hardlink":
+        return {}
+    seen: list[str] = []
+    for action in record.actions:
+        if action.op in ("symlink", "junction") and same_target(action.path, action.target):
+            seen.append(os.path.basename(action.target))
+        elif action.op in ("yaml", "json") and os.path.isfile(action.path):
+            keys = COMFY_KEYS if action.op == "yaml" else SDNEXT_KEYS
+            seen += [f for f in present(Path(store)) if f in keys]
+    return {
+        STORE_FOLDERS[f].value: os.path.join(store, f)
+        for f in dict.fromkeys(seen)
+        if f in STORE_FOLDERS
+    }

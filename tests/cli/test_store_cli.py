@@ -128,3 +128,28 @@ def test_one_download_into_the_store_is_seen_by_both_webuis(
         models = [f for f in report["files"] if f["role"] == "model"]
         assert [(m["kind"], m["status"]) for m in models] == [("lora", ["ok"])]
         assert sha256(models[0]["path"]) == digest
+
+
+def test_a_download_into_a_linked_root_goes_to_the_store_once(
+    run_cli: RunCli, tmp_path: Path
+) -> None:
+    a1111 = trees.a1111(tmp_path / "webui")
+    comfy = trees.comfyui(tmp_path / "ComfyUI")
+    store = tmp_path / "store"
+    for args in (("store", "init", store), ("link", a1111, "--ui", "a1111"), ("link", comfy)):
+        assert run_cli(*map(str, args)).returncode == 0
+    got = run_cli("download", "58390", "--root", str(a1111), "--ui", "a1111", "--json")
+    assert got.returncode == 0, got.stderr
+    placed = list((store / "Lora").rglob("*.safetensors"))
+    assert len(placed) == 1  # in the store, not in the webUI's own models/Lora
+    assert not [p for p in (a1111 / "models" / "Lora").iterdir() if not p.is_symlink()]
+    digest = sha256(placed[0])
+    for root in (a1111, comfy):
+        report = json.loads(run_cli("scan", str(root), "--json").stdout)
+        models = [f for f in report["files"] if f["role"] == "model"]
+        assert [(m["kind"], m["status"]) for m in models] == [("lora", ["ok"])]  # listed once
+        assert sha256(models[0]["path"]) == digest
+    assert run_cli("unlink", str(a1111)).returncode == 0
+    again = run_cli("download", "58390", "--root", str(a1111), "--ui", "a1111", "--json")
+    assert again.returncode == 0, again.stderr
+    assert list((a1111 / "models" / "Lora").rglob("*.safetensors"))  # unlinked: its own folder

@@ -251,3 +251,21 @@ def test_a_second_run_at_the_same_time_is_refused(ctx: Context, tmp_path: Path) 
     with lock, pytest.raises(LibraryError, match="another"):
         link_store(ctx, root, "a1111")
     assert tree_state(root) == before
+
+
+def test_a_linked_roots_destination_is_the_store_for_what_it_sees_there(
+    ctx: Context, store: Path, tmp_path: Path
+) -> None:
+    from sdlib.taxonomy import Kind
+
+    root = make_root(tmp_path, "forge")
+    own = ctx.destination(root, "forge").folder_for(Kind.LORA)
+    assert own == root / "models" / "Lora"
+    link_store(ctx, root, "forge")
+    dest = ctx.destination(root, "forge")
+    assert dest.folder_for(Kind.LORA) == store / "Lora"  # downloaded once, into the store
+    assert dest.folder_for(Kind.CHECKPOINT) == store / "StableDiffusion"
+    # Forge does not follow a folder link for VAEs: they still go where Forge reads them.
+    assert dest.folder_for(Kind.VAE) == root / "models" / "VAE"
+    unlink_store(ctx, root)
+    assert ctx.destination(root, "forge").folder_for(Kind.LORA) == own
