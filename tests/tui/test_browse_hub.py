@@ -34,6 +34,10 @@ def rows(app: Any) -> list[str]:
     return [str(table.get_row_at(i)[0]) for i in range(table.row_count)]
 
 
+def keys(app: Any) -> list[str]:
+    return [str(k.value) for k in app.screen.query_one(ResultsTable).rows]
+
+
 def hub_searches(server: DemoServer) -> list[str]:
     return [r.path for r in server.requests if r.path.startswith("/api/models?")]
 
@@ -104,6 +108,27 @@ async def test_s_switches_to_the_hub_with_its_columns_and_filters(
         await ui.settle(pilot)
         assert "DreamShaper" in rows(app) and screen.query_one("#filters").display
         assert not screen.query_one("#hub-filters").display
+
+
+async def test_hub_results_come_in_pages_until_the_view_is_full(
+    make_app: Any, hub_settings: Settings, ui: Any
+) -> None:
+    """Two repos a page: pages fill the view, then the next is taken as the cursor nears
+    the end, in the Hub's order, none twice, until the search has no more."""
+    app = make_app(hub_settings, page_size=2)
+    async with app.run_test(size=(80, 10)) as pilot:  # 4 rows in view
+        await to_hub(pilot, ui)
+        by_downloads = [f"hf:{r.id}" for r in sorted(HUB_CATALOGUE, key=lambda r: -r.downloads)]
+        first = keys(app)
+        assert 4 <= len(first) < len(by_downloads) and first == by_downloads[: len(first)]
+        assert "more below" in ui.text(app)
+        for _ in range(len(by_downloads)):
+            if len(keys(app)) == len(by_downloads):
+                break
+            await pilot.press("end")
+            await ui.settle(pilot)
+        assert keys(app) == by_downloads
+        assert "9 repos" in ui.text(app) and "more below" not in ui.text(app)
 
 
 async def test_a_failed_hub_search_leaves_no_stale_results(

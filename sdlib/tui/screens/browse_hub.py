@@ -267,6 +267,10 @@ class HubBrowsing(SdlibScreen):
             self.post_message(HubRepoFailed(repo_id, str(exc)))
             return
         self.post_message(HubRepoLoaded(repo_id, repo, None))
+        from textual.worker import get_current_worker
+
+        if get_current_worker().is_cancelled:
+            return  # another repo was highlighted meanwhile: its headers are not wanted
         peeks = remote.hub_peek(self.services, repo)  # errors are per file, never raised
         self.post_message(HubRepoLoaded(repo_id, repo, peeks))
 
