@@ -46,7 +46,8 @@ def _load(text: str) -> dict[str, Any]:
 
 
 def _dump(data: Mapping[str, Any]) -> str:
-    # SD.Next writes its config with indent=4 (modules/shared.py ``Options.save``).
+    # Reformatted (indent 4); unlink gives back the original bytes while the file is as
+    # sdlib left it, and SD.Next reads either.
     return json.dumps(data, indent=4, ensure_ascii=False) + "\n"
 
 

@@ -269,3 +269,18 @@ def test_a_linked_roots_destination_is_the_store_for_what_it_sees_there(
     assert dest.folder_for(Kind.VAE) == root / "models" / "VAE"
     unlink_store(ctx, root)
     assert ctx.destination(root, "forge").folder_for(Kind.LORA) == own
+
+
+def test_a_ui_folder_that_leads_outside_the_root_is_not_written_into(
+    ctx: Context, store: Path, tmp_path: Path
+) -> None:
+    root = make_root(tmp_path, "a1111")
+    elsewhere = tmp_path / "loras on another drive"
+    elsewhere.mkdir()
+    (root / "models" / "Lora").rmdir()
+    (root / "models" / "Lora").symlink_to(elsewhere, target_is_directory=True)
+    done = link_store(ctx, root, "a1111")
+    assert list(elsewhere.iterdir()) == []  # nothing made outside the root
+    assert any("models/Lora leads outside the root" in note for note in done.notes)
+    assert os.path.samefile(root / "models" / "Stable-diffusion" / "sdlib-store",
+                            store / "StableDiffusion")  # fmt: skip
