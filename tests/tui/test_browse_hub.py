@@ -209,6 +209,9 @@ async def test_several_single_files_ask_which(
                    if f.path.endswith(".safetensors") and "/" not in f.path]  # fmt: skip
         text = ui.text(app)
         assert all(name in text for name in singles)
+        # The highlighted first file is an SDXL checkpoint (its header says so): where it goes.
+        await ui.until(pilot, lambda: "where: ~/webui/models/Stable-diffusion" in ui.text(app),
+                       what="where the file goes")  # fmt: skip
         await pilot.press("escape")
         await ui.settle(pilot)
         assert len(app.downloads) == 0
@@ -253,3 +256,23 @@ def test_tui_demo_points_the_hub_at_the_demo_server(tmp_path: Path) -> None:
         assert "stabilityai/sdxl-vae" in [m["id"] for m in answer.json()]
     finally:
         server.stop()
+
+
+async def test_a_gated_repo_with_access_downloads(
+    make_app: Any, hub_settings: Settings, webui: Path, civitai: DemoServer, ui: Any
+) -> None:
+    """The demo Hub grants hf_demo_token every gated repo: d resolves, then queues."""
+    repo = "black-forest-labs/FLUX.1-dev"
+    hub = replace(hub_settings.huggingface, token="hf_demo_token")
+    app = make_app(replace(hub_settings, huggingface=hub))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await to_hub(pilot, ui)
+        detail = await open_repo(pilot, ui, repo)
+        assert detail.peeks is not None and not detail.peeks["ae.safetensors"].error
+        await pilot.press("d")
+        await ui.until(pilot, lambda: any(j.state is JobState.DONE for j in app.downloads),
+                       what="the download")  # fmt: skip
+        [job] = list(app.downloads)
+        assert job.result is not None and job.result.path.parent == webui / "models" / "VAE"
+        served = civitai.hub.files[(repo, "ae.safetensors")]
+        assert hashlib.sha256(job.result.path.read_bytes()).hexdigest() == served.sha256

@@ -156,6 +156,7 @@ class HubFileDialog(Decision[str | None]):
                 ),
                 classes="dialog-title",
             )
+            yield Static("where: …", id="download-where")
             options = []
             for f, g in single_files(self.repo):
                 seen = self._peeks.get(f.path)
@@ -166,7 +167,41 @@ class HubFileDialog(Decision[str | None]):
             yield Static("enter: add to the queue · esc: cancel", classes="dialog-hint")
 
     def on_mount(self) -> None:
-        self.query_one("#download-files", OptionList).focus()
+        files = self.query_one("#download-files", OptionList)
+        files.highlighted = 0
+        files.focus()
+
+    @on(OptionList.OptionHighlighted, "#download-files")
+    def _highlighted(self, event: OptionList.OptionHighlighted) -> None:
+        if event.option.id is not None:
+            self._where(event.option.id)
+
+    @work(thread=True, exclusive=True, exit_on_error=False)
+    def _where(self, path: str) -> None:
+        """The folder this file will go to: by what its header says, else the guess."""
+        from sdlib.errors import SdlibError
+        from sdlib.taxonomy import Base, Kind
+        from sdlib.tui.hub_text import single_files
+
+        guess = next((g for f, g in single_files(self.repo) if f.path == path), None)
+        seen = self._peeks.get(path)
+        try:
+            kind = Kind(seen.kind) if seen is not None and seen.kind else None
+            base = Base(seen.base) if seen is not None and seen.base else None
+        except ValueError:
+            kind = base = None
+        kind = kind or (guess.kind if guess is not None else Kind.UNKNOWN)
+        try:
+            dest = self._services.destination()
+            folder = dest.folder_for(kind, base or self.repo.model.base)
+            text = f"where: {tilde(folder)}  ({dest.layout.title if dest.layout else 'folder'})"
+        except SdlibError as exc:
+            text = f"where: {exc.message}"
+        self.app.call_from_thread(self._set_where, terminal_safe(text, newlines=False))
+
+    def _set_where(self, text: str) -> None:
+        if self.is_attached:
+            self.query_one("#download-where", Static).update(Content(text))
 
     @on(OptionList.OptionSelected, "#download-files")
     def _chosen(self, event: OptionList.OptionSelected) -> None:
