@@ -217,11 +217,13 @@ async def test_several_single_files_ask_which(
         assert len(app.downloads) == 0
 
 
+@pytest.mark.parametrize("token", [None, "hf_demo_pending"], ids=["no-login", "not-approved"])
 async def test_a_gated_repo_without_access_says_why(
-    make_app: Any, hub_settings: Settings, webui: Path, ui: Any
+    make_app: Any, hub_settings: Settings, webui: Path, ui: Any, token: str | None
 ) -> None:
     repo = "black-forest-labs/FLUX.1-dev"
-    app = make_app(hub_settings)
+    hub = replace(hub_settings.huggingface, token=token)
+    app = make_app(replace(hub_settings, huggingface=hub))
     async with app.run_test(size=(120, 40)) as pilot:
         await to_hub(pilot, ui)
         detail = await open_repo(pilot, ui, repo)
@@ -233,6 +235,8 @@ async def test_a_gated_repo_without_access_says_why(
                        what="the refusal")  # fmt: skip
         [note] = [n for n in ui.notifications(app) if "No access" in n]
         assert "gated" in note and f"/{repo}" in note  # where to request access
+        assert ("not (yet) in its authorized list" in note) if token else "log in" in note
+        assert note.split(": ", 1)[1] in ui.text(app).replace("\n ", " ")  # and in the pane
         assert len(app.downloads) == 0  # nothing queued to fail later
         assert isinstance(app.screen, BrowseScreen) and app.is_running
 
@@ -276,3 +280,18 @@ async def test_a_gated_repo_with_access_downloads(
         assert job.result is not None and job.result.path.parent == webui / "models" / "VAE"
         served = civitai.hub.files[(repo, "ae.safetensors")]
         assert hashlib.sha256(job.result.path.read_bytes()).hexdigest() == served.sha256
+
+
+async def test_compact_layout_opens_a_repo_in_place_and_escape_goes_back(
+    make_app: Any, hub_settings: Settings, ui: Any
+) -> None:
+    app = make_app(hub_settings)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await to_hub(pilot, ui)
+        screen = app.screen
+        detail = await open_repo(pilot, ui, "stabilityai/sdxl-vae")
+        assert detail.display and not screen.query_one(ResultsTable).display
+        assert "sdxl_vae.safetensors" in ui.text(app)
+        await pilot.press("escape")
+        await ui.settle(pilot)
+        assert screen.query_one(ResultsTable).display and not detail.display
