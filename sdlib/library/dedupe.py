@@ -221,6 +221,7 @@ def _names(sources: Sequence[Source], plan: DedupePlan) -> list[_Name]:
     """Every model file of the sources that is a real file inside the wall, once each."""
     out: list[_Name] = []
     seen: set[str] = set()
+    beyond = 0
     for source in sources:
         for f in sorted(source.files, key=lambda f: f.path):
             if f.role != "model" or f.path in seen:
@@ -231,13 +232,17 @@ def _names(sources: Sequence[Source], plan: DedupePlan) -> list[_Name]:
             if is_link(f.path):
                 continue  # a symlinked file names another file: not a copy
             if not source.wall.holds(f.path):
-                plan.notes.append(f"{f.path}: left alone: it resolves outside the root")
+                beyond += 1  # behind a folder link leading out (a shared store...)
                 continue
             try:
                 st = os.lstat(f.path)
             except OSError:
                 continue
             out.append(_Name(f.path, source.root, len(out), st, f))
+    if beyond:
+        files = f"{beyond} model file" + ("s" if beyond != 1 else "")
+        plan.notes.append(f"{files} behind links that lead outside the roots (a shared "
+                          "store?) left alone: a linked file is not a copy")  # fmt: skip
     return out
 
 

@@ -157,6 +157,8 @@ def test_a_symlink_is_never_a_copy_and_never_followed(tmp_path: Path, ctx: Conte
     assert os.readlink(lora_a / "alias.safetensors") == str(lora_a / "real copy.safetensors")
     assert os.readlink(lora_b / "linked dir") == str(outside)
     assert state(outside) == before_outside
+    assert done.plan is not None  # the file behind "linked dir" is said to be left alone
+    assert any(n.startswith("1 model file behind links") for n in done.plan.notes)
     after = os.stat(target)
     assert (after.st_ino, after.st_nlink) == (target_st.st_ino, 1)
     dedupe.undo(ctx, [a, b])
