@@ -23,7 +23,8 @@ def installer_session(
     with cli_context(settings) as ctx, DownloadDisplay(console(stderr=True)) as display:
         yield ctx.installer(
             destination=destination, overrides=overrides, previews=previews,
-            cancel=threading.Event(), on_event=display.event, on_note=display.note,
+            # Notes are plain text (a file name may hold [brackets]): never rich markup.
+            cancel=threading.Event(), on_event=display.event, on_note=display.plain,
         ), display  # fmt: skip
 
 

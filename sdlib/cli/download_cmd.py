@@ -155,17 +155,19 @@ def _run(
     results: list[Any] = []
     failures: list[tuple[str, SdlibError]] = []
     with installer_session(settings, dest, overrides, previews) as (installer, display):
+        from rich.markup import escape
 
         def one(ref: str) -> None:
             try:
                 result = installer.install(ref, choice)
             except SdlibError as exc:
                 failures.append((ref, exc))
-                display.note(f"sdlib: [red]error[/red]: {ref}: {exc}")
+                display.note(f"sdlib: [red]error[/red]: {escape(f'{ref}: {exc}')}")
                 return
             results.append(result)
             for warning in result.warnings:
-                display.note(f"[yellow]warning[/yellow]: {result.path.name}: {warning}")
+                said = escape(f"{result.path.name}: {warning}")
+                display.note(f"[yellow]warning[/yellow]: {said}")
 
         run_all(installer, one, refs, jobs)
     order = {ref: i for i, ref in enumerate(refs)}

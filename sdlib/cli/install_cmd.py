@@ -65,10 +65,12 @@ def install_cmd(
             display,
         ),
     ):
+        from rich.markup import escape
 
         def on_result(r: Any) -> None:
             if r.status == "failed":
-                display.note(f"sdlib: [red]error[/red]: line {r.line}: {r.ref}: {r.message}")
+                text = escape(f"line {r.line}: {r.ref}: {r.message}")
+                display.note(f"sdlib: [red]error[/red]: {text}")
 
         report = install_manifest(ctx, plan, installer=installer, jobs=jobs, frozen=frozen,
                                   dry_run=dry_run, on_result=on_result)  # fmt: skip

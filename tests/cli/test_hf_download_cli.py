@@ -181,3 +181,11 @@ def test_a_file_of_the_same_name_from_another_repo_gets_the_repo_name(
         "pytorch_lora_weights.safetensors", "pytorch_lora_weights_lcm-lora-sdxl.safetensors"
     ]  # fmt: skip
     assert _sha256(paths[0]) != _sha256(paths[1]) and all(p.is_file() for p in paths)
+
+
+def test_error_lines_keep_their_brackets(hf: RunCli, tmp_path: Path) -> None:
+    """The hint '[huggingface] token' was eaten as rich markup ('or set  token')."""
+    done = hf("download", "hf:black-forest-labs/FLUX.1-dev/ae.safetensors", "--ui", "a1111",
+              "--root", str(tmp_path / "R"))  # fmt: skip
+    assert done.returncode == 6
+    assert "[huggingface] token" in done.stderr
