@@ -9,7 +9,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import replace
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import httpx2
@@ -22,6 +22,7 @@ from sdlib.errors import DiskFull, DownloadError, SdlibError
 from sdlib.http import build_client
 from sdlib.library.placement import choose_name
 from sdlib.names import safe_filename
+from tests.support.quiet_server import QuietServer
 
 SMALL = bytes(range(256)) * 96  # 24 KiB
 
@@ -96,7 +97,7 @@ class _Handler(BaseHTTPRequestHandler):
 
 @pytest.fixture(scope="module")
 def origin() -> Iterator[tuple[str, dict[str, int]]]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    server = QuietServer(("127.0.0.1", 0), _Handler)
     server.daemon_threads = True
     hits: dict[str, int] = {}
     server.hits = hits  # type: ignore[attr-defined]

@@ -17,8 +17,10 @@ import socket
 import threading
 import time
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
+
+from tests.support.quiet_server import QuietServer
 
 __all__ = ["FakeWebui", "Seen", "closed_port_url"]
 
@@ -46,7 +48,7 @@ class FakeWebui:
         self._seen: list[Seen] = []
         self._lock = threading.Lock()
         handler = type("Handler", (_Handler,), {"webui": self})
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self._server = QuietServer(("127.0.0.1", 0), handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True

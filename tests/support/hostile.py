@@ -21,9 +21,11 @@ import threading
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+from tests.support.quiet_server import QuietServer
 
 __all__ = ["Answer", "HostileServer", "endless", "gzip_bomb"]
 
@@ -77,9 +79,7 @@ def gzip_bomb(size: int, level: int = 1) -> bytes:
 Route = Answer | Callable[[Query], Answer]
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
+class _Server(QuietServer):
     owner: HostileServer
 
 
