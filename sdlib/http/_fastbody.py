@@ -141,9 +141,7 @@ class FastBodyTransport(httpx2.BaseTransport):
                 context.check_hostname = False
                 context.verify_mode = ssl.CERT_NONE
             else:
-                import certifi  # what httpx2 trusts by default
-
-                context = ssl.create_default_context(cafile=certifi.where())
+                context = httpx2.create_ssl_context()  # what httpx2 itself trusts
             self._context = context
         return self._context
 
