@@ -15,22 +15,27 @@ or Textual objects. Below this layer: sources (Civitai), the download engine, th
 
 from __future__ import annotations
 
-from sdlib.services import (
-    account,
-    dedupe,
-    downloads,
-    files,
-    library,
-    manifests,
-    paths,
-    peek,
-    refresh,
-    remote,
-    transform,
-    trash,
-    verify,
-)
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from sdlib.services._context import Context
+
+if TYPE_CHECKING:
+    from sdlib.services import (
+        account,
+        dedupe,
+        downloads,
+        files,
+        library,
+        manifests,
+        paths,
+        peek,
+        refresh,
+        remote,
+        transform,
+        trash,
+        verify,
+    )
 
 __all__ = [
     "Context",
@@ -48,3 +53,10 @@ __all__ = [
     "trash",
     "verify",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """The operation modules load on first use: a command pays only for its own."""
+    if name in __all__:
+        return importlib.import_module(f"sdlib.services.{name}")
+    raise AttributeError(f"module 'sdlib.services' has no attribute {name!r}")
