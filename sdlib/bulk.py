@@ -233,6 +233,8 @@ class BulkInstaller:
             if parsed.version_id is None:
                 ref = f"{parsed.model_id}@{entry.version}"
         choice = FileChoice(entry.type, entry.format, entry.size, entry.fp, entry.file_id)
+        if hub:
+            choice = FileChoice()  # [defaults] filters are Civitai's; a Hub ref is one file
         try:
             resolved = self.installer.resolve(ref, choice)
         except NotFound:

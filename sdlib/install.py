@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from sdlib.download import DownloadEvent, DownloadOptions, DownloadResult, DownloadSpec, download
-from sdlib.errors import HashMismatch, SdlibError, UnsafeFileError
+from sdlib.errors import HashMismatch, SdlibError, UnsafeFileError, UsageError
 from sdlib.hashcache import HashCache
 from sdlib.library.placement import Destination, choose_name, same_family
 from sdlib.library.sidecars import (
@@ -111,6 +111,11 @@ class Installer:
         if self.hub is not None and self.hub.claims(ref):
             from sdlib.sources.hf import resolve_file as resolve_hub_file
 
+            if choice != ANY_FILE:
+                raise UsageError(
+                    f"{ref}: file filters (type, format, size, fp, file id) apply to Civitai "
+                    "references; a Hub reference names one file"
+                )
             return resolve_hub_file(self.hub, ref)
         from sdlib.sources.civitai import resolve_file
 

@@ -189,3 +189,9 @@ def test_error_lines_keep_their_brackets(hf: RunCli, tmp_path: Path) -> None:
               "--root", str(tmp_path / "R"))  # fmt: skip
     assert done.returncode == 6
     assert "[huggingface] token" in done.stderr
+
+
+def test_civitai_file_filters_on_a_hub_ref_are_a_usage_error(hf: RunCli, tmp_path: Path) -> None:
+    done = hf("download", VAE, "--format", "SafeTensor", "--to", str(tmp_path / "out"))
+    assert done.returncode == 2 and "apply to Civitai references" in done.stderr
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
