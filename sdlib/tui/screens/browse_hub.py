@@ -104,18 +104,15 @@ class HubBrowsing(SdlibScreen):
         self._hub_pages = HubPages(lambda stop: iter(()))
         self._hub_models: dict[str, HubModel] = {}
 
-    # Shared with the Civitai side (BrowseScreen defines them).
-    def _clear_results(self) -> None:
-        raise NotImplementedError
+    if TYPE_CHECKING:  # shared with the Civitai side: BrowseScreen defines them
 
-    def _status(self, text: str) -> None:
-        raise NotImplementedError
+        def _clear_results(self) -> None: ...
 
-    def _schedule_detail(self) -> None:
-        raise NotImplementedError
+        def _status(self, text: str) -> None: ...
 
-    def search(self, query: Query | None = None) -> None:
-        raise NotImplementedError
+        def _schedule_detail(self) -> None: ...
+
+        def search(self, query: Query | None = None) -> None: ...
 
     # -- the switch ---------------------------------------------------------------------------
     def compose_hub_filters(self) -> ComposeResult:
