@@ -57,9 +57,12 @@ class HashCache:
         return cls(load_settings().cache_dir / "hashes.sqlite")
 
     def close(self) -> None:
-        if self._db is not None:
-            self._db.close()
-            self._db = None
+        # Under the lock: a worker thread (a merge's input hasher, say) may still be storing a
+        # result when its caller leaves; closing the connection under it would crash SQLite.
+        with self._lock:
+            db, self._db = self._db, None
+            if db is not None:
+                db.close()
 
     def __enter__(self) -> HashCache:
         return self
@@ -78,6 +81,8 @@ class HashCache:
         try:
             st = os.stat(path)
             with self._lock:
+                if self._db is None:
+                    return None
                 row = self._db.execute(
                     "SELECT sha256, autov1, autov2, autov3, crc32, blake3 FROM hashes"
                     " WHERE dev=? AND ino=? AND size=? AND mtime_ns=?",
@@ -96,12 +101,16 @@ class HashCache:
             st = os.stat(path)
             if st.st_size != hashes.size:
                 return
-            with self._lock, self._db:
-                self._db.execute(
-                    "INSERT OR REPLACE INTO hashes VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-                    (*self._key(st), printable(path), hashes.sha256, hashes.autov1,
-                     hashes.autov2, hashes.autov3, hashes.crc32, hashes.blake3),
-                )  # fmt: skip
+            with self._lock:
+                db = self._db
+                if db is None:
+                    return
+                with db:
+                    db.execute(
+                        "INSERT OR REPLACE INTO hashes VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                        (*self._key(st), printable(path), hashes.sha256, hashes.autov1,
+                         hashes.autov2, hashes.autov3, hashes.crc32, hashes.blake3),
+                    )  # fmt: skip
         except (OSError, sqlite3.Error):
             pass
 

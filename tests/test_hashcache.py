@@ -73,3 +73,26 @@ def test_non_utf8_names_are_cached_and_fifos_refused(tmp_path: Path) -> None:
         assert cache.get(name) == (hashes, True)  # stored despite the undecodable name
         with pytest.raises(FormatError, match="not a regular file"):
             cache.get(fifo)  # refused at once: opening it would wait for a writer
+
+
+def test_closing_while_another_thread_stores_is_safe(tmp_path: Path) -> None:
+    """A merge's input hasher may still store a result after its caller closed the cache."""
+    import threading
+
+    from sdlib.hashing import hash_file
+
+    target = tmp_path / "m.bin"
+    target.write_bytes(b"x" * 4096)
+    hashes = hash_file(target)
+    for _ in range(50):
+        cache = HashCache(tmp_path / "cache.sqlite")
+        workers = [
+            threading.Thread(target=lambda c=cache: [c.store(target, hashes) for _ in range(20)])
+            for _ in range(3)
+        ]
+        for w in workers:
+            w.start()
+        cache.close()
+        for w in workers:
+            w.join()
+        assert cache.lookup(target) is None  # closed: no answer, no crash
