@@ -257,6 +257,16 @@ def test_demo_server_bad_fault_is_a_usage_error(run_cli: RunCli, tmp_path: Path)
     assert "explode" in _error(result, 2)
 
 
+@pytest.mark.parametrize("size", ["100", "1000B", "0.5KiB"])
+def test_demo_server_large_file_too_small_for_its_header_is_a_usage_error(
+    run_cli: RunCli, tmp_path: Path, size: str
+) -> None:
+    # A 100-byte "safetensors" file cannot hold its own header: refuse before serving it.
+    result = run_cli("demo-server", "--port", "0", "--files-dir", str(tmp_path),
+                     "--large-file", size)  # fmt: skip
+    assert "at least 1 KiB" in _error(result, 2)
+
+
 def test_no_heavy_imports_for_help() -> None:
     code = (
         "import sys; from sdlib.cli import main\n"
