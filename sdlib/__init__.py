@@ -55,6 +55,7 @@ if TYPE_CHECKING:
     from sdlib.services.peek import RemoteInspection, RemoteTarget, inspect_remote
     from sdlib.services.refresh import WebuiRefresh, refresh_webuis
     from sdlib.services.remote import install, search, show
+    from sdlib.services.seen import seen_by
     from sdlib.services.store import init_store, link_store, store_status, unlink_store
     from sdlib.services.transform import convert, merge
     from sdlib.services.trash import trash_paths
@@ -106,6 +107,7 @@ __all__ = [
     "resume_download",
     "scan",
     "search",
+    "seen_by",
     "show",
     "store_status",
     "trash_paths",
@@ -162,6 +164,7 @@ _LAZY = {
     "resume_download": "sdlib.services.downloads",
     "scan": "sdlib.services.library",
     "search": "sdlib.services.remote",
+    "seen_by": "sdlib.services.seen",
     "show": "sdlib.services.remote",
     "unfinished_downloads": "sdlib.services.downloads",
     "init_store": "sdlib.services.store",

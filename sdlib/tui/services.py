@@ -14,7 +14,7 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sdlib.services import Context
 
@@ -87,12 +87,14 @@ class Services(Context):
             raise UsageError("no webUI folder is set: choose one in Settings (key 4)")
         return super().library_root(root, ui)
 
-    def destination(self, root: str | Path | None = None, ui: str | None = None) -> Destination:
+    def destination(
+        self, root: str | Path | None = None, ui: str | None = None, **options: Any
+    ) -> Destination:
         from sdlib.errors import UsageError
 
         if root is None and not self.settings.library.root:
             raise UsageError("no webUI folder is set: choose one in Settings (key 4)")
-        return super().destination(root, ui)
+        return super().destination(root, ui, **options)
 
     def close(self) -> None:
         with self._lock:
