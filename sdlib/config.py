@@ -7,7 +7,7 @@ sets ``[network] proxy``. The Hugging Face Hub is found as every HF tool finds i
 ``SDLIB_HF_ENDPOINT`` or ``HF_ENDPOINT`` over ``[huggingface] endpoint``; its token is
 ``HF_TOKEN`` (or the older ``HUGGING_FACE_HUB_TOKEN``), else ``[huggingface] token``, else
 the file ``hf auth login`` writes (``hub_token_path``). ``SDLIB_CIVARCHIVE_URL`` over
-``[civarchive] base_url``.
+``[civarchive] base_url``. ``SDLIB_MIRROR_URL`` over ``[mirror] url``.
 """
 
 from __future__ import annotations
@@ -103,6 +103,23 @@ class StoreSettings:
     path: str | None = None
 
 
+@dataclass(frozen=True)
+class MirrorSettings:
+    """A studio mirror: content-addressed model files on S3-compatible storage or a plain
+    HTTP server (``sdlib.mirror``). ``SDLIB_MIRROR_URL`` wins over ``url``; the S3 endpoint,
+    region and credentials also come from the standard ``AWS_*`` variables and profiles."""
+
+    #: ``s3://BUCKET/PREFIX`` or ``https://HOST/PREFIX/`` (read-only); None: no mirror.
+    url: str | None = None
+    #: The S3 API's address for a non-AWS server, e.g. ``http://nas.lan:8333``.
+    endpoint_url: str | None = None
+    region: str | None = None
+    #: A profile in ``~/.aws/credentials`` / ``~/.aws/config`` (default: ``AWS_PROFILE``).
+    profile: str | None = None
+    #: Push verified upstream downloads to the mirror (needs an s3:// url and write access).
+    publish: bool = False
+
+
 #: The webUIs a ``[webui.NAME]`` table can describe (their refresh APIs differ).
 WEBUI_KINDS = ("a1111", "forge", "reforge", "sdnext", "comfyui")
 
@@ -132,6 +149,7 @@ class Settings:
     huggingface: HuggingfaceSettings = field(default_factory=HuggingfaceSettings)
     civarchive: CivarchiveSettings = field(default_factory=CivarchiveSettings)
     store: StoreSettings = field(default_factory=StoreSettings)
+    mirror: MirrorSettings = field(default_factory=MirrorSettings)
     #: ``[webui.NAME]`` tables, in file order: running webUIs told to refresh after installs.
     webuis: tuple[WebuiSettings, ...] = ()
     cache_dir: Path = field(default_factory=lambda: _default_dir("cache"))
@@ -172,6 +190,7 @@ _SECTIONS: dict[str, type] = {
     "huggingface": HuggingfaceSettings,
     "civarchive": CivarchiveSettings,
     "store": StoreSettings,
+    "mirror": MirrorSettings,
 }
 
 
@@ -279,7 +298,20 @@ def load_settings(path: Path | None = None, env: Mapping[str, str] | None = None
     if not civitai.base_url.startswith(("http://", "https://")):
         raise ConfigError(f"civitai.base_url must be an http(s) URL, not {civitai.base_url!r}")
     return replace(settings, civitai=civitai, huggingface=_huggingface(settings.huggingface, env),
-                   civarchive=_civarchive(settings.civarchive, env))  # fmt: skip
+                   civarchive=_civarchive(settings.civarchive, env),
+                   mirror=_mirror(settings.mirror, env))  # fmt: skip
+
+
+def _mirror(mirror: MirrorSettings, env: Mapping[str, str]) -> MirrorSettings:
+    url = (env.get("SDLIB_MIRROR_URL") or mirror.url or "").strip()
+    if url and not url.startswith(("s3://", "http://", "https://")):
+        raise ConfigError(f"mirror.url must be s3://BUCKET/PREFIX or an http(s) URL, not {url!r}")
+    endpoint = (mirror.endpoint_url or "").strip().rstrip("/")
+    if endpoint and not endpoint.startswith(("http://", "https://")):
+        raise ConfigError(f"mirror.endpoint_url must be an http(s) URL, not {endpoint!r}")
+    return replace(mirror, url=url or None, endpoint_url=endpoint or None,
+                   region=(mirror.region or "").strip() or None,
+                   profile=(mirror.profile or "").strip() or None)  # fmt: skip
 
 
 def _webuis(raw: Any, path: Path) -> tuple[WebuiSettings, ...]:

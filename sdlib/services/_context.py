@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from sdlib.library.layouts import Layout
     from sdlib.library.placement import Destination
     from sdlib.lookup import Lookup
+    from sdlib.mirror import Mirror
     from sdlib.sources.civitai import CivitaiClient
     from sdlib.sources.hf import HubClient
 
@@ -59,6 +60,9 @@ class Context:
         self._hub: HubClient | None = None
         self._hashes: HashCache | None = None
         self._index: Index | None = None
+        self._mirror: Mirror | None = None
+        self._mirror_http: httpx2.Client | None = None
+        self._mirror_open = False
 
     def __enter__(self) -> Context:
         return self
@@ -155,6 +159,29 @@ class Context:
 
                 self._index = Index.for_settings(self.settings)
             return self._index
+
+    @property
+    def mirror(self) -> Mirror | None:
+        """The studio mirror (``[mirror] url`` / ``SDLIB_MIRROR_URL``), None when none is
+        configured. Its HTTP client retries once (a down mirror must not hold a download up:
+        callers go upstream) and carries no Civitai or Hub token."""
+        with self._lock:
+            if not self._mirror_open:
+                from sdlib.mirror import open_mirror
+
+                s = self.settings
+                if s.mirror.url:
+                    from sdlib.http import build_client
+
+                    net = replace(
+                        s.network, retries=1, connect_timeout=min(s.network.connect_timeout, 5.0)
+                    )
+                    s = replace(s, network=net, civitai=replace(s.civitai, token=None),
+                                huggingface=replace(s.huggingface, token=None))  # fmt: skip
+                    self._mirror_http = build_client(s, self._transport)
+                    self._mirror = open_mirror(self.settings, self._mirror_http, hashes=self.hashes)
+                self._mirror_open = True
+            return self._mirror
 
     def remote(self, rate: float = 4.0) -> Lookup:
         """The source's answers for the library (``identify``, ``updates``), cached in the
@@ -285,5 +312,10 @@ class Context:
             if self._webui_http is not None:
                 self._webui_http.close()
                 self._webui_http = None
+            if self._mirror_http is not None:
+                self._mirror_http.close()
+                self._mirror_http = None
+            self._mirror = None
+            self._mirror_open = False
             self._civitai = None
             self._hub = None

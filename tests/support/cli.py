@@ -26,6 +26,10 @@ DROPPED_ENV = (
     "HF_ENDPOINT", "SDLIB_HF_ENDPOINT", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_TOKEN_PATH",
     "HF_HOME",
     "SDLIB_CIVARCHIVE_URL",
+    # The studio mirror and the S3 settings it reads (a developer's own AWS account).
+    "SDLIB_MIRROR_URL", "AWS_PROFILE", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_REGION",
+    "AWS_DEFAULT_REGION",
 )  # fmt: skip
 
 
@@ -39,6 +43,9 @@ def private_dirs(base: Path) -> dict[str, str]:
         "XDG_CONFIG_HOME": str(base / "xdg-config"),
         "XDG_CACHE_HOME": str(base / "xdg-cache"),
         "XDG_DATA_HOME": str(base / "xdg-data"),
+        # Never the developer's ~/.aws profiles.
+        "AWS_CONFIG_FILE": str(base / "aws" / "config"),
+        "AWS_SHARED_CREDENTIALS_FILE": str(base / "aws" / "credentials"),
     }
 
 

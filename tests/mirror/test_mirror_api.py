@@ -1,0 +1,106 @@
+"""The mirror's Python interface against a real S3 API server (moto on 127.0.0.1)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import httpx2
+import pytest
+
+from sdlib.config import Settings
+from sdlib.errors import HashMismatch, SdlibError
+from sdlib.hashing import hash_file
+from sdlib.mirror import MirrorMeta, MirrorSource, open_mirror
+from sdlib.mirror import _mirror as mirror_impl
+from tests.support.s3_server import S3Bucket, write_blob
+
+
+@pytest.fixture
+def http() -> httpx2.Client:
+    with httpx2.Client(timeout=10) as client:
+        yield client
+
+
+def test_unconfigured_is_none(http: httpx2.Client) -> None:
+    assert open_mirror(Settings(), http) is None
+
+
+def test_push_lays_out_object_and_sidecar(
+    s3_bucket: S3Bucket, http: httpx2.Client, tmp_path: Path
+) -> None:
+    data = write_blob(tmp_path / "detail.safetensors", 300_000)
+    sha = hashlib.sha256(data).hexdigest()
+    mirror = open_mirror(s3_bucket.settings(), http)
+    assert mirror is not None and mirror.can_publish
+    assert mirror.stat(sha) is None
+    hashes = hash_file(tmp_path / "detail.safetensors")
+    source = MirrorSource("civitai", model_id=1, version_id=2, file_id=3)
+    meta = MirrorMeta(hashes=hashes, kind="lora", base="sdxl", names=("detail.safetensors",),
+                      sources=(source,))  # fmt: skip
+    result = mirror.push(tmp_path / "detail.safetensors", hashes, meta)
+    assert result.status == "created"
+    # Layout: PREFIX/sha256/<aa>/<64 hex> and PREFIX/meta/<64 hex>.json, nothing else.
+    assert s3_bucket.keys() == [f"models/meta/{sha}.json", f"models/sha256/{sha[:2]}/{sha}"]
+    assert s3_bucket.read(f"models/sha256/{sha[:2]}/{sha}") == data
+    sidecar = json.loads(s3_bucket.read(f"models/meta/{sha}.json"))
+    assert sidecar["size"] == len(data) and sidecar["sha256"] == sha
+    assert sidecar["hashes"]["blake3"] and sidecar["hashes"]["crc32"]
+    assert sidecar["kind"] == "lora" and sidecar["names"] == ["detail.safetensors"]
+    assert sidecar["sources"] == [{"type": "civitai", "model_id": 1, "version_id": 2, "file_id": 3}]
+    assert sidecar["pushed_by"] and sidecar["pushed_at"]
+    # Reading back: size, sidecar, and a URL any HTTP client can GET with a Range.
+    assert mirror.stat(sha) == len(data)
+    back = mirror.meta(sha)
+    assert back is not None and back.kind == "lora" and back.sources[0].file_id == 3
+    url = mirror.object_url(sha)
+    assert http.get(url).content == data
+    part = http.get(url, headers={"Range": "bytes=10-19"})
+    assert part.status_code == 206 and part.content == data[10:20]
+    # Pushing again is success, "exists".
+    assert mirror.push(tmp_path / "detail.safetensors", hashes).status == "exists"
+
+
+def test_push_refuses_a_file_that_is_not_what_is_claimed(
+    s3_bucket: S3Bucket, http: httpx2.Client, tmp_path: Path
+) -> None:
+    write_blob(tmp_path / "a.bin", 1000, seed=1)
+    write_blob(tmp_path / "b.bin", 1000, seed=2)
+    mirror = open_mirror(s3_bucket.settings(), http)
+    assert mirror is not None
+    with pytest.raises(HashMismatch):
+        mirror.push(tmp_path / "b.bin", hash_file(tmp_path / "a.bin"))
+    assert s3_bucket.keys() == []
+
+
+def test_big_file_goes_up_in_parts_and_appears_whole(
+    s3_bucket: S3Bucket, http: httpx2.Client, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(mirror_impl, "SINGLE_PUT_MAX", 1 << 20)
+    monkeypatch.setattr(mirror_impl, "PART_SIZE", 5 << 20)
+    data = write_blob(tmp_path / "big.bin", (11 << 20) + 123)
+    sha = hashlib.sha256(data).hexdigest()
+    mirror = open_mirror(s3_bucket.settings(), http)
+    assert mirror is not None
+    seen: list[int] = []
+    result = mirror.push(tmp_path / "big.bin", hash_file(tmp_path / "big.bin"),
+                         progress=lambda done, total: seen.append(done))  # fmt: skip
+    assert result.status == "created"
+    assert s3_bucket.read(f"models/sha256/{sha[:2]}/{sha}") == data
+    assert seen[-1] == len(data)
+    # The staging upload is gone: only the object and its sidecar remain.
+    assert s3_bucket.keys() == [f"models/meta/{sha}.json", f"models/sha256/{sha[:2]}/{sha}"]
+    assert mirror.push(tmp_path / "big.bin", hash_file(tmp_path / "big.bin")).status == "exists"
+
+
+def test_mirror_down_is_a_one_line_sdlib_error(http: httpx2.Client, tmp_path: Path) -> None:
+    from tests.support.s3_server import S3Bucket as Bucket
+
+    dead = Bucket(endpoint="http://127.0.0.1:9", name="nobucket")
+    mirror = open_mirror(dead.settings(), http)
+    assert mirror is not None
+    with pytest.raises(SdlibError) as info:
+        mirror.stat("a" * 64)
+    assert info.value.exit_code == 7
+    assert "\n" not in str(info.value) and "unreachable" in str(info.value)
