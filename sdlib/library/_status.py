@@ -17,7 +17,8 @@ unsupported-extension       in the right folder, but the front end will not list
 orphan-sidecar              a ``.civitai.info``, ``.json`` or preview with no model
 wrong-preview-extension     e.g. JPEG bytes in ``.preview.png``, a video named ``.png``
 illegal-or-too-long-name    a name Windows refuses or too long for sidecars and paths
-broken-link                 a symlink whose target is missing
+broken-link                 a symlink whose target is missing (dangling), inside the root
+                            or outside it
 link-outside-root           a link (file or folder) that resolves outside the root: what
                             it leads to is read and listed (the webUI loads it), but
                             nothing is moved, renamed or deleted through it
@@ -239,6 +240,12 @@ def build_reports(
                 rep.status.append("broken-link")
                 rep.notes.append(f"a link to the shared model store {_link_target(path)}, "
                                  "which is missing: `sdlib unlink` removes it")  # fmt: skip
+            continue
+        if e.role == "link" and e.outside and not os.path.exists(path):
+            # Dangling, not just elsewhere: what it named outside the root is gone.
+            rep.status.append("broken-link")
+            rep.notes.append(f"a dangling link to {_link_target(path)}, outside the root, "
+                             "which does not exist: remove it or fix its target")  # fmt: skip
             continue
         if e.role == "link" and e.outside:
             rep.status.append("link-outside-root")
