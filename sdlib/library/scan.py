@@ -119,6 +119,10 @@ def load_layout(root: Path, ui: str, folders: dict[str, str] | None = None) -> L
         from sdlib.library.comfy_paths import extend_layout, read_extra_paths
 
         layout = extend_layout(layout, read_extra_paths(root))
+    elif layout.name == "sdnext":  # its config.json folder keys (a shared store's, say)
+        from sdlib.library import sdnext_paths
+
+        layout = sdnext_paths.extend_layout(layout, root, sdnext_paths.read_sdnext_dirs(root))
     return layout
 
 
