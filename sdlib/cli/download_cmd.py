@@ -105,43 +105,15 @@ def download_cmd(
 
 def _destination(settings: Any, to_dir: Path | None, ui: str | None, root: Path | None) -> Any:
     from sdlib.errors import UsageError
-    from sdlib.library.placement import Destination
+    from sdlib.services import Context
 
-    if to_dir is not None:
-        if ui or root:
-            raise UsageError("use either --to DIR or --ui/--root, not both")
-        return Destination.folder(to_dir)
-    root = root or (Path(settings.library.root) if settings.library.root else None)
-    if root is None:
+    if to_dir is None and root is None and not settings.library.root:
         raise UsageError(
             "say where the files go: --to DIR, or --ui NAME --root PATH "
             "(or set [library] root in the config)"
         )
-    root = root.expanduser()
-    ui = ui or settings.library.ui
-    if not root.exists():
-        if ui.lower() == "auto":  # nothing to detect in a folder that is not there yet
-            raise UsageError(
-                f"{root} does not exist yet; say which webUI it is for with --ui "
-                "(a1111, forge, reforge, sdnext, comfyui, stabilitymatrix)"
-            )
-        from sdlib.library.layouts import get_layout
-
-        get_layout(ui)  # a misspelt --ui leaves no empty folder behind
-        try:
-            root.mkdir(parents=True, exist_ok=True)  # a new webUI folder, as install makes
-        except OSError as exc:
-            raise UsageError(f"cannot create {root}: {exc.strerror or exc}") from None
-    dest = Destination.for_ui(root, ui)
-    if settings.library.folders and dest.layout is not None:
-        from dataclasses import replace
-
-        dest = replace(dest, layout=dest.layout.with_overrides(settings.library.folders))
-    if settings.store.path:  # a root linked to the store (`sdlib link`) downloads into it
-        from sdlib.services.store import with_store
-
-        dest = with_store(settings, dest)
-    return dest
+    with Context(settings) as ctx:  # builds nothing but the destination
+        return ctx.destination(root, ui, folder=to_dir, create=True)
 
 
 def _run(

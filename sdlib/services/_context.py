@@ -222,12 +222,40 @@ class Context:
             raise UsageError(f"the webUI folder {path} is not a folder")
         return path, load_layout(path, ui or lib.ui, dict(lib.folders))
 
-    def destination(self, root: str | Path | None = None, ui: str | None = None) -> Destination:
-        """Where downloads go: a webUI root (default: the configured one) and its layout."""
+    def destination(
+        self, root: str | Path | None = None, ui: str | None = None, *,
+        folder: str | Path | None = None, create: bool = False,
+    ) -> Destination:  # fmt: skip
+        """Where downloads go: a webUI root (default: the configured one) and its layout.
+
+        ``folder`` instead puts every file into one plain folder. ``create`` makes a webUI root
+        that does not exist yet (a new install), which needs a named ``ui``: there is nothing
+        to detect in a missing folder, and a misspelt name leaves no empty folder behind.
+        """
+        from sdlib.errors import UsageError
         from sdlib.library.placement import Destination
 
+        if folder is not None:
+            if root is not None or ui is not None:
+                raise UsageError("use either --to DIR or --ui/--root, not both")
+            return Destination.folder(Path(folder).expanduser())
         lib = self.settings.library
-        dest = Destination.for_ui(self._root(root), ui or lib.ui)
+        path = self._root(root)
+        ui = ui or lib.ui
+        if create and not path.exists():
+            if ui.lower() == "auto":
+                raise UsageError(
+                    f"{path} does not exist yet; say which webUI it is for with --ui "
+                    "(a1111, forge, reforge, sdnext, comfyui, stabilitymatrix)"
+                )
+            from sdlib.library.layouts import get_layout
+
+            get_layout(ui)
+            try:
+                path.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise UsageError(f"cannot create {path}: {exc.strerror or exc}") from None
+        dest = Destination.for_ui(path, ui)
         if lib.folders and dest.layout is not None:
             dest = replace(dest, layout=dest.layout.with_overrides(lib.folders))
         if self.settings.store.path:  # a root linked to the store downloads into it
