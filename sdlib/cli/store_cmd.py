@@ -79,7 +79,9 @@ def init_cmd(directory: Path, adopt: bool, as_json: bool) -> None:
 @json_option
 @handle_errors
 def status_cmd(as_json: bool) -> None:
-    """The store, what each kind folder holds, and the webUIs it is linked into.
+    """The store, what each kind folder holds, the webUIs it is linked into, and the space
+    saved: each store file seen by N linked webUIs counts (N - 1) x its size (the copies
+    they would otherwise each hold), plus the copies `sdlib dedupe --apply` hard-linked.
 
     \b
     Examples:
@@ -106,6 +108,12 @@ def status_cmd(as_json: bool) -> None:
     for link in status.links:
         state = "" if link["intact"] else " (a link is missing or changed)"
         _say(f"linked: {link['root']} ({link['ui']}, {link['method']}){state}")
+    _say(
+        f"reclaimed: {human_size(status.reclaimed)} ({human_size(status.shared_bytes)} in "
+        f"{status.shared_files} store files more than one webUI sees, "
+        f"{human_size(status.dedupe_bytes)} in {status.dedupe_files} copies `sdlib dedupe` "
+        "hard-linked)"
+    )
 
 
 @click.command("link")

@@ -53,6 +53,7 @@ __all__ = [
     "Source",
     "apply_dedupe",
     "find_dedupe_journal",
+    "linked_savings",
     "make_plan",
     "norm_roots",
     "undo_dedupe",
@@ -361,3 +362,26 @@ def undo_dedupe(data_dir: Path, roots: Sequence[str], sha256_of: Sha256Of,
         if journal is None:
             raise UsageError(f"no dedupe run to undo for {', '.join(roots)}")
         return journal, undo_journal(journal, sha256_of, on_step)
+
+
+def linked_savings(data_dir: Path) -> tuple[int, int]:
+    """(bytes, names) dedupe's hard links still save: every copy a finished or interrupted
+    ``--apply`` linked that is still the kept file's inode (not undone, not replaced since).
+    Each name counts once however many runs linked it."""
+    seen: set[str] = set()
+    saved = 0
+    for journal in Journal.all(journal_dir(data_dir), PREFIX):
+        if journal.state not in ("applying", "complete"):
+            continue
+        for i in journal.marks("done"):
+            op = journal.ops[i] if i < len(journal.ops) else None
+            if op is None or op.action != "link" or op.keep is None or op.path in seen:
+                continue
+            try:
+                same = not is_link(op.path) and os.path.samefile(op.path, op.keep)
+            except OSError:
+                continue
+            if same:
+                seen.add(op.path)
+                saved += op.size or 0
+    return saved, len(seen)

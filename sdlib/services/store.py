@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from sdlib.services._context import Context
     from sdlib.store.plan import Plan
     from sdlib.store.record import LinkRecord
+    from sdlib.store.savings import View
 
 __all__ = [
     "LinkOutcome",
@@ -95,6 +96,18 @@ class StoreStatus:
     folders: tuple[tuple[str, int, int], ...]
     #: Recorded links into webUIs: root, ui, method, created, intact (every link still there).
     links: tuple[dict[str, Any], ...]
+    #: Bytes the linked webUIs would otherwise hold as copies: each store file seen by N of
+    #: them counts (N - 1) x its size; and how many files that is.
+    shared_bytes: int = 0
+    shared_files: int = 0
+    #: Bytes (and names) `sdlib dedupe --apply` hard links still save.
+    dedupe_bytes: int = 0
+    dedupe_files: int = 0
+
+    @property
+    def reclaimed(self) -> int:
+        """All the space the store and dedupe save."""
+        return self.shared_bytes + self.dedupe_bytes
 
     @property
     def files(self) -> int:
@@ -109,6 +122,9 @@ class StoreStatus:
             "path": self.path, "exists": self.exists, "files": self.files, "bytes": self.bytes,
             "folders": [{"folder": f, "files": n, "bytes": b} for f, n, b in self.folders],
             "links": list(self.links),
+            "reclaimed": {"bytes": self.reclaimed,
+                          "shared": {"bytes": self.shared_bytes, "files": self.shared_files},
+                          "dedupe": {"bytes": self.dedupe_bytes, "files": self.dedupe_files}},
         }  # fmt: skip
 
 
@@ -342,23 +358,27 @@ def _unlink_locked(ctx: Context, root_s: str) -> UnlinkOutcome:
 
 
 def store_status(ctx: Context, store: str | os.PathLike[str] | None = None) -> StoreStatus:
-    """The store (``store``, default ``[store] path``), what each kind folder holds, and the
-    webUIs it is linked into (whether each link is still in place)."""
+    """The store (``store``, default ``[store] path``), what each kind folder holds, the
+    webUIs it is linked into (whether each link is still in place), and the space it and
+    ``sdlib dedupe`` save."""
+    from sdlib.library.dedupe import linked_savings
     from sdlib.store.links import same_target
     from sdlib.store.record import load_records, same_path
-    from sdlib.store.tree import count_folder, present
+    from sdlib.store.savings import shared_savings
+    from sdlib.store.tree import present, sized_files
 
     raw = store if store is not None else ctx.settings.store.path
     path = Path(os.path.abspath(Path(raw).expanduser())) if raw else None
     exists = path is not None and path.is_dir()
-    counts = tuple(
-        (c.folder, c.files, c.bytes)
-        for c in (count_folder(path, f) for f in present(path))  # type: ignore[arg-type]
-    ) if exists else ()  # fmt: skip
+    files = {f: sized_files(path / f) for f in present(path)} if path and exists else {}
+    counts = tuple((f, len(entries), sum(size for _, size in entries))
+                   for f, entries in files.items())  # fmt: skip
     links = []
+    views = []
     for record in load_records(_record_path(ctx)):
         if path is None or not same_path(record.store, str(path)):
             continue
+        views.append(_view(record, str(path)))
         intact = all(
             same_target(a.path, a.target) if a.op in ("symlink", "junction")
             else os.path.lexists(a.path)
@@ -366,7 +386,39 @@ def store_status(ctx: Context, store: str | os.PathLike[str] | None = None) -> S
         )  # fmt: skip
         links.append({"root": record.root, "ui": record.ui, "method": record.method,
                       "created": record.created, "intact": intact})  # fmt: skip
-    return StoreStatus(str(path) if path else None, exists, counts, tuple(links))
+    shared, shared_n = shared_savings(files, views)
+    deduped, deduped_n = linked_savings(Path(ctx.settings.data_dir))
+    return StoreStatus(str(path) if path else None, exists, counts, tuple(links),
+                       shared, shared_n, deduped, deduped_n)  # fmt: skip
+
+
+def _view(record: LinkRecord, store: str) -> View:
+    """What of the store the webUI of ``record`` sees now: links still leading to the store,
+    config edits still in their file, hard links still the store's inode."""
+    from sdlib.store.folders import COMFY_KEYS, SDNEXT_KEYS
+    from sdlib.store.links import same_target
+    from sdlib.store.savings import View
+    from sdlib.store.tree import present
+
+    folders: list[str] = []
+    files: list[tuple[str, str]] = []
+    for action in record.actions:
+        if action.op in ("symlink", "junction") and same_target(action.path, action.target):
+            folders.append(os.path.basename(action.target))
+        elif action.op in ("yaml", "json") and os.path.isfile(action.path):
+            keys = COMFY_KEYS if action.op == "yaml" else SDNEXT_KEYS
+            folders += [f for f in present(Path(store)) if f in keys]
+        elif action.op == "hardlink" and _same_file(action.path, action.target):
+            rel = os.path.relpath(action.target, store).split(os.sep)
+            files.append((rel[0], "/".join(rel[1:])))
+    return View(frozenset(folders), frozenset(files))
+
+
+def _same_file(a: str, b: str) -> bool:
+    try:
+        return not os.path.islink(a) and os.path.samefile(a, b)
+    except OSError:
+        return False
 
 
 def with_store(settings: Settings, dest: Destination) -> Destination:
@@ -390,10 +442,8 @@ def store_folders(settings: Settings, root: str | os.PathLike[str]) -> dict[str,
     through a link or config edit that is still in place: where downloads for it go, once
     for every linked UI. Empty when there is no store, ``root`` is not linked to it, or it
     was linked with hard links (a snapshot: new files would not be seen)."""
-    from sdlib.store.folders import COMFY_KEYS, SDNEXT_KEYS, STORE_FOLDERS
-    from sdlib.store.links import same_target
+    from sdlib.store.folders import STORE_FOLDERS
     from sdlib.store.record import FILE_NAME, load_records, same_path
-    from sdlib.store.tree import present
 
     configured = settings.store.path
     if not configured:
@@ -403,15 +453,8 @@ def store_folders(settings: Settings, root: str | os.PathLike[str]) -> dict[str,
     record = _find(records, os.path.abspath(Path(root).expanduser()))
     if record is None or not same_path(record.store, store) or record.method == "hardlink":
         return {}
-    seen: list[str] = []
-    for action in record.actions:
-        if action.op in ("symlink", "junction") and same_target(action.path, action.target):
-            seen.append(os.path.basename(action.target))
-        elif action.op in ("yaml", "json") and os.path.isfile(action.path):
-            keys = COMFY_KEYS if action.op == "yaml" else SDNEXT_KEYS
-            seen += [f for f in present(Path(store)) if f in keys]
     return {
         STORE_FOLDERS[f].value: os.path.join(store, f)
-        for f in dict.fromkeys(seen)
-        if f in STORE_FOLDERS
+        for f in STORE_FOLDERS
+        if f in _view(record, store).folders
     }

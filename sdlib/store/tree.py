@@ -10,7 +10,10 @@ from pathlib import Path
 from sdlib.errors import LibraryError, UsageError
 from sdlib.store.folders import STORE_FOLDERS
 
-__all__ = ["FolderCount", "adoptable", "count_folder", "init_tree", "model_files", "present"]
+__all__ = [
+    "FolderCount", "adoptable", "count_folder", "init_tree", "model_files", "present",
+    "sized_files",
+]  # fmt: skip
 
 #: Extensions of model files (the same as the library's scan, kept here to stay independent).
 MODEL_SUFFIXES = (
@@ -93,12 +96,18 @@ def _is_model(name: str) -> bool:
     return low.endswith(MODEL_SUFFIXES) and not low.endswith(_TEMP)
 
 
-def count_folder(store: Path, folder: str) -> FolderCount:
-    files = model_files(store / folder)
-    size = 0
-    for rel in files:
+def sized_files(folder: Path) -> list[tuple[str, int]]:
+    """(path relative to ``folder``, size) of each of its model files (see ``model_files``);
+    a file gone meanwhile is left out."""
+    out = []
+    for rel in model_files(folder):
         try:
-            size += (store / folder / rel).stat().st_size
+            out.append((rel, os.lstat(folder / rel).st_size))
         except OSError:
             continue
-    return FolderCount(folder, len(files), size)
+    return out
+
+
+def count_folder(store: Path, folder: str) -> FolderCount:
+    files = sized_files(store / folder)
+    return FolderCount(folder, len(files), sum(size for _, size in files))
