@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import hashlib
 import threading
-import zlib
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
 import numpy as np
 
 from sdlib.errors import FormatError, SdlibError
+from sdlib.transform._output import crc32
 from sdlib.transform._tensordata import Source, StorageReader, raw_dtype
 
 if TYPE_CHECKING:
     from sdlib.hashcache import HashCache
+
+
+class _Cancelled(Exception):
+    """Raised from the hash cache's progress callback to stop hashing a cancelled merge."""
 
 
 class InputHashes(threading.Thread):
@@ -38,17 +42,33 @@ class InputHashes(threading.Thread):
                 if self.cancelled.is_set():
                     return
                 self.sha256[path] = self._one(path)
+        except _Cancelled:
+            return
         except BaseException as exc:  # reported in the caller's thread by result()
             self.error = exc
 
     def _one(self, path: Path) -> str:
         if self.cache is not None:
-            return self.cache.get(path)[0].sha256.lower()
+            # The cache hashes a missing file in one go; its progress callback is where
+            # a cancelled merge stops it (nothing is stored for a file not read to the end).
+            return self.cache.get(path, self._progress)[0].sha256.lower()
         digest = hashlib.sha256()
+        buf = memoryview(bytearray(8 << 20))  # reused: no allocation or page faults per read
         with open(path, "rb", buffering=0) as fh:
-            while not self.cancelled.is_set() and (block := fh.read(8 << 20)):
-                digest.update(block)
+            while not self.cancelled.is_set() and (n := fh.readinto(buf)):
+                digest.update(buf[:n])
         return digest.hexdigest()
+
+    def _progress(self, _nbytes: int) -> None:
+        if self.cancelled.is_set():
+            raise _Cancelled
+
+    def stop(self) -> None:
+        """Cancel and wait, so no thread reads an input (or uses the cache) after merge
+        returns: the caller may close the cache right after."""
+        self.cancelled.set()
+        if self.ident is not None:  # started
+            self.join()
 
     def result(self) -> dict[Path, str]:
         self.join()
@@ -85,7 +105,7 @@ class RangeReader:
         if self.fh.readinto(view) != n:  # type: ignore[attr-defined]
             raise FormatError("a tensor is shorter than its header says")
         if self._whole_record(src):
-            self._crc = zlib.crc32(view, self._crc)
+            self._crc = crc32(view, self._crc)
         return np.frombuffer(view, dtype=dt)
 
     def done(self, src: Source) -> None:

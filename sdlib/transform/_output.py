@@ -19,6 +19,11 @@ from sdlib.transform._tensordata import CHUNK_BYTES, Chunk
 
 _O_BINARY = getattr(os, "O_BINARY", 0)  # Windows: no newline translation
 
+try:  # the CRC-32 sdlib.hashing uses: ISA-L's when installed (a dependency), else zlib's
+    from isal.isal_zlib import crc32 as crc32
+except ImportError:  # pragma: no cover
+    crc32 = zlib.crc32
+
 
 @dataclass(frozen=True)
 class ConvertProgress:
@@ -62,7 +67,7 @@ class Sink:
     """Check, CRC and write chunks on a worker thread while the next one is read and cast.
 
     One chunk is in flight at a time: ``put`` waits for the previous one, which is what
-    keeps the reader's two alternating buffers safe to reuse. zlib and file writes release
+    keeps the reader's two alternating buffers safe to reuse. CRC-32 and file writes release
     the GIL, so this overlaps with numpy's casts on the main thread. ``check`` counts NaN
     and Inf in each floating-point chunk as written (a few percent of the CRC's time).
     """
@@ -78,9 +83,9 @@ class Sink:
     def _job(self, chunk: Chunk, dtype: str) -> None:
         self.check.chunk(chunk.data, dtype)
         data = chunk.data.reshape(-1).view("u1").data
-        self.out_crc = zlib.crc32(data, self.out_crc)
+        self.out_crc = crc32(data, self.out_crc)
         if chunk.raw is not None:
-            self.raw_crc = zlib.crc32(chunk.raw, self.raw_crc)
+            self.raw_crc = crc32(chunk.raw, self.raw_crc)
         self.writer.write(data)
 
     def put(self, chunk: Chunk, dtype: str) -> None:
@@ -109,6 +114,7 @@ def verify_output(
     progress: Callable[[ConvertProgress], None] | None,
 ) -> None:
     """Re-read the output: same names, dtypes, shapes, metadata and tensor checksums."""
+    buf = memoryview(bytearray(CHUNK_BYTES))  # one buffer: no allocation per read
     with open(path, "rb", buffering=0) as fh:
         header = read_header(fh)
         got = [(t.name, t.dtype, t.shape) for t in header.tensors]
@@ -119,11 +125,11 @@ def verify_output(
             fh.seek(stored.start)
             crc, left = 0, stored.end - stored.start
             while left:
-                block = fh.read(min(left, CHUNK_BYTES))
-                if not block:
+                got_n = fh.readinto(buf[: min(left, CHUNK_BYTES)])
+                if not got_n:
                     raise SdlibError("verification failed: the output is truncated")
-                crc = zlib.crc32(block, crc)
-                left -= len(block)
+                crc = crc32(buf[:got_n], crc)
+                left -= got_n
             if crc != expected:
                 raise SdlibError(f"verification failed: tensor {stored.name!r} differs")
             if progress:

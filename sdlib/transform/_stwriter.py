@@ -19,6 +19,7 @@ from typing import BinaryIO
 
 from sdlib.errors import FormatError
 from sdlib.files.tensors import DTYPE_SIZES
+from sdlib.transform._writebehind import FLUSH_BYTES, WriteBehind
 
 MAX_HEADER = 100 << 20
 #: Lone UTF-16 surrogates: a pickle's strings may hold them (pickle decodes with
@@ -71,7 +72,12 @@ def _utf8(text: str) -> str:
 
 
 class SafetensorsWriter:
-    """Sequential writer: header (rewritable once, same length), then each tensor's bytes."""
+    """Sequential writer: header (rewritable once, same length), then each tensor's bytes.
+
+    Once ``FLUSH_BYTES`` are written, a write-behind thread pushes them to disk while the
+    rest is computed (``_writebehind``). Use it as a context manager, or call ``close`` (on
+    success) or ``abort``, so that thread never outlives the file.
+    """
 
     def __init__(self, fh: BinaryIO, tensors: Sequence[OutTensor], metadata: Mapping[str, str]):
         self.fh = fh
@@ -81,10 +87,29 @@ class SafetensorsWriter:
         self.total = sum(t.nbytes for t in self.tensors)
         fh.write(self.head)
         self.written = 0
+        self._behind: WriteBehind | None = None
+
+    def __enter__(self) -> SafetensorsWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.abort()
 
     def write(self, data: bytes | memoryview) -> None:
         self.fh.write(data)
         self.written += len(data)
+        if self._behind is None and self.written >= FLUSH_BYTES:
+            self.fh.flush()  # the thread syncs the descriptor, not this object's buffer
+            self._behind = WriteBehind(self.fh.fileno(), FLUSH_BYTES)
+            self._behind.start()
+        if self._behind is not None:
+            self._behind.check()
+            self._behind.wrote(len(data))
+
+    def abort(self) -> None:
+        """Stop the write-behind thread (idempotent); the caller removes the file."""
+        if self._behind is not None:
+            self._behind.stop()
 
     def rewrite_metadata(self, metadata: Mapping[str, str]) -> None:
         """Replace the metadata once its late values (the source hash) are known.
@@ -101,6 +126,10 @@ class SafetensorsWriter:
         self.head = head
 
     def close(self) -> None:
+        """Check the length, then flush and fsync (after the write-behind thread is done)."""
+        self.abort()
+        if self._behind is not None:
+            self._behind.check()
         if self.written != self.total:
             raise RuntimeError(f"wrote {self.written} data bytes, header promises {self.total}")
         self.fh.flush()

@@ -18,6 +18,7 @@ import numpy as np
 
 from sdlib.errors import FormatError
 from sdlib.files.tensors import is_contiguous
+from sdlib.transform._f16 import SMALL, f32_to_f16
 
 CHUNK_BYTES = 16 << 20
 
@@ -150,6 +151,9 @@ def convert(arr: np.ndarray, src: str, dst: str, out: np.ndarray | None = None) 
         arr = (arr.astype("<u4") << 16).view("<f4")
     if dst == "F16":
         target = np.empty(arr.shape, "<f2") if out is None else out[: arr.size * 2].view("<f2")
+        if arr.dtype == np.dtype("<f4") and arr.size >= SMALL and arr.flags.c_contiguous:
+            f32_to_f16(arr, target.view("<u2"))  # same bits, a fraction of the time
+            return target
         with np.errstate(over="ignore"):  # beyond fp16 range becomes inf, exactly as in torch
             np.copyto(target, arr, casting="unsafe")
         return target

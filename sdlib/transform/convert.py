@@ -212,13 +212,20 @@ class _Sha256(threading.Thread):
 
     def run(self) -> None:
         digest = hashlib.sha256()
+        buf = memoryview(bytearray(8 << 20))  # reused: no allocation or page faults per read
         try:
             with open(self.path, "rb", buffering=0) as fh:
-                while not self.cancelled.is_set() and (block := fh.read(8 << 20)):
-                    digest.update(block)
+                while not self.cancelled.is_set() and (n := fh.readinto(buf)):
+                    digest.update(buf[:n])
         except OSError as exc:
             self.error = exc
         self.hexdigest = digest.hexdigest()
+
+    def stop(self) -> None:
+        """Cancel and wait: no thread keeps reading the source after convert returns."""
+        self.cancelled.set()
+        if self.ident is not None:  # started
+            self.join()
 
 
 def _write_verified(
@@ -230,12 +237,15 @@ def _write_verified(
     allow_nan: bool,
 ) -> tuple[str, tuple[NonFinite, ...]]:
     tensors = [OutTensor(i.name, i.dtype, i.shape) for i in plan.items]
-    hasher = _Sha256(src)
-    hasher.start()
     fd, tmp = create_temp(out)
+    hasher = _Sha256(src)
     try:
-        with os.fdopen(fd, "wb") as fh, open(src, "rb", buffering=0) as raw:
-            writer = SafetensorsWriter(fh, tensors, metadata)
+        hasher.start()
+        with (
+            os.fdopen(fd, "wb") as fh,
+            open(src, "rb", buffering=0) as raw,
+            SafetensorsWriter(fh, tensors, metadata) as writer,
+        ):
             crcs, found = _copy_tensors(StorageReader(raw), writer, plan, progress)
             if found and not allow_nan:
                 fp16 = any(i.dtype == "F16" != i.source.dtype for i in plan.items)
@@ -260,7 +270,7 @@ def _write_verified(
 
 
 def _discard(tmp: Path, hasher: _Sha256) -> None:
-    hasher.cancelled.set()
+    hasher.stop()
     with contextlib.suppress(OSError):
         tmp.unlink()
 

@@ -27,7 +27,6 @@ import contextlib
 import errno
 import math
 import os
-import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -53,6 +52,7 @@ from sdlib.transform._output import (
     ConvertProgress,
     Sink,
     check_output,
+    crc32,
     create_temp,
     verify_output,
 )
@@ -67,11 +67,6 @@ from sdlib.transform._tensordata import (
 
 if TYPE_CHECKING:
     from sdlib.hashcache import HashCache
-
-try:  # the CRC-32 sdlib.hashing uses: ISA-L's when installed (a dependency), else zlib's
-    from isal.isal_zlib import crc32 as _crc32
-except ImportError:  # pragma: no cover
-    _crc32 = zlib.crc32
 
 __all__ = ["COMPONENTS", "METHODS", "MergeProgress", "MergeResult", "merge_files"]
 
@@ -206,7 +201,7 @@ def merge_files(
             opened, plan, method, alpha, out, metadata, hasher, progress, allow_nan
         )
     finally:
-        hasher.cancelled.set()
+        hasher.stop()  # on a failure: no thread keeps reading an input after we return
     infos = tuple(
         InputInfo(
             m.role,
@@ -282,7 +277,7 @@ def _write_verified(
                 role: RangeReader(stack.enter_context(open(m.path, "rb", buffering=0)))
                 for role, m in opened.items()
             }
-            writer = SafetensorsWriter(fh, tensors, metadata)
+            writer = stack.enter_context(SafetensorsWriter(fh, tensors, metadata))
             sink = _CastSink(writer)
             merger = _Merger(readers, method, alpha, sink, writer.total, progress)
             crcs = merger.run(plan.steps)
@@ -332,7 +327,7 @@ class _CastSink(Sink):
             cast = _cast(arr, src, dst, out)
         self.check.chunk(cast, dst)
         data = cast.reshape(-1).view("u1").data
-        self.out_crc = _crc32(data, self.out_crc)
+        self.out_crc = crc32(data, self.out_crc)
         self.writer.write(data)
 
 
