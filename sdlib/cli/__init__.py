@@ -41,6 +41,7 @@ _COMMANDS: dict[str, str] = {
     "store": "sdlib.cli.store_cmd:store_group",
     "link": "sdlib.cli.store_cmd:link_cmd",
     "unlink": "sdlib.cli.store_cmd:unlink_cmd",
+    "mirror": "sdlib.cli.mirror_cmd:mirror_group",
 }
 
 

@@ -104,3 +104,40 @@ def test_mirror_down_is_a_one_line_sdlib_error(http: httpx2.Client, tmp_path: Pa
         mirror.stat("a" * 64)
     assert info.value.exit_code == 7
     assert "\n" not in str(info.value) and "unreachable" in str(info.value)
+
+
+@pytest.mark.slow  # three multipart uploads of 6 MiB to moto
+def test_concurrent_pushes_of_a_big_file(
+    s3_bucket: S3Bucket, http: httpx2.Client, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Three pushers of one multipart-sized file at once: exactly one creates the object
+    (the conditional copy), the others say it exists, and no staging upload is left."""
+    import threading
+
+    monkeypatch.setattr(mirror_impl, "SINGLE_PUT_MAX", 1 << 20)
+    monkeypatch.setattr(mirror_impl, "PART_SIZE", 5 << 20)
+    data = write_blob(tmp_path / "big.bin", (6 << 20) + 7, seed=9)
+    sha = hashlib.sha256(data).hexdigest()
+    hashes = hash_file(tmp_path / "big.bin")
+    results: list[str] = []
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(3)
+
+    def push() -> None:
+        mirror = open_mirror(s3_bucket.settings(), http)
+        assert mirror is not None
+        barrier.wait()
+        try:
+            results.append(mirror.push(tmp_path / "big.bin", hashes).status)
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=push) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert errors == []
+    assert sorted(results) == ["created", "exists", "exists"]
+    assert s3_bucket.read(f"models/sha256/{sha[:2]}/{sha}") == data
+    assert s3_bucket.keys() == [f"models/meta/{sha}.json", f"models/sha256/{sha[:2]}/{sha}"]

@@ -38,11 +38,9 @@ class S3Server:
     """``with S3Server() as s3: s3.endpoint`` -> ``http://127.0.0.1:PORT``."""
 
     def __init__(self) -> None:
-        from moto.server import ThreadedMotoServer
-
         # werkzeug logs every request at INFO on stderr: noise in every test's output.
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
-        self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        self._server = _atomic_conditional_server()
         self.endpoint = ""
 
     def __enter__(self) -> S3Server:
@@ -59,6 +57,49 @@ class S3Server:
         # moto's server takes an unsigned CreateBucket (obstore has no create-bucket call).
         response = httpx2.put(f"{self.endpoint}/{name}", timeout=10)
         response.raise_for_status()
+
+
+def _atomic_conditional_server() -> Any:
+    """moto's threaded server, with conditional writes made atomic.
+
+    moto answers ``If-None-Match: *`` (on PutObject and CompleteMultipartUpload) by looking
+    for the key and then writing it, with no lock in between: two racing writers can both
+    "win", where AWS S3, SeaweedFS or Ceph let exactly one. Serializing the requests that
+    carry the header gives the tests the real servers' semantics; everything else stays
+    concurrent."""
+    import threading
+
+    from moto.moto_server.threaded_moto_server import ThreadedMotoServer
+    from moto.moto_server.werkzeug_app import (
+        DomainDispatcherApplication,
+        create_backend_app,
+    )
+    from werkzeug.serving import make_server
+
+    lock = threading.Lock()
+
+    class AtomicConditional:
+        def __init__(self, app: Any) -> None:
+            self.app = app
+
+        def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+            if "HTTP_IF_NONE_MATCH" not in environ:
+                return self.app(environ, start_response)
+            with lock:
+                return list(self.app(environ, start_response))
+
+    class Server(ThreadedMotoServer):  # type: ignore[misc]
+        def _server_entry(self) -> None:
+            from moto.moto_server.threaded_moto_server import MotoRequestHandler
+
+            app = AtomicConditional(DomainDispatcherApplication(create_backend_app))
+            self._server = make_server(self._ip_address, self._port, app, True,
+                                       request_handler=MotoRequestHandler)  # fmt: skip
+            self._server_ready_event.set()
+            self._server.serve_forever()
+
+    # Never moto's default 0.0.0.0.
+    return Server(ip_address="127.0.0.1", port=0, verbose=False)
 
 
 @dataclass(frozen=True)
