@@ -80,6 +80,13 @@ def _effective() -> dict[str, Any]:
             }
             for w in settings.webuis
         },
+        # The studio mirror ([mirror]); its S3 credentials are never shown.
+        "mirror": {
+            **asdict(settings.mirror),
+            "url_source": "environment (SDLIB_MIRROR_URL)"
+            if os.environ.get("SDLIB_MIRROR_URL")
+            else None,
+        },
         "cache_dir": str(settings.cache_dir),
         "data_dir": str(settings.data_dir),
     }

@@ -43,6 +43,11 @@ __all__ = ["Mirror", "MirrorEntry", "Progress", "PushResult", "open_mirror"]
 #: larger ones go up in parts to a staging key and are copied into place conditionally.
 SINGLE_PUT_MAX = 64 << 20
 PART_SIZE = 16 << 20
+#: S3 copies at most 5 GiB in one part, and obstore's conditional copy is one part: past
+#: this, parts go straight to the object's key (no condition). Safe because the key is the
+#: content's SHA256 and the bytes were verified: a racing writer writes the same bytes, and
+#: a multipart object appears only whole. Both racers then say "created".
+COPY_MAX = 5 << 30
 #: A sidecar larger than this is not one.
 META_LIMIT = 1 << 20
 READ_CHUNK = 1 << 20
@@ -260,6 +265,10 @@ class Mirror:
         # Parts go to a staging key (invisible under sha256/); the object appears only when
         # the conditional copy completes. A crash leaves at most an incoming/ object or an
         # incomplete multipart upload, which a bucket lifecycle rule removes.
+        if size > COPY_MAX:
+            s3.put(key, _chunks(path, sha, size, progress), use_multipart=True,
+                   chunk_size=PART_SIZE, max_concurrency=4)  # fmt: skip
+            return "created"
         staging = f"incoming/{sha}.{uuid.uuid4().hex}"
         try:
             s3.put(staging, _chunks(path, sha, size, progress), use_multipart=True,

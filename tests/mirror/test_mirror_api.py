@@ -141,3 +141,19 @@ def test_concurrent_pushes_of_a_big_file(
     assert sorted(results) == ["created", "exists", "exists"]
     assert s3_bucket.read(f"models/sha256/{sha[:2]}/{sha}") == data
     assert s3_bucket.keys() == [f"models/meta/{sha}.json", f"models/sha256/{sha[:2]}/{sha}"]
+
+
+def test_past_the_copy_limit_parts_go_straight_to_the_key(
+    s3_bucket: S3Bucket, http: httpx2.Client, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """S3 copies at most 5 GiB in one part: bigger files skip the staging copy."""
+    monkeypatch.setattr(mirror_impl, "SINGLE_PUT_MAX", 1 << 20)
+    monkeypatch.setattr(mirror_impl, "COPY_MAX", 2 << 20)
+    monkeypatch.setattr(mirror_impl, "PART_SIZE", 5 << 20)
+    data = write_blob(tmp_path / "huge.bin", (5 << 20) + 99, seed=11)
+    sha = hashlib.sha256(data).hexdigest()
+    mirror = open_mirror(s3_bucket.settings(), http)
+    assert mirror is not None
+    assert mirror.push(tmp_path / "huge.bin", hash_file(tmp_path / "huge.bin")).status == "created"
+    assert s3_bucket.read(f"models/sha256/{sha[:2]}/{sha}") == data
+    assert s3_bucket.keys() == [f"models/meta/{sha}.json", f"models/sha256/{sha[:2]}/{sha}"]

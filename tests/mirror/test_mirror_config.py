@@ -76,3 +76,22 @@ def test_http_mirror_and_bad_urls(tmp_path: Path) -> None:
                  '[mirror]\nurl = "s3://b"\nendpoint_url = "nas:8333"\n'):  # fmt: skip
         with pytest.raises(ConfigError):
             _config(tmp_path, text, {})
+
+
+def test_config_set_get_and_show_reach_the_mirror(tmp_path: Path) -> None:
+    import json
+
+    from tests.support.cli import isolated_env, run_sdlib
+
+    env = isolated_env(tmp_path)
+    done = run_sdlib("config", "set", "mirror.url", "s3://studio/models", env=env)
+    assert done.returncode == 0, done.stderr
+    assert "s3://studio/models" in Path(env["SDLIB_CONFIG"]).read_text()
+    assert run_sdlib("config", "get", "mirror.url", env=env).stdout.strip() == "s3://studio/models"
+    bad = run_sdlib("config", "set", "mirror.url", "ftp://x", env=env)
+    assert bad.returncode == 2 and "mirror.url" in bad.stderr
+    shown = run_sdlib(
+        "config", "show", "--json", env={**env, "SDLIB_MIRROR_URL": "https://m.lan/x/"}
+    )
+    mirror = json.loads(shown.stdout)["mirror"]
+    assert mirror["url"] == "https://m.lan/x/" and mirror["url_source"].startswith("environment")
