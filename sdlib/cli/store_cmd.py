@@ -4,11 +4,12 @@ several webUIs share."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 
 from sdlib.cli._common import console, emit_json, handle_errors, human_size, json_option
-from sdlib.cli._library import UI_HELP, context, settings
+from sdlib.cli._library import UI_HELP, Progress, context, settings
 
 _METHOD_HELP = (
     "auto (the default: ComfyUI's extra_model_paths.yaml, SD.Next's config.json, else a "
@@ -123,9 +124,14 @@ def status_cmd(as_json: bool) -> None:
               default="auto", show_default=True, help=_METHOD_HELP)  # fmt: skip
 @click.option("--store", type=click.Path(path_type=Path, file_okay=False, exists=True),
               help="The store (default: [store] path).")  # fmt: skip
+@click.option("--move-existing", is_flag=True,
+              help="Also move the webUI's own model files (with their sidecars) from the "
+                   "folders now shown the store into it (journaled; `sdlib unlink` moves them "
+                   "back). Run it again to finish a run that was interrupted.")  # fmt: skip
 @json_option
 @handle_errors
-def link_cmd(root: Path, ui: str, method: str, store: Path | None, as_json: bool) -> None:
+def link_cmd(root: Path, ui: str, method: str, store: Path | None, move_existing: bool,
+             as_json: bool) -> None:  # fmt: skip
     """Make the webUI at ROOT see the model store.
 
     ComfyUI gets its own delimited section in extra_model_paths.yaml (your sections and
@@ -133,20 +139,32 @@ def link_cmd(root: Path, ui: str, method: str, store: Path | None, as_json: bool
     (models/Lora/sdlib-store -> STORE/Lora), never replacing the folder itself; SD.Next its
     config.json folder keys, or links when its own folders hold models. What the folders
     support is tried first (a test link made and removed). Every link and edit is recorded:
-    `sdlib unlink ROOT` removes exactly those. Nothing of yours is moved.
+    `sdlib unlink ROOT` removes exactly those. Nothing of yours is moved unless you
+    ask with --move-existing: then the webUI's own model files in those folders move into
+    the store (a rename on one volume; across volumes a copy, verified by SHA256, then the
+    original removed), journaled: if it is interrupted, run it again to finish, or
+    `sdlib unlink ROOT` to put every file back where it was, byte for byte. Links are never
+    moved or followed; a name the store already has is left where it is.
 
     \b
     Examples:
       sdlib link ~/stable-diffusion-webui --ui a1111
+      sdlib link ~/stable-diffusion-webui --ui a1111 --move-existing
       sdlib link ~/ComfyUI --ui comfyui --json
       sdlib link D:/Forge --ui forge --method junction
     """
     from sdlib.services.store import link_store
 
-    with context(settings()) as ctx:
-        done = link_store(ctx, root, ui, method=method, store=store)
+    with context(settings()) as ctx, Progress(every=1.0) as progress:
+        done = link_store(
+            ctx, root, ui, method=method, store=store, move_existing=move_existing,
+            on_progress=lambda n, total: progress.update("move", n, total),
+        )  # fmt: skip
+    failed = done.moves is not None and done.moves.failed
     if as_json:
         emit_json(done.to_dict())
+        if failed:
+            raise SystemExit(1)
         return
     for op, path, target in done.changes:
         if op in ("symlink", "junction"):
@@ -158,7 +176,26 @@ def link_cmd(root: Path, ui: str, method: str, store: Path | None, as_json: bool
         _say(f"{links} hard links made")
     for note in done.notes:
         _say(f"note: {note}")
+    if done.moves is not None:
+        _print_moves(done.moves, "moved", "into the store", done.resumed)
+    elif move_existing:
+        _say("moved nothing: no model files of its own in the folders shown the store")
     _say(f"{done.root} ({done.ui}) now sees the store {done.store} ({done.method})")
+    if failed:
+        raise SystemExit(1)
+
+
+def _print_moves(report: Any, word: str, where: str, resumed: bool = False,
+                 details: bool = True) -> None:  # fmt: skip
+    again = " (finishing the interrupted run)" if resumed else ""
+    _say(f"{word} {report.moved} files ({human_size(report.bytes)}) {where}{again}; "
+         f"journal {report.journal}")  # fmt: skip
+    if not details:
+        return  # said in the caller's own lines
+    for path, why in report.skipped:
+        _say(f"skipped {path}: {why}")
+    for path, why in report.failed:
+        _say(f"failed  {path}: {why}")
 
 
 @click.command("unlink")
@@ -171,7 +208,9 @@ def unlink_cmd(root: Path, as_json: bool) -> None:
     A link is removed only while it still leads to the store (the link itself: nothing is
     ever deleted through it); a folder sdlib made only if it is empty; a config file gets
     back the exact text it had when it is otherwise unchanged, else loses sdlib's part only.
-    The store's files are never touched. Exit 5 when nothing is recorded for ROOT.
+    Files `sdlib link --move-existing` moved into the store are moved back first, each to
+    its original path with its bytes; the store's other files are never touched. If it is
+    interrupted, run it again. Exit 5 when nothing is recorded for ROOT.
 
     \b
     Examples:
@@ -180,13 +219,21 @@ def unlink_cmd(root: Path, as_json: bool) -> None:
     """
     from sdlib.services.store import unlink_store
 
-    with context(settings()) as ctx:
-        done = unlink_store(ctx, root)
+    with context(settings()) as ctx, Progress(every=1.0) as progress:
+        done = unlink_store(
+            ctx, root, on_progress=lambda n, total: progress.update("move back", n, total)
+        )
     if as_json:
         emit_json(done.to_dict())
+        if done.moved_back is not None and done.moved_back.failed:
+            raise SystemExit(1)
         return
+    if done.moved_back is not None:
+        _print_moves(done.moved_back, "moved back", "from the store", details=False)
     for path in done.removed:
         _say(f"undone  {_rel(path, done.root)}")
     for path, why in done.kept:
         _say(f"left    {_rel(path, done.root)}: {why}")
     _say(f"{done.root} no longer sees the store ({len(done.removed)} changes undone)")
+    if done.moved_back is not None and done.moved_back.failed:
+        raise SystemExit(1)

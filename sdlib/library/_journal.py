@@ -362,6 +362,8 @@ def _check_same(op: Op, path: str, sha256_of: Sha256Of) -> None:
 
 def _move_state(op: Op, src: str, dst: str, sha256_of: Sha256Of) -> str:
     s, d = os.path.lexists(src), os.path.lexists(dst)
+    if (s and is_link(src)) or (d and is_link(dst)):  # planned for files: never through one
+        raise _Blocked(f"{name(src if s and is_link(src) else dst)} is now a link: not moved")
     if s and not d:
         if not _matches(src, op):
             raise _Blocked(f"{name(src)} changed since the plan")

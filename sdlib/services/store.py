@@ -4,7 +4,9 @@
 ``link_store`` shows the store to one webUI as reference shared-store.md's strategy matrix
 says for that UI and filesystem, after probing what the webUI's folders support; every link
 and config edit is recorded (before it is made) so that ``unlink_store`` removes exactly
-those and nothing else. No file of the user's, and nothing in the store, is moved or deleted.
+those and nothing else. No file of the user's, and nothing in the store, is moved or deleted,
+unless ``move_existing`` asks to move the webUI's own models into the store
+(:mod:`sdlib.services.store_move`, journaled; unlinking moves them back).
 """
 
 from __future__ import annotations
@@ -20,9 +22,12 @@ if TYPE_CHECKING:
     from sdlib.config import Settings
     from sdlib.library.placement import Destination
     from sdlib.services._context import Context
+    from sdlib.services.store_move import MoveReport, OnMove
     from sdlib.store.plan import Plan
     from sdlib.store.record import LinkRecord
-    from sdlib.store.savings import View
+
+# Re-exported: `store status` lives in its own module.
+from sdlib.services.store_status import StoreStatus, store_status
 
 __all__ = [
     "LinkOutcome",
@@ -62,12 +67,17 @@ class LinkOutcome:
     #: what it leads to), yaml, json (target: "").
     changes: tuple[tuple[str, str, str], ...]
     notes: tuple[str, ...]
+    #: ``--move-existing``: the webUI's own files moved into the store (None: not asked, or
+    #: nothing to move); ``resumed``: this run finished an interrupted one.
+    moves: MoveReport | None = None
+    resumed: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "root": self.root, "ui": self.ui, "store": self.store, "method": self.method,
             "changes": [{"op": op, "path": p, "target": t or None} for op, p, t in self.changes],
-            "notes": list(self.notes),
+            "notes": list(self.notes), "resumed": self.resumed,
+            "moved": self.moves.to_dict() if self.moves is not None else None,
         }  # fmt: skip
 
 
@@ -79,52 +89,15 @@ class UnlinkOutcome:
     removed: tuple[str, ...]
     #: (path, why it was left as it is)
     kept: tuple[tuple[str, str], ...]
+    #: The files ``--move-existing`` had moved into the store, moved back (None: none were).
+    moved_back: MoveReport | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "root": self.root, "ui": self.ui, "method": self.method,
             "removed": list(self.removed),
             "kept": [{"path": p, "reason": r} for p, r in self.kept],
-        }  # fmt: skip
-
-
-@dataclass(frozen=True)
-class StoreStatus:
-    path: str | None
-    exists: bool
-    #: (store folder, model files, bytes) per kind folder that exists.
-    folders: tuple[tuple[str, int, int], ...]
-    #: Recorded links into webUIs: root, ui, method, created, intact (every link still there).
-    links: tuple[dict[str, Any], ...]
-    #: Bytes the linked webUIs would otherwise hold as copies: each store file seen by N of
-    #: them counts (N - 1) x its size; and how many files that is.
-    shared_bytes: int = 0
-    shared_files: int = 0
-    #: Bytes (and names) `sdlib dedupe --apply` hard links still save.
-    dedupe_bytes: int = 0
-    dedupe_files: int = 0
-
-    @property
-    def reclaimed(self) -> int:
-        """All the space the store and dedupe save."""
-        return self.shared_bytes + self.dedupe_bytes
-
-    @property
-    def files(self) -> int:
-        return sum(f[1] for f in self.folders)
-
-    @property
-    def bytes(self) -> int:
-        return sum(f[2] for f in self.folders)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "path": self.path, "exists": self.exists, "files": self.files, "bytes": self.bytes,
-            "folders": [{"folder": f, "files": n, "bytes": b} for f, n, b in self.folders],
-            "links": list(self.links),
-            "reclaimed": {"bytes": self.reclaimed,
-                          "shared": {"bytes": self.shared_bytes, "files": self.shared_files},
-                          "dedupe": {"bytes": self.dedupe_bytes, "files": self.dedupe_files}},
+            "moved_back": self.moved_back.to_dict() if self.moved_back is not None else None,
         }  # fmt: skip
 
 
@@ -184,8 +157,15 @@ def link_store(
     *,
     method: str = "auto",
     store: str | os.PathLike[str] | None = None,
+    move_existing: bool = False,
+    on_progress: OnMove | None = None,
 ) -> LinkOutcome:
     """Make the webUI at ``root`` see the store (``store``, default ``[store] path``).
+
+    ``move_existing``: also move the webUI's own model files (with their sidecars) from the
+    folders now shown the store into it, journaled (``on_progress(done, total)``); a run
+    killed half-way is finished by calling this again, and ``unlink_store`` moves them back.
+    Without it nothing of the user's is moved.
 
     UsageError for a UI or method that cannot be used, a root already linked, a store inside
     the root; LibraryError when the filesystem takes no link of the kind needed; ConfigError
@@ -209,36 +189,57 @@ def link_store(
     if not folders:
         raise UsageError(f"the store {store_s} has no kind folders: run `sdlib store init`")
     with locked(_record_path(ctx)):
-        return _link_locked(ctx, root_s, ui_name, store_s, folders, method)
+        return _link_locked(ctx, root_s, ui_name, store_s, folders, method, move_existing,
+                            on_progress)  # fmt: skip
 
 
 def _link_locked(
-    ctx: Context, root_s: str, ui_name: str, store_s: str, folders: tuple[str, ...], method: str
-) -> LinkOutcome:
+    ctx: Context, root_s: str, ui_name: str, store_s: str, folders: tuple[str, ...], method: str,
+    moving: bool, on_progress: OnMove | None,
+) -> LinkOutcome:  # fmt: skip
     from sdlib.errors import SdlibError, UsageError
-    from sdlib.store.apply import do_actions
+    from sdlib.services import store_move
+    from sdlib.store.apply import do_actions, finish_actions
     from sdlib.store.record import LinkRecord, load_records, save_records
 
     records = load_records(_record_path(ctx))
     old = _find(records, root_s)
+    if old is not None and moving and old.moves and store_move.interrupted(old.moves):
+        finish_actions(old.actions)  # a run killed half-way: finish it
+        finished = store_move.run_moves(ctx, old.moves, on_progress)
+        changes = tuple((a.op, a.path, a.target) for a in old.actions)
+        return LinkOutcome(old.root, old.ui, old.store, old.method, changes, old.notes,
+                           finished, resumed=True)  # fmt: skip
     if old is not None:
         raise UsageError(
             f"{root_s} is already linked to {old.store} ({old.method}): `sdlib unlink` it first"
         )
-    plan = _plan(ui_name, root_s, store_s, folders, method)
+    plan = _plan(ui_name, root_s, store_s, folders, method, moving)
+    if moving and plan.method == "hardlink":
+        raise UsageError("--move-existing needs a folder link or a config edit: hard links "
+                         "are a snapshot of the store (choose another --method)")  # fmt: skip
+    moves = store_move.plan_moves(ctx, plan, root_s, store_s, folders) if moving else None
+    journal = store_move.start(ctx, moves) if moves is not None and moves.ops else None
+    notes = (*plan.notes, *(moves.notes if moves is not None else ()))
     record = LinkRecord(root_s, ui_name, store_s, plan.method,
-                        time.strftime("%Y-%m-%dT%H:%M:%S%z"), plan.actions, plan.notes)  # fmt: skip
+                        time.strftime("%Y-%m-%dT%H:%M:%S%z"), plan.actions, notes,
+                        journal)  # fmt: skip
     save_records(_record_path(ctx), [*records, record])  # first: a killed run stays undoable
     try:
         do_actions(plan.actions)
     except SdlibError:  # undone already: forget it (an interrupt keeps it for `sdlib unlink`)
         save_records(_record_path(ctx), records)
+        if journal is not None:
+            Path(journal).unlink(missing_ok=True)  # written, never started
         raise
+    report = store_move.run_moves(ctx, journal, on_progress) if journal else None
     changes = tuple((a.op, a.path, a.target) for a in plan.actions)
-    return LinkOutcome(root_s, ui_name, store_s, plan.method, changes, plan.notes)
+    return LinkOutcome(root_s, ui_name, store_s, plan.method, changes, notes, report)
 
 
-def _plan(ui: str, root: str, store: str, folders: tuple[str, ...], method: str) -> Plan:
+def _plan(
+    ui: str, root: str, store: str, folders: tuple[str, ...], method: str, moving: bool = False
+) -> Plan:
     from sdlib.library.wall import real, within
     from sdlib.store import plan as planning
     from sdlib.store.apply import read_text
@@ -271,8 +272,8 @@ def _plan(ui: str, root: str, store: str, folders: tuple[str, ...], method: str)
                 return False, result.reason
         return True, ""
 
-    own = 0
-    if ui == "sdnext":
+    own = 0  # moving: its own files go into the store, none would be hidden
+    if ui == "sdnext" and not moving:
         own = sum(
             len(model_files(Path(path_of(spot.ui_folder))))
             for spot in link_spots("sdnext", folders)
@@ -323,8 +324,12 @@ def _check_yaml(plan: Plan, root: str, store: str, folders: tuple[str, ...]) -> 
                           "nothing changed", path=action.path)  # fmt: skip
 
 
-def unlink_store(ctx: Context, root: str | os.PathLike[str]) -> UnlinkOutcome:
-    """Remove exactly the links and config edits ``link_store`` recorded for ``root``.
+def unlink_store(
+    ctx: Context, root: str | os.PathLike[str], *, on_progress: OnMove | None = None
+) -> UnlinkOutcome:
+    """Remove exactly the links and config edits ``link_store`` recorded for ``root``, after
+    moving back (journaled, ``on_progress(done, total)``) the files ``move_existing`` moved
+    into the store: each to its original path, with its bytes.
 
     A link is removed only while it still leads to the store, a hard link only while the
     store still has the file, a folder sdlib made only when empty; nothing is followed.
@@ -334,10 +339,10 @@ def unlink_store(ctx: Context, root: str | os.PathLike[str]) -> UnlinkOutcome:
 
     root_s = os.path.abspath(Path(root).expanduser())
     with locked(_record_path(ctx)):
-        return _unlink_locked(ctx, root_s)
+        return _unlink_locked(ctx, root_s, on_progress)
 
 
-def _unlink_locked(ctx: Context, root_s: str) -> UnlinkOutcome:
+def _unlink_locked(ctx: Context, root_s: str, on_progress: OnMove | None) -> UnlinkOutcome:
     from sdlib.errors import NotFound
     from sdlib.store.apply import undo_actions
     from sdlib.store.record import load_records, save_records
@@ -346,6 +351,11 @@ def _unlink_locked(ctx: Context, root_s: str) -> UnlinkOutcome:
     record = _find(records, root_s)
     if record is None:
         raise NotFound(f"no store link is recorded for {root_s}")
+    back = None
+    if record.moves:  # the files first, while the webUI still sees the store
+        from sdlib.services.store_move import undo_moves
+
+        back = undo_moves(ctx, record.moves, on_progress)
     undone = undo_actions(record.actions)
     failed = {p for p, why in undone.kept if why.startswith("not undone:")}
     rest = [r for r in records if r is not record]
@@ -354,71 +364,11 @@ def _unlink_locked(ctx: Context, root_s: str) -> UnlinkOutcome:
 
         rest.append(replace(record, actions=tuple(a for a in record.actions if a.path in failed)))
     save_records(_record_path(ctx), rest)
-    return UnlinkOutcome(record.root, record.ui, record.method, undone.removed, undone.kept)
-
-
-def store_status(ctx: Context, store: str | os.PathLike[str] | None = None) -> StoreStatus:
-    """The store (``store``, default ``[store] path``), what each kind folder holds, the
-    webUIs it is linked into (whether each link is still in place), and the space it and
-    ``sdlib dedupe`` save."""
-    from sdlib.library.dedupe import linked_savings
-    from sdlib.store.links import same_target
-    from sdlib.store.record import load_records, same_path
-    from sdlib.store.savings import shared_savings
-    from sdlib.store.tree import present, sized_files
-
-    raw = store if store is not None else ctx.settings.store.path
-    path = Path(os.path.abspath(Path(raw).expanduser())) if raw else None
-    exists = path is not None and path.is_dir()
-    files = {f: sized_files(path / f) for f in present(path)} if path and exists else {}
-    counts = tuple((f, len(entries), sum(size for _, size in entries))
-                   for f, entries in files.items())  # fmt: skip
-    links = []
-    views = []
-    for record in load_records(_record_path(ctx)):
-        if path is None or not same_path(record.store, str(path)):
-            continue
-        views.append(_view(record, str(path)))
-        intact = all(
-            same_target(a.path, a.target) if a.op in ("symlink", "junction")
-            else os.path.lexists(a.path)
-            for a in record.actions if a.op != "mkdir"
-        )  # fmt: skip
-        links.append({"root": record.root, "ui": record.ui, "method": record.method,
-                      "created": record.created, "intact": intact})  # fmt: skip
-    shared, shared_n = shared_savings(files, views)
-    deduped, deduped_n = linked_savings(Path(ctx.settings.data_dir))
-    return StoreStatus(str(path) if path else None, exists, counts, tuple(links),
-                       shared, shared_n, deduped, deduped_n)  # fmt: skip
-
-
-def _view(record: LinkRecord, store: str) -> View:
-    """What of the store the webUI of ``record`` sees now: links still leading to the store,
-    config edits still in their file, hard links still the store's inode."""
-    from sdlib.store.folders import COMFY_KEYS, SDNEXT_KEYS
-    from sdlib.store.links import same_target
-    from sdlib.store.savings import View
-    from sdlib.store.tree import present
-
-    folders: list[str] = []
-    files: list[tuple[str, str]] = []
-    for action in record.actions:
-        if action.op in ("symlink", "junction") and same_target(action.path, action.target):
-            folders.append(os.path.basename(action.target))
-        elif action.op in ("yaml", "json") and os.path.isfile(action.path):
-            keys = COMFY_KEYS if action.op == "yaml" else SDNEXT_KEYS
-            folders += [f for f in present(Path(store)) if f in keys]
-        elif action.op == "hardlink" and _same_file(action.path, action.target):
-            rel = os.path.relpath(action.target, store).split(os.sep)
-            files.append((rel[0], "/".join(rel[1:])))
-    return View(frozenset(folders), frozenset(files))
-
-
-def _same_file(a: str, b: str) -> bool:
-    try:
-        return not os.path.islink(a) and os.path.samefile(a, b)
-    except OSError:
-        return False
+    kept = undone.kept
+    if back is not None:
+        kept += tuple((p, f"not moved back from the store: {why}")
+                      for p, why in (*back.skipped, *back.failed))  # fmt: skip
+    return UnlinkOutcome(record.root, record.ui, record.method, undone.removed, kept, back)
 
 
 def with_store(settings: Settings, dest: Destination) -> Destination:
@@ -442,6 +392,7 @@ def store_folders(settings: Settings, root: str | os.PathLike[str]) -> dict[str,
     through a link or config edit that is still in place: where downloads for it go, once
     for every linked UI. Empty when there is no store, ``root`` is not linked to it, or it
     was linked with hard links (a snapshot: new files would not be seen)."""
+    from sdlib.services.store_status import view
     from sdlib.store.folders import STORE_FOLDERS
     from sdlib.store.record import FILE_NAME, load_records, same_path
 
@@ -456,5 +407,5 @@ def store_folders(settings: Settings, root: str | os.PathLike[str]) -> dict[str,
     return {
         STORE_FOLDERS[f].value: os.path.join(store, f)
         for f in STORE_FOLDERS
-        if f in _view(record, store).folders
+        if f in view(record, store).folders
     }

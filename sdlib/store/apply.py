@@ -21,7 +21,7 @@ from sdlib.store import comfy_section, sdnext_config
 from sdlib.store.links import is_link, make_link, remove_link, same_target
 from sdlib.store.plan import Action
 
-__all__ = ["Undone", "do_actions", "read_text", "undo_actions"]
+__all__ = ["Undone", "do_actions", "finish_actions", "read_text", "undo_actions"]
 
 
 @dataclass(frozen=True)
@@ -87,6 +87,26 @@ def do_actions(actions: Sequence[Action]) -> None:
             undo_actions(done)
             raise
         done.append(action)
+
+
+def finish_actions(actions: Sequence[Action]) -> None:
+    """Carry out those of ``actions`` not yet in place (a run killed half-way), as
+    :func:`do_actions` does."""
+    do_actions([a for a in actions if not _in_place(a)])
+
+
+def _in_place(action: Action) -> bool:
+    path = action.path
+    if action.op == "mkdir":
+        return os.path.isdir(path) and not is_link(path)
+    if action.op in ("symlink", "junction"):
+        return same_target(path, action.target)
+    if action.op == "hardlink":
+        try:
+            return not is_link(path) and os.path.samefile(path, action.target)
+        except OSError:
+            return False
+    return read_text(path) == action.after
 
 
 def undo_actions(actions: Sequence[Action]) -> Undone:

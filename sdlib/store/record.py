@@ -37,12 +37,15 @@ class LinkRecord:
     created: str
     actions: tuple[Action, ...]
     notes: tuple[str, ...] = ()
+    #: The journal of the webUI's own files ``--move-existing`` moved into the store (None:
+    #: nothing was moved); unlinking moves them back.
+    moves: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "root": self.root, "ui": self.ui, "store": self.store, "method": self.method,
             "created": self.created, "actions": [a.to_dict() for a in self.actions],
-            "notes": list(self.notes),
+            "notes": list(self.notes), **({"moves": self.moves} if self.moves else {}),
         }  # fmt: skip
 
     @classmethod
@@ -52,6 +55,7 @@ class LinkRecord:
             method=str(data["method"]), created=str(data.get("created", "")),
             actions=tuple(Action.from_dict(a) for a in data.get("actions", ())),
             notes=tuple(str(n) for n in data.get("notes", ())),
+            moves=str(data["moves"]) if data.get("moves") else None,
         )  # fmt: skip
 
 
