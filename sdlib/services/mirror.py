@@ -278,7 +278,7 @@ def _sources(row: FileRow | None, entry: LockEntry | None) -> tuple[MirrorSource
     out: list[MirrorSource] = []
     if entry is not None and entry.version_id is not None:
         out.append(MirrorSource("civitai", model_id=entry.model_id, version_id=entry.version_id,
-                                file_id=entry.file_id, url=entry.download or None))  # fmt: skip
+                                file_id=entry.file_id, url=_public(entry.download)))  # fmt: skip
     elif row is not None and row.civitai_version_id is not None:
         out.append(MirrorSource("civitai", model_id=row.civitai_model_id,
                                 version_id=row.civitai_version_id,
@@ -289,6 +289,25 @@ def _sources(row: FileRow | None, entry: LockEntry | None) -> tuple[MirrorSource
         revision, _, file_path = rest.partition("/")
         out.append(MirrorSource("huggingface", repo=repo, revision=revision, path=file_path))
     return tuple(out)
+
+
+def _public(url: str | None) -> str | None:
+    """A download URL fit for a shared sidecar: no query parameter that carries a secret
+    (a ``token=`` pasted into a URL), no user info."""
+    if not url:
+        return None
+    from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+
+    def secret(key: str) -> bool:
+        low = key.lower()
+        return "token" in low or "sig" in low or low == "key"
+
+    pairs = parse_qsl(parts.query, keep_blank_values=True)
+    query = [(k, v) for k, v in pairs if not secret(k)]
+    netloc = parts.netloc.rsplit("@", 1)[-1]
+    return urlunsplit((parts.scheme, netloc, parts.path, urlencode(query), ""))
 
 
 def _lock_bases(ctx: Context, lock_file: Path, root: str | os.PathLike[str] | None) -> list[Path]:

@@ -85,6 +85,8 @@ def test_push_from_a_lock_checks_each_file(s3_bucket: S3Bucket, tmp_path: Path) 
     folder.mkdir(parents=True)
     a = write_blob(folder / "a.safetensors", 50_000, seed=3)
     lock = _lock(tmp_path / "models.lock", {"a.safetensors": a, "gone.safetensors": b"x"})
+    # A token pasted into a download URL must not spread through the shared sidecar.
+    lock.write_text(lock.read_text().replace('/101"', '/101?type=Model&token=SECRET"'))
     done = run_sdlib("mirror", "push", "--lock", lock, "--root", tmp_path / "webui", "--json",
                      env=env)  # fmt: skip
     assert done.returncode == 5  # one file of the lock is not there
@@ -92,6 +94,8 @@ def test_push_from_a_lock_checks_each_file(s3_bucket: S3Bucket, tmp_path: Path) 
     assert [f["status"] for f in files] == ["created", "failed"]
     sidecar = json.loads(s3_bucket.read(f"models/meta/{_sha(a)}.json"))
     assert sidecar["sources"][0]["version_id"] == 101 and sidecar["sources"][0]["file_id"] == 201
+    assert sidecar["sources"][0]["url"].endswith("/101?type=Model")
+    assert "SECRET" not in s3_bucket.read(f"models/meta/{_sha(a)}.json").decode()
     # A file that no longer matches the lock's SHA256 is refused (exit 4), nothing uploaded.
     (folder / "a.safetensors").write_bytes(b"changed")
     refused = run_sdlib("mirror", "push", "--lock", lock, "--root", tmp_path / "webui", env=env)
@@ -210,3 +214,26 @@ def test_http_read_only_mirror(http_mirror: tuple[str, Path], tmp_path: Path) ->
     assert "read-only" in pushed.stderr
     listed = run_sdlib("mirror", "ls", env=env)
     assert listed.returncode == 2 and "cannot be listed" in listed.stderr
+
+
+def test_pull_into_the_store_by_kind(s3_bucket: S3Bucket, tmp_path: Path) -> None:
+    """Without --to, pulled files land in the configured store, in their kind's folder (the
+    kind from the sidecar)."""
+    import httpx2
+
+    from sdlib.hashing import hash_file
+    from sdlib.mirror import MirrorMeta, open_mirror
+
+    data = write_blob(tmp_path / "style.safetensors", 40_000, seed=8)
+    with httpx2.Client() as http:
+        mirror = open_mirror(s3_bucket.settings(), http)
+        assert mirror is not None
+        hashes = hash_file(tmp_path / "style.safetensors")
+        mirror.push(tmp_path / "style.safetensors", hashes, MirrorMeta(hashes, kind="lora"))
+    store = tmp_path / "store"
+    env = {**os.environ, **s3_bucket.env()}
+    assert run_sdlib("store", "init", store, env=env).returncode == 0
+    lock = _lock(tmp_path / "models.lock", {"style.safetensors": data})
+    pulled = run_sdlib("mirror", "pull", "--lock", lock, env=env)
+    assert pulled.returncode == 0, pulled.stderr
+    assert (store / "Lora" / "style.safetensors").read_bytes() == data
