@@ -40,7 +40,8 @@ def parse_rate(text: str | None) -> int:
               "comfyui, stabilitymatrix, or auto.")  # fmt: skip
 @click.option("--root", type=click.Path(path_type=Path, file_okay=False),
               help="The webUI's folder (default: [library] root in the config).")  # fmt: skip
-@click.option("--connections", type=click.IntRange(1, 16), help="Connections per large file.")
+@click.option("--connections", type=click.IntRange(1, 16),
+              help="Exactly N connections a file (default: 1, more while they pay).")  # fmt: skip
 @click.option("--limit-rate", help="Cap the total speed per file, e.g. 2M (bytes/s).")
 @click.option("--jobs", type=click.IntRange(1, 8), default=3, show_default=True,
               help="Files downloaded at the same time.")  # fmt: skip
@@ -79,8 +80,9 @@ def download_cmd(
     settings = load_settings()
     dest = _destination(settings, to_dir, ui, root)
     overrides: dict[str, Any] = {}
-    if connections is not None:
+    if connections is not None:  # exactly N, instead of one and more while they pay
         overrides["connections"] = connections
+        overrides["adaptive"] = False
     if limit_rate is not None:
         overrides["limit_rate"] = parse_rate(limit_rate)
     if accept_mismatch:

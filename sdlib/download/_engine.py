@@ -1,9 +1,10 @@
 """The download engine: one ``_Download`` per file, from the part file's lock to its name.
 
 The guarantees it keeps are the package's (``sdlib.download``'s docstring). The control
-flow lives here; the policy-free parts live beside it: ``_pieces`` (parallel ranged
-pieces in order), ``_transfer`` (pacing, buffers, flushing, resume records) and
-``_checks`` (refusals and their wording).
+flow lives here (lock, resume state, requests, retries, verification, placing); the
+policy-free parts live beside it: ``_streaming`` (reading a body, one stream or pieces),
+``_ramp`` (how many connections), ``_pieces`` (parallel ranged pieces in order),
+``_transfer`` (pacing, buffers, flushing) and ``_checks`` (refusals and their wording).
 """
 
 from __future__ import annotations
@@ -12,8 +13,6 @@ import contextlib
 import errno
 import os
 import random
-import time
-from collections.abc import Callable
 from typing import BinaryIO
 
 import httpx2
@@ -26,25 +25,20 @@ from sdlib.download._checks import (
     open_part_locked,
     refuse_reserved_name,
     size_offer_error,
-    unknown_size_error,
 )
-from sdlib.download._pieces import PieceError, PieceFetcher
+from sdlib.download._ramp import Ramp
+from sdlib.download._streaming import BodyReading, Transient
 from sdlib.download._transfer import (
     PROGRESS_RESETS_RETRIES,
     BackgroundFlush,
-    BufferRing,
     CancelWatch,
     ReadDeadline,
-    SpeedFloor,
     Throttle,
     content_range_start,
     content_range_total,
     describe_transport,
     feed_prefix,
-    first_read_size,
-    next_read_size,
     parse_int,
-    progress_due,
 )
 from sdlib.download._unfinished import ResumeRecord
 from sdlib.download._values import (
@@ -53,9 +47,7 @@ from sdlib.download._values import (
     DownloadSpec,
     EventCallback,
     Finished,
-    Progress,
     Retrying,
-    Started,
     Verifying,
     part_path,
 )
@@ -66,18 +58,12 @@ from sdlib.errors import (
     Interrupted,
     SourceError,
 )
-from sdlib.files.sniff import looks_like_text_error
 from sdlib.files.verification import Verification, check
 from sdlib.formatting import human_size
 from sdlib.hashing import FileHashes, Hasher
-from sdlib.http import ABORT, FAST_BODY, READINTO, raise_for_status
+from sdlib.http import FAST_BODY, raise_for_status
 
 __all__ = ["download"]
-
-#: Buffers that a fast (``readinto``) body is read into, in turn, while others are hashed;
-#: 1 MiB each, so a slow link still shows progress (and keeps its bytes) every MiB.
-_RING_BUFFERS = 12
-_RING_BUFFER_SIZE = 1 << 20
 
 
 # --- the engine -------------------------------------------------------------------------------
@@ -85,10 +71,6 @@ _RING_BUFFER_SIZE = 1 << 20
 
 class _Restart(Exception):
     """The server cannot continue from our offset: start the file again from zero."""
-
-
-class _Transient(Exception):
-    """A failure worth retrying (dropped connection, stall, expired URL, 5xx)."""
 
 
 def download(
@@ -101,7 +83,7 @@ def download(
     return _Download(client, spec, options or DownloadOptions(), on_event).run()
 
 
-class _Download:
+class _Download(BodyReading):
     def __init__(
         self,
         client: httpx2.Client,
@@ -119,6 +101,10 @@ class _Download:
         self.total: int | None = spec.size
         self.validator: str | None = None
         self.connections = 1
+        # One connection, more while they pay; or exactly the user's --connections N.
+        self.ramp = (
+            Ramp(options.connections) if options.adaptive else Ramp.fixed(options.connections)
+        )
         self.fh: BinaryIO | None = None
         self.hasher = Hasher(spec.size, threads=True)
         self.offset = 0
@@ -254,11 +240,13 @@ class _Download:
         while True:
             try:
                 self._fetch_once()
-                return
+                if self.total is None or self.offset >= self.total:
+                    return
+                continue  # pieces gave way to a single stream: request the rest
             except _Restart:
                 self._truncate()
                 self.validator = None
-            except _Transient as exc:
+            except Transient as exc:
                 self._check_cancel()  # a cancel broke the connection: stop, do not retry
                 if self.offset - progress >= PROGRESS_RESETS_RETRIES:
                     # A flaky link that keeps delivering: only failures in a row count.
@@ -304,16 +292,12 @@ class _Download:
                 f"{self.client.max_redirects} redirects); giving up"
             ) from None
         except httpx2.TransportError as exc:
-            raise _Transient(describe_transport(exc)) from None
+            raise Transient(describe_transport(exc)) from None
         try:
             done = self._handle_first_response(response)
             if done:
                 return
-            if self._should_split(response):
-                response.close()
-                self._fetch_pieces(str(response.url))
-            else:
-                self._stream(response)
+            self._read_body(response)
         finally:
             response.close()
 
@@ -352,142 +336,17 @@ class _Download:
         if redirected and status in (401, 403, 410) and self.spec.refresh is not None:
             # A signed storage URL that expired: ask the API for a new one.
             self.url = self.spec.refresh()
-            raise _Transient(f"storage link expired (HTTP {status}); fetched a new one")
+            raise Transient(f"storage link expired (HTTP {status}); fetched a new one")
         if status in (500, 502, 503, 504, 408):
-            raise _Transient(f"server error HTTP {status}")
+            raise Transient(f"server error HTTP {status}")
         mapper = self.opt.raise_for_status or raise_for_status
         try:
             mapper(response)
         except SourceError as exc:
             if exc.status == 429:
-                raise _Transient("rate limited (HTTP 429)") from None
+                raise Transient("rate limited (HTTP 429)") from None
             raise
         raise DownloadError(f"{self.name}: HTTP {status}")
-
-    def _should_split(self, response: httpx2.Response) -> bool:
-        ranges = response.status_code == 206 or response.headers.get("Accept-Ranges") == "bytes"
-        left = (self.total or 0) - self.offset
-        return (
-            ranges
-            and self.opt.connections > 1
-            and self.total is not None
-            and left >= self.opt.split_threshold
-            and left > self.opt.piece_size
-        )
-
-    def _stream(self, response: httpx2.Response) -> None:
-        self.connections = 1
-        self.emit(Started(self.name, self.total, self.resumed_from, 1))
-        readinto = response.extensions.get(READINTO)
-        abort = response.extensions.get(ABORT)
-        reading = self.watch.reading(abort) if self.watch else None
-        try:
-            if readinto is not None:
-                with reading or contextlib.nullcontext():
-                    self._stream_into(readinto, abort)
-            else:
-                floor = self._speed_floor()
-                # Chunks as they arrive: a fixed chunk size would wait for that many bytes
-                # however slowly they trickle in, out of the speed floor's sight.
-                for chunk in response.iter_raw():
-                    self._write(chunk)
-                    self._check_speed(floor, len(chunk))
-                    self.throttle.take(len(chunk))
-        except httpx2.TransportError as exc:
-            self._check_deadline()
-            raise _Transient(describe_transport(exc)) from None
-        if self.total is not None and self.offset < self.total:
-            raise _Transient(f"connection closed at {self.offset:,} of {self.total:,} bytes")
-
-    def _stream_into(
-        self, readinto: Callable[[memoryview], int], abort: Callable[[], None] | None
-    ) -> None:
-        """Read the body straight into a ring of buffers (see ``sdlib.http._fastbody``)."""
-        assert self.deadline is not None
-        ring = BufferRing(_RING_BUFFERS, _RING_BUFFER_SIZE)
-        fed_before = self.hasher.fed
-        cap = _RING_BUFFER_SIZE
-        if self.throttle.rate:  # small reads so that --limit-rate stays smooth
-            cap = max(64 << 10, min(cap, self.throttle.rate // 10))
-        step = first_read_size(self.opt, cap)
-        floor = self._speed_floor()
-        while True:
-            buf = ring.take(self.hasher, fed_before)
-            began = time.monotonic()
-            with self.deadline.read(abort):
-                n = readinto(buf[:step])
-            step = next_read_size(step, time.monotonic() - began, self.opt.stall_timeout, cap)
-            if n:
-                self._write(buf[:n])
-            self._check_deadline()  # an aborted read may look like the end of the body
-            if not n:
-                return
-            self._check_speed(floor, n)
-            self.throttle.take(n)
-
-    def _check_deadline(self) -> None:
-        if self.deadline is not None and self.deadline.fired:
-            self.deadline.fired = False
-            raise _Transient(
-                f"the server trickles data (a read got too little in {self.opt.stall_timeout:g} s)"
-            )
-
-    def _speed_floor(self) -> SpeedFloor:
-        return SpeedFloor.for_options(self.opt, connections=1)
-
-    def _check_speed(self, floor: SpeedFloor, n: int) -> None:
-        why = floor.add(n)
-        if why is not None:
-            raise _Transient(why)
-
-    def _check_cancel(self) -> None:
-        if self.opt.cancel is not None and self.opt.cancel.is_set():
-            raise Interrupted(
-                f"{self.name}: stopped; {human_size(self.offset)} kept; {self._resume_hint()}",
-                path=str(self.part),
-            )
-
-    def _write(self, data: bytes | bytearray | memoryview) -> None:
-        """Append, hash and report ``data``; then stop if a cancel came (keeping it)."""
-        assert self.fh is not None
-        if self.offset == 0 and looks_like_text_error(bytes(data[:64])):
-            raise DownloadError(
-                f"{self.name}: the server sent an HTML or JSON page instead of the model file"
-            )
-        if self.total is not None and self.offset + len(data) > self.total:
-            raise HashMismatch(
-                f"{self.name}: the server sent more than the {self.total:,} bytes it announced"
-            )
-        if self.total is None and self.offset + len(data) > self.opt.max_unknown_size:
-            self.offset = 0  # nothing to resume: _close deletes the part file
-            raise unknown_size_error(self.name, self.opt.max_unknown_size, self.part)
-        self.fh.write(data)
-        self.hasher.update(data)
-        self.offset += len(data)
-        if self.flush is not None:
-            self.flush.wrote(len(data))
-        # Keep the hashing threads at most a few buffers behind the network.
-        if self.hasher.fed > 8:
-            self.hasher.wait_done(self.hasher.fed - 8)
-        now = time.monotonic()
-        if progress_due(self.offset, self.total, self._last_done, now - self._last_emit):
-            self._last_emit, self._last_done = now, self.offset
-            self.emit(Progress(self.name, self.offset, self.total))
-        self._check_cancel()
-
-    def _fetch_pieces(self, url: str) -> None:
-        assert self.total is not None
-        self.connections = self.opt.connections
-        self.emit(Started(self.name, self.total, self.resumed_from, self.connections))
-        fetcher = PieceFetcher(
-            self.client, url, self.offset, self.total, self.opt, self.validator, self.throttle,
-            self.watch, self.deadline,
-        )  # fmt: skip
-        try:
-            for data in fetcher.in_order():
-                self._write(data)
-        except PieceError as exc:
-            raise _Transient(str(exc)) from None
 
     # -- verification ------------------------------------------------------------------------
     def _finish_hashing(self) -> FileHashes:

@@ -40,6 +40,13 @@ class PieceError(Exception):
 
 
 class PieceFetcher:
+    """Pieces of ``[start, total)`` over ``workers`` connections, handed out in file order.
+
+    ``set_workers`` changes the count while it runs (``sdlib.download._ramp`` decides it);
+    at 0 no new piece is started, and ``in_order`` ends after the last piece that was
+    (the caller goes on from there with a single stream).
+    """
+
     def __init__(
         self,
         client: httpx2.Client,
@@ -51,6 +58,10 @@ class PieceFetcher:
         throttle: Any,
         watch: CancelWatch | None = None,
         deadline: ReadDeadline | None = None,
+        *,
+        workers: int | None = None,
+        arrived: Callable[[int], None] | None = None,
+        joined: Callable[[], None] | None = None,
     ) -> None:
         self.client = client
         self.watch = watch
@@ -59,28 +70,49 @@ class PieceFetcher:
         self.opt = options
         self.validator = validator
         self.throttle = throttle
+        self._arrived = arrived or (lambda _n: None)
+        self._joined = joined or (lambda: None)
+        self._local = threading.local()  # per worker: whether it has delivered a byte yet
         size = options.piece_size
         self.pieces = [(a, min(a + size, total)) for a in range(start, total, size)]
-        self.window = max(2, options.connections * 2)
         self._cond = threading.Condition()
         self._next = 0  # next piece a worker may take
         self._consumed = 0  # pieces handed to the consumer
         self._done: dict[int, bytearray] = {}
         self._error: str | None = None
         self._stop = False
+        self._target = 0
+        self._running = 0  # worker threads alive
+        self._threads: list[threading.Thread] = []
+        self.set_workers(options.connections if workers is None else workers)
+
+    @property
+    def window(self) -> int:
+        """Pieces the workers may run ahead of the consumer (memory stays bounded)."""
+        return max(2, self._target * 2)
+
+    def set_workers(self, count: int) -> None:
+        """Use ``count`` connections from now on (extra ones stop after their piece)."""
+        with self._cond:
+            self._target = max(0, count)
+            start = max(0, self._target - self._running)
+            self._running += start
+            self._cond.notify_all()
+        for _ in range(start):
+            thread = threading.Thread(
+                target=self._work, daemon=True, name=f"sdlib-piece-{len(self._threads)}"
+            )
+            self._threads.append(thread)
+            thread.start()
 
     def in_order(self) -> Iterator[bytearray]:
-        workers = [
-            threading.Thread(target=self._work, daemon=True, name=f"sdlib-piece-{i}")
-            for i in range(min(self.opt.connections, len(self.pieces)))
-        ]
-        for w in workers:
-            w.start()
         try:
             for index in range(len(self.pieces)):
                 with self._cond:
                     self._cond.wait_for(functools.partial(self._ready, index))
                     if index not in self._done:
+                        if self._error is None and self._abandoned(index):
+                            return  # no worker left to take it: the caller streams on
                         raise PieceError(self._error or "piece failed")
                     data = self._done.pop(index)
                     self._consumed = index + 1
@@ -90,11 +122,23 @@ class PieceFetcher:
             with self._cond:
                 self._stop = True
                 self._cond.notify_all()
-            for w in workers:
+            for w in self._threads:
                 w.join(timeout=self.opt.stall_timeout + 5)
 
+    def stop(self) -> None:
+        """Stop every worker (pieces in flight are dropped) and wait for them."""
+        with self._cond:
+            self._stop = True
+            self._target = 0
+            self._cond.notify_all()
+        for w in self._threads:
+            w.join(timeout=self.opt.stall_timeout + 5)
+
+    def _abandoned(self, index: int) -> bool:
+        return index >= self._next and self._running == 0 and self._target == 0
+
     def _ready(self, index: int) -> bool:
-        return index in self._done or self._error is not None
+        return index in self._done or self._error is not None or self._abandoned(index)
 
     def _take(self) -> int | None:
         with self._cond:
@@ -102,36 +146,43 @@ class PieceFetcher:
                 lambda: (
                     self._stop
                     or self._next >= len(self.pieces)
+                    or self._running > self._target
                     or self._next < self._consumed + self.window
                 )
             )
-            if self._stop or self._next >= len(self.pieces):
+            if self._stop or self._next >= len(self.pieces) or self._running > self._target:
+                self._running -= 1  # this worker stops
+                self._cond.notify_all()
                 return None
             index = self._next
             self._next += 1
             return index
 
     def _work(self) -> None:
+        self._local.fresh = True
         while (index := self._take()) is not None:
             try:
                 data = self._fetch(*self.pieces[index])
             except PieceError as exc:
-                with self._cond:
-                    self._error = self._error or str(exc)
-                    self._stop = True
-                    self._cond.notify_all()
+                self._fail(str(exc))
                 return
             except Exception as exc:  # never let a worker die silently
-                with self._cond:
-                    self._error = self._error or f"unexpected error: {exc!r}"
-                    self._stop = True
-                    self._cond.notify_all()
+                self._fail(f"unexpected error: {exc!r}")
                 return
             if data is None:
+                self._fail(None)
                 return
             with self._cond:
                 self._done[index] = data
                 self._cond.notify_all()
+
+    def _fail(self, error: str | None) -> None:
+        with self._cond:
+            if error is not None:
+                self._error = self._error or error
+                self._stop = True
+            self._running -= 1
+            self._cond.notify_all()
 
     def _fetch(self, begin: int, end: int) -> bytearray | None:
         """Bytes [begin, end) with retries that resume inside the piece."""
@@ -186,7 +237,7 @@ class PieceFetcher:
             # would wait for that many bytes, however slowly they trickle in).
             readinto = response.extensions.get(READINTO) or _chunk_reader(response.iter_raw())
             abort = response.extensions.get(ABORT)
-            floor = SpeedFloor.for_options(self.opt, self.opt.connections)
+            floor = SpeedFloor.for_options(self.opt, max(1, self._target))
             window = self.opt.stall_timeout
             step = first_read_size(self.opt, cap)
             with self.watch.reading(abort) if self.watch else contextlib.nullcontext():
@@ -197,6 +248,10 @@ class PieceFetcher:
                     elapsed = time.monotonic() - began
                     step = next_read_size(step, elapsed, window, cap)
                     piece.filled += n
+                    self._arrived(n)
+                    if n and self._local.fresh:
+                        self._local.fresh = False
+                        self._joined()
                     if elapsed > window:  # cut by the read deadline: a trickle
                         raise _Retry(f"the server trickles data (a read took {elapsed:.0f} s)")
                     if not n:

@@ -122,6 +122,7 @@ class SpeedFloor:
 #: deadline, and a fast one soon reads 1 MiB at a time.
 FIRST_READ = 64 << 10
 MIN_READ = 1 << 10
+SLOW_READ = 0.12
 
 
 def first_read_size(options: DownloadOptions, cap: int) -> int:
@@ -134,7 +135,9 @@ def next_read_size(step: int, elapsed: float, window: float, cap: int) -> int:
     """The size of the next read, after one of ``step`` bytes took ``elapsed`` seconds."""
     if elapsed < 0.05:
         return min(cap, step * 2)
-    if elapsed > window / 8:
+    # Reads of more than about a tenth of a second are halved too: what arrived is then
+    # counted (by the connection ramp, the speed floor) in small steps, not in lumps.
+    if elapsed > min(window / 8, SLOW_READ):
         return max(MIN_READ, step // 2)
     return min(step, cap)
 

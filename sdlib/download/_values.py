@@ -92,7 +92,12 @@ class DownloadSpec:
 
 @dataclass(frozen=True)
 class DownloadOptions:
+    #: The most connections one file is fetched over. With ``adaptive`` (the default) a
+    #: download starts with one and adds ranged connections only while each one raises the
+    #: total (a server capping each connection); without, it uses exactly this many for
+    #: files of ``split_threshold`` or more (the user's ``--connections N``).
     connections: int = 4
+    adaptive: bool = True
     split_threshold: int = 64 << 20
     piece_size: int = 8 << 20
     limit_rate: int = 0
