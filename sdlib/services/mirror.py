@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sdlib.errors import NotFound, SdlibError, UnsafeFileError, UsageError
+from sdlib.errors import HashMismatch, NotFound, SdlibError, UnsafeFileError, UsageError
 
 if TYPE_CHECKING:
     from sdlib.download import DownloadEvent
@@ -212,8 +212,6 @@ def _push_one(
         size = path.stat().st_size
         hashes, _cached = ctx.hashes.get(path, hashing)
         if entry is not None and hashes.sha256.lower() != entry.sha256.lower():
-            from sdlib.errors import HashMismatch
-
             raise HashMismatch(
                 f"its SHA256 is {hashes.sha256.lower()}, the lock says {entry.sha256.lower()}: "
                 "not pushed", path=str(path),
@@ -477,6 +475,10 @@ def _pull_one(
         )  # fmt: skip
         options = DownloadOptions.from_settings(ctx.settings)
         result = download(ctx.http, spec, options, on_event)
+    except HashMismatch as exc:
+        got = f" (its bytes hash to {exc.actual.lower()})" if exc.actual else ""
+        return PullOutcome(sha, name, "failed", error=f"the mirror's object is corrupt{got}: "
+                           "not placed; see sdlib mirror verify", code=exc.exit_code)  # fmt: skip
     except SdlibError as exc:
         return PullOutcome(sha, name, "failed", error=str(exc), code=exc.exit_code)
     return PullOutcome(sha, name, "pulled", str(result.path), result.size)

@@ -145,7 +145,9 @@ def test_corrupt_object_is_reported_and_never_placed(s3_bucket: S3Bucket, tmp_pa
     out = tmp_path / "out"
     pulled = run_sdlib("mirror", "pull", "--lock", lock, "--to", out, "--json", env=env)
     assert pulled.returncode == 4, pulled.stderr
-    assert [f["status"] for f in json.loads(pulled.stdout)["files"]] == ["pulled", "failed"]
+    files = json.loads(pulled.stdout)["files"]
+    assert [f["status"] for f in files] == ["pulled", "failed"]
+    assert "corrupt" in files[1]["error"]
     assert (out / "good.bin").read_bytes() == good
     assert sorted(p.name for p in out.iterdir()) == ["good.bin"]  # no meant.bin, no .part
 
