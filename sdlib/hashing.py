@@ -3,8 +3,11 @@
 SHA256, AutoV1, AutoV2, AutoV3, CRC32 and BLAKE3, in Civitai's exact conventions
 (uppercase hex; AutoV1 only for files of 2 MiB or more; AutoV3 only for safetensors, over
 the bytes after the header; CRC32 printed little-endian, as .NET does). The file is read
-once into a small pool of buffers; each hasher runs in its own thread (hashlib, blake3 and
-zlib release the GIL on large buffers), so the wall time stays near that of SHA256 alone.
+once, into a few reused page-aligned buffers, by as many threads as there are cores (at
+most three); each thread reads or runs whichever hash is furthest behind on buffers already
+read (``sdlib._hashpool``). hashlib, blake3 and ISA-L release the GIL for the whole of a
+4 MiB update, so the wall time is that of SHA256 alone for most files, and for safetensors
+(AutoV3 is a second SHA256 stream) the whole work divided by the cores.
 
 ``Hasher`` is the streaming core, fed by ``hash_file`` and by the downloader as bytes
 arrive; it never touches the disk itself.
@@ -13,10 +16,9 @@ arrive; it never touches the disk itself.
 from __future__ import annotations
 
 import hashlib
+import mmap
 import os
-import queue
 import struct
-import threading
 import zlib
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -25,6 +27,7 @@ from typing import Any, Protocol
 
 from blake3 import blake3
 
+from sdlib._hashpool import Chunk, ChunkPool, give_back, take_buffer, usable_cores
 from sdlib.errors import FormatError
 
 try:  # ISA-L's CRC32 is ~6x faster than zlib's; same polynomial, same result.
@@ -35,7 +38,12 @@ except ImportError:  # pragma: no cover - isal has wheels for the common platfor
 AUTOV1_OFFSET = 0x100000
 AUTOV1_LENGTH = 0x10000
 AUTOV1_MIN_SIZE = 0x200000
-CHUNK = 8 << 20
+#: Bytes per read (4 MiB: a buffer every hash reads while it is still in the CPU's cache).
+CHUNK = 4 << 20
+#: Buffers ``hash_file`` reads ahead of the slowest hash (they are reused in turn).
+_WINDOW = 6
+#: Seconds between two progress reports of a threaded ``hash_file``.
+_PROGRESS_EVERY = 0.1
 #: A safetensors header larger than this is not a header (the format's own cap is 100 MB).
 MAX_HEADER = 100_000_000
 
@@ -97,13 +105,17 @@ def safetensors_body_offset(head: bytes, size: int) -> int | None:
     return 8 + n
 
 
+#: The stages a threaded ``Hasher`` runs, longest first (ties go to the earlier one).
+_SHA, _V3, _B3_CRC = 0, 1, 2
+
+
 class Hasher:
     """Streaming six-way hasher. Feed it the file's bytes in order, then call ``result``.
 
-    ``threads=True`` hashes each buffer in worker threads; a buffer passed to ``update``
-    must then stay unchanged until ``wait_done`` says it was hashed (``hash_file`` recycles buffers
-    that way). With ``threads=False`` it works inline (for small inputs and the downloader's
-    own threads).
+    ``threads=True`` hashes each buffer in worker threads (see ``sdlib._hashpool``); a
+    buffer passed to ``update`` must then stay unchanged until ``wait_done`` says it was
+    hashed (``hash_file`` and the downloader recycle buffers that way). With
+    ``threads=False`` it works inline (for small inputs).
     """
 
     def __init__(self, size_hint: int | None = None, *, threads: bool = False) -> None:
@@ -117,32 +129,43 @@ class Hasher:
         self._v1 = bytearray()
         self._pos = 0
         self._size_hint = size_hint
-        self._workers: list[_Worker] = []
-        self._fed = 0
+        self._pool: ChunkPool | None = None
         if threads:
-            # SHA256 alone in one thread is what keeps pace with the disk; the cheap hashes
-            # share a second, and AutoV3's second SHA256 stream (safetensors only) a third.
-            self._workers = [
-                _Worker(self._sha.update),
-                _Worker(self._b3_crc),
-                _Worker(self._v3_update),
-            ]
+            self._pool = ChunkPool(self._stages(), _worker_count()).start()
 
-    # -- per-hasher work, run inline or in a worker -------------------------------------------
-    def _b3_crc(self, data: memoryview) -> None:
-        self._b3.update(data)
-        self._crc = _crc32(data, self._crc)
+    def _stages(self) -> list[Callable[[Chunk], None]]:
+        return [self._sha_update, self._v3_update, self._b3_crc]
 
-    def _v3_update(self, data: memoryview, v3_from: int = -1) -> None:
-        if v3_from >= 0 and self._v3 is not None:
-            self._v3.update(data[v3_from:])
+    # -- per-hasher work, run inline or by the pool ----------------------------------------------
+    def _sha_update(self, chunk: Chunk) -> None:
+        self._sha.update(chunk.view)
+
+    def _b3_crc(self, chunk: Chunk) -> None:
+        self._b3.update(chunk.view)
+        self._crc = _crc32(chunk.view, self._crc)
+
+    def _v3_update(self, chunk: Chunk) -> None:
+        if chunk.v3_from >= 0 and self._v3 is not None:
+            self._v3.update(chunk.view[chunk.v3_from :])
 
     # -- feeding -----------------------------------------------------------------------------
     def update(self, data: bytes | bytearray | memoryview) -> None:
+        chunk = self._chunk(data)
+        if chunk is None:
+            return
+        if self._pool is not None:
+            self._pool.put(chunk)
+        else:
+            for stage in self._stages():
+                stage(chunk)
+
+    def _chunk(self, data: bytes | bytearray | memoryview) -> Chunk | None:
+        """The next buffer as a ``Chunk`` (None if empty), after taking what AutoV1 and the
+        safetensors test need from it. Called for every buffer, in order, by one thread."""
         view = memoryview(data).cast("B")
         n = len(view)
         if not n:
-            return
+            return None
         start = self._pos
         self._pos += n
         self._capture_head(view, start)
@@ -151,15 +174,7 @@ class Hasher:
         v3_from = -1
         if self._v3_start is not None and self._pos > self._v3_start:
             v3_from = max(0, self._v3_start - start)
-        if self._workers:
-            self._workers[0].put(view)
-            self._workers[1].put(view)
-            self._workers[2].put(view, v3_from)
-            self._fed += 1
-        else:
-            self._sha.update(view)
-            self._b3_crc(view)
-            self._v3_update(view, v3_from)
+        return Chunk(view, v3_from)
 
     def _capture_head(self, view: memoryview, start: int) -> None:
         # AutoV3 needs the header length, which sits in the first 8 bytes; we decide after
@@ -175,6 +190,8 @@ class Hasher:
         if offset is not None:
             self._v3 = hashlib.sha256()
             self._v3_start = offset
+        elif self._pool is not None:
+            self._pool.retire(_V3)  # no second SHA256 stream to wait for
 
     def _capture_autov1(self, view: memoryview, start: int) -> None:
         lo, hi = AUTOV1_OFFSET, AUTOV1_OFFSET + AUTOV1_LENGTH
@@ -186,22 +203,21 @@ class Hasher:
     @property
     def fed(self) -> int:
         """How many buffers ``update`` has queued so far."""
-        return self._fed
+        return self._pool.count if self._pool is not None else 0
 
     def wait_done(self, count: int) -> None:
         """Block until the workers have hashed the first ``count`` buffers queued."""
-        for worker in self._workers:
-            worker.wait_done(count)
+        if self._pool is not None:
+            self._pool.wait_done(count)
 
     def close(self) -> None:
         """Stop the worker threads without a result (a download being abandoned)."""
-        for worker in self._workers:
-            worker.close()
+        if self._pool is not None:
+            self._pool.close()
 
     def result(self) -> FileHashes:
-        self.close()
-        for worker in self._workers:
-            worker.raise_error()
+        if self._pool is not None:
+            self._pool.finish()
         size = self._pos
         sha = self._sha.hexdigest().upper()
         autov3 = autov3_full = None
@@ -224,84 +240,71 @@ class Hasher:
         )
 
 
-class _Worker:
-    """One thread applying one function to a stream of buffers, in order."""
-
-    def __init__(self, func: Callable[..., None]) -> None:
-        self._func = func
-        self._queue: queue.Queue[tuple[Any, ...] | None] = queue.Queue()
-        self._error: BaseException | None = None
-        self._done = 0
-        self._closed = False
-        self._cond = threading.Condition()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while True:
-            item = self._queue.get()
-            try:
-                if item is None:
-                    return
-                if self._error is None:
-                    self._func(*item)
-            except BaseException as exc:  # surfaced by raise_error in the caller's thread
-                self._error = exc
-            with self._cond:
-                self._done += 1
-                self._cond.notify_all()
-
-    def put(self, *args: Any) -> None:
-        self._queue.put(args)
-
-    def wait_done(self, count: int) -> None:
-        with self._cond:
-            self._cond.wait_for(lambda: self._done >= count)
-
-    def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        self._queue.put(None)
-        self._thread.join()
-
-    def raise_error(self) -> None:
-        if self._error is not None:
-            raise self._error
+def _worker_count() -> int:
+    # One thread per core the stages can use: SHA256, AutoV3's SHA256 and BLAKE3+CRC32.
+    return min(usable_cores(), 3)
 
 
 ProgressCallback = Callable[[int], None]
 
 
 class Readable(Protocol):
-    def readinto(self, buffer: bytearray, /) -> int | None: ...
+    def readinto(self, buffer: memoryview, /) -> int | None: ...
 
 
 def hash_stream(
     fh: Readable, size: int | None = None, progress: ProgressCallback | None = None
 ) -> FileHashes:
     """Hash everything readable from ``fh`` in one pass."""
-    threaded = size is None or size > 4 * CHUNK
-    hasher = Hasher(size, threads=threaded)
-    # A few buffers in rotation: the workers hash some while the next is read.
-    buffers = [bytearray(CHUNK) for _ in range(4 if threaded else 1)]
-    i = 0
+    if size is not None and size <= 4 * CHUNK:
+        hasher = Hasher(size)
+        buffer = take_buffer(CHUNK)
+        try:
+            view = memoryview(buffer)
+            while n := fh.readinto(view):
+                hasher.update(view[:n])
+                if progress is not None:
+                    progress(n)
+            return hasher.result()
+        finally:
+            give_back([buffer])
+    return _hash_threaded(fh, size, progress)
+
+
+def _hash_threaded(fh: Readable, size: int | None, progress: ProgressCallback | None) -> FileHashes:
+    """The pool's own threads read ``fh`` into a few reused buffers and hash them; this
+    thread only reports progress, a few times a second (a callback never runs in a worker)."""
+    hasher = Hasher(size)
+    buffers: list[mmap.mmap | None] = [None] * _WINDOW
+    read_total = 0
+
+    def read(slot: int) -> Chunk | None:
+        nonlocal read_total
+        buf = buffers[slot]
+        if buf is None:  # taken on first use: the first read need not wait for all of them
+            buf = buffers[slot] = take_buffer(CHUNK)
+        view = memoryview(buf)
+        n = fh.readinto(view)
+        if not n:
+            return None
+        read_total += n
+        return hasher._chunk(view[:n])
+
+    pool = ChunkPool(hasher._stages(), _worker_count(), source=read, window=_WINDOW)
+    hasher._pool = pool  # so that a file found not to be safetensors retires AutoV3's stage
+    pool.start()
     try:
-        while True:
-            buf = buffers[i % len(buffers)]
-            if threaded and i >= len(buffers):
-                # The buffer we are about to refill was queued as number i - len + 1.
-                hasher.wait_done(i - len(buffers) + 1)
-            n = fh.readinto(buf)
-            if not n:
-                break
-            hasher.update(memoryview(buf)[:n])
-            if progress is not None:
-                progress(n)
-            i += 1
+        reported = 0
+        finished = False
+        while not finished:
+            finished = pool.wait_finished(_PROGRESS_EVERY)
+            if progress is not None and read_total > reported:
+                progress(read_total - reported)
+                reported = read_total
+        return hasher.result()
     finally:
-        result = hasher.result()
-    return result
+        pool.close()  # joins the threads: nothing uses the buffers any more
+        give_back(buffers)
 
 
 def hash_file(path: str | os.PathLike[str], progress: ProgressCallback | None = None) -> FileHashes:
