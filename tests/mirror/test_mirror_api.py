@@ -157,3 +157,37 @@ def test_past_the_copy_limit_parts_go_straight_to_the_key(
     assert mirror.push(tmp_path / "huge.bin", hash_file(tmp_path / "huge.bin")).status == "created"
     assert s3_bucket.read(f"models/sha256/{sha[:2]}/{sha}") == data
     assert s3_bucket.keys() == [f"models/meta/{sha}.json", f"models/sha256/{sha[:2]}/{sha}"]
+
+
+def test_without_the_s3_extra_reads_work_and_writes_say_what_to_install(
+    s3_bucket: S3Bucket, http: httpx2.Client, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without obstore, a public-read object is read over plain HTTP (unsigned HEAD and GET);
+    pushing needs obstore and says so (exit 2)."""
+    import sys
+
+    from sdlib.errors import ConfigError
+
+    data = write_blob(tmp_path / "f.bin", 5000, seed=12)
+    sha = hashlib.sha256(data).hexdigest()
+    import obstore
+    from obstore.store import S3Store
+
+    public = S3Store(
+        s3_bucket.name, endpoint=s3_bucket.endpoint, region="us-east-1",
+        access_key_id="k", secret_access_key="s",
+        client_options={"allow_http": True, "default_headers": {"x-amz-acl": "public-read"}},
+    )  # fmt: skip
+    obstore.put(public, f"models/sha256/{sha[:2]}/{sha}", data)
+    monkeypatch.setitem(sys.modules, "obstore", None)  # import obstore -> ImportError
+    mirror = open_mirror(s3_bucket.settings(), http)
+    assert mirror is not None and not mirror.can_publish
+    assert mirror.stat(sha) == len(data)
+    assert (
+        mirror.object_url(sha)
+        == f"{s3_bucket.endpoint}/{s3_bucket.name}/models/sha256/{sha[:2]}/{sha}"
+    )
+    assert http.get(mirror.object_url(sha)).content == data
+    with pytest.raises(ConfigError, match=r"sdlib\[s3\]") as info:
+        mirror.push(tmp_path / "f.bin", hash_file(tmp_path / "f.bin"))
+    assert info.value.exit_code == 2
