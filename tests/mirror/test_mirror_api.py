@@ -191,3 +191,48 @@ def test_without_the_s3_extra_reads_work_and_writes_say_what_to_install(
     with pytest.raises(ConfigError, match=r"sdlib\[s3\]") as info:
         mirror.push(tmp_path / "f.bin", hash_file(tmp_path / "f.bin"))
     assert info.value.exit_code == 2
+
+
+def test_push_library_describes_each_model(s3_bucket: S3Bucket, tmp_path: Path) -> None:
+    """``push --library``: every model file of a webUI folder, each sidecar saying what the
+    file is (a LoRA and a VAE, made from their fixture specs); a pickle that would run code
+    is refused and never uploaded."""
+    from sdlib.services import Context
+    from sdlib.services import mirror as service
+    from tests.support.trees import a1111, st, unsafe_pickle
+
+    root = a1111(tmp_path / "webui")
+    lora = st(root / "models" / "Lora" / "style.safetensors", "lora_sd15_kohya", small=True)
+    vae = st(root / "models" / "VAE" / "vae.safetensors", "vae_sd", small=True)
+    bad = unsafe_pickle(root / "models" / "Stable-diffusion" / "evil.ckpt", tmp_path / "ran")
+    settings = s3_bucket.settings(Settings(cache_dir=tmp_path / "c", data_dir=tmp_path / "d"))
+    with Context(settings) as ctx:
+        outcomes = {Path(o.path).name: o for o in service.push_library(ctx, root, ui="a1111")}
+    assert outcomes["style.safetensors"].status == "created"
+    assert outcomes["vae.safetensors"].status == "created"
+    assert outcomes["evil.ckpt"].status == "failed" and outcomes["evil.ckpt"].code == 3
+    # An SD 1.x VAE's weights do not say SD 1 or 2, so only the LoRA's base is asserted.
+    for path, kind, base in ((lora, "lora", "sd1"), (vae, "vae", None)):
+        sha = hashlib.sha256(path.read_bytes()).hexdigest()
+        sidecar = json.loads(s3_bucket.read(f"models/meta/{sha}.json"))
+        assert sidecar["kind"] == kind, sidecar
+        assert base is None or sidecar["base"] == base, sidecar
+    evil = hashlib.sha256(bad.read_bytes()).hexdigest()
+    stored = s3_bucket.keys()
+    assert not any(evil in key for key in stored)
+    assert not (tmp_path / "ran").exists()
+
+
+def test_a_private_bucket_read_without_credentials_is_access_denied(
+    s3_bucket: S3Bucket, http: httpx2.Client
+) -> None:
+    from sdlib.errors import AccessDenied
+    from sdlib.mirror import Mirror, MirrorConfig
+
+    data = b"private bytes"
+    sha = hashlib.sha256(data).hexdigest()
+    s3_bucket.plant(f"models/sha256/{sha[:2]}/{sha}", data)
+    as_http = MirrorConfig(url=f"{s3_bucket.endpoint}/{s3_bucket.name}/models/")
+    with pytest.raises(AccessDenied) as info:
+        Mirror(as_http, http).stat(sha)
+    assert info.value.exit_code == 6
