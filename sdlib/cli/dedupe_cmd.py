@@ -19,17 +19,22 @@ from sdlib.cli._library import UI_HELP, Progress, context, root_of, settings
 @click.option("--apply", "do_apply", is_flag=True,
               help="Replace the extra copies by hard links (journaled).")  # fmt: skip
 @click.option("--undo", is_flag=True, help="Give back separate files for what --apply linked.")
+@click.option("--no-reflink", "no_reflink", is_flag=True,
+              help="Hard links even where the filesystem makes reflinks.")  # fmt: skip
 @json_option
 @handle_errors
 def dedupe_cmd(roots: tuple[Path, ...], uis: tuple[str, ...], do_apply: bool, undo: bool,
-               as_json: bool) -> None:  # fmt: skip
+               no_reflink: bool, as_json: bool) -> None:  # fmt: skip
     """Find identical model files in and across webUI folders; --apply makes them one file.
 
     Files are compared by size, then by SHA256 (from the hash cache: a second run reads no
     model file). Without --apply nothing changes: the groups and the bytes that could be
     freed are listed. --apply keeps one copy on each volume and replaces every other copy
     there by a hard link to it: each webUI still opens its own path, every name keeps its
-    own sidecars, and the disk holds the bytes once. The kept copy is never touched, and
+    own sidecars, and the disk holds the bytes once. Where the filesystem makes reflinks
+    (Btrfs, XFS...; tried on each volume, Linux only for now) the copy becomes a reflink
+    instead: a copy-on-write clone that stays a file of its own (--no-reflink: hard links
+    anyway); the report says which. The kept copy is never touched, and
     symlinks and junctions are never followed or replaced. Copies on different volumes
     cannot be hard links: they are reported (a shared store, `sdlib store`, is the way).
     --apply writes a journal first: if it is interrupted, run it again to finish, or
@@ -59,9 +64,10 @@ def dedupe_cmd(roots: tuple[Path, ...], uis: tuple[str, ...], do_apply: bool, un
         if undo:
             out = dedupe.undo(ctx, given, on_progress=step).to_dict()
         elif do_apply:
-            out = dedupe.apply(ctx, given, ui, on_progress=step).to_dict()
+            out = dedupe.apply(ctx, given, ui, on_progress=step,
+                               reflink=not no_reflink).to_dict()  # fmt: skip
         else:
-            plan = dedupe.plan(ctx, given, ui, on_progress=step)
+            plan = dedupe.plan(ctx, given, ui, on_progress=step, reflink=not no_reflink)
             out = {"action": "plan", **plan.to_dict(),
                    "interrupted": dedupe.interrupted(ctx, given)}  # fmt: skip
     if as_json:
@@ -104,14 +110,17 @@ def _print_plan(c: Any, plan: dict[str, Any]) -> None:
         c.print(f"{len(g['copies'])} copies of {human_size(g['size'])} "
                 f"(SHA256 {g['sha256'][:12]}):", highlight=False)  # fmt: skip
         for copy in g["copies"]:
-            c.print(f"  {copy['role']:6} {esc(copy['path'])}", highlight=False)
+            c.print(f"  {copy['role']:9} {esc(copy['path'])}", highlight=False)
     for note in plan["notes"]:
         c.print(f"[yellow]note[/yellow] {esc(note)}", highlight=False)
     if not plan["groups"]:
         c.print(f"[green]no duplicates[/green] among {summary['files']} model files")
         return
+    reflinks = summary.get("reflinks", 0)
+    how = "" if not reflinks else (" as reflinks" if reflinks == summary["links"]
+                                   else f" ({reflinks} as reflinks)")  # fmt: skip
     line = (f"{_n(summary['groups'], 'group')}, {_n(summary['links'], 'copy', 'copies')} "
-            f"to link: {human_size(summary['reclaimable_bytes'])} to reclaim")  # fmt: skip
+            f"to link{how}: {human_size(summary['reclaimable_bytes'])} to reclaim")  # fmt: skip
     if summary["other_volume_bytes"]:
         line += f", {human_size(summary['other_volume_bytes'])} more on other volumes"
     c.print(line, highlight=False)

@@ -47,7 +47,7 @@ class Follow:
     def forward(self, op: Op) -> None:
         if op.action == "move" and op.dst is not None:
             self._safely(self._moved, op.path, op.dst)
-        elif op.action == "link":
+        elif op.action in ("link", "reflink"):
             self._safely(self._restat, op.path)
         elif op.action == "delete":
             self._safely(self._deleted, op.path, op.keep)
@@ -55,7 +55,7 @@ class Follow:
     def backward(self, op: Op) -> None:
         if op.action == "move" and op.dst is not None:
             self._safely(self._moved, op.dst, op.path)
-        elif op.action == "link":
+        elif op.action in ("link", "reflink"):
             self._safely(self._restat, op.path)
         elif op.action == "delete":
             self._safely(self._restored, op.path)

@@ -20,6 +20,8 @@ or leaves a state the check recognises:
   present, dst is verified again before src is removed.
 - link (dedupe): ``link(kept, tmp)``, then ``os.replace(tmp, dup)``: the name never goes
   missing and always holds the same bytes.
+- reflink (dedupe, where the filesystem clones): the same with a clone for ``tmp``; undo
+  leaves it, a file of its own already.
 - delete (``--dedupe delete`` only): only while the kept copy exists with the same SHA256.
 - mkdir: idempotent; undo removes the folder only if empty.
 
@@ -64,6 +66,7 @@ from sdlib.library._fileops import (
     sha256,
 )
 from sdlib.library._follow import Follow as _Follow
+from sdlib.library._reflink import reflink_over, same_blocks
 from sdlib.library.wall import Wall
 
 __all__ = ["Journal", "Op", "RunReport", "apply_journal", "undo_journal"]
@@ -332,12 +335,12 @@ def _state(op: Op, sha256_of: Sha256Of) -> str:
         assert op.dst is not None
         return _move_state(op, op.path, op.dst, sha256_of)
     assert op.keep is not None
-    if op.action == "link":
+    if op.action in ("link", "reflink"):
         if not (os.path.lexists(op.path) and os.path.exists(op.keep)):
             raise _Blocked(f"{name(op.path)} or the copy it links to is gone")
         if is_link(op.path) or is_link(op.keep):  # made for a file: refused
             raise _Blocked(f"{name(op.path)} or the copy it links to is now a link")
-        if os.path.samefile(op.path, op.keep):
+        if (os.path.samefile if op.action == "link" else same_blocks)(op.path, op.keep):
             return APPLIED
         _check_same(op, op.path, sha256_of)
         return PENDING
@@ -397,6 +400,8 @@ def _forward(op: Op, state: str, sha256_of: Sha256Of, steps: _Steps) -> None:
             raise OSError(errno.EIO, f"the link beside {name(op.path)} is not the kept file")
         steps()
         os.replace(tmp, op.path)
+    elif op.action == "reflink":  # a clone of the kept file, with this name's mode and mtime
+        reflink_over(op.keep or "", op.path, op.mode, op.mtime_ns, steps)
     elif op.action == "delete":
         os.unlink(op.path)
     steps()
@@ -419,7 +424,7 @@ def _backward(op: Op, sha256_of: Sha256Of, steps: _Steps) -> None:
             _move(op.dst, op.path, state, steps)
         return
     assert op.keep is not None
-    if op.action == "link":
+    if op.action in ("link", "reflink"):  # a reflink is a file of its own already
         if os.path.lexists(op.path) and os.path.exists(op.keep):
             if os.path.samefile(op.path, op.keep):
                 _restorecopy(op, steps)  # give the name its own bytes again

@@ -7,7 +7,11 @@ already one inode (hard links) are already deduped; a symlinked file is a name f
 file, never a copy, and is left alone, like anything that resolves outside the roots.
 
 On each volume (``st_dev``) one copy stays (the inode with the most names, else the first
-found, roots in the order given) and every other copy there becomes a hard link to it. The
+found, roots in the order given) and every other copy there becomes a hard link to it, or,
+where the volume makes reflinks (tried once per volume, :mod:`sdlib.library._reflink`) and
+the caller asks, a reflink: a copy-on-write clone that is still a file of its own (its own
+mode and mtime; writing one name never changes another), which ``undo`` leaves as it is. A
+clone made earlier shares the kept file's blocks and is already deduped. The
 kept copy is never touched, and each name keeps its own sidecars (``.civitai.info``,
 previews...), which are separate files beside it. Copies on other volumes cannot be hard
 links: they are reported with the bytes a shared store (``sdlib store``) would save.
@@ -42,6 +46,7 @@ from sdlib.library._journal import (
     undo_journal,
 )
 from sdlib.library._plan import journal_dir
+from sdlib.library._reflink import can_reflink, same_blocks
 from sdlib.library.scan import FileReport
 from sdlib.library.wall import Wall
 
@@ -121,6 +126,21 @@ class DedupePlan:
     #: Model files compared, and how many of them had to be hashed (read) for this plan.
     files: int = 0
     hashed: int = 0
+    #: Make reflinks where the volume can (else hard links); what each volume answered.
+    reflink: bool = False
+    clones: dict[int, bool] = field(default_factory=dict)
+
+    def can_clone(self, dev: int, folder: str) -> bool:
+        """Whether the volume ``dev`` (probed once, in ``folder``) takes reflinks."""
+        if not self.reflink:
+            return False
+        if dev not in self.clones:
+            self.clones[dev] = can_reflink(folder)
+            how = ("reflinks (copy-on-write clones: each name stays a file of its own; the "
+                   "blocks are shared until one is written)") if self.clones[dev] else (
+                   "hard links (this filesystem makes no reflinks)")  # fmt: skip
+            self.notes.append(f"on the volume of {folder}: {how}")
+        return self.clones[dev]
 
     @property
     def reclaimable(self) -> int:
@@ -139,6 +159,7 @@ class DedupePlan:
     def summary(self) -> dict[str, int]:
         return {"files": self.files, "hashed": self.hashed, "groups": len(self.groups),
                 "copies": sum(len(g.copies) for g in self.groups), "links": len(self.ops),
+                "reflinks": sum(1 for op in self.ops if op.action == "reflink"),
                 "reclaimable_bytes": self.reclaimable,
                 "other_volume_bytes": self.other_volume}  # fmt: skip
 
@@ -164,9 +185,10 @@ class _Name:
 
 
 def make_plan(sources: Sequence[Source], sha256_of: Sha256Of, *, index: str | None = None,
-              cached: Sha256Of | None = None,
+              cached: Sha256Of | None = None, reflink: bool = False,
               on_hash: Callable[[int, int, str], None] | None = None) -> DedupePlan:  # fmt: skip
-    """Group identical model files of ``sources`` and plan a hard link for each extra copy.
+    """Group identical model files of ``sources`` and plan a hard link for each extra copy
+    (with ``reflink``, a reflink on a volume that can make them: tried once per volume).
 
     Only files whose size another inode shares are compared. Their SHA256 comes from the
     index row while it describes the current bytes, else from ``cached`` (the hash cache,
@@ -179,7 +201,7 @@ def make_plan(sources: Sequence[Source], sha256_of: Sha256Of, *, index: str | No
     for s in sources:
         wall += [r for r in s.wall.roots if r not in wall]
     plan = DedupePlan(tuple(s.root for s in sources), tuple(s.ui for s in sources),
-                      wall=tuple(wall), index=index)  # fmt: skip
+                      wall=tuple(wall), index=index, reflink=reflink)  # fmt: skip
     names = _names(sources, plan)
     plan.files = len(names)
     by_size: dict[int, list[_Name]] = {}
@@ -277,13 +299,17 @@ def _plan_group(plan: DedupePlan, digest: str, size: int, group: list[_Name]) ->
         keep_ino, keep_names = min(inodes.items(), key=lambda kv: (-kv[1][0].st.st_nlink,
                                    min(n.order for n in kv[1])))  # fmt: skip
         keep = min(keep_names, key=lambda n: n.order)
+        clones = plan.can_clone(dev, os.path.dirname(keep.path))
         for ino, names in sorted(inodes.items(), key=lambda kv: min(n.order for n in kv[1])):
+            # A reflink made earlier: its own inode, but the kept file's very blocks.
+            cloned = ino != keep_ino and clones and same_blocks(names[0].path, keep.path)
             for n in sorted(names, key=lambda n: n.order):
-                role = "keep" if n is keep else ("linked" if ino == keep_ino else "link")
+                role = ("keep" if n is keep else "linked" if ino == keep_ino else
+                        "reflinked" if cloned else "reflink" if clones else "link")  # fmt: skip
                 copies.append(Copy(n.path, n.root, role, dev, ino, n.st.st_nlink))
-                if role == "link":
-                    _link_op(plan, n, keep, digest)
-            if ino != keep_ino and names[0].st.st_nlink <= len(names):
+                if role in ("link", "reflink"):
+                    _link_op(plan, n, keep, digest, role)
+            if ino != keep_ino and not cloned and names[0].st.st_nlink <= len(names):
                 reclaimable += size  # every name of this inode becomes the kept one
     other = size * (len(volumes) - 1)
     if len(volumes) > 1:
@@ -296,10 +322,10 @@ def _plan_group(plan: DedupePlan, digest: str, size: int, group: list[_Name]) ->
     plan.groups.append(DupeGroup(digest, size, tuple(copies), reclaimable, other))
 
 
-def _link_op(plan: DedupePlan, n: _Name, keep: _Name, digest: str) -> None:
+def _link_op(plan: DedupePlan, n: _Name, keep: _Name, digest: str, how: str) -> None:
     st = n.st
     plan.ops.append(Op(
-        "link", n.path, keep=keep.path, size=st.st_size, mtime_ns=st.st_mtime_ns,
+        how, n.path, keep=keep.path, size=st.st_size, mtime_ns=st.st_mtime_ns,
         mode=st.st_mode & 0o7777, sha256=digest, group=len(plan.ops) + 1,
         why=f"same bytes as {keep.path}",
     ))  # fmt: skip
@@ -365,8 +391,9 @@ def undo_dedupe(data_dir: Path, roots: Sequence[str], sha256_of: Sha256Of,
 
 
 def linked_savings(data_dir: Path) -> tuple[int, int]:
-    """(bytes, names) dedupe's hard links still save: every copy a finished or interrupted
-    ``--apply`` linked that is still the kept file's inode (not undone, not replaced since).
+    """(bytes, names) dedupe's hard links and reflinks still save: every copy a finished or
+    interrupted ``--apply`` linked that is still the kept file's inode (a reflink: still its
+    blocks), not undone, not replaced since.
     Each name counts once however many runs linked it."""
     seen: set[str] = set()
     saved = 0
@@ -375,10 +402,14 @@ def linked_savings(data_dir: Path) -> tuple[int, int]:
             continue
         for i in journal.marks("done"):
             op = journal.ops[i] if i < len(journal.ops) else None
-            if op is None or op.action != "link" or op.keep is None or op.path in seen:
+            if op is None or op.action not in ("link", "reflink") or op.keep is None:
+                continue
+            if op.path in seen:
                 continue
             try:
-                same = not is_link(op.path) and os.path.samefile(op.path, op.keep)
+                same = not is_link(op.path) and (
+                    os.path.samefile if op.action == "link" else same_blocks
+                )(op.path, op.keep)
             except OSError:
                 continue
             if same:

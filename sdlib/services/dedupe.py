@@ -1,4 +1,5 @@
-"""Dedupe model files inside and across webUI roots: plan, apply (hard links), undo.
+"""Dedupe model files inside and across webUI roots: plan, apply (reflinks where the
+filesystem makes them, else hard links), undo.
 
 One implementation for the CLI, the TUI and scripts:
 
@@ -74,9 +75,10 @@ class DedupeOutcome:
 
 def plan(
     ctx: Context, roots: Roots, ui: str | Sequence[str] | None = None,
-    *, on_progress: Progress | None = None,
+    *, on_progress: Progress | None = None, reflink: bool = True,
 ) -> DedupePlan:  # fmt: skip
-    """Scan ``roots`` and plan a hard link for every extra copy (nothing changes).
+    """Scan ``roots`` and plan a hard link for every extra copy (nothing changes); with
+    ``reflink``, a reflink instead on each volume that can make them (tried, once).
 
     ``ui``: one webUI name for every root, one per root, or None (detected per root).
     """
@@ -116,12 +118,12 @@ def plan(
         return known.sha256 if known is not None else None
 
     return make_plan(sources, ctx.sha256_of(), index=str(ctx.index.path), cached=cached,
-                     on_hash=on_hash)  # fmt: skip
+                     reflink=reflink, on_hash=on_hash)  # fmt: skip
 
 
 def apply(
     ctx: Context, roots: Roots, ui: str | Sequence[str] | None = None,
-    *, on_progress: Progress | None = None,
+    *, on_progress: Progress | None = None, reflink: bool = True,
 ) -> DedupeOutcome:  # fmt: skip
     """Finish an interrupted dedupe of ``roots``, or plan and carry it out (journaled: a
     kill at any point is finished by calling this again or reverted by :func:`undo`)."""
@@ -129,7 +131,8 @@ def apply(
 
     given = norm_roots(roots)
     journal, report, made = apply_dedupe(
-        ctx.settings.data_dir, given, lambda: plan(ctx, given, ui, on_progress=on_progress),
+        ctx.settings.data_dir, given,
+        lambda: plan(ctx, given, ui, on_progress=on_progress, reflink=reflink),
         ctx.sha256_of(), _steps(on_progress, "link"),
     )  # fmt: skip
     if journal is None or report is None:
