@@ -53,6 +53,9 @@ class DedupeRun:
     uis: tuple[str, ...]
     state: str
     journal: str
+    #: Copies it replaced by hard links, and their bytes (what an undo needs again).
+    links: int = 0
+    bytes: int = 0
 
 
 def dedupe_runs(ctx: Context) -> list[DedupeRun]:
@@ -71,8 +74,10 @@ def dedupe_runs(ctx: Context) -> list[DedupeRun]:
             continue
         names = [str(u) for u in uis] if isinstance(uis, list) else []
         names += ["auto"] * (len(roots) - len(names))
+        links = [op for op in journal.ops if op.action == "link"]
         out.append(DedupeRun(tuple(map(str, roots)), tuple(names[: len(roots)]),
-                             journal.state, str(journal.path)))  # fmt: skip
+                             journal.state, str(journal.path), len(links),
+                             sum(op.size or 0 for op in links)))  # fmt: skip
     return out
 
 

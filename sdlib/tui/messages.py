@@ -208,6 +208,17 @@ class LibraryTaskDone(Message):
     dialog: bool = False
     #: An organize ``Plan`` to show and, if the user agrees, apply.
     plan: Any = None
+    #: A dedupe to confirm (``sdlib.tui.screens.library_store.Proposal``).
+    dedupe: Any = None
+
+
+@dataclass
+class LibrarySeen(Message):
+    """Which webUIs see the scanned files (``sdlib.services.seen.SeenReport``), for the
+    scan of ``root``."""
+
+    root: str
+    report: Any
 
 
 @dataclass

@@ -39,14 +39,15 @@ from sdlib.tui.messages import (
 )
 from sdlib.tui.screens import library_actions as actions
 from sdlib.tui.screens import library_extras as extras
-from sdlib.tui.screens._base import LEAVE_FIELD, SdlibScreen, error_text
+from sdlib.tui.screens._base import LEAVE_FIELD, error_text
 from sdlib.tui.screens.library_actions import plural
+from sdlib.tui.screens.library_grid import ThumbView
+from sdlib.tui.screens.library_store import StoreViews
 from sdlib.tui.widgets.library_detail import LibraryDetail
-from sdlib.tui.widgets.thumbs import Thumb, ThumbGrid
+from sdlib.tui.widgets.thumbs import ThumbGrid
 
 if TYPE_CHECKING:
     from textual.events import Resize
-    from textual.widget import Widget
 
     from sdlib.library.scan import FileReport, ScanResult
 
@@ -56,12 +57,13 @@ _COLUMNS = (
     ("base", "base", 7, 0),
     ("size", "size", 9, 100),
     ("status", "status", 16, 0),  # a minimum: see LibraryScreen._setup
+    ("seen", "seen by", 24, 110),  # a maximum, and only once another webUI sees a file
     ("civitai", "civitai", 24, 100),
 )
 _STATUS_MIN = 16
 
 
-class LibraryScreen(SdlibScreen):
+class LibraryScreen(StoreViews, ThumbView, extras.Reach):
     MODE = "library"
     AUTO_FOCUS = "#library-table"
     HOME = "#library-table"
@@ -72,6 +74,19 @@ class LibraryScreen(SdlibScreen):
         Binding("i", "identify", "Identify", tooltip="Find the file on Civitai by its hash"),
         Binding("u", "updates", "Updates", tooltip="Newer versions of identified models"),
         Binding("g", "toggle_grid", "Grid", tooltip="Thumbnails of the previews, or the table"),
+        Binding(
+            "d",
+            "dedupe",
+            "Dedupe",
+            tooltip="Link identical copies across the known webUI folders (asks first)",
+        ),
+        Binding(
+            "D",
+            "undo_dedupe",
+            "Undo dedupe",
+            show=False,
+            tooltip="Give every name the last dedupe linked its own bytes back",
+        ),
         Binding(
             "c",
             "copy_tag",
@@ -132,7 +147,9 @@ class LibraryScreen(SdlibScreen):
         self._name_width = 24
         self._status_width = _STATUS_MIN
         self._columns = list(_COLUMNS)
+        self._widths: dict[str, int] = {}
         self._busy = False
+        self._store_init()
 
     def compose(self) -> ComposeResult:
         yield self.nav()
@@ -172,17 +189,22 @@ class LibraryScreen(SdlibScreen):
         what the fixed columns leave; the status takes what its longest text needs (up to
         half), so "misplaced, duplicate" is not cut while there is room for it."""
         self._width = width
-        self._columns = [c for c in _COLUMNS if width >= c[3]]
+        seen = self.seen_width(24) if width >= 110 else 0
+        self._columns = [c for c in _COLUMNS if width >= c[3] and (c[0] != "seen" or seen)]
+        self._widths = {c[0]: c[2] for c in self._columns}
+        if seen:  # the Civitai name gives way to who sees the file
+            self._widths.update(seen=seen, civitai=16)
         table = self.query_one("#library-table", DataTable)
-        fixed = sum(c[2] + 2 for c in self._columns if c[0] != "status")
+        fixed = sum(self._widths[c[0]] + 2 for c in self._columns if c[0] != "status")
         spare = width - fixed - 2 - 2 - 2  # file and status cell padding, the scrollbar
         longest = max((len(", ".join(f.status)) for f in self._reports.values()), default=0)
         self._status_width = max(_STATUS_MIN, min(longest, spare // 2))
         self._name_width = max(16, spare - self._status_width)
         table.clear(columns=True)
         table.add_column("file", key="file", width=self._name_width)
-        for key, label, w, _min in self._columns:
-            table.add_column(label, key=key, width=self._status_width if key == "status" else w)
+        self._widths["status"] = self._status_width
+        for key, label, _w, _min in self._columns:
+            table.add_column(label, key=key, width=self._widths[key])
 
     def _status(self, text: str) -> None:
         self.query_one("#library-status", Static).update(Content(text))
@@ -227,17 +249,21 @@ class LibraryScreen(SdlibScreen):
         if message.result is None:
             self._result = None
             self._reports = {}
+            self._seen = {}
             self._fill()
             self._status(message.error or "scan failed")
             return
         result: ScanResult = message.result
         self._result = result
-        shown = [f for f in result.files if f.role != "sidecar" or f.status != ["ok"]]
+        # A sidecar or a folder link (a shared store's, say) is a row only when something
+        # is wrong with it: what a link leads to is listed file by file.
+        shown = [f for f in result.files if f.role == "model" or f.status != ["ok"]]
         self._reports = {f.path: f for f in shown}
         self._set_filter_options(shown)
         selected = self._selected_path()
         self._setup(self._width)  # the status column fits the statuses found
         self._fill(selected)
+        self.find_seen(result)  # fills its column when it arrives: the table is drawn now
         s = result.summary()
         problems = f", {s['problems']} with problems" if s["problems"] else ""
         self._status(
@@ -281,8 +307,10 @@ class LibraryScreen(SdlibScreen):
                     ellipsize(", ".join(f.status), self._status_width),
                     style="" if f.status == ["ok"] else "bold",
                 ),
-                "civitai": Text(ellipsize(terminal_safe(civitai_text(f), newlines=False), 24)),
-            }
+                "civitai": Text(ellipsize(terminal_safe(civitai_text(f), newlines=False),
+                                          self._widths.get("civitai", 24))),
+                "seen": Text(ellipsize(self.seen_text(f.path), self._widths.get("seen", 24))),
+            }  # fmt: skip
             table.add_row(
                 Text(ellipsize(short_name(f), self._name_width)),
                 *(cells[c[0]] for c in self._columns),
@@ -295,42 +323,6 @@ class LibraryScreen(SdlibScreen):
             self._show_detail(None)
         if self.has_class("-grid"):
             self.call_later(self._fill_grid)
-
-    # -- the thumbnail grid -------------------------------------------------------------------
-    def grid_shown(self) -> bool:
-        return self.has_class("-grid")
-
-    async def action_toggle_grid(self) -> None:
-        """Table <-> thumbnails; both show the same models, filtered alike, one selected."""
-        grid = not self.grid_shown()
-        self.set_class(grid, "-grid")
-        if grid:
-            await self._fill_grid(take_focus=True)
-        else:
-            table = self.query_one("#library-table", DataTable)
-            table.focus()
-            self._show_detail(self.selected())
-        self.refresh_bindings()
-
-    async def _fill_grid(self, take_focus: bool = False) -> None:
-        table = self.query_one("#library-table", DataTable)
-        shown = [self._reports[str(key.value)] for key in table.rows]
-        await self.query_one(ThumbGrid).set_items(
-            extras.thumb_items(shown), self._selected_path(), take_focus=take_focus
-        )
-
-    @on(ThumbGrid.Highlighted)
-    def _tile_highlighted(self, message: ThumbGrid.Highlighted) -> None:
-        table = self.query_one("#library-table", DataTable)
-        if self.grid_shown() and message.path in table.rows:  # (not a tile losing its view)
-            table.move_cursor(row=table.get_row_index(message.path))
-
-    def home(self) -> Widget | None:
-        if self.grid_shown():
-            tiles = self.query(Thumb)
-            selected = self._selected_path()
-            return next((t for t in tiles if t.item.path == selected), tiles.first(Thumb))
-        return super().home()
 
     @on(Input.Changed, "#library-filter")
     @on(Select.Changed, "#lib-kind, #lib-base, #lib-status")
@@ -361,7 +353,7 @@ class LibraryScreen(SdlibScreen):
             self._show_detail(self.selected())
 
     def _show_detail(self, f: FileReport | None) -> None:
-        self.query_one(LibraryDetail).show(f)
+        self.query_one(LibraryDetail).show(f, self.seen_detail(f.path) if f else "")
         if f is not None and f.role == "model":
             self._evidence(f)
 
@@ -417,6 +409,9 @@ class LibraryScreen(SdlibScreen):
         if message.plan is not None:
             actions.show_plan(self, message.plan)
             return
+        if message.dedupe is not None:
+            self.show_dedupe(message.dedupe)
+            return
         if message.dialog:
             self.app.push_screen(MessageDialog(message.title, message.text))
         else:
@@ -464,30 +459,9 @@ class LibraryScreen(SdlibScreen):
         self.run_task("checking for updates", lambda: actions.updates_task(models, self))
 
     def action_convert(self) -> None:
-        from sdlib.tui.screens.dialogs import ConfirmDialog
-
         f = self._need()
-        if f is None:
-            return
-        if not (f.row.container or "").startswith("pickle"):
-            self.notify(
-                f"{f.rel} is {f.row.container or 'not a pickle'}: nothing to convert", timeout=4
-            )
-            return
-
-        def go(yes: bool | None) -> None:
-            if yes:
-                self.run_task("converting " + f.rel, lambda: actions.convert_task(f))
-
-        self.app.push_screen(
-            ConfirmDialog(
-                "Convert to safetensors",
-                f"Write a .safetensors copy of {f.rel} beside it?\n"
-                "The pickle is read without running any of its code; the original is kept.",
-                yes="Convert",
-            ),
-            go,
-        )
+        if f is not None:
+            actions.start_convert(self, f)
 
     def action_organize(self) -> None:
         if self._result is not None:
@@ -497,31 +471,6 @@ class LibraryScreen(SdlibScreen):
 
     def action_undo_organize(self) -> None:
         actions.start_undo(self)
-
-    def action_copy_tag(self) -> None:
-        f = self._need()
-        if f is not None:
-            self._reach(lambda: extras.copy_tag(f))
-
-    def action_open_page(self) -> None:
-        f = self._need()
-        if f is not None:
-            site = self.services.settings.civitai.base_url
-            self._reach(lambda: extras.open_page(f, site))
-
-    @work(thread=True, group="library-reach", exit_on_error=False)
-    def _reach(self, fn: Callable[[], extras.Outcome]) -> None:
-        self.app.call_from_thread(self._reached, fn())
-
-    def _reached(self, outcome: extras.Outcome) -> None:
-        if outcome.clipboard is not None:
-            self.app.copy_to_clipboard(outcome.clipboard)
-        self.notify(
-            outcome.message,
-            title=outcome.title,
-            severity="information" if outcome.ok else "warning",
-            markup=False,
-        )
 
     def action_trash(self) -> None:
         f = self._need(model=False)

@@ -22,9 +22,11 @@ if TYPE_CHECKING:
 _SHOWN = 40
 
 
-def plural(n: int, word: str) -> str:
-    """``1 file``, ``2 files``, ``0 files``."""
-    return f"{n} {word}" + ("" if n == 1 else "s")
+def plural(n: int, word: str, many: str | None = None) -> str:
+    """``1 file``, ``2 files``, ``0 files`` (``many``: ``copies``, where not just +s)."""
+    if n == 1:
+        return f"{n} {word}"
+    return f"{n} {many or word + 's'}"
 
 
 def plan_text(plan: Plan) -> str:
@@ -116,6 +118,30 @@ def start_undo(screen: LibraryScreen) -> None:
         )
 
     screen.run_task("undoing the last organize", undo)
+
+
+def start_convert(screen: LibraryScreen, f: FileReport) -> None:
+    from sdlib.tui.screens.dialogs import ConfirmDialog
+
+    if not (f.row.container or "").startswith("pickle"):
+        screen.notify(
+            f"{f.rel} is {f.row.container or 'not a pickle'}: nothing to convert", timeout=4
+        )
+        return
+
+    def go(yes: bool | None) -> None:
+        if yes:
+            screen.run_task("converting " + f.rel, lambda: convert_task(f))
+
+    screen.app.push_screen(
+        ConfirmDialog(
+            "Convert to safetensors",
+            f"Write a .safetensors copy of {f.rel} beside it?\n"
+            "The pickle is read without running any of its code; the original is kept.",
+            yes="Convert",
+        ),
+        go,
+    )
 
 
 def start_trash(screen: LibraryScreen, report: FileReport) -> None:

@@ -8,17 +8,22 @@ runs the IO ones (reading a card, starting a browser) in workers.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from textual import work
+
 from sdlib.library.prompt_tags import LORA_KINDS, lora_tag
+from sdlib.tui.screens._base import SdlibScreen
 from sdlib.tui.widgets.thumbs import ThumbItem
 
 if TYPE_CHECKING:
     from sdlib.library.scan import FileReport
 
-__all__ = ["Outcome", "copy_tag", "model_page", "open_page", "preview_of", "thumb_items"]
+__all__ = [
+    "Outcome", "Reach", "copy_tag", "model_page", "open_page", "preview_of", "thumb_items",
+]  # fmt: skip
 
 #: Preview sidecars A1111 looks for, in its order (``<stem>.png`` before ``.preview.png``).
 _PREVIEW_ORDER = (".png", ".preview.png", ".jpg", ".jpeg", ".preview.jpg", ".preview.jpeg",
@@ -105,3 +110,37 @@ def copy_tag(report: FileReport) -> Outcome:
         else "weight 1: no recommended weight in its card"
     )
     return Outcome(f"copied {tag.text} ({where})", "Prompt tag", clipboard=tag.text)
+
+
+class Reach(SdlibScreen):
+    """The keys that reach outside: c (prompt tag to the clipboard), p (Civitai page).
+    A base of :class:`~sdlib.tui.screens.library.LibraryScreen`."""
+
+    if TYPE_CHECKING:  # LibraryScreen defines it
+
+        def _need(self, *, model: bool = True) -> FileReport | None: ...
+
+    def action_copy_tag(self) -> None:
+        f = self._need()
+        if f is not None:
+            self._reach(lambda: copy_tag(f))
+
+    def action_open_page(self) -> None:
+        f = self._need()
+        if f is not None:
+            site = self.services.settings.civitai.base_url
+            self._reach(lambda: open_page(f, site))
+
+    @work(thread=True, group="library-reach", exit_on_error=False)
+    def _reach(self, fn: Callable[[], Outcome]) -> None:
+        self.app.call_from_thread(self._reached, fn())
+
+    def _reached(self, outcome: Outcome) -> None:
+        if outcome.clipboard is not None:
+            self.app.copy_to_clipboard(outcome.clipboard)
+        self.notify(
+            outcome.message,
+            title=outcome.title,
+            severity="information" if outcome.ok else "warning",
+            markup=False,
+        )

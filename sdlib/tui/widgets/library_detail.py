@@ -19,8 +19,8 @@ if TYPE_CHECKING:
     from sdlib.library.scan import FileReport
     from sdlib.services.library import Evidence
 
-_FIELDS = ("#lib-summary", "#lib-status-text", "#lib-civitai", "#lib-hashes", "#lib-evidence",
-           "#lib-sidecars")  # fmt: skip
+_FIELDS = ("#lib-summary", "#lib-status-text", "#lib-seen", "#lib-civitai", "#lib-hashes",
+           "#lib-evidence", "#lib-sidecars")  # fmt: skip
 
 
 class LibraryDetail(Horizontal):
@@ -37,8 +37,9 @@ class LibraryDetail(Horizontal):
     def _set(self, field: str, content: Content | str) -> None:
         self.query_one(field, Static).update(content)
 
-    def show(self, f: FileReport | None) -> None:
-        """Show ``f`` (None: nothing); its evidence follows with :meth:`show_evidence`."""
+    def show(self, f: FileReport | None, seen: str = "") -> None:
+        """Show ``f`` (None: nothing) and ``seen`` (which webUIs see it); its evidence
+        follows with :meth:`show_evidence`."""
         self.query_one(LocalPreview).show_path(None)
         if f is None:
             for field in _FIELDS:
@@ -53,12 +54,17 @@ class LibraryDetail(Horizontal):
             ),
         )
         self._set("#lib-status-text", Content(status_lines(f)))
+        self.show_seen(seen if f.role == "model" else "")
         self._set("#lib-civitai", Content(civitai_line(f)))
         sha = f.row.sha256
         self._set("#lib-hashes", Content(f"SHA256 {sha}" if sha else "hashes: loading…"))
         self._set("#lib-evidence", Content("classification: loading…"))
         sidecars = ", ".join(s.rsplit("/", 1)[-1] for s in f.sidecars) or "none"
         self._set("#lib-sidecars", Content(f"sidecars: {terminal_safe(sidecars, newlines=False)}"))
+
+    def show_seen(self, text: str) -> None:
+        """Which webUIs see the file (already terminal-safe), or nothing."""
+        self._set("#lib-seen", Content(text))
 
     def show_evidence(self, ev: Evidence, sha256: str | None) -> None:
         lines = [f"classification: {ev.summary}"] + [f"  · {line}" for line in ev.lines]
