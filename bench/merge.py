@@ -5,15 +5,17 @@ fp16) with random weights. Prints, same run:
   (a) peak RSS of the `sdlib merge` child process / one input's size        (target <= 0.15);
   (b) wall time of `sdlib merge` / wall time of the naive way, a child that loads both
       files with safetensors.torch.load_file, computes A*(1-M) + B*M in float32 tensor by
-      tensor and saves with save_file                                       (target <= 1.0).
-Both are whole child processes (interpreter start and imports included); `sdlib merge` also
-records the inputs' SHA-256 (timed twice: with a cold hash cache, computing all six hashes
-of both inputs on the side, and with a warm one), fsyncs and re-reads its output to verify
-it. The naive way's in-process time without `import torch` is printed
-too, and the two outputs are compared tensor by tensor. Everything lives in a temporary
-folder that is removed at the end.
+      tensor and saves with save_file (no fsync)                            (target <= 1.0,
+      in every round).
+Every side runs --repeat times, interleaved (the order rotates by round), each from the same
+state: inputs in the page cache, the previous outputs deleted and everything dirty written
+out (sync). `sdlib merge` runs twice a round: with a cold hash cache (it computes all six
+hashes of both inputs on the side) and a warm one; it also fsyncs and re-reads its output to
+verify it. The spread (min, median, max), each round's ratio and each side's CPU time are
+printed; the naive way's in-process time without `import torch` too, and the two outputs are
+compared tensor by tensor. Everything lives in a temporary folder that is removed at the end.
 
-Usage: python bench/merge.py [--repeat 2] [--alpha 0.3]
+Usage: python bench/merge.py [--repeat 4] [--alpha 0.3] [--before DIR]
 """
 
 from __future__ import annotations
@@ -26,7 +28,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from _util import run_child, same_outputs, warm  # bench/ is on sys.path as a script
+from _interleave import Run, interleave, report, run_child, settle
+from _util import same_outputs, warm  # bench/ is on sys.path as a script
 
 MAKE = """
 import sys, math
@@ -85,8 +88,13 @@ def make_checkpoint(path: Path, seed: int) -> int:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--repeat", type=int, default=2)
+    ap.add_argument("--repeat", type=int, default=4)
     ap.add_argument("--alpha", type=float, default=0.3)
+    ap.add_argument(
+        "--before",
+        metavar="DIR",
+        help="also time the sdlib package found in DIR (an older checkout) for before/after",
+    )
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="sdlib-bench-merge-"))
     try:
@@ -96,39 +104,50 @@ def main() -> None:
         ours, naive = tmp / "ours.safetensors", tmp / "naive.safetensors"
         cache = tmp / "cache"
         env = {**os.environ, "SDLIB_CACHE_DIR": str(cache)}
-        merge = [sys.executable, "-m", "sdlib", "merge", str(a), str(b), "-o", str(ours),
-                 "--method", "weighted-sum", "--alpha", str(args.alpha), "--overwrite"]  # fmt: skip
-        cold: list[float] = []
-        warm_cache: list[float] = []
-        naive_wall: list[float] = []
-        work: list[float] = []
-        peak = naive_peak = 0
-        for _ in range(args.repeat):
-            naive.unlink(missing_ok=True)
-            shutil.rmtree(cache, ignore_errors=True)  # cold: the inputs' hashes are computed
-            for runs in (cold, warm_cache):  # warm: they come from the hash cache
-                warm(a, b)
-                wall, rss, _ = run_child(merge, env)
-                runs.append(wall)
-                peak = max(peak, rss)
+        old_env = {**env, "PYTHONPATH": args.before or ""}
+        merge = [sys.executable, "-m", "sdlib", "merge", str(a), str(b), "--method",
+                 "weighted-sum", "--alpha", str(args.alpha), "--overwrite"]  # fmt: skip
+
+        outputs = {"sdlib": ours, "naive": naive, "before": tmp / "before.safetensors"}
+
+        def prepare(side: str) -> None:
+            outputs[side].unlink(missing_ok=True)
             warm(a, b)
-            wall, rss, out = run_child(
-                [sys.executable, "-c", NAIVE, str(a), str(b), str(naive), str(args.alpha)]
-            )
-            naive_wall.append(wall)
-            naive_peak = max(naive_peak, rss)
-            work.append(float(out.split()[0]))
-        best_naive = min(naive_wall)
+            settle()
+
+        warm_runs: dict[str, list[Run]] = {"sdlib": [], "before": []}
+
+        def cold_then_warm(key: str, run_env: dict[str, str]) -> Run:
+            """A cold-cache run (the inputs' hashes are computed), then a warm one (they
+            come from the cache that run filled); returns the cold one."""
+            argv = [*merge, "-o", str(outputs[key])]
+            shutil.rmtree(cache, ignore_errors=True)
+            cold = run_child(argv, run_env)
+            prepare(key)
+            warm_runs[key].append(run_child(argv, run_env))
+            return cold
+
+        naive_argv = [sys.executable, "-c", NAIVE, str(a), str(b), str(naive), str(args.alpha)]
+        sides = {
+            "sdlib": lambda: cold_then_warm("sdlib", env),
+            "naive": lambda: run_child(naive_argv),
+        }
+        if args.before:
+            sides["before"] = lambda: cold_then_warm("before", old_env)
+        runs = interleave(sides, args.repeat, prepare)
         print(f"inputs: 2 x {size / 2**30:.2f} GiB fp16 safetensors (SD 1.5 layout, random)")
+        peak = max(r.rss for key in warm_runs for r in runs.get(key, []) + warm_runs[key])
+        naive_peak = max(r.rss for r in runs["naive"])
         print(
             f"(a) peak RSS of sdlib merge: {peak / 2**20:.0f} MiB = {peak / size:.3f} x one "
             f"input (target <= 0.15); naive: {naive_peak / 2**20:.0f} MiB"
         )
-        for label, runs in (("cold hash cache", cold), ("warm hash cache", warm_cache)):
-            print(
-                f"(b) sdlib merge, {label}: {min(runs):.2f} s / naive {best_naive:.2f} s = "
-                f"{min(runs) / best_naive:.2f} (target <= 1.0)"
-            )
+        print(f"(b) merge time, {args.repeat} interleaved rounds:")
+        for key in ("sdlib", "before") if args.before else ("sdlib",):
+            name = "sdlib merge" if key == "sdlib" else "before"
+            report(f"{name}, cold hash cache", runs[key], runs["naive"], "naive", 1.0)
+            report(f"{name}, warm hash cache", warm_runs[key], runs["naive"], "naive", 1.0)
+        work = [float(r.out.split()[0]) for r in runs["naive"]]
         print(f"    naive without interpreter start and `import torch`: {min(work):.2f} s")
         print(f"outputs identical tensor by tensor: {same_outputs(ours, naive)}")
     finally:
