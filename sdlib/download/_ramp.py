@@ -6,9 +6,9 @@ requests, server work and, for the first full GET, a body thrown away. A server 
 each connection (many CDNs, Civitai's storage at times) is the opposite: four connections
 fetch four times as fast. Which one a server is shows only by trying, so ``Ramp`` starts
 with one connection, measures what arrives over a window, tries one more (two more when the
-last step scaled almost linearly) and keeps them only while the total rises by most of what
-one connection carried; the first step that does not pay (two windows in a row) is undone
-and the count settles.
+last step scaled almost linearly) and goes on while the total rises by most of what one
+connection carried; a step that adds little is kept and ends the trying, one that adds
+about nothing (two windows in a row) is undone, and the count settles.
 
 Pure logic with an injected clock: the engine reports bytes as they arrive (from any
 thread) and asks ``decide`` between reads.
@@ -34,6 +34,9 @@ JOIN_WAIT = 2.0
 #: carried before it (a new connection on a capped server adds about 1.0 of it; on a link
 #: that is already full, about 0).
 KEEP = 0.6
+#: A step that added less than this share is undone (a link already full adds about 0);
+#: between this and ``KEEP`` it is kept, and no further step is tried.
+DROP = 0.25
 #: A step that added at least this share per connection doubles the count next time.
 LINEAR = 0.75
 #: Trying a step costs about two windows; not worth it when less than this many seconds
@@ -124,7 +127,7 @@ class Ramp:
         added = self.count - base_count
         per_connection = base_rate / base_count
         gain = rate - base_rate
-        if gain < KEEP * per_connection * added:
+        if gain < DROP * per_connection * added:
             if not self._doubt:
                 # One more window first: a new connection may have been slow to start
                 # (a TLS handshake, a busy server), and undoing a step is for good.
@@ -135,6 +138,10 @@ class Ramp:
             return self._set(base_count, now)
         self._doubt = False
         self._base = (self.count, rate)
+        if gain < KEEP * per_connection * added:
+            # It helped, if less than a capped server's connections do: keep it, stop here.
+            self.settled = True
+            return None
         if self.count >= self.most or not self._worth(rate, left):
             self.settled = True
             return None

@@ -78,6 +78,15 @@ def test_a_step_that_pays_partly_is_kept_and_the_next_is_one_more() -> None:
     assert ramp.count == 2 and ramp.settled
 
 
+def test_a_step_that_adds_a_little_is_kept_and_ends_the_trying() -> None:
+    clock = Clock()
+    ramp = Ramp(4, clock=clock)
+    # The second connection adds 40% of one: not worth undoing, not worth going on.
+    chosen = _run(ramp, clock, {1: 10e6, 2: 14e6, 3: 30e6, 4: 40e6}, left=1 << 40)
+    assert chosen == [2]
+    assert ramp.count == 2 and ramp.settled
+
+
 def test_no_step_when_the_rest_would_take_less_than_the_trial() -> None:
     clock = Clock()
     ramp = Ramp(4, clock=clock)
