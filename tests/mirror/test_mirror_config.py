@@ -78,6 +78,7 @@ def test_http_mirror_and_bad_urls(tmp_path: Path) -> None:
             _config(tmp_path, text, {})
 
 
+@pytest.mark.slow  # four sdlib subprocesses
 def test_config_set_get_and_show_reach_the_mirror(tmp_path: Path) -> None:
     import json
 
