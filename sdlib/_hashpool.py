@@ -47,6 +47,17 @@ _spare_lock = threading.Lock()
 _SPARE_MAX = 6
 
 
+def _after_fork_in_child() -> None:
+    # A fork taken while another thread held the lock would leave the child's copy held.
+    global _spare_lock
+    _spare_lock = threading.Lock()
+    _spare.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 def take_buffer(size: int) -> mmap.mmap:
     """A read buffer of ``size`` bytes: one a previous call gave back, or a new one.
 

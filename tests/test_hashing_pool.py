@@ -250,3 +250,32 @@ def test_buffers_are_reused_between_files(tmp_path: Path) -> None:
     assert kept and all(len(b) == hashing.CHUNK for b in kept)
     assert six(hash_file(path)) == oracle(data)
     assert {id(b) for b in _hashpool._spare} & {id(b) for b in kept}
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork is POSIX only")
+def test_a_child_forked_while_the_buffer_lock_was_held_can_still_hash() -> None:
+    # A scan may fork workers while another thread is hashing: the child must not inherit
+    # the buffer cache's lock held (it would block on its first hash forever).
+    import signal
+    import time
+
+    with _hashpool._spare_lock:
+        pid = os.fork()
+        if pid == 0:  # the child: hash something, exit 0 if it matched
+            ok = False
+            try:
+                data = b"x" * 100_000
+                ok = six(hash_stream(io.BytesIO(data), len(data))) == oracle(data)
+            finally:
+                os._exit(0 if ok else 1)
+    deadline = time.monotonic() + 20
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            pytest.fail("the forked child hung on the buffer cache's lock")
+        time.sleep(0.05)
+    assert os.waitstatus_to_exitcode(status) == 0
