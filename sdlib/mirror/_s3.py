@@ -8,6 +8,7 @@ exception is translated here, once, into an sdlib error with a one-line message.
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Iterable, Iterator
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
@@ -182,7 +183,9 @@ class S3:
             yield
         except (ex.AlreadyExistsError, ex.PreconditionError, FileExistsError):
             raise _AlreadyExistsWrapper() from None
-        except (ex.NotFoundError, FileNotFoundError):  # obstore raises either
+        except (ex.NotFoundError, FileNotFoundError) as exc:  # obstore raises either
+            if "NoSuchBucket" in str(exc):
+                raise NotFound(f"{where}: there is no bucket {self.config.bucket!r}") from None
             raise NotFound(f"{where}: no {key}") from None
         except ex.UnauthenticatedError:
             raise AuthRequired(
@@ -191,6 +194,8 @@ class S3:
         except (ex.PermissionDeniedError, PermissionError):
             raise AccessDenied(f"{where}: access denied to {key}") from None
         except ex.BaseError as exc:
+            if "NoSuchBucket" in str(exc):
+                raise NotFound(f"{where}: there is no bucket {self.config.bucket!r}") from None
             raise SourceError(f"{where}: {_first_line(exc)}") from None
 
 
@@ -199,10 +204,16 @@ class _AlreadyExistsWrapper(Exception):
 
 
 def _first_line(exc: BaseException) -> str:
-    """obstore's message without its debug dump or a signed URL's query."""
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    """obstore's message in one line: the S3 error code and HTTP status when the server
+    answered, without the debug dump, the XML body or a signed URL's query."""
+    full = str(exc)
+    text = full.strip().splitlines()[0] if full.strip() else type(exc).__name__
     if "error sending request" in text or "Connect" in text:
-        reason = "unreachable (connection failed)"
-        return reason
+        return "unreachable (connection failed)"
+    status = re.search(r"status code: (\d{3}[A-Za-z ]*)", full)
+    code = re.search(r"<Code>([^<]{1,64})</Code>", full)
+    if status or code:
+        said = f"HTTP {status.group(1).strip()}" if status else "an error"
+        return f"the server answered {said}" + (f" ({code.group(1)})" if code else "")
     words = [w.split("?", 1)[0] if w.startswith("http") else w for w in text.split()]
     return " ".join(words)[:300]

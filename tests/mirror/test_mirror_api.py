@@ -236,3 +236,28 @@ def test_a_private_bucket_read_without_credentials_is_access_denied(
     with pytest.raises(AccessDenied) as info:
         Mirror(as_http, http).stat(sha)
     assert info.value.exit_code == 6
+
+
+def test_a_missing_bucket_is_named(s3_bucket: S3Bucket, http: httpx2.Client) -> None:
+    from dataclasses import replace
+
+    from sdlib.errors import NotFound
+
+    missing = replace(s3_bucket, name="no-such-bucket-here")
+    mirror = open_mirror(missing.settings(), http)
+    assert mirror is not None
+    with pytest.raises(NotFound, match="there is no bucket 'no-such-bucket-here'") as info:
+        list(mirror.entries())
+    assert info.value.exit_code == 5 and "\n" not in str(info.value)
+
+
+def test_server_errors_are_one_line_without_the_xml_body() -> None:
+    from sdlib.mirror._s3 import _first_line
+
+    said = _first_line(RuntimeError(
+        "Generic S3 error: Error performing PUT http://h/b/k?X-Amz-Signature=abc in 7ms - "
+        "Server returned non-2xx status code: 503 Service Unavailable: <?xml version=\"1.0\"?>"
+        "<Error><Code>SlowDown</Code><Message>Reduce your request rate.</Message></Error>\n"
+        "Debug source: ..."
+    ))  # fmt: skip
+    assert said == "the server answered HTTP 503 Service Unavailable (SlowDown)"
