@@ -19,6 +19,7 @@ from typing import BinaryIO
 
 from sdlib.errors import FormatError
 from sdlib.files.tensors import DTYPE_SIZES
+from sdlib.transform._writebehind import AVAILABLE as WRITE_BEHIND
 from sdlib.transform._writebehind import FLUSH_BYTES, WriteBehind
 
 MAX_HEADER = 100 << 20
@@ -98,7 +99,7 @@ class SafetensorsWriter:
     def write(self, data: bytes | memoryview) -> None:
         self.fh.write(data)
         self.written += len(data)
-        if self._behind is None and self.written >= FLUSH_BYTES:
+        if self._behind is None and self.written >= FLUSH_BYTES and WRITE_BEHIND:
             self.fh.flush()  # the thread syncs the descriptor, not this object's buffer
             self._behind = WriteBehind(self.fh.fileno(), FLUSH_BYTES)
             self._behind.start()

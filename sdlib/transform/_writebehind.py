@@ -7,9 +7,12 @@ took 1 to 4 s at the end, depending on what else used the disk, and that tail wa
 convert's run-to-run swing. Flushing every few tens of MiB on a separate thread overlaps the
 disk with the CPU work; the final fsync then only has the last part to write.
 
-The thread only calls ``fdatasync`` (``fsync`` on Windows) on the descriptor, which the OS
-allows while another thread writes to it; it never touches the Python file object. The
-owner must call ``stop`` before closing the file (``SafetensorsWriter`` does).
+The thread only calls ``fdatasync`` on the descriptor, which POSIX allows while another
+thread writes to it; it never touches the Python file object. The owner must call ``stop``
+before closing the file (``SafetensorsWriter`` does). Only where ``os.fdatasync`` exists
+(Linux, the BSDs): Windows' C runtime holds a descriptor's lock through ``_commit`` (so a
+flush there would stall the writes instead of overlapping them), and Windows and macOS
+write dirty file data out within seconds on their own.
 """
 
 from __future__ import annotations
@@ -20,7 +23,9 @@ import threading
 #: Flush once this much was written since the last flush began.
 FLUSH_BYTES = 32 << 20
 
-_datasync = getattr(os, "fdatasync", os.fsync)  # Windows has no fdatasync
+#: Whether this platform gets a write-behind thread (see the module docstring).
+AVAILABLE = hasattr(os, "fdatasync")
+_datasync = getattr(os, "fdatasync", os.fsync)
 
 
 class WriteBehind(threading.Thread):

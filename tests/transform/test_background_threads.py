@@ -144,6 +144,8 @@ def test_a_failed_merge_joins_its_own_input_hasher(
 
 @pytest.fixture
 def small_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
+    if not _writebehind.AVAILABLE:
+        pytest.skip("no write-behind thread on this platform (no os.fdatasync)")
     """1 MiB read chunks and a flush every MiB, so a 16 MiB model shows the behaviour."""
     monkeypatch.setattr(_tensordata, "CHUNK_BYTES", 1 << 20)
     monkeypatch.setattr(_stwriter, "FLUSH_BYTES", 1 << 20)
