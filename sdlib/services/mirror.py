@@ -196,11 +196,14 @@ def _push_one(
     on_progress: OnProgress | None,
 ) -> PushOutcome:  # fmt: skip
     name = path.name
+    hashed = 0
+    size = 0
 
-    def hashing(n: int, _acc: list[int] = [0]) -> None:  # noqa: B006 - a running total
-        _acc[0] += n
+    def hashing(n: int) -> None:  # the hash cache reports each chunk it read
+        nonlocal hashed
+        hashed += n
         if on_progress is not None:
-            on_progress(MirrorProgress("hashing", name, _acc[0], size))
+            on_progress(MirrorProgress("hashing", name, hashed, size))
 
     def uploading(done: int, total: int) -> None:
         if on_progress is not None:
