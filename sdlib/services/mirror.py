@@ -252,9 +252,40 @@ def _meta_for(
     names = [path.name]
     if entry is not None and entry.file_name not in names:
         names.append(entry.file_name)
+    sources = _sources(row, entry)
+    if not any(src.type == "civitai" for src in sources):
+        sources += _info_source(path, hashes.sha256)
     return MirrorMeta(hashes=hashes, kind=kind or "unknown", base=base or "unknown",
-                      precision=precision, names=tuple(names),
-                      sources=_sources(row, entry))  # fmt: skip
+                      precision=precision, names=tuple(names), sources=sources)  # fmt: skip
+
+
+def _info_source(path: Path, sha256: str) -> tuple[MirrorSource, ...]:
+    """The Civitai identity in the model's ``<stem>.civitai.info`` (the version JSON sdlib
+    and other tools write beside it), when one of its files has this SHA256."""
+    from sdlib.library.sidecars import read_json
+    from sdlib.mirror import MirrorSource
+
+    info = path.with_name(path.stem + ".civitai.info")
+    try:
+        if not info.is_file() or info.stat().st_size > 16 << 20:
+            return ()
+    except OSError:
+        return ()
+    data = read_json(info)
+    if not isinstance(data, dict) or not isinstance(data.get("id"), int):
+        return ()
+    for f in data.get("files") or ():
+        digest = f.get("hashes", {}).get("SHA256") if isinstance(f, dict) else None
+        if isinstance(digest, str) and digest.lower() == sha256.lower():
+            model, file_id = data.get("modelId"), f.get("id")
+            source = MirrorSource(
+                "civitai",
+                model_id=model if isinstance(model, int) else None,
+                version_id=data["id"],
+                file_id=file_id if isinstance(file_id, int) else None,
+            )
+            return (source,)
+    return ()
 
 
 def _inspect(path: Path) -> tuple[str | None, str | None, str | None, str | None]:

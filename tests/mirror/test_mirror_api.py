@@ -261,3 +261,28 @@ def test_server_errors_are_one_line_without_the_xml_body() -> None:
         "Debug source: ..."
     ))  # fmt: skip
     assert said == "the server answered HTTP 503 Service Unavailable (SlowDown)"
+
+
+def test_push_takes_the_civitai_identity_from_the_info_sidecar(
+    s3_bucket: S3Bucket, tmp_path: Path
+) -> None:
+    """A file no index knows, with a ``.civitai.info`` beside it: the mirror's sidecar
+    names the version and file whose SHA256 matches."""
+    from sdlib.services import Context
+    from sdlib.services import mirror as service
+
+    data = write_blob(tmp_path / "thing.safetensors", 3000, seed=13)
+    sha = hashlib.sha256(data).hexdigest()
+    (tmp_path / "thing.civitai.info").write_text(json.dumps({
+        "id": 777, "modelId": 55, "files": [
+            {"id": 1, "hashes": {"SHA256": "0" * 64}},
+            {"id": 2, "hashes": {"SHA256": sha.upper()}},
+        ],
+    }))  # fmt: skip
+    settings = s3_bucket.settings(Settings(cache_dir=tmp_path / "c", data_dir=tmp_path / "d"))
+    with Context(settings) as ctx:
+        [outcome] = service.push_files(ctx, [tmp_path / "thing.safetensors"])
+    assert outcome.status == "created"
+    sidecar = json.loads(s3_bucket.read(f"models/meta/{sha}.json"))
+    assert sidecar["sources"] == [{"type": "civitai", "model_id": 55, "version_id": 777,
+                                   "file_id": 2}]  # fmt: skip
