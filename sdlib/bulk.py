@@ -42,13 +42,18 @@ class EntryResult:
     warnings: tuple[str, ...] = ()
     #: ``Verification.to_dict()`` of a file just downloaded (None otherwise).
     verification: dict[str, Any] | None = None
+    #: Where the bytes came from ("mirror", "upstream", "cache"; None: nothing fetched), and
+    #: the mirror's answer to publishing them ("created", "exists").
+    came_from: str | None = None
+    published: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "ref": self.ref, "line": self.line, "status": self.status, "path": self.path,
             "size": self.size, "sha256": self.sha256, "error": self.message,
             "exit_code": self.exit_code, "warnings": list(self.warnings),
-            "verification": self.verification,
+            "verification": self.verification, "from": self.came_from,
+            "published": self.published,
         }  # fmt: skip
 
 
@@ -329,7 +334,8 @@ class BulkInstaller:
         verdict = result.verification.to_dict() if result.verification is not None else None
         return EntryResult(entry.ref, entry.line, status, str(path), result.size,
                            result.sha256, lock=lock, warnings=result.warnings,
-                           verification=verdict)  # fmt: skip
+                           verification=verdict, came_from=result.came_from,
+                           published=result.published)  # fmt: skip
 
     def _convert(self, source: Path) -> tuple[Path, str]:
         """Pickle -> safetensors beside it; the pickle is removed once the output verified."""

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from sdlib.download import DownloadEvent, DownloadOptions, DownloadResult, DownloadSpec, download
-from sdlib.errors import HashMismatch, SdlibError, UnsafeFileError, UsageError
+from sdlib.errors import HashMismatch, SdlibError, SourceError, UnsafeFileError, UsageError
 from sdlib.hashcache import HashCache
 from sdlib.library.placement import Destination, choose_name, same_family
 from sdlib.library.sidecars import (
@@ -33,8 +33,10 @@ from sdlib.taxonomy import Base, Kind
 if TYPE_CHECKING:
     import httpx2
 
+    from sdlib._mirrorfirst import MirrorFirst
     from sdlib.files.verification import Verification
     from sdlib.hashing import FileHashes
+    from sdlib.mirror import Mirror
     from sdlib.sources.civitai import CivitaiClient
     from sdlib.sources.hf import HubClient
 
@@ -70,11 +72,17 @@ class InstallResult:
     #: The reference naming exactly this file's version, and the URL its bytes came from.
     pinned_ref: str | None = None
     url: str | None = None
+    #: Where the bytes came from: "mirror" (the studio mirror), "upstream" (the source's
+    #: host), "cache" (the Hugging Face cache); None when nothing was fetched.
+    came_from: str | None = None
+    #: The mirror's answer to publishing a file that came from upstream: "created",
+    #: "exists" (another machine was first); None when not published.
+    published: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "ref": self.ref, "source": self.source, "revision": self.revision,
-            "pinned_ref": self.pinned_ref,
+            "pinned_ref": self.pinned_ref, "from": self.came_from, "published": self.published,
             "model_id": self.model_id, "version_id": self.version_id,
             "file_id": self.file_id, "path": str(self.path), "size": self.size,
             "sha256": self.sha256, "kind": self.kind, "base": self.base,
@@ -100,6 +108,18 @@ class Installer:
     on_note: Callable[[str], None] = field(default=lambda _m: None)
     #: The Hugging Face Hub, for ``hf:`` references and Hub links (None: Civitai only).
     hub: HubClient | None = None
+    #: The studio mirror, tried first for every file whose SHA256 is known (None: none),
+    #: and the client for it (no source's token on it; default ``http``).
+    mirror: Mirror | None = None
+    mirror_http: httpx2.Client | None = None
+
+    def __post_init__(self) -> None:
+        self._mirror: MirrorFirst | None = None
+        if self.mirror is not None:
+            from sdlib._mirrorfirst import MirrorFirst
+
+            self._mirror = MirrorFirst(self.mirror, self.mirror_http or self.http, self.options,
+                                       self.on_event, self.on_note)  # fmt: skip
 
     def resolve(self, ref: str, choice: FileChoice = ANY_FILE) -> RemoteFile:
         """The exact file a reference and file choice name, with its facts.
@@ -140,7 +160,14 @@ class Installer:
         file is resumed). ``sort``: move the file to the folder its content belongs in
         (default: only when ``destination`` is the installer's own).
         """
-        target = resolved or self.resolve(ref, choice)
+        upstream_failed: SourceError | None = None
+        try:
+            target = resolved or self.resolve(ref, choice)
+        except SourceError as exc:  # gone or unreachable upstream: the mirror may have it
+            if self._mirror is None or not expect_sha256:
+                raise
+            target = self._mirror.target(ref, expect_sha256, exc)
+            upstream_failed = exc
         if expect_sha256 and (target.sha256 or "").upper() != expect_sha256.upper():
             raise HashMismatch(
                 f"{ref}: the file changed upstream (SHA256 {target.sha256 or 'unknown'}, the "
@@ -171,9 +198,20 @@ class Installer:
             container=target.container, refresh=target.refresh,
             origin=_origin(ref, target, dest, sort),
         )  # fmt: skip
-        result = self._from_local_cache(target, name.path) or download(
-            self.http, spec, self._download_options(target), self.on_event
-        )
+        sha = expect_sha256 or target.sha256
+        try:
+            return self._download_and_place(ref, target, spec, dest, sort, picked,
+                                            expect_sha256, upstream_failed)  # fmt: skip
+        finally:
+            if self._mirror is not None and sha:
+                self._mirror.release(sha)  # other machines waiting on this fetch go on
+
+    def _download_and_place(
+        self, ref: str, target: RemoteFile, spec: DownloadSpec, dest: Destination, sort: bool,
+        picked: str, expect_sha256: str | None, upstream_failed: SourceError | None,
+    ) -> InstallResult:  # fmt: skip
+        api_kind, api_base = target.kind, target.base
+        result, came_from = self._fetch(target, spec, expect_sha256, upstream_failed)
         self.hashes.store(result.path, result.hashes)
         verdict = result.verification
         path, kind, base, warnings = self._check_and_place(
@@ -184,10 +222,36 @@ class Installer:
         sidecars = self._sidecars(path, target, kind, base, verdict)
         if dest.layout is not None and dest.layout.name == "stabilitymatrix":
             sidecars += self._cm_info(path, target, result.hashes)
-        return self._result(ref, target, path, result.size, result.hashes.sha256, kind, base,
-                            "downloaded", picked, warnings, sidecars, verdict)  # fmt: skip
+        published = None
+        if self._mirror is not None and came_from == "upstream" and verdict is not None \
+                and verdict.verified:  # fmt: skip
+            self.hashes.store(path, result.hashes)  # the push re-reads nothing
+            published = self._mirror.publish(path, result.hashes, target, kind, base)
+        out = self._result(ref, target, path, result.size, result.hashes.sha256, kind, base,
+                           "downloaded", picked, warnings, sidecars, verdict)  # fmt: skip
+        return replace(out, came_from=came_from, published=published)
 
     # -- steps --------------------------------------------------------------------------------
+
+    def _fetch(
+        self, target: RemoteFile, spec: DownloadSpec, expect_sha256: str | None,
+        upstream_failed: SourceError | None = None,
+    ) -> tuple[DownloadResult, str]:  # fmt: skip
+        """The bytes, and where they came from: the Hugging Face cache, the mirror (when
+        the SHA256 is known), else upstream (``upstream_failed``: it cannot serve them)."""
+        cached = self._from_local_cache(target, spec.dest)
+        if cached is not None:
+            return cached, "cache"
+        sha = expect_sha256 or target.sha256
+        if self._mirror is not None and sha:
+            got = self._mirror.fetch(spec, sha)
+            if got is not None:
+                return got, "mirror"
+            if upstream_failed is not None:  # and the mirror's copy failed too
+                raise upstream_failed
+        return download(self.http, spec, self._download_options(target), self.on_event), (
+            "upstream"
+        )
 
     def _from_local_cache(self, target: RemoteFile, path: Path) -> DownloadResult | None:
         """The bytes from ``target.cached_path`` (the Hugging Face cache): hard-linked when

@@ -153,8 +153,12 @@ def print_results(results: list[Any]) -> None:
     """What was placed where, and whether it is verified (``download``, ``downloads``)."""
     out = console()
     for r in results:
+        from sdlib.cli.install_cmd import came_from_words
+
         state = "already present" if r.status == "already-present" else "downloaded"
-        out.print(f"[green]{state}[/green] {r.path}  ({human_size(r.size)}, {r.kind}, {r.base})")
+        where = came_from_words(getattr(r, "came_from", None), getattr(r, "published", None))
+        out.print(f"[green]{state}[/green] {r.path}  ({human_size(r.size)}, {r.kind}, "
+                  f"{r.base}){where}")  # fmt: skip
         state = "verified" if r.verified else "[yellow]unverified[/yellow]"
         if r.verified and r.verification is not None and r.verification.decided_by != "SHA256":
             state = f"verified by {r.verification.decided_by}"  # none published

@@ -85,6 +85,16 @@ def install_cmd(
         raise SystemExit(report.exit_code)
 
 
+def came_from_words(came_from: str | None, published: str | None) -> str:
+    """Where the bytes came from, for a result line: the mirror or a cache (upstream, the
+    usual case, goes unsaid unless the file was published to the mirror)."""
+    if came_from in ("mirror", "cache"):
+        return f"  (from {came_from})"
+    if published:
+        return f"  (from upstream; mirror: {published})"
+    return ""
+
+
 def _print(report: Any, dry_run: bool, lock_path: Path) -> None:
     out = console()
     colours = {"up-to-date": "dim", "installed": "green", "already-present": "green",
@@ -94,6 +104,7 @@ def _print(report: Any, dry_run: bool, lock_path: Path) -> None:
         colour = colours.get(r.status, "white")
         size = f"  {human_size(r.size)}" if r.size else ""
         where = f"  -> {r.path}" if r.path else ""
+        where += came_from_words(r.came_from, r.published)
         out.print(f"[{colour}]{r.status:<15}[/{colour}] {r.ref}{size}{where}")
         if r.status == "failed":
             out.print(f"                {r.message}", markup=False)

@@ -201,6 +201,44 @@ class Mirror:
                     progress(done, total)
         return hasher.result()
 
+    # -- one fetch from upstream for many machines (used by sdlib._mirrorfirst) ----------------
+    def claim(self, sha256: str, seconds: float) -> bool | None:
+        """Mark "this machine is fetching it from upstream" for ``seconds`` (a conditional
+        create of ``PREFIX/claims/<64 hex>.json``). True: ours (fetch, push, then
+        :meth:`release`); False: another machine's, still fresh (wait for the object);
+        None: this mirror takes no claims (read-only, or not publishing)."""
+        s3 = self._s3_api
+        if s3 is None or not self.can_publish:
+            return None
+        import json
+        import time
+
+        key = f"claims/{check_sha256(sha256)}.json"
+        now = time.time()
+        body = json.dumps({"by": _who(), "at": now, "until": now + seconds}).encode()
+        with contextlib.suppress(AlreadyExists):
+            s3.create(key, body)
+            return True
+        raw = s3.get_bytes(key, 4096)
+        try:
+            until = float(json.loads(raw)["until"]) if raw is not None else 0.0
+        except (ValueError, KeyError, TypeError):
+            until = 0.0
+        if until >= now:
+            return False
+        if raw is not None:  # a claim its machine never released (it died): take it over
+            s3.delete(key)
+        with contextlib.suppress(AlreadyExists):
+            s3.create(key, body)
+            return True
+        return False
+
+    def release(self, sha256: str) -> None:
+        """End this machine's :meth:`claim` (whether the fetch worked or not)."""
+        s3 = self._s3_api
+        if s3 is not None:
+            s3.delete(f"claims/{check_sha256(sha256)}.json")
+
     # -- writing ---------------------------------------------------------------------------------
     def push(
         self, path: str | os.PathLike[str], hashes: FileHashes, meta: MirrorMeta | None = None,

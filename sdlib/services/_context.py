@@ -293,6 +293,7 @@ class Context:
         ``DownloadOptions`` fields that replace the settings' (``connections=1``...).
         """
         from sdlib.download import DownloadOptions
+        from sdlib.errors import SdlibError
         from sdlib.services._installer import RecordingInstaller
         from sdlib.services.fallback import archive_resolver
         from sdlib.services.remote import record_install
@@ -307,6 +308,11 @@ class Context:
                 cancel.wait(seconds)  # a pause ends a back-off at once
 
             options = replace(options, cancel=cancel, sleep=sleep)
+        try:  # a mirror that cannot be opened is a miss: every file comes from upstream
+            mirror = self.mirror
+        except SdlibError as exc:
+            (on_note or (lambda _m: None))(f"mirror not used: {exc.message}")
+            mirror = None
         # Every install, from any face, is recorded in the library index with its identity.
         return RecordingInstaller(
             record=lambda result: record_install(self, result),
@@ -321,6 +327,8 @@ class Context:
             on_event=on_event,
             on_note=on_note or (lambda _m: None),
             fallback=archive_resolver(self, on_note or (lambda _m: None)),
+            mirror=mirror,
+            mirror_http=self._mirror_http,
         )
 
     def close(self) -> None:
