@@ -121,3 +121,31 @@ async def test_undo_with_nothing_deduped_says_so(make_app: Any, webui: Path, ui:
         await ui.settle(pilot)
         await pilot.press("D")
         await ui.until(pilot, lambda: any("no dedupe" in n for n in ui.notifications(app)))
+
+
+async def test_the_table_is_drawn_before_who_sees_what_is_known(
+    make_app: Any, webui: Path, civitai: DemoServer, ui: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    from sdlib.services import seen
+
+    one = put(civitai, 128713_1, webui / CKPT / "one.safetensors")
+    put(civitai, 128713_1, webui / CKPT / "two.safetensors")
+    gate = threading.Event()
+    real = seen.seen_by
+
+    def slow(*args: Any, **kwargs: Any) -> Any:
+        gate.wait(30)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(seen, "seen_by", slow)
+    app = make_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await open_library(pilot, ui, 2)  # both rows, while the answer is held back
+        assert seen_cell(app, one) is None
+        await ui.until(pilot, lambda: "seen by: …" in ui.text(app), what="the detail pane")
+        assert seen_cell(app, one) is None
+        gate.set()
+        await ui.until(pilot, lambda: seen_cell(app, one) == "A1111 (copy)", what="seen by")
+        assert "seen by: A1111 a separate copy" in ui.text(app)

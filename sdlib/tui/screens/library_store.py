@@ -58,6 +58,11 @@ class Proposal:
 
 
 def undo_command(roots: tuple[str, ...]) -> str:
+    """The CLI line that undoes a dedupe of ``roots``, quoted for this system's shell."""
+    if os.name == "nt":
+        import subprocess
+
+        return "sdlib dedupe --undo " + subprocess.list2cmdline(roots)
     return "sdlib dedupe --undo " + " ".join(shlex.quote(r) for r in roots)
 
 
@@ -155,6 +160,10 @@ class StoreViews(SdlibScreen):
 
     # -- dedupe -------------------------------------------------------------------------------
     def action_dedupe(self) -> None:
+        if self._result is None:
+            self.notify("scan first (r)", timeout=3)
+            return
+
         def plan() -> LibraryTaskDone:
             from sdlib.services import dedupe
             from sdlib.services.seen import known_uis
