@@ -201,3 +201,32 @@ def test_a_corrupt_mirror_object_is_never_placed(
     assert result.status == "installed" and result.came_from == "upstream", result.to_dict()
     assert sha256_of(result.path) == sha
     assert upstream_downloads(server) and sum(upstream_downloads(server).values()) == 1
+
+
+@pytest.mark.slow
+def test_download_says_where_the_bytes_came_from(
+    tmp_path: Path, server: DemoServer, s3_bucket: S3Bucket
+) -> None:
+    """`sdlib download` (a subprocess per machine): the first machine fetches from upstream and
+    publishes, the second gets the mirror's copy; --json and the human line say so."""
+    from tests.support.cli import isolated_env, run_sdlib
+
+    ref, file_id = FILES[0]
+    for home in ("home-a", "home-b"):  # both may publish; the second finds the object
+        config = tmp_path / home / "config" / "config.toml"
+        config.parent.mkdir(parents=True)
+        config.write_text(s3_bucket.config_toml(publish=True))
+    first = run_sdlib("download", ref, "--to", tmp_path / "a", "--no-preview", "--json",
+                      env=isolated_env(tmp_path / "home-a", **s3_bucket.env(),
+                                       SDLIB_CIVITAI_URL=server.url))  # fmt: skip
+    assert first.returncode == 0, first.stderr
+    [one] = json.loads(first.stdout)
+    assert one["from"] == "upstream" and one["published"] == "created"
+    second = run_sdlib("download", ref, "--to", tmp_path / "b", "--no-preview",
+                       env=isolated_env(tmp_path / "home-b", **s3_bucket.env(),
+                                        SDLIB_CIVITAI_URL=server.url))  # fmt: skip
+    assert second.returncode == 0, second.stderr
+    assert "(from mirror)" in second.stdout
+    placed = tmp_path / "b" / server.files[file_id].spec.name
+    assert hashlib.sha256(placed.read_bytes()).hexdigest().upper() == lock_sha(server, file_id)
+    assert sum(upstream_downloads(server).values()) == 1
