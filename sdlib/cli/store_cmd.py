@@ -144,7 +144,8 @@ def link_cmd(root: Path, ui: str, method: str, store: Path | None, move_existing
     the store (a rename on one volume; across volumes a copy, verified by SHA256, then the
     original removed), journaled: if it is interrupted, run it again to finish, or
     `sdlib unlink ROOT` to put every file back where it was, byte for byte. Links are never
-    moved or followed; a name the store already has is left where it is.
+    moved or followed. A file whose name the store has with the same bytes is removed (the
+    store's copy serves; unlink copies it back); with other bytes it is left where it is.
 
     \b
     Examples:
@@ -188,7 +189,8 @@ def link_cmd(root: Path, ui: str, method: str, store: Path | None, move_existing
 def _print_moves(report: Any, word: str, where: str, resumed: bool = False,
                  details: bool = True) -> None:  # fmt: skip
     again = " (finishing the interrupted run)" if resumed else ""
-    _say(f"{word} {report.moved} files ({human_size(report.bytes)}) {where}{again}; "
+    same = f", {report.same} of them the same bytes as the store's own" if report.same else ""
+    _say(f"{word} {report.moved} files ({human_size(report.bytes)}) {where}{again}{same}; "
          f"journal {report.journal}")  # fmt: skip
     if not details:
         return  # said in the caller's own lines

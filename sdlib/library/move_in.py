@@ -7,8 +7,11 @@ folder without following any link and takes every model file with its sidecars (
 folder, same stem: ``.civitai.info``, previews...), keeping sub-folders:
 ``models/Lora/styles/a.safetensors`` goes to ``STORE/Lora/styles/a.safetensors``. What is
 not a model or its sidecar (a git-tracked placeholder, a config) stays, as do links (file or
-folder: a link is never moved, nor anything through it), hidden and temporary files, and a
-file whose name the store already has (said in a note).
+folder: a link is never moved, nor anything through it), and hidden and temporary files.
+Where the store already has the name with the very same bytes (same size and SHA256), the
+webUI's copy is removed instead (the journal's ``delete``, made only while the store's copy
+still has that SHA256; undo copies it back, verified); a name the store has with other bytes
+leaves the model and its sidecars where they are (said in a note).
 
 The journal's moves never lose a byte: on one volume a hard link to the new name, then the
 old name removed (or a rename where hard links are not possible); across volumes a copy
@@ -22,7 +25,7 @@ Journals are ``store-move-*.jsonl`` beside organize's and share its lock.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -63,11 +66,11 @@ class MovePlan:
 
     @property
     def files(self) -> int:
-        return sum(1 for op in self.ops if op.action == "move")
+        return sum(1 for op in self.ops if op.action in ("move", "delete"))
 
     @property
     def bytes(self) -> int:
-        return sum(op.size or 0 for op in self.ops if op.action == "move")
+        return sum(op.size or 0 for op in self.ops if op.action in ("move", "delete"))
 
     def header(self) -> dict[str, Any]:
         return {"command": "store-move", "root": self.root, "store": self.store,
@@ -101,11 +104,13 @@ def _files(folder: str) -> list[str]:
 
 
 def plan_moves(
-    root: str, store: str, pairs: Sequence[tuple[str, str]], *, index: str | None = None
-) -> MovePlan:
+    root: str, store: str, pairs: Sequence[tuple[str, str]], *, index: str | None = None,
+    sha256_of: Callable[[str], str | None] | None = None,
+) -> MovePlan:  # fmt: skip
     """Moves of the model files (and sidecars) in each ``(webUI folder, store folder)``.
 
     Folders that do not exist, are links, or resolve outside ``root`` are skipped.
+    ``sha256_of`` tells a name the store has with the same bytes (then the copy goes).
     """
     wall = Wall.of(root, [store])
     plan = MovePlan(root, store, wall=wall.roots, index=index)
@@ -124,28 +129,49 @@ def plan_moves(
                 if not is_link(str(p)) and str(p) not in claimed
             ]  # fmt: skip
             claimed.update(group)
-            _plan_group(plan, group, ui_folder, store_folder, taken, made)
+            _plan_group(plan, group, ui_folder, store_folder, taken, made, sha256_of)
     return plan
 
 
 def _plan_group(
     plan: MovePlan, group: list[str], ui_folder: str, store_folder: str,
-    taken: set[str], made: set[str],
+    taken: set[str], made: set[str], sha256_of: Callable[[str], str | None] | None,
 ) -> None:  # fmt: skip
     dsts = [os.path.join(store_folder, os.path.relpath(p, ui_folder)) for p in group]
-    clash = next((d for d in dsts if os.path.lexists(d) or os.path.normcase(d) in taken), None)
-    if clash is not None:
-        plan.notes.append(f"{group[0]}: left where it is: the store already has {clash}")
-        return
+    same: dict[str, str] = {}  # src -> the SHA256 the store's copy of that name has too
+    for src, dst in zip(group, dsts, strict=True):
+        digest = None
+        if os.path.normcase(dst) not in taken and os.path.lexists(dst):
+            digest = _same_bytes(src, dst, sha256_of)
+        if os.path.normcase(dst) in taken or (os.path.lexists(dst) and digest is None):
+            plan.notes.append(f"{group[0]}: left where it is: the store already has {dst}, "
+                              "with other bytes")  # fmt: skip
+            return
+        if digest is not None:
+            same[src] = digest
     number = 1 + max((op.group or 0 for op in plan.ops), default=0)
     for src, dst in zip(group, dsts, strict=True):
-        _mkdirs(plan, os.path.dirname(dst), store_folder, made)
         st = os.lstat(src)
-        plan.ops.append(Op(
-            "move", src, dst=dst, size=st.st_size, mtime_ns=st.st_mtime_ns,
-            mode=st.st_mode & 0o7777, group=number, why="into the shared store",
-        ))  # fmt: skip
+        size, mtime, mode = st.st_size, st.st_mtime_ns, st.st_mode & 0o7777
+        if src in same:
+            plan.ops.append(Op("delete", src, keep=dst, size=size, mtime_ns=mtime, mode=mode,
+                               sha256=same[src], group=number,
+                               why="the store has the same bytes"))  # fmt: skip
+            continue
+        _mkdirs(plan, os.path.dirname(dst), store_folder, made)
+        plan.ops.append(Op("move", src, dst=dst, size=size, mtime_ns=mtime, mode=mode,
+                           group=number, why="into the shared store"))  # fmt: skip
         taken.add(os.path.normcase(dst))
+
+
+def _same_bytes(src: str, dst: str, sha256_of: Callable[[str], str | None] | None) -> str | None:
+    """The SHA256 ``src`` and the store's ``dst`` share (a regular file, same size), else None."""
+    if sha256_of is None or is_link(dst) or not os.path.isfile(dst):
+        return None
+    if os.lstat(src).st_size != os.lstat(dst).st_size:
+        return None
+    a, b = sha256_of(src), sha256_of(dst)
+    return a.upper() if a is not None and b is not None and a.upper() == b.upper() else None
 
 
 def _mkdirs(plan: MovePlan, folder: str, top: str, made: set[str]) -> None:

@@ -37,10 +37,14 @@ class MoveReport:
     #: (path, why) of each file left where it was.
     skipped: tuple[tuple[str, str], ...] = ()
     failed: tuple[tuple[str, str], ...] = ()
+    #: Copies removed because the store has the very same bytes under that name (moving
+    #: back: copied back from the store). Counted in ``moved`` and ``bytes`` too.
+    same: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "journal": self.journal, "moved": self.moved, "bytes": self.bytes,
+            "same_as_store": self.same,
             "skipped": [{"path": p, "why": w} for p, w in self.skipped],
             "failed": [{"path": p, "why": w} for p, w in self.failed],
         }  # fmt: skip
@@ -78,7 +82,8 @@ def plan_moves(ctx: Context, plan: Plan, root: str, store: str,
     from sdlib.library import move_in
 
     pairs = move_pairs(plan, root, store, folders)
-    return move_in.plan_moves(root, store, pairs, index=str(ctx.index.path))
+    return move_in.plan_moves(root, store, pairs, index=str(ctx.index.path),
+                              sha256_of=ctx.sha256_of())  # fmt: skip
 
 
 def start(ctx: Context, moves: MovePlan) -> str:
@@ -123,11 +128,10 @@ def interrupted(journal: str | None) -> bool:
 
 def _report(journal: Any, report: Any) -> MoveReport:
     ops = journal.ops
-    moved = [ops[i] for i in report.done if ops[i].action == "move"]
+    moved = [ops[i] for i in report.done if ops[i].action in ("move", "delete")]
     return MoveReport(
-        str(journal.path),
-        len(moved),
-        sum(op.size or 0 for op in moved),
+        str(journal.path), len(moved), sum(op.size or 0 for op in moved),
         tuple((ops[i].path, why) for i, why in report.skipped),
         tuple((ops[i].path, why) for i, why in report.failed),
-    )
+        sum(1 for op in moved if op.action == "delete"),
+    )  # fmt: skip

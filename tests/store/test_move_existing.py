@@ -70,7 +70,9 @@ def test_move_existing_then_unlink_gives_everything_back(
     # The webUI sees its models through the store link, as ok models.
     result = scan(ctx, root, "a1111")
     status = {f.rel: f.status for f in result.models}
-    assert status["models/Stable-diffusion/sdlib-store/own.safetensors"] == ["ok"]
+    assert status["models/Stable-diffusion/sdlib-store/own.safetensors"] == ["ok"], [
+        (f.rel, f.status, f.notes) for f in result.files
+    ]
     assert status["models/Lora/sdlib-store/styles/ink wash.safetensors"] == ["ok"]
 
     back = unlink_store(ctx, root)
@@ -153,3 +155,25 @@ def test_refusals_and_links_out(ctx: Context, store: Path, tmp_path: Path) -> No
     assert done.moves is None or done.moves.moved == 0
     assert (shelf / "kept.safetensors").is_file()
     assert not (store / "Lora" / "kept.safetensors").exists()
+
+
+def test_a_copy_the_store_already_has_goes_and_comes_back(
+    ctx: Context, store: Path, tmp_path: Path
+) -> None:
+    root = make_root(tmp_path, "comfyui")
+    theirs = store / "StableDiffusion" / "shared one.safetensors"
+    mine = root / "models" / "checkpoints" / "shared one.safetensors"
+    mine.write_bytes(theirs.read_bytes())  # the very bytes, under the same name
+    os.chmod(mine, 0o604)
+    os.utime(mine, ns=(1_650_000_000_000_000_000, 1_650_000_000_555_000_000))
+    stats, before, store_before = _stats({"mine": mine}), tree_state(root), tree_state(store)
+
+    done = link_store(ctx, root, "comfyui", move_existing=True)
+    assert done.moves is not None and (done.moves.moved, done.moves.same) == (2, 1)
+    assert not mine.exists()  # the store's copy serves ComfyUI now
+    assert tree_state(store)[0]["StableDiffusion/shared one.safetensors"] == stats["mine"][0]
+
+    back = unlink_store(ctx, root)
+    assert back.moved_back is not None and back.moved_back.moved == 2 and not back.kept
+    assert _stats({"mine": mine}) == stats  # copied back: bytes, mtime, mode
+    assert tree_state(root) == before and tree_state(store) == store_before
