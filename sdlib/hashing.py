@@ -256,7 +256,7 @@ def hash_stream(
     fh: Readable, size: int | None = None, progress: ProgressCallback | None = None
 ) -> FileHashes:
     """Hash everything readable from ``fh`` in one pass."""
-    if size is not None and size <= 4 * CHUNK:
+    if size is not None and size <= 2 * CHUNK:  # threads pay off from about 8 MiB
         hasher = Hasher(size)
         buffer = take_buffer(CHUNK)
         try:
