@@ -29,6 +29,9 @@ from sdlib.demo.specs import SPECS
 from sdlib.demo.writers import write_safetensors
 from sdlib.services import Context, dedupe
 
+#: The issue's target for the second run, read from the index and the hash cache.
+TARGET = 2.0
+
 #: (share of the files, folder, fixture): checkpoints slimmed (small headers), sparse data.
 MIX = (
     (0.15, "models/Stable-diffusion", "sd15_pruned_fp16"),
@@ -100,16 +103,24 @@ def main() -> None:
             print(f"(a) first run: {t_first:.2f} s; {s['files']} files compared, "
                   f"{s['hashed']} hashed by dedupe, {s['groups']} groups, {s['links']} copies "
                   f"to link, {s['reclaimable_bytes'] / 2**20:.1f} MiB to reclaim")  # fmt: skip
-            times = []
+            times, cpu = [], []
             for _ in range(5):
-                t = time.perf_counter()
+                t, c = time.perf_counter(), time.process_time()
                 again = dedupe.plan(ctx, roots)
                 times.append(time.perf_counter() - t)
+                cpu.append(time.process_time() - c)
             assert again.hashed == 0 and len(again.groups) == len(first.groups)
             best = min(times)
             print(f"(b) second run (index + hash cache): best {best:.2f} s, worst "
-                  f"{max(times):.2f} s (target < 2 s); files hashed: {again.hashed}; "
+                  f"{max(times):.2f} s (target < {TARGET:.0f} s); files hashed: {again.hashed}; "
                   f"ratio first / second: {t_first / best:.1f}x")  # fmt: skip
+            verdict = "met" if best < TARGET else "NOT MET"
+            load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+            print(
+                f"    target < {TARGET:.0f} s: {verdict} (best / target = {best / TARGET:.2f}); "
+                f"CPU time of the best-CPU run {min(cpu):.2f} s; load average {load:.1f} "
+                f"on {os.cpu_count()} CPUs (wall time is only meaningful on a quiet machine)"
+            )
         env = {
             **os.environ, "SDLIB_DATA_DIR": str(work / "data"),
             "SDLIB_CACHE_DIR": str(work / "cache"), "SDLIB_CONFIG": str(work / "none.toml"),
