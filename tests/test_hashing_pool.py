@@ -139,14 +139,15 @@ def test_no_more_hashing_threads_than_cores(
     path = tmp_path / "m.safetensors"
     path.write_bytes(data)
     seen: list[int] = []
+    caller = threading.current_thread()
+    before = set(threading.enumerate())  # (pytest-xdist runs threads of its own)
 
     def progress(n: int) -> None:
-        assert threading.current_thread() is threading.main_thread()
+        assert threading.current_thread() is caller
         seen.append(n)
-        workers = [t for t in threading.enumerate() if t is not threading.main_thread()]
+        workers = [t for t in threading.enumerate() if t not in before]
         assert len(workers) <= 2, [t.name for t in workers]
 
-    before = set(threading.enumerate())
     assert six(hash_file(path, progress)) == oracle(data, 108)
     assert sum(seen) == len(data)
     assert set(threading.enumerate()) <= before  # every worker has ended
