@@ -93,7 +93,7 @@ def run_cli(cli_env: dict[str, str]) -> RunCli:
 
     def run(
         *args: str, env: dict[str, str] | None = None, input: str | None = None,
-        timeout: float = 60,
+        timeout: float = 120,
     ) -> subprocess.CompletedProcess[str]:  # fmt: skip
         return run_sdlib(*args, env={**cli_env, **(env or {})}, input=input, timeout=timeout)
 

@@ -114,7 +114,8 @@ def test_ctrl_c_is_listed_as_interrupted_and_resume_all_finishes_it(
     server: DemoServer, env: dict[str, str], tmp_path: Path
 ) -> None:
     dest = tmp_path / "out"
-    server.rate_limit = 4 << 20  # 4 s for the whole file
+    # 16 s for the whole file: still running when signalled, even on a loaded machine
+    server.rate_limit = 1 << 20
     proc = subprocess.Popen(
         sdlib_argv("download", str(LARGE_MODEL_ID), "--to", dest, "--connections", "1"),
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
@@ -152,7 +153,7 @@ def test_a_killed_download_is_listed_as_ended(
     server: DemoServer, env: dict[str, str], tmp_path: Path
 ) -> None:
     dest = tmp_path / "out"
-    server.rate_limit = 4 << 20
+    server.rate_limit = 1 << 20  # 16 s: still running while `downloads` lists it (a subprocess)
     proc = subprocess.Popen(
         sdlib_argv("download", str(LARGE_MODEL_ID), "--to", dest, "--connections", "1"),
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,

@@ -166,7 +166,7 @@ def test_the_budget_caps_every_byte_read() -> None:
         (206, {"Content-Range": f"bytes 0-{FIRST_READ - 1}/*"}, b"x" * FIRST_READ, BadResponse,
          "does not say how large"),
         (206, {"Content-Range": "bytes 0-99/300000", "Content-Encoding": "gzip"},
-         gzip.compress(b"x" * 100), BadResponse, "compressed a range"),
+         gzip.compress(b"x" * 100, mtime=0), BadResponse, "compressed a range"),
         (200, {"Content-Type": "text/html"}, b"<!doctype html>" * 5000, FormatError, "a web page"),
         (404, {}, b"", SdlibError, "not found"),
     ],
