@@ -189,7 +189,9 @@ def link_cmd(root: Path, ui: str, method: str, store: Path | None, move_existing
 def _print_moves(report: Any, word: str, where: str, resumed: bool = False,
                  details: bool = True) -> None:  # fmt: skip
     again = " (finishing the interrupted run)" if resumed else ""
-    same = f", {report.same} of them the same bytes as the store's own" if report.same else ""
+    how = ("copied back from the store's copy" if word == "moved back" else
+           "already there with the same bytes (the store's copy serves)")  # fmt: skip
+    same = f", {report.same} of them {how}" if report.same else ""
     _say(f"{word} {report.moved} files ({human_size(report.bytes)}) {where}{again}{same}; "
          f"journal {report.journal}")  # fmt: skip
     if not details:
