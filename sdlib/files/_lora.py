@@ -161,8 +161,12 @@ _PART_ALGOS = (("oft_diag", "oft"), ("hada_w1_a", "loha"), ("hada_w1_b", "loha")
                ("glora", "glora"), ("on_input", "ia3"), ("diff", "full-diff"))  # fmt: skip
 
 
+@lru_cache(maxsize=1 << 16)
 def _parse(name: str) -> tuple[str, str] | None:
-    """``(module, part)`` for a delta tensor name, else None. Hot: one call per tensor."""
+    """``(module, part)`` for a delta tensor name, else None. Hot: one call per tensor.
+
+    Cached: LoRAs for one base and trainer share their names (a library of 2,000 SD1.5
+    kohya LoRAs holds ~800 distinct ones), so a scan mostly finds the answer known."""
     dot = name.rfind(".")
     tail = name[dot + 1 :]
     if tail == "weight" or tail == "bias":

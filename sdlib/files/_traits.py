@@ -4,8 +4,10 @@ metadata. Part of :mod:`sdlib.files.classify`: pure, reading the table only."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
+import operator
 from collections import Counter
 from collections.abc import Mapping
 
@@ -40,16 +42,7 @@ def _precision(k: Keys, evidence: list[str]) -> tuple[Precision | None, str | No
     if k.contains(".quant_state.bitsandbytes__nf4"):
         evidence.append("bitsandbytes NF4 quantised: no float precision applies")
         return None, None
-    by_dtype: dict[str, int] = {}
-    skip = sig.SCHEDULE_BUFFERS
-    for name, t in k.tensors.items():
-        # Scalars (alpha, markers, EMA decay), CLIP position ids and schedule buffers keep
-        # their own dtype by design; they must not make a file "mixed".
-        if not t.shape or name in skip or name.endswith("position_ids"):
-            continue
-        n = math.prod(t.shape)
-        if n:  # an empty tensor holds no weights to have a precision
-            by_dtype[t.dtype] = by_dtype.get(t.dtype, 0) + n
+    by_dtype = _elements_by_dtype(k)
     totals: Counter[Precision] = Counter()
     quant: Counter[str] = Counter()
     for dtype, n in by_dtype.items():
@@ -71,6 +64,39 @@ def _precision(k: Keys, evidence: list[str]) -> tuple[Precision | None, str | No
     if "scaled_fp8" in k:
         evidence.append("scaled_fp8 marker: ComfyUI scaled fp8 weights")
     return ranked[0][0], None
+
+
+def _elements_by_dtype(k: Keys) -> dict[str, int]:
+    """Elements per dtype, the dtypes in the order their first counted tensor comes.
+
+    Scalars (alpha, markers, EMA decay), CLIP position ids and schedule buffers keep their
+    own dtype by design; they must not make a file "mixed", and an empty tensor holds no
+    weights to have a precision. Column-wise (C-level ``map``s): a checkpoint has
+    thousands of tensors and a first scan meets millions.
+    """
+    names = list(k.tensors)
+    infos = list(k.tensors.values())
+    shapes = list(map(_SHAPE, infos))
+    dtypes = list(map(_DTYPE, infos))
+    counts = list(map(operator.mul, map(math.prod, shapes), map(bool, shapes)))
+    skipped = set(sig.SCHEDULE_BUFFERS.intersection(names))
+    skipped.update(filter(operator.methodcaller("endswith", "position_ids"), names))
+    if skipped:
+        where = {n: i for i, n in enumerate(names) if n in skipped}
+        for i in where.values():
+            counts[i] = 0
+    counted = list(map(bool, counts))
+    found: list[tuple[int, str, int]] = []
+    for dtype in set(dtypes):
+        mine = list(map(operator.and_, map(dtype.__eq__, dtypes), counted))
+        first = next(itertools.compress(itertools.count(), mine), None)
+        if first is not None:
+            found.append((first, dtype, sum(itertools.compress(counts, mine))))
+    return {dtype: n for _, dtype, n in sorted(found)}
+
+
+_SHAPE = operator.attrgetter("shape")
+_DTYPE = operator.attrgetter("dtype")
 
 
 def _quantized(

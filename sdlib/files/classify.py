@@ -13,6 +13,7 @@ precision and metadata in :mod:`sdlib.files._traits`. Every decision appends a l
 from __future__ import annotations
 
 import math
+import operator
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
@@ -157,10 +158,13 @@ def _classify(table: TensorTable) -> Classification:
         lora=lora,
         metadata=_summary(table.metadata, ctx.scanned.tokens if ctx.scanned else []),
         tensors=len(table),
-        parameters=sum(math.prod(t.shape) for t in table.tensors.values()),
+        parameters=sum(map(math.prod, map(_SHAPE, table.tensors.values()))),
         evidence=tuple(evidence),
         quantization=quantization,
     )
+
+
+_SHAPE = operator.attrgetter("shape")
 
 
 @dataclass

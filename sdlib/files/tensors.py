@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import collections
+import itertools
 import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from sdlib.taxonomy import Container
@@ -42,6 +44,10 @@ def is_contiguous(shape: tuple[int, ...], stride: tuple[int, ...]) -> bool:
     return True
 
 
+def _drain(it: Iterable[object]) -> None:
+    collections.deque(it, maxlen=0)
+
+
 @dataclass(frozen=True, slots=True)
 class TensorInfo:
     """One tensor's name, dtype (safetensors spelling), shape and, where known, byte range.
@@ -62,6 +68,29 @@ class TensorInfo:
     @property
     def numel(self) -> int:
         return math.prod(self.shape)
+
+    @classmethod
+    def many(
+        cls,
+        names: Sequence[str],
+        dtypes: Sequence[str],
+        shapes: Iterable[tuple[int, ...]],
+        offsets: Iterable[tuple[int, int]],
+    ) -> list[TensorInfo]:
+        """``[TensorInfo(n, d, s, o) ...]`` for thousands of tensors at once, equal to
+        building them one by one. A frozen dataclass's ``__init__`` costs ~3 us an object
+        (seven guarded ``__setattr__`` calls), as much as parsing its JSON; here each slot
+        is filled for all objects in one C-level pass through its slot descriptor."""
+        out = list(map(object.__new__, itertools.repeat(cls, len(names))))
+        columns: tuple[tuple[str, Iterable[object]], ...] = (
+            ("name", names), ("dtype", dtypes), ("shape", shapes), ("offsets", offsets),
+            ("storage_key", itertools.repeat(None)), ("storage_offset", itertools.repeat(0)),
+            ("stride", itertools.repeat(None)),
+        )  # fmt: skip
+        for slot, values in columns:
+            setter = cls.__dict__[slot].__set__  # the slot's own descriptor: no frozen guard
+            _drain(map(setter, out, values))
+        return out
 
     @property
     def nbytes(self) -> int:

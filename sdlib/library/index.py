@@ -392,6 +392,31 @@ class Index:
         assert cur.lastrowid is not None
         return cur.lastrowid
 
+    def insert_many(self, rows: list[FileRow]) -> list[int]:
+        """Insert rows (inside a ``transaction``) with one statement; returns their ids, in
+        order. A first scan adds thousands: one ``execute`` each cost more than the rest."""
+        if not rows:
+            return []
+        marks = ", ".join("?" * (len(_COLUMNS) + 1))
+        with self._lock, self._errors():
+            # The transaction holds the write lock: nobody else takes ids meanwhile.
+            (top,) = self._db.execute("SELECT COALESCE(MAX(id), 0) FROM files").fetchone()
+            ids = list(range(top + 1, top + 1 + len(rows)))
+            self._db.executemany(
+                f"INSERT INTO files ({', '.join(_COLUMNS)}, id) VALUES ({marks})",
+                (_db_values(row) + (i,) for row, i in zip(rows, ids, strict=True)),
+            )
+        return ids
+
+    def events(self, items: Iterable[tuple[int, str, dict[str, Any]]]) -> None:
+        """Record many ``(file_id, event, detail)`` at once (inside a ``transaction``)."""
+        now = time.time()
+        with self._lock, self._errors():
+            self._db.executemany(
+                "INSERT INTO events (file_id, at, event, detail) VALUES (?, ?, ?, ?)",
+                ((i, now, e, json.dumps(d) if d else None) for i, e, d in items),
+            )
+
     def update(self, file_id: int, **values: Any) -> None:
         """Update columns of one row (inside a ``transaction`` or on its own)."""
         if not values:
@@ -449,6 +474,13 @@ class Index:
                 "SELECT role, COUNT(*) FROM files WHERE present = 1 GROUP BY role"
             ).fetchall()
         return {r[0]: r[1] for r in rows}
+
+
+def _db_values(row: FileRow) -> tuple[Any, ...]:
+    """``row``'s columns (``_COLUMNS`` order) as SQLite stores them."""
+    values = [_text(getattr(row, c)) for c in _COLUMNS]
+    values[0] = _to_db(row.path)  # path is the first column
+    return tuple(values)
 
 
 def _statements(script: str) -> list[str]:

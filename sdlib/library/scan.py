@@ -22,16 +22,17 @@ import functools
 import os
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sdlib.errors import FormatError, SdlibError, UsageError
+from sdlib.errors import SdlibError, UsageError
 from sdlib.files import CLASSIFIER_VERSION
-from sdlib.files.opening import UNREADABLE_PREFIXES, check_regular, open_regular, os_problem
+from sdlib.files.opening import UNREADABLE_PREFIXES, open_regular
+from sdlib.library._inspect import BATCH, inspect_batch, inspect_columns, no_gc
 from sdlib.library._status import FileReport, build_reports
 from sdlib.library._walk import Entry, walk, walk_files
-from sdlib.library.adopt import adopt_rows
+from sdlib.library.adopt import SIDECAR_SOURCES, adopt_rows
 from sdlib.library.index import CLASSIFICATION_COLUMNS, CONTENT_COLUMNS, FileRow, Index
 from sdlib.library.layouts import PLAIN, Layout, resolve_layout
 from sdlib.library.sidecars import is_preview_name, preview_kind
@@ -241,7 +242,8 @@ class _Job:
         self._hash(entries, final, vanished, moves)
         # Identities other tools wrote beside files never looked up (sdlib.library.adopt).
         known = functools.partial(_cached_sha256, self.hashes)
-        self.adopted, self.refused = adopt_rows(entries, final, known, self.now)
+        candidates = _adoption_candidates(entries, by_path, final)
+        self.adopted, self.refused = adopt_rows(candidates, final, known, self.now)
         self._write(entries, by_path, final, moves, vanished)
         return final
 
@@ -304,10 +306,11 @@ class _Job:
                 out = self._inspect_parallel(paths, self.workers)
             except (OSError, RuntimeError):  # no processes here (sandbox, frozen app...)
                 out = {}
-        for path in paths:
-            if path not in out:
-                out[path] = inspect_columns(path)
-                self.emit(ScanProgress("inspect", len(out), len(paths), path))
+        with no_gc():
+            for path in paths:
+                if path not in out:
+                    out[path] = inspect_columns(path)
+                    self.emit(ScanProgress("inspect", len(out), len(paths), path))
         self.result.inspected += len(paths)
         return out
 
@@ -318,11 +321,12 @@ class _Job:
         out: dict[str, dict[str, Any]] = {}
         # spawn, not fork: portable, and safe beside the threads sqlite and httpx2 may run.
         context = multiprocessing.get_context("spawn")
+        batches = [paths[i : i + BATCH] for i in range(0, len(paths), BATCH)]
         with ProcessPoolExecutor(workers, mp_context=context) as pool:
-            contents = pool.map(inspect_columns, paths, chunksize=16)
-            for path, content in zip(paths, contents, strict=True):
-                out[path] = content
-                self.emit(ScanProgress("inspect", len(out), len(paths), path))
+            for batch, contents in zip(batches, pool.map(inspect_batch, batches), strict=True):
+                for path, content in zip(batch, contents, strict=True):
+                    out[path] = content
+                    self.emit(ScanProgress("inspect", len(out), len(paths), path))
         return out
 
     # -- hashing ------------------------------------------------------------------------------
@@ -407,12 +411,14 @@ class _Job:
         if not changed and not vanished:
             return
         res = self.result
+        events: list[tuple[int, str, dict[str, Any]]] = []
         with self.index.transaction():
             for r in vanished:
                 assert r.id is not None
                 self.index.update(r.id, present=0, last_seen=self.now)
-                self.index.event(r.id, "removed", path=r.path)
+                events.append((r.id, "removed", {"path": r.path}))
                 res.removed += 1
+            added: list[FileRow] = []
             for path in changed:
                 row = replace(final[path], last_seen=self.now)
                 if path in moves:
@@ -420,65 +426,62 @@ class _Job:
                     assert old.id is not None
                     values = {k: v for k, v in _values(row).items() if k != "first_seen"}
                     self.index.update(old.id, **values)
-                    self.index.event(old.id, "moved", **{"from": old.path, "to": path})
+                    events.append((old.id, "moved", {"from": old.path, "to": path}))
                     res.moved += 1
                     final[path] = replace(row, id=old.id)
                 elif row.id is None:
-                    new_id = self.index.insert(replace(row, first_seen=self.now))
-                    self.index.event(new_id, "added", path=path)
-                    res.added += 1
-                    final[path] = replace(row, id=new_id)
+                    added.append(replace(row, first_seen=self.now))
                 else:
                     self.index.update(row.id, **_values(row))
                     old_row = before.get(path)
                     if old_row is not None and old_row.stat_key != row.stat_key:
-                        self.index.event(row.id, "changed", path=path)
+                        events.append((row.id, "changed", {"path": path}))
                         res.changed += 1
+            # A first scan adds thousands of rows: one statement for all of them.
+            for row, new_id in zip(added, self.index.insert_many(added), strict=True):
+                events.append((new_id, "added", {"path": row.path}))
+                final[row.path] = replace(row, id=new_id)
+            res.added += len(added)
             for path, source in self.adopted.items():
                 row = final[path]
                 assert row.id is not None
-                self.index.event(row.id, "identified", version_id=row.civitai_version_id,
-                                 matched_by="sidecar", sidecar=source,
-                                 confirmed=row.identify_state == "identified")  # fmt: skip
+                events.append((row.id, "identified", {
+                    "version_id": row.civitai_version_id, "matched_by": "sidecar",
+                    "sidecar": source, "confirmed": row.identify_state == "identified",
+                }))  # fmt: skip
+            self.index.events(events)
 
 
 def _values(row: FileRow) -> dict[str, Any]:
-    from dataclasses import asdict
-
-    data = asdict(row)
-    data.pop("id")
-    return data
+    return {c: getattr(row, c) for c in _ROW_COLUMNS}
 
 
-def inspect_columns(path: str) -> dict[str, Any]:
-    """Content columns for a model file, from a bounded read of it."""
-    from sdlib.inspect import inspect_file
+_ROW_COLUMNS = tuple(f.name for f in fields(FileRow) if f.name != "id")
 
-    out: dict[str, Any] = {"container": "unknown", "kind": "unknown", "base": "unknown",
-                           "classified_by": CLASSIFIER_VERSION}  # fmt: skip
-    try:
-        check_regular(path)  # a FIFO or device is refused here, never opened and waited on
-        report = inspect_file(path)
-    except FormatError as exc:
-        return {**out, "problem": exc.message}
-    except OSError as exc:
-        return {**out, "problem": os_problem(exc)}
-    except Exception as exc:  # a reader's bug: this file is reported and the scan goes on
-        why = " ".join(f"{type(exc).__name__}: {exc}".split())[:200]
-        return {**out, "problem": f"cannot read: sdlib failed on this file ({why})"}
-    out["container"] = str(report.container)
-    cls = report.classification
-    if cls is not None:
-        out.update(
-            kind=str(cls.kind),
-            base=str(cls.base),
-            variant=cls.variant,
-            precision=str(cls.precision) if cls.precision else None,
-            quantization=cls.quantization,
-        )
-    if report.safety is not None:
-        out["safety"] = str(report.safety.verdict)
-    return out
+
+def _adoption_candidates(
+    entries: list[Entry], before: dict[str, FileRow], final: dict[str, FileRow]
+) -> list[Entry]:
+    """The entries whose sidecars may say something new: every sidecar, and the model
+    files that are new or changed, whose identity sidecar is, or whose SHA256 is known (a
+    sidecar may then be refused, with a note, on every scan). An unchanged file beside an
+    unchanged sidecar that gave no identity last time gives none now: a re-scan does not
+    open thousands of sidecars again to learn that."""
+    fresh = {p for p, r in final.items() if before.get(p) is not r}
+    stems = {
+        p[: -len(suffix)].casefold()
+        for p in fresh
+        for suffix in SIDECAR_SOURCES
+        if p.casefold().endswith(suffix)
+    }
+    return [
+        e
+        for e in entries
+        if e.role != "model"
+        or e.path in fresh
+        or (e.path in final and final[e.path].sha256)
+        or os.path.splitext(e.path)[0].casefold() in stems
+    ]
 
 
 def _outdated(row: FileRow) -> bool:

@@ -1,0 +1,132 @@
+"""A first scan writes the index in bulk (one statement for all new rows and events) and
+leaves the interpreter's cycle collector as it found it; a re-scan opens no sidecar that
+gave nothing before."""
+
+from __future__ import annotations
+
+import gc
+import hashlib
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sdlib.hashcache import HashCache
+from sdlib.library.index import Index
+from sdlib.library.scan import load_layout, scan
+from tests.support import trees
+
+
+@pytest.fixture
+def stores(tmp_path: Path) -> Iterator[tuple[Index, HashCache]]:
+    with (
+        Index(tmp_path / "data" / "library.sqlite") as index,
+        HashCache(tmp_path / "cache" / "hashes.sqlite") as hc,
+    ):
+        yield index, hc
+
+
+def test_first_scan_adds_every_file_in_one_batch(
+    tmp_path: Path, stores: tuple[Index, HashCache], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    index, hc = stores
+    root = trees.a1111(tmp_path / "webui")
+    made = []
+    for i in range(12):
+        made.append(trees.st(root / "models" / "Lora" / f"l{i}.safetensors", "lora_sd15_kohya"))
+        trees.touch(root / "models" / "Lora" / f"l{i}.civitai.info", "{}")
+    calls: dict[str, int] = {"insert": 0, "event": 0, "insert_many": 0}
+    for name in calls:
+        real = getattr(Index, name)
+
+        def spy(self: Index, *a: Any, _real: Any = real, _name: str = name, **k: Any) -> Any:
+            calls[_name] += 1
+            return _real(self, *a, **k)
+
+        monkeypatch.setattr(Index, name, spy)
+    layout = load_layout(root, "auto")
+    result = scan(root, layout, index, hc)
+    assert result.added == 24  # 12 LoRAs and their 12 sidecars
+    assert calls == {"insert": 0, "event": 0, "insert_many": 1}
+    rows = [index.file_at(str(p)) for p in made]
+    ids = [r.id for r in rows if r is not None]
+    assert len(set(ids)) == 12
+    for path, row in zip(made, rows, strict=True):
+        assert row is not None and row.kind == "lora" and row.base == "sd1"
+        history = index.history(row.id or 0)
+        assert [(h["event"], h["path"]) for h in history] == [("added", str(path))]
+    # Unchanged: nothing written at all; one file gone: its row says so.
+    again = scan(root, layout, index, hc)
+    assert again.added == again.changed == again.removed == 0
+    made[0].unlink()
+    gone = scan(root, layout, index, hc)
+    assert gone.removed == 1 and index.file_at(str(made[0])) is None
+    assert [h["event"] for h in index.history(ids[0])] == ["added", "removed"]
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_the_cycle_collector_is_left_as_it_was(
+    tmp_path: Path, stores: tuple[Index, HashCache], enabled: bool
+) -> None:
+    root = trees.a1111(tmp_path / "webui")
+    trees.st(root / "models" / "Lora" / "a.safetensors", "lora_sd15_kohya")
+    was = gc.isenabled()
+    try:
+        (gc.enable if enabled else gc.disable)()
+        result = scan(root, load_layout(root, "auto"), *stores)
+        assert result.inspected == 1
+        assert gc.isenabled() is enabled
+    finally:
+        (gc.enable if was else gc.disable)()
+
+
+def test_a_rescan_reads_no_sidecar_that_gave_nothing_before(
+    tmp_path: Path, stores: tuple[Index, HashCache], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sdlib.library import sidecars
+    from tests.library.test_adopt import version_json
+
+    root = trees.a1111(tmp_path / "webui")
+    loras = root / "models" / "Lora"
+    specs = ("lora_sd15_kohya", "loha_sd15", "lora_sdxl_kohya")
+    made = [trees.st(loras / f"{name}.safetensors", name) for name in specs]
+    for path in made:  # not an identity: Civitai Helper's "looked up, not found" is {}
+        trees.touch(path.with_suffix(".civitai.info"), "{}")
+    read: list[str] = []
+    real = sidecars.read_json
+
+    def spy(path: Path) -> Any:
+        read.append(path.name)
+        return real(path)
+
+    monkeypatch.setattr(sidecars, "read_json", spy)
+    layout = load_layout(root, "auto")
+    scan(root, layout, *stores)
+    assert sorted(read) == sorted(p.stem + ".civitai.info" for p in made)
+    read.clear()
+    scan(root, layout, *stores)
+    assert read == []
+    # A sidecar written later is read, and its identity taken.
+    sha = hashlib.sha256(made[0].read_bytes()).hexdigest().upper()
+    made[0].with_suffix(".civitai.info").write_text(json.dumps(version_json(sha)), "utf-8")
+    result = scan(root, layout, *stores)
+    assert read == [made[0].stem + ".civitai.info"]
+    row = next(f for f in result.files if f.path == str(made[0])).row
+    assert row.civitai_version_id == 62833 and row.matched_by == "sidecar"
+
+
+def test_a_refused_sidecar_is_still_reported_on_every_scan(
+    tmp_path: Path, stores: tuple[Index, HashCache]
+) -> None:
+    from tests.library.test_adopt import version_json
+
+    root = trees.a1111(tmp_path / "webui")
+    path = trees.st(root / "models" / "Lora" / "detail.safetensors", "lora_sd15_kohya")
+    trees.touch(path.with_suffix(".civitai.info"), json.dumps(version_json("AB" * 32)))
+    layout = load_layout(root, "auto")
+    for kw in ({"hash_all": True}, {}):  # the second scan changes nothing
+        result = scan(root, layout, *stores, **kw)
+        notes = next(f for f in result.files if f.path == str(path)).notes
+        assert any("describes other bytes" in n for n in notes), notes
