@@ -76,8 +76,10 @@ class NetworkSettings:
 
 @dataclass(frozen=True)
 class DownloadSettings:
+    #: The most connections per file: a download starts with one and adds ranged ones only
+    #: while each new one raises the total (``--connections N``: exactly N).
     connections: int = 4
-    #: Files at least this large are fetched over several connections.
+    #: Files at least this large may be fetched over several connections.
     split_threshold_mib: int = 64
     #: Bytes per second, 0 for no limit.
     limit_rate: int = 0
