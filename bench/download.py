@@ -60,14 +60,17 @@ def run_sdlib(
 
 def signed_url(server: DemoServer) -> str:
     url = f"{server.url}/api/download/models/{LARGE_VERSION_ID}?fileId={LARGE_FILE_ID}"
-    response = httpx2.get(url, headers={"User-Agent": "bench"}, follow_redirects=False)
+    response = httpx2.get(url, headers={"User-Agent": "bench"}, follow_redirects=False,
+                          timeout=300)  # fmt: skip
     return response.headers["Location"]
 
 
 def hub_cdn_url(server: DemoServer) -> str:
     """The signed CDN URL the Hub's resolve redirects to (what `sdlib download` ends up on)."""
     url = f"{server.hub_url}/{HUB_LARGE_REPO}/resolve/main/{HUB_LARGE_PATH}"
-    response = httpx2.head(url, headers={"User-Agent": "bench"}, follow_redirects=False)
+    # The first resolve hashes the generated file: on a busy machine that takes a while.
+    response = httpx2.head(url, headers={"User-Agent": "bench"}, follow_redirects=False,
+                           timeout=300)  # fmt: skip
     return response.headers["Location"]
 
 
