@@ -40,8 +40,10 @@ __all__ = ["MirrorFirst"]
 #: ``CLAIM_RATE`` bytes/s; a machine that dies holding one holds the others up that long.
 CLAIM_SECONDS = 120.0
 CLAIM_RATE = 1 << 20
-#: How often a machine waiting for another's upload looks for the object.
+#: How often a machine waiting for another's upload looks for the object, and how many
+#: failed looks in a row end the wait (then it fetches from upstream itself).
 POLL_SECONDS = 1.0
+WAIT_ERRORS = 5
 
 #: Where an installed file's bytes came from (``InstallResult.came_from``).
 FROM_MIRROR = "mirror"
@@ -114,32 +116,45 @@ class MirrorFirst:
         or its claim ends unfulfilled (then ours)."""
         seconds = CLAIM_SECONDS + (size or 0) / CLAIM_RATE
         waited = False
+        errors = 0
         while True:
             try:
                 claimed = self.mirror.claim(sha256, seconds)
+                # Ours, or still another machine's: the object may have arrived just before
+                # (a machine pushes, then releases its claim).
+                found = self.mirror.stat(sha256) if claimed is not None else None
             except SdlibError:
-                return None
-            if claimed is None:
-                return None
+                # Before any wait: the mirror is not there, go upstream. While waiting: a
+                # busy mirror's hiccup; give up only when it keeps failing.
+                errors += 1
+                if not waited or errors >= WAIT_ERRORS:
+                    return None
+                self._pause(name)
+                continue
+            errors = 0
             if claimed:
+                if found is not None:
+                    with contextlib.suppress(SdlibError):
+                        self.mirror.release(sha256)
+                    return found
                 self._claimed.add(sha256.lower())
+                return None  # ours to fetch from upstream (and push)
+            if found is not None:
+                return found
+            if claimed is None:
                 return None
             if not waited:
                 waited = True
                 self.on_note(f"{name}: another machine is fetching it from upstream; "
                              "waiting for the mirror's copy")  # fmt: skip
-            cancel = self.options.cancel
-            if cancel is not None:
-                if cancel.wait(POLL_SECONDS):
-                    raise Interrupted(f"{name}: stopped while waiting for the mirror")
-            else:
-                self.options.sleep(POLL_SECONDS)
-            try:
-                found = self.mirror.stat(sha256)
-            except SdlibError:
-                return None
-            if found is not None:
-                return found
+            self._pause(name)
+
+    def _pause(self, name: str) -> None:
+        cancel = self.options.cancel
+        if cancel is None:
+            self.options.sleep(POLL_SECONDS)
+        elif cancel.wait(POLL_SECONDS):
+            raise Interrupted(f"{name}: stopped while waiting for the mirror")
 
     def release(self, sha256: str) -> None:
         """Let other machines go: this one's upstream fetch (and push) ended, either way."""
