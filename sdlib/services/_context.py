@@ -167,11 +167,10 @@ class Context:
         callers go upstream) and carries no Civitai or Hub token."""
         with self._lock:
             if not self._mirror_open:
-                from sdlib.mirror import open_mirror
-
                 s = self.settings
-                if s.mirror.url:
+                if s.mirror.url:  # no mirror, no import (every download asks)
                     from sdlib.http import build_client
+                    from sdlib.mirror import open_mirror
 
                     net = replace(
                         s.network, retries=1, connect_timeout=min(s.network.connect_timeout, 5.0)
