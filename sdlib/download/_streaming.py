@@ -95,8 +95,9 @@ class BodyReading:
         after it. Returns with the file complete, or short of it when pieces were given up
         for a single stream (the caller requests the rest)."""
         self.ramp.restart()
-        self.emit(Started(self.name, self.total, self.resumed_from, self.ramp.count))
         splittable = self._can_split(response)
+        count = self.ramp.count if splittable else 1
+        self.emit(Started(self.name, self.total, self.resumed_from, count))
         fetcher: PieceFetcher | None = None
         if self.ramp.count > 1 and splittable:
             fetcher = self._start_pieces(str(response.url), self.ramp.count - 1)
