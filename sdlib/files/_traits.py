@@ -81,10 +81,8 @@ def _elements_by_dtype(k: Keys) -> dict[str, int]:
     counts = list(map(operator.mul, map(math.prod, shapes), map(bool, shapes)))
     skipped = set(sig.SCHEDULE_BUFFERS.intersection(names))
     skipped.update(filter(operator.methodcaller("endswith", "position_ids"), names))
-    if skipped:
-        where = {n: i for i, n in enumerate(names) if n in skipped}
-        for i in where.values():
-            counts[i] = 0
+    for name in skipped:  # a few names: their first (only) index each
+        counts[names.index(name)] = 0
     counted = list(map(bool, counts))
     found: list[tuple[int, str, int]] = []
     for dtype in set(dtypes):

@@ -86,19 +86,21 @@ def _fast_table(raw: bytes, file_size: int) -> TensorTable | None:
     # Duplicates: json.loads keeps the last of two equal names silently. Every member of
     # every object has one ':' in the bytes, and without escapes every ':' inside a string
     # is a ':' in the bytes: the counts agree exactly when no member was lost.
+    try:
+        # Each entry an object with these members (anything else raises here) and, by the
+        # count, no others; each dtype a known name (so a string).
+        dtypes = list(map(_DTYPE, entries))
+        shapes = list(map(_SHAPE, entries))
+        offsets = list(map(_OFFSETS, entries))
+        sizes = list(map(DTYPE_SIZES.__getitem__, dtypes))
+    except (KeyError, TypeError, IndexError):
+        return None
     if set(map(type, entries)) - {dict} or sum(map(len, entries)) != 3 * n:
         return None
     colons = 3 * n + n + meta_members + meta_colons + "".join(names).count(":")
     if text.count(":") != colons:
         return None
-    try:
-        dtypes = list(map(_DTYPE, entries))
-        shapes = list(map(_SHAPE, entries))
-        offsets = list(map(_OFFSETS, entries))
-        sizes = list(map(DTYPE_SIZES.__getitem__, dtypes))
-    except (KeyError, TypeError):
-        return None
-    if set(map(type, dtypes)) - {str} or set(map(type, shapes)) - {list}:
+    if set(map(type, shapes)) - {list}:
         return None
     if set(map(type, offsets)) - {list} or set(map(len, offsets)) - {2}:
         return None
