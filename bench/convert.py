@@ -13,7 +13,9 @@ are printed, with each side's CPU time (steadier than wall time on a loaded mach
 the naive way's phases (import, load, cast+save, fsync). The outputs are compared tensor by
 tensor. Everything lives in a temporary folder that is removed at the end.
 
-Usage: python bench/convert.py [--size-mib 1100] [--repeat 5]
+Usage: python bench/convert.py [--size-mib 1100] [--repeat 5] [--before DIR]
+(run it from outside the checkout when using --before: `python -m` puts the current folder
+first on sys.path)
 """
 
 from __future__ import annotations

@@ -16,6 +16,8 @@ printed; the naive way's in-process time without `import torch` too, and the two
 compared tensor by tensor. Everything lives in a temporary folder that is removed at the end.
 
 Usage: python bench/merge.py [--repeat 4] [--alpha 0.3] [--before DIR]
+(run it from outside the checkout when using --before: `python -m` puts the current folder
+first on sys.path)
 """
 
 from __future__ import annotations
