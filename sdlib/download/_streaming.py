@@ -79,8 +79,9 @@ class BodyReading:
     _last_emit: float
     _last_done: int
 
-    def _resume_hint(self) -> str:
-        raise NotImplementedError  # the engine's
+    if TYPE_CHECKING:  # the engine defines it; declared here for the type checker only
+
+        def _resume_hint(self) -> str: ...
 
     # -- one response ------------------------------------------------------------------------
     def _can_split(self, response: httpx2.Response) -> bool:
