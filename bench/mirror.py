@@ -35,8 +35,8 @@ sys.path.insert(0, str(REPO))  # tests.support: the S3 server fixture, isolated 
 
 from sdlib.demo.catalogue import LARGE_FILE_ID, LARGE_MODEL_ID, LARGE_VERSION_ID  # noqa: E402
 from sdlib.demo.server import DemoServer  # noqa: E402
-from sdlib.manifest import LockEntry, dump_lock, parse_manifest  # noqa: E402
 from tests.support.cli import isolated_env  # noqa: E402
+from tests.support.demo_lock import write_lock  # noqa: E402
 from tests.support.s3_server import FAKE_CREDENTIALS, S3Bucket, S3Server  # noqa: E402
 
 #: Five demo files (checkpoints and LoRAs, 0.1-5 MiB) and the large generated one.
@@ -45,25 +45,6 @@ FILES = (
     ("58390@62833", 628331), ("7371@8217", 82171),
     (f"{LARGE_MODEL_ID}@{LARGE_VERSION_ID}", LARGE_FILE_ID),
 )  # fmt: skip
-
-
-def write_lock(folder: Path, server: DemoServer, files: tuple[tuple[str, int], ...]) -> Path:
-    text = '[target]\nui = "a1111"\n' + "".join(f'\n[[model]]\nref = "{r}"\n' for r, _ in files)
-    manifest = folder / "models.toml"
-    manifest.write_text(text)
-    entries = []
-    for entry, (ref, file_id) in zip(parse_manifest(text).entries, files, strict=True):
-        model_id, version_id = (int(x) for x in ref.split("@"))
-        served = server.files[file_id]
-        entries.append(LockEntry(
-            ref=ref, key=entry.key(), model_id=model_id, version_id=version_id,
-            file_id=file_id, file_name=served.spec.name, size=served.size,
-            sha256=served.hashes["SHA256"].upper(),
-            download=f"{server.url}/api/download/models/{version_id}?fileId={file_id}",
-            path=f"models/{served.spec.name}",
-        ))  # fmt: skip
-    (folder / "models.lock").write_text(dump_lock(entries))
-    return manifest
 
 
 def upstream_bodies(server: DemoServer) -> int:

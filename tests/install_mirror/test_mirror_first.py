@@ -20,10 +20,10 @@ import pytest
 from sdlib.bulk import BulkReport
 from sdlib.config import CivitaiSettings, NetworkSettings, Settings
 from sdlib.demo.server import DemoServer
-from sdlib.manifest import LockEntry, dump_lock, parse_manifest
 from sdlib.mirror import object_key
 from sdlib.services import Context
 from sdlib.services.manifests import install_manifest, load_manifest
+from tests.support.demo_lock import write_lock
 from tests.support.s3_server import S3Bucket
 
 #: (ref, file id) of three small demo files: two checkpoints and a LoRA.
@@ -39,26 +39,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoServer]:
 @pytest.fixture(autouse=True)
 def _reset(server: DemoServer) -> None:
     server.reset()
-
-
-def write_lock(folder: Path, server: DemoServer, files: tuple[tuple[str, int], ...]) -> Path:
-    """A manifest and its lock, the lock from what the demo server serves."""
-    text = '[target]\nui = "a1111"\n' + "".join(f'\n[[model]]\nref = "{r}"\n' for r, _ in files)
-    manifest = folder / "models.toml"
-    manifest.write_text(text)
-    entries = []
-    for entry, (ref, file_id) in zip(parse_manifest(text).entries, files, strict=True):
-        model_id, version_id = (int(x) for x in ref.split("@"))
-        served = server.files[file_id]
-        entries.append(LockEntry(
-            ref=ref, key=entry.key(), model_id=model_id, version_id=version_id,
-            file_id=file_id, file_name=served.spec.name, size=served.size,
-            sha256=served.hashes["SHA256"].upper(),
-            download=f"{server.url}/api/download/models/{version_id}?fileId={file_id}",
-            path=f"models/{served.spec.name}",
-        ))  # fmt: skip
-    (folder / "models.lock").write_text(dump_lock(entries))
-    return manifest
 
 
 def machine(base: Path, civitai_url: str, bucket: S3Bucket | None) -> Settings:
