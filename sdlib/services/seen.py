@@ -126,10 +126,8 @@ def _detect(root: str) -> str:
 def _linked(ctx: Context) -> list[tuple[str, str, tuple[str, ...]]]:
     """(root, ui, store folders it is shown) for every recorded ``sdlib link``."""
     from sdlib.errors import SdlibError
-    from sdlib.store.folders import COMFY_KEYS, SDNEXT_KEYS
-    from sdlib.store.links import same_target
+    from sdlib.services.store_status import view
     from sdlib.store.record import FILE_NAME, load_records
-    from sdlib.store.tree import present
 
     try:
         records = load_records(Path(ctx.settings.data_dir) / FILE_NAME)
@@ -137,18 +135,11 @@ def _linked(ctx: Context) -> list[tuple[str, str, tuple[str, ...]]]:
         return []
     out = []
     for record in records:
-        shows: list[str] = []
-        for action in record.actions:
-            if action.op in ("symlink", "junction") and same_target(action.path, action.target):
-                shows.append(os.path.realpath(action.target))
-            elif action.op in ("yaml", "json") and os.path.isfile(action.path):
-                keys = COMFY_KEYS if action.op == "yaml" else SDNEXT_KEYS
-                shows += [
-                    os.path.realpath(os.path.join(record.store, f))
-                    for f in present(Path(record.store))
-                    if f in keys
-                ]
-        out.append((os.path.abspath(record.root), record.ui, tuple(dict.fromkeys(shows))))
+        # What store status counts as seen (links still leading there, config edits still
+        # in their file), as real paths.
+        folders = sorted(view(record, record.store).folders)
+        shows = tuple(os.path.realpath(os.path.join(record.store, f)) for f in folders)
+        out.append((os.path.abspath(record.root), record.ui, shows))
     return out
 
 
