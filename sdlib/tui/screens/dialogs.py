@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from sdlib.services.remote import Peek
     from sdlib.sources.civitai import CivitaiModel, CivitaiVersion
     from sdlib.sources.hf import HubRepo
+    from sdlib.taxonomy import Base, Kind
     from sdlib.tui.services import Services
 
 
@@ -44,10 +45,38 @@ class Decision(ModalScreen[_T]):
         return event.time < self._shown_at
 
 
-class DownloadDialog(Decision[int | None]):
-    """Pick one file of a version (format, precision, pruned/full); returns its file id."""
+class FilePicker(Decision[_T]):
+    """A dialog that picks a file to download and says which folder it will go to."""
 
     BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Cancel")]
+
+    def __init__(self, services: Services) -> None:
+        super().__init__()
+        self._services = services
+
+    def _tell_where(self, kind: Kind, base: Base) -> None:
+        """Show the folder a file of ``kind`` and ``base`` goes to. Reads the webUI root:
+        call it from a worker thread."""
+        from sdlib.errors import SdlibError
+
+        try:
+            dest = self._services.destination()
+            folder = dest.folder_for(kind, base)
+            text = f"where: {tilde(folder)}  ({dest.layout.title if dest.layout else 'folder'})"
+        except SdlibError as exc:
+            text = f"where: {exc.message}"
+        self.app.call_from_thread(self._set_where, terminal_safe(text, newlines=False))
+
+    def _set_where(self, text: str) -> None:
+        if self.is_attached:
+            self.query_one("#download-where", Static).update(Content(text))
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
+class DownloadDialog(FilePicker[int | None]):
+    """Pick one file of a version (format, precision, pruned/full); returns its file id."""
 
     def __init__(
         self,
@@ -56,8 +85,7 @@ class DownloadDialog(Decision[int | None]):
         version: CivitaiVersion,
         selected: int | None = None,
     ) -> None:
-        super().__init__()
-        self._services = services
+        super().__init__(services)
         self.model = model
         self.version = version
         self.selected = selected
@@ -109,39 +137,22 @@ class DownloadDialog(Decision[int | None]):
     @work(thread=True, exclusive=True, exit_on_error=False)
     def _where(self) -> None:
         """Which folder the file will go to (reads the webUI root: a worker's job)."""
-        from sdlib.errors import SdlibError
         from sdlib.taxonomy import CIVITAI_TYPE_TO_KIND, Kind, base_from_civitai
 
-        try:
-            dest = self._services.destination()
-            kind = CIVITAI_TYPE_TO_KIND.get(self.model.type, Kind.UNKNOWN)
-            folder = dest.folder_for(kind, base_from_civitai(self.version.base_model))
-            text = f"where: {tilde(folder)}  ({dest.layout.title if dest.layout else 'folder'})"
-        except SdlibError as exc:
-            text = f"where: {exc.message}"
-        self.app.call_from_thread(self._set_where, terminal_safe(text, newlines=False))
-
-    def _set_where(self, text: str) -> None:
-        if self.is_attached:
-            self.query_one("#download-where", Static).update(Content(text))
+        kind = CIVITAI_TYPE_TO_KIND.get(self.model.type, Kind.UNKNOWN)
+        self._tell_where(kind, base_from_civitai(self.version.base_model))
 
     @on(OptionList.OptionSelected, "#download-files")
     def _chosen(self, event: OptionList.OptionSelected) -> None:
         event.stop()
         self.dismiss(int(event.option.id or 0))
 
-    def action_cancel(self) -> None:
-        self.dismiss(None)
 
-
-class HubFileDialog(Decision[str | None]):
+class HubFileDialog(FilePicker[str | None]):
     """Pick one single-file model of a Hugging Face repo; returns its path."""
 
-    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Cancel")]
-
     def __init__(self, services: Services, repo: HubRepo, peeks: Mapping[str, Peek] | None):
-        super().__init__()
-        self._services = services
+        super().__init__(services)
         self.repo = repo
         self._peeks = peeks or {}
 
@@ -179,7 +190,6 @@ class HubFileDialog(Decision[str | None]):
     @work(thread=True, exclusive=True, exit_on_error=False)
     def _where(self, path: str) -> None:
         """The folder this file will go to: by what its header says, else the guess."""
-        from sdlib.errors import SdlibError
         from sdlib.taxonomy import Base, Kind
         from sdlib.tui.hub_text import single_files
 
@@ -191,25 +201,12 @@ class HubFileDialog(Decision[str | None]):
         except ValueError:
             kind = base = None
         kind = kind or (guess.kind if guess is not None else Kind.UNKNOWN)
-        try:
-            dest = self._services.destination()
-            folder = dest.folder_for(kind, base or self.repo.model.base)
-            text = f"where: {tilde(folder)}  ({dest.layout.title if dest.layout else 'folder'})"
-        except SdlibError as exc:
-            text = f"where: {exc.message}"
-        self.app.call_from_thread(self._set_where, terminal_safe(text, newlines=False))
-
-    def _set_where(self, text: str) -> None:
-        if self.is_attached:
-            self.query_one("#download-where", Static).update(Content(text))
+        self._tell_where(kind, base or self.repo.model.base)
 
     @on(OptionList.OptionSelected, "#download-files")
     def _chosen(self, event: OptionList.OptionSelected) -> None:
         event.stop()
         self.dismiss(event.option.id)
-
-    def action_cancel(self) -> None:
-        self.dismiss(None)
 
 
 class ConfirmDialog(Decision[bool]):
