@@ -3,35 +3,19 @@
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import os
-import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 
+from tests.support import merge_models as M
 from tests.support.cli import run_sdlib
 from tests.support.pickles import StateDict, Tensor, call_pickle, shell_touch, torch_zip
 
 pytestmark = pytest.mark.slow  # subprocess: every test runs python -m sdlib
-
-
-def _helpers() -> Any:
-    name = "_sdlib_merge_models"
-    if name not in sys.modules:
-        path = Path(__file__).parent.parent / "transform" / "test_merge_models.py"
-        spec = importlib.util.spec_from_file_location(name, path)
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-M = _helpers()
 
 
 @pytest.fixture

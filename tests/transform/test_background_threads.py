@@ -7,9 +7,7 @@ from __future__ import annotations
 
 import errno
 import hashlib
-import importlib.util
 import os
-import sys
 import threading
 import time
 import types
@@ -26,6 +24,7 @@ from sdlib.transform import _merge_inputs, _stwriter, _tensordata, _writebehind
 from sdlib.transform import convert as convert_module
 from sdlib.transform.convert import convert_file
 from sdlib.transform.merge import merge_files
+from tests.support import merge_models as M
 
 THREADS = ("sdlib-sha256", "sdlib-merge-sha256", "sdlib-write-behind")
 
@@ -89,29 +88,16 @@ class _SlowCache:
         raise AssertionError("the merge's hasher was not cancelled")
 
 
-def _helpers() -> Any:
-    name = "_sdlib_merge_models"
-    if name not in sys.modules:
-        path = Path(__file__).parent / "test_merge_models.py"
-        spec = importlib.util.spec_from_file_location(name, path)
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
 def _checkpoint(path: Path, seed: int, extra: int = 0, nan: bool = False) -> Path:
     """A tiny SD 1.5 checkpoint in fp32, with ``extra`` more UNet elements."""
-    m = _helpers()
-    tensors = m.random_tensors(m.tiny_sd15("F32"), seed)
+    tensors = M.random_tensors(M.tiny_sd15("F32"), seed)
     if extra:
         values = np.random.default_rng(seed).standard_normal(extra).astype("<f4")
         tensors["model.diffusion_model.extra.weight"] = ("F32", values)
     if nan:
         name = "model.diffusion_model.input_blocks.1.0.in_layers.2.weight"
         tensors[name][1].reshape(-1)[0] = np.nan
-    return m.write_model(path, tensors)  # type: ignore[no-any-return]
+    return M.write_model(path, tensors)
 
 
 def _pair(tmp_path: Path) -> tuple[Path, Path]:

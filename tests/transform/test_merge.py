@@ -4,9 +4,7 @@ option, mixed input dtypes, pickle inputs and chunked reads; the recipe lands in
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -17,23 +15,9 @@ from sdlib.files.safetensors import read_table
 from sdlib.hashcache import HashCache
 from sdlib.transform import merge as merge_mod
 from sdlib.transform.merge import MergeProgress, merge_files
+from tests.support import merge_models as M
 from tests.support.pickles import StateDict, Tensor, torch_legacy, torch_zip
 
-
-def _helpers() -> Any:
-    name = "_sdlib_merge_models"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(
-            name, Path(__file__).with_name("test_merge_models.py")
-        )
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-M = _helpers()
 TE = "cond_stage_model.transformer.text_model."
 POS_IDS = TE + "embeddings.position_ids"
 VAE_KEY = "first_stage_model.decoder.conv_in.weight"

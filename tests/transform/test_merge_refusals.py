@@ -5,9 +5,7 @@ the merge leaves no file behind."""
 
 from __future__ import annotations
 
-import importlib.util
 import math
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -18,23 +16,8 @@ from sdlib.demo.specs import lora_sd15_kohya
 from sdlib.errors import FormatError, SdlibError, UnsafeFileError, UsageError
 from sdlib.transform import merge as merge_mod
 from sdlib.transform.merge import merge_files
+from tests.support import merge_models as M
 from tests.support.pickles import StateDict, Tensor, call_pickle, shell_touch, torch_zip
-
-
-def _helpers() -> Any:
-    name = "_sdlib_merge_models"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(
-            name, Path(__file__).with_name("test_merge_models.py")
-        )
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-M = _helpers()
 
 
 @pytest.fixture
@@ -45,7 +28,7 @@ def dirs(tmp_path: Path) -> tuple[Path, Path]:
 
 
 def _write(folder: Path, name: str, spec: Any, seed: int = 0) -> Path:
-    return M.write_model(folder / name, M.random_tensors(spec, seed))  # type: ignore[no-any-return]
+    return M.write_model(folder / name, M.random_tensors(spec, seed))
 
 
 def _refused(

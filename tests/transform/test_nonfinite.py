@@ -4,8 +4,6 @@ any warning into an error here)."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 import threading
 from pathlib import Path
 from typing import Any
@@ -18,21 +16,8 @@ from sdlib.services import Context, transform
 from sdlib.transform._finite import FiniteCheck
 from sdlib.transform.convert import convert_file
 from sdlib.transform.merge import merge_files
+from tests.support import merge_models as M
 
-
-def _helpers() -> Any:
-    name = "_sdlib_merge_models"
-    if name not in sys.modules:
-        path = Path(__file__).parent / "test_merge_models.py"
-        spec = importlib.util.spec_from_file_location(name, path)
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-M = _helpers()
 NAME = "model.diffusion_model.input_blocks.1.0.in_layers.2.weight"
 OTHER = "first_stage_model.decoder.conv_out.weight"
 

@@ -1,7 +1,6 @@
 """Tiny checkpoints with real key names (so the classifier places them) and random data.
 
-Shared by the merge tests (loaded by path: the tests directory is not a package); holds no
-tests itself."""
+Shared by the merge, convert and merge-CLI tests."""
 
 from __future__ import annotations
 
@@ -173,9 +172,3 @@ def reference(
         assert c is not None
         merged = fa + (fb - to_f32(*c)) * np.float32(alpha)
     return cast(merged, dtype)
-
-
-def load() -> object:
-    import sys
-
-    return sys.modules[__name__]
