@@ -20,6 +20,8 @@ Every operation takes the :class:`Context` first and returns a typed result; fai
 from __future__ import annotations
 
 import importlib
+import sys
+import types
 from typing import TYPE_CHECKING, Any
 
 from sdlib._version import __version__
@@ -173,6 +175,25 @@ _LAZY = {
     "unlink_store": "sdlib.services.store",
     "verify": "sdlib.services.library",
 }
+
+
+#: Public functions named like a submodule of sdlib (``sdlib/install.py``).
+_OVER_SUBMODULES = frozenset({"install"})
+
+
+class _Package(types.ModuleType):
+    """sdlib's module type: importing a submodule makes the import system set it as an
+    attribute of the package, which would replace the public function of the same name
+    (``sdlib.install`` became the module after the first install). Those stay functions;
+    the submodules stay importable by their full name."""
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in _OVER_SUBMODULES and isinstance(value, types.ModuleType):
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package
 
 
 def __getattr__(name: str) -> Any:

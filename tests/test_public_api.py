@@ -18,3 +18,21 @@ def test_unknown_attribute_is_an_attribute_error() -> None:
         assert "no_such_thing" in str(exc)
     else:
         raise AssertionError("expected AttributeError")
+
+
+def test_install_stays_the_function_after_its_namesake_module_loads() -> None:
+    """``sdlib/install.py`` is also a submodule: importing it (the first install does) made
+    the import system rebind ``sdlib.install`` to the module, so a second
+    ``sdlib.install(ctx, ...)`` in one script raised "'module' object is not callable"."""
+    import importlib
+    import sys
+
+    from sdlib.services.remote import install
+
+    module = importlib.import_module("sdlib.install")
+    assert sys.modules["sdlib.install"] is module  # the module itself is still importable
+    assert sdlib.install is install
+    from sdlib import install as imported
+
+    assert imported is install
+    assert module.FileChoice is sdlib.FileChoice
