@@ -185,17 +185,25 @@ def install(
     on_event: Callable[[DownloadEvent], None] | None = None,
     on_note: Callable[[str], None] | None = None,
     cancel: threading.Event | None = None,
+    accept_mismatch: bool = False,
 ) -> InstallResult:
     """Download one file of ``ref`` (verified while it streams) into the folder its content
-    belongs in under ``root`` (default: the configured webUI folder), with sidecars."""
+    belongs in under ``root`` (default: the configured webUI folder), with sidecars.
+
+    A file whose deciding hash (SHA256, else BLAKE3, else AutoV2) or size differs from what
+    the source publishes is discarded (``HashMismatch``, exit code 4); with
+    ``accept_mismatch=True`` it is kept and marked unverified (the CLI's
+    ``--accept-mismatch``). ``result.verification`` says what was checked and what
+    disagreed; ``result.warnings`` holds the one-line warnings."""
     from sdlib.install import FileChoice
 
     if root is not None:
         Path(root).expanduser().mkdir(parents=True, exist_ok=True)  # a new webUI folder
     destination = ctx.destination(root, ui)
     installer = ctx.installer(
-        on_event=on_event, on_note=on_note, cancel=cancel, destination=destination
-    )
+        on_event=on_event, on_note=on_note, cancel=cancel, destination=destination,
+        overrides={"accept_mismatch": True} if accept_mismatch else None,
+    )  # fmt: skip
     return installer.install(ref, choice or FileChoice())
 
 
