@@ -24,11 +24,11 @@ if TYPE_CHECKING:
     from sdlib.library.updates import UpdatesReport
     from sdlib.lookup import Lookup
     from sdlib.services._context import Context
+    from sdlib.services.verify import FileCheck
 
 __all__ = [
     "Evidence",
     "OrganizeOutcome",
-    "Verification",
     "check_updates",
     "evidence",
     "identify",
@@ -179,50 +179,12 @@ def _is_image(path: str) -> bool:
     return path.lower().endswith((".png", ".jpg", ".jpeg", ".webp", ".gif"))
 
 
-@dataclass(frozen=True)
-class Verification:
-    path: str
-    hashes: FileHashes
-    #: What the SHA256 was compared with, and whether it matched ("" when nothing to compare).
-    against: str
-    ok: bool | None
+def verify(ctx: Context, report: FileReport) -> FileCheck:
+    """Hash one scanned file again and compare it with every SHA256 known for it: the
+    check ``sdlib verify`` makes (:func:`sdlib.services.verify.check_file`)."""
+    from sdlib.services.verify import check_file
 
-
-def verify(ctx: Context, report: FileReport) -> Verification:
-    """Hash the whole file again and compare with what Civitai published or the index kept."""
-    from sdlib.hashing import hash_file
-
-    hashes = hash_file(report.path)
-    ctx.hashes.store(report.path, hashes)
-    published = _published_sha256(report)
-    if published is not None:
-        ok = published.upper() == hashes.sha256.upper()
-        return Verification(report.path, hashes, "Civitai's published SHA256", ok)
-    if report.row.sha256:
-        ok = report.row.sha256.upper() == hashes.sha256.upper()
-        return Verification(report.path, hashes, "the SHA256 recorded at the last scan", ok)
-    return Verification(report.path, hashes, "", None)
-
-
-def _published_sha256(report: FileReport) -> str | None:
-    """SHA256 of this file in its ``.civitai.info`` (by file id, else by file name)."""
-    from sdlib.library.sidecars import read_json
-
-    info = next((s for s in report.sidecars if s.endswith(".civitai.info")), None)
-    if info is None:
-        return None
-    data = read_json(Path(info))
-    if not isinstance(data, dict):
-        return None
-    files = [f for f in data.get("files") or [] if isinstance(f, dict)]
-    wanted = report.row.civitai_file_id
-    name = Path(report.path).name
-    for f in files:
-        if (wanted is not None and f.get("id") == wanted) or f.get("name") == name:
-            sha = (f.get("hashes") or {}).get("SHA256")
-            if isinstance(sha, str) and sha:
-                return sha
-    return None
+    return check_file(ctx, report)
 
 
 def trash(report: FileReport, root: Path, layout: Layout | None = None) -> TrashResult:

@@ -123,7 +123,6 @@ def check_file(
     """Hash one scanned model again and compare it with every reference known for it."""
     from sdlib.errors import SdlibError
     from sdlib.hashing import hash_file
-    from sdlib.services.library import _published_sha256
 
     path = report.path
     refs: list[tuple[str, str]] = []
@@ -160,6 +159,27 @@ def check_file(
         return FileCheck(path, MISMATCH, check.sha256, check.references)
     ctx.hashes.store(path, hashes)
     return FileCheck(path, OK, check.sha256, check.references)
+
+
+def _published_sha256(report: FileReport) -> str | None:
+    """SHA256 of this file in its ``.civitai.info`` (by file id, else by file name)."""
+    from sdlib.library.sidecars import read_json
+
+    info = next((s for s in report.sidecars if s.endswith(".civitai.info")), None)
+    if info is None:
+        return None
+    data = read_json(Path(info))
+    if not isinstance(data, dict):
+        return None
+    files = [f for f in data.get("files") or [] if isinstance(f, dict)]
+    wanted = report.row.civitai_file_id
+    name = Path(report.path).name
+    for f in files:
+        if (wanted is not None and f.get("id") == wanted) or f.get("name") == name:
+            sha = (f.get("hashes") or {}).get("SHA256")
+            if isinstance(sha, str) and sha:
+                return sha
+    return None
 
 
 def _models(

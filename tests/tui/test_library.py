@@ -108,7 +108,8 @@ async def test_identify_verify_and_updates(make_app: Any, library: Path, ui: Any
         await select(pilot, ui, "dreamshaper_7.safetensors")
         await pilot.press("v")
         # Same size as dreamshaper_8 (a possible duplicate), so the scan hashed it already.
-        await ui.until(pilot, lambda: notified(app, "matches the SHA256 recorded at the last"))
+        # (`sdlib verify`'s words since the TUI runs its check: every reference, named.)
+        await ui.until(pilot, lambda: notified(app, "matches the library index (an earlier scan)"))
 
         await pilot.press("I")  # identify every file
         await ui.until(pilot, lambda: civitai_name(app, "dreamshaper_7.safetensors")
@@ -143,6 +144,42 @@ async def test_a_corrupted_file_fails_verification(make_app: Any, library: Path,
         assert any(
             "hash mismatch" in n and "differs from Civitai" in n for n in ui.notifications(app)
         )
+
+
+async def test_verify_is_sdlib_verify_and_keeps_the_cached_hash_of_a_damaged_file(
+    make_app: Any, library: Path, settings: Any, ui: Any
+) -> None:
+    """The Library's verify is `sdlib verify`'s check (one implementation): a file whose
+    bytes rotted in place (same size and time) is a mismatch, and the hash cache keeps the
+    SHA256 it had, so a later `sdlib verify` still sees the difference. The TUI had its own
+    verify, which stored the damaged file's hashes over the good ones."""
+    import hashlib
+
+    from sdlib.services import Context
+    from sdlib.services.verify import verify_paths
+
+    model = library / CKPT / "dreamshaper_7.safetensors"
+    good = hashlib.sha256(model.read_bytes()).hexdigest().upper()
+    app = make_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await open_library(pilot, ui)
+        await select(pilot, ui, "dreamshaper_7.safetensors")
+        await pilot.press("v")  # hashed by the scan (same size as dreamshaper_8): cached
+        await ui.until(pilot, lambda: notified(app, "matches"), what="the first verify")
+        st = model.stat()
+        data = bytearray(model.read_bytes())
+        data[-1] ^= 0xFF  # bit rot: same size, and the time put back
+        model.write_bytes(bytes(data))
+        os.utime(model, ns=(st.st_atime_ns, st.st_mtime_ns))
+        await pilot.press("v")
+        await ui.until(pilot, lambda: notified(app, "hash mismatch"), what="the mismatch")
+        (said,) = [n for n in ui.notifications(app) if "hash mismatch" in n]
+        assert "differs from the library index (an earlier scan); the hash cache" in said
+    with Context(settings) as ctx:
+        cached = ctx.hashes.lookup(model)
+        assert cached is not None and cached.sha256.upper() == good
+        (check,) = verify_paths(ctx, [model]).files  # what `sdlib verify FILE` runs
+    assert check.state == "mismatch" and "hash-cache" in check.mismatched
 
 
 async def test_organize_shows_the_plan_applies_it_and_undoes_it(

@@ -179,20 +179,25 @@ def _trash(screen: LibraryScreen, report: FileReport) -> LibraryTaskDone:
 
 def verify_task(f: FileReport, screen: LibraryScreen) -> LibraryTaskDone:
     from sdlib.services.library import verify
+    from sdlib.services.verify import SOURCES
 
-    v = verify(screen.services, f)
+    # `sdlib verify FILE`'s check: every SHA256 known for the file, the cache kept on a mismatch.
+    check = verify(screen.services, f)
     name = f.rel.rsplit("/", 1)[-1]
-    if v.ok is None:
+    if check.state == "error":
+        return LibraryTaskDone("cannot verify", f"{name}: {check.error}", ok=False)
+    if check.state == "no-reference":
         return LibraryTaskDone(
             "verified",
-            f"{name}: SHA256 {v.hashes.sha256} (nothing to compare with: identify it first)",
+            f"{name}: SHA256 {check.sha256} (nothing to compare with: identify it first)",
         )
-    if v.ok:
-        return LibraryTaskDone("verified", f"{name}: SHA256 matches {v.against}")
+    if check.state == "ok":
+        matched = "; ".join(SOURCES[s] for s, _ in check.references)
+        return LibraryTaskDone("verified", f"{name}: SHA256 matches {matched}")
+    differs = "; ".join(SOURCES[s] for s in check.mismatched)
     return LibraryTaskDone(
         "hash mismatch",
-        f"{name}: SHA256 {v.hashes.sha256} differs from "
-        f"{v.against}; the file is damaged or was changed",
+        f"{name}: SHA256 {check.sha256} differs from {differs}; the file is damaged or was changed",
         ok=False,
     )
 
