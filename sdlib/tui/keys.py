@@ -19,6 +19,7 @@ before it appeared: ``d`` then a quick ``⏎`` must not choose a file nobody saw
 from __future__ import annotations
 
 import itertools
+import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
@@ -27,12 +28,17 @@ if TYPE_CHECKING:
     from textual import events
     from textual.app import App
     from textual.dom import DOMNode
+    from textual.message_pump import MessagePump
     from textual.timer import Timer
 
 __all__ = ["KeyGate"]
 
-#: Seconds after which a key that never came back (its widget went away) stops holding others.
-RELEASE_AFTER = 1.0
+#: Seconds between checks that the node holding a key's callback is still there to run it.
+CHECK_EVERY = 0.25
+#: Seconds after which a key that never came back stops holding others even though every node
+#: it waits on looks alive: a last resort against a lost callback, never hit in normal use (a
+#: slow machine only delays the hops; a short limit let later keys overtake a screen switch).
+RELEASE_AFTER = 10.0
 
 
 class KeyGate:
@@ -44,13 +50,17 @@ class KeyGate:
         dispatch: Callable[[events.Key], Awaitable[None]],
         *,
         release_after: float = RELEASE_AFTER,
+        check_every: float = CHECK_EVERY,
     ) -> None:
         self._app = app
         self._dispatch = dispatch
         self._release_after = release_after
+        self._check_every = check_every
         self._held: deque[events.Key] = deque()
         self._tokens = itertools.count(1)
         self._current = 0  # token of the key in flight; 0 when none is
+        self._waiting_on: MessagePump | None = None  # whose queue holds the key's next hop
+        self._started = 0.0
         self._timer: Timer | None = None
 
     @property
@@ -70,7 +80,8 @@ class KeyGate:
         target = self._app.focused or self._app.screen
         await self._dispatch(event)
         path = [node for node in target.ancestors_with_self if node is not self._app]
-        self._timer = self._app.set_timer(self._release_after, lambda: self._release(token))
+        self._started = time.monotonic()
+        self._timer = self._app.set_interval(self._check_every, lambda: self._watch(token))
         self._hop(path, token)
 
     def _hop(self, path: Sequence[DOMNode], token: int) -> None:
@@ -78,19 +89,34 @@ class KeyGate:
         for index, node in enumerate(path):
             # False: the node is closing and will not run it; its next ancestor will.
             if node.call_later(self._hop, path[index + 1 :], token):
+                self._waiting_on = node
                 return
+        self._waiting_on = self._app
         self._app.call_later(self._settle, token)
 
     def _settle(self, token: int) -> None:
         # The app has run the key's bindings. Focus changes they asked for are queued after
         # this, and a screen they switched to may still be composing: both go first.
         screen = self._app.screen
-        if not screen.call_later(self._app.call_later, self._release, token):
+        if screen.call_later(self._app.call_later, self._release, token):
+            self._waiting_on = screen
+        else:
+            self._waiting_on = self._app
             self._app.call_later(self._release, token)
+
+    async def _watch(self, token: int) -> None:
+        """Release a key whose next hop can no longer run: the node holding it closed (a
+        widget removed or a screen popped after it took the callback), or, as a last resort,
+        after ``release_after`` seconds."""
+        node = self._waiting_on
+        gone = node is None or node._closing or node._closed
+        if gone or time.monotonic() - self._started > self._release_after:
+            await self._release(token)
 
     async def _release(self, token: int) -> None:
         if token != self._current:
             return  # released already (the timer, or the hops)
+        self._waiting_on = None
         if self._timer is not None:
             self._timer.stop()
             self._timer = None

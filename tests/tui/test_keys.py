@@ -124,7 +124,7 @@ async def test_keys_after_a_screen_switch_go_to_the_new_screen(
         await ui.settle(pilot)
         searches = model_requests(civitai)
         burst(app, "3", "r", "1", "slash", "x")
-        await ui.settle(pilot)
+        await ui.until(pilot, lambda: not app._keys.busy, what="the burst handled")
         await ui.settle(pilot)
         assert model_requests(civitai) == searches
         assert isinstance(app.screen, BrowseScreen)
