@@ -117,7 +117,7 @@ def show_cmd(as_json: bool) -> None:
         emit_json(data)
         return
     click.echo(f"# {data['config_path']}" + ("" if data["config_exists"] else " (not created yet)"))
-    for section in ("civitai", "network", "download", "library"):
+    for section in ("civitai", "network", "download", "library", "huggingface"):
         click.echo(f"[{section}]")
         for key, value in data[section].items():
             click.echo(f"{key} = {_show_value(value)}")
@@ -178,14 +178,21 @@ _ENV = {
     "huggingface.endpoint": "HF_ENDPOINT",
     "huggingface.token": "HF_TOKEN",
 }
+#: Every variable that sets these, in the order they are read (sdlib's own name for the
+#: Hub's endpoint first; huggingface_hub's older token variable after HF_TOKEN).
+_ENV_READ: dict[str, tuple[str, ...]] = {
+    "huggingface.endpoint": ("SDLIB_HF_ENDPOINT", "HF_ENDPOINT"),
+    "huggingface.token": ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN"),
+}
 
 
 def _source(name: str, path: Any) -> str:
     """Where the effective value comes from: the environment, the config file or a default."""
     from sdlib.config_edit import in_file
 
-    if os.environ.get(_ENV.get(name, "")):
-        return f"environment ({_ENV[name]})"
+    for variable in _ENV_READ.get(name, (_ENV.get(name, ""),)):
+        if os.environ.get(variable):
+            return f"environment ({variable})"
     if name == "huggingface.token" and not in_file(path, name):
         from sdlib.config import hub_token_path
 

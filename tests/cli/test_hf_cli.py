@@ -164,6 +164,25 @@ def test_config_never_prints_or_takes_the_hub_token_in_full(hf: RunCli) -> None:
     assert refused.returncode == 2 and "HF_TOKEN" in refused.stderr
 
 
+def test_config_show_prints_the_hub_section_masked_with_its_source(
+    hf: RunCli, civitai: DemoServer
+) -> None:
+    """The README promises `config show` shows the Hub token masked, with its source; the
+    text form listed only [civitai], [network], [download] and [library]."""
+    shown = hf("config", "show", env={"HF_TOKEN": "hf_secret_0123456789"})
+    assert shown.returncode == 0, shown.stderr
+    section = shown.stdout.split("[huggingface]\n", 1)[1].split("\n\n", 1)[0]
+    lines = dict(line.split(" = ", 1) for line in section.splitlines())
+    assert lines["endpoint"] == civitai.hub_url
+    assert lines["token"].startswith("hf_s") and "hf_secret_0123456789" not in shown.stdout
+    assert lines["token_source"] == "environment (HF_TOKEN)"
+    # huggingface_hub's older variable is read too, and named as the source (it was
+    # reported as the `hf auth login` file).
+    older = hf("config", "get", "huggingface.token", "--json",
+               env={"HUGGING_FACE_HUB_TOKEN": "hf_older_0123456789"})  # fmt: skip
+    assert json.loads(older.stdout)["source"] == "environment (HUGGING_FACE_HUB_TOKEN)"
+
+
 @pytest.mark.slow
 def test_demo_server_prints_the_hub_endpoint(tmp_path: Path, cli_env: dict[str, str]) -> None:
     proc = subprocess.Popen(
