@@ -211,6 +211,37 @@ def test_identify_skips_bad_files_and_looks_up_the_rest(run_cli: Any, tmp_path: 
             assert state[name] == "unidentified", (name, state)
 
 
+def test_organize_moves_the_good_files_and_leaves_the_bad_ones_alone(
+    run_cli: Any, tmp_path: Path
+) -> None:
+    """A misplaced good LoRA among the bad files: the plan moves it and says why each bad
+    file stays; --apply and then --undo (ROOT only) touch no byte of the bad files."""
+    root = tmp_path / "webui"
+    expected = _library(root)
+    # Other bytes than good_lora (else it is a duplicate already in place, not a move).
+    stray = trees.st(root / "models" / "Stable-diffusion" / "stray.safetensors",
+                     "lora_sd15_kohya", {"ss_output_name": "stray"})  # fmt: skip
+    bad = {r for r, (s, _) in expected.items() if "corrupt" in s}
+    before = {r: (root / r).read_bytes() for r in bad}
+    plan = run_cli("organize", str(root), "--json", timeout=60)
+    assert plan.returncode == 0, plan.stderr
+    assert "Traceback" not in plan.stderr and "internal error" not in plan.stderr
+    data = json.loads(plan.stdout)
+    moves = {a["path_rel"]: a["dst_rel"] for a in data["actions"] if a["action"] == "move"}
+    assert moves["models/Stable-diffusion/stray.safetensors"] == "models/Lora/stray.safetensors"
+    assert not bad & set(moves)
+    for rel in bad:
+        assert any(n.startswith(f"{rel}: left in place") for n in data["notes"]), rel
+    applied = run_cli("organize", str(root), "--apply", "--json", timeout=60)
+    assert applied.returncode == 0, applied.stderr
+    assert (root / "models" / "Lora" / "stray.safetensors").is_file() and not stray.exists()
+    assert {r: (root / r).read_bytes() for r in bad} == before
+    undone = run_cli("organize", str(root), "--undo", "--json", timeout=60)
+    assert undone.returncode == 0, undone.stderr
+    assert stray.is_file() and not (root / "models" / "Lora" / "stray.safetensors").exists()
+    assert {r: (root / r).read_bytes() for r in bad} == before
+
+
 @pytest.mark.skipif(not POSIX, reason="FIFOs and symlink loops are POSIX")
 def test_the_python_api_refuses_special_files_too(tmp_path: Path) -> None:
     import subprocess
