@@ -208,6 +208,9 @@ class LibraryTaskDone(Message):
     dialog: bool = False
     #: An organize ``Plan`` to show and, if the user agrees, apply.
     plan: Any = None
+    #: With ``plan``: the journal of an organize run on the folder that was interrupted
+    #: (applying it finishes that run first, as ``sdlib organize --apply`` does).
+    interrupted: str | None = None
     #: A dedupe to confirm (``sdlib.tui.screens.library_store.Proposal``).
     dedupe: Any = None
 

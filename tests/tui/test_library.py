@@ -208,6 +208,67 @@ async def test_organize_shows_the_plan_applies_it_and_undoes_it(
         assert "misplaced" in rows(app)["add_detail.safetensors"][4]
 
 
+async def test_organize_finishes_an_interrupted_run_as_sdlib_organize_apply_does(
+    make_app: Any, library: Path, settings: Any, ui: Any
+) -> None:
+    """An organize run that stopped half way (its journal still "applying") is finished by
+    the Library's organize, as `sdlib organize --apply` finishes it, and the dialog says so
+    before anything moves. (The TUI once refused such a run; then it showed a fresh plan
+    and applied the old run instead without a word, or said "in order" and left it.)"""
+    from sdlib.library.organize import Journal, journal_dir
+    from sdlib.services import Context
+    from sdlib.services.library import organize_plan, scan
+
+    lora = library / "models" / "Lora" / "add_detail.safetensors"
+    misplaced = library / CKPT / "add_detail.safetensors"
+    with Context(settings) as ctx:
+        plan = organize_plan(ctx, scan(ctx, library, ui="a1111"))
+        # The run began (its journal written) and stopped before its first step.
+        journal = Journal.create(journal_dir(settings.data_dir), plan.header())
+    app = make_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await open_library(pilot, ui)
+        await pilot.press("o")
+        await ui.until(pilot, lambda: isinstance(app.screen, ConfirmDialog), what="the plan")
+        text = ui.text(app)
+        assert "An earlier organize run on this folder was interrupted" in text
+        assert misplaced.is_file() and not lora.exists()  # nothing moves before a yes
+        await pilot.press("y")
+        await ui.until(pilot, lambda: notified(app, "interrupted organize run was finished"),
+                       what="the run to finish")  # fmt: skip
+        await ui.settle(pilot)
+        assert lora.is_file() and not misplaced.exists()
+        assert Journal.load(journal.path).state == "complete"
+
+
+async def test_organize_offers_to_finish_a_run_whose_moves_were_all_made(
+    make_app: Any, library: Path, settings: Any, ui: Any
+) -> None:
+    """A run stopped after its last move but before its journal said so: a new plan is
+    empty, yet the run is unfinished; the TUI offers to finish it (it said "in order")."""
+    from sdlib.library.organize import Journal, journal_dir
+    from sdlib.services import Context
+    from sdlib.services.library import organize_plan, scan
+
+    lora = library / "models" / "Lora" / "add_detail.safetensors"
+    with Context(settings) as ctx:
+        plan = organize_plan(ctx, scan(ctx, library, ui="a1111"))
+        journal = Journal.create(journal_dir(settings.data_dir), plan.header())
+    lora.parent.mkdir(parents=True)
+    (library / CKPT / "add_detail.safetensors").rename(lora)  # the moves, by hand
+    app = make_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await open_library(pilot, ui)
+        await pilot.press("o")
+        await ui.until(pilot, lambda: isinstance(app.screen, ConfirmDialog), what="the offer")
+        assert "An earlier organize run on this folder was interrupted" in ui.text(app)
+        await pilot.press("y")
+        await ui.until(pilot, lambda: notified(app, "interrupted organize run was finished"),
+                       what="the run to finish")  # fmt: skip
+        await ui.settle(pilot)
+    assert Journal.load(journal.path).state == "complete" and lora.is_file()
+
+
 async def test_convert_writes_safetensors_beside_the_pickle(
     make_app: Any, library: Path, ui: Any
 ) -> None:

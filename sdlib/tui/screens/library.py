@@ -407,7 +407,7 @@ class LibraryScreen(StoreViews, ThumbView, extras.Reach):
         self._busy = False
         self._status(message.title)
         if message.plan is not None:
-            actions.show_plan(self, message.plan)
+            actions.show_plan(self, message.plan, message.interrupted)
             return
         if message.dedupe is not None:
             self.show_dedupe(message.dedupe)

@@ -53,19 +53,30 @@ def plan_text(plan: Plan) -> str:
 
 def start_organize(screen: LibraryScreen, result: ScanResult) -> None:
     def plan() -> LibraryTaskDone:
-        from sdlib.services.library import organize_plan
+        from sdlib.services.library import interrupted, organize_plan
 
         made = organize_plan(screen.services, result)
-        return LibraryTaskDone("organize plan ready", "", plan=made)
+        pending = interrupted(screen.services, made.root)
+        return LibraryTaskDone("organize plan ready", "", plan=made, interrupted=pending)
 
     screen.run_task("planning the fixes", plan)
 
 
-def show_plan(screen: LibraryScreen, plan: Plan) -> None:
-    """Called with the finished plan: nothing to do, or confirm and apply it."""
+#: What the confirm dialog says when an earlier run on the folder never finished (the CLI's
+#: plan says the same): Apply finishes that run, not the plan shown (`organize_apply`).
+INTERRUPTED = (
+    "An earlier organize run on this folder was interrupted: Apply finishes that run first "
+    "(the steps below are what a new plan would do; plan again afterwards to see what is "
+    "left). ctrl+z instead puts back what it moved."
+)
+
+
+def show_plan(screen: LibraryScreen, plan: Plan, interrupted: str | None = None) -> None:
+    """Called with the finished plan: nothing to do, or confirm and apply it. An interrupted
+    run on the folder (its journal) is offered to be finished even when the plan is empty."""
     from sdlib.tui.screens.dialogs import ConfirmDialog
 
-    if not plan.ops:
+    if not plan.ops and not interrupted:
         extra = ("\n" + "\n".join(plan.notes)) if plan.notes else ""
         screen.notify(
             "nothing to move: the folders are in order" + extra, title="Organize", markup=False
@@ -77,11 +88,13 @@ def show_plan(screen: LibraryScreen, plan: Plan) -> None:
             screen.run_task("organizing", lambda: _apply(screen, plan))
 
     counts = ", ".join(f"{n} {action}" for action, n in plan.summary().items())
+    title = f"Organize: {counts}" if counts else "Organize: finish the interrupted run"
+    text = plan_text(plan) if plan.ops else "A new plan finds nothing to move."
     screen.app.push_screen(
         ConfirmDialog(
-            f"Organize: {counts}",
-            plan_text(plan) + "\n\nA journal is written first: "
-            "`sdlib organize --undo` (or ctrl+z here) puts everything back.",
+            title,
+            (INTERRUPTED + "\n\n" if interrupted else "") + text + "\n\nA journal is written "
+            "first: `sdlib organize --undo` (or ctrl+z here) puts everything back.",
             yes="Apply",
         ),
         answer,
