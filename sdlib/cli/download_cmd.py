@@ -136,7 +136,9 @@ def _run(
                 result = installer.install(ref, choice)
             except SdlibError as exc:
                 failures.append((ref, exc))
-                display.note(f"sdlib: [red]error[/red]: {escape(f'{ref}: {exc}')}")
+                # A message that already starts with the reference is not prefixed again.
+                said = str(exc) if str(exc).startswith(f"{ref} ") else f"{ref}: {exc}"
+                display.note(f"sdlib: [red]error[/red]: {escape(said)}")
                 return
             results.append(result)
             for warning in result.warnings:

@@ -195,3 +195,22 @@ def test_civitai_file_filters_on_a_hub_ref_are_a_usage_error(hf: RunCli, tmp_pat
     done = hf("download", VAE, "--format", "SafeTensor", "--to", str(tmp_path / "out"))
     assert done.returncode == 2 and "apply to Civitai references" in done.stderr
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_a_repo_with_several_models_lists_them_once_with_sizes(
+    hf: RunCli, civitai: DemoServer, tmp_path: Path
+) -> None:
+    """Exit 2 and every candidate with its size, in one line that names the repo once (it
+    read 'hf:X: hf:X has 3 model files')."""
+    ref = "hf:stabilityai/stable-diffusion-xl-base-1.0"
+    done = hf("download", ref, "--ui", "a1111", "--root", str(tmp_path / "R"))
+    assert done.returncode == 2
+    [line] = [x for x in done.stderr.splitlines() if "error" in x]
+    assert line.count(ref + ":") == 0 and line.count(ref + " ") == 1, line
+    repo = civitai.hub.repos["stabilityai/stable-diffusion-xl-base-1.0"]
+    models = [f.path for f in repo.files if "/" not in f.path and f.path.endswith(".safetensors")]
+    assert len(models) == 3
+    for path in models:
+        size = civitai.hub.files[(repo.id, path)].size
+        assert f"{ref}/{path} ({size / 2**20:.1f} MiB)" in line
+    assert not (tmp_path / "R").exists() or not any((tmp_path / "R").rglob("*.safetensors"))
