@@ -1,9 +1,11 @@
-"""The layer packages export what they document: every name in ``__all__`` resolves, none
-is listed twice, and none is private; the download engine loads no source."""
+"""Every package's docstring says what its layer is for; the layer packages export what they
+document (every name in ``__all__`` resolves, none is listed twice, none is private); the
+download engine loads no source."""
 
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import subprocess
 import sys
 
@@ -32,3 +34,27 @@ def test_the_download_engine_loads_no_source() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
     ).stdout
     assert out.strip() == "[]"
+
+
+def _packages() -> list[str]:
+    import pkgutil
+
+    import sdlib
+
+    return sorted(m.name for m in pkgutil.walk_packages(sdlib.__path__, "sdlib.") if m.ispkg)
+
+
+def test_every_package_says_what_its_layer_is_for() -> None:
+    """DESIGN.md: each package's ``__init__`` docstring says what the layer is for."""
+    import ast
+
+    undocumented = []
+    for name in _packages():
+        spec = importlib.util.find_spec(name)
+        assert spec is not None and spec.origin is not None, name
+        with open(spec.origin, encoding="utf-8") as fh:
+            doc = ast.get_docstring(ast.parse(fh.read()))
+        if not doc or not doc.strip():
+            undocumented.append(name)
+    assert len(_packages()) > 10  # the walk found the layers
+    assert undocumented == []
