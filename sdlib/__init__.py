@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from sdlib.services.dedupe import dedupe_apply, dedupe_plan, dedupe_undo
     from sdlib.services.downloads import forget_download, resume_download, unfinished_downloads
     from sdlib.services.files import hash_path, inspect_path
+    from sdlib.services.identify import IdentifyReport, identify_paths
     from sdlib.services.library import (
         check_updates,
         identify,
@@ -56,12 +57,13 @@ if TYPE_CHECKING:
     )
     from sdlib.services.peek import RemoteInspection, RemoteTarget, inspect_remote
     from sdlib.services.refresh import WebuiRefresh, refresh_webuis
-    from sdlib.services.remote import install, search, show
+    from sdlib.services.remote import install, resolve, search, show
     from sdlib.services.seen import seen_by
     from sdlib.services.store import init_store, link_store, store_status, unlink_store
     from sdlib.services.transform import convert, merge
     from sdlib.services.trash import trash_paths
     from sdlib.services.verify import verify_paths
+    from sdlib.sources.protocol import RemoteFile
     from sdlib.transform.convert import ConvertResult
     from sdlib.transform.merge import MergeResult
 
@@ -71,9 +73,11 @@ __all__ = [
     "FileChoice",
     "FileHashes",
     "FileReport",
+    "IdentifyReport",
     "InspectReport",
     "InstallResult",
     "MergeResult",
+    "RemoteFile",
     "RemoteInspection",
     "RemoteTarget",
     "ScanResult",
@@ -92,6 +96,7 @@ __all__ = [
     "hash_file",
     "hash_path",
     "identify",
+    "identify_paths",
     "init_store",
     "inspect_file",
     "inspect_path",
@@ -106,6 +111,7 @@ __all__ = [
     "organize_plan",
     "organize_undo",
     "refresh_webuis",
+    "resolve",
     "resume_download",
     "scan",
     "search",
@@ -127,9 +133,11 @@ _LAZY = {
     "FileChoice": "sdlib.install",
     "FileHashes": "sdlib.hashing",
     "FileReport": "sdlib.library.scan",
+    "IdentifyReport": "sdlib.services.identify",
     "InspectReport": "sdlib.inspect",
     "InstallResult": "sdlib.install",
     "MergeResult": "sdlib.transform.merge",
+    "RemoteFile": "sdlib.sources.protocol",
     "RemoteInspection": "sdlib.services.peek",
     "RemoteTarget": "sdlib.services.peek",
     "ScanResult": "sdlib.library.scan",
@@ -154,6 +162,7 @@ _LAZY = {
     "load_manifest": "sdlib.services.manifests",
     "write_export": "sdlib.services.manifests",
     "identify": "sdlib.services.library",
+    "identify_paths": "sdlib.services.identify",
     "inspect_file": "sdlib.inspect",
     "inspect_remote": "sdlib.services.peek",
     "install": "sdlib.services.remote",
@@ -163,6 +172,7 @@ _LAZY = {
     "organize_plan": "sdlib.services.library",
     "organize_undo": "sdlib.services.library",
     "refresh_webuis": "sdlib.services.refresh",
+    "resolve": "sdlib.services.remote",
     "resume_download": "sdlib.services.downloads",
     "scan": "sdlib.services.library",
     "search": "sdlib.services.remote",

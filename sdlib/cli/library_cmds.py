@@ -143,41 +143,26 @@ def identify_cmd(paths: tuple[Path, ...], ui: str | None, refresh: bool, no_prev
       sdlib identify ~/ComfyUI/models/loras/add_detail.safetensors --json
       sdlib identify ~/models --refresh --rate 2
     """
-    from sdlib.errors import LibraryError
-    from sdlib.services.library import identify
-    from sdlib.services.paths import locate, model_files
+    from sdlib.services.identify import identify_paths
 
     settings = _settings()
     wanted = _regular_or_dirs(paths)
     if paths and not wanted:
         raise SystemExit(1)  # each was reported; nothing left to look up
-    results: list[Any] = []
     with _context(settings) as ctx, _Progress() as progress:
-        files = model_files(ctx, locate(ctx, wanted, ui), on_progress=progress.scan_event)
-        if wanted and not files:
-            named = ", ".join(str(p) for p in wanted)
-            raise LibraryError(f"no model files in {named}")
-        remote = ctx.remote(rate)
-        groups: dict[tuple[Path | None, str], tuple[Any, list[Any]]] = {}
-        for target, f in files:
-            key = (target.root if target.walled else None, target.layout.name)
-            groups.setdefault(key, (target.layout, []))[1].append(f)
-        for (root, _name), (layout, reports) in groups.items():
-            results += identify(
-                ctx, reports, root=root, layout=layout, refresh=refresh,
-                previews=not no_preview, jobs=jobs, remote=remote,
-                on_event=lambda e: progress.update(e.stage, e.done, e.total, e.path),
-            )  # fmt: skip
-        requests, hits = remote.requests, remote.cache_hits
-        unreadable = any(f.row.problem for _, f in files) or len(wanted) < len(paths)
-    summary = _identify_summary(results, requests, hits)
+        report = identify_paths(
+            ctx, wanted, ui=ui, refresh=refresh, previews=not no_preview, jobs=jobs, rate=rate,
+            on_event=lambda e: progress.update(e.stage, e.done, e.total, e.path),
+            on_scan=progress.scan_event,
+        )  # fmt: skip
+    results, summary = list(report.results), report.summary()
     if as_json:
-        emit_json({"files": [r.to_dict() for r in results], "summary": summary})
+        emit_json(report.to_dict())
     else:
         _print_identify(results, summary)
-    codes = [r.exit_code for r in results if r.exit_code] + ([1] if unreadable else [])
-    if codes:
-        raise SystemExit(max(codes))
+    code = max(report.exit_code, 1 if len(wanted) < len(paths) else 0)
+    if code:
+        raise SystemExit(code)
 
 
 def _regular_or_dirs(paths: tuple[Path, ...]) -> tuple[Path, ...]:
@@ -196,18 +181,6 @@ def _regular_or_dirs(paths: tuple[Path, ...]) -> tuple[Path, ...]:
             continue
         out.append(path)
     return tuple(out)
-
-
-def _identify_summary(results: list[Any], requests: int, hits: int) -> dict[str, Any]:
-    counts: dict[str, int] = {}
-    for r in results:
-        counts[r.state] = counts.get(r.state, 0) + 1
-    return {
-        "files": len(results), **{k: counts.get(k, 0) for k in
-                                  ("identified", "unidentified", "error", "skipped")},
-        "sidecars_written": sum(len(r.sidecars) for r in results),
-        "requests": requests, "cache_hits": hits,
-    }  # fmt: skip
 
 
 def _print_identify(results: list[Any], summary: dict[str, Any]) -> None:
