@@ -19,14 +19,18 @@ Two more real HTTP servers on 127.0.0.1 (separate ports, so separate origins), s
 
 Faults for the Hub (``server.hub.add_fault``, or ``GET /__admin/fault?kind=...`` on the Hub
 host): ``429`` (``RateLimit: "api";r=0;t=N``), ``503``, ``500``, ``link-loop`` (every
-``next`` link repeats the page's own cursor).
+``next`` link repeats the page's own cursor); on the CDN (``match`` defaults to ``/repos/``):
+``drop`` (the connection closes after ``after_bytes`` bytes of a body) and ``corrupt`` (one
+byte in the middle of the file differs from the bytes the Hub's sha256 was taken of).
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import json
+import socket
 from collections.abc import Mapping
 from dataclasses import asdict
 from http.server import BaseHTTPRequestHandler
@@ -39,14 +43,18 @@ from sdlib.demo.hub_catalogue import HubRepoSpec, HubServedFile, commit_of, lfs_
 if TYPE_CHECKING:
     from sdlib.demo._hub_demo import HubDemo
 
-__all__ = ["HUB_FAULT_KINDS"]
+__all__ = ["CDN_FAULT_KINDS", "HUB_FAULT_KINDS"]
 
 HUB_FAULT_KINDS: dict[str, str] = {
     "429": 'rate limited: RateLimit "api";r=0;t=SECONDS (retry_after=SECONDS, default 1)',
     "503": "503 busy",
     "500": "500 internal error",
     "link-loop": "every next link repeats the cursor of the page it is on",
+    "drop": "CDN: close the connection after after_bytes bytes of the body",
+    "corrupt": "CDN: serve the file with its middle byte changed (the published sha256 stays)",
 }
+#: Faults of the CDN's file bodies (the others are the Hub host's answers).
+CDN_FAULT_KINDS = frozenset({"drop", "corrupt"})
 
 _SORT_KEYS = {"downloads": "downloads", "likes": "likes", "trendingScore": "trending",
               "lastModified": "last_modified", "createdAt": "created_at"}  # fmt: skip
@@ -408,6 +416,11 @@ class _HubHandler(BaseHTTPRequestHandler):
             "Content-Disposition": self._q("response-content-disposition") or "inline",
         }
         start, end, status = 0, served.size, 200
+        path = urlsplit(self.path).path
+        cut = self.hub.take_fault(path, {"drop"})
+        flip = served.size // 2 if self.hub.take_fault(path, {"corrupt"}) else None
+        if cut is not None:
+            headers["Connection"] = "close"
         wanted = self.headers.get("Range")
         if_range = self.headers.get("If-Range")
         if wanted and (if_range is None or if_range.strip() == etag):
@@ -430,13 +443,21 @@ class _HubHandler(BaseHTTPRequestHandler):
             return
         with served.open() as fh:
             fh.seek(start)
-            left = end - start
-            while left > 0:
-                chunk = fh.read(min(left, 64 << 10))
+            at, stop = start, end if cut is None else min(end, start + cut.after_bytes)
+            while at < stop:
+                chunk = fh.read(min(stop - at, 64 << 10))
                 if not chunk:
                     break
+                if flip is not None and at <= flip < at + len(chunk):
+                    i = flip - at
+                    chunk = chunk[:i] + bytes([chunk[i] ^ 0xFF]) + chunk[i + 1 :]
                 self.wfile.write(chunk)
-                left -= len(chunk)
+                at += len(chunk)
+        if cut is not None:
+            self.wfile.flush()
+            self.close_connection = True
+            with contextlib.suppress(OSError):
+                self.connection.shutdown(socket.SHUT_RDWR)
 
 
 def _revision(raw: list[str]) -> tuple[str, int]:

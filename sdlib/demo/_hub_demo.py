@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlencode
 
 from sdlib.demo._base import _HTTPServer
-from sdlib.demo._hub_api import HUB_FAULT_KINDS, _HubHandler
+from sdlib.demo._hub_api import CDN_FAULT_KINDS, HUB_FAULT_KINDS, _HubHandler
 from sdlib.demo.hub_catalogue import (
     GATED_TOKENS,
     HUB_CATALOGUE,
@@ -44,6 +44,8 @@ class HubFault:
     times: int | None = None
     retry_after: float = 1.0
     hits: int = 0
+    #: ``drop``: body bytes sent before the connection closes.
+    after_bytes: int = 0
 
 
 class HubDemo:
@@ -97,11 +99,12 @@ class HubDemo:
 
     def add_fault(
         self, kind: str, *, match: str | None = None, times: int | str | None = None,
-        retry_after: float | str | None = None,
+        retry_after: float | str | None = None, after_bytes: int | str = 0,
     ) -> HubFault:  # fmt: skip
         if kind not in HUB_FAULT_KINDS:
             raise ValueError(f"unknown hub fault {kind!r}; one of: {', '.join(HUB_FAULT_KINDS)}")
-        fault = HubFault(kind, match or "/api/")
+        fault = HubFault(kind, match or ("/repos/" if kind in CDN_FAULT_KINDS else "/api/"))
+        fault.after_bytes = int(after_bytes)
         fault.times = None if times in (None, "", "none") else int(times)
         if retry_after not in (None, ""):
             fault.retry_after = float(retry_after)

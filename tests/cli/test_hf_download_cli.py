@@ -214,3 +214,40 @@ def test_a_repo_with_several_models_lists_them_once_with_sizes(
         size = civitai.hub.files[(repo.id, path)].size
         assert f"{ref}/{path} ({size / 2**20:.1f} MiB)" in line
     assert not (tmp_path / "R").exists() or not any((tmp_path / "R").rglob("*.safetensors"))
+
+
+def _served(civitai: DemoServer, repo: str, path: str) -> bytes:
+    """The bytes the demo Hub serves for a file (what its published sha256 must be of)."""
+    return civitai.hub.files[(repo, path)].read()
+
+
+def test_a_dropped_hub_download_resumes_where_it_stopped(
+    hf: RunCli, civitai: DemoServer, tmp_path: Path
+) -> None:
+    civitai.hub.add_fault("drop", after_bytes=1 << 20, times=1)
+    civitai.clear_requests()
+    root = tmp_path / "R"
+    done = hf("download", VAE, "--ui", "a1111", "--root", str(root), "--json")
+    assert done.returncode == 0, done.stderr
+    [result] = json.loads(done.stdout)
+    served = _served(civitai, "stabilityai/sdxl-vae", "sdxl_vae.safetensors")
+    assert Path(result["path"]).read_bytes() == served and result["verified"]
+    cdn = [r for r in civitai.requests if r.server == "hub-cdn" and r.method == "GET"]
+    assert len(cdn) == 2, [r.headers.get("Range") for r in cdn]
+    # The second request asks for the rest only, from where the first one stopped.
+    resumed = {k.lower(): v for k, v in cdn[1].headers.items()}.get("range", "")
+    start = int(resumed.removeprefix("bytes=").split("-")[0])
+    assert 0 < start <= 1 << 20
+
+
+def test_a_hub_file_that_is_not_its_published_sha256_is_exit_4_and_not_placed(
+    hf: RunCli, civitai: DemoServer, tmp_path: Path
+) -> None:
+    civitai.hub.add_fault("corrupt")  # the CDN's bytes, not the Hub's sha256, change
+    root = tmp_path / "R"
+    done = hf("download", VAE, "--ui", "a1111", "--root", str(root))
+    assert done.returncode == 4, done.stderr
+    published = hashlib.sha256(_served(civitai, "stabilityai/sdxl-vae",
+                                       "sdxl_vae.safetensors")).hexdigest()  # fmt: skip
+    assert published.upper() in done.stderr and "SHA256 differs" in done.stderr
+    assert [p for p in root.rglob("*") if p.is_file()] == []  # no file, no part, no sidecar
