@@ -1,4 +1,4 @@
-"""Operations that ask a source (Civitai, the Hugging Face Hub): search, show, install.
+"""Operations that ask a source (Civitai, the Hugging Face Hub): search, show, resolve, install.
 
 Each takes a :class:`~sdlib.services.Context`; the Context owns the client, so faces never
 build one. Results are the source layer's typed values.
@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from sdlib.services._context import Context
     from sdlib.sources.civitai import CivitaiModel, CivitaiVersion, RecommendedSettings
     from sdlib.sources.hf import HubClient, HubDownload, HubModel, HubRepo
+    from sdlib.sources.protocol import RemoteFile
 
 __all__ = [
     "PEEK_LIMIT",
@@ -30,6 +31,7 @@ __all__ = [
     "install",
     "recommended",
     "record_install",
+    "resolve",
     "search",
     "show",
     "source_of",
@@ -173,6 +175,28 @@ def hub_resolve(ctx: Context, ref: str) -> HubDownload:
 def recommended(ctx: Context, version: CivitaiVersion) -> RecommendedSettings:
     """Generation settings for ``version``: the creator's, else what its example images used."""
     return ctx.civitai.recommended_settings(version)
+
+
+def resolve(
+    ctx: Context,
+    ref: str,
+    *,
+    choice: FileChoice | None = None,
+    on_note: Callable[[str], None] | None = None,
+) -> RemoteFile:
+    """The exact file ``ref`` names and ``choice`` picks, with its facts (URL, size,
+    published hashes, container, kind and base, previews, NSFW), downloading nothing: the
+    file :func:`install` would fetch for the same arguments (Civitai, a ``hf:`` reference,
+    or CivArchive for a model gone from Civitai). Needs no webUI folder."""
+    from sdlib.install import FileChoice
+    from sdlib.library.placement import Destination
+
+    # The installer's own resolve, so both pick the same file; it places nothing, so a
+    # plain folder stands in for a webUI folder the settings may not name.
+    installer = ctx.installer(
+        on_note=on_note, destination=Destination.folder(Path.cwd()), previews=False
+    )
+    return installer.resolve(ref, choice or FileChoice())
 
 
 def install(
