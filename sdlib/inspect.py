@@ -229,7 +229,7 @@ def _classify_gguf(header: GGUFHeader) -> Classification:
     """Classify a GGUF file's tensors (llama.cpp T5 names translated) and say what it is."""
     from dataclasses import replace
 
-    from sdlib.files._gguf_names import classifier_names
+    from sdlib.files.gguf import classifier_names
 
     tensors, renamed = classifier_names(header.tensors)
     table = replace(header.table(), tensors=tensors)

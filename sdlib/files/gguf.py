@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any, BinaryIO, TypeAlias
 
 from sdlib.errors import FormatError
+from sdlib.files._gguf_names import classifier_names
 from sdlib.files.opening import open_regular, os_problem, printable
 from sdlib.files.tensors import QUANT_BLOCKS, TensorInfo, TensorTable
 from sdlib.hashing import MAX_HEADER
@@ -33,6 +34,7 @@ __all__ = [
     "GGML_TYPES",
     "GGUFHeader",
     "GGUFValue",
+    "classifier_names",
     "file_type_name",
     "parse_header",
     "read_header",
