@@ -251,3 +251,29 @@ def test_a_hub_file_that_is_not_its_published_sha256_is_exit_4_and_not_placed(
                                        "sdxl_vae.safetensors")).hexdigest()  # fmt: skip
     assert published.upper() in done.stderr and "SHA256 differs" in done.stderr
     assert [p for p in root.rglob("*") if p.is_file()] == []  # no file, no part, no sidecar
+
+
+def test_parallel_ranges_go_to_the_cdn_url_without_the_token(
+    hf: RunCli, civitai: DemoServer, tmp_path: Path
+) -> None:
+    """Several connections fetch ranges of the signed CDN URL the Hub redirected to: the
+    Hub is asked once, and the Hub token never travels with a range."""
+    ref = civitai.hub.add_large_file(40 << 20)
+    config = tmp_path / "split.toml"
+    config.write_text("[download]\nsplit_threshold_mib = 1\n", encoding="utf-8")
+    civitai.clear_requests()
+    done = hf("download", ref, "--connections", "3", "--to", str(tmp_path / "out"), "--json",
+              env={"SDLIB_CONFIG": str(config), "HF_TOKEN": "hf_demo_token"})  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    [result] = json.loads(done.stdout)
+    repo, _, path = ref.removeprefix("hf:").rpartition("/")
+    served = civitai.hub.files[(repo, path)].read()
+    assert (
+        hashlib.sha256(Path(result["path"]).read_bytes()).digest()
+        == hashlib.sha256(served).digest()
+    )
+    cdn = [r for r in civitai.requests if r.server == "hub-cdn" and r.method == "GET"]
+    ranges = [r for r in cdn if any(k.lower() == "range" for k in r.headers)]
+    assert len(ranges) >= 2 and not any(r.authorization for r in cdn)
+    resolves = [r for r in civitai.requests if r.server == "hub" and "/resolve/" in r.path]
+    assert len(resolves) <= 2  # the HEAD that reads size and sha256, and one GET
