@@ -8,13 +8,18 @@ import io
 import struct
 import zlib
 from pathlib import Path
+from typing import Any
 
+import pytest
+
+from sdlib.demo.server import DemoServer
 from sdlib.files.verification import check
 from sdlib.hashing import hash_stream
 from sdlib.install import FileChoice, InstallResult
 from sdlib.tui.downloads import DownloadQueue, JobState
 from sdlib.tui.messages import DownloadDone
 from sdlib.tui.screens.downloads import detail_text
+from tests.tui.test_downloads import job_ended, only_job, queue_from_browse
 
 DATA = struct.pack("<Q", 2) + b"{}" + b"weights" * 100
 SHA = hashlib.sha256(DATA).hexdigest().upper()
@@ -56,3 +61,57 @@ def test_an_accepted_mismatch_says_not_verified() -> None:
 def test_nothing_decisive_published_says_not_verified() -> None:
     compact, full = _detail({"CRC32": CRC})
     assert "not verified" in compact and "unverified" in full
+
+
+# -- end to end: the demo server publishes odd hashes, the TUI downloads ----------------------
+
+LORA_FILE = 628331  # add_detail.safetensors (Detail Tweaker LoRA)
+
+
+async def _download_lora(app: Any, ui: Any) -> Any:
+    async with app.run_test(size=(120, 40)) as pilot:
+        await ui.settle(pilot)
+        await queue_from_browse(pilot, ui, "detail tweaker")
+        await ui.until(pilot, lambda: job_ended(app), what="the download")
+        await ui.settle(pilot)
+        job = only_job(app)
+        await pilot.press("2")
+        await ui.settle(pilot)
+        return job, ui.text(app), detail_text(job, full=True)
+
+
+@pytest.mark.anyio
+async def test_tui_download_with_a_wrong_crc32_lands_with_its_warning(
+    make_app: Any, civitai: DemoServer, webui: Path, ui: Any
+) -> None:
+    served = civitai.files[LORA_FILE].path
+    assert served is not None
+    data = served.read_bytes()
+    crc = zlib.crc32(data).to_bytes(4, "little").hex().upper()
+    civitai.add_fault("hash-crc32-wrong", file_id=LORA_FILE)
+    published = civitai.published_hashes(LORA_FILE)["CRC32"]
+    job, screen, full = await _download_lora(make_app(), ui)
+    assert job.state is JobState.DONE, job.message
+    placed = webui / "models" / "Lora" / "add_detail.safetensors"
+    assert job.result.path == placed and placed.read_bytes() == data
+    assert job.result.verified is True
+    [line] = [x for x in full.splitlines() if x.startswith("warning:")]
+    assert "CRC32" in line and published in line and crc in line
+    assert f"SHA256 {hashlib.sha256(data).hexdigest().upper()} verified" in screen
+
+
+@pytest.mark.anyio
+async def test_tui_download_with_a_wrong_sha256_is_discarded(
+    make_app: Any, civitai: DemoServer, webui: Path, ui: Any
+) -> None:
+    civitai.add_fault("hash-sha256-wrong", file_id=LORA_FILE)
+    job, screen, _full = await _download_lora(make_app(), ui)
+    assert job.state is JobState.FAILED and job.reason == "hash mismatch", job.message
+    assert "SHA256" in (job.message or "") and "✗ hash mismatch" in screen
+    # The TUI has no --accept-mismatch: the compact detail names the command that has it,
+    # for this very file (Detail Tweaker v1.0 is version 62833, its file 628331).
+    compact = detail_text(job)
+    assert "sdlib download 58390@62833 --file-id 628331 --accept-mismatch" in compact
+    assert "r: try again" in compact
+    lora = webui / "models" / "Lora"
+    assert not [p for p in lora.iterdir() if p.suffix == ".safetensors"] if lora.exists() else True

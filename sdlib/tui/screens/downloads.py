@@ -259,7 +259,9 @@ def detail_text(job: DownloadJob, *, full: bool = False) -> str:
         lines.append(
             "r: try again"
             + (" (set a token in Settings first)" if job.reason == "login needed" else "")
-        )
+            + (f"; to keep what the source serves: {_keep_anyway(job)}"
+               if job.reason == "hash mismatch" else "")
+        )  # fmt: skip
     elif job.state is JobState.DONE and job.result is not None:
         r = job.result
         lines.append(f"placed: {tilde(r.path)}  ({r.kind}, {r.base})")
@@ -276,3 +278,15 @@ def detail_text(job: DownloadJob, *, full: bool = False) -> str:
     if job.state in FINISHED and job.result is not None:
         lines += [f"sidecar: {tilde(s)}" for s in job.result.sidecars]
     return terminal_safe("\n".join(lines))
+
+
+def _keep_anyway(job: DownloadJob) -> str:
+    """The CLI command that downloads ``job``'s file and keeps it although its bytes differ
+    from what the source publishes (the TUI has no such switch: a deliberate, typed act)."""
+    import os
+    import shlex
+    import subprocess
+
+    ref = subprocess.list2cmdline([job.ref]) if os.name == "nt" else shlex.quote(job.ref)
+    file_id = f" --file-id {job.choice.file_id}" if job.choice.file_id is not None else ""
+    return f"sdlib download {ref}{file_id} --accept-mismatch"
