@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import click
 
@@ -129,6 +130,8 @@ def _print(reports: list[dict[str, Any]], explain: bool) -> None:
             rows.append(("tensors", f"{r['tensors']:,} ({r['parameters']:,} parameters)"))
         if "bytes_read" in r:  # a remote file, looked into through Range requests
             rows.insert(0, ("file", r.get("file_name")))
+            if r.get("source") == "civarchive":  # gone from Civitai: say whose bytes these are
+                rows.insert(1, ("source", f"CivArchive mirror ({urlsplit(r['url']).netloc})"))
             requests = f"{r['requests']} request{'s' if r['requests'] != 1 else ''}"
             rows.append(("read", f"{human_size(r['bytes_read'])} in {requests}"))
         if r.get("note"):

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, cast
 if TYPE_CHECKING:
     import httpx2
 
+    from sdlib.errors import SourceError
     from sdlib.inspect import InspectReport
     from sdlib.services._context import Context
 
@@ -159,18 +160,48 @@ def inspect_remote(
 
 
 def _civitai_target(ctx: Context, ref: str) -> RemoteTarget:
+    from sdlib.errors import SourceError
     from sdlib.sources.civitai import raise_for_status
 
     civitai = ctx.civitai
     parsed = civitai.parse_ref(ref)
-    model, version = civitai.lookup(parsed)
-    target = civitai.resolve_download(version, file_id=parsed.file_id)
+    try:
+        model, version = civitai.lookup(parsed)
+        target = civitai.resolve_download(version, file_id=parsed.file_id)
+    except SourceError as exc:
+        archived = _archived_target(ctx, ref, parsed.file_id, exc)
+        if archived is None:
+            raise
+        return archived
     return RemoteTarget(
         url=target.url,
         name=target.file_name,
         raise_for_status=raise_for_status,
         source="civitai",
         pinned_ref=f"{model.id}@{version.id}",
+    )
+
+
+def _archived_target(
+    ctx: Context, ref: str, file_id: int | None, exc: SourceError
+) -> RemoteTarget | None:
+    """The file a reference Civitai calls gone names, from where a download would take it
+    (Civitai's other host, a live CivArchive mirror), or None (Civitai's error stands)."""
+    from sdlib.services.fallback import archive_resolver
+    from sdlib.sources.protocol import ANY_FILE, FileChoice
+
+    resolve = archive_resolver(ctx, on_note=lambda _text: None)
+    if resolve is None:
+        return None
+    found = resolve(ref, FileChoice(file_id=file_id) if file_id else ANY_FILE, exc)
+    if found is None:
+        return None
+    return RemoteTarget(
+        url=found.url,
+        name=found.file_name,
+        raise_for_status=found.raise_for_status,
+        source=found.source,
+        pinned_ref=found.pinned_ref,
     )
 
 

@@ -204,3 +204,31 @@ def test_without_a_configured_url_a_demo_civitai_never_reaches_civarchive(
     assert r.returncode == 5, r.stderr
     assert "CivArchive" not in r.stderr
     assert archive_requests(civitai) == []
+
+
+def test_inspect_reads_a_gone_models_header_from_its_mirror(
+    archive: DemoServer, run_cli: RunCli, tmp_path: Path
+) -> None:
+    """Remote inspect works for every source: a version gone from Civitai is judged from the
+    first bytes of its CivArchive mirror, labelled as such, and equals the report of the
+    whole file on disk."""
+    local = tmp_path / GONE.name
+    local.write_bytes(mirror_bytes(archive, GONE.id))
+    whole = run_cli("inspect", str(local), "--json")
+    assert whole.returncode == 0, whole.stderr
+    [expected] = json.loads(whole.stdout)
+    archive.clear_requests()
+    ref = f"{ARCHIVE_ONLY.id}@{ARCHIVE_ONLY.versions[0].id}"
+    r = run_cli("inspect", ref, "--json")
+    assert r.returncode == 0, r.stderr
+    [report] = json.loads(r.stdout)
+    assert report["source"] == "civarchive" and report["file_name"] == GONE.name
+    for key in ("kind", "base", "precision", "tensors", "parameters", "lora"):
+        assert report[key] == expected[key], key
+    assert report["bytes_read"] < local.stat().st_size
+    mirror = [q for q in archive.requests if q.server == "civarchive" and "/mirror/" in q.path]
+    assert mirror and not any(q.authorization for q in mirror)
+    human = run_cli("inspect", ref)
+    assert human.returncode == 0, human.stderr
+    host = archive.civarchive_url.removeprefix("http://")
+    assert f"CivArchive mirror ({host})" in human.stdout
