@@ -81,6 +81,11 @@ def duration(seconds: float | None) -> str:
     return f"{s // 3600}h{(s % 3600) // 60:02d}m"
 
 
+def plural(n: int, word: str, many: str | None = None) -> str:
+    """``1 file``, ``2 files``, ``0 files`` (``many``: ``copies``, where not just +s)."""
+    return f"{n} {word}" if n == 1 else f"{n} {many or word + 's'}"
+
+
 def bar(done: int, total: int | None, width: int = 12) -> str:
     """A text progress bar with a percentage: ``██████░░░░░░  50%``."""
     if not total:

@@ -9,7 +9,7 @@ import click
 
 from sdlib.cli._common import console, emit_json, handle_errors, human_size, json_option
 from sdlib.errors import UsageError
-from sdlib.formatting import count
+from sdlib.formatting import count, plural
 
 if TYPE_CHECKING:
     from sdlib.services import Context
@@ -332,4 +332,4 @@ def _print_show(
 def _format_rec(rec: RecommendedSettings) -> str:
     if not rec.samples:
         return "no example images with metadata"
-    return ", ".join(rec.parts()) + f" [dim](from {rec.samples} example images)[/]"
+    return ", ".join(rec.parts()) + f" [dim](from {plural(rec.samples, 'example image')})[/]"

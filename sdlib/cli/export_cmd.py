@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from sdlib.cli._common import console, emit_json, handle_errors, json_option
+from sdlib.formatting import plural
 
 
 @click.command("export")
@@ -44,6 +45,6 @@ def export_cmd(root: Path | None, ui: str | None, output: Path, overwrite: bool,
         emit_json({**export.to_dict(), "manifest": str(output), "lock": str(lock_path)})
         return
     out = console()
-    out.print(f"{len(export.entries)} models written to {output} (lock: {lock_path})")
+    out.print(f"{plural(len(export.entries), 'model')} written to {output} (lock: {lock_path})")
     for path, reason in export.skipped:
         out.print(f"  skipped {path}: {reason}", markup=False)

@@ -19,6 +19,7 @@ from sdlib.cli._common import (
     json_option,
 )
 from sdlib.cli._library import FAILED, ROOT, STYLE, ui_option
+from sdlib.formatting import plural
 
 # The plumbing shared with ``organize`` (``sdlib export`` imports these names from here).
 _context, _layout, _Progress = _library.context, _library.layout_of, _library.Progress
@@ -96,9 +97,9 @@ def _print_scan(result: Any, show_all: bool) -> None:
     s = result.summary()
     counts = ", ".join(f"{n} {name}" for name, n in s["by_status"].items())
     out.print(
-        f"{s['files']} files ({s['models']} models, {human_size(s['bytes'])}; "
-        f"{s['sidecars']} sidecars) in {result.layout.title} at {escape(str(result.root))}: "
-        f"{counts}"
+        f"{plural(s['files'], 'file')} ({plural(s['models'], 'model')}, "
+        f"{human_size(s['bytes'])}; {plural(s['sidecars'], 'sidecar')}) in "
+        f"{result.layout.title} at {escape(str(result.root))}: {counts}"
     )
     out.print(
         f"[dim]{s['inspected']} read, {s['hashed']} hashed, {s['added']} new, "
@@ -208,8 +209,9 @@ def _print_identify(results: list[Any], summary: dict[str, Any]) -> None:
             out.print(f"  + {os.path.basename(side)}", highlight=False, markup=False)
     out.print(
         f"{summary['identified']} identified, {summary['unidentified']} unidentified, "
-        f"{summary['error']} errors, {summary['skipped']} skipped; "
-        f"{summary['requests']} requests, {summary['sidecars_written']} sidecars written"
+        f"{plural(summary['error'], 'error')}, {summary['skipped']} skipped; "
+        f"{plural(summary['requests'], 'request')}, "
+        f"{plural(summary['sidecars_written'], 'sidecar')} written"
     )
 
 
@@ -308,11 +310,12 @@ def _print_updates(report: Any, scanned: Any) -> None:
             gone = "the model" if r.status == "model-gone" else "this version"
             out.print(f"[yellow]{r.status}[/yellow] {name}: {gone} is no longer on Civitai{stale}")
     s = report.summary()
+    missing = plural(unidentified, "file")
     out.print(
         f"{s.get('update-available', 0)} with updates, {s.get('up-to-date', 0)} up to date, "
-        f"{len(report.errors)} failed requests; {s['requests']} requests, "
+        f"{plural(len(report.errors), 'failed request')}; {plural(s['requests'], 'request')}, "
         f"{s['cache_hits']} from cache"
-        + (f"; {unidentified} files not identified (run sdlib identify)" if unidentified else "")
+        + (f"; {missing} not identified (run sdlib identify)" if unidentified else "")
     )
 
 

@@ -19,6 +19,7 @@ from sdlib.cli._library import (
     ui_option,
 )
 from sdlib.cli._refresh import no_refresh_option, refresh_after
+from sdlib.formatting import plural
 
 
 @click.command("organize")
@@ -126,13 +127,15 @@ def _print_organize(out: dict[str, Any]) -> None:
         for note in out.get("notes", []):
             out_c.print(f"[yellow]not changed[/yellow] {esc(note)}", highlight=False)
         if action == "plan" and actions:
-            out_c.print(f"{len(actions)} steps. Run with --apply to make them; --undo reverts.")
+            steps = plural(len(actions), "step")
+            out_c.print(f"{steps}. Run with --apply to make them; --undo reverts.")
         if out.get("interrupted"):
             out_c.print("[yellow]an earlier organize was interrupted[/yellow]: "
                         "--apply finishes it, --undo reverts it")  # fmt: skip
         return
     word = "undid" if action == "undo" else ("finished" if out.get("resumed") else "applied")
-    out_c.print(f"{word} {out['done']} of {len(actions)} steps (journal {esc(out['journal'])})")
+    steps = plural(len(actions), "step")
+    out_c.print(f"{word} {out['done']} of {steps} (journal {esc(out['journal'])})")
     for s in out["skipped"]:
         out_c.print(f"[yellow]skipped[/yellow] {esc(s['path_rel'])}: {esc(s['why'])}")
     for s in out["failed"]:
@@ -140,7 +143,7 @@ def _print_organize(out: dict[str, Any]) -> None:
     after = out.get("after") or {}
     if after:
         counts = ", ".join(f"{n} {k}" for k, n in after.get("by_status", {}).items())
-        out_c.print(f"now: {after.get('files', 0)} files: {counts}")
+        out_c.print(f"now: {plural(after.get('files', 0), 'file')}: {counts}")
 
 
 def _plan_records(out: Any, actions: list[dict[str, Any]]) -> None:

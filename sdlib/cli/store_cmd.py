@@ -10,6 +10,7 @@ import click
 
 from sdlib.cli._common import console, emit_json, handle_errors, human_size, json_option
 from sdlib.cli._library import UI_HELP, Progress, context, settings
+from sdlib.formatting import plural
 
 _METHOD_HELP = (
     "auto (the default: ComfyUI's extra_model_paths.yaml, SD.Next's config.json, else a "
@@ -100,10 +101,11 @@ def status_cmd(as_json: bool) -> None:
         emit_json(status.to_dict())
         return
     missing = "" if status.exists else " (missing!)"
-    _say(f"store {status.path}{missing}: {status.files} files, {human_size(status.bytes)}")
+    _say(f"store {status.path}{missing}: {plural(status.files, 'file')}, "
+         f"{human_size(status.bytes)}")  # fmt: skip
     for folder, files, size in status.folders:
         if files:
-            _say(f"  {folder}: {files} files, {human_size(size)}")
+            _say(f"  {folder}: {plural(files, 'file')}, {human_size(size)}")
     if not status.links:
         _say("linked into no webUI yet: sdlib link ROOT --ui UI")
     for link in status.links:
@@ -111,8 +113,9 @@ def status_cmd(as_json: bool) -> None:
         _say(f"linked: {link['root']} ({link['ui']}, {link['method']}){state}")
     _say(
         f"reclaimed: {human_size(status.reclaimed)} ({human_size(status.shared_bytes)} in "
-        f"{status.shared_files} store files more than one webUI sees, "
-        f"{human_size(status.dedupe_bytes)} in {status.dedupe_files} copies `sdlib dedupe` "
+        f"{plural(status.shared_files, 'store file')} more than one webUI sees, "
+        f"{human_size(status.dedupe_bytes)} in {plural(status.dedupe_files, 'copy', 'copies')} "
+        "`sdlib dedupe` "
         "hard-linked)"
     )
 
@@ -192,8 +195,8 @@ def _print_moves(report: Any, word: str, where: str, resumed: bool = False,
     how = ("copied back from the store's copy" if word == "moved back" else
            "already there with the same bytes (the store's copy serves)")  # fmt: skip
     same = f", {report.same} of them {how}" if report.same else ""
-    _say(f"{word} {report.moved} files ({human_size(report.bytes)}) {where}{again}{same}; "
-         f"journal {report.journal}")  # fmt: skip
+    _say(f"{word} {plural(report.moved, 'file')} ({human_size(report.bytes)}) {where}{again}"
+         f"{same}; journal {report.journal}")  # fmt: skip
     if not details:
         return  # said in the caller's own lines
     for path, why in report.skipped:
@@ -238,6 +241,6 @@ def unlink_cmd(root: Path, as_json: bool) -> None:
         _say(f"undone  {_rel(path, done.root)}")
     for path, why in done.kept:
         _say(f"left    {_rel(path, done.root)}: {why}")
-    _say(f"{done.root} no longer sees the store ({len(done.removed)} changes undone)")
+    _say(f"{done.root} no longer sees the store ({plural(len(done.removed), 'change')} undone)")
     if done.moved_back is not None and done.moved_back.failed:
         raise SystemExit(1)

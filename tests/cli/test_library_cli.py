@@ -104,7 +104,7 @@ def test_identify_then_updates(run_cli: Any, civitai: DemoServer, tmp_path: Path
     ds7u = next(f for f in report["files"] if f["path"].endswith("ds7.safetensors"))
     assert ds7u["status"] == "update-available" and ds7u["newer"][0]["version_id"] == 128713
     text = run_cli("updates", str(root)).stdout
-    assert "update" in text and "1 files not identified" in text
+    assert "update" in text and "1 file not identified" in text
     # Civitai failing: partial results, exit 7.
     civitai.add_fault("500", match="/api/v1/models")
     failing = run_cli("updates", str(root), "--refresh", "--json")

@@ -54,8 +54,8 @@ def test_scan_through_a_pipe_is_one_record_per_line(run_cli: Any, tmp_path: Path
     status, kind, base, size, path, why = record.split("\t")
     assert (status, kind, base, path) == ("misplaced", "lora", "sd1", str(model))
     assert size.endswith("iB") and "models/Lora" in why
-    # The summary follows the records, unwrapped too.
-    assert any(line.startswith("1 files (1 models") for line in lines), lines
+    # The summary follows the records, unwrapped too, and counts one in the singular.
+    assert any(line.startswith("1 file (1 model, ") for line in lines), lines
 
 
 def test_search_through_a_pipe_is_one_record_per_line(run_cli: Any) -> None:

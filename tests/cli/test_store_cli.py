@@ -71,7 +71,7 @@ def test_one_store_file_is_seen_by_a1111_and_comfyui(env: dict[str, str], tmp_pa
         ("a1111", "symlink"), ("comfyui", "config"),
     }  # fmt: skip
     text = sdlib(env, "store", "status")
-    assert "StableDiffusion: 1 files" in text and "comfyui, config" in text
+    assert "StableDiffusion: 1 file," in text and "comfyui, config" in text
 
     store_before = tree_state(store)
     for root in (a1111, comfy):
