@@ -296,8 +296,9 @@ class BulkInstaller:
         """What the lock keeps of an installed entry: Civitai's version and file ids, or
         for another source the reference pinned to its exact revision."""
         if version_id is not None and file_id is not None:
-            download = (f"{self.installer.civitai.base_url}/api/download/models/"
-                        f"{version_id}?fileId={file_id}")  # fmt: skip
+            from sdlib.sources.civitai import download_url
+
+            download = download_url(self.installer.civitai.base_url, version_id, file_id)
             pinned = None
         elif pinned and url:
             download = url

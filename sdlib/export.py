@@ -36,6 +36,8 @@ class Export:
 
 def build_export(scan: ScanResult, hashes: HashCache, site: str, root_text: str) -> Export:
     """Entries for every model Civitai identified, pinned to its exact file."""
+    from sdlib.sources.civitai import download_url
+
     layout = scan.layout
     out = Export(Target(ui=layout.name if layout.name != "folder" else None, root=root_text))
     for report in sorted(scan.models, key=lambda r: r.rel):
@@ -67,8 +69,7 @@ def build_export(scan: ScanResult, hashes: HashCache, site: str, root_text: str)
                 file_name=path.name,
                 size=report.size or 0,
                 sha256=report.sha256,
-                download=f"{site}/api/download/models/{row.civitai_version_id}"
-                f"?fileId={row.civitai_file_id}",
+                download=download_url(site, row.civitai_version_id, row.civitai_file_id),
                 path=f"{folder}/{path.name}",
                 blake3=full.blake3 if full else None,
             )

@@ -117,3 +117,17 @@ def test_extra_hosts_accept_a_configured_server() -> None:
 def test_str_round_trips_the_short_form() -> None:
     assert str(parse_ref("urn:air:sd1:checkpoint:civitai:4384@128713+5")) == "4384@128713+5"
     assert str(parse_ref("@9")) == "@9"
+
+
+def test_download_url_is_civitais_documented_endpoint_and_parses_back() -> None:
+    """The one place the download path is built (export, lock files and the client used to
+    spell it each): civitai-api.md 2.9 and its AIR mapping, ``?fileId=`` for one file."""
+    from sdlib.sources.civitai import download_url
+
+    assert download_url("https://civitai.com", 128713) == (
+        "https://civitai.com/api/download/models/128713"
+    )
+    url = download_url("https://civitai.red/", 128713, 9)
+    assert url == "https://civitai.red/api/download/models/128713?fileId=9"
+    ref = parse_ref(url)
+    assert (ref.version_id, ref.file_id) == (128713, 9)

@@ -47,7 +47,7 @@ from sdlib.sources.civitai._previews import (
     fetch_preview,
     preview_url,
 )
-from sdlib.sources.civitai._refs import CIVITAI_HOSTS, CivitaiRef, parse_ref
+from sdlib.sources.civitai._refs import CIVITAI_HOSTS, CivitaiRef, download_url, parse_ref
 
 __all__ = [
     "CIVITAI_HOSTS",
@@ -69,6 +69,7 @@ __all__ = [
     "RecommendedSettings",
     "SearchPage",
     "choose_file",
+    "download_url",
     "fetch_account",
     "fetch_preview",
     "get_json",

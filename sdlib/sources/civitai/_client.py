@@ -33,7 +33,7 @@ from sdlib.sources.civitai._models import (
     RecommendedSettings,
     SearchPage,
 )
-from sdlib.sources.civitai._refs import CivitaiRef, parse_ref
+from sdlib.sources.civitai._refs import CivitaiRef, download_url, parse_ref
 from sdlib.sources.paging import PageGuard
 from sdlib.sources.versions import early_access_active
 from sdlib.taxonomy import CIVITAI_PERIODS, CIVITAI_SORTS
@@ -326,7 +326,7 @@ class CivitaiClient:
                 f"Civitai described version {version.id or '?'} or its file {chosen.name!r} "
                 "without a usable id (not a positive integer); not downloading"
             )
-        url = f"{self.base_url}/api/download/models/{version.id}?fileId={chosen.id}"
+        url = download_url(self.base_url, version.id, chosen.id)
         return DownloadTarget(
             url=url,
             file_name=chosen.name,

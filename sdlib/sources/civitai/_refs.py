@@ -26,10 +26,18 @@ from urllib.parse import parse_qs, urlsplit
 
 from sdlib.errors import UsageError
 
-__all__ = ["CIVITAI_HOSTS", "CivitaiRef", "parse_ref"]
+__all__ = ["CIVITAI_HOSTS", "CivitaiRef", "download_url", "parse_ref"]
 
 #: Host names that serve Civitai (the .red/.green "colour" hosts share one deployment).
 CIVITAI_HOSTS = frozenset({"civitai.com", "civitai.red", "civitai.green"})
+
+
+def download_url(base_url: str, version_id: int, file_id: int | None = None) -> str:
+    """Civitai's download endpoint for a version (and one of its files): what it redirects
+    to a signed URL for the bytes (civitai-api.md 2.9); the one place this path is built."""
+    url = f"{base_url.rstrip('/')}/api/download/models/{int(version_id)}"
+    return url if file_id is None else f"{url}?fileId={int(file_id)}"
+
 
 _FORMS = (
     "4384, 4384@128713, @128713, a civitai.com/civitai.red model or download URL, "
