@@ -64,7 +64,13 @@ def search(
 
 def show(ctx: Context, ref: str) -> tuple[CivitaiModel, CivitaiVersion]:
     """A model and one version of it: ``4384`` (its newest published version, early
-    access or not), ``4384@128713``, or a civitai.com / civitai.red URL."""
+    access or not), ``4384@128713``, or a civitai.com / civitai.red URL. A Hub reference
+    is a ``UsageError`` naming :func:`hub_show`, which shows Hub repos."""
+    if source_of(ctx, ref) == "huggingface":
+        from sdlib.errors import UsageError
+
+        raise UsageError(f"{ref.strip()} is a Hugging Face reference: show it with "
+                         "sdlib.services.remote.hub_show (show is Civitai's)")  # fmt: skip
     return ctx.civitai.lookup(ctx.civitai.parse_ref(ref), available=False)
 
 
