@@ -59,7 +59,7 @@ def whoami(ctx: Context) -> Identity:
     source answers at all. Network failures raise (exit 7); a rejected token does not."""
     from sdlib.config import mask_token
     from sdlib.errors import AuthRequired
-    from sdlib.sources.civitai import fetch_account, get_json
+    from sdlib.sources.civitai import fetch_account
 
     settings = ctx.settings
     base = settings.civitai.base_url
@@ -69,7 +69,7 @@ def whoami(ctx: Context) -> Identity:
         source = "environment (CIVITAI_TOKEN)" if os.environ.get("CIVITAI_TOKEN") else "config file"
     masked = mask_token(token)
     if not token:
-        get_json(ctx.http, f"{base}/api/v1/models", [("limit", "1")])  # reachable at all?
+        next(iter(ctx.civitai.search(limit=1)), None)  # does the source answer at all?
         return Identity(base, "anonymous", None, None)
     try:
         account = fetch_account(ctx.http, base)
