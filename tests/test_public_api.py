@@ -36,3 +36,21 @@ def test_install_stays_the_function_after_its_namesake_module_loads() -> None:
 
     assert imported is install
     assert module.FileChoice is sdlib.FileChoice
+
+
+def test_the_whole_api_loads_no_ui_library_and_no_torch() -> None:
+    """README: importing sdlib loads neither torch nor textual; every public name resolved
+    (the operations' modules loaded) loads no UI library either: a script draws nothing."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, sdlib\n"
+        "for name in sdlib.__all__: getattr(sdlib, name)\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules}"
+        " & {'torch', 'textual', 'rich', 'click'}))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
+    )
+    assert out.stdout.strip() == "[]"
