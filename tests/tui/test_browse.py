@@ -270,6 +270,36 @@ async def test_load_more_stops_on_endless_empty_pages(
             assert hostile.count("/api/v1/models") == MAX_EMPTY_PAGES
 
 
+async def test_load_more_stops_on_a_repeated_cursor(
+    make_app: Any, settings: Settings, ui: Any
+) -> None:
+    # Civitai's known bug: past the last result it answers an empty page with the same
+    # nextCursor again. One model, then that empty page forever: the view stops asking.
+    from sdlib.config import CivitaiSettings
+    from tests.support.hostile import Answer, HostileServer
+
+    model = {"id": 1, "name": "Only One", "type": "LORA", "modelVersions": []}
+
+    def page(query: Any) -> Answer:
+        if "cursor" not in query:
+            return Answer.json({"items": [model], "metadata": {"nextCursor": "c1"}})
+        return Answer.json({"items": [], "metadata": {"nextCursor": "c1"}})
+
+    with HostileServer() as hostile:
+        hostile.route("/api/v1/models", page)
+        app = make_app(replace(settings, civitai=CivitaiSettings(base_url=hostile.url)))
+        async with app.run_test(size=(120, 40)) as pilot:
+            await ui.until(pilot, lambda: "stopped paging" in ui.text(app), what="the stop")
+            await pilot.pause(0.5)
+            await ui.settle(pilot)
+            assert names(app) == ["Only One"]
+            assert hostile.count("/api/v1/models") == 2  # the first page and c1, once
+            assert "repeated a page cursor" in ui.text(app)
+            await pilot.press("m")  # asking for more does not start again
+            await ui.settle(pilot)
+            assert hostile.count("/api/v1/models") == 2
+
+
 @pytest.mark.parametrize(("ends", "shown"), [("2024-11-20T00:00:00.000Z", False),
                                              ("2999-01-01T00:00:00.000Z", True)])  # fmt: skip
 async def test_early_access_shows_only_while_it_runs(
