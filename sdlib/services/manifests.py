@@ -86,6 +86,7 @@ def install_manifest(
     frozen: bool = False,
     dry_run: bool = False,
     on_result: Callable[[EntryResult], None] | None = None,
+    accept_mismatch: bool = False,
 ) -> BulkReport:
     """Install every entry of ``plan`` (``jobs`` at a time) and write the new lock.
 
@@ -93,12 +94,21 @@ def install_manifest(
     installs exactly the locked files and fails where the manifest drifted; ``dry_run``
     plans only and writes no lock. One failing entry never stops the others: see the
     report's ``exit_code``. ``installer``: one built by the caller for
-    ``plan.destination`` (default: :meth:`Context.installer`).
+    ``plan.destination`` (default: :meth:`Context.installer`). ``accept_mismatch`` keeps
+    files whose size or deciding hash differs from what the source publishes, marked
+    unverified (``install -f --accept-mismatch``); it applies to the default installer.
     """
     from sdlib.bulk import BulkInstaller, write_lock
+    from sdlib.errors import UsageError
 
+    if installer is not None and accept_mismatch:
+        raise UsageError("accept_mismatch applies to the default installer; build yours with "
+                         "ctx.installer(overrides={'accept_mismatch': True})")  # fmt: skip
+    if installer is None:
+        overrides = {"accept_mismatch": True} if accept_mismatch else None
+        installer = ctx.installer(destination=plan.destination, overrides=overrides)
     bulk = BulkInstaller(
-        installer or ctx.installer(destination=plan.destination), plan.manifest, plan.lock,
+        installer, plan.manifest, plan.lock,
         jobs=jobs, frozen=frozen, dry_run=dry_run,
         **({"on_result": on_result} if on_result is not None else {}),
     )  # fmt: skip

@@ -73,3 +73,35 @@ def test_a_wrong_crc32_lands_verified_with_a_warning(
     ]
     [warning] = done.warnings
     assert "CRC32" in warning and published in warning
+
+
+@pytest.mark.parametrize("accept", [False, True])
+def test_install_manifest_follows_the_same_policy(
+    civitai: DemoServer, civitai_settings: Settings, tmp_path: Path, accept: bool
+) -> None:
+    """``install -f`` from Python: one entry whose SHA256 is published wrong fails with
+    exit code 4 (the others are installed), or is kept unverified with accept_mismatch."""
+    data = _served(civitai)
+    civitai.add_fault("hash-sha256-wrong", file_id=LORA_FILE)
+    root = tmp_path / "webui"
+    manifest = tmp_path / "models.toml"
+    manifest.write_text(
+        f'[target]\nroot = "{root.as_posix()}"\nui = "a1111"\n\n'
+        f'[[model]]\nref = "{LORA_MODEL}"\n\n[[model]]\nref = "7808"\n',  # + EasyNegative
+        encoding="utf-8",
+    )
+    with sdlib.Context(civitai_settings) as ctx:
+        plan = sdlib.load_manifest(manifest)
+        report = sdlib.install_manifest(ctx, plan, accept_mismatch=accept)
+    by_ref = {r.ref: r for r in report.results}
+    assert by_ref["7808"].status == "installed"
+    lora = by_ref[LORA_MODEL]
+    if accept:
+        assert report.exit_code == 0 and lora.status == "installed"
+        assert lora.path is not None and Path(lora.path).read_bytes() == data
+        assert lora.verification is not None and lora.verification["accepted_mismatch"] is True
+    else:
+        assert report.exit_code == 4 and lora.status == "failed"
+        assert not (root / "models" / "Lora").exists() or not [
+            p for p in (root / "models" / "Lora").iterdir() if p.suffix == ".safetensors"
+        ]
