@@ -6,6 +6,7 @@ build one. Results are the source layer's typed values.
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -142,17 +143,21 @@ def hub_peek(ctx: Context, repo: HubRepo, *, limit: int = PEEK_LIMIT) -> list[Pe
     from names. A file that cannot be read gets its error; nothing is raised."""
     from sdlib.errors import SdlibError
     from sdlib.services.peek import RemoteTarget, inspect_remote
-    from sdlib.sources.hf import resolve_url
+    from sdlib.sources.hf import HubTarget, raise_for_hub, resolve_url
 
     revision = repo.model.sha or repo.revision or "main"
+    token = bool(ctx.settings.huggingface.token)
     singles = [f for f, g in repo.guesses() if g.layout == "single-file"]
     readable = [f for f in singles if f.path.lower().endswith((".safetensors", ".sft", ".gguf"))]
     out: list[Peek] = []
     for f in readable[:limit]:
+        # The Hub's answers mapped as for a download (a gated file: where to ask for access).
+        about = HubTarget(ctx.hub.endpoint, repo.model.id, revision, f.path, token=token)
         target = RemoteTarget(
             url=resolve_url(ctx.hub.endpoint, repo.model.id, revision, f.path),
             name=f.path.rsplit("/", 1)[-1], source="huggingface",
             pinned_ref=f"hf:{repo.model.id}@{revision}/{f.path}",
+            raise_for_status=functools.partial(raise_for_hub, target=about),
         )  # fmt: skip
         try:
             seen = inspect_remote(ctx, target)

@@ -107,6 +107,24 @@ def test_show_says_a_repo_is_gated_and_renamed(hf: RunCli) -> None:
 
 
 @pytest.mark.parametrize(
+    ("token", "words"),
+    [(None, "log in"), ("hf_demo_pending", "not (yet) in its authorized list")],
+    ids=["no-login", "not-approved"],
+)
+def test_show_says_why_a_gated_files_header_was_not_read(
+    hf: RunCli, civitai: DemoServer, token: str | None, words: str
+) -> None:
+    """The header of a gated file is refused like its download, and said the same way (where
+    to request access), not as the bare 'answered HTTP 401 ... it needs authentication'."""
+    shown = hf("show", "hf:black-forest-labs/FLUX.1-dev", env={"HF_TOKEN": token or ""})
+    assert shown.returncode == 0, shown.stderr
+    [line] = [x for x in shown.stdout.splitlines() if x.strip().startswith("content")]
+    assert "gated" in line and words in line, line
+    assert f"{civitai.hub_url}/black-forest-labs/FLUX.1-dev" in line
+    assert "HTTP 401" not in line and "HTTP 403" not in line
+
+
+@pytest.mark.parametrize(
     ("ref", "code", "words"),
     [
         ("hf:nobody/no-such-repo", 5, "not found, or private"),
