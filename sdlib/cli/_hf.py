@@ -110,7 +110,8 @@ def _print_repo(repo: HubRepo, peeks: Mapping[str, Peek] | None = None) -> None:
             mark = " [bold]<- selected[/]" if f.path == repo.selected else ""
             out.print(f"  [cyan]{escape(f.path)}[/]  {human_size(f.size)}  {g.kind.value} "
                       f"[dim](guess: {escape(g.reason)})[/]{mark}")  # fmt: skip
-            out.print(f"      [dim]sha256[/] {f.sha256 or '? (not an LFS file)'}")
+            sha = f.sha256.upper() if f.sha256 else "? (not an LFS file)"
+            out.print(f"      [dim]SHA256[/] {sha}")  # uppercase, as every SHA256 sdlib prints
             seen = (peeks or {}).get(f.path)
             if seen is not None:
                 colour = "yellow" if seen.error else "green"

@@ -63,7 +63,8 @@ def single_file_lines(repo: HubRepo, peeks: Mapping[str, Peek] | None) -> list[s
     lines: list[str] = []
     for f, g in single_files(repo):
         lines.append(f"{f.path}  {human_size(f.size)}  {g.kind.value} (guess: {g.reason})")
-        lines.append(f"    sha256 {f.sha256 or '? (not an LFS file)'}")
+        # Uppercase, as every SHA256 sdlib shows (the Hub's own pages use lowercase).
+        lines.append(f"    SHA256 {f.sha256.upper() if f.sha256 else '? (not an LFS file)'}")
         if peeks is None:
             lines.append("    content: reading the header…")
         elif f.path in peeks:

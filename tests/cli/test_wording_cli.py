@@ -8,11 +8,13 @@ folders built here, not sdlib's output.
 
 from __future__ import annotations
 
+import hashlib
 import re
 import shutil
 from pathlib import Path
 from typing import Any
 
+import httpx2
 import pytest
 
 from sdlib.demo.catalogue import CATALOGUE
@@ -66,3 +68,16 @@ def test_scan_identify_and_organize_say_one_in_the_singular(
     (summary,) = [line for line in ident.stdout.splitlines() if " identified, " in line]
     assert not re.search(r"\b1 (errors|requests|sidecars)\b", summary), summary
     assert re.search(r"\b0 errors\b", summary), summary  # zero stays plural
+
+
+def test_show_prints_a_hub_files_sha256_uppercase(run_cli: Any, civitai: DemoServer) -> None:
+    """Every SHA256 sdlib prints is uppercase (issue 16), a Hub file's too (its LFS sha256
+    is lowercase); ``--json`` keeps the Hub's value. Expected: hashlib over the served file."""
+    repo, name = "stable-diffusion-v1-5/stable-diffusion-v1-5", "v1-5-pruned-emaonly.safetensors"
+    data = httpx2.get(
+        f"{civitai.hub_url}/{repo}/resolve/main/{name}", follow_redirects=True
+    ).content
+    digest = hashlib.sha256(data).hexdigest()
+    out = run_cli("show", f"hf:{repo}", env={"HF_ENDPOINT": civitai.hub_url})
+    assert out.returncode == 0, out.stderr
+    assert f"SHA256 {digest.upper()}" in out.stdout and digest not in out.stdout

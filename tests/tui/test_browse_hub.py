@@ -165,7 +165,10 @@ async def test_a_repo_shows_card_license_files_headers_and_folders(
         # Its header was read: an SD 1 checkpoint (the demo wrote sd15_checkpoint specs).
         assert "checkpoint, sd1, fp16" in text
         files = {f.path: f for f in detail.repo.files} if detail.repo else {}
-        assert files["v1-5-pruned-emaonly.safetensors"].sha256 in text
+        # Every SHA256 shown uppercase (issue 16), the Hub's too; its LFS sha256 is lowercase.
+        sha = files["v1-5-pruned-emaonly.safetensors"].sha256
+        assert sha is not None and sha == sha.lower()
+        assert f"SHA256 {sha.upper()}" in text and sha not in text
         for folder in ("unet/", "vae/", "text_encoder/", "scheduler/"):
             assert folder in text
 
