@@ -127,7 +127,7 @@ def check_file(
     path = report.path
     refs: list[tuple[str, str]] = []
     published = _published_sha256(report)
-    if published:
+    if published and not _accepted(report.row.verification, published):
         refs.append(("civitai-info", published))
     if report.row.sha256:
         refs.append(("index", report.row.sha256))
@@ -159,6 +159,24 @@ def check_file(
         return FileCheck(path, MISMATCH, check.sha256, check.references)
     ctx.hashes.store(path, hashes)
     return FileCheck(path, OK, check.sha256, check.references)
+
+
+def _accepted(verification: str | None, published: str) -> bool:
+    """Whether the download kept these bytes knowing that Civitai publishes ``published`` as
+    their SHA256 (``--accept-mismatch``, recorded in the index): not a reference then."""
+    import json
+
+    try:
+        data = json.loads(verification) if verification else None
+    except ValueError:
+        return False
+    if not isinstance(data, dict) or data.get("accepted_mismatch") is not True:
+        return False
+    return any(
+        isinstance(d, dict) and d.get("hash") == "SHA256"
+        and str(d.get("published") or "").upper() == published.upper()
+        for d in data.get("disagreements") or ()
+    )  # fmt: skip
 
 
 def _published_sha256(report: FileReport) -> str | None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import subprocess
 import zlib
 from collections.abc import Callable
@@ -164,3 +165,33 @@ def test_install_from_a_manifest_follows_the_same_policy(
         assert proc.returncode == 4, proc.stderr
         assert entry["status"] == "failed" and "SHA256" in entry["error"]
         assert not any(p.is_file() for p in root.rglob("*")) if root.exists() else True
+
+
+def test_verify_after_accept_mismatch_still_detects_rot_but_not_the_accepted_difference(
+    civitai: DemoServer, run_cli: RunCli, tmp_path: Path
+) -> None:
+    """The user kept bytes whose SHA256 differs from Civitai's (--accept-mismatch): `sdlib
+    verify` does not fail on that known, accepted difference every time, but still compares
+    the file with the SHA256 recorded when it landed, so bit rot is still exit 4."""
+    data = served_bytes(civitai, LORA_FILE)
+    civitai.add_fault("hash-sha256-wrong", file_id=LORA_FILE)
+    root = tmp_path / "webui"
+    got = run_cli("download", LORA_MODEL, "--root", str(root), "--ui", "a1111", "--json",
+                  "--no-preview", "--accept-mismatch", env=TOKEN)  # fmt: skip
+    assert got.returncode == 0, got.stderr
+    [result] = json.loads(got.stdout)
+    model = Path(result["path"])
+    first = run_cli("verify", str(model), "--json")
+    assert first.returncode == 0, first.stdout + first.stderr
+    [check] = json.loads(first.stdout)["files"]
+    assert check["state"] == "ok" and check["sha256"] == hashlib.sha256(data).hexdigest().upper()
+    assert "index" in [r["source"] for r in check["references"]]
+    st = model.stat()
+    rotted = bytearray(data)
+    rotted[-1] ^= 0xFF  # bit rot: same size, other bytes, and the time put back
+    model.write_bytes(bytes(rotted))
+    os.utime(model, ns=(st.st_atime_ns, st.st_mtime_ns))
+    second = run_cli("verify", str(model), "--json")
+    assert second.returncode == 4
+    [check] = json.loads(second.stdout)["files"]
+    assert check["state"] == "mismatch" and "index" in check["mismatched"]
