@@ -236,10 +236,28 @@ def show_cmd(ref: str, no_examples: bool, no_peek: bool, as_json: bool) -> None:
 
         show_hub(context, ref, as_json=as_json, peek=not no_peek)
         return
+    from sdlib.cli._archived import elsewhere_dict, print_elsewhere
+    from sdlib.errors import Gone, SourceError
+    from sdlib.services.fallback import elsewhere
+
     with context as ctx:
         file_id = ctx.civitai.parse_ref(ref).file_id
-        model, version = remote.show(ctx, ref)
+        try:
+            model, version = remote.show(ctx, ref)
+        except SourceError as exc:  # gone from Civitai: offer what a download would take
+            found = elsewhere(ctx, ref, exc, file_id=file_id)
+            if found is None:
+                raise
+            if as_json:
+                emit_json({"model": None, "version": None, "gone": exc.message,
+                           "elsewhere": elsewhere_dict(found)})  # fmt: skip
+            else:
+                print_elsewhere(ref, found, gone=exc.message)
+            return
         rec = version.recommended if no_examples else remote.recommended(ctx, version)
+        found = None
+        if not version.files:  # archived: its files may live on elsewhere
+            found = elsewhere(ctx, ref, Gone("no downloadable files"), file_id=file_id)
     if not isinstance(rec, RecommendedSettings):  # pragma: no cover - typing aid
         raise TypeError(type(rec))
     if as_json:
@@ -247,9 +265,12 @@ def show_cmd(ref: str, no_examples: bool, no_peek: bool, as_json: bool) -> None:
 
         emit_json({"model": model.to_dict(), "version": version.to_dict(),
                    "recommended": rec.to_dict(), "file_id": file_id,
-                   "early_access": early_access_active(version.early_access_ends)})  # fmt: skip
+                   "early_access": early_access_active(version.early_access_ends),
+                   "elsewhere": elsewhere_dict(found) if found else None})  # fmt: skip
         return
     _print_show(model, version, rec, file_id)
+    if found is not None:
+        print_elsewhere(ref, found)
 
 
 def _print_show(

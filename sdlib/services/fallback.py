@@ -39,6 +39,7 @@ __all__ = [
     "ChainedLookup",
     "archive_resolver",
     "civarchive_url",
+    "elsewhere",
     "is_gone",
     "library_lookup",
     "other_civitai_host",
@@ -228,6 +229,22 @@ def archive_resolver(ctx: Context, on_note: Callable[[str], None]) -> Resolver |
             return None
 
     return resolve
+
+
+def elsewhere(
+    ctx: Context, ref: str, exc: SourceError, *, file_id: int | None = None,
+    on_note: Callable[[str], None] | None = None,
+) -> RemoteFile | None:  # fmt: skip
+    """The file a download of ``ref`` would take now that Civitai answered ``exc``: from
+    Civitai's other host or a live CivArchive mirror (``source`` says which), or None when
+    ``exc`` does not say gone or nowhere else has it. ``show`` and ``inspect`` use it to
+    offer what ``download`` would fetch; nothing is downloaded."""
+    from sdlib.sources.protocol import ANY_FILE, FileChoice
+
+    resolve = archive_resolver(ctx, on_note or (lambda _text: None))
+    if resolve is None:
+        return None
+    return resolve(ref, FileChoice(file_id=file_id) if file_id else ANY_FILE, exc)
 
 
 def _from_other_host(

@@ -187,13 +187,9 @@ def _archived_target(
 ) -> RemoteTarget | None:
     """The file a reference Civitai calls gone names, from where a download would take it
     (Civitai's other host, a live CivArchive mirror), or None (Civitai's error stands)."""
-    from sdlib.services.fallback import archive_resolver
-    from sdlib.sources.protocol import ANY_FILE, FileChoice
+    from sdlib.services.fallback import elsewhere
 
-    resolve = archive_resolver(ctx, on_note=lambda _text: None)
-    if resolve is None:
-        return None
-    found = resolve(ref, FileChoice(file_id=file_id) if file_id else ANY_FILE, exc)
+    found = elsewhere(ctx, ref, exc, file_id=file_id)
     if found is None:
         return None
     return RemoteTarget(

@@ -232,3 +232,43 @@ def test_inspect_reads_a_gone_models_header_from_its_mirror(
     assert human.returncode == 0, human.stderr
     host = archive.civarchive_url.removeprefix("http://")
     assert f"CivArchive mirror ({host})" in human.stdout
+
+
+def test_show_offers_the_mirror_of_a_version_gone_from_civitai(
+    archive: DemoServer, run_cli: RunCli
+) -> None:
+    """Civitai answers 404 for the version; show says so and offers what download would
+    fetch, labelled source: CivArchive, without fetching a byte of it."""
+    expected = hashlib.sha256(mirror_bytes(archive, GONE.id)).hexdigest().upper()
+    archive.clear_requests()
+    ref = f"{ARCHIVE_ONLY.id}@{ARCHIVE_ONLY.versions[0].id}"
+    r = run_cli("show", ref)
+    assert r.returncode == 0, r.stderr
+    assert "gone from Civitai" in r.stdout and "source: CivArchive" in r.stdout
+    assert GONE.name in r.stdout and expected in r.stdout
+    assert archive.civarchive_url.removeprefix("http://") in r.stdout  # the mirror's host
+    assert f"sdlib download {ref}" in r.stdout
+    assert not [q for q in archive.requests if "/mirror/" in q.path]
+    data = json.loads(run_cli("show", ref, "--json").stdout)
+    assert data["model"] is None and "not found" in data["gone"]
+    assert (data["elsewhere"]["source"], data["elsewhere"]["sha256"]) == ("civarchive", expected)
+
+
+def test_show_of_an_archived_model_offers_its_mirror(archive: DemoServer, run_cli: RunCli) -> None:
+    served = archive.files[40481]  # Protogen x3.4: Civitai lists the version without files
+    assert served.path is not None
+    expected = hashlib.sha256(served.path.read_bytes()).hexdigest().upper()
+    r = run_cli("show", "3666")
+    assert r.returncode == 0, r.stderr
+    assert "No downloadable files" in r.stdout and "source: CivArchive" in r.stdout
+    assert expected in r.stdout
+    data = json.loads(run_cli("show", "3666", "--json").stdout)
+    assert data["version"]["id"] == 4048 and data["elsewhere"]["sha256"] == expected
+
+
+def test_show_without_civarchive_keeps_civitais_answer(
+    civitai: DemoServer, run_cli: RunCli
+) -> None:
+    r = run_cli("show", f"{ARCHIVE_ONLY.id}@{ARCHIVE_ONLY.versions[0].id}")
+    assert r.returncode == 5 and "not found" in r.stderr
+    assert not [q for q in civitai.requests if q.server == "civarchive"]
