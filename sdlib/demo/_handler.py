@@ -385,7 +385,9 @@ class _Handler(BaseHTTPRequestHandler):
         """Write ``count`` bytes of the file from ``start`` (zeros past its end), throttled."""
         demo = self.demo
         # 1 MiB writes: the server shares the cores with the client in download benchmarks,
-        # and 64 KiB steps cost it ~0.5 s of Python per GiB (a rate cap still paces finer).
+        # and 64 KiB steps cost it ~0.5 s of Python per GiB. A rate cap paces in 10 ms steps,
+        # as smooth as a real server's shaping is to a client measuring over a fifth of a
+        # second (50 ms bursts put its counts off by up to a quarter).
         chunk_size = 1 << 20
         sent = 0
         began = time.monotonic()
@@ -395,7 +397,7 @@ class _Handler(BaseHTTPRequestHandler):
                 rate = demo.rate_limit
                 n = min(chunk_size, count - sent)
                 if rate:
-                    n = min(n, max(1024, rate // 20))
+                    n = min(n, max(1024, rate // 100))
                 data = fh.read(n) or b""
                 if len(data) < n:
                     data += bytes(n - len(data))  # wrong-length padding past the end

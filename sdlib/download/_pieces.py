@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx2
 
+from sdlib.download._ramp import cut
 from sdlib.download._transfer import (
     PROGRESS_RESETS_RETRIES,
     SpeedFloor,
@@ -73,8 +74,7 @@ class PieceFetcher:
         self._arrived = arrived or (lambda _n: None)
         self._joined = joined or (lambda: None)
         self._local = threading.local()  # per worker: whether it has delivered a byte yet
-        size = options.piece_size
-        self.pieces = [(a, min(a + size, total)) for a in range(start, total, size)]
+        self.pieces = cut(start, total, options.piece_size, options.connections)
         self._cond = threading.Condition()
         self._next = 0  # next piece a worker may take
         self._consumed = 0  # pieces handed to the consumer

@@ -22,7 +22,7 @@ import pytest
 from sdlib.config import NetworkSettings, Settings
 from sdlib.demo.server import DemoServer
 from sdlib.download import DownloadOptions, DownloadSpec, download
-from sdlib.download._ramp import SETTLE, WINDOW, Ramp
+from sdlib.download._ramp import READS, SETTLE, WINDOW, Ramp
 from sdlib.http import build_client
 from tests.support.quiet_server import QuietServer
 
@@ -72,19 +72,19 @@ def test_a_full_link_goes_back_to_one_connection() -> None:
 def test_a_step_that_pays_partly_is_kept_and_the_next_is_one_more() -> None:
     clock = Clock()
     ramp = Ramp(4, clock=clock)
-    # The second connection adds 70% of one: kept; the third adds 10%: undone.
-    chosen = _run(ramp, clock, {1: 10e6, 2: 17e6, 3: 18e6, 4: 18e6}, left=1 << 40)
+    # The second connection adds 65% of one: kept; the third adds 10%: undone.
+    chosen = _run(ramp, clock, {1: 10e6, 2: 16.5e6, 3: 17.5e6, 4: 17.5e6}, left=1 << 40)
     assert chosen == [2, 3, 2]
     assert ramp.count == 2 and ramp.settled
 
 
-def test_a_step_that_adds_a_little_is_kept_and_ends_the_trying() -> None:
+def test_a_step_that_adds_a_little_is_kept_and_the_next_is_one_more() -> None:
     clock = Clock()
     ramp = Ramp(4, clock=clock)
-    # The second connection adds 40% of one: not worth undoing, not worth going on.
-    chosen = _run(ramp, clock, {1: 10e6, 2: 14e6, 3: 30e6, 4: 40e6}, left=1 << 40)
-    assert chosen == [2]
-    assert ramp.count == 2 and ramp.settled
+    # Each connection adds 40% of one: each step is kept, and followed by one more.
+    chosen = _run(ramp, clock, {1: 10e6, 2: 14e6, 3: 18e6, 4: 22e6}, left=1 << 40)
+    assert chosen == [2, 3, 4]
+    assert ramp.count == 4 and ramp.settled
 
 
 def test_no_step_when_the_rest_would_take_less_than_the_trial() -> None:
@@ -98,23 +98,32 @@ def test_no_step_when_the_rest_would_take_less_than_the_trial() -> None:
 def test_decisions_wait_for_a_settled_window() -> None:
     clock = Clock()
     ramp = Ramp(4, clock=clock)
-    ramp.arrived(10**9)
-    clock.now += WINDOW / 2
+    ramp.restart()
+    ramp.arrived(10**12)  # the response's first bytes: not counted
+    clock.now += SETTLE
+    assert ramp.decide(1 << 40) is None  # the first window starts with this read
+    for _ in range(READS):
+        ramp.arrived(10**8)
+    clock.now += WINDOW * 0.51
     assert ramp.decide(1 << 40) is None  # half a window
-    clock.now += WINDOW * 1.01
+    clock.now += WINDOW * 0.51
     assert ramp.decide(1 << 40) == 2
     ramp.arrived(10**12)  # arrivals while the new connection settles are not counted
     clock.now += SETTLE + WINDOW
     assert ramp.decide(1 << 40) is None  # nor before it delivered its first bytes
-    ramp.joined()
-    clock.now += SETTLE / 2
+    ramp.joined()  # it took SETTLE + WINDOW: as long again before anything counts
+    clock.now += (SETTLE + WINDOW) * 0.99
     assert ramp.decide(1 << 40) is None
-    ramp.arrived(10**8)  # now, 1/10 of the first window's rate: the step did not pay
-    clock.now += WINDOW * 1.01
-    assert ramp.decide(1 << 40) is None  # a second window decides
-    ramp.arrived(10**8)
-    clock.now += WINDOW * 1.01
-    assert ramp.decide(1 << 40) == 1 and ramp.settled
+    clock.now += (SETTLE + WINDOW) * 0.02
+    assert ramp.decide(1 << 40) is None  # the window starts with this read
+    for _ in range(2):  # 1/10 of the first window's rate: the step did not pay
+        for _ in range(2 * READS):
+            ramp.arrived(10**8 // 20)
+        clock.now += WINDOW * 1.01
+        if ramp.decide(1 << 40) is None:
+            continue  # a second window decides
+        break
+    assert ramp.count == 1 and ramp.settled
 
 
 def test_fixed_count_never_changes() -> None:
