@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from sdlib.cli._common import cli_context, echo_err, emit_json, handle_errors, json_option
+from sdlib.formatting import terminal_safe
 
 
 @click.command("whoami")
@@ -30,16 +31,8 @@ def whoami_cmd(as_json: bool) -> None:
     if as_json:
         emit_json(who.to_dict())
     else:
-        host = who.base_url
-        if who.state == "signed-in" and who.account is not None:
-            name = who.account.username or f"user {who.account.id}"
-            tier = f", {who.account.tier} tier" if who.account.tier else ""
-            click.echo(f"{name} on {host}{tier} (token {who.token} from {who.token_source})")
-        elif who.state == "anonymous":
-            click.echo(f"no token: anonymous on {host}")
-        else:
-            click.echo(f"token rejected by {host}: anonymous (token {who.token} from "
-                       f"{who.token_source})")  # fmt: skip
+        token = f" (token {who.token} from {who.token_source})" if who.token else ""
+        click.echo(terminal_safe(who.headline() + token, newlines=False))
         click.echo("can reach: " + "; ".join(who.can_reach))
     if who.state == "rejected":
         echo_err(

@@ -45,6 +45,17 @@ class Identity:
     def can_reach(self) -> tuple[str, ...]:
         return REACH[self.state]
 
+    def headline(self) -> str:
+        """Whose the token is, as every face says it (``demo on https://civitai.com``); the
+        account's name is the server's text: make it terminal-safe before showing it."""
+        if self.state == "signed-in" and self.account is not None:
+            name = self.account.username or f"user {self.account.id}"
+            tier = f", {self.account.tier} tier" if self.account.tier else ""
+            return f"{name} on {self.base_url}{tier}"
+        if self.state == "anonymous":
+            return f"no token: anonymous on {self.base_url}"
+        return f"token rejected by {self.base_url}: anonymous"
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "base_url": self.base_url, "state": self.state, "token": self.token,

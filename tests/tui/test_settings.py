@@ -131,3 +131,40 @@ def _lora() -> Any:
     from sdlib.taxonomy import Kind
 
     return Kind.LORA
+
+
+async def test_check_token_says_whose_it_is(
+    make_app: Any, settings_for: Any, civitai: Any, ui: Any
+) -> None:
+    """``sdlib whoami`` in Settings (issue 16: whoami through the TUI too): no token, a token
+    the source refuses, and a good one, named as the source's own /api/v1/me names it."""
+    import httpx2
+    from textual.widgets import Static
+
+    me = httpx2.get(f"{civitai.url}/api/v1/me", headers={"Authorization": "Bearer demo-token"})
+    username = me.json()["username"]
+    app = make_app(settings_for())
+    async with app.run_test(size=(160, 50)) as pilot:
+        await ui.settle(pilot)
+        await pilot.press("4")
+        await ui.settle(pilot)
+        screen = app.screen
+
+        def who() -> str:
+            return str(screen.query_one("#token-who", Static).render())
+
+        async def check() -> str:
+            screen.query_one("#check-token", Button).press()
+            await ui.until(pilot, lambda: "asking" not in who() and who() != "", what="whoami")
+            return who()
+
+        assert (await check()).startswith(f"no token: anonymous on {civitai.url}")
+        for token, expected in (("not-a-key", f"token rejected by {civitai.url}"),
+                                ("demo-token", f"{username} on {civitai.url}")):  # fmt: skip
+            screen.query_one("#token", Input).value = token
+            screen.query_one("#save-token", Button).press()
+            await ui.settle(pilot)
+            assert who() == ""  # what was said of the old token is gone
+            said = await check()
+            assert said.startswith(expected), said
+        assert "downloads that need a login" in said

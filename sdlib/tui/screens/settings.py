@@ -21,7 +21,7 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.content import Content
 from textual.widgets import Button, Checkbox, Footer, Input, Label, Select, Static
 
-from sdlib.formatting import tilde
+from sdlib.formatting import terminal_safe, tilde
 from sdlib.tui.screens._base import LEAVE_FIELD, SdlibScreen
 
 if TYPE_CHECKING:
@@ -92,6 +92,8 @@ class SettingsScreen(SdlibScreen):
                 yield Label("", classes="settings-label")
                 yield Button("Save token", id="save-token", compact=True)
                 yield Button("Remove token", id="remove-token", compact=True)
+                yield Button("Check token", id="check-token", compact=True)
+            yield Static("", id="token-who", classes="settings-note")
             yield Label("Download folders (empty: the layout's own)", classes="settings-heading")
             with Vertical(id="folder-rules"):
                 for kind in FOLDER_KINDS:
@@ -134,6 +136,7 @@ class SettingsScreen(SdlibScreen):
         if os.environ.get("CIVITAI_TOKEN"):
             text += " · CIVITAI_TOKEN in the environment overrides the file"
         self.query_one("#token-current", Static).update(Content(text))
+        self.query_one("#token-who", Static).update("")  # a check said who the old one was
 
     @on(Input.Changed, "#root")
     @on(Select.Changed, "#ui")
@@ -245,6 +248,30 @@ class SettingsScreen(SdlibScreen):
     @on(Button.Pressed, "#remove-token")
     def _remove_token(self) -> None:
         self._store_token(None)
+
+    @on(Button.Pressed, "#check-token")
+    def _check_token_pressed(self) -> None:
+        self._show_who(f"asking {self.services.settings.civitai.base_url} whose the token is…")
+        self._check_token()
+
+    @work(thread=True, exclusive=True, group="settings-whoami", exit_on_error=False)
+    def _check_token(self) -> None:
+        """``sdlib whoami`` here: the token (as this session uses it) checked at the source."""
+        from sdlib.errors import SdlibError
+        from sdlib.services.account import whoami
+
+        try:
+            who = whoami(self.services)
+        except SdlibError as exc:
+            self.app.call_from_thread(self._show_who, f"could not ask: {exc.message}")
+            return
+        text = f"{who.headline()} · can reach: {'; '.join(who.can_reach)}"
+        if who.state == "rejected":
+            text += " · check the key (civitai.com/user/account, API Keys)"
+        self.app.call_from_thread(self._show_who, text)
+
+    def _show_who(self, text: str) -> None:
+        self.query_one("#token-who", Static).update(Content(terminal_safe(text, newlines=False)))
 
     @work(thread=True, exclusive=True, group="settings-save", exit_on_error=False)
     def _store_token(self, token: str | None) -> None:
