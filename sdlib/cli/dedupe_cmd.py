@@ -9,6 +9,7 @@ import click
 
 from sdlib.cli._common import console, emit_json, handle_errors, human_size, json_option
 from sdlib.cli._library import UI_HELP, Progress, context, root_of, settings
+from sdlib.formatting import plural
 
 
 @click.command("dedupe")
@@ -94,7 +95,7 @@ def _print(out: dict[str, Any]) -> None:
     if out.get("plan"):
         _print_plan(c, out["plan"])
     word = "undid" if out["action"] == "undo" else ("finished" if out["resumed"] else "linked")
-    c.print(f"{word} {out['done']} of {_n(len(out['actions']), 'copy', 'copies')} "
+    c.print(f"{word} {out['done']} of {plural(len(out['actions']), 'copy', 'copies')} "
             f"(journal {esc(out['journal'])})", highlight=False)  # fmt: skip
     for s in out["skipped"]:
         c.print(f"[yellow]skipped[/yellow] {esc(s['path'])}: {esc(s['why'])}", highlight=False)
@@ -119,12 +120,9 @@ def _print_plan(c: Any, plan: dict[str, Any]) -> None:
     reflinks = summary.get("reflinks", 0)
     how = "" if not reflinks else (" as reflinks" if reflinks == summary["links"]
                                    else f" ({reflinks} as reflinks)")  # fmt: skip
-    line = (f"{_n(summary['groups'], 'group')}, {_n(summary['links'], 'copy', 'copies')} "
+    copies = plural(summary["links"], "copy", "copies")
+    line = (f"{plural(summary['groups'], 'group')}, {copies} "
             f"to link{how}: {human_size(summary['reclaimable_bytes'])} to reclaim")  # fmt: skip
     if summary["other_volume_bytes"]:
         line += f", {human_size(summary['other_volume_bytes'])} more on other volumes"
     c.print(line, highlight=False)
-
-
-def _n(count: int, one: str, many: str | None = None) -> str:
-    return f"{count} {one if count == 1 else (many or one + 's')}"

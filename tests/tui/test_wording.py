@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from textual.widgets import DataTable, Select
 
+from sdlib.formatting import plural
 from sdlib.sources.civitai import RecommendedSettings
-from sdlib.tui.screens.library_actions import plural
 from sdlib.tui.widgets.model_detail import ModelDetail, recommended_text
 from sdlib.tui.widgets.results import ResultsTable
 from tests.tui.test_library import CKPT, library

@@ -22,7 +22,7 @@ from textual.coordinate import Coordinate
 from textual.widgets import DataTable, Footer, Input, Select, Static
 from textual.widgets.data_table import CellDoesNotExist
 
-from sdlib.formatting import ellipsize, human_size, terminal_safe, tilde
+from sdlib.formatting import ellipsize, human_size, plural, terminal_safe, tilde
 from sdlib.tui.library_text import (
     PROBLEMS,
     civitai_text,
@@ -40,7 +40,6 @@ from sdlib.tui.messages import (
 from sdlib.tui.screens import library_actions as actions
 from sdlib.tui.screens import library_extras as extras
 from sdlib.tui.screens._base import LEAVE_FIELD, error_text
-from sdlib.tui.screens.library_actions import plural
 from sdlib.tui.screens.library_grid import ThumbView
 from sdlib.tui.screens.library_store import StoreViews
 from sdlib.tui.widgets.library_detail import LibraryDetail

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from sdlib.formatting import human_size, tilde
+from sdlib.formatting import human_size, plural, tilde
 from sdlib.tui.messages import LibraryTaskDone
 
 if TYPE_CHECKING:
@@ -20,13 +20,6 @@ if TYPE_CHECKING:
 
 #: Lines of a plan shown before "... and N more".
 _SHOWN = 40
-
-
-def plural(n: int, word: str, many: str | None = None) -> str:
-    """``1 file``, ``2 files``, ``0 files`` (``many``: ``copies``, where not just +s)."""
-    if n == 1:
-        return f"{n} {word}"
-    return f"{n} {many or word + 's'}"
 
 
 def plan_text(plan: Plan) -> str:

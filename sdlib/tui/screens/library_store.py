@@ -20,10 +20,9 @@ from typing import TYPE_CHECKING, Any
 
 from textual import on, work
 
-from sdlib.formatting import human_size, terminal_safe, tilde
+from sdlib.formatting import human_size, plural, terminal_safe, tilde
 from sdlib.tui.messages import LibraryProgress, LibrarySeen, LibraryTaskDone
 from sdlib.tui.screens._base import SdlibScreen
-from sdlib.tui.screens.library_actions import plural
 from sdlib.tui.widgets.library_detail import LibraryDetail
 
 if TYPE_CHECKING:
