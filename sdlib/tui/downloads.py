@@ -116,6 +116,9 @@ class DownloadJob:
     #: why it stopped then; resuming finishes it to its recorded target.
     entry_id: str | None = None
     earlier: str | None = None
+    #: Keep bytes that differ from the published hashes (marked unverified): set only by
+    #: the user, after a download was discarded for a hash mismatch (``--accept-mismatch``).
+    accept_mismatch: bool = False
     _sample: tuple[float, int] | None = None
 
     @property
@@ -253,6 +256,15 @@ class DownloadQueue:
         job._sample = None
         self._pump()
         return True
+
+    def keep_anyway(self, job_id: int) -> bool:
+        """Run a job discarded for a hash mismatch again, keeping what the source serves
+        (marked unverified), as ``sdlib download --accept-mismatch`` does."""
+        job = self._jobs.get(job_id)
+        if job is None or job.state is not JobState.FAILED or job.reason != "hash mismatch":
+            return False
+        job.accept_mismatch = True
+        return self.resume(job_id)
 
     def cancel(self, job_id: int) -> bool:
         job = self._jobs.get(job_id)
@@ -393,7 +405,8 @@ def run_job(job: DownloadJob, services: Services, post: Callable[[Message], obje
 
             result = resume_download(services, job.entry_id, on_event=on_event, cancel=cancel)
         else:
-            installer = services.installer(on_event=on_event, cancel=cancel)
+            overrides = {"accept_mismatch": True} if job.accept_mismatch else None
+            installer = services.installer(on_event=on_event, cancel=cancel, overrides=overrides)
             result = installer.install(job.ref, job.choice)
     except Interrupted as exc:
         part = exc.path

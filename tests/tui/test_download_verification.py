@@ -108,10 +108,46 @@ async def test_tui_download_with_a_wrong_sha256_is_discarded(
     job, screen, _full = await _download_lora(make_app(), ui)
     assert job.state is JobState.FAILED and job.reason == "hash mismatch", job.message
     assert "SHA256" in (job.message or "") and "✗ hash mismatch" in screen
-    # The TUI has no --accept-mismatch: the compact detail names the command that has it,
-    # for this very file (Detail Tweaker v1.0 is version 62833, its file 628331).
+    # The compact detail offers k and names the CLI command that does the same, for this
+    # very file (Detail Tweaker v1.0 is version 62833, its file 628331).
     compact = detail_text(job)
+    assert "k: download again and keep" in compact
     assert "sdlib download 58390@62833 --file-id 628331 --accept-mismatch" in compact
     assert "r: try again" in compact
     lora = webui / "models" / "Lora"
     assert not [p for p in lora.iterdir() if p.suffix == ".safetensors"] if lora.exists() else True
+
+
+@pytest.mark.anyio
+async def test_tui_keeps_a_mismatched_file_only_when_the_user_says_so(
+    make_app: Any, civitai: DemoServer, webui: Path, ui: Any
+) -> None:
+    """k on a download discarded for a hash mismatch asks first; n leaves it failed, y
+    downloads it again and keeps the served bytes, marked unverified (issue 13 item 1)."""
+    served = civitai.files[LORA_FILE].path
+    assert served is not None
+    civitai.add_fault("hash-sha256-wrong", file_id=LORA_FILE)
+    app = make_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await ui.settle(pilot)
+        await queue_from_browse(pilot, ui, "detail tweaker")
+        await ui.until(pilot, lambda: job_ended(app), what="the download")
+        job = only_job(app)
+        assert job.state is JobState.FAILED and job.reason == "hash mismatch", job.message
+        await pilot.press("2")
+        await ui.settle(pilot)
+        await pilot.press("k")
+        await ui.settle(pilot)
+        assert "Keep a file that does not match?" in ui.text(app)
+        await pilot.press("n")
+        await ui.settle(pilot)
+        assert job.state is JobState.FAILED and not job.accept_mismatch
+        await pilot.press("k")
+        await ui.settle(pilot)
+        await pilot.press("y")
+        await ui.until(pilot, lambda: job.state is JobState.DONE, what="the kept download")
+    placed = webui / "models" / "Lora" / "add_detail.safetensors"
+    assert job.result is not None and job.result.path == placed
+    assert placed.read_bytes() == served.read_bytes()
+    assert job.result.verified is False
+    assert "not verified" in detail_text(job)

@@ -68,6 +68,13 @@ class DownloadsScreen(SdlibScreen):
         ),
         Binding("x", "cancel", "Cancel", tooltip="Stop, delete the partial file, forget it"),
         Binding("r", "retry", "Retry", tooltip="Run a failed or cancelled download again"),
+        Binding(
+            "k",
+            "keep_anyway",
+            "Keep anyway",
+            show=False,
+            tooltip="Download a file discarded for a hash mismatch again and keep it, unverified",
+        ),
         Binding("delete", "remove", "Remove", show=False, tooltip="Remove a finished row"),
         Binding("C", "clear", "Clear finished", show=False, tooltip="Remove all finished rows"),
         Binding("enter", "details", "Details", show=False, tooltip="The whole message"),
@@ -235,6 +242,28 @@ class DownloadsScreen(SdlibScreen):
     def action_retry(self) -> None:
         self._act("retry")
 
+    def action_keep_anyway(self) -> None:
+        from sdlib.tui.screens.dialogs import ConfirmDialog
+
+        job = self._highlighted()
+        if job is None or job.state is not JobState.FAILED or job.reason != "hash mismatch":
+            self.notify("only a download discarded for a hash mismatch can be kept", timeout=4)
+            return
+        body = (
+            f"{job.file_name} did not match what the source publishes:\n{job.message or ''}\n\n"
+            "Download it again and keep the bytes the source serves? The file is marked "
+            "unverified (as sdlib download --accept-mismatch does)."
+        )
+
+        def answered(yes: bool | None) -> None:
+            if yes and self.sdlib.downloads.keep_anyway(job.id):
+                self.show_job(job)
+
+        self.app.push_screen(
+            ConfirmDialog("Keep a file that does not match?", body, yes="Keep", danger=True),
+            answered,
+        )
+
     def action_remove(self) -> None:
         self._act("remove")
 
@@ -259,8 +288,8 @@ def detail_text(job: DownloadJob, *, full: bool = False) -> str:
         lines.append(
             "r: try again"
             + (" (set a token in Settings first)" if job.reason == "login needed" else "")
-            + (f"; to keep what the source serves: {_keep_anyway(job)}"
-               if job.reason == "hash mismatch" else "")
+            + ("; k: download again and keep what the source serves, unverified"
+               f" ({_keep_anyway(job)})" if job.reason == "hash mismatch" else "")
         )  # fmt: skip
     elif job.state is JobState.DONE and job.result is not None:
         r = job.result
@@ -282,7 +311,7 @@ def detail_text(job: DownloadJob, *, full: bool = False) -> str:
 
 def _keep_anyway(job: DownloadJob) -> str:
     """The CLI command that downloads ``job``'s file and keeps it although its bytes differ
-    from what the source publishes (the TUI has no such switch: a deliberate, typed act)."""
+    from what the source publishes (what ``k`` does here)."""
     import os
     import shlex
     import subprocess
