@@ -240,10 +240,11 @@ class ResumeRecord:
         self._write(validator=validator)
 
     def stopped(self, kept: int, exc: BaseException) -> None:
-        """The download ended without its file: say why. Nothing kept and nothing to tell
-        (no bytes failed verification): no record."""
+        """The download ended without its file: say why. Nothing kept: no record (bytes
+        that failed verification were discarded, and the error said so with the way to keep
+        them; a record listing nothing to resume was only noise)."""
         stopped_by, reason = stop_reason(exc)
-        if kept <= 0 and stopped_by != "integrity":
+        if kept <= 0:
             self.drop()
             return
         self._write(state="stopped", kept=kept, stopped_by=stopped_by, reason=reason)

@@ -138,15 +138,16 @@ def test_nothing_kept_leaves_no_record(
     assert list((tmp_path / "models").iterdir()) == []
 
 
-def test_an_integrity_failure_is_listed_without_its_deleted_bytes(
+def test_an_integrity_failure_discards_its_bytes_and_leaves_no_record(
     http: httpx2.Client, civ: CivitaiClient, civitai: DemoServer, civitai_settings: Settings,
     tmp_path: Path,
 ) -> None:  # fmt: skip
+    """Nothing to resume: the bytes that failed verification are gone, so `sdlib downloads`
+    must not list a 'part file gone' entry whose resume can only fail the same way."""
     civitai.add_fault("hash-sha256-wrong")
     with pytest.raises(HashMismatch):
         download(http, _spec(civ, tmp_path / "models"), _options(civitai_settings))
-    [entry] = list_unfinished(_state_dir(civitai_settings))
-    assert entry.stopped_by == "integrity" and not entry.part_exists and entry.kept == 0
+    assert list_unfinished(_state_dir(civitai_settings)) == []
     assert list((tmp_path / "models").iterdir()) == []
 
 
