@@ -32,8 +32,16 @@ from sdlib.download._transfer import (
 from sdlib.http import ABORT, FAST_BODY, READINTO
 
 if TYPE_CHECKING:
-    from sdlib.download._transfer import CancelWatch, ReadDeadline
+    import mmap
+
+    from sdlib.download._transfer import CancelWatch, PieceBuffers, ReadDeadline
     from sdlib.download._values import DownloadOptions
+
+
+#: Pieces are handed out in slices of this size: each is written and hashed while the
+#: write's copy has it in the CPU's cache (a whole 8 MiB piece would be read from memory
+#: once per hash).
+SLICE = 1 << 20
 
 
 class PieceError(Exception):
@@ -63,6 +71,7 @@ class PieceFetcher:
         workers: int | None = None,
         arrived: Callable[[int], None] | None = None,
         joined: Callable[[], None] | None = None,
+        buffers: PieceBuffers | None = None,
     ) -> None:
         self.client = client
         self.watch = watch
@@ -74,11 +83,13 @@ class PieceFetcher:
         self._arrived = arrived or (lambda _n: None)
         self._joined = joined or (lambda: None)
         self._local = threading.local()  # per worker: whether it has delivered a byte yet
+        #: Where piece buffers come from and go back to (None: a new one for every piece).
+        self._buffers = buffers
         self.pieces = cut(start, total, options.piece_size, options.connections)
         self._cond = threading.Condition()
         self._next = 0  # next piece a worker may take
         self._consumed = 0  # pieces handed to the consumer
-        self._done: dict[int, bytearray] = {}
+        self._done: dict[int, _Piece] = {}
         self._error: str | None = None
         self._stop = False
         self._target = 0
@@ -105,7 +116,9 @@ class PieceFetcher:
             self._threads.append(thread)
             thread.start()
 
-    def in_order(self) -> Iterator[bytearray]:
+    def in_order(self) -> Iterator[memoryview]:
+        """The pieces' bytes in file order. Each buffer is reused once the caller asks for
+        the next piece: it must have written (and queued for hashing) the one before."""
         try:
             for index in range(len(self.pieces)):
                 with self._cond:
@@ -114,10 +127,13 @@ class PieceFetcher:
                         if self._error is None and self._abandoned(index):
                             return  # no worker left to take it: the caller streams on
                         raise PieceError(self._error or "piece failed")
-                    data = self._done.pop(index)
+                    piece = self._done.pop(index)
                     self._consumed = index + 1
                     self._cond.notify_all()
-                yield data
+                for at in range(0, len(piece.view), SLICE):
+                    yield piece.view[at : at + SLICE]
+                if self._buffers is not None and piece.owned is not None:
+                    self._buffers.give(piece.owned)
         finally:
             with self._cond:
                 self._stop = True
@@ -162,18 +178,18 @@ class PieceFetcher:
         self._local.fresh = True
         while (index := self._take()) is not None:
             try:
-                data = self._fetch(*self.pieces[index])
+                piece = self._fetch(*self.pieces[index])
             except PieceError as exc:
                 self._fail(str(exc))
                 return
             except Exception as exc:  # never let a worker die silently
                 self._fail(f"unexpected error: {exc!r}")
                 return
-            if data is None:
+            if piece is None:
                 self._fail(None)
                 return
             with self._cond:
-                self._done[index] = data
+                self._done[index] = piece
                 self._cond.notify_all()
 
     def _fail(self, error: str | None) -> None:
@@ -184,9 +200,13 @@ class PieceFetcher:
             self._running -= 1
             self._cond.notify_all()
 
-    def _fetch(self, begin: int, end: int) -> bytearray | None:
+    def _fetch(self, begin: int, end: int) -> _Piece | None:
         """Bytes [begin, end) with retries that resume inside the piece."""
-        piece = _Piece(begin, bytearray(end - begin))
+        if self._buffers is not None and end - begin <= self._buffers.size:
+            owned = self._buffers.take()
+            piece = _Piece(begin, memoryview(owned)[: end - begin], owned)
+        else:
+            piece = _Piece(begin, memoryview(bytearray(end - begin)))
         attempt = 0
         progress = 0
         while True:
@@ -202,9 +222,9 @@ class PieceFetcher:
                 self._fetch_into(piece)
                 if self._stop:
                     return None
-                if piece.filled < len(piece.buf):
+                if piece.filled < len(piece.view):
                     raise _Retry(f"connection closed after {piece.begin + piece.filled:,} bytes")
-                return piece.buf
+                return piece
             except (httpx2.TransportError, _Retry) as exc:
                 if attempt >= self.opt.retries:
                     raise PieceError(
@@ -216,7 +236,7 @@ class PieceFetcher:
 
     def _fetch_into(self, piece: _Piece) -> None:
         """Continue filling ``piece`` from where it stands (progress kept on errors)."""
-        first, last = piece.begin + piece.filled, piece.begin + len(piece.buf) - 1
+        first, last = piece.begin + piece.filled, piece.begin + len(piece.view) - 1
         headers = {"Range": f"bytes={first}-{last}", "Accept-Encoding": "identity"}
         if self.validator:
             headers["If-Range"] = self.validator
@@ -229,7 +249,7 @@ class PieceFetcher:
                 # link. Either way the whole download has to re-resolve and restart here.
                 raise PieceError(f"ranged request answered HTTP {response.status_code}")
             _check_range(response, first, last)
-            view = memoryview(piece.buf)
+            view = piece.view
             cap = 1 << 20
             if self.throttle.rate:
                 cap = max(64 << 10, min(cap, self.throttle.rate // 10))
@@ -282,7 +302,9 @@ def _chunk_reader(chunks: Iterator[bytes]) -> Callable[[memoryview], int]:
 @dataclass
 class _Piece:
     begin: int
-    buf: bytearray
+    #: Where its bytes go: all of a new buffer, or the start of a reused one (``owned``).
+    view: memoryview
+    owned: mmap.mmap | None = None
     filled: int = 0
 
 

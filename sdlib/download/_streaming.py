@@ -26,6 +26,7 @@ from sdlib.download._transfer import (
     BackgroundFlush,
     BufferRing,
     CancelWatch,
+    PieceBuffers,
     ReadDeadline,
     SpeedFloor,
     Throttle,
@@ -118,7 +119,7 @@ class BodyReading:
         fetcher = PieceFetcher(
             self.client, url, boundary, self.total, self.opt, self.validator, self.throttle,
             self.watch, self.deadline, workers=0, arrived=self.ramp.arrived,
-            joined=self.ramp.joined,
+            joined=self.ramp.joined, buffers=PieceBuffers(self.opt.piece_size, self.hasher),
         )  # fmt: skip
         self._use(fetcher, workers, streaming=True)
         return fetcher

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import contextlib
+import mmap
 import os
 import threading
 import time
@@ -190,10 +191,15 @@ class BufferRing:
     """A few fixed buffers reused in turn, each handed out only once the hasher is done with it.
 
     Every buffer taken must be fed to ``hasher`` (once, in order) before the next is taken.
+    The buffers are anonymous maps (Windows has them too): nothing zeroes them while
+    holding the GIL, and they are page-aligned. A socket's copy into them is never
+    slower than into a bytearray (16 bytes into its page), and cheaper where the sender's
+    bytes sit aligned alike (0.25 against 0.45 s of CPU per GiB in a loopback test; the
+    same in the download benchmark, whose server's bytes do not).
     """
 
     def __init__(self, count: int, size: int) -> None:
-        self._buffers = [bytearray(size) for _ in range(count)]
+        self._buffers = [mmap.mmap(-1, size) for _ in range(count)]
         self._taken = 0
 
     def take(self, hasher: Hasher, fed_before: int) -> memoryview:
@@ -207,12 +213,46 @@ class BufferRing:
         return memoryview(buf)
 
 
+class PieceBuffers:
+    """Page-aligned buffers of one size for ranged pieces, reused from piece to piece.
+
+    A fresh buffer per piece costs a page fault and zeroing per 4 KiB each time (on a
+    virtual machine about 0.4 s of CPU per GiB, and the host takes freed pages back, so
+    the next ones fault again). A buffer comes back once its piece is written, with the
+    count of buffers the hasher had then been given; it is handed out again only after the
+    hasher has hashed that many.
+    """
+
+    def __init__(self, size: int, hasher: Hasher) -> None:
+        self.size = size
+        self._hasher = hasher
+        self._free: list[tuple[mmap.mmap, int]] = []
+        self._lock = threading.Lock()
+
+    def take(self) -> mmap.mmap:
+        """A buffer: a reused one (once the hasher is done with it) or a new one."""
+        with self._lock:
+            item = self._free.pop(0) if self._free else None
+        if item is None:
+            return mmap.mmap(-1, self.size)
+        buf, fed = item
+        self._hasher.wait_done(fed)
+        return buf
+
+    def give(self, buf: mmap.mmap) -> None:
+        """``buf``'s bytes were written and handed to the hasher (by the calling thread)."""
+        with self._lock:
+            self._free.append((buf, self._hasher.fed))
+
+
 class BackgroundFlush:
     """Pushes a growing file to disk every ``every`` bytes from a thread of its own.
 
     The final ``fsync`` before a download is renamed into place then has little left to
-    write, instead of a whole multi-GB file. Only where ``os.fdatasync`` exists (Linux,
-    the BSDs); elsewhere ``start`` returns None and the final fsync does all the work.
+    write, instead of a whole multi-GB file: at most ``every`` bytes (16 MiB, a few
+    hundredths of a second for a disk; 64 MiB kept a 1 GiB download waiting 0.13-0.22 s
+    at its end). Only where ``os.fdatasync`` exists (Linux, the BSDs); elsewhere
+    ``start`` returns None and the final fsync does all the work.
     """
 
     def __init__(self, fd: int, every: int) -> None:
@@ -224,7 +264,7 @@ class BackgroundFlush:
         self._thread = threading.Thread(target=self._run, daemon=True, name="sdlib-flush")
 
     @classmethod
-    def start(cls, fd: int, every: int = 64 << 20) -> BackgroundFlush | None:
+    def start(cls, fd: int, every: int = 16 << 20) -> BackgroundFlush | None:
         if not hasattr(os, "fdatasync"):
             return None
         flush = cls(fd, every)
