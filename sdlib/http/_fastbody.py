@@ -183,6 +183,11 @@ class _Body(httpx2.SyncByteStream):
         self._key = key
         self._request = request
         self._left = response.length  # None: chunked or read-until-close
+        #: A body of known length is read from the socket itself once the bytes http.client
+        #: read ahead with the headers are handed out (``_ahead``: how many it still holds;
+        #: None until looked at). Chunked and read-until-close bodies go through http.client.
+        self._direct = sock if response.length is not None and not response.chunked else None
+        self._ahead: int | None = None
         #: A failure met after some bytes arrived: raised by the next ``readinto``.
         self._error: BaseException | None = None
 
@@ -196,14 +201,19 @@ class _Body(httpx2.SyncByteStream):
             error, self._error = self._error, None
             raise error
         view = memoryview(buffer).cast("B")
+        if self._left is not None and len(view) > self._left:
+            view = view[: self._left]  # never into the next response on a kept-alive socket
         got = 0
         failure: BaseException | None = None
         try:
-            while got < len(view):
-                n = self._response.readinto(view[got:])
-                if not n:
-                    break
-                got += n
+            if self._direct is not None:
+                got = self._read_direct(view, self._direct)
+            else:
+                while got < len(view):
+                    n = self._response.readinto(view[got:])
+                    if not n:
+                        break
+                    got += n
         except BaseException as exc:
             self._drop()
             failure = _translate(exc, self._request, reading=True)
@@ -211,6 +221,8 @@ class _Body(httpx2.SyncByteStream):
                 raise failure from None  # Ctrl-C and the like: at once
         if self._left is not None:
             self._left -= got
+            if self._direct is not None and not self._left and failure is None:
+                self._response.close()  # read to its end: the connection may be reused
             if failure is None and got < len(view) and self._left > 0:
                 self._drop()
                 failure = httpx2.RemoteProtocolError(
@@ -221,6 +233,30 @@ class _Body(httpx2.SyncByteStream):
             if not got:
                 raise failure
             self._error = failure
+        return got
+
+    def _read_direct(self, view: memoryview, sock: socket.socket) -> int:
+        """Fill ``view`` with ``recv_into`` on the socket: one kernel copy straight into the
+        caller's buffer, from its start. http.client's buffered reader would read each
+        call's last few KiB into its own buffer and copy them over (and start the next
+        call with them, at an offset that is no multiple of 64 bytes), with its Python
+        frames around every read: 0.29 against 0.26 s of CPU per GiB on loopback. Only
+        the bytes it read ahead with the headers are taken from it, once."""
+        if not view:
+            return 0
+        fp = self._response.fp
+        if self._ahead is None:  # the first read: what is left in http.client's buffer
+            self._ahead = len(fp.peek()) if fp is not None else 0
+        got = 0
+        if self._ahead and fp is not None:
+            got = min(len(view), self._ahead)
+            view[:got] = fp.read(got)  # served from its buffer, no read from the socket
+            self._ahead -= got
+        while got < len(view):
+            n = sock.recv_into(view[got:])
+            if not n:
+                break
+            got += n
         return got
 
     def abort(self) -> None:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import http.client
 import socket
+import threading
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx2
 import pytest
@@ -164,3 +166,92 @@ def test_a_failed_tls_handshake_is_a_connect_error(url: str) -> None:
     # The storage server speaks plain HTTP, so the TLS handshake cannot succeed.
     with _client() as client, pytest.raises(httpx2.ConnectError):
         client.get(url.replace("http://", "https://", 1), extensions={FAST_BODY: True})
+
+
+@pytest.mark.parametrize("size", [777, 64 << 10, 1 << 20])
+def test_a_sized_body_is_read_from_the_socket_into_the_callers_buffer(
+    url: str, monkeypatch: pytest.MonkeyPatch, size: int
+) -> None:
+    # Reads of any size, smaller than what http.client read ahead with the headers too;
+    # past those bytes, each lands in the caller's buffer from the socket itself, not
+    # through http.client's buffered reader (which read at unaligned offsets).
+    through_http_client = 0
+    real = http.client.HTTPResponse.readinto
+
+    def counting(self: http.client.HTTPResponse, b: object) -> int:
+        nonlocal through_http_client
+        through_http_client += 1
+        return real(self, b)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(http.client.HTTPResponse, "readinto", counting)
+    whole = _expected(url)
+    with _client() as client, client.stream("GET", url, extensions={FAST_BODY: True}) as r:
+        assert _read_all(r, size) == whole
+    assert through_http_client == 0
+
+
+class _OddBodies(BaseHTTPRequestHandler):
+    """A chunked body, an empty one, and a body sent until the connection closes."""
+
+    protocol_version = "HTTP/1.1"
+    BODY = bytes(range(256)) * 4099
+
+    def do_GET(self) -> None:
+        self.send_response(200)
+        if self.path == "/chunked":
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            for at in range(0, len(self.BODY), 100_003):
+                part = self.BODY[at : at + 100_003]
+                self.wfile.write(f"{len(part):x}\r\n".encode() + part + b"\r\n")
+            self.wfile.write(b"0\r\n\r\n")
+        elif self.path == "/empty":
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+        else:
+            self.send_header("Connection", "close")
+            self.end_headers()
+            self.wfile.write(self.BODY)
+            self.close_connection = True
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def odd_server() -> Iterator[str]:
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), _OddBodies)
+    thread = threading.Thread(target=srv.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{srv.server_address[1]}"
+    srv.shutdown()
+    srv.server_close()
+    thread.join()
+
+
+@pytest.mark.parametrize("path", ["/chunked", "/until-close"])
+def test_bodies_without_a_length_still_come_through_http_client(odd_server: str, path: str) -> None:
+    with (
+        _client() as client,
+        client.stream("GET", odd_server + path, extensions={FAST_BODY: True}) as r,
+    ):
+        assert _read_all(r, 65_537) == _OddBodies.BODY
+
+
+def test_an_empty_body_reads_nothing_and_keeps_the_connection(
+    odd_server: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    connects = 0
+    real_connect = http.client.HTTPConnection.connect
+
+    def counting(self: http.client.HTTPConnection) -> None:
+        nonlocal connects
+        connects += 1
+        real_connect(self)
+
+    monkeypatch.setattr(http.client.HTTPConnection, "connect", counting)
+    with _client() as client:
+        for _ in range(2):  # a read that waited for bytes that never come would time out
+            with client.stream("GET", odd_server + "/empty", extensions={FAST_BODY: True}) as r:
+                assert _read_all(r) == b""
+    assert connects == 1
