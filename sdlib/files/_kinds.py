@@ -159,8 +159,8 @@ _CONTROLNET_HINTS = (
 def _context_base(k: Keys) -> Base | None:
     """Base from the most common ``attn2.to_k`` input width anywhere in ``k``."""
     widths = Counter(
-        t.shape[1] for n, t in k.tensors.items()
-        if n.endswith("attn2.to_k.weight") and len(t.shape) == 2
+        s[1] for n, s in k.shaped()
+        if n.endswith("attn2.to_k.weight") and len(s) == 2
     )  # fmt: skip
     return sig.CONTEXT_BASES.get(widths.most_common(1)[0][0]) if widths else None
 
@@ -188,7 +188,7 @@ def _motion_module(ctx: _Ctx) -> Verdict | None:
     levels = {int(m.group(1)) for n in k.names() if (m := _DOWN_LEVEL.match(n))}
     top = max(levels, default=-1)
     base = {3: Base.SD1, 2: Base.SDXL}.get(top, Base.UNKNOWN)
-    pe = next((t.shape for n, t in k.tensors.items() if n.endswith("pos_encoder.pe")), None)
+    pe = next((s for n, s in k.shaped() if n.endswith("pos_encoder.pe")), None)
     if hotshot:
         variant = "hotshot-xl"
         base = Base.SDXL

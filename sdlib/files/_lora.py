@@ -9,8 +9,8 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections import Counter
-from collections.abc import Mapping
+from collections import Counter, OrderedDict
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -96,7 +96,7 @@ _BLOCK_INDEX = re.compile(r"transformer_blocks_(\d+)_")
 class Module:
     """One patched module: its delta tensors by part label, and what they imply.
 
-    ``algo``, ``target`` and ``flat`` are filled once by :func:`scan`; the rules read
+    ``algo``, ``target`` and ``flat`` are worked out once by :func:`scan`; the rules read
     them many times.
     """
 
@@ -107,11 +107,6 @@ class Module:
     #: The name with ``.``/``:`` as ``_`` plus a trailing ``_``: one spelling to match
     #: kohya (``attn2_to_k``) and diffusers (``attn2.to_k``) names alike.
     flat: str = ""
-
-    def finish(self) -> None:
-        self.algo = _module_algo(self.parts)
-        self.target = target(self.name)
-        self.flat = self.name.replace(".", "_").replace(":", "_") + "_"
 
     def rank(self) -> int | None:
         for part in ("down", "hada_w1_b", "lokr_w2_b", "lokr_w1_b"):
@@ -206,6 +201,9 @@ class LoraScan:
 
     modules: dict[str, Module]
     tokens: list[str]
+    #: ``analyze``'s findings from the modules alone, kept for the next file with the
+    #: same modules (scans are shared through ``_Layout.scans``: never changed after).
+    summary: _Summary | None = None
 
     def __bool__(self) -> bool:
         # Alpha-only or norm-only modules do not make a file a LoRA.
@@ -213,10 +211,77 @@ class LoraScan:
 
 
 def scan(keys: Keys) -> LoraScan:
-    grouped: dict[str, dict[str, Shape]] = {}
+    """The delta modules of ``keys``, each with its parts' shapes and what they imply.
+
+    Files with the same names and the same delta shapes (LoRAs trained with one recipe)
+    share one scan: its modules, and what ``analyze`` found in them."""
+    layout = _layout(keys)
+    rows = list(keys.rows.values())
+    shapes = keys.shapes
+    signature = tuple(map(shapes.__getitem__, map(rows.__getitem__, layout.positions)))
+    known = layout.scans.get(signature)
+    if known is not None:
+        return known
+    modules: dict[str, Module] = {}
+    for name, tgt, flat, labels in zip(
+        layout.modules, layout.targets, layout.flats, layout.parts, strict=True
+    ):
+        parts = {label: shapes[rows[pos]] for label, pos in labels}
+        modules[name] = Module(name, parts, _module_algo(parts), tgt, flat)
+    found = LoraScan(modules, list(layout.tokens))
+    if len(layout.scans) < _SCANS_KEPT:
+        layout.scans[signature] = found
+    return found
+
+
+#: Scans kept per layout (one per set of delta shapes: a rank, a dtype-independent recipe).
+_SCANS_KEPT = 8
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """What a scan learns from the names alone: the modules (in first-seen order) with the
+    position of each part's tensor among the names, their targets and flat spellings, and
+    the embedded token tensors. LoRAs of one trainer and base share their names exactly."""
+
+    modules: tuple[str, ...]
+    targets: tuple[str, ...]
+    flats: tuple[str, ...]
+    parts: tuple[tuple[tuple[str, int], ...], ...]
+    tokens: tuple[str, ...]
+    #: Every part's position, in order: the shapes there are a scan's signature.
+    positions: tuple[int, ...]
+    #: Scans made with this layout, by signature.
+    scans: dict[tuple[Shape, ...], LoraScan] = field(default_factory=dict, compare=False)
+
+
+#: Layouts by the names they were made from (``Keys.blob``), a few kept, newest last.
+_LAYOUTS: OrderedDict[str, _Layout] = OrderedDict()
+_LAYOUTS_KEPT = 32
+
+
+def _layout(keys: Keys) -> _Layout:
+    blob = keys.blob
+    # The blob stands for the names only if no name holds a newline itself.
+    cacheable = blob.count("\n") == len(keys) + 1
+    if cacheable:
+        known = _LAYOUTS.get(blob)
+        if known is not None:
+            _LAYOUTS.move_to_end(blob)
+            return known
+    layout = _make_layout(keys.names())
+    if cacheable:
+        _LAYOUTS[blob] = layout
+        if len(_LAYOUTS) > _LAYOUTS_KEPT:
+            _LAYOUTS.popitem(last=False)
+    return layout
+
+
+def _make_layout(names: Iterable[str]) -> _Layout:
+    grouped: dict[str, dict[str, int]] = {}
     tokens: list[str] = []
     parse = _parse
-    for name, info in keys.tensors.items():
+    for pos, name in enumerate(names):
         parsed = parse(name)
         if parsed is None:
             if name[:1] == "<" or ".string_to_param." in name:
@@ -225,11 +290,16 @@ def scan(keys: Keys) -> LoraScan:
         parts = grouped.get(parsed[0])
         if parts is None:
             parts = grouped[parsed[0]] = {}
-        parts[parsed[1]] = info.shape
-    modules = {name: Module(name, parts) for name, parts in grouped.items()}
-    for module in modules.values():
-        module.finish()
-    return LoraScan(modules, tokens)
+        parts[parsed[1]] = pos
+    modules = tuple(grouped)
+    return _Layout(
+        modules,
+        tuple(map(target, modules)),
+        tuple(m.replace(".", "_").replace(":", "_") + "_" for m in modules),
+        tuple(tuple(p.items()) for p in grouped.values()),
+        tuple(tokens),
+        tuple(pos for p in grouped.values() for pos in p.values()),
+    )
 
 
 def target(module: str) -> str:
@@ -260,6 +330,30 @@ class LoraVerdict:
 
 
 def analyze(lora: LoraScan, metadata: Mapping[str, str]) -> LoraVerdict:
+    if lora.summary is None:
+        lora.summary = _summarize(lora)
+    s = lora.summary
+    evidence = list(s.evidence)
+    base = _base(s.found, metadata, evidence)
+    producer = _producer(s.first, metadata)
+    return LoraVerdict(s.algo, s.rank, _alpha(metadata), s.targets, producer, base, evidence)
+
+
+@dataclass(frozen=True)
+class _Summary:
+    """What the modules alone say (metadata aside): worked out once per ``LoraScan``."""
+
+    algo: str
+    rank: int | None
+    targets: tuple[str, ...]
+    #: The base the tensors give (None or unknown: they are silent).
+    found: Base | None
+    #: The first module's name (the producer, when the metadata does not say).
+    first: str
+    evidence: tuple[str, ...]
+
+
+def _summarize(lora: LoraScan) -> _Summary:
     mods = [m for m in lora.modules.values() if m.algo]
     evidence: list[str] = []
     algo = _algo(mods, evidence)
@@ -267,11 +361,11 @@ def analyze(lora: LoraScan, metadata: Mapping[str, str]) -> LoraVerdict:
     rank = ranks.most_common(1)[0][0] if ranks else None
     if rank is not None:
         evidence.append(f"rank {rank} in {ranks[rank]} of {len(mods)} modules")
-    targets = tuple(t for t in TARGET_ORDER if any(m.target == t for m in mods))
-    base = _base(mods, metadata, evidence)
-    return LoraVerdict(
-        algo, rank, _alpha(metadata), targets, _producer(mods, metadata), base, evidence
-    )
+    present = {m.target for m in mods}
+    targets = tuple(t for t in TARGET_ORDER if t in present)
+    found = _found_base(mods, evidence)
+    first = mods[0].name if mods else ""
+    return _Summary(algo, rank, targets, found, first, tuple(evidence))
 
 
 def _algo(mods: list[Module], evidence: list[str]) -> str:
@@ -300,7 +394,7 @@ def _alpha(metadata: Mapping[str, str]) -> float | None:
     return alpha if math.isfinite(alpha) else None
 
 
-def _producer(mods: list[Module], metadata: Mapping[str, str]) -> str | None:
+def _producer(first: str, metadata: Mapping[str, str]) -> str | None:
     software = _software(metadata)
     if software:
         return software
@@ -309,7 +403,6 @@ def _producer(mods: list[Module], metadata: Mapping[str, str]) -> str | None:
         return "lycoris"
     if module.startswith("networks."):
         return "kohya"
-    first = mods[0].name if mods else ""
     return next((who for pattern, who in _PRODUCER_NAMES if pattern.search(first)), None)
 
 
@@ -336,7 +429,8 @@ def _software(metadata: Mapping[str, str]) -> str | None:
     return str(name) if name else None
 
 
-def _base(mods: list[Module], metadata: Mapping[str, str], evidence: list[str]) -> Base:
+def _found_base(mods: list[Module], evidence: list[str]) -> Base | None:
+    """The base the modules' names and shapes give, or None."""
     blob = " ".join(m.flat for m in mods)
     found = None
     if any(f in blob for f in _FLUX_FAMILY):
@@ -348,6 +442,11 @@ def _base(mods: list[Module], metadata: Mapping[str, str], evidence: list[str]) 
         found = _dit_base(mods, evidence)
     else:
         found = _unet_base(mods, evidence)
+    return found
+
+
+def _base(found: Base | None, metadata: Mapping[str, str], evidence: list[str]) -> Base:
+    """The tensors' base, else the one the metadata claims (said in ``evidence``)."""
     claimed = base_from_metadata(metadata)
     if found is None or found is Base.UNKNOWN:
         if claimed is not None:

@@ -6,12 +6,14 @@ rules read these tables rather than hard-coding one branch per model type.
 
 from __future__ import annotations
 
+import operator
 from bisect import bisect_left
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar
 
-from sdlib.files.tensors import TensorInfo
+from sdlib.files.tensors import TensorColumns, TensorInfo
 from sdlib.taxonomy import Base, Kind
 
 # --- unwrapping (classify.md 2 "Nesting", 7.5) --------------------------------------------------
@@ -182,26 +184,40 @@ class Keys:
 
     Prefix questions bisect the sorted names (O(log n)); ``blob`` (every name between
     newlines) answers the few "does any name contain X" questions at C speed. Built once
-    per subtree, this keeps ``classify`` linear in the tensor count.
+    per subtree, this keeps ``classify`` linear in the tensor count. Shapes and dtypes are
+    columns shared by a tree and its subtrees: ``rows`` maps each name (in file order) to
+    its row, so a subtree is one dict of names, never a copy of per-tensor objects.
     """
 
-    tensors: Mapping[str, TensorInfo]
+    rows: Mapping[str, int]
+    shapes: Sequence[tuple[int, ...]]
+    dtypes: Sequence[str]
     blob: str = field(init=False, repr=False)
     _sorted: list[str] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "blob", "\n" + "\n".join(self.tensors) + "\n")
-        object.__setattr__(self, "_sorted", sorted(self.tensors))
+        object.__setattr__(self, "blob", "\n" + "\n".join(self.rows) + "\n")
+        object.__setattr__(self, "_sorted", sorted(self.rows))
+
+    @classmethod
+    def of(cls, tensors: Mapping[str, TensorInfo]) -> Keys:
+        """The keys of a table's tensors (its columns as they are, for a bulk-read header)."""
+        if isinstance(tensors, TensorColumns):
+            return cls(tensors.rows, tensors.shapes, tensors.dtypes)
+        infos = list(tensors.values())
+        shapes = list(map(_SHAPE, infos))
+        rows = dict(zip(tensors, range(len(infos)), strict=True))
+        return cls(rows, shapes, list(map(_DTYPE, infos)))
 
     def __len__(self) -> int:
-        return len(self.tensors)
+        return len(self.rows)
 
     def __contains__(self, name: object) -> bool:
-        return name in self.tensors
+        return name in self.rows
 
     def shape(self, name: str) -> tuple[int, ...] | None:
-        info = self.tensors.get(name)
-        return info.shape if info is not None else None
+        row = self.rows.get(name)
+        return self.shapes[row] if row is not None else None
 
     def dim(self, name: str, axis: int) -> int | None:
         """``shape[axis]`` of ``name``, or None if absent or of lower rank."""
@@ -221,23 +237,36 @@ class Keys:
         return fragment in self.blob
 
     def all_prefixed(self, prefix: str) -> bool:
-        return bool(self.tensors) and self.count_prefix(prefix) == len(self.tensors)
+        return bool(self.rows) and self.count_prefix(prefix) == len(self.rows)
 
     def sub(self, prefix: str) -> Keys:
         """The subtree under ``prefix``, with the prefix removed."""
         lo = bisect_left(self._sorted, prefix)
         hi = bisect_left(self._sorted, prefix + "\U0010ffff")
-        n, t = len(prefix), self.tensors
+        n, r = len(prefix), self.rows
         if hi - lo == len(self._sorted):  # everything: keep file order
-            return Keys({k[n:]: v for k, v in t.items()})
-        return Keys({k[n:]: t[k] for k in self._sorted[lo:hi]})
+            return Keys({k[n:]: v for k, v in r.items()}, self.shapes, self.dtypes)
+        return Keys({k[n:]: r[k] for k in self._sorted[lo:hi]}, self.shapes, self.dtypes)
 
     def names(self) -> Iterable[str]:
-        return self.tensors.keys()
+        return self.rows.keys()
+
+    def shaped(self) -> Iterator[tuple[str, tuple[int, ...]]]:
+        """(name, shape) of every tensor, in order."""
+        return zip(self.rows, map(self.shapes.__getitem__, self.rows.values()), strict=True)
+
+    def column(self, values: Sequence[_T]) -> list[_T]:
+        """``values`` (a column such as ``shapes`` or ``dtypes``) for these names, in order."""
+        return list(map(values.__getitem__, self.rows.values()))
 
     def heads(self) -> Counter[str]:
         """Tensor count per top-level name segment (for "unknown" evidence)."""
-        return Counter(k.split(".", 1)[0] for k in self.tensors)
+        return Counter(k.split(".", 1)[0] for k in self.rows)
+
+
+_T = TypeVar("_T")
+_SHAPE = operator.attrgetter("shape")
+_DTYPE = operator.attrgetter("dtype")
 
 
 @dataclass

@@ -74,10 +74,9 @@ def _elements_by_dtype(k: Keys) -> dict[str, int]:
     weights to have a precision. Column-wise (C-level ``map``s): a checkpoint has
     thousands of tensors and a first scan meets millions.
     """
-    names = list(k.tensors)
-    infos = list(k.tensors.values())
-    shapes = list(map(_SHAPE, infos))
-    dtypes = list(map(_DTYPE, infos))
+    names = list(k.names())
+    shapes = k.column(k.shapes)
+    dtypes = k.column(k.dtypes)
     counts = list(map(operator.mul, map(math.prod, shapes), map(bool, shapes)))
     skipped = set(sig.SCHEDULE_BUFFERS.intersection(names))
     skipped.update(filter(operator.methodcaller("endswith", "position_ids"), names))
@@ -91,10 +90,6 @@ def _elements_by_dtype(k: Keys) -> dict[str, int]:
         if first is not None:
             found.append((first, dtype, sum(itertools.compress(counts, mine))))
     return {dtype: n for _, dtype, n in sorted(found)}
-
-
-_SHAPE = operator.attrgetter("shape")
-_DTYPE = operator.attrgetter("dtype")
 
 
 def _quantized(

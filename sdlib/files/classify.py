@@ -13,7 +13,6 @@ precision and metadata in :mod:`sdlib.files._traits`. Every decision appends a l
 from __future__ import annotations
 
 import math
-import operator
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
@@ -137,7 +136,8 @@ def classify(table: TensorTable) -> Classification:
 
 def _classify(table: TensorTable) -> Classification:
     evidence: list[str] = []
-    keys = _unwrap(Keys(dict(table.tensors)), evidence)
+    everything = Keys.of(table.tensors)
+    keys = _unwrap(everything, evidence)
     ctx = _Ctx(keys, table.metadata)
     verdict = _decide(ctx)
     evidence.extend(verdict.evidence)
@@ -158,13 +158,10 @@ def _classify(table: TensorTable) -> Classification:
         lora=lora,
         metadata=_summary(table.metadata, ctx.scanned.tokens if ctx.scanned else []),
         tensors=len(table),
-        parameters=sum(map(math.prod, map(_SHAPE, table.tensors.values()))),
+        parameters=sum(map(math.prod, everything.shapes)),
         evidence=tuple(evidence),
         quantization=quantization,
     )
-
-
-_SHAPE = operator.attrgetter("shape")
 
 
 @dataclass
@@ -205,7 +202,7 @@ _Rule = Callable[[_Ctx], Verdict | None]
 
 
 def _decide(ctx: _Ctx) -> Verdict:
-    if not ctx.keys.tensors:
+    if not len(ctx.keys):
         return Verdict(Kind.UNKNOWN, evidence=["no tensors"])
     for rule in _RULES:
         verdict = rule(ctx)

@@ -19,7 +19,7 @@ from typing import Any, BinaryIO
 
 from sdlib.errors import FormatError
 from sdlib.files.opening import open_regular, os_problem, printable
-from sdlib.files.tensors import DTYPE_SIZES, TensorInfo, TensorTable
+from sdlib.files.tensors import DTYPE_SIZES, TensorColumns, TensorInfo, TensorTable
 from sdlib.hashing import MAX_HEADER
 from sdlib.taxonomy import Container
 
@@ -87,15 +87,16 @@ def _fast_table(raw: bytes, file_size: int) -> TensorTable | None:
     # every object has one ':' in the bytes, and without escapes every ':' inside a string
     # is a ':' in the bytes: the counts agree exactly when no member was lost.
     try:
-        # Each entry an object with these members (anything else raises here) and, by the
-        # count, no others; each dtype a known name (so a string).
+        # Each entry an object with these members (anything else raises here: a list, a
+        # string, a number or null cannot be indexed by a name) and, by the count, no
+        # others; each dtype a known name (so a string).
         dtypes = list(map(_DTYPE, entries))
         shapes = list(map(_SHAPE, entries))
         offsets = list(map(_OFFSETS, entries))
         sizes = list(map(DTYPE_SIZES.__getitem__, dtypes))
     except (KeyError, TypeError, IndexError):
         return None
-    if set(map(type, entries)) - {dict} or sum(map(len, entries)) != 3 * n:
+    if sum(map(len, entries)) != 3 * n:
         return None
     colons = 3 * n + n + meta_members + meta_colons + "".join(names).count(":")
     if text.count(":") != colons:
@@ -109,8 +110,8 @@ def _fast_table(raw: bytes, file_size: int) -> TensorTable | None:
         return None
     if n and max(map(len, shapes)) > MAX_DIMS:
         return None
-    begins = list(map(operator.itemgetter(0), offsets))
-    ends = list(map(operator.itemgetter(1), offsets))
+    begins = list(map(_FIRST, offsets))
+    ends = list(map(_SECOND, offsets))
     if set(map(type, begins)) - {int} or set(map(type, ends)) - {int}:
         return None
     counts = list(map(math.prod, shapes))
@@ -120,20 +121,25 @@ def _fast_table(raw: bytes, file_size: int) -> TensorTable | None:
         return None
     if not all(map(operator.eq, map(operator.sub, ends, begins), map(operator.mul, counts, sizes))):
         return None
-    # Layout: the non-empty spans in order must not overlap nor run past the data.
-    lengths = map(operator.sub, ends, begins)
-    spans = sorted(filter(operator.itemgetter(1), zip(begins, lengths, strict=True)))
-    starts = list(map(operator.itemgetter(0), spans))
-    stops = list(map(operator.add, starts, map(operator.itemgetter(1), spans)))
-    if not all(map(operator.ge, starts[1:], stops[:-1])):
-        return None
-    if (stops[-1] if stops else 0) > file_size - 8 - len(raw):
-        return None
-    infos = TensorInfo.many(names, dtypes, map(tuple, shapes), map(tuple, offsets))
-    tensors = dict(zip(names, infos, strict=True))
-    return TensorTable(tensors, Container.SAFETENSORS, metadata, 8 + len(raw))
+    data_size = file_size - 8 - len(raw)
+    # Layout: the non-empty spans must not overlap nor run past the data. Writers store
+    # them in file order, one after another: then a pass over neighbours proves it.
+    if not (all(map(operator.le, ends[:-1], begins[1:])) and (ends[-1] if n else 0) <= data_size):
+        lengths = map(operator.sub, ends, begins)
+        spans = sorted(filter(_SECOND, zip(begins, lengths, strict=True)))
+        starts = list(map(_FIRST, spans))
+        stops = list(map(operator.add, starts, map(_SECOND, spans)))
+        if not all(map(operator.ge, starts[1:], stops[:-1])):
+            return None
+        if (stops[-1] if stops else 0) > data_size:
+            return None
+    rows = dict(zip(names, range(n), strict=True))
+    columns = TensorColumns(rows, dtypes, list(map(tuple, shapes)), begins, ends)
+    return TensorTable(columns, Container.SAFETENSORS, metadata, 8 + len(raw))
 
 
+_FIRST = operator.itemgetter(0)
+_SECOND = operator.itemgetter(1)
 _DTYPE = operator.itemgetter("dtype")
 _SHAPE = operator.itemgetter("shape")
 _OFFSETS = operator.itemgetter("data_offsets")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import collections
 import itertools
 import math
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import ItemsView, Iterable, Iterator, Mapping, Sequence, ValuesView
 from dataclasses import dataclass, field
 
 from sdlib.taxonomy import Container
@@ -98,6 +98,73 @@ class TensorInfo:
         if block is not None:
             return -(-self.numel // block[0]) * block[1]
         return int(self.numel * DTYPE_SIZES.get(self.dtype, 1))
+
+
+class TensorColumns(Mapping[str, TensorInfo]):
+    """A name -> ``TensorInfo`` mapping kept as columns (a safetensors header read in bulk).
+
+    A first scan meets millions of tensors and its classifier reads only names, dtypes and
+    shapes: the columns serve it directly (``rows``, ``dtypes``, ``shapes``), and a
+    ``TensorInfo`` is made only for whoever asks for one (all at once, then kept, for a
+    walk over the values). Equal to the dict of the same ``TensorInfo`` objects.
+    """
+
+    __slots__ = ("_infos", "begins", "dtypes", "ends", "rows", "shapes")
+
+    def __init__(
+        self,
+        rows: dict[str, int],
+        dtypes: list[str],
+        shapes: list[tuple[int, ...]],
+        begins: list[int],
+        ends: list[int],
+    ) -> None:
+        #: name -> its row in the columns, in file order (names are unique).
+        self.rows = rows
+        self.dtypes = dtypes
+        self.shapes = shapes
+        self.begins = begins
+        self.ends = ends
+        self._infos: dict[str, TensorInfo] | None = None
+
+    def _all(self) -> dict[str, TensorInfo]:
+        if self._infos is None:
+            names = list(self.rows)
+            offsets = zip(self.begins, self.ends, strict=True)
+            infos = TensorInfo.many(names, self.dtypes, self.shapes, offsets)
+            self._infos = dict(zip(names, infos, strict=True))
+        return self._infos
+
+    def __getitem__(self, name: str) -> TensorInfo:
+        if self._infos is not None:
+            return self._infos[name]
+        i = self.rows[name]
+        return TensorInfo(name, self.dtypes[i], self.shapes[i], (self.begins[i], self.ends[i]))
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.rows)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.rows
+
+    def values(self) -> ValuesView[TensorInfo]:
+        return self._all().values()
+
+    def items(self) -> ItemsView[str, TensorInfo]:
+        return self._all().items()
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, TensorColumns):
+            other = other._all()
+        return self._all() == other
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"TensorColumns({len(self.rows)} tensors)"
 
 
 @dataclass(frozen=True)
