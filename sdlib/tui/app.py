@@ -14,7 +14,8 @@ from textual.binding import Binding, BindingType
 from textual.screen import Screen
 
 from sdlib.formatting import terminal_safe, tilde
-from sdlib.tui.downloads import DownloadJob, DownloadQueue, discard_part, run_job
+from sdlib.tui.download_worker import discard_part, run_job
+from sdlib.tui.downloads import DownloadJob, DownloadQueue
 from sdlib.tui.keys import KeyGate
 from sdlib.tui.messages import (
     DownloadDone,

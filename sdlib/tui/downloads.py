@@ -1,7 +1,8 @@
 """The download queue: jobs, their states, speed and ETA, and the thread that runs one.
 
 The model (``DownloadQueue``, ``DownloadJob``) lives on the UI thread and changes only in
-message handlers; ``run_job`` runs in a worker thread and only posts messages. A job is one
+message handlers; ``run_job`` (``sdlib.tui.download_worker``) runs in a worker thread
+and only posts messages. A job is one
 ``Installer.install`` call, the same resolve -> download -> verify -> place -> sidecars path
 ``sdlib download`` takes.
 
@@ -23,11 +24,9 @@ it to the same target through ``resume_download``.
 
 from __future__ import annotations
 
-import contextlib
 import threading
-import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -47,14 +46,9 @@ if TYPE_CHECKING:
     from textual.message import Message
 
     from sdlib.download import UnfinishedDownload
-    from sdlib.errors import SdlibError
     from sdlib.install import FileChoice, InstallResult
-    from sdlib.tui.services import Services
 
-__all__ = [
-    "DownloadJob", "DownloadQueue", "JobState", "describe_failure", "discard_part",
-    "refresh_webuis", "run_job",
-]  # fmt: skip
+__all__ = ["FINISHED", "DownloadJob", "DownloadQueue", "JobState"]
 
 
 class JobState(str, Enum):
@@ -119,6 +113,9 @@ class DownloadJob:
     #: Keep bytes that differ from the published hashes (marked unverified): set only by
     #: the user, after a download was discarded for a hash mismatch (``--accept-mismatch``).
     accept_mismatch: bool = False
+    #: What the install said on the way, as the CLI prints it ("picked ...", "from a
+    #: CivArchive mirror ...", "could not write sidecars ...").
+    notes: list[str] = field(default_factory=list)
     _sample: tuple[float, int] | None = None
 
     @property
@@ -252,6 +249,7 @@ class DownloadQueue:
         job.cancel = threading.Event()
         job.stop = None
         job.reason = job.message = job.note = None
+        job.notes = []
         job.speed = 0.0
         job._sample = None
         self._pump()
@@ -336,6 +334,9 @@ class DownloadQueue:
         return job
 
     def _phase(self, job: DownloadJob, message: DownloadPhase) -> None:
+        if message.phase == "note" and message.detail:
+            job.notes.append(message.detail)
+            return
         if job.stop is not None:  # pausing/cancelling: keep saying so
             return
         if message.phase == "resolving":
@@ -367,136 +368,9 @@ class DownloadQueue:
                 self._start(job)
 
 
-# --- the worker side --------------------------------------------------------------------------
-
-
-def run_job(job: DownloadJob, services: Services, post: Callable[[Message], object]) -> None:
-    """Install one job (in a worker thread); report everything through ``post``."""
-    from sdlib import download as d
-    from sdlib.errors import Interrupted, SdlibError
-
-    job_id = job.id
-    cancel = job.cancel
-
-    def on_event(event: d.DownloadEvent) -> None:
-        if isinstance(event, d.Progress):
-            post(DownloadProgress(job_id, event.done, event.total, time.monotonic()))
-        elif isinstance(event, d.Started):
-            post(
-                DownloadPhase(
-                    job_id,
-                    "downloading",
-                    total=event.total,
-                    resumed_from=event.resumed_from,
-                    file_name=event.name,
-                )
-            )
-        elif isinstance(event, d.Retrying):
-            post(DownloadPhase(job_id, "retrying", detail=f"retry {event.attempt}: {event.reason}"))
-        elif isinstance(event, d.Verifying):
-            post(DownloadPhase(job_id, "verifying"))
-
-    post(DownloadPhase(job_id, "resolving"))
-    try:
-        if cancel.is_set():
-            raise Interrupted("stopped before it started")
-        if job.entry_id is not None:  # left by an earlier session: to its recorded target
-            from sdlib.services.downloads import resume_download
-
-            result = resume_download(services, job.entry_id, on_event=on_event, cancel=cancel)
-        else:
-            overrides = {"accept_mismatch": True} if job.accept_mismatch else None
-            installer = services.installer(on_event=on_event, cancel=cancel, overrides=overrides)
-            result = installer.install(job.ref, job.choice)
-    except Interrupted as exc:
-        part = exc.path
-        if job.stop == "cancel" and part:
-            discard_part(part, services)
-            part = None
-        post(DownloadStopped(job_id, part))
-    except SdlibError as exc:
-        reason, message = describe_failure(exc)
-        post(DownloadFailed(job_id, reason, message))
-    except Exception as exc:  # a bug must not take the app down; say what it was
-        post(DownloadFailed(job_id, "error", f"unexpected {type(exc).__name__}: {exc}"))
-    else:
-        post(DownloadDone(job_id, result))
-        refresh_webuis(services, result, post)
-
-
-def refresh_webuis(services: Services, result: InstallResult, post: Callable[..., object]) -> None:
-    """Ask the running webUIs ([webui.NAME]) to rescan the list the new file is in, as
-    ``sdlib download`` does; each says how it went in a notification (never an error)."""
-    if result.status == "already-present" or not services.settings.webuis:
-        return
-    from textual.notifications import Notification, Notify
-
-    from sdlib.errors import SdlibError
-    from sdlib.services.refresh import changed_kinds, refresh
-
-    try:
-        dest = services.destination()
-        layout, root = dest.layout, dest.root
-    except SdlibError:  # resumed into a folder no longer configured: the kind decides
-        layout, root = None, None
-    kinds = changed_kinds(layout, root, [(result.path, result.kind)])
-    for outcome in refresh(services, kinds):
-        note = Notification(outcome.line(), "webUI refresh", markup=False)
-        post(Notify(note if outcome.ok else replace(note, severity="warning")))
-
-
-def discard_part(path: str, services: Services | None = None) -> None:
-    """Forget a cancelled job's unfinished download: its part file and its record (in a
-    worker thread)."""
-    if services is not None:
-        from sdlib.errors import SdlibError
-        from sdlib.services.downloads import forget_download, unfinished_downloads
-
-        with contextlib.suppress(SdlibError, OSError):
-            for entry in unfinished_downloads(services):
-                if path and entry.part == Path(path):
-                    forget_download(services, entry)
-                    return
-    if path:
-        with contextlib.suppress(OSError):
-            Path(path).unlink()
-
-
 def _earlier(entry: UnfinishedDownload) -> str:
     """Why an earlier session's download stopped, for the detail line."""
     kept = (f"{human_size(entry.kept)} kept" if entry.part_exists
             else "its part file is gone: resuming starts again")  # fmt: skip
     why = f"{entry.stopped_by}: {entry.reason}" if entry.reason else entry.stopped_by
     return f"unfinished from an earlier session ({why}); {kept}"
-
-
-def describe_failure(exc: SdlibError) -> tuple[str, str]:
-    """(short reason for the status column, full message) for a failed install."""
-    from sdlib import errors as e
-
-    message = exc.message
-    if isinstance(exc, e.AuthRequired):
-        return "login needed", message
-    if isinstance(exc, e.AccessDenied):
-        if exc.early_access_ends:
-            return f"early access until {exc.early_access_ends[:10]}", message
-        return "no access", message
-    if isinstance(exc, e.HashMismatch):
-        return "hash mismatch", message
-    if isinstance(exc, e.DiskFull):
-        return "disk full", message
-    if isinstance(exc, e.Gone):
-        return "archived", message
-    if isinstance(exc, e.NotFound):
-        return "not found", message
-    if isinstance(exc, e.RateLimited):
-        return "rate limited", message
-    if isinstance(exc, e.UnsafeFileError):
-        return "unsafe file", message
-    if isinstance(exc, (e.UsageError, e.ConfigError)):
-        return "setup needed", message
-    if isinstance(exc, e.SourceError):
-        return "network", message
-    if isinstance(exc, e.DownloadError):
-        return "download failed", message
-    return "failed", message

@@ -95,6 +95,8 @@ async def test_tui_download_with_a_wrong_crc32_lands_with_its_warning(
     placed = webui / "models" / "Lora" / "add_detail.safetensors"
     assert job.result.path == placed and placed.read_bytes() == data
     assert job.result.verified is True
+    # What the install said on the way is in the full detail, as the CLI prints it.
+    assert "note: 58390@62833: picked add_detail.safetensors (SafeTensor, fp16)" in full
     [line] = [x for x in full.splitlines() if x.startswith("warning:")]
     assert "CRC32" in line and published in line and crc in line
     assert f"SHA256 {hashlib.sha256(data).hexdigest().upper()} verified" in screen

@@ -399,3 +399,20 @@ async def test_the_quit_dialog_says_how_to_resume(make_app: Any, civitai: Any, u
         assert "with sdlib downloads --resume" in text
         assert "download the same files again" not in text
         await pilot.press("n")
+
+
+def test_the_install_notes_are_in_the_full_detail_and_cleared_on_retry() -> None:
+    """run_job posts the installer's notes (a CivArchive mirror, a sidecar it could not
+    write) as a 'note' phase; enter shows them, a retry starts with none."""
+    from sdlib.install import FileChoice
+    from sdlib.tui.downloads import DownloadQueue, JobState
+    from sdlib.tui.messages import DownloadFailed, DownloadPhase
+    from sdlib.tui.screens.downloads import detail_text
+
+    queue = DownloadQueue(start=lambda j: None, discard=lambda p: None)
+    job = queue.add("1@2", FileChoice(file_id=3), title="t", file_name="f", size=10)
+    queue.apply(DownloadPhase(job.id, "note", detail="f: from a CivArchive mirror (m.example)"))
+    queue.apply(DownloadFailed(job.id, "network", "the server closed the connection early"))
+    assert job.state is JobState.FAILED
+    assert "note: f: from a CivArchive mirror (m.example)" in detail_text(job, full=True)
+    assert queue.resume(job.id) and job.notes == []

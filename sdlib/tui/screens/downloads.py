@@ -306,6 +306,7 @@ def detail_text(job: DownloadJob, *, full: bool = False) -> str:
         return terminal_safe("\n".join(lines[:3]))  # names and messages from the server
     if job.state in FINISHED and job.result is not None:
         lines += [f"sidecar: {tilde(s)}" for s in job.result.sidecars]
+    lines += [f"note: {n}" for n in job.notes]
     return terminal_safe("\n".join(lines))
 
 

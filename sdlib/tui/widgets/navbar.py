@@ -40,4 +40,6 @@ class NavBar(Horizontal):
         yield Static("", id="nav-activity")
 
     def set_activity(self, text: str) -> None:
-        self.query_one("#nav-activity", Static).update(text)
+        # A download's message can arrive while the app closes and the bar is unmounted.
+        for widget in self.query("#nav-activity").results(Static):
+            widget.update(text)
