@@ -297,6 +297,9 @@ class CancelWatch:
     """Runs the abort functions of the reads in flight as soon as ``event`` is set, so a
     pause, a cancel or Ctrl-C does not wait for a silent server's stall timeout."""
 
+    #: Seconds between two looks at the event: how late a cancel may abort a read.
+    POLL = 0.02
+
     def __init__(self, event: threading.Event) -> None:
         self._event = event
         self._aborts: dict[int, Callable[[], None]] = {}
@@ -323,8 +326,11 @@ class CancelWatch:
                 self._aborts.pop(key, None)
 
     def _run(self) -> None:
-        while not self._done.is_set():
-            if self._event.wait(0.2):
+        # The caller's event is looked at every POLL seconds while waiting on ``_done``, so
+        # that ``stop`` returns at once (waiting on the event itself, a stop waited up to
+        # 0.2 s: at the end of every download, for nothing).
+        while not self._done.wait(self.POLL):
+            if self._event.is_set():
                 with self._lock:
                     aborts = list(self._aborts.values())
                 for abort in aborts:
