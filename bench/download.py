@@ -23,12 +23,15 @@ Usage: python bench/download.py [--size-mib 1024] [--rate-mib 16] [--rate-size-m
 from __future__ import annotations
 
 import argparse
+import functools
 import os
+import resource
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx2
@@ -115,37 +118,64 @@ def main() -> None:
                "SDLIB_CONFIG": str(root / "none.toml"),
                "PYTHONPYCACHEPREFIX": str(root / "pycache")}  # fmt: skip
         env.pop("PYTHONDONTWRITEBYTECODE", None)  # an installed sdlib has its .pyc files
-        with DemoServer(root / "files", large_size=args.size_mib << 20) as server:
-            env["SDLIB_CIVITAI_URL"] = server.url
-            url = signed_url(server)
-            run_curl(url, root / "warm.bin")  # warm the generator and the page cache
-            run_sdlib(env, root / "dl", "--connections", "1")  # and sdlib's bytecode
-            # Interleaved, best of each: page-cache allocation on a VM varies run to run.
-            runs: dict[str, list[tuple[float, float]]] = {
-                "curl": [], "default": [], "one": [], "four": []
-            }  # fmt: skip
-            for _ in range(args.repeat):
-                runs["curl"].append(run_curl(url, root / "curl.bin"))
-                runs["default"].append(run_sdlib(env, root / "dl"))
-                runs["one"].append(run_sdlib(env, root / "dl", "--connections", "1"))
-                runs["four"].append(run_sdlib(env, root / "dl", "--connections", "4"))
-            best = {k: min(v) for k, v in runs.items()}
-            c, c_cpu = best["curl"]
-            cores = os.cpu_count() or 1
-            hash_cpu = hashing_cpu(args.size_mib << 20)
-            floor = max(c, hash_cpu / cores)
-            print(f"file: {args.size_mib} MiB over loopback, cores: {cores}, "
-                  f"best of {args.repeat}")  # fmt: skip
-            print(f"(a) curl -o: {c:.2f} s; six hashes: {hash_cpu:.2f} s CPU / {cores} cores = "
-                  f"{hash_cpu / cores:.2f} s; floor {floor:.2f} s")  # fmt: skip
-            for key, label in (("default", "default (adaptive)"), ("one", "--connections 1"),
-                               ("four", "--connections 4")):  # fmt: skip
-                wall, cpu = best[key]
-                target = "  (target <= 1.10)" if key != "four" else ""
-                print(f"    sdlib download, {label}: {wall:.2f} s = {wall / floor:.2f}x the "
-                      f"floor{target}; CPU {cpu:.2f} s (curl {c_cpu:.2f} s)")  # fmt: skip
+        loopback_case(root, env, args.size_mib, args.repeat)
         capped_case(root, env, args.rate_mib, args.rate_size_mib, args.repeat)
         hub_case(root, env, args.size_mib, args.repeat)
+
+
+def with_server_cpu(run: Callable[[], tuple[float, float]]) -> tuple[float, float, float]:
+    """``run``'s wall and CPU seconds, and the CPU seconds this process (the demo server's
+    threads: the bench itself only waits) spent meanwhile on the same cores."""
+    before = resource.getrusage(resource.RUSAGE_SELF)
+    wall, cpu = run()
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    server = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
+    return wall, cpu, server
+
+
+def loopback_case(root: Path, env: dict[str, str], size_mib: int, repeat: int) -> None:
+    """(a): the floor is max(curl -o, the six hashes' CPU / cores), as the issue sets it.
+    Beside it, for reference only, the work floor: the hashes plus what curl itself
+    spends receiving and writing the bytes plus the server's CPU, over the cores (all of
+    it runs on this machine's cores, so no verifying client can beat that)."""
+    env = dict(env)
+    with DemoServer(root / "files", large_size=size_mib << 20) as server:
+        env["SDLIB_CIVITAI_URL"] = server.url
+        url = signed_url(server)
+        run_curl(url, root / "warm.bin")  # warm the generator and the page cache
+        run_sdlib(env, root / "dl", "--connections", "1")  # and sdlib's bytecode
+        # Interleaved, best of each: page-cache allocation on a VM varies run to run.
+        runs: dict[str, list[tuple[float, float, float]]] = {
+            "curl": [], "default": [], "one": [], "four": []
+        }  # fmt: skip
+        sdlib_args = {"default": (), "one": ("--connections", "1"), "four": ("--connections", "4")}
+        for _ in range(repeat):
+            runs["curl"].append(with_server_cpu(lambda: run_curl(url, root / "curl.bin")))
+            for key, extra in sdlib_args.items():
+                run = functools.partial(run_sdlib, env, root / "dl", *extra)
+                runs[key].append(with_server_cpu(run))
+    best = {k: min(v) for k, v in runs.items()}
+    c, c_cpu, c_server = best["curl"]
+    cores = os.cpu_count() or 1
+    hash_cpu = hashing_cpu(size_mib << 20)
+    floor = max(c, hash_cpu / cores)
+    work = max(c, (hash_cpu + c_cpu + c_server) / cores)
+    print(f"file: {size_mib} MiB over loopback, cores: {cores}, best of {repeat}")
+    print(f"(a) curl -o: {c:.2f} s (CPU {c_cpu:.2f} s, server {c_server:.2f} s); six hashes: "
+          f"{hash_cpu:.2f} s CPU / {cores} cores = {hash_cpu / cores:.2f} s; "
+          f"floor {floor:.2f} s")  # fmt: skip
+    for key, label in (("default", "default (adaptive)"), ("one", "--connections 1"),
+                       ("four", "--connections 4")):  # fmt: skip
+        wall, cpu, served = best[key]
+        target = "  (target <= 1.10)" if key != "four" else ""
+        print(f"    sdlib download, {label}: {wall:.2f} s = {wall / floor:.2f}x the "
+              f"floor{target}; CPU {cpu:.2f} s (hashes {hash_cpu:.2f} + the rest "
+              f"{cpu - hash_cpu:.2f}), server {served:.2f} s; {wall / work:.2f}x the "
+              "work floor")  # fmt: skip
+    print(
+        f"    work floor (reference, not the target): max(curl -o, (six hashes + curl's CPU + "
+        f"server) / {cores} cores) = {work:.2f} s = {work / floor:.2f}x the floor"
+    )
 
 
 def capped_case(root: Path, env: dict[str, str], rate_mib: int, size_mib: int, repeat: int) -> None:
