@@ -71,10 +71,8 @@ def cut(start: int, total: int, size: int, connections: int) -> list[tuple[int, 
     pieces = []
     at = start
     while at < total:
-        left = total - at
-        # An equal share of what is left, from full size down to the least; the rest in one
-        # piece once it would leave a smaller one behind.
-        end = total if left < 2 * least else at + min(size, max(least, -(-left // share)))
+        # An equal share of what is left, from full size down to the least.
+        end = min(total, at + min(size, max(least, -(-(total - at) // share))))
         pieces.append((at, end))
         at = end
     return pieces

@@ -247,7 +247,7 @@ def test_pieces_shrink_to_shares_of_what_is_left_near_the_end() -> None:
 
 def test_pieces_with_one_connection_or_a_short_rest() -> None:
     assert cut(5, 30, 10, 1) == [(5, 15), (15, 25), (25, 30)]
-    assert cut(0, 3, 10, 4) == [(0, 3)]
+    assert cut(0, 3, 10, 4) == [(0, 2), (2, 3)]
     assert cut(7, 7, 10, 4) == []
 
 
