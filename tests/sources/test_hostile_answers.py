@@ -205,7 +205,7 @@ def test_a_200_mb_answer_is_not_buffered(
 ) -> None:
     hostile.route("/api/v1/models/1", _big(chunked))
     code, rss, err = _measured(cli_env, hostile, "show", "1", "--no-examples")
-    assert code == 7 and "larger than 32 MB" in err and "Traceback" not in err, err
+    assert code == 7 and "larger than 32 MiB" in err and "Traceback" not in err, err
     assert rss < RSS_LIMIT_MB, rss
     assert hostile.sent["/api/v1/models/1"] < 100 << 20  # stopped reading long before 200 MB
 
@@ -221,7 +221,7 @@ def test_a_gzip_bomb_is_inflated_only_to_the_cap(
         Answer(200, bomb, {"Content-Type": "application/json", "Content-Encoding": "gzip"}),
     )
     code, rss, err = _measured(cli_env, hostile, "show", "1", "--no-examples")
-    assert code == 7 and "larger than 32 MB" in err and "Traceback" not in err, err
+    assert code == 7 and "larger than 32 MiB" in err and "Traceback" not in err, err
     assert rss < RSS_LIMIT_MB, rss
 
 

@@ -117,7 +117,7 @@ def parse_json(response: httpx2.Response) -> Any:
         )
     if over:
         raise BadResponse(
-            f"{_host(url)} sent an answer larger than {MAX_JSON >> 20} MB, which is not an "
+            f"{_host(url)} sent an answer larger than {MAX_JSON >> 20} MiB, which is not an "
             "API answer; stopped reading it",
             url=url,
             status=response.status_code,

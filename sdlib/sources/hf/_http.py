@@ -138,7 +138,7 @@ def read_json(response: httpx2.Response) -> Any:
         )
     if over:
         raise BadResponse(
-            f"{response.request.url.host} sent an answer larger than {MAX_JSON >> 20} MB; "
+            f"{response.request.url.host} sent an answer larger than {MAX_JSON >> 20} MiB; "
             "stopped reading it",
             url=url,
         )
