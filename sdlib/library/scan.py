@@ -18,6 +18,7 @@ Problems per file are worked out in :mod:`sdlib.library._status`.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import time
@@ -42,7 +43,7 @@ if TYPE_CHECKING:
 
 __all__ = ["FileReport", "ScanProgress", "ScanResult", "inspect_columns", "load_layout", "scan"]
 
-#: From this many new or changed model files, headers are parsed in worker processes.
+#: From this many new or changed model files, headers are also parsed in helper processes.
 PARALLEL_FROM = 200
 
 
@@ -298,14 +299,14 @@ class _Job:
         return out
 
     def _inspect_all(self, paths: list[str]) -> dict[str, dict[str, Any]]:
-        """Classify model files from their headers; in worker processes when there are many
-        (parsing big headers is CPU work, and a first scan may meet thousands)."""
+        """Classify model files from their headers; with helper processes when there are
+        many (parsing big headers is CPU work, and a first scan may meet thousands)."""
         out: dict[str, dict[str, Any]] = {}
         if len(paths) >= PARALLEL_FROM and self.workers > 1:
-            try:
-                out = self._inspect_parallel(paths, self.workers)
-            except (OSError, RuntimeError):  # no processes here (sandbox, frozen app...)
-                out = {}
+            # No processes here (sandbox, frozen app...): what is not done yet is done
+            # below, in this process.
+            with contextlib.suppress(OSError, RuntimeError):
+                self._inspect_shared(paths, self.workers - 1, out)
         with no_gc():
             for path in paths:
                 if path not in out:
@@ -314,20 +315,40 @@ class _Job:
         self.result.inspected += len(paths)
         return out
 
-    def _inspect_parallel(self, paths: list[str], workers: int) -> dict[str, dict[str, Any]]:
+    def _inspect_shared(self, paths: list[str], helpers: int, out: dict[str, Any]) -> None:
+        """Share ``paths`` between this process and ``helpers`` spawned ones: this one reads
+        batches from the front while the helpers start and take batches from the back, so
+        their start-up costs no idle core and no one waits for a slow last share."""
         import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
+        from collections import deque
+        from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 
-        out: dict[str, dict[str, Any]] = {}
         # spawn, not fork: portable, and safe beside the threads sqlite and httpx2 may run.
         context = multiprocessing.get_context("spawn")
-        batches = [paths[i : i + BATCH] for i in range(0, len(paths), BATCH)]
-        with ProcessPoolExecutor(workers, mp_context=context) as pool:
-            for batch, contents in zip(batches, pool.map(inspect_batch, batches), strict=True):
-                for path, content in zip(batch, contents, strict=True):
-                    out[path] = content
-                    self.emit(ScanProgress("inspect", len(out), len(paths), path))
-        return out
+        batches = deque(paths[i : i + BATCH] for i in range(0, len(paths), BATCH))
+        running: dict[Future[list[dict[str, Any]]], list[str]] = {}
+
+        def done(batch: list[str], contents: list[dict[str, Any]]) -> None:
+            for path, content in zip(batch, contents, strict=True):
+                out[path] = content
+                self.emit(ScanProgress("inspect", len(out), len(paths), path))
+
+        pool = ProcessPoolExecutor(helpers, mp_context=context)
+        try:
+            with no_gc():
+                while batches or running:
+                    while len(batches) > 1 and len(running) < 2 * helpers:
+                        batch = batches.pop()
+                        running[pool.submit(inspect_batch, batch)] = batch
+                    if batches:
+                        batch = batches.popleft()
+                        done(batch, inspect_batch(batch))
+                    else:
+                        wait(running, return_when=FIRST_COMPLETED)
+                    for future in [f for f in running if f.done()]:
+                        done(running.pop(future), future.result())
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
 
     # -- hashing ------------------------------------------------------------------------------
 
