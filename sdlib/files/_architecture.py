@@ -149,8 +149,8 @@ def _unet(k: Keys, ctx: _Ctx, ev: list[str], layout: _Layout) -> tuple[Base, str
 
 def _context_widths(k: Keys) -> Counter[int]:
     return Counter(
-        s[1] for n, s in k.shaped()
-        if n.endswith(".attn2.to_k.weight") and len(s) == 2
+        s[1] for n in k.ending(".attn2.to_k.weight")
+        if len(s := k.shapes[k.rows[n]]) == 2
     )  # fmt: skip
 
 

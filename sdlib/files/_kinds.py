@@ -159,8 +159,8 @@ _CONTROLNET_HINTS = (
 def _context_base(k: Keys) -> Base | None:
     """Base from the most common ``attn2.to_k`` input width anywhere in ``k``."""
     widths = Counter(
-        s[1] for n, s in k.shaped()
-        if n.endswith("attn2.to_k.weight") and len(s) == 2
+        s[1] for n in k.ending("attn2.to_k.weight")
+        if len(s := k.shapes[k.rows[n]]) == 2
     )  # fmt: skip
     return sig.CONTEXT_BASES.get(widths.most_common(1)[0][0]) if widths else None
 

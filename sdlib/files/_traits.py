@@ -79,12 +79,15 @@ def _elements_by_dtype(k: Keys) -> dict[str, int]:
     dtypes = k.column(k.dtypes)
     counts = list(map(operator.mul, map(math.prod, shapes), map(bool, shapes)))
     skipped = set(sig.SCHEDULE_BUFFERS.intersection(names))
-    skipped.update(filter(operator.methodcaller("endswith", "position_ids"), names))
+    skipped.update(k.ending("position_ids"))
     for name in skipped:  # a few names: their first (only) index each
         counts[names.index(name)] = 0
     counted = list(map(bool, counts))
+    if len(kinds := set(dtypes)) == 1:  # the common case: one pass, not one per dtype
+        first = next(itertools.compress(itertools.count(), counted), None)
+        return {} if first is None else {dtypes[0]: sum(counts)}
     found: list[tuple[int, str, int]] = []
-    for dtype in set(dtypes):
+    for dtype in kinds:
         mine = list(map(operator.and_, map(dtype.__eq__, dtypes), counted))
         first = next(itertools.compress(itertools.count(), mine), None)
         if first is not None:

@@ -104,3 +104,14 @@ def test_columns_give_the_tensor_infos_a_dict_would() -> None:
     assert list(columns.values()) == infos
     assert columns == {i.name: i for i in infos} and {i.name: i for i in infos} == columns
     assert columns.get("c") is None
+
+
+def test_names_ending_with_a_suffix_come_in_order_even_when_a_name_holds_a_newline() -> None:
+    from sdlib.files._signatures import Keys
+
+    names = ["a.attn2.to_k.weight", "b.attn2.to_k.weight.bias", "attn2.to_k.weight", "x"]
+    keys = Keys({n: i for i, n in enumerate(names)}, [(1,)] * 4, ["F16"] * 4)
+    assert keys.ending("attn2.to_k.weight") == ["a.attn2.to_k.weight", "attn2.to_k.weight"]
+    assert keys.ending(".attn2.to_k.weight") == ["a.attn2.to_k.weight"]
+    odd = Keys({"p\nq.position_ids": 0, "position_ids": 1}, [(1,), (1,)], ["F16", "F16"])
+    assert odd.ending("position_ids") == ["p\nq.position_ids", "position_ids"]
