@@ -110,10 +110,11 @@ def _fast_table(raw: bytes, file_size: int) -> TensorTable | None:
         return None
     if n and max(map(len, shapes)) > MAX_DIMS:
         return None
-    begins = list(map(_FIRST, offsets))
-    ends = list(map(_SECOND, offsets))
-    if set(map(type, begins)) - {int} or set(map(type, ends)) - {int}:
+    flat = list(itertools.chain.from_iterable(offsets))  # pairs, by the check above
+    if set(map(type, flat)) - {int}:
         return None
+    begins = flat[0::2]
+    ends = flat[1::2]
     counts = list(map(math.prod, shapes))
     if n and not (min(begins) >= 0 and max(ends) < 1 << 63 and max(counts) < _HUGE):
         return None
