@@ -30,7 +30,7 @@ from sdlib.tui.messages import (
     SettingsChanged,
     VersionLoaded,
 )
-from sdlib.tui.screens.browse_hub import HubBrowsing, SourceSwitch
+from sdlib.tui.screens.browse_hub import SourceSwitch
 from sdlib.tui.screens.browse_query import (
     BASE_OPTIONS,
     CIVITAI,
@@ -43,6 +43,7 @@ from sdlib.tui.screens.browse_query import (
 )
 from sdlib.tui.screens.browse_query import periods as _periods
 from sdlib.tui.screens.browse_query import sorts as _sorts
+from sdlib.tui.screens.browse_refs import RefBrowsing
 from sdlib.tui.widgets.model_detail import ModelDetail
 from sdlib.tui.widgets.results import ResultsTable
 
@@ -55,7 +56,7 @@ if TYPE_CHECKING:
 WIDE = (100, 32)
 
 
-class BrowseScreen(HubBrowsing):
+class BrowseScreen(RefBrowsing):
     MODE = "browse"
     HOME = "#results"
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -256,6 +257,7 @@ class BrowseScreen(HubBrowsing):
         if hub is not None and hub.is_mounted:
             hub.clear()
         self.remove_class("-has-detail", "-detail-open")
+        self.clear_offer()
         self.refresh_bindings()
 
     def _status(self, text: str) -> None:
@@ -281,6 +283,9 @@ class BrowseScreen(HubBrowsing):
     # -- filters ------------------------------------------------------------------------------
     @on(Input.Submitted, "#query")
     def _submitted(self, event: Input.Submitted) -> None:
+        if self.open_reference(event.value):  # a pasted reference opens, not searched
+            self.query_one(ResultsTable).focus()
+            return
         if self._source == HUB:
             self.hub_search(with_changes(self._hub_query, text=event.value.strip()))
         else:
@@ -481,6 +486,8 @@ class BrowseScreen(HubBrowsing):
             return
         if self._showing is None:
             await self._show_highlighted()
+        if self._showing is None and self.take_offer(None):
+            return  # a model gone from Civitai, opened by its reference: its offer
         detail = self._detail()
         model = detail.model if detail is not None else None
         if detail is None or model is None:
@@ -488,7 +495,7 @@ class BrowseScreen(HubBrowsing):
             return
         version = detail.version or model.latest
         if version is None or not version.files:
-            self.notify("this version has no downloadable files", severity="warning")
+            self.download_elsewhere(model, version)  # archived: a mirror, if one has it
             return
 
         def queue(file_id: int | None) -> None:

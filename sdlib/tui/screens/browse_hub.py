@@ -127,7 +127,15 @@ class HubBrowsing(SdlibScreen):
         """Civitai <-> Hugging Face: the other source's filters, columns and results (the
         words in the search box are searched there)."""
         text = self.query_one("#query", Input).value.strip()
-        self._source = HUB if self._source == CIVITAI else CIVITAI
+        self.use_source(HUB if self._source == CIVITAI else CIVITAI)
+        if self._source == HUB:
+            self.hub_search(with_changes(self._hub_query, text=text))
+        else:
+            self.search(with_changes(self._query, text=text))
+
+    def use_source(self, source: str) -> None:
+        """Make ``source`` Browse's: its filters, columns and an empty table (no search)."""
+        self._source = source
         self.set_class(self._source == HUB, "-hub")
         self.query_one(SourceSwitch).update(Content(SOURCE_NAMES[self._source]))
         self.query_one("#query", Input).placeholder = PLACEHOLDERS[self._source]
@@ -135,10 +143,6 @@ class HubBrowsing(SdlibScreen):
         self._loading = False
         self._clear_results()
         self.query_one(ResultsTable).setup_columns(self._last_width, self._source)
-        if self._source == HUB:
-            self.hub_search(with_changes(self._hub_query, text=text))
-        else:
-            self.search(with_changes(self._query, text=text))
 
     @on(SourceSwitch.Toggled)
     def _source_clicked(self) -> None:
@@ -304,6 +308,10 @@ class HubBrowsing(SdlibScreen):
             return
         if len(singles) == 1:
             self._hub_chosen(repo, singles[0][0].path)
+            return
+        named = repo.selected  # the file a pasted reference named
+        if named is not None and named in {f.path for f, _ in singles}:
+            self._hub_chosen(repo, named)
             return
 
         def chosen(path: str | None) -> None:
