@@ -146,7 +146,8 @@ def push_cmd(files: tuple[Path, ...], lock: Path | None, library: Path | None,
             if o.status == "failed":
                 echo_err(f"sdlib: {o.path}: {o.error}")
             else:
-                _say(f"{o.status:8} {o.sha256}  {human_size(o.size or 0):>10}  {o.path}")
+                sha = (o.sha256 or "-").upper()
+                _say(f"{o.status:8} {sha}  {human_size(o.size or 0):>10}  {o.path}")
         done = [o for o in outcomes if o.status != "failed"]
         created = sum(o.status == "created" for o in outcomes)
         _say(f"{len(done)} of {len(outcomes)} file(s) in the mirror ({created} uploaded now)")
@@ -178,7 +179,7 @@ def ls_cmd(no_meta: bool, as_json: bool) -> None:
     for o in objects:
         what = " ".join(x for x in (o.kind, o.base) if x and x != "unknown")
         name = o.names[0] if o.names else "-"
-        _say(f"{o.sha256}  {human_size(o.size):>10}  {what or '-':14}  {name}")
+        _say(f"{o.sha256.upper()}  {human_size(o.size):>10}  {what or '-':14}  {name}")
     _say(f"{len(objects)} object(s), {human_size(sum(o.size for o in objects))} in {url}")
 
 
@@ -206,9 +207,9 @@ def verify_cmd(sha256: tuple[str, ...], as_json: bool) -> None:
         progress.stop()
     if not as_json:
         for o in outcomes:
-            line = f"{o.status:7} {o.sha256}"
+            line = f"{o.status:7} {o.sha256.upper()}"
             if o.status == "bad":
-                line += f"  holds {o.actual_sha256} ({o.error})"
+                line += f"  holds {(o.actual_sha256 or '?').upper()} ({o.error})"
             elif o.error:
                 line += f"  {o.error}"
             (_say if o.status == "ok" else echo_err)(line)
@@ -250,7 +251,7 @@ def pull_cmd(lock: Path, to: Path | None, as_json: bool) -> None:
     if not as_json:
         for o in outcomes:
             if o.status in ("failed", "missing"):
-                echo_err(f"sdlib: {o.name} ({o.sha256[:12]}): {o.error}")
+                echo_err(f"sdlib: {o.name} ({o.sha256[:12].upper()}): {o.error}")
             else:
                 _say(f"{o.status:8} {o.path}")
         ok = sum(o.status in ("pulled", "present") for o in outcomes)

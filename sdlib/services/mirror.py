@@ -364,7 +364,7 @@ def _pull_one(
         options = DownloadOptions.from_settings(ctx.settings)
         result = download(ctx.http, spec, options, on_event)
     except HashMismatch as exc:
-        got = f" (its bytes hash to {exc.actual.lower()})" if exc.actual else ""
+        got = f" (its bytes hash to {exc.actual.upper()})" if exc.actual else ""
         return PullOutcome(sha, name, "failed", error=f"the mirror's object is corrupt{got}: "
                            "not placed; see sdlib mirror verify", code=exc.exit_code)  # fmt: skip
     except SdlibError as exc:
