@@ -286,7 +286,8 @@ def test_a_server_capping_each_connection_at_16_mib_s_is_fetched_over_four(
 ) -> None:
     """bench/download.py (b) in small, with the default options: four connections, and the
     last pieces shorter than the others. Wall time with a wide margin (a busy machine):
-    at most half of what one connection takes at the cap; four ideally take a quarter."""
+    at most 60% of what one connection takes at the cap; four ideally take a quarter (the
+    decisions themselves are asserted above, on a fake clock)."""
     size, cap = 128 * MIB, 16 * MIB  # one connection: 8 s
     with DemoServer(tmp_path / "files", large_size=size, catalogue=()) as server:
         server.rate_limit = cap
@@ -309,7 +310,7 @@ def test_a_server_capping_each_connection_at_16_mib_s_is_fetched_over_four(
     full = options.piece_size
     assert spans and spans[-1][1] == size - 1, ranges
     assert max(b - a + 1 for a, b in spans[-4:]) < full, ranges  # the tail, cut finer
-    assert elapsed <= size / cap / 2, f"{elapsed:.1f} s; one connection takes {size / cap:.0f} s"
+    assert elapsed <= size / cap * 0.6, f"{elapsed:.1f} s; one connection takes {size / cap:.0f} s"
 
 
 def _span(header: str) -> tuple[int, int]:
