@@ -224,6 +224,7 @@ def hub_case(root: Path, env: dict[str, str], size_mib: int, repeat: int) -> Non
         ref = server.hub.add_large_file(size_mib << 20)
         url = hub_cdn_url(server)  # the first resolve hashes the generated file (once)
         run_curl(url, root / "warm.bin")
+        run_sdlib(env, root / "dl", "--connections", "1", ref=ref)  # sdlib's bytecode too
         runs: dict[str, list[tuple[float, float]]] = {"curl": [], "one": [], "default": []}
         for _ in range(repeat):
             runs["curl"].append(run_curl(url, root / "curl.bin"))
