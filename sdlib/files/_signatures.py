@@ -6,6 +6,7 @@ rules read these tables rather than hard-coding one branch per model type.
 
 from __future__ import annotations
 
+import math
 import operator
 from bisect import bisect_left
 from collections import Counter
@@ -192,6 +193,8 @@ class Keys:
     rows: Mapping[str, int]
     shapes: Sequence[tuple[int, ...]]
     dtypes: Sequence[str]
+    #: Elements per tensor (the product of its shape), a column like the others.
+    numels: Sequence[int]
     blob: str = field(init=False, repr=False)
     _sorted: list[str] = field(init=False, repr=False)
 
@@ -203,11 +206,14 @@ class Keys:
     def of(cls, tensors: Mapping[str, TensorInfo]) -> Keys:
         """The keys of a table's tensors (its columns as they are, for a bulk-read header)."""
         if isinstance(tensors, TensorColumns):
-            return cls(tensors.rows, tensors.shapes, tensors.dtypes)
+            numels = tensors.numels
+            if numels is None:
+                numels = list(map(math.prod, tensors.shapes))
+            return cls(tensors.rows, tensors.shapes, tensors.dtypes, numels)
         infos = list(tensors.values())
         shapes = list(map(_SHAPE, infos))
         rows = dict(zip(tensors, range(len(infos)), strict=True))
-        return cls(rows, shapes, list(map(_DTYPE, infos)))
+        return cls(rows, shapes, list(map(_DTYPE, infos)), list(map(math.prod, shapes)))
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -245,8 +251,9 @@ class Keys:
         hi = bisect_left(self._sorted, prefix + "\U0010ffff")
         n, r = len(prefix), self.rows
         if hi - lo == len(self._sorted):  # everything: keep file order
-            return Keys({k[n:]: v for k, v in r.items()}, self.shapes, self.dtypes)
-        return Keys({k[n:]: r[k] for k in self._sorted[lo:hi]}, self.shapes, self.dtypes)
+            return Keys({k[n:]: v for k, v in r.items()}, self.shapes, self.dtypes, self.numels)
+        rows = {k[n:]: r[k] for k in self._sorted[lo:hi]}
+        return Keys(rows, self.shapes, self.dtypes, self.numels)
 
     def names(self) -> Iterable[str]:
         return self.rows.keys()

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import math
 import operator
 from collections import Counter
 from collections.abc import Mapping
@@ -77,7 +76,7 @@ def _elements_by_dtype(k: Keys) -> dict[str, int]:
     names = list(k.names())
     shapes = k.column(k.shapes)
     dtypes = k.column(k.dtypes)
-    counts = list(map(operator.mul, map(math.prod, shapes), map(bool, shapes)))
+    counts = list(map(operator.mul, k.column(k.numels), map(bool, shapes)))
     skipped = set(sig.SCHEDULE_BUFFERS.intersection(names))
     skipped.update(k.ending("position_ids"))
     for name in skipped:  # a few names: their first (only) index each

@@ -12,7 +12,6 @@ precision and metadata in :mod:`sdlib.files._traits`. Every decision appends a l
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
@@ -158,7 +157,7 @@ def _classify(table: TensorTable) -> Classification:
         lora=lora,
         metadata=_summary(table.metadata, ctx.scanned.tokens if ctx.scanned else []),
         tensors=len(table),
-        parameters=sum(map(math.prod, everything.shapes)),
+        parameters=sum(everything.numels),
         evidence=tuple(evidence),
         quantization=quantization,
     )

@@ -135,7 +135,7 @@ def _fast_table(raw: bytes, file_size: int) -> TensorTable | None:
         if (stops[-1] if stops else 0) > data_size:
             return None
     rows = dict(zip(names, range(n), strict=True))
-    columns = TensorColumns(rows, dtypes, list(map(tuple, shapes)), begins, ends)
+    columns = TensorColumns(rows, dtypes, list(map(tuple, shapes)), begins, ends, counts)
     return TensorTable(columns, Container.SAFETENSORS, metadata, 8 + len(raw))
 
 

@@ -109,7 +109,7 @@ class TensorColumns(Mapping[str, TensorInfo]):
     walk over the values). Equal to the dict of the same ``TensorInfo`` objects.
     """
 
-    __slots__ = ("_infos", "begins", "dtypes", "ends", "rows", "shapes")
+    __slots__ = ("_infos", "begins", "dtypes", "ends", "numels", "rows", "shapes")
 
     def __init__(
         self,
@@ -118,6 +118,7 @@ class TensorColumns(Mapping[str, TensorInfo]):
         shapes: list[tuple[int, ...]],
         begins: list[int],
         ends: list[int],
+        numels: list[int] | None = None,
     ) -> None:
         #: name -> its row in the columns, in file order (names are unique).
         self.rows = rows
@@ -125,6 +126,8 @@ class TensorColumns(Mapping[str, TensorInfo]):
         self.shapes = shapes
         self.begins = begins
         self.ends = ends
+        #: Elements per tensor (``math.prod`` of its shape), if the reader worked them out.
+        self.numels = numels
         self._infos: dict[str, TensorInfo] | None = None
 
     def _all(self) -> dict[str, TensorInfo]:

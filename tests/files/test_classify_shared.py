@@ -110,8 +110,8 @@ def test_names_ending_with_a_suffix_come_in_order_even_when_a_name_holds_a_newli
     from sdlib.files._signatures import Keys
 
     names = ["a.attn2.to_k.weight", "b.attn2.to_k.weight.bias", "attn2.to_k.weight", "x"]
-    keys = Keys({n: i for i, n in enumerate(names)}, [(1,)] * 4, ["F16"] * 4)
+    keys = Keys({n: i for i, n in enumerate(names)}, [(1,)] * 4, ["F16"] * 4, [1] * 4)
     assert keys.ending("attn2.to_k.weight") == ["a.attn2.to_k.weight", "attn2.to_k.weight"]
     assert keys.ending(".attn2.to_k.weight") == ["a.attn2.to_k.weight"]
-    odd = Keys({"p\nq.position_ids": 0, "position_ids": 1}, [(1,), (1,)], ["F16", "F16"])
+    odd = Keys({"p\nq.position_ids": 0, "position_ids": 1}, [(1,)] * 2, ["F16"] * 2, [1] * 2)
     assert odd.ending("position_ids") == ["p\nq.position_ids", "position_ids"]
