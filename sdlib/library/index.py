@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import operator
 import os
 import re
 import sqlite3
@@ -371,6 +372,13 @@ class Index:
             ).fetchall()
         return [_row(r) for r in rows]
 
+    def any_gone(self) -> bool:
+        """Whether any row is no longer present (none on a first scan: then no new file
+        needs asking whether it is one of them)."""
+        with self._lock, self._errors():
+            found = self._db.execute("SELECT 1 FROM files WHERE present = 0 LIMIT 1").fetchone()
+        return found is not None
+
     def gone_sizes(self) -> set[int]:
         """Sizes of model files sdlib saw and no longer finds (for move detection)."""
         with self._lock, self._errors():
@@ -478,9 +486,17 @@ class Index:
 
 def _db_values(row: FileRow) -> tuple[Any, ...]:
     """``row``'s columns (``_COLUMNS`` order) as SQLite stores them."""
-    values = [_text(getattr(row, c)) for c in _COLUMNS]
+    values = list(_ALL_COLUMNS(row))
+    texts = [v for v in values if type(v) is str]
+    try:  # the common case, checked at once: no lone surrogate in any text column
+        "\n".join(texts).encode("utf-8")
+    except UnicodeEncodeError:
+        values = list(map(_text, values))
     values[0] = _to_db(row.path)  # path is the first column
     return tuple(values)
+
+
+_ALL_COLUMNS = operator.attrgetter(*_COLUMNS)
 
 
 def _statements(script: str) -> list[str]:

@@ -19,6 +19,7 @@ Problems per file are worked out in :mod:`sdlib.library._status`.
 from __future__ import annotations
 
 import contextlib
+import copy
 import functools
 import os
 import time
@@ -214,6 +215,7 @@ class _Job:
         final: dict[str, FileRow] = {}
         todo: list[tuple[Entry, FileRow | None]] = []
         moves: dict[str, FileRow] = {}
+        any_gone = self.index.any_gone()  # none on a first scan: no query per new file
         for e in entries:
             row = by_path.get(e.path)
             same = row is not None and (
@@ -223,11 +225,13 @@ class _Job:
                 final[e.path] = row  # unchanged: not opened
                 continue
             if row is None and e.stat_key is not None:
-                old = vanished_by_key.pop(e.stat_key, None) or self.index.gone_matching(*e.stat_key)
-                if old is None:
+                old = vanished_by_key.pop(e.stat_key, None)
+                if old is None and any_gone:
+                    old = self.index.gone_matching(*e.stat_key)
+                if old is None and (vanished or any_gone):
                     # Copied across drives with its mtime (mv, shutil.move): a new inode,
                     # but the same size and the same nanosecond mtime.
-                    old = self._twin(e, vanished, moves)
+                    old = self._twin(e, vanished, moves, any_gone)
                 if old is not None and old.role == e.role:
                     assert e.st is not None
                     moves[e.path] = old
@@ -248,12 +252,14 @@ class _Job:
         self._write(entries, by_path, final, moves, vanished)
         return final
 
-    def _twin(self, e: Entry, vanished: list[FileRow], moves: dict[str, FileRow]) -> FileRow | None:
+    def _twin(
+        self, e: Entry, vanished: list[FileRow], moves: dict[str, FileRow], any_gone: bool
+    ) -> FileRow | None:
         assert e.st is not None
         taken = {m.id for m in moves.values()}
         size, mtime = e.st.st_size, e.st.st_mtime_ns
         pool = [r for r in vanished if (r.size, r.mtime_ns) == (size, mtime) and r.id not in taken]
-        if not pool:
+        if not pool and any_gone:
             pool = [r for r in self.index.gone_twins(size, mtime) if r.id not in taken]
         return pool[0] if len(pool) == 1 and pool[0].role == e.role else None
 
@@ -295,7 +301,7 @@ class _Job:
             content: dict[str, Any] = contents.get(e.path, {})
             if e.role == "sidecar" and e.st is not None and is_preview_name(e.name):
                 content = {"true_ext": _preview_kind(e.path)}
-            out[e.path] = replace(base, **{**cleared, **stat_cols, **content})
+            out[e.path] = _with(base, **{**cleared, **stat_cols, **content})
         return out
 
     def _inspect_all(self, paths: list[str]) -> dict[str, dict[str, Any]]:
@@ -441,7 +447,7 @@ class _Job:
                 res.removed += 1
             added: list[FileRow] = []
             for path in changed:
-                row = replace(final[path], last_seen=self.now)
+                row = _with(final[path], last_seen=self.now)
                 if path in moves:
                     old = moves[path]
                     assert old.id is not None
@@ -451,7 +457,7 @@ class _Job:
                     res.moved += 1
                     final[path] = replace(row, id=old.id)
                 elif row.id is None:
-                    added.append(replace(row, first_seen=self.now))
+                    added.append(_with(row, first_seen=self.now))
                 else:
                     self.index.update(row.id, **_values(row))
                     old_row = before.get(path)
@@ -461,7 +467,7 @@ class _Job:
             # A first scan adds thousands of rows: one statement for all of them.
             for row, new_id in zip(added, self.index.insert_many(added), strict=True):
                 events.append((new_id, "added", {"path": row.path}))
-                final[row.path] = replace(row, id=new_id)
+                final[row.path] = _with(row, id=new_id)
             res.added += len(added)
             for path, source in self.adopted.items():
                 row = final[path]
@@ -473,11 +479,23 @@ class _Job:
             self.index.events(events)
 
 
+def _with(row: FileRow, **changes: Any) -> FileRow:
+    """``dataclasses.replace(row, **changes)`` for the thousands of rows a first scan
+    writes: a copy of the row's fields with these set, without a call to ``__init__``."""
+    new = copy.copy(row)
+    for name, value in changes.items():
+        if name not in _FIELDS:
+            raise TypeError(f"FileRow has no field {name!r}")
+        object.__setattr__(new, name, value)
+    return new
+
+
 def _values(row: FileRow) -> dict[str, Any]:
     return {c: getattr(row, c) for c in _ROW_COLUMNS}
 
 
 _ROW_COLUMNS = tuple(f.name for f in fields(FileRow) if f.name != "id")
+_FIELDS = frozenset(f.name for f in fields(FileRow))
 
 
 def _adoption_candidates(
