@@ -176,6 +176,25 @@ def test_removed_files_are_remembered_as_gone(
     assert index.get(first.files[0].id).present == 0  # type: ignore[union-attr]
 
 
+def test_a_gone_file_that_comes_back_under_another_name_keeps_its_row(
+    tmp_path: Path, stores: tuple[Index, HashCache]
+) -> None:
+    # A scan sees it gone (moved out of the tree), a later one finds it back elsewhere:
+    # the row kept as gone is found by the file's (device, inode, size, mtime).
+    root = trees.a1111(tmp_path / "webui")
+    p = trees.st(root / "models" / "Lora" / "x.safetensors", "lora_sd15_kohya")
+    first = run(root, stores)
+    away = tmp_path / "away.safetensors"
+    p.rename(away)
+    assert run(root, stores).removed == 1
+    back = root / "models" / "Lora" / "sub" / "y.safetensors"
+    back.parent.mkdir()
+    away.rename(back)
+    again = run(root, stores)
+    assert again.moved == 1 and again.added == 0
+    assert [f.id for f in again.files] == [first.files[0].id]
+
+
 def test_hash_everything_only_when_asked(tmp_path: Path, stores: tuple[Index, HashCache]) -> None:
     root = trees.a1111(tmp_path / "webui")
     trees.st(root / "models" / "Lora" / "a.safetensors", "lora_sd15_kohya")
