@@ -5,7 +5,10 @@ Prints, same run:
       time / cores), and the wall time of `sdlib download` (all six hashes verified while
       streaming) with its default connection count (one, more while they pay), with
       `--connections 1` and with `--connections 4`, each as a ratio to the floor
-      (target: the default and one connection <= 1.10);
+      (target: the default and one connection <= 1.10); for reference only, the CPU
+      split (hashes, the rest, the demo server's), a work floor (the hashes plus curl's
+      and the server's CPU, over the cores) and `curl -o` followed by an fsync of the
+      file (sdlib fsyncs before it renames a download into place; curl -o never does);
   (b) a server capping each connection at a fixed rate: the default count vs
       `--connections 1` (target: at least 3x faster), and `--connections 4` beside it
       (four from the start: what is left once the ramp's trying is taken out);
@@ -127,6 +130,22 @@ def main() -> None:
             hub_case(root, env, args.size_mib, args.repeat)
 
 
+def run_curl_fsync(url: str, out: Path) -> tuple[float, float]:
+    """``curl -o``, then the file pushed to disk (what sdlib waits for before it renames a
+    download into place): the floor of a download that survives a power cut."""
+    out.unlink(missing_ok=True)
+    t = time.perf_counter()
+    _, cpu = timed(["curl", "-s", "-o", str(out), url])
+    fd = os.open(out, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    wall = time.perf_counter() - t
+    out.unlink()
+    return wall, cpu
+
+
 def with_server_cpu(run: Callable[[], tuple[float, float]]) -> tuple[float, float, float]:
     """``run``'s wall and CPU seconds, and the CPU seconds this process (the demo server's
     threads: the bench itself only waits) spent meanwhile on the same cores."""
@@ -150,11 +169,12 @@ def loopback_case(root: Path, env: dict[str, str], size_mib: int, repeat: int) -
         run_sdlib(env, root / "dl", "--connections", "1")  # and sdlib's bytecode
         # Interleaved, best of each: page-cache allocation on a VM varies run to run.
         runs: dict[str, list[tuple[float, float, float]]] = {
-            "curl": [], "default": [], "one": [], "four": []
+            "curl": [], "durable": [], "default": [], "one": [], "four": []
         }  # fmt: skip
         sdlib_args = {"default": (), "one": ("--connections", "1"), "four": ("--connections", "4")}
         for _ in range(repeat):
             runs["curl"].append(with_server_cpu(lambda: run_curl(url, root / "curl.bin")))
+            runs["durable"].append(with_server_cpu(lambda: run_curl_fsync(url, root / "d.bin")))
             for key, extra in sdlib_args.items():
                 run = functools.partial(run_sdlib, env, root / "dl", *extra)
                 runs[key].append(with_server_cpu(run))
@@ -180,6 +200,10 @@ def loopback_case(root: Path, env: dict[str, str], size_mib: int, repeat: int) -
         f"    work floor (reference, not the target): max(curl -o, (six hashes + curl's CPU + "
         f"server) / {cores} cores) = {work:.2f} s = {work / floor:.2f}x the floor"
     )
+    durable = best["durable"][0]
+    print(f"    curl -o + fsync (reference, not the target; sdlib fsyncs before it renames): "
+          f"{durable:.2f} s = {durable / floor:.2f}x the floor; sdlib one connection = "
+          f"{best['one'][0] / durable:.2f}x that")  # fmt: skip
 
 
 def capped_case(root: Path, env: dict[str, str], rate_mib: int, size_mib: int, repeat: int) -> None:
