@@ -119,7 +119,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         env = {**os.environ, "SDLIB_CACHE_DIR": str(root / "cache"),
-               "SDLIB_CONFIG": str(root / "none.toml"),
+               "SDLIB_DATA_DIR": str(root / "data"), "SDLIB_CONFIG": str(root / "none.toml"),
                "PYTHONPYCACHEPREFIX": str(root / "pycache")}  # fmt: skip
         env.pop("PYTHONDONTWRITEBYTECODE", None)  # an installed sdlib has its .pyc files
         if "a" in args.parts:
