@@ -201,7 +201,9 @@ def main() -> None:
     cores = cores or 1
     with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
         root = Path(tmp)
-        env = {**os.environ, "SDLIB_CACHE_DIR": str(root / "cache")}
+        env = {**os.environ, "SDLIB_CACHE_DIR": str(root / "cache"),
+               "SDLIB_DATA_DIR": str(root / "data"),
+               "SDLIB_CONFIG": str(root / "none.toml")}  # fmt: skip
         print(
             f"file size: {args.size_mib} MiB, page cache warm; cores: {cores};"
             f" 2-thread speed-up now: {two_thread_speedup(args.repeat):.2f}"

@@ -105,7 +105,8 @@ def main() -> None:
         make_checkpoint(b, 2)
         ours, naive = tmp / "ours.safetensors", tmp / "naive.safetensors"
         cache = tmp / "cache"
-        env = {**os.environ, "SDLIB_CACHE_DIR": str(cache)}
+        env = {**os.environ, "SDLIB_CACHE_DIR": str(cache), "SDLIB_DATA_DIR": str(tmp / "data"),
+               "SDLIB_CONFIG": str(tmp / "none.toml")}  # fmt: skip
         old_env = {**env, "PYTHONPATH": args.before or ""}
         merge = [sys.executable, "-m", "sdlib", "merge", str(a), str(b), "--method",
                  "weighted-sum", "--alpha", str(args.alpha), "--overwrite"]  # fmt: skip
