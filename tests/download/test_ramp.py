@@ -305,8 +305,9 @@ def test_a_server_capping_each_connection_at_16_mib_s_is_fetched_over_four(
             elapsed = time.monotonic() - began
         ranges = [r.header("Range") for r in server.requests if r.server == "storage"]
     assert result.hashes.sha256 == _served_sha256(size)
-    assert result.connections == 4
-    spans = [_span(r) for r in ranges if r is not None]
+    assert result.connections == 4, f"{elapsed:.1f} s, {ranges}"
+    # By offset: requests from different connections reach the server in either order.
+    spans = sorted({_span(r) for r in ranges if r is not None})
     full = options.piece_size
     assert spans and spans[-1][1] == size - 1, ranges
     assert max(b - a + 1 for a, b in spans[-4:]) < full, ranges  # the tail, cut finer
