@@ -156,9 +156,15 @@ def _load_json(raw: bytes, path: str | None) -> Any:
         ) from None
     except RecursionError:
         raise FormatError("invalid safetensors header: JSON nested too deep", path=path) from None
-    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, over-long integers
+    except json.JSONDecodeError as exc:
         reason = _text(str(exc))[:120]
         raise FormatError(f"invalid safetensors header: not JSON ({reason})", path=path) from None
+    except UnicodeDecodeError:
+        raise FormatError("invalid safetensors header: not UTF-8 text", path=path) from None
+    except ValueError:  # an integer of thousands of digits (Python's own limit on them)
+        raise FormatError(
+            "invalid safetensors header: a number in it is too long", path=path
+        ) from None
 
 
 class _Duplicate(ValueError):

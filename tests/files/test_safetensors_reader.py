@@ -108,8 +108,11 @@ _ONE = {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}
     ("raw", "message"),
     [
         (json.dumps({"a": {**_ONE, "dtype": ["F32"]}}).encode(), "unknown dtype"),
+        # Python's own refusal of a 5,000-digit integer names an interpreter setting; the
+        # reason says what is wrong with the file instead.
         (b'{"a": {"dtype": "F32", "shape": [' + b"7" * 5000 + b'], "data_offsets": [0, 4]}}',
-         "not JSON"),
+         "a number in it is too long"),
+        (b'{"a\xff": 1}', "not UTF-8 text"),
         (b'{"a": ' + b"[" * 1000 + b"]" * 1000 + b"}", "nested too deep"),
         (b'{"__metadata__": {"x": ' + b"{\"y\": " * 1000 + b"1" + b"}" * 1001 + b"}", "too deep"),
         (b'{"a": %s, "a": %s}' % (json.dumps(_ONE).encode(), json.dumps(_ONE).encode()),
@@ -124,6 +127,7 @@ def test_hostile_headers_are_one_format_error(tmp_path: Path, raw: bytes, messag
     with pytest.raises(FormatError, match=message) as info:
         read_table(path)
     assert len(str(info.value)) < 300 and "\n" not in str(info.value)
+    assert "sys." not in str(info.value)
 
 
 def test_lone_surrogates_in_names_and_metadata_become_replacement_characters(
