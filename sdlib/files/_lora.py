@@ -9,12 +9,14 @@ from __future__ import annotations
 import json
 import math
 import re
+import threading
 from collections import Counter, OrderedDict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 
-from sdlib.files._signatures import CONTEXT_BASES, Keys, fmt_shape
+from sdlib.files._lora_base import found_base, pick_base
+from sdlib.files._signatures import Keys
 from sdlib.taxonomy import Base
 
 Shape = tuple[int, ...]
@@ -56,40 +58,8 @@ _TARGETS: tuple[tuple[str, str], ...] = (
 )  # fmt: skip
 TARGET_ORDER = ("unet", "text-encoder", "text-encoder-2", "t5")
 
-#: (metadata key, value prefix, base): what trainers write (classify.md 4.4). Lower-cased.
-METADATA_BASES: tuple[tuple[str, str, Base], ...] = (
-    ("ss_base_model_version", "sdxl", Base.SDXL),
-    ("ss_base_model_version", "sd_v1", Base.SD1),
-    ("ss_base_model_version", "sd_v2", Base.SD2),
-    ("ss_base_model_version", "flux", Base.FLUX),
-    ("ss_base_model_version", "chroma", Base.FLUX),
-    ("ss_base_model_version", "medium", Base.SD3),
-    ("ss_base_model_version", "5-", Base.SD3),
-    ("modelspec.architecture", "stable-diffusion-xl-v1-refiner", Base.SDXL_REFINER),
-    ("modelspec.architecture", "stable-diffusion-xl", Base.SDXL),
-    ("modelspec.architecture", "stable-diffusion-v1", Base.SD1),
-    ("modelspec.architecture", "stable-diffusion-v2", Base.SD2),
-    ("modelspec.architecture", "stable-diffusion-3", Base.SD3),
-    ("modelspec.architecture", "stable-diffusion-v3", Base.SD3),
-    ("modelspec.architecture", "stable-video-diffusion", Base.SVD),
-    ("modelspec.architecture", "flux-1", Base.FLUX),
-    ("modelspec.architecture", "flux.1", Base.FLUX),
-    ("modelspec.architecture", "flux-2", Base.FLUX2),
-    ("modelspec.architecture", "flux.2", Base.FLUX2),
-    ("modelspec.architecture", "chroma", Base.FLUX),
-    ("modelspec.architecture", "pixart", Base.PIXART),
-    ("modelspec.architecture", "stable-cascade", Base.CASCADE),
-    ("ss_v2", "true", Base.SD2),
-)
 #: Algorithms that are plain LoRA (Civitai "LORA"/"DoRA"); the rest are LyCORIS.
 LORA_ALGOS = frozenset({"lora", "dora"})
-_UNET_FAMILY = ("down_blocks", "up_blocks", "mid_block", "input_blocks", "output_blocks",
-                "middle_block", "unet:")  # fmt: skip
-_FLUX_FAMILY = ("double_blocks", "single_blocks", "single_transformer_blocks")
-_LEVEL0_ATTN = ("down_blocks_0_attentions", "up_blocks_3_attentions", "input_blocks_1_1_",
-                "input_blocks_2_1_", "output_blocks_9_1_", "output_blocks_10_1_",
-                "output_blocks_11_1_")  # fmt: skip
-_BLOCK_INDEX = re.compile(r"transformer_blocks_(\d+)_")
 
 
 @dataclass(slots=True)
@@ -258,6 +228,7 @@ class _Layout:
 #: Layouts by the names they were made from (``Keys.blob``), a few kept, newest last.
 _LAYOUTS: OrderedDict[str, _Layout] = OrderedDict()
 _LAYOUTS_KEPT = 32
+_LAYOUTS_LOCK = threading.Lock()
 
 
 def _layout(keys: Keys) -> _Layout:
@@ -265,15 +236,17 @@ def _layout(keys: Keys) -> _Layout:
     # The blob stands for the names only if no name holds a newline itself.
     cacheable = blob.count("\n") == len(keys) + 1
     if cacheable:
-        known = _LAYOUTS.get(blob)
-        if known is not None:
-            _LAYOUTS.move_to_end(blob)
-            return known
+        with _LAYOUTS_LOCK:  # a scan and an inspect may classify in two threads at once
+            known = _LAYOUTS.get(blob)
+            if known is not None:
+                _LAYOUTS.move_to_end(blob)
+                return known
     layout = _make_layout(keys.names())
     if cacheable:
-        _LAYOUTS[blob] = layout
-        if len(_LAYOUTS) > _LAYOUTS_KEPT:
-            _LAYOUTS.popitem(last=False)
+        with _LAYOUTS_LOCK:
+            _LAYOUTS[blob] = layout
+            if len(_LAYOUTS) > _LAYOUTS_KEPT:
+                _LAYOUTS.popitem(last=False)
     return layout
 
 
@@ -334,7 +307,7 @@ def analyze(lora: LoraScan, metadata: Mapping[str, str]) -> LoraVerdict:
         lora.summary = _summarize(lora)
     s = lora.summary
     evidence = list(s.evidence)
-    base = _base(s.found, metadata, evidence)
+    base = pick_base(s.found, metadata, evidence)
     producer = _producer(s.first, metadata)
     return LoraVerdict(s.algo, s.rank, _alpha(metadata), s.targets, producer, base, evidence)
 
@@ -363,7 +336,7 @@ def _summarize(lora: LoraScan) -> _Summary:
         evidence.append(f"rank {rank} in {ranks[rank]} of {len(mods)} modules")
     present = {m.target for m in mods}
     targets = tuple(t for t in TARGET_ORDER if t in present)
-    found = _found_base(mods, evidence)
+    found = found_base(mods, evidence)
     first = mods[0].name if mods else ""
     return _Summary(algo, rank, targets, found, first, tuple(evidence))
 
@@ -427,134 +400,3 @@ def _software(metadata: Mapping[str, str]) -> str | None:
     except (ValueError, AttributeError, RecursionError):
         return None
     return str(name) if name else None
-
-
-def _found_base(mods: list[Module], evidence: list[str]) -> Base | None:
-    """The base the modules' names and shapes give, or None."""
-    blob = " ".join(m.flat for m in mods)
-    found = None
-    if any(f in blob for f in _FLUX_FAMILY):
-        found = _flux_base(mods, evidence)
-    elif "joint_blocks" in blob:
-        evidence.append("joint_blocks modules (MMDiT) -> sd3")
-        found = Base.SD3
-    elif "transformer_transformer_blocks" in blob:
-        found = _dit_base(mods, evidence)
-    else:
-        found = _unet_base(mods, evidence)
-    return found
-
-
-def _base(found: Base | None, metadata: Mapping[str, str], evidence: list[str]) -> Base:
-    """The tensors' base, else the one the metadata claims (said in ``evidence``)."""
-    claimed = base_from_metadata(metadata)
-    if found is None or found is Base.UNKNOWN:
-        if claimed is not None:
-            evidence.append(f"tensors are silent; metadata claims {claimed}")
-            return claimed
-        return Base.UNKNOWN
-    if claimed is not None and claimed is not found:
-        evidence.append(f"metadata claims {claimed} but the tensors say {found}")
-    return found
-
-
-def base_from_metadata(metadata: Mapping[str, str]) -> Base | None:
-    for key, prefix, base in METADATA_BASES:
-        if metadata.get(key, "").strip().lower().startswith(prefix):
-            return base
-    return None
-
-
-def _unet_base(mods: list[Module], evidence: list[str]) -> Base | None:
-    """SD1/SD2/SDXL from widths, then structure (classify.md 4.3, 10), strongest first."""
-    unet = [m for m in mods if m.target == "unet"]
-    cross = Counter(
-        d for m in unet if "attn2_" in m.flat and ("to_k_" in m.flat or "to_v_" in m.flat)
-        if (d := m.in_dim()) in CONTEXT_BASES
-    )  # fmt: skip
-    if cross:
-        width = cross.most_common(1)[0][0]
-        base = CONTEXT_BASES[width]
-        evidence.append(f"cross-attention (attn2 to_k/to_v) input width {width} -> {base}")
-        return base
-    dims = {m.in_dim() for m in unet}
-    for width in (2048, 1024, 768):  # context widths no SD UNet uses as a channel count
-        if width in dims:
-            base = CONTEXT_BASES[width]
-            evidence.append(f"a UNet module takes input width {width} (the context) -> {base}")
-            return base
-    # A third transformer block is decisive for SDXL; a 768-wide text encoder is not
-    # (SDXL's first encoder is 768 wide too), so structure goes before TE widths.
-    for m in unet:
-        hit = _BLOCK_INDEX.search(m.flat)
-        if hit and int(hit.group(1)) >= 2:
-            evidence.append(f"{m.name}: transformer block index >= 2 exists only in SDXL")
-            return Base.SDXL
-    return _text_encoder_base(mods, evidence) or _level0_base(unet, evidence)
-
-
-def _text_encoder_base(mods: list[Module], evidence: list[str]) -> Base | None:
-    widths: dict[str, Counter[int]] = {}
-    for m in mods:
-        if m.target.startswith("text-encoder") and (d := m.in_dim()) is not None:
-            widths.setdefault(m.target, Counter())[d] += 1
-    if "text-encoder-2" in widths and widths["text-encoder-2"].most_common(1)[0][0] == 1280:
-        evidence.append("second text encoder of width 1280 (OpenCLIP bigG) -> sdxl")
-        return Base.SDXL
-    if "text-encoder" in widths:
-        width = widths["text-encoder"].most_common(1)[0][0]
-        base = {768: Base.SD1, 1024: Base.SD2}.get(width)
-        if base is not None:
-            evidence.append(f"text-encoder modules of width {width} -> {base}")
-            return base
-    return None
-
-
-def _level0_base(unet: list[Module], evidence: list[str]) -> Base | None:
-    """Attention at the 320-channel level exists in SD1/SD2 only; ``proj_in`` tells which."""
-    level0 = [m for m in unet if any(f in m.flat for f in _LEVEL0_ATTN)]
-    if not level0:
-        return None
-    proj = next((m for m in level0 if "proj_in" in m.flat and "down" in m.parts), None)
-    if proj is None:
-        evidence.append("attention at the 320-channel level: SD1 or SD2, not SDXL")
-        return None
-    four_d = len(proj.parts["down"]) == 4
-    evidence.append(
-        f"{proj.name}: proj_in down {fmt_shape(proj.parts['down'])} at the 320-channel "
-        f"level -> {'sd1 (1x1 conv)' if four_d else 'sd2 (linear)'}"
-    )
-    return Base.SD1 if four_d else Base.SD2
-
-
-def _flux_base(mods: list[Module], evidence: list[str]) -> Base:
-    hidden = Counter(
-        d for m in mods if ("attn_qkv" in m.flat or "attn_to_q" in m.flat)
-        if (d := m.in_dim()) is not None
-    )  # fmt: skip
-    width = hidden.most_common(1)[0][0] if hidden else None
-    mlp = next((m for m in mods if "img_mlp_0_" in m.flat and m.out_dim()), None)
-    if width in (4096, 6144):
-        evidence.append(f"Flux-style blocks with hidden width {width} -> flux2")
-        return Base.FLUX2
-    if width == 3072 and mlp is not None and mlp.out_dim() == 6 * 3072:
-        evidence.append("Flux-style blocks with MLP ratio 6 (Klein 4B) -> flux2")
-        return Base.FLUX2
-    evidence.append(
-        "double_blocks/single_blocks modules"
-        + (f", hidden width {width}" if width else "")
-        + " -> flux"
-    )
-    return Base.FLUX
-
-
-def _dit_base(mods: list[Module], evidence: list[str]) -> Base | None:
-    """diffusers ``transformer.transformer_blocks`` without single blocks: SD3 or Flux."""
-    widths = Counter(d for m in mods if "attn_to_q_" in m.flat if (d := m.in_dim()) is not None)
-    if not widths:
-        return None
-    width = widths.most_common(1)[0][0]
-    base = {1536: Base.SD3, 2432: Base.SD3, 3072: Base.FLUX}.get(width)
-    if base is not None:
-        evidence.append(f"diffusers transformer blocks of width {width} -> {base}")
-    return base
