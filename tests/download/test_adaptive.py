@@ -24,6 +24,7 @@ from sdlib.demo.server import DemoServer
 from sdlib.download import DownloadOptions, DownloadSpec, download
 from sdlib.download._ramp import READS, SETTLE, WINDOW, Ramp
 from sdlib.http import build_client
+from tests.support.large_file import large_url, served_sha256
 from tests.support.quiet_server import QuietServer
 
 MIB = 1 << 20
@@ -151,7 +152,7 @@ def test_a_server_capping_each_connection_gets_four_and_three_times_the_speed(
     size, cap = 96 * MIB, 4 * MIB  # one connection: 24 s
     with DemoServer(tmp_path / "files", large_size=size, catalogue=()) as server:
         server.rate_limit = cap
-        url = _large_url(server)
+        url = large_url(server)
         options = DownloadOptions(piece_size=2 * MIB, split_threshold=16 * MIB, retries=2,
                                   sleep=lambda _s: None)  # fmt: skip
         with _client(tmp_path) as http:
@@ -160,29 +161,8 @@ def test_a_server_capping_each_connection_gets_four_and_three_times_the_speed(
                               options)  # fmt: skip
             elapsed = time.monotonic() - began
     assert result.connections == 4
-    assert result.hashes.sha256 == _served_sha256(size)
+    assert result.hashes.sha256 == served_sha256(size)
     assert elapsed * 3 <= size / cap, f"{elapsed:.1f} s, one connection takes {size / cap:.0f} s"
-
-
-def _large_url(server: DemoServer) -> str:
-    from sdlib.demo.catalogue import LARGE_FILE_ID, LARGE_VERSION_ID
-
-    response = httpx2.get(
-        f"{server.url}/api/download/models/{LARGE_VERSION_ID}?fileId={LARGE_FILE_ID}",
-        headers={"User-Agent": "test"},
-        follow_redirects=False,
-    )
-    return response.headers["Location"]
-
-
-def _served_sha256(size: int) -> str:
-    from sdlib.demo.catalogue import LargeFile
-
-    digest = hashlib.sha256()
-    with LargeFile(size).open() as fh:
-        while chunk := fh.read(8 * MIB):
-            digest.update(chunk)
-    return digest.hexdigest().upper()
 
 
 class _SharedLink:

@@ -9,7 +9,6 @@ its stream. Seeded, on a fake clock: the decisions are the same on any machine, 
 
 from __future__ import annotations
 
-import hashlib
 import heapq
 import random
 import time
@@ -17,7 +16,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-import httpx2
 import pytest
 
 from sdlib.config import NetworkSettings, Settings
@@ -25,6 +23,7 @@ from sdlib.demo.server import DemoServer
 from sdlib.download import DownloadOptions, DownloadSpec, download
 from sdlib.download._ramp import READS, Ramp, cut
 from sdlib.http import build_client
+from tests.support.large_file import large_url, served_sha256
 
 MIB = 1 << 20
 
@@ -291,7 +290,7 @@ def test_a_server_capping_each_connection_at_16_mib_s_is_fetched_over_four(
     size, cap = 128 * MIB, 16 * MIB  # one connection: 8 s
     with DemoServer(tmp_path / "files", large_size=size, catalogue=()) as server:
         server.rate_limit = cap
-        url = _large_url(server)
+        url = large_url(server)
         server.clear_requests()
         options = DownloadOptions(retries=2, sleep=lambda _s: None)
         settings = replace(
@@ -304,7 +303,7 @@ def test_a_server_capping_each_connection_at_16_mib_s_is_fetched_over_four(
                               options)  # fmt: skip
             elapsed = time.monotonic() - began
         ranges = [r.header("Range") for r in server.requests if r.server == "storage"]
-    assert result.hashes.sha256 == _served_sha256(size)
+    assert result.hashes.sha256 == served_sha256(size)
     assert result.connections == 4, f"{elapsed:.1f} s, {ranges}"
     # By offset: requests from different connections reach the server in either order.
     spans = sorted({_span(r) for r in ranges if r is not None})
@@ -317,24 +316,3 @@ def test_a_server_capping_each_connection_at_16_mib_s_is_fetched_over_four(
 def _span(header: str) -> tuple[int, int]:
     first, _, last = header.removeprefix("bytes=").partition("-")
     return int(first), int(last)
-
-
-def _large_url(server: DemoServer) -> str:
-    from sdlib.demo.catalogue import LARGE_FILE_ID, LARGE_VERSION_ID
-
-    response = httpx2.get(
-        f"{server.url}/api/download/models/{LARGE_VERSION_ID}?fileId={LARGE_FILE_ID}",
-        headers={"User-Agent": "test"},
-        follow_redirects=False,
-    )
-    return response.headers["Location"]
-
-
-def _served_sha256(size: int) -> str:
-    from sdlib.demo.catalogue import LargeFile
-
-    digest = hashlib.sha256()
-    with LargeFile(size).open() as fh:
-        while chunk := fh.read(8 * MIB):
-            digest.update(chunk)
-    return digest.hexdigest().upper()
