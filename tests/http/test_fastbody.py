@@ -81,15 +81,7 @@ def test_unmarked_requests_and_other_methods_go_to_the_inner_transport(url: str)
 
 
 def test_ranged_request_and_keep_alive(url: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    connects = 0
-    real_connect = http.client.HTTPConnection.connect
-
-    def counting(self: http.client.HTTPConnection) -> None:
-        nonlocal connects
-        connects += 1
-        real_connect(self)
-
-    monkeypatch.setattr(http.client.HTTPConnection, "connect", counting)
+    connects = _count_connects(monkeypatch)
     whole = _expected(url)
     with _client() as client:
         for start in (0, 1000, SIZE - 10):
@@ -97,7 +89,7 @@ def test_ranged_request_and_keep_alive(url: str, monkeypatch: pytest.MonkeyPatch
             with client.stream("GET", url, headers=headers, extensions={FAST_BODY: True}) as r:
                 assert r.status_code == 206
                 assert _read_all(r) == whole[start:]
-    assert connects == 1  # each body read to its end keeps the connection for the next
+    assert connects == [1]  # each body read to its end keeps the connection for the next
 
 
 def test_dropped_connection_is_a_remote_protocol_error(server: DemoServer, url: str) -> None:
@@ -241,17 +233,22 @@ def test_bodies_without_a_length_still_come_through_http_client(odd_server: str,
 def test_an_empty_body_reads_nothing_and_keeps_the_connection(
     odd_server: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    connects = 0
-    real_connect = http.client.HTTPConnection.connect
-
-    def counting(self: http.client.HTTPConnection) -> None:
-        nonlocal connects
-        connects += 1
-        real_connect(self)
-
-    monkeypatch.setattr(http.client.HTTPConnection, "connect", counting)
+    connects = _count_connects(monkeypatch)
     with _client() as client:
         for _ in range(2):  # a read that waited for bytes that never come would time out
             with client.stream("GET", odd_server + "/empty", extensions={FAST_BODY: True}) as r:
                 assert _read_all(r) == b""
-    assert connects == 1
+    assert connects == [1]
+
+
+def _count_connects(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """A one-item list counting the TCP connections http.client opens from now on."""
+    connects = [0]
+    real_connect = http.client.HTTPConnection.connect
+
+    def counting(self: http.client.HTTPConnection) -> None:
+        connects[0] += 1
+        real_connect(self)
+
+    monkeypatch.setattr(http.client.HTTPConnection, "connect", counting)
+    return connects
