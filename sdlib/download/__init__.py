@@ -31,11 +31,11 @@ The contract (what a user's models folder can rely on):
 Progress is reported through a callback of small event dataclasses, at least every
 256 KiB or 0.5 s (``progress_due``); no UI code here.
 
-Inside: ``_engine`` (the control flow), ``_pieces``, ``_transfer``, ``_values`` (specs,
-options, events, results), ``_checks`` and ``_unfinished`` (the records of unfinished
-downloads). A part file is held under ``sdlib._filelock``,
-the OS lock the library's organize journal shares (it sits below both, so organizing never
-loads this package or httpx2).
+Inside: ``_engine`` (the control flow), ``_pieces``, ``_transfer``, ``_writer`` (the part
+file's writes, on a thread of their own), ``_values`` (specs, options, events, results),
+``_checks`` and ``_unfinished`` (the records of unfinished downloads). A part file is
+held under ``sdlib._filelock``, the OS lock the library's organize journal shares (it
+sits below both, so organizing never loads this package or httpx2).
 """
 
 from __future__ import annotations

@@ -4,7 +4,8 @@ The guarantees it keeps are the package's (``sdlib.download``'s docstring). The 
 flow lives here (lock, resume state, requests, retries, verification, placing); the
 policy-free parts live beside it: ``_streaming`` (reading a body, one stream or pieces),
 ``_ramp`` (how many connections), ``_pieces`` (parallel ranged pieces in order),
-``_transfer`` (pacing, buffers, flushing) and ``_checks`` (refusals and their wording).
+``_transfer`` (pacing, buffers, flushing), ``_writer`` (the part file's writes, on a
+thread of their own) and ``_checks`` (refusals and their wording).
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ from sdlib.download._values import (
     Verifying,
     part_path,
 )
+from sdlib.download._writer import FileWriter
 from sdlib.errors import (
     DiskFull,
     DownloadError,
@@ -111,6 +113,7 @@ class _Download(BodyReading):
         self.resumed_from = 0
         self.throttle = Throttle(options.limit_rate, options.sleep)
         self.flush: BackgroundFlush | None = None
+        self.writer = FileWriter(None)  # none until the part file is open
         self.record = ResumeRecord(
             options.state_dir, self.part, spec.size, spec.hashes,
             target=spec.dest, url=spec.url, origin=spec.origin,
@@ -139,15 +142,22 @@ class _Download(BodyReading):
         dest = self.spec.dest
         self.fh = fh
         self.flush = BackgroundFlush.start(fh.fileno())
+        self.writer = FileWriter(fh.fileno(), self.flush)
         if self.opt.cancel is not None:
             self.watch = CancelWatch(self.opt.cancel)
         self.deadline = ReadDeadline(self.opt.stall_timeout)
         ok = False
         try:
-            self._load_state()
-            self.record.begin(self.validator, self.offset)
-            self._check_disk_space()
-            self._fetch_with_retries()
+            try:
+                self._load_state()
+                self.record.begin(self.validator, self.offset)
+                self._check_disk_space()
+                self._fetch_with_retries()
+            finally:
+                # Whatever ended the fetching, what was handed to the writer is written
+                # before anything counts it as kept; a write that failed (a full disk) is
+                # the error to report, and its bytes are not counted.
+                self._finish_writes()
             hashes = self._finish_hashing()
             verification = self._verify(hashes)
             ok = True
@@ -172,7 +182,12 @@ class _Download(BodyReading):
         self.emit(Finished(self.name, str(dest), hashes.size))
         return DownloadResult(dest, hashes, self.resumed_from, self.connections, verification)
 
+    def _finish_writes(self) -> None:
+        self.offset -= self.writer.close()
+        self.writer.check()
+
     def _close(self, fh: BinaryIO, keep: bool) -> None:
+        self.writer.close()  # stopped already (``_finish_writes``); never closing fh under it
         self._stop_flush()
         if self.watch is not None:
             self.watch.stop()
@@ -221,6 +236,7 @@ class _Download(BodyReading):
 
     def _truncate(self) -> None:
         assert self.fh is not None
+        self.writer.wait_done(self.writer.fed)  # nothing queued may land after the cut
         self.fh.truncate(0)
         self.fh.seek(0)
         self.offset = 0
@@ -247,6 +263,7 @@ class _Download(BodyReading):
                 self._truncate()
                 self.validator = None
             except Transient as exc:
+                self.writer.check()  # a piece failed because the disk did: not a network error
                 self._check_cancel()  # a cancel broke the connection: stop, do not retry
                 if self.offset - progress >= PROGRESS_RESETS_RETRIES:
                     # A flaky link that keeps delivering: only failures in a row count.

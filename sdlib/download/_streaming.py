@@ -36,6 +36,7 @@ from sdlib.download._transfer import (
     progress_due,
 )
 from sdlib.download._values import DownloadOptions, EventCallback, Progress, Started
+from sdlib.download._writer import WRITE_AHEAD
 from sdlib.errors import DownloadError, HashMismatch, Interrupted
 from sdlib.files.sniff import looks_like_text_error
 from sdlib.formatting import human_size
@@ -45,6 +46,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from sdlib.download._ramp import Ramp
+    from sdlib.download._writer import FileWriter
     from sdlib.hashing import Hasher
 
 #: Buffers that a body is read into, in turn, while others are hashed; 1 MiB each, so a
@@ -72,6 +74,7 @@ class BodyReading:
     connections: int
     fh: BinaryIO | None
     hasher: Hasher
+    writer: FileWriter
     throttle: Throttle
     flush: BackgroundFlush | None
     watch: CancelWatch | None
@@ -119,7 +122,8 @@ class BodyReading:
         fetcher = PieceFetcher(
             self.client, url, boundary, self.total, self.opt, self.validator, self.throttle,
             self.watch, self.deadline, workers=0, arrived=self.ramp.arrived,
-            joined=self.ramp.joined, buffers=PieceBuffers(self.opt.piece_size, self.hasher),
+            joined=self.ramp.joined,
+            buffers=PieceBuffers(self.opt.piece_size, (self.hasher, self.writer)),
         )  # fmt: skip
         self._use(fetcher, workers, streaming=True)
         return fetcher
@@ -134,8 +138,7 @@ class BodyReading:
         abort = response.extensions.get(ABORT)
         if readinto is None:  # httpx2's own transport (a proxy): its chunks as they arrive
             readinto = _chunk_reader(response.iter_raw())
-        ring = BufferRing(RING_BUFFERS, RING_BUFFER_SIZE)
-        fed_before = self.hasher.fed
+        ring = BufferRing(RING_BUFFERS, RING_BUFFER_SIZE, (self.hasher, self.writer))
         cap = RING_BUFFER_SIZE
         if self.throttle.rate:  # small reads so that --limit-rate stays smooth
             cap = max(64 << 10, min(cap, self.throttle.rate // 10))
@@ -150,7 +153,7 @@ class BodyReading:
                         want = min(step, fetcher.pieces[0][0] - self.offset)
                         if want <= 0:
                             return fetcher  # the pieces take it from here
-                    buf = ring.take(self.hasher, fed_before)
+                    buf = ring.take()
                     began = time.monotonic()
                     with self.deadline.read(abort):
                         n = readinto(buf[:want])
@@ -234,8 +237,9 @@ class BodyReading:
 
     # -- the one place bytes go --------------------------------------------------------------
     def _write(self, data: bytes | bytearray | memoryview) -> None:
-        """Append, hash and report ``data``; then stop if a cancel came (keeping it)."""
-        assert self.fh is not None
+        """Append (on the writer's thread), hash and report ``data``; then stop if a cancel
+        came (keeping it). ``data`` stays unchanged until the writer and the hasher are done
+        with it (the buffers' owners wait for both)."""
         if self.offset == 0 and looks_like_text_error(bytes(data[:64])):
             raise DownloadError(
                 f"{self.name}: the server sent an HTML or JSON page instead of the model file"
@@ -247,14 +251,14 @@ class BodyReading:
         if self.total is None and self.offset + len(data) > self.opt.max_unknown_size:
             self.offset = 0  # nothing to resume: _close deletes the part file
             raise unknown_size_error(self.name, self.opt.max_unknown_size, self.part)
-        self.fh.write(data)
+        self.writer.put(data)
         self.hasher.update(data)
         self.offset += len(data)
-        if self.flush is not None:
-            self.flush.wrote(len(data))
-        # Keep the hashing threads at most a few buffers behind the network.
-        if self.hasher.fed > 8:
-            self.hasher.wait_done(self.hasher.fed - 8)
+        # Keep the hashing threads and the writer at most a few buffers behind the network.
+        if self.hasher.fed > WRITE_AHEAD:
+            self.hasher.wait_done(self.hasher.fed - WRITE_AHEAD)
+        if self.writer.fed > WRITE_AHEAD:
+            self.writer.wait_done(self.writer.fed - WRITE_AHEAD)
         now = time.monotonic()
         if progress_due(self.offset, self.total, self._last_done, now - self._last_emit):
             self._last_emit, self._last_done = now, self.offset

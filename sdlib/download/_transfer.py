@@ -10,8 +10,8 @@ import mmap
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, BinaryIO
+from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, BinaryIO, Protocol
 
 import httpx2
 
@@ -187,27 +187,40 @@ class ReadDeadline:
         self._thread.join()
 
 
-class BufferRing:
-    """A few fixed buffers reused in turn, each handed out only once the hasher is done with it.
+class BufferUser(Protocol):
+    """What reads a buffer after it was handed over (the hasher, the file writer): buffers
+    are counted as they are fed to it, and one is reused only once it is done with it."""
 
-    Every buffer taken must be fed to ``hasher`` (once, in order) before the next is taken.
-    The buffers are anonymous maps (Windows has them too): nothing zeroes them while
+    @property
+    def fed(self) -> int: ...
+
+    def wait_done(self, count: int) -> None: ...
+
+
+class BufferRing:
+    """A few fixed buffers reused in turn, each handed out only once every user is done with it.
+
+    Every buffer taken must be fed to each of ``users`` (once, in order) before the next is
+    taken. The buffers are anonymous maps (Windows has them too): nothing zeroes them while
     holding the GIL, and they are page-aligned. A socket's copy into them is never
     slower than into a bytearray (16 bytes into its page), and cheaper where the sender's
     bytes sit aligned alike (0.25 against 0.45 s of CPU per GiB in a loopback test; the
     same in the download benchmark, whose server's bytes do not).
     """
 
-    def __init__(self, count: int, size: int) -> None:
+    def __init__(self, count: int, size: int, users: Sequence[BufferUser]) -> None:
         self._buffers = [mmap.mmap(-1, size) for _ in range(count)]
         self._taken = 0
+        # What each user had been fed before this ring's first buffer.
+        self._users = [(user, user.fed) for user in users]
 
-    def take(self, hasher: Hasher, fed_before: int) -> memoryview:
-        """The next buffer. ``fed_before``: buffers the hasher had queued before this ring."""
+    def take(self) -> memoryview:
+        """The next buffer."""
         count = len(self._buffers)
         if self._taken >= count:
-            # This buffer was queued ``count`` feeds ago; wait until it has been hashed.
-            hasher.wait_done(fed_before + self._taken - count + 1)
+            # This buffer was fed ``count`` feeds ago; wait until every user is done with it.
+            for user, fed_before in self._users:
+                user.wait_done(fed_before + self._taken - count + 1)
         buf = self._buffers[self._taken % count]
         self._taken += 1
         return memoryview(buf)
@@ -219,30 +232,31 @@ class PieceBuffers:
     A fresh buffer per piece costs a page fault and zeroing per 4 KiB each time (on a
     virtual machine about 0.4 s of CPU per GiB, and the host takes freed pages back, so
     the next ones fault again). A buffer comes back once its piece is written, with the
-    count of buffers the hasher had then been given; it is handed out again only after the
-    hasher has hashed that many.
+    count of buffers each user (the hasher, the file writer) had then been given; it is
+    handed out again only after every user is done with that many.
     """
 
-    def __init__(self, size: int, hasher: Hasher) -> None:
+    def __init__(self, size: int, users: Sequence[BufferUser]) -> None:
         self.size = size
-        self._hasher = hasher
-        self._free: list[tuple[mmap.mmap, int]] = []
+        self._users = list(users)
+        self._free: list[tuple[mmap.mmap, list[int]]] = []
         self._lock = threading.Lock()
 
     def take(self) -> mmap.mmap:
-        """A buffer: a reused one (once the hasher is done with it) or a new one."""
+        """A buffer: a reused one (once every user is done with it) or a new one."""
         with self._lock:
             item = self._free.pop(0) if self._free else None
         if item is None:
             return mmap.mmap(-1, self.size)
         buf, fed = item
-        self._hasher.wait_done(fed)
+        for user, count in zip(self._users, fed, strict=True):
+            user.wait_done(count)
         return buf
 
     def give(self, buf: mmap.mmap) -> None:
-        """``buf``'s bytes were written and handed to the hasher (by the calling thread)."""
+        """``buf``'s bytes were handed to every user (by the calling thread)."""
         with self._lock:
-            self._free.append((buf, self._hasher.fed))
+            self._free.append((buf, [user.fed for user in self._users]))
 
 
 class BackgroundFlush:
@@ -252,7 +266,8 @@ class BackgroundFlush:
     write, instead of a whole multi-GB file: at most ``every`` bytes (16 MiB, a few
     hundredths of a second for a disk; 64 MiB kept a 1 GiB download waiting 0.13-0.22 s
     at its end). Only where ``os.fdatasync`` exists (Linux, the BSDs); elsewhere
-    ``start`` returns None and the final fsync does all the work.
+    ``start`` returns None and the final fsync does all the work. ``wrote`` is called by
+    the one thread that writes the file (``sdlib.download._writer``), after each write.
     """
 
     def __init__(self, fd: int, every: int) -> None:
