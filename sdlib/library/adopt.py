@@ -207,6 +207,13 @@ def adopt_rows(
     Confirmed identities (SHA256 checked) are ``identified``; the others keep
     ``identify_state`` unset so ``identify`` asks. ``matched_by`` is ``sidecar`` for both.
     ``cached_sha256`` gives a SHA256 already known for a path, without hashing.
+
+    Whenever the file's SHA256 is known (the row's, or the hash cache's for these bytes) the
+    sidecar is held to it, whatever the index knew before: a fresh index and one that took
+    the sidecar unconfirmed on an earlier scan end the same. An identity taken unconfirmed
+    is confirmed, or dropped when the sidecar publishes another SHA256; a SHA256 learned
+    from the cache is kept in the row, so the next scan checks the sidecar again (and says
+    again why it is not taken) instead of forgetting.
     """
     present = {e.path for e in entries if e.role == "sidecar"}
     folded = {p.casefold(): p for p in present}
@@ -216,7 +223,8 @@ def adopt_rows(
         row = rows.get(e.path)
         if row is None or e.role != "model" or row.problem or row.identify_state:
             continue
-        if row.civitai_version_id is not None:
+        unconfirmed = row.civitai_version_id is not None and row.matched_by == "sidecar"
+        if row.civitai_version_id is not None and not unconfirmed:
             continue
         stem = os.path.splitext(e.path)[0]
         found = {}
@@ -228,11 +236,17 @@ def adopt_rows(
         if not found:
             continue
         sha = row.sha256 or cached_sha256(e.path)
+        if unconfirmed and sha is None:
+            continue  # taken unconfirmed before, and still nothing to check it against
         adoption = adopt(e.path, found, sha, row.size)
         if adoption.identity is None:
             if adoption.refused:
                 refused[e.path] = f"not identified from {adoption.refused}; run sdlib identify"
+                cleared = dict.fromkeys((*_IDENTITY_COLUMNS, "matched_by")) if unconfirmed else {}
+                rows[e.path] = replace(row, **cleared, sha256=sha)
             continue
+        if unconfirmed and not adoption.confirmed:
+            continue  # the sidecar publishes no SHA256 to check: unconfirmed as it was
         state: dict[str, Any] = {}
         if adoption.confirmed:
             state = {"identify_state": "identified", "identified_at": now}
@@ -241,6 +255,13 @@ def adopt_rows(
         )
         adopted[e.path] = adoption.identity.source
     return adopted, refused
+
+
+#: The index columns a sidecar's identity fills (``SidecarIdentity.columns``).
+_IDENTITY_COLUMNS = (
+    "civitai_model_id", "civitai_version_id", "civitai_file_id", "civitai_model_name",
+    "civitai_version_name", "civitai_base_model",
+)  # fmt: skip
 
 
 #: Keys of a version JSON that change by themselves between two answers for one version.
