@@ -131,7 +131,7 @@ class BrowseScreen(RefBrowsing):
         self._layout(self.app.size.width, self.app.size.height)
         self.query_one(ResultsTable).focus()
         # After the first frame: the worker's imports (httpx2, TLS) would delay it.
-        self.call_after_refresh(self.search)
+        self.sdlib.after_first_frame(self.search)
 
     def on_resize(self, event: Resize) -> None:
         self._layout(event.size.width, event.size.height)
@@ -215,7 +215,9 @@ class BrowseScreen(RefBrowsing):
             return  # an answer to a search the user has since replaced
         table = self.query_one(ResultsTable)
         if not message.append:
-            self._clear_results()
+            # Rows follow: the detail pane stays where it is (blank until the highlighted
+            # model is shown), instead of closing now and opening again a moment later.
+            self._clear_results(keep_pane=bool(message.page.items))
         fresh = [m for m in message.page.items if m.id not in self._models]
         for model in fresh:
             self._models[model.id] = model
@@ -242,8 +244,9 @@ class BrowseScreen(RefBrowsing):
         self._status("search failed: " + message.message)
         self.report_error(message.message, title="Search failed")
 
-    def _clear_results(self) -> None:
-        """Empty the table and close the detail: nothing is selected any more."""
+    def _clear_results(self, *, keep_pane: bool = False) -> None:
+        """Empty the table and the detail: nothing is selected any more. The detail pane
+        closes too unless ``keep_pane`` (new results are about to fill the table)."""
         self._models = {}
         self._hub_models = {}
         self.query_one(ResultsTable).clear()
@@ -256,7 +259,8 @@ class BrowseScreen(RefBrowsing):
         hub = self.hub_detail()
         if hub is not None and hub.is_mounted:
             hub.clear()
-        self.remove_class("-has-detail", "-detail-open")
+        # Each class change restyles every widget of the screen: only the needed one.
+        self.remove_class(*(("-detail-open",) if keep_pane else ("-has-detail", "-detail-open")))
         self.clear_offer()
         self.refresh_bindings()
 
@@ -336,7 +340,7 @@ class BrowseScreen(RefBrowsing):
         return self._models.get(int(key)) if key and key.isdigit() else None
 
     def _detail(self) -> ModelDetail | None:
-        return self.query(ModelDetail).first() if self.query(ModelDetail) else None
+        return self.body_pane("detail", ModelDetail)
 
     async def _show_highlighted(self) -> None:
         # One at a time: a second call while the first mounts the pane would find the pane

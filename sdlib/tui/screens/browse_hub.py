@@ -13,7 +13,7 @@ from __future__ import annotations
 import itertools
 import threading
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from textual import on, work
 from textual.app import ComposeResult
@@ -21,6 +21,7 @@ from textual.containers import Horizontal
 from textual.content import Content
 from textual.coordinate import Coordinate
 from textual.message import Message
+from textual.widget import Widget
 from textual.widgets import Input, Select, Static
 
 from sdlib.tui.messages import (
@@ -50,6 +51,8 @@ if TYPE_CHECKING:
     from sdlib.sources.hf import HubModel, HubRepo
 
 __all__ = ["HubBrowsing", "HubPages", "SourceSwitch"]
+
+PaneT = TypeVar("PaneT", bound=Widget)
 
 
 class SourceSwitch(Static):
@@ -106,7 +109,7 @@ class HubBrowsing(SdlibScreen):
 
     if TYPE_CHECKING:  # shared with the Civitai side: BrowseScreen defines them
 
-        def _clear_results(self) -> None: ...
+        def _clear_results(self, *, keep_pane: bool = False) -> None: ...
 
         def _status(self, text: str) -> None: ...
 
@@ -116,12 +119,22 @@ class HubBrowsing(SdlibScreen):
 
     # -- the switch ---------------------------------------------------------------------------
     def compose_hub_filters(self) -> ComposeResult:
-        """The Hub's filters, shown instead of Civitai's (and NSFW) while it is the source."""
-        with Horizontal(id="hub-filters"):
-            yield Select(HUB_TYPE_OPTIONS, prompt="Any type", id="hub-type", compact=True)
-            yield Select(HUB_BASE_OPTIONS, prompt="Any base", id="hub-base", compact=True)
-            yield Select(HUB_SORT_OPTIONS, value="downloads", allow_blank=False,
-                         id="hub-sort", compact=True)  # fmt: skip
+        """The row of the Hub's filters, shown instead of Civitai's (and NSFW) while it is
+        the source. Its selects are mounted when the Hub is first chosen (mount_hub_filters):
+        they were a third of Browse's widgets, styled and laid out before the first frame of
+        every session, most of which never switch."""
+        yield Horizontal(id="hub-filters")
+
+    def mount_hub_filters(self) -> None:
+        row = self.query_one("#hub-filters", Horizontal)
+        if row.children:
+            return
+        row.mount(
+            Select(HUB_TYPE_OPTIONS, prompt="Any type", id="hub-type", compact=True),
+            Select(HUB_BASE_OPTIONS, prompt="Any base", id="hub-base", compact=True),
+            Select(HUB_SORT_OPTIONS, value=self._hub_query.sort, allow_blank=False,
+                   id="hub-sort", compact=True),
+        )  # fmt: skip
 
     def action_switch_source(self) -> None:
         """Civitai <-> Hugging Face: the other source's filters, columns and results (the
@@ -136,6 +149,8 @@ class HubBrowsing(SdlibScreen):
     def use_source(self, source: str) -> None:
         """Make ``source`` Browse's: its filters, columns and an empty table (no search)."""
         self._source = source
+        if source == HUB:
+            self.mount_hub_filters()
         self.set_class(self._source == HUB, "-hub")
         self.query_one(SourceSwitch).update(Content(SOURCE_NAMES[self._source]))
         self.query_one("#query", Input).placeholder = PLACEHOLDERS[self._source]
@@ -198,7 +213,7 @@ class HubBrowsing(SdlibScreen):
             return  # an answer to a search the user has since replaced
         table = self.query_one(ResultsTable)
         if not message.append:
-            self._clear_results()
+            self._clear_results(keep_pane=bool(message.models))  # as Civitai's results
         fresh = [m for m in message.models if m.id not in self._hub_models]
         for model in fresh:
             self._hub_models[model.id] = model
@@ -230,7 +245,15 @@ class HubBrowsing(SdlibScreen):
 
     # -- the detail pane ----------------------------------------------------------------------
     def hub_detail(self) -> HubDetail | None:
-        return self.query(HubDetail).first() if self.query(HubDetail) else None
+        return self.body_pane("hub-detail", HubDetail)
+
+    def body_pane(self, pane_id: str, kind: type[PaneT]) -> PaneT | None:
+        """The pane mounted under the results with this id (the model or repo detail, an
+        offer), if there is one. Looked for among ``#browse-body``'s few children: a query
+        of the screen walks every widget of a mounted detail pane, and each new page of
+        results asks for all three panes."""
+        body = self.query_one("#browse-body")
+        return next((c for c in body.children if c.id == pane_id and isinstance(c, kind)), None)
 
     def highlighted_repo(self) -> HubModel | None:
         table = self.query_one(ResultsTable)

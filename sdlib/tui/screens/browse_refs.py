@@ -304,7 +304,7 @@ class RefBrowsing(HubBrowsing):
 
     # -- offers from elsewhere ------------------------------------------------------------------
     def _offer_pane(self) -> OfferPane | None:
-        return self.query(OfferPane).first() if self.query(OfferPane) else None
+        return self.body_pane("offer", OfferPane)
 
     def _show_offer(self, offer: Offer | None) -> None:
         self._offer = offer
