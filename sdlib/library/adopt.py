@@ -242,7 +242,9 @@ def adopt_rows(
         if adoption.identity is None:
             if adoption.refused:
                 refused[e.path] = f"not identified from {adoption.refused}; run sdlib identify"
-                cleared = dict.fromkeys((*_IDENTITY_COLUMNS, "matched_by")) if unconfirmed else {}
+                cleared: dict[str, Any] = {}
+                if unconfirmed:
+                    cleared = dict.fromkeys((*_IDENTITY_COLUMNS, "matched_by"))
                 rows[e.path] = replace(row, **cleared, sha256=sha)
             continue
         if unconfirmed and not adoption.confirmed:
