@@ -441,7 +441,8 @@ class Installer:
 
 #: What the steps after a download import (inspecting, the library index): ~0.3 s on a small
 #: machine, imported on a thread while the download runs instead of after its last byte.
-_AFTER_DOWNLOAD = ("sdlib.inspect", "sdlib.library.installed")
+_AFTER_DOWNLOAD = ("sdlib.inspect", "sdlib.files.pickles", "sdlib.files.safetensors",
+                   "sdlib.files.classify", "sdlib.library.installed", "html")  # fmt: skip
 
 
 def _import_in_background(names: Sequence[str]) -> None:
