@@ -28,7 +28,6 @@ from sdlib.tui.messages import (
 )
 from sdlib.tui.screens._base import SdlibScreen
 from sdlib.tui.screens.browse import BrowseScreen
-from sdlib.tui.screens.dialogs import Decision
 from sdlib.tui.services import Services, TuiOptions, WorkerPool
 
 if TYPE_CHECKING:
@@ -98,6 +97,8 @@ class SdlibApp(App[None]):
         await super().on_event(event)
 
     async def _key(self, event: events.Key) -> None:
+        from sdlib.tui.screens.dialogs import Decision  # imported after the first frame
+
         screen = self.screen
         if isinstance(screen, Decision) and screen.typed_before_shown(event):
             return  # type-ahead is no answer to a question the user has not seen

@@ -7,6 +7,8 @@ restyles the whole screen, in the path from a search's answer to the rendered ta
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from dataclasses import replace
 from typing import Any
 
@@ -28,6 +30,18 @@ pytestmark = pytest.mark.anyio
 def names(app: Any) -> list[str]:
     table = app.screen.query_one(ResultsTable)
     return [str(table.get_row_at(i)[0]) for i in range(table.row_count)]
+
+
+def test_what_the_first_frame_does_not_need_is_not_imported_at_start() -> None:
+    """Markdown (markdown-it and its rules, ~70 ms) is for the detail pane, the dialogs for
+    later keys: neither is imported with the app."""
+    code = (
+        "import sys, sdlib.cli.tui_cmd, sdlib.tui.app\n"
+        "print(sorted(m for m in ('markdown_it', 'textual.widgets._markdown',\n"
+        "                         'sdlib.tui.screens.dialogs') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
 
 
 async def test_the_first_search_starts_once_the_first_frame_is_shown(
