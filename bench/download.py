@@ -7,8 +7,10 @@ Prints, same run:
       `--connections 1` and with `--connections 4`, each as a ratio to the floor
       (target: the default and one connection <= 1.10); for reference only, the CPU
       split (hashes, the rest, the demo server's), a work floor (the hashes plus curl's
-      and the server's CPU, over the cores) and `curl -o` followed by an fsync of the
-      file (sdlib fsyncs before it renames a download into place; curl -o never does);
+      and the server's CPU, over the cores), `curl -o` followed by an fsync of the
+      file (sdlib fsyncs before it renames a download into place; curl -o never does),
+      and a durable floor: max(`curl -o`, the same size written and fsync'd by the disk
+      alone, flushed as it goes), with sdlib's ratios to it;
   (b) a server capping each connection at a fixed rate: the default count vs
       `--connections 1` (target: at least 3x faster), and `--connections 4` beside it
       (four from the start: what is left once the ramp's trying is taken out);
@@ -146,6 +148,46 @@ def run_curl_fsync(url: str, out: Path) -> tuple[float, float]:
     return wall, cpu
 
 
+def disk_write_fsync(path: Path, size: int) -> tuple[float, float]:
+    """``size`` bytes from memory to ``path`` in 1 MiB writes, pushed to disk as they go
+    (an fdatasync every 16 MiB on a second thread, as sdlib does), then fsync: what the
+    disk alone needs for a durable file of that size. No download that fsyncs before it
+    renames can land faster than max(this, curl -o)."""
+    import threading
+
+    block = memoryview(bytes(1 << 20))
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    wake, done = threading.Event(), threading.Event()
+
+    def flush() -> None:
+        while not done.is_set():
+            wake.wait()
+            wake.clear()
+            os.fdatasync(fd)
+
+    flusher = threading.Thread(target=flush, daemon=True)
+    t, cpu = time.perf_counter(), time.process_time()
+    try:
+        flusher.start()
+        left, since = size, 0
+        while left > 0:
+            n = os.write(fd, block[: min(left, len(block))])
+            left -= n
+            since += n
+            if since >= 16 << 20:
+                since = 0
+                wake.set()
+        done.set()
+        wake.set()
+        flusher.join()
+        os.fsync(fd)
+        wall = time.perf_counter() - t
+    finally:
+        os.close(fd)
+        path.unlink()
+    return wall, time.process_time() - cpu
+
+
 def with_server_cpu(run: Callable[[], tuple[float, float]]) -> tuple[float, float, float]:
     """``run``'s wall and CPU seconds, and the CPU seconds this process (the demo server's
     threads: the bench itself only waits) spent meanwhile on the same cores."""
@@ -169,12 +211,13 @@ def loopback_case(root: Path, env: dict[str, str], size_mib: int, repeat: int) -
         run_sdlib(env, root / "dl", "--connections", "1")  # and sdlib's bytecode
         # Interleaved, best of each: page-cache allocation on a VM varies run to run.
         runs: dict[str, list[tuple[float, float, float]]] = {
-            "curl": [], "durable": [], "default": [], "one": [], "four": []
+            "curl": [], "durable": [], "disk": [], "default": [], "one": [], "four": []
         }  # fmt: skip
         sdlib_args = {"default": (), "one": ("--connections", "1"), "four": ("--connections", "4")}
         for _ in range(repeat):
             runs["curl"].append(with_server_cpu(lambda: run_curl(url, root / "curl.bin")))
             runs["durable"].append(with_server_cpu(lambda: run_curl_fsync(url, root / "d.bin")))
+            runs["disk"].append((*disk_write_fsync(root / "w.bin", size_mib << 20), 0.0))
             for key, extra in sdlib_args.items():
                 run = functools.partial(run_sdlib, env, root / "dl", *extra)
                 runs[key].append(with_server_cpu(run))
@@ -204,6 +247,14 @@ def loopback_case(root: Path, env: dict[str, str], size_mib: int, repeat: int) -
     print(f"    curl -o + fsync (reference, not the target; sdlib fsyncs before it renames): "
           f"{durable:.2f} s = {durable / floor:.2f}x the floor; sdlib one connection = "
           f"{best['one'][0] / durable:.2f}x that")  # fmt: skip
+    disk = best["disk"][0]
+    durable_floor = max(c, disk)
+    print(f"    durable floor (reference; the issue's target is the floor above): max(curl -o, "
+          f"{size_mib} MiB written + fsync'd by this disk alone, flushed as it goes: "
+          f"{disk:.2f} s) = {durable_floor:.2f} s = {durable_floor / floor:.2f}x the floor; "
+          f"sdlib default {best['default'][0] / durable_floor:.2f}x, one connection "
+          f"{best['one'][0] / durable_floor:.2f}x, four {best['four'][0] / durable_floor:.2f}x "
+          "that")  # fmt: skip
 
 
 def capped_case(root: Path, env: dict[str, str], rate_mib: int, size_mib: int, repeat: int) -> None:
