@@ -29,15 +29,17 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from sdlib.files.opening import UNREADABLE_PREFIXES, printable
-from sdlib.library._walk import Entry, rules_listing
+from sdlib.library._rules import Rules, name_key
+from sdlib.library._walk import Entry
 from sdlib.library.index import FileRow
-from sdlib.library.layouts import FolderRule, KeyedBy, Layout, list_kind
+from sdlib.library.layouts import Layout
 from sdlib.library.sidecars import (
     IMAGE_EXTENSIONS,
     STRONG_SIDECAR_SUFFIXES,
@@ -45,7 +47,7 @@ from sdlib.library.sidecars import (
     preview_mismatch,
     sidecar_split,
 )
-from sdlib.names import MAX_NAME_BYTES, is_reserved, safe_filename
+from sdlib.names import MAX_NAME_BYTES, RESERVED_SUFFIXES, is_reserved, safe_filename
 from sdlib.taxonomy import Base, Kind
 
 STATUSES = (
@@ -161,42 +163,18 @@ def _inside(root: str, path: str) -> bool:
         return False
 
 
-def kinds_accepted(layout: Layout, kind: Kind, base: Base) -> set[Kind]:
-    kinds = {kind}
-    if kind in (Kind.LORA, Kind.LYCORIS):
-        kinds |= {Kind.LORA, Kind.LYCORIS}
-    if kind is Kind.CHECKPOINT and base in layout.dit_bases:
-        kinds.add(Kind.UNET)
-    return kinds
-
-
-def listing_rule(layout: Layout, folder: str, name: str, kind: Kind | None) -> FolderRule | None:
-    """The rule the front end lists ``name`` in ``folder`` under (content kind first)."""
-    rules = rules_listing(layout, folder, name)
-    if kind is not None:
-        for r in rules:
-            if r.kind is kind or list_kind(r.kind) is list_kind(kind):
-                return r
-    return rules[0] if rules else None
-
-
-def name_key(rule: FolderRule, folder: str, rel: str) -> tuple[str, str]:
-    """(list, key) the front end knows a file by; keys compare case-insensitively."""
-    name = os.path.basename(rel)
-    if rule.keyed_by is KeyedBy.STEM:
-        key = os.path.splitext(name)[0]
-    elif rule.keyed_by is KeyedBy.NAME:
-        key = name
-    else:
-        key = rel.replace(os.sep, "/")
-    listing = list_kind(rule.kind).value
-    if rule.kind is Kind.UPSCALER:
-        listing = f"upscaler:{folder}"
-    return listing, unicodedata.normalize("NFC", key).casefold()
+#: Names every OS keeps as they are (ASCII: NFC already; no character Windows forbids; no
+#: dot or space at either end; short enough): ``safe_filename`` would leave them unchanged.
+_PLAIN_NAME = re.compile(
+    rf"[A-Za-z0-9][A-Za-z0-9 _.,+=@#&!'()\[\]{{}}~-]{{0,{MAX_NAME_BYTES - 2}}}[A-Za-z0-9_)\]}}-]"
+)
 
 
 def name_problem(name: str) -> str | None:
     """Why a file name is unsafe to keep (Windows rules, room for sidecars), or None."""
+    plain = _PLAIN_NAME.fullmatch(name) and not name.lower().endswith(RESERVED_SUFFIXES)
+    if plain and not is_reserved(name):  # the common case, without safe_filename's passes
+        return None
     if printable(name) != name:
         return "the name's bytes are not UTF-8 (shown as \\x escapes); Windows cannot hold it"
     nfc = unicodedata.normalize("NFC", name)
@@ -228,6 +206,7 @@ def build_reports(
         if e.path in rows
     }  # fmt: skip
     by_path = {e.path: e for e in entries if e.path in reports}
+    rules = Rules(layout)
     _attach_sidecars(root, layout, by_path, reports)
     for path, rep in reports.items():
         e = by_path[path]
@@ -265,14 +244,14 @@ def build_reports(
             continue
         problem = name_problem(e.name)
         if rep.role == "model":
-            _model_status(root, layout, e, rep)
+            _model_status(root, rules, e, rep)
         elif rep.role == "sidecar":
             _sidecar_status(root, layout, e, rep)
         if problem:
             rep.status.append("illegal-or-too-long-name")
             rep.notes.append(problem)
     _duplicates(root, reports.values())
-    _clashes(root, layout, reports.values(), by_path)
+    _clashes(root, rules, reports.values(), by_path)
     for rep in reports.values():
         if not rep.status:
             rep.status.append("ok")
@@ -350,7 +329,8 @@ def _attach_sidecars(
         del entries[path]
 
 
-def _model_status(root: str, layout: Layout, e: Entry, rep: FileReport) -> None:
+def _model_status(root: str, rules: Rules, e: Entry, rep: FileReport) -> None:
+    layout = rules.layout
     r = rep.row
     if r.problem:
         if r.problem == "permission denied":
@@ -377,12 +357,11 @@ def _model_status(root: str, layout: Layout, e: Entry, rep: FileReport) -> None:
     if layout.any_kind:
         return
     if kind is Kind.UNKNOWN:
-        if not rules_listing(layout, e.folder, e.name):
+        if not rules.listing(e.folder, e.name):
             rep.status.append("unsupported-extension")
             rep.notes.append(f"{layout.title} does not list {_ext(e.name)} files here")
         return
-    kinds = kinds_accepted(layout, kind, base)
-    here = [x for x in layout.rules if e.folder in x.folders and x.kind in kinds]
+    here = rules.here(e.folder, kind, base)
     what = f"{kind.value}" + (f" ({base.value})" if base is not Base.UNKNOWN else "")
     if not here:
         target = layout.folder_for(kind, base)
@@ -395,7 +374,7 @@ def _model_status(root: str, layout: Layout, e: Entry, rep: FileReport) -> None:
                 f"content is {article(what)}; it belongs in {display(root, rep.target)}"
             )
         return
-    if any(x.accepts_name(e.name) for x in here):
+    if rules.accepts(e.folder, kind, base, e.name):
         return
     rep.status.append("unsupported-extension")
     ext = _ext(e.name)
@@ -436,14 +415,15 @@ def _duplicates(root: str, reports: Iterable[FileReport]) -> None:
 
 
 def _clashes(
-    root: str, layout: Layout, reports: Iterable[FileReport], entries: dict[str, Entry]
+    root: str, rules: Rules, reports: Iterable[FileReport], entries: dict[str, Entry]
 ) -> None:
+    layout = rules.layout
     keyed: dict[tuple[str, str], list[FileReport]] = {}
     for rep in reports:
         if rep.role != "model" or rep.row.problem or layout.any_kind:
             continue
         e = entries[rep.path]
-        rule = listing_rule(layout, e.folder, e.name, kind_of(rep.row.kind))
+        rule = rules.listing_rule(e.folder, e.name, kind_of(rep.row.kind))
         if rule is None:
             continue
         rep.key = name_key(rule, e.folder, e.rel)

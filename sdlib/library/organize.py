@@ -28,7 +28,8 @@ from typing import Any
 from sdlib.errors import UsageError
 from sdlib.library._journal import Journal, Op, RunReport, apply_journal, locked, undo_journal
 from sdlib.library._plan import DEDUPE, OrganizeOptions, Plan, find_journal, journal_dir, op_dict
-from sdlib.library._status import article, base_of, display, kind_of, listing_rule, name_key
+from sdlib.library._rules import listing_rule, name_key
+from sdlib.library._status import article, base_of, display, kind_of
 from sdlib.library.placement import base_folder, choose_name, is_base_folder
 from sdlib.library.scan import FileReport, ScanResult
 from sdlib.library.sidecars import preview_mismatch
