@@ -23,7 +23,7 @@ import functools
 import os
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -32,6 +32,7 @@ from sdlib.files import CLASSIFIER_VERSION
 from sdlib.files.opening import UNREADABLE_PREFIXES, open_regular
 from sdlib.library._inspect import inspect_columns
 from sdlib.library._pool import biggest_first, cpu_count, inspect_here, inspect_shared
+from sdlib.library._scan_write import with_changes, write_scan
 from sdlib.library._status import FileReport, build_reports
 from sdlib.library._walk import Entry, walk, walk_files
 from sdlib.library.adopt import SIDECAR_SOURCES, adopt_rows
@@ -249,7 +250,10 @@ class _Job:
         known = functools.partial(_cached_sha256, self.hashes)
         candidates = _adoption_candidates(entries, by_path, final)
         self.adopted, self.refused = adopt_rows(candidates, final, known, self.now)
-        self._write(entries, by_path, final, moves, vanished)
+        counts = write_scan(self.index, self.now, by_path, final, moves, vanished, self.adopted)
+        res = self.result
+        res.added, res.changed = res.added + counts["added"], res.changed + counts["changed"]
+        res.moved, res.removed = res.moved + counts["moved"], res.removed + counts["removed"]
         return final
 
     def _twin(
@@ -302,7 +306,7 @@ class _Job:
             content: dict[str, Any] = contents.get(e.path, {})
             if e.role == "sidecar" and e.st is not None and is_preview_name(e.name):
                 content = {"true_ext": _preview_kind(e.path)}
-            out[e.path] = _with(base, **{**cleared, **stat_cols, **content})
+            out[e.path] = with_changes(base, **{**cleared, **stat_cols, **content})
         return out
 
     def _inspect_all(self, paths: list[str], sizes: dict[str, int]) -> dict[str, dict[str, Any]]:
@@ -392,84 +396,6 @@ class _Job:
         self.result.hashed += 1
         self.result.hashed_bytes += hashes.size
         return hashes.sha256
-
-    # -- writing the index --------------------------------------------------------------------
-
-    def _write(
-        self,
-        entries: list[Entry],
-        before: dict[str, FileRow],
-        final: dict[str, FileRow],
-        moves: dict[str, FileRow],
-        vanished: list[FileRow],
-    ) -> None:
-        changed = [p for p, r in final.items() if (b := before.get(p)) is not r and b != r]
-        if not changed and not vanished:
-            return
-        res = self.result
-        events: list[tuple[int, str, dict[str, Any]]] = []
-        with self.index.transaction():
-            for r in vanished:
-                assert r.id is not None
-                self.index.update(r.id, present=0, last_seen=self.now)
-                events.append((r.id, "removed", {"path": r.path}))
-                res.removed += 1
-            added: list[FileRow] = []
-            for path in changed:
-                row = final[path]
-                if row.id is None and path not in moves:
-                    added.append(_with(row, last_seen=self.now, first_seen=self.now))
-                    continue
-                row = _with(row, last_seen=self.now)
-                if path in moves:
-                    old = moves[path]
-                    assert old.id is not None
-                    values = {k: v for k, v in _values(row).items() if k != "first_seen"}
-                    self.index.update(old.id, **values)
-                    events.append((old.id, "moved", {"from": old.path, "to": path}))
-                    res.moved += 1
-                    final[path] = replace(row, id=old.id)
-                else:
-                    assert row.id is not None
-                    self.index.update(row.id, **_values(row))
-                    old_row = before.get(path)
-                    if old_row is not None and old_row.stat_key != row.stat_key:
-                        events.append((row.id, "changed", {"path": path}))
-                        res.changed += 1
-            # A first scan adds thousands of rows: one statement for all of them.
-            for row, new_id in zip(added, self.index.insert_many(added), strict=True):
-                events.append((new_id, "added", {"path": row.path}))
-                final[row.path] = _with(row, id=new_id)
-            res.added += len(added)
-            for path, source in self.adopted.items():
-                row = final[path]
-                assert row.id is not None
-                events.append((row.id, "identified", {
-                    "version_id": row.civitai_version_id, "matched_by": "sidecar",
-                    "sidecar": source, "confirmed": row.identify_state == "identified",
-                }))  # fmt: skip
-            self.index.events(events)
-
-
-def _with(row: FileRow, **changes: Any) -> FileRow:
-    """``dataclasses.replace(row, **changes)`` for the thousands of rows a first scan
-    writes: a copy of the row's fields with these set, without a call to ``__init__``
-    (nor ``copy.copy``'s generic protocol, which cost ~30 us a row)."""
-    if not _FIELDS.issuperset(changes):
-        raise TypeError(f"FileRow has no field {sorted(set(changes) - _FIELDS)[0]!r}")
-    new = object.__new__(FileRow)
-    fields_of = new.__dict__
-    fields_of.update(row.__dict__)
-    fields_of.update(changes)
-    return new
-
-
-def _values(row: FileRow) -> dict[str, Any]:
-    return {c: getattr(row, c) for c in _ROW_COLUMNS}
-
-
-_ROW_COLUMNS = tuple(f.name for f in fields(FileRow) if f.name != "id")
-_FIELDS = frozenset(f.name for f in fields(FileRow))
 
 
 def _adoption_candidates(
