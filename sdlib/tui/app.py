@@ -125,6 +125,12 @@ class SdlibApp(App[None]):
     def on_load(self) -> None:
         asyncio.get_running_loop().set_default_executor(WorkerPool())
 
+    def on_resize(self, event: events.Resize) -> None:
+        # Rich's console asks the OS for the terminal's size whenever a cell is measured
+        # or drawn (Console.options): 600 times for a page of 100 results, a third of the
+        # table's measuring. The app knows the size; the console is told it.
+        self.console.size = (event.size.width, event.size.height)
+
     # -- start-up -----------------------------------------------------------------------------
     def after_first_frame(self, callback: Callable[[], object]) -> None:
         """Run ``callback`` once the first frame has been drawn (at once after that).

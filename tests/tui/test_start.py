@@ -120,3 +120,30 @@ async def test_new_results_keep_the_detail_pane_open_and_blank_until_the_next_mo
         await pilot.press("escape")
         await ui.settle(pilot)
         assert list(app.downloads) == []
+
+
+async def test_drawing_results_does_not_ask_the_os_for_the_terminal_size(
+    make_app: Any, monkeypatch: pytest.MonkeyPatch, ui: Any
+) -> None:
+    """Rich's console asked for each cell measured or drawn (600 times for a page of 100
+    results); the app knows its size and tells the console."""
+    import os
+
+    app = make_app(page_size=100)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await ui.settle(pilot)
+        asked: list[int] = []
+        real = os.get_terminal_size
+
+        def get_terminal_size(fd: int = 1) -> os.terminal_size:
+            asked.append(fd)
+            return real(fd)
+
+        monkeypatch.setattr(os, "get_terminal_size", get_terminal_size)
+        await pilot.press("slash", "enter")  # the same search again: every row drawn anew
+        await ui.settle(pilot)
+        assert len(names(app)) > 5 and not asked
+        assert app.console.size == (120, 40)
+        await pilot.resize_terminal(100, 30)
+        await ui.settle(pilot)
+        assert app.console.size == (100, 30)
