@@ -91,7 +91,7 @@ def _ip_adapter(ctx: _Ctx) -> Verdict | None:
     if k.has_prefix("ip_adapter_proj_model.") and k.contains("ip_adapter_double_stream_k_proj"):
         ev = "ip_adapter_proj_model.* + double-stream IP projections: XLabs Flux IP-Adapter"
         return Verdict(Kind.IP_ADAPTER, Base.FLUX, "xlabs", evidence=[ev])
-    if set(k.names()) == _REDUX:
+    if len(k) == len(_REDUX) and set(k.names()) == _REDUX:
         return Verdict(Kind.IP_ADAPTER, Base.FLUX, "redux", evidence=["redux_down/up: Flux Redux"])
     return None
 

@@ -9,8 +9,7 @@ from __future__ import annotations
 import json
 import math
 import re
-import threading
-from collections import Counter, OrderedDict
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -174,10 +173,15 @@ class LoraScan:
     #: ``analyze``'s findings from the modules alone, kept for the next file with the
     #: same modules (scans are shared through ``_Layout.scans``: never changed after).
     summary: _Summary | None = None
+    #: Any module with an algorithm (alpha-only or norm-only modules do not make a file a
+    #: LoRA); worked out once, as the modules never change.
+    deltas: bool = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.deltas = any(m.algo for m in self.modules.values())
 
     def __bool__(self) -> bool:
-        # Alpha-only or norm-only modules do not make a file a LoRA.
-        return any(m.algo for m in self.modules.values())
+        return self.deltas
 
 
 def scan(keys: Keys) -> LoraScan:
@@ -186,21 +190,20 @@ def scan(keys: Keys) -> LoraScan:
     Files with the same names and the same delta shapes (LoRAs trained with one recipe)
     share one scan: its modules, and what ``analyze`` found in them."""
     layout = _layout(keys)
-    rows = list(keys.rows.values())
-    shapes = keys.shapes
-    signature = tuple(map(shapes.__getitem__, map(rows.__getitem__, layout.positions)))
-    known = layout.scans.get(signature)
-    if known is not None:
-        return known
+    shapes = keys.column(keys.shapes)  # by position among the names
+    signature = tuple(map(shapes.__getitem__, layout.positions))
+    for shared, known in layout.scans:  # a few; a different rank differs at once
+        if shared == signature:
+            return known
     modules: dict[str, Module] = {}
     for name, tgt, flat, labels in zip(
         layout.modules, layout.targets, layout.flats, layout.parts, strict=True
     ):
-        parts = {label: shapes[rows[pos]] for label, pos in labels}
+        parts = {label: shapes[pos] for label, pos in labels}
         modules[name] = Module(name, parts, _module_algo(parts), tgt, flat)
     found = LoraScan(modules, list(layout.tokens))
     if len(layout.scans) < _SCANS_KEPT:
-        layout.scans[signature] = found
+        layout.scans.append((signature, found))
     return found
 
 
@@ -221,32 +224,18 @@ class _Layout:
     tokens: tuple[str, ...]
     #: Every part's position, in order: the shapes there are a scan's signature.
     positions: tuple[int, ...]
-    #: Scans made with this layout, by signature.
-    scans: dict[tuple[Shape, ...], LoraScan] = field(default_factory=dict, compare=False)
-
-
-#: Layouts by the names they were made from (``Keys.blob``), a few kept, newest last.
-_LAYOUTS: OrderedDict[str, _Layout] = OrderedDict()
-_LAYOUTS_KEPT = 32
-_LAYOUTS_LOCK = threading.Lock()
+    #: Scans made with this layout, with their signatures (compared, never hashed: equal
+    #: signatures are the common case and a comparison stops at the first difference).
+    scans: list[tuple[tuple[Shape, ...], LoraScan]] = field(default_factory=list, compare=False)
 
 
 def _layout(keys: Keys) -> _Layout:
-    blob = keys.blob
-    # The blob stands for the names only if no name holds a newline itself.
-    cacheable = blob.count("\n") == len(keys) + 1
-    if cacheable:
-        with _LAYOUTS_LOCK:  # a scan and an inspect may classify in two threads at once
-            known = _LAYOUTS.get(blob)
-            if known is not None:
-                _LAYOUTS.move_to_end(blob)
-                return known
-    layout = _make_layout(keys.names())
-    if cacheable:
-        with _LAYOUTS_LOCK:
-            _LAYOUTS[blob] = layout
-            if len(_LAYOUTS) > _LAYOUTS_KEPT:
-                _LAYOUTS.popitem(last=False)
+    """The layout of ``keys``' names, kept with them: files with the same names (see
+    ``Keys.names_info``) share it, and the scans made with it."""
+    memo = keys.names_info.memo
+    layout = memo.get("lora-layout")
+    if not isinstance(layout, _Layout):
+        layout = memo["lora-layout"] = _make_layout(keys.names())
     return layout
 
 

@@ -78,8 +78,12 @@ def pick_base(found: Base | None, metadata: Mapping[str, str], evidence: list[st
 
 
 def base_from_metadata(metadata: Mapping[str, str]) -> Base | None:
+    values: dict[str, str] = {}  # each key's value, stripped and lower-cased once
     for key, prefix, base in METADATA_BASES:
-        if metadata.get(key, "").strip().lower().startswith(prefix):
+        value = values.get(key)
+        if value is None:
+            value = values[key] = metadata.get(key, "").strip().lower()
+        if value.startswith(prefix):
             return base
     return None
 

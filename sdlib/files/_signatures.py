@@ -1,4 +1,5 @@
-"""Data tables for :mod:`sdlib.files.classify`, and the key index they are matched against.
+"""Data tables for :mod:`sdlib.files.classify` (the key index they are matched against is
+:class:`sdlib.files._keys.Keys`, re-exported here).
 
 Every table cites the section of ``/work/shared/reference/classify.md`` it comes from; the
 rules read these tables rather than hard-coding one branch per model type.
@@ -6,15 +7,9 @@ rules read these tables rather than hard-coding one branch per model type.
 
 from __future__ import annotations
 
-import math
-import operator
-from bisect import bisect_left
-from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TypeVar
 
-from sdlib.files.tensors import TensorColumns, TensorInfo
+from sdlib.files._keys import Keys as Keys
 from sdlib.taxonomy import Base, Kind
 
 # --- unwrapping (classify.md 2 "Nesting", 7.5) --------------------------------------------------
@@ -174,119 +169,6 @@ SCHEDULE_BUFFERS = frozenset(
 #: A dtype holding less than this share of float elements does not make a file "mixed":
 #: fp8 Flux with bf16 norms stays fp8, an fp16 UNet with an fp32 VAE (~8%) is mixed.
 MIXED_SHARE = 0.05
-
-
-# --- the key index -----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Keys:
-    """The tensors of one (sub)tree, indexed so rules are lookups, not scans.
-
-    Prefix questions bisect the sorted names (O(log n)); ``blob`` (every name between
-    newlines) answers the few "does any name contain X" questions at C speed. Built once
-    per subtree, this keeps ``classify`` linear in the tensor count. Shapes and dtypes are
-    columns shared by a tree and its subtrees: ``rows`` maps each name (in file order) to
-    its row, so a subtree is one dict of names, never a copy of per-tensor objects.
-    """
-
-    rows: Mapping[str, int]
-    shapes: Sequence[tuple[int, ...]]
-    dtypes: Sequence[str]
-    #: Elements per tensor (the product of its shape), a column like the others.
-    numels: Sequence[int]
-    blob: str = field(init=False, repr=False)
-    _sorted: list[str] = field(init=False, repr=False)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "blob", "\n" + "\n".join(self.rows) + "\n")
-        object.__setattr__(self, "_sorted", sorted(self.rows))
-
-    @classmethod
-    def of(cls, tensors: Mapping[str, TensorInfo]) -> Keys:
-        """The keys of a table's tensors (its columns as they are, for a bulk-read header)."""
-        if isinstance(tensors, TensorColumns):
-            numels = tensors.numels
-            if numels is None:
-                numels = list(map(math.prod, tensors.shapes))
-            return cls(tensors.rows, tensors.shapes, tensors.dtypes, numels)
-        infos = list(tensors.values())
-        shapes = list(map(_SHAPE, infos))
-        rows = dict(zip(tensors, range(len(infos)), strict=True))
-        return cls(rows, shapes, list(map(_DTYPE, infos)), list(map(math.prod, shapes)))
-
-    def __len__(self) -> int:
-        return len(self.rows)
-
-    def __contains__(self, name: object) -> bool:
-        return name in self.rows
-
-    def shape(self, name: str) -> tuple[int, ...] | None:
-        row = self.rows.get(name)
-        return self.shapes[row] if row is not None else None
-
-    def dim(self, name: str, axis: int) -> int | None:
-        """``shape[axis]`` of ``name``, or None if absent or of lower rank."""
-        shape = self.shape(name)
-        if shape is None or not -len(shape) <= axis < len(shape):
-            return None
-        return shape[axis]
-
-    def has_prefix(self, prefix: str) -> bool:
-        i = bisect_left(self._sorted, prefix)
-        return i < len(self._sorted) and self._sorted[i].startswith(prefix)
-
-    def count_prefix(self, prefix: str) -> int:
-        return bisect_left(self._sorted, prefix + "\U0010ffff") - bisect_left(self._sorted, prefix)
-
-    def contains(self, fragment: str) -> bool:
-        return fragment in self.blob
-
-    def all_prefixed(self, prefix: str) -> bool:
-        return bool(self.rows) and self.count_prefix(prefix) == len(self.rows)
-
-    def sub(self, prefix: str) -> Keys:
-        """The subtree under ``prefix``, with the prefix removed."""
-        lo = bisect_left(self._sorted, prefix)
-        hi = bisect_left(self._sorted, prefix + "\U0010ffff")
-        n, r = len(prefix), self.rows
-        if hi - lo == len(self._sorted):  # everything: keep file order
-            return Keys({k[n:]: v for k, v in r.items()}, self.shapes, self.dtypes, self.numels)
-        rows = {k[n:]: r[k] for k in self._sorted[lo:hi]}
-        return Keys(rows, self.shapes, self.dtypes, self.numels)
-
-    def names(self) -> Iterable[str]:
-        return self.rows.keys()
-
-    def ending(self, suffix: str) -> list[str]:
-        """The names that end with ``suffix``, in order: found in ``blob`` at C speed (a
-        checkpoint has thousands of names and a rule wants the few of one layer)."""
-        blob, needle = self.blob, suffix + "\n"
-        if "\n" in suffix or blob.count("\n") != len(self.rows) + 1:  # a name holds "\n"
-            return [n for n in self.rows if n.endswith(suffix)]
-        out: list[str] = []
-        at = blob.find(needle)
-        while at >= 0:
-            out.append(blob[blob.rfind("\n", 0, at) + 1 : at + len(suffix)])
-            at = blob.find(needle, at + 1)
-        return out
-
-    def shaped(self) -> Iterator[tuple[str, tuple[int, ...]]]:
-        """(name, shape) of every tensor, in order."""
-        return zip(self.rows, map(self.shapes.__getitem__, self.rows.values()), strict=True)
-
-    def column(self, values: Sequence[_T]) -> list[_T]:
-        """``values`` (a column such as ``shapes`` or ``dtypes``) for these names, in order."""
-        return list(map(values.__getitem__, self.rows.values()))
-
-    def heads(self) -> Counter[str]:
-        """Tensor count per top-level name segment (for "unknown" evidence)."""
-        return Counter(k.split(".", 1)[0] for k in self.rows)
-
-
-_T = TypeVar("_T")
-_SHAPE = operator.attrgetter("shape")
-_DTYPE = operator.attrgetter("dtype")
 
 
 @dataclass

@@ -8,7 +8,7 @@ import itertools
 import json
 import operator
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping, Sequence
 
 from sdlib.files import _signatures as sig
 from sdlib.files._signatures import Keys
@@ -70,28 +70,91 @@ def _elements_by_dtype(k: Keys) -> dict[str, int]:
 
     Scalars (alpha, markers, EMA decay), CLIP position ids and schedule buffers keep their
     own dtype by design; they must not make a file "mixed", and an empty tensor holds no
-    weights to have a precision. Column-wise (C-level ``map``s): a checkpoint has
-    thousands of tensors and a first scan meets millions.
+    weights to have a precision. Column-wise, in a few C-level passes: a checkpoint has
+    thousands of tensors and a first scan meets millions. A file holds one dtype, or one
+    and a few tensors of others: those few are visited one by one, and the main dtype's
+    elements are what remains of the sum.
     """
-    names = list(k.names())
+    dtypes, numels = k.column(k.dtypes), k.column(k.numels)
+    n = len(dtypes)
+    if not n:
+        return {}
     shapes = k.column(k.shapes)
-    dtypes = k.column(k.dtypes)
-    counts = list(map(operator.mul, k.column(k.numels), map(bool, shapes)))
-    skipped = set(sig.SCHEDULE_BUFFERS.intersection(names))
-    skipped.update(k.ending("position_ids"))
-    for name in skipped:  # a few names: their first (only) index each
-        counts[names.index(name)] = 0
-    counted = list(map(bool, counts))
-    if len(kinds := set(dtypes)) == 1:  # the common case: one pass, not one per dtype
-        first = next(itertools.compress(itertools.count(), counted), None)
-        return {} if first is None else {dtypes[0]: sum(counts)}
-    found: list[tuple[int, str, int]] = []
-    for dtype in kinds:
-        mine = list(map(operator.and_, map(dtype.__eq__, dtypes), counted))
-        first = next(itertools.compress(itertools.count(), mine), None)
-        if first is not None:
-            found.append((first, dtype, sum(itertools.compress(counts, mine))))
-    return {dtype: n for _, dtype, n in sorted(found)}
+    skipped = _skipped(k)
+    # Elements left out: scalars' (shape ()) and the skipped tensors' that are not scalars.
+    scalars = 0 if all(shapes) else sum(itertools.compress(numels, map(operator.not_, shapes)))
+    named = [at for at in skipped if shapes[at]]
+    total = k.elements
+    first, middle, last = dtypes[0], dtypes[n // 2], dtypes[-1]
+    main = middle if middle == last else first  # the majority of three, else the first
+    if main == first and dtypes.count(main) == n:
+        total -= scalars + sum(map(numels.__getitem__, named))
+        if total > 0:  # some tensor counted (elements are never negative in a real file)
+            return {main: total}
+        return _elements_slowly(dtypes, shapes, numels, skipped)
+    found: dict[str, list[int]] = {}  # dtype -> [first counted position, elements]
+    others = other_scalars = 0
+    for at in itertools.compress(itertools.count(), map(operator.ne, dtypes, _repeat(main))):
+        size = numels[at]
+        others += size
+        if not shapes[at]:
+            other_scalars += size
+        elif size and at not in skipped:
+            entry = found.get(dtypes[at])
+            if entry is None:
+                found[dtypes[at]] = [at, size]
+            else:
+                entry[1] += size
+    total -= others + scalars - other_scalars
+    total -= sum(numels[at] for at in named if dtypes[at] == main)
+    at = dtypes.index(main)
+    while not (numels[at] and shapes[at]) or at in skipped:
+        try:
+            at = dtypes.index(main, at + 1)
+        except ValueError:
+            break
+    else:
+        found[main] = [at, total]
+    return _in_order(found)
+
+
+def _repeat(value: str) -> Iterator[str]:
+    return itertools.repeat(value)
+
+
+def _in_order(found: dict[str, list[int]]) -> dict[str, int]:
+    """``{dtype: [first position, elements]}`` as ``{dtype: elements}`` by first position."""
+    return {dtype: n for _, dtype, n in sorted((at, dtype, n) for dtype, (at, n) in found.items())}
+
+
+def _skipped(k: Keys) -> frozenset[int]:
+    """Positions (in ``k``'s columns) of the schedule buffers and position ids: from the
+    names alone, so kept with them (files with the same names share the answer)."""
+    memo = k.names_info.memo
+    known = memo.get("precision-skipped")
+    if isinstance(known, frozenset):
+        return known
+    names = [name for name in sig.SCHEDULE_BUFFERS if name in k]
+    names += k.ending("position_ids")
+    order = k.names_info.names
+    found = memo["precision-skipped"] = frozenset(map(order.index, names))
+    return found
+
+
+def _elements_slowly(
+    dtypes: Sequence[str],
+    shapes: Sequence[tuple[int, ...]],
+    numels: Sequence[int],
+    skipped: frozenset[int],
+) -> dict[str, int]:
+    """``_elements_by_dtype`` one tensor at a time: for tables whose counted elements do not
+    add up to a positive number (none counted, or negative sizes a test may give)."""
+    found: dict[str, list[int]] = {}
+    for at, (dtype, shape, size) in enumerate(zip(dtypes, shapes, numels, strict=True)):
+        if size and shape and at not in skipped:
+            entry = found.setdefault(dtype, [at, 0])
+            entry[1] += size
+    return _in_order(found)
 
 
 def _quantized(

@@ -157,7 +157,7 @@ def _classify(table: TensorTable) -> Classification:
         lora=lora,
         metadata=_summary(table.metadata, ctx.scanned.tokens if ctx.scanned else []),
         tensors=len(table),
-        parameters=sum(everything.numels),
+        parameters=everything.elements,
         evidence=tuple(evidence),
         quantization=quantization,
     )

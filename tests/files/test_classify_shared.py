@@ -10,7 +10,8 @@ import json
 import pytest
 
 from sdlib.demo import specs as S
-from sdlib.files import _lora, safetensors
+from sdlib.files import safetensors
+from sdlib.files._keys import forget_names
 from sdlib.files.classify import Classification, classify
 from sdlib.files.tensors import TensorColumns, TensorInfo, TensorTable
 from sdlib.taxonomy import Base, Container, Kind
@@ -20,7 +21,7 @@ Spec = dict[str, tuple[str, tuple[int, ...]]]
 
 def _fresh(spec: Spec, metadata: dict[str, str]) -> Classification:
     """The classification with nothing remembered from earlier files."""
-    _lora._LAYOUTS.clear()
+    forget_names()
     return classify(TensorTable.from_specs(spec, Container.SAFETENSORS, metadata))
 
 
@@ -51,7 +52,7 @@ def test_a_second_lora_with_the_same_modules_keeps_its_own_metadata(
 ) -> None:
     spec = S.lora_sd15_kohya()
     want = _fresh(spec, second)
-    _lora._LAYOUTS.clear()
+    forget_names()
     classify(TensorTable.from_specs(spec, Container.SAFETENSORS, first))
     got = classify(TensorTable.from_specs(spec, Container.SAFETENSORS, second))
     assert got == want
@@ -74,7 +75,7 @@ def test_same_names_other_shapes_are_not_taken_for_the_same_lora() -> None:
         other[name] = (dtype, shape)
     want = _fresh(other, {})
     assert want.lora is not None and want.lora.rank == 8 and want.base is Base.SD2
-    _lora._LAYOUTS.clear()
+    forget_names()
     first = classify(TensorTable.from_specs(spec, Container.SAFETENSORS, {}))
     got = classify(TensorTable.from_specs(other, Container.SAFETENSORS, {}))
     assert first.lora is not None and first.lora.rank != 8 and first.base is Base.SD1
