@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import threading
 from pathlib import Path
 from typing import Any
@@ -81,6 +82,10 @@ def tui_cmd(
         )
         settings = replace(settings, library=library)
     probe = _probe_terminal() if previews != "off" else None
+    # Start-up makes ~100k objects that live as long as the app; collecting while they are
+    # made cost ~100 ms of CPU before the first frame. The app freezes them and turns the
+    # collector back on once that frame is drawn (SdlibApp.on_ready).
+    gc.disable()
     from sdlib.tui.app import SdlibApp
     from sdlib.tui.services import TuiOptions
 
@@ -94,6 +99,7 @@ def tui_cmd(
     try:
         app.run()
     finally:
+        gc.enable()
         if server is not None:
             server.stop()
     code = app.return_code or 0

@@ -4,6 +4,7 @@ keys, the command palette, and the download queue's message hub. Screens do the 
 from __future__ import annotations
 
 import asyncio
+import gc
 from collections.abc import Callable, Iterable
 from functools import partial
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -146,6 +147,13 @@ class SdlibApp(App[None]):
     def on_ready(self) -> None:
         # Textual sends Ready once the first frame has been displayed.
         self._first_frame_shown = True
+        if not gc.isenabled():
+            # `sdlib tui` started without the cyclic collector (see tui_cmd): what start-up
+            # made stays for the session, so it goes to the permanent generation (later
+            # full collections, which took 100-240 ms mid-frame, no longer walk it), then
+            # the collector runs again. Start-up's few cycles (~2.5 MB) are kept with it.
+            gc.freeze()
+            gc.enable()
         callbacks, self._after_first_frame = self._after_first_frame, []
         for callback in callbacks:
             self.call_later(callback)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -147,3 +148,43 @@ async def test_drawing_results_does_not_ask_the_os_for_the_terminal_size(
         await pilot.resize_terminal(100, 30)
         await ui.settle(pilot)
         assert app.console.size == (100, 30)
+
+
+def test_sdlib_tui_starts_without_the_cyclic_collector_until_the_first_frame(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ui: Any
+) -> None:
+    """Start-up objects live as long as the app: not collected while they are made, frozen
+    once the first frame is drawn (later collections skip them), the collector on again."""
+    import asyncio
+    import gc
+
+    from click.testing import CliRunner
+
+    import sdlib.cli.tui_cmd
+    from sdlib.cli import main
+    from sdlib.tui.app import SdlibApp
+
+    seen: dict[str, Any] = {}
+
+    async def drive(app: SdlibApp) -> None:
+        seen["collector at start"] = gc.isenabled()
+        async with app.run_test(size=(120, 40)) as pilot:
+            await ui.settle(pilot)
+            seen["collector after the first frame"] = gc.isenabled()
+            seen["frozen"] = gc.get_freeze_count()
+
+    monkeypatch.setattr(SdlibApp, "run", lambda self, *a, **k: asyncio.run(drive(self)))
+    monkeypatch.setattr(sdlib.cli.tui_cmd, "_leave", lambda code: None)
+    monkeypatch.setenv("SDLIB_CONFIG", str(tmp_path / "config.toml"))
+    monkeypatch.setenv("SDLIB_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("SDLIB_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("SDLIB_CIVITAI_URL", "http://127.0.0.1:9")  # nothing listens
+    try:
+        result = CliRunner().invoke(main, ["tui", "--previews", "off"])
+        assert result.exit_code == 0, result.output
+        assert seen["collector at start"] is False
+        assert seen["collector after the first frame"] is True and seen["frozen"] > 10_000
+        assert gc.isenabled()
+    finally:
+        gc.unfreeze()
+        gc.enable()
