@@ -15,7 +15,9 @@ import os
 import re
 import struct
 from collections.abc import Mapping
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Annotated, Any, BinaryIO, Literal
+
+import msgspec
 
 from sdlib.errors import FormatError
 from sdlib.files.opening import open_regular, os_problem, printable
@@ -32,6 +34,12 @@ def parse_header(raw: bytes, file_size: int, path: str | None = None) -> TensorT
     table = _fast_table(raw, file_size)
     if table is not None:
         return table
+    return _careful_table(raw, file_size, path)
+
+
+def _careful_table(raw: bytes, file_size: int, path: str | None = None) -> TensorTable:
+    """The table of any header, checked entry by entry: the judge of all the bulk path does
+    not accept, with a message saying what is wrong."""
     data_offset = 8 + len(raw)
     data_size = file_size - data_offset
     header = _load_json(raw, path)
@@ -48,102 +56,142 @@ def parse_header(raw: bytes, file_size: int, path: str | None = None) -> TensorT
 
 
 def _fast_table(raw: bytes, file_size: int) -> TensorTable | None:
-    """The table of a well-formed header, checked in bulk; None for anything else.
+    """The table of a well-formed header, decoded and checked in bulk; None for anything else.
 
-    The careful path (``_load_json`` with a duplicate-refusing hook, then ``_tensor`` per
-    entry) costs ~15 us a tensor, and a first scan meets millions. Here one plain
-    ``json.loads`` builds the header and every check ``_tensor`` and ``_check_layout`` make
-    runs as C-level ``map``s over columns. It only ever *accepts*: a header any check could
-    refuse (and any header with an escape, a metadata value that is not a string, or an
-    entry with other members) returns None, and the careful path decides, with its exact
-    message. Accepting here means the careful path would return an equal table.
+    The careful path (``json.loads`` with a duplicate-refusing hook, then ``_tensor`` per
+    entry) costs ~15 us a tensor, and a first scan meets millions. Here msgspec decodes the
+    entries into typed structs, so that every type and range check of ``_tensor`` runs in C
+    while parsing; the checks left (duplicates, sizes, layout) run as C-level passes over
+    columns. It only ever *accepts*: a header any check could refuse, and any header this
+    path cannot prove well-formed (metadata not first or not all strings, an escape in a
+    tensor name, an entry with other members, ...) returns None, and the careful path
+    decides, with its exact message. Accepting here means the careful path would return an
+    equal table. msgspec accepts a subset of what ``json.loads`` does (no NaN, no byte-order
+    mark, no lone surrogates, strict UTF-8), and reads every text it accepts to the same
+    values.
     """
-    if b"\\u" in raw:  # escapes may hide surrogates and make the colon count below unsound
+    parts = _split_metadata(raw)
+    if parts is None:
         return None
+    metadata, start = parts
+    # The entries' object: the bytes after the metadata member, reopened with '{'.
+    body = raw if start == 0 else b"{" + memoryview(raw)[start:]
     try:
-        # As json.loads(raw) decodes a header that starts with '{' (NUL-free: not UTF-16/32).
-        text = raw.decode("utf-8", "surrogatepass")
-        header = json.loads(text)
-    except (ValueError, RecursionError):
+        entries = _ENTRIES.decode(body)
+    except msgspec.DecodeError:
         return None
-    if type(header) is not dict:
-        return None
-    meta = header.pop("__metadata__", None)
-    if meta is None:
-        meta_members = meta_colons = 0
-        metadata: dict[str, str] = {}
-    else:
-        if type(meta) is not dict or set(map(type, meta.values())) - {str}:
-            return None
-        metadata = _metadata(meta, None)
-        meta_members = len(meta) + 1
-        meta_colons = sum(map(operator.methodcaller("count", ":"), meta)) + sum(
-            map(operator.methodcaller("count", ":"), meta.values())
-        )
-    names = list(header)
-    entries = list(header.values())
     n = len(entries)
-    # Duplicates: json.loads keeps the last of two equal names silently. Every member of
-    # every object has one ':' in the bytes, and without escapes every ':' inside a string
-    # is a ':' in the bytes: the counts agree exactly when no member was lost.
-    try:
-        # Each entry an object with these members (anything else raises here: a list, a
-        # string, a number or null cannot be indexed by a name) and, by the count, no
-        # others; each dtype a known name (so a string).
-        dtypes = list(map(_DTYPE, entries))
-        shapes = list(map(_SHAPE, entries))
-        offsets = list(map(_OFFSETS, entries))
-        sizes = list(map(DTYPE_SIZES.__getitem__, dtypes))
-    except (KeyError, TypeError, IndexError):
+    # Duplicates: a dict keeps the last of two equal names silently, and a struct the last
+    # of two equal members. Without a backslash in the body no string in it is escaped, so
+    # every "dtype" member is the 7 bytes '"dtype"' there, and those bytes are nothing but
+    # a string "dtype" (their first quote cannot close a string: a closing quote is never
+    # followed by a letter). Every decoded entry (one a later duplicate replaced included:
+    # it was decoded first) has one of each of its three members; so each of the three
+    # counts is n exactly when no entry and no member was lost. A tensor named "dtype"
+    # makes a count too high, and the careful path decides.
+    if (
+        raw.find(b"\\", start) >= 0
+        or "__metadata__" in entries  # a second one, shaped like an entry
+        or raw.count(b'"dtype"', start) != n
+        or raw.count(b'"shape"', start) != n
+        or raw.count(b'"data_offsets"', start) != n
+    ):
         return None
-    if sum(map(len, entries)) != 3 * n:
-        return None
-    colons = 3 * n + n + meta_members + meta_colons + "".join(names).count(":")
-    if text.count(":") != colons:
-        return None
-    if set(map(type, shapes)) - {list}:
-        return None
-    if set(map(type, offsets)) - {list} or set(map(len, offsets)) - {2}:
-        return None
-    dims = list(itertools.chain.from_iterable(shapes))
-    if set(map(type, dims)) - {int} or (dims and not 0 <= min(dims) <= max(dims) < _HUGE):
-        return None
-    if n and max(map(len, shapes)) > MAX_DIMS:
-        return None
-    flat = list(itertools.chain.from_iterable(offsets))  # pairs, by the check above
-    if set(map(type, flat)) - {int}:
-        return None
+    values = entries.values()
+    dtypes = list(map(_DTYPE, values))
+    shapes = list(map(_SHAPE, values))
+    flat = list(itertools.chain.from_iterable(map(_OFFSETS, values)))
     begins = flat[0::2]
     ends = flat[1::2]
     counts = list(map(math.prod, shapes))
-    if n and not (min(begins) >= 0 and max(ends) < 1 << 63 and max(counts) < _HUGE):
+    if counts and max(counts) >= _HUGE:
         return None
-    if not all(map(operator.le, begins, ends)):
-        return None
-    if not all(map(operator.eq, map(operator.sub, ends, begins), map(operator.mul, counts, sizes))):
+    # Each tensor's bytes as its shape and dtype need (so also begin <= end: a count and a
+    # size are never negative), with _tensor's own arithmetic.
+    sizes = map(DTYPE_SIZES.__getitem__, dtypes)
+    if list(map(operator.sub, ends, begins)) != list(map(operator.mul, counts, sizes)):
         return None
     data_size = file_size - 8 - len(raw)
     # Layout: the non-empty spans must not overlap nor run past the data. Writers store
-    # them in file order, one after another: then a pass over neighbours proves it.
-    if not (all(map(operator.le, ends[:-1], begins[1:])) and (ends[-1] if n else 0) <= data_size):
-        lengths = map(operator.sub, ends, begins)
-        spans = sorted(filter(_SECOND, zip(begins, lengths, strict=True)))
-        starts = list(map(_FIRST, spans))
-        stops = list(map(operator.add, starts, map(_SECOND, spans)))
-        if not all(map(operator.ge, starts[1:], stops[:-1])):
-            return None
-        if (stops[-1] if stops else 0) > data_size:
-            return None
-    rows = dict(zip(names, range(n), strict=True))
-    columns = TensorColumns(rows, dtypes, list(map(tuple, shapes)), begins, ends, counts)
+    # them in file order, one after another: then begin0 <= end0 <= begin1 <= ... proves
+    # it (one run for sorted's merge to find), and the last end bounds every other.
+    chained = flat == sorted(flat) and (ends[-1] if n else 0) <= data_size
+    if not (chained or _spans_fit(begins, ends, data_size)):
+        return None
+    rows = dict(zip(entries, range(n), strict=True))
+    columns = TensorColumns(rows, dtypes, shapes, begins, ends, counts)
     return TensorTable(columns, Container.SAFETENSORS, metadata, 8 + len(raw))
 
 
+def _spans_fit(begins: list[int], ends: list[int], data_size: int) -> bool:
+    """``_check_layout``'s verdict for spans in any order (each begin <= its end)."""
+    lengths = map(operator.sub, ends, begins)
+    spans = sorted(filter(_SECOND, zip(begins, lengths, strict=True)))
+    starts = list(map(_FIRST, spans))
+    stops = list(map(operator.add, starts, map(_SECOND, spans)))
+    fits = (stops[-1] if stops else 0) <= data_size
+    return fits and all(map(operator.ge, starts[1:], stops[:-1]))
+
+
+_METADATA_KEY = b'{"__metadata__":'
+
+
+def _split_metadata(raw: bytes) -> tuple[dict[str, str], int] | None:
+    """The metadata and where the entries start (0: no metadata), or None when this path
+    cannot read the metadata (it is not first, not all strings, or its end is not found).
+
+    Writers put ``__metadata__`` first. Its value ends at the last '}' before the first
+    '"dtype"' (before the last '}' if there is none) unless a name holds a '}'; whichever
+    '}' is taken, the bytes up to it decode as one JSON object only if they are exactly the
+    value (a '}' inside a string leaves a string open), so a wrong guess is refused, never
+    misread.
+    """
+    if not raw.startswith(_METADATA_KEY):
+        return {}, 0
+    first = raw.find(b'"dtype"')
+    close = raw.rfind(b"}", 0, first if first >= 0 else raw.rfind(b"}"))  # (no tensors: the end)
+    after = raw[close + 1 : close + 2]
+    if close < len(_METADATA_KEY) or after not in (b",", b"}"):
+        return None
+    # Duplicate keys: each member has one ':' in the bytes, and every ':' in a string is a
+    # ':' of its text unless written as an escape (\u003a), so the counts agree exactly
+    # when no member was lost.
+    if raw.find(b"\\u003", len(_METADATA_KEY), close) >= 0:
+        return None
+    try:
+        metadata = _STRINGS.decode(memoryview(raw)[len(_METADATA_KEY) : close + 1])
+    except msgspec.DecodeError:
+        return None
+    texts = "".join(itertools.chain(metadata, metadata.values()))
+    if raw.count(b":", len(_METADATA_KEY), close) != len(metadata) + texts.count(":"):
+        return None
+    return metadata, close + 2 if after == b"," else close + 1
+
+
+if TYPE_CHECKING:
+    _Dtype = str
+else:  # msgspec refuses any other name while it parses
+    _Dtype = Literal[tuple(DTYPE_SIZES)]
+#: Bounds _tensor checks, here checked by msgspec as it parses.
+_Dim = Annotated[int, msgspec.Meta(ge=0, lt=1 << 62)]
+_Offset = Annotated[int, msgspec.Meta(ge=0, le=(1 << 63) - 1)]
+
+
+class _Entry(msgspec.Struct, forbid_unknown_fields=True, gc=False):
+    """One tensor's entry: exactly these three members, each of its type and range."""
+
+    dtype: _Dtype
+    shape: Annotated[tuple[_Dim, ...], msgspec.Meta(max_length=MAX_DIMS)]
+    data_offsets: tuple[_Offset, _Offset]
+
+
+_ENTRIES = msgspec.json.Decoder(dict[str, _Entry])
+_STRINGS = msgspec.json.Decoder(dict[str, str])
 _FIRST = operator.itemgetter(0)
 _SECOND = operator.itemgetter(1)
-_DTYPE = operator.itemgetter("dtype")
-_SHAPE = operator.itemgetter("shape")
-_OFFSETS = operator.itemgetter("data_offsets")
+_DTYPE = operator.attrgetter("dtype")
+_SHAPE = operator.attrgetter("shape")
+_OFFSETS = operator.attrgetter("data_offsets")
 
 
 def _load_json(raw: bytes, path: str | None) -> Any:
