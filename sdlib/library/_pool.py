@@ -42,13 +42,21 @@ def inspect_here(paths: Sequence[str], done: Done) -> None:
             done(path, inspect_columns(path))
 
 
-def inspect_shared(paths: Sequence[str], helpers: int, done: Done) -> None:
+def inspect_shared(
+    paths: Sequence[str], helpers: int, done: Done, side: deque[Callable[[], None]] | None = None
+) -> None:
     """Share ``paths`` (already in the order to read them) between this process and
     ``helpers`` spawned ones. Each helper has up to two batches queued so that it never
     waits for this process to hand it the next; this process takes the next batch itself
     whenever it has handed out enough. Raises OSError or RuntimeError (a broken pool) when
     processes cannot be used here (a sandbox, a frozen app): files not yet ``done`` are
-    then for the caller to read."""
+    then for the caller to read.
+
+    ``side``: small tasks of the scan that need no header (sniffing previews, reading
+    sidecars), run here first while the helpers parse: the helpers then take a bigger
+    share of the headers instead of idling later while this process does them alone.
+    Tasks left in it (the pool broke) are the caller's to run."""
+    side = side if side is not None else deque()
     import multiprocessing
     from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 
@@ -63,11 +71,13 @@ def inspect_shared(paths: Sequence[str], helpers: int, done: Done) -> None:
     pool = ProcessPoolExecutor(helpers, mp_context=context)
     try:
         with no_gc():
-            while batches or running:
+            while batches or running or side:
                 while len(batches) > 1 and len(running) < 2 * helpers:
                     batch = batches.popleft()
                     running[pool.submit(inspect_batch, batch)] = batch
-                if batches:
+                if side and (running or not batches):
+                    side.popleft()()
+                elif batches:
                     batch = batches.popleft()
                     finish(batch, inspect_batch(batch))
                 else:

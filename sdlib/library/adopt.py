@@ -170,11 +170,16 @@ _OTHER_BYTES = (
 
 
 def adopt(
-    model: str, sidecars: Mapping[str, str], sha256: str | None, size: int | None
+    model: str,
+    sidecars: Mapping[str, str],
+    sha256: str | None,
+    size: int | None,
+    read: Callable[[str], Any] | None = None,
 ) -> Adoption:
     """What the identity sidecars of ``model`` say. ``sidecars``: suffix -> path of those
     that exist (``SIDECAR_SOURCES``); the first that names an identity consistent with the
-    file wins. A sidecar that cannot be read counts as absent."""
+    file wins. A sidecar that cannot be read counts as absent. ``read``: a sidecar's JSON
+    (None when unreadable) by path, if not from the file now."""
     from sdlib.library.sidecars import read_json
 
     refused: str | None = None
@@ -183,7 +188,7 @@ def adopt(
         path = sidecars.get(suffix)
         if path is None:
             continue
-        data = read_json(Path(path))
+        data = read(path) if read is not None else read_json(Path(path))
         if suffix == ".civitai.info":
             found = from_civitai_info(data, name=name, size=size, sha256=sha256)
         else:
@@ -199,6 +204,7 @@ def adopt_rows(
     rows: dict[str, FileRow],
     cached_sha256: Callable[[str], str | None],
     now: float,
+    read: Callable[[str], Any] | None = None,
 ) -> tuple[dict[str, str], dict[str, str]]:
     """Give each model row of a scan that was never looked up the identity its sidecars
     state (in place, in ``rows``). Returns (path -> the sidecar suffix it came from,
@@ -206,7 +212,8 @@ def adopt_rows(
 
     Confirmed identities (SHA256 checked) are ``identified``; the others keep
     ``identify_state`` unset so ``identify`` asks. ``matched_by`` is ``sidecar`` for both.
-    ``cached_sha256`` gives a SHA256 already known for a path, without hashing.
+    ``cached_sha256`` gives a SHA256 already known for a path, without hashing; ``read``
+    a sidecar's JSON (see ``adopt``).
 
     Whenever the file's SHA256 is known (the row's, or the hash cache's for these bytes) the
     sidecar is held to it, whatever the index knew before: a fresh index and one that took
@@ -238,7 +245,7 @@ def adopt_rows(
         sha = row.sha256 or cached_sha256(e.path)
         if unconfirmed and sha is None:
             continue  # taken unconfirmed before, and still nothing to check it against
-        adoption = adopt(e.path, found, sha, row.size)
+        adoption = adopt(e.path, found, sha, row.size, read)
         if adoption.identity is None:
             if adoption.refused:
                 refused[e.path] = f"not identified from {adoption.refused}; run sdlib identify"

@@ -22,6 +22,7 @@ import contextlib
 import functools
 import os
 import time
+from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -30,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 from sdlib.errors import SdlibError, UsageError
 from sdlib.files import CLASSIFIER_VERSION
 from sdlib.files.opening import UNREADABLE_PREFIXES, open_regular
+from sdlib.library import sidecars
 from sdlib.library._inspect import inspect_columns
 from sdlib.library._pool import biggest_first, cpu_count, inspect_here, inspect_shared
 from sdlib.library._scan_write import with_changes, write_scan
@@ -207,6 +209,8 @@ class _Job:
         self.adopted: dict[str, str] = {}
         #: Files whose identity sidecar describes other bytes: path -> why it was not taken.
         self.refused: dict[str, str] = {}
+        #: Identity sidecars read ahead (while helpers parse): path -> their JSON, or None.
+        self.sidecars: dict[str, Any] = {}
 
     def run(self, entries: list[Entry], rows: list[FileRow]) -> dict[str, FileRow]:
         by_path = {r.path: r for r in rows}
@@ -249,7 +253,8 @@ class _Job:
         # Identities other tools wrote beside files never looked up (sdlib.library.adopt).
         known = functools.partial(_cached_sha256, self.hashes)
         candidates = _adoption_candidates(entries, by_path, final)
-        self.adopted, self.refused = adopt_rows(candidates, final, known, self.now)
+        read = functools.partial(_sidecar_json, self.sidecars)
+        self.adopted, self.refused = adopt_rows(candidates, final, known, self.now, read)
         counts = write_scan(self.index, self.now, by_path, final, moves, vanished, self.adopted)
         res = self.result
         res.added, res.changed = res.added + counts["added"], res.changed + counts["changed"]
@@ -293,7 +298,20 @@ class _Job:
         wanted = [e.path for e, base, _, same in plans
                   if e.role == "model" and e.st and (not same or _outdated(base))]  # fmt: skip
         sizes = {e.path: e.st.st_size for e, *_ in plans if e.st is not None}
-        contents = self._inspect_all(wanted, sizes)
+        # Work that needs no header, done while helper processes parse (see _pool).
+        previews = [e.path for e, _, _, same in plans if not same and e.role == "sidecar"
+                    and e.st is not None and is_preview_name(e.name)]  # fmt: skip
+        infos = [e.path for e, _, _, same in plans if not same and e.role == "sidecar"
+                 and e.st is not None and e.path.casefold().endswith(SIDECAR_SOURCES)]  # fmt: skip
+        kinds: dict[str, str] = {}
+        side: deque[Callable[[], None]] = deque()
+        for i in range(0, len(previews), _SIDE_CHUNK):
+            chunk = previews[i : i + _SIDE_CHUNK]
+            side.append(functools.partial(_sniff_previews, chunk, kinds))
+        for i in range(0, len(infos), _SIDE_CHUNK):
+            chunk = infos[i : i + _SIDE_CHUNK]
+            side.append(functools.partial(_read_sidecars, chunk, self.sidecars))
+        contents = self._inspect_all(wanted, sizes, side)
         cleared = {c: None for c in CONTENT_COLUMNS}
         for e, base, stat_cols, same_bytes in plans:
             if same_bytes:
@@ -305,13 +323,16 @@ class _Job:
                 continue
             content: dict[str, Any] = contents.get(e.path, {})
             if e.role == "sidecar" and e.st is not None and is_preview_name(e.name):
-                content = {"true_ext": _preview_kind(e.path)}
+                content = {"true_ext": kinds.get(e.path) or _preview_kind(e.path)}
             out[e.path] = with_changes(base, **{**cleared, **stat_cols, **content})
         return out
 
-    def _inspect_all(self, paths: list[str], sizes: dict[str, int]) -> dict[str, dict[str, Any]]:
+    def _inspect_all(
+        self, paths: list[str], sizes: dict[str, int], side: deque[Callable[[], None]]
+    ) -> dict[str, dict[str, Any]]:
         """Classify model files from their headers; with helper processes when there are
-        many (parsing big headers is CPU work, and a first scan may meet thousands)."""
+        many (parsing big headers is CPU work, and a first scan may meet thousands). The
+        ``side`` tasks are run too, while helpers parse where there are any."""
         out: dict[str, dict[str, Any]] = {}
         total = len(paths)
 
@@ -324,8 +345,10 @@ class _Job:
             # No processes here (sandbox, frozen app...): what is not done yet is done
             # below, in this process.
             with contextlib.suppress(OSError, RuntimeError):
-                inspect_shared(paths, self.workers - 1, done)
+                inspect_shared(paths, self.workers - 1, done, side)
         inspect_here([p for p in paths if p not in out], done)
+        while side:
+            side.popleft()()
         self.result.inspected += total
         return out
 
@@ -435,6 +458,24 @@ def _cached_sha256(hashes: HashCache, path: str) -> str | None:
     except (OSError, SdlibError):
         return None
     return known.sha256 if known is not None else None
+
+
+#: Previews sniffed, or sidecars read, per side task: small enough that helpers never run
+#: out of queued headers meanwhile.
+_SIDE_CHUNK = 64
+
+
+def _sniff_previews(paths: list[str], into: dict[str, str]) -> None:
+    into.update((p, _preview_kind(p)) for p in paths)
+
+
+def _read_sidecars(paths: list[str], into: dict[str, Any]) -> None:
+    into.update((p, sidecars.read_json(Path(p))) for p in paths)
+
+
+def _sidecar_json(ahead: dict[str, Any], path: str) -> Any:
+    """A sidecar's JSON: as read ahead in this scan, else read now."""
+    return ahead[path] if path in ahead else sidecars.read_json(Path(path))
 
 
 def _preview_kind(path: str) -> str:

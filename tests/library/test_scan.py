@@ -293,6 +293,15 @@ def test_many_new_files_are_read_in_worker_processes(
     result = scan(root, layout, *stores, on_progress=events.append, workers=2)
     assert statuses(result) == expected and result.inspected == 18
     assert [e.done for e in events if e.stage == "inspect"] == list(range(1, 19))
+    # Previews sniffed and sidecars read while the helper parsed (trees.messy_a1111 wrote
+    # JPEG bytes as add_detail.preview.png, and version 62833 into its .civitai.info).
+    by_rel = {f.rel: f for f in result.files}
+    assert by_rel["models/Stable-diffusion/add_detail.preview.png"].row.true_ext in (
+        ".jpg",
+        ".jpeg",
+    )
+    model = by_rel["models/Stable-diffusion/add_detail.safetensors"].row
+    assert (model.civitai_version_id, model.matched_by) == (62833, "sidecar")
 
 
 def test_hugging_face_configs_are_not_orphan_sidecars(
