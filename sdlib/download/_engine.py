@@ -371,6 +371,16 @@ class _Download(BodyReading):
         self.fh.flush()
         self._stop_flush()
         os.fsync(self.fh.fileno())
+        # What was hashed went to the file, and nothing else did (the writer's thread
+        # reports every failure; this holds it to that before anything takes a name).
+        on_disk = os.fstat(self.fh.fileno()).st_size
+        if on_disk != self.offset:
+            problem = DownloadError(
+                f"{self.name}: the part file holds {on_disk:,} bytes but {self.offset:,} "
+                "were received; the download was discarded"
+            )
+            self.offset = 0  # not a prefix anyone can trust: _close deletes it
+            raise problem
         return self.hasher.result()
 
     def _stop_flush(self) -> None:

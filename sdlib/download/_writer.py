@@ -15,6 +15,7 @@ resume from.
 
 from __future__ import annotations
 
+import errno
 import os
 import threading
 from collections import deque
@@ -127,9 +128,10 @@ class FileWriter:
                 view = self._queue[0]
             try:
                 self._write_all(view)
-            except OSError as exc:
+            except Exception as exc:  # any failure stops the download: never a silent gap
+                error = exc if isinstance(exc, OSError) else OSError(errno.EIO, repr(exc))
                 with self._cond:
-                    self._error = exc
+                    self._error = error
                 return
             with self._cond:
                 self._queue.popleft()

@@ -279,3 +279,51 @@ def test_the_receiving_thread_never_writes_the_file(env, monkeypatch: pytest.Mon
     result = download(http, spec, _options(settings, connections=1))
     assert result.hashes.sha256 == spec.hashes["SHA256"]
     assert writers == {"sdlib-writer"} and main not in writers
+
+
+def test_a_writer_failing_with_an_unexpected_error_stops_the_download(
+    env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Not an OSError (a bug, say): still the download's error, never a thread dying
+    quietly while the hashes go on as if its bytes had been written."""
+    http, settings, spec = env
+    calls = 0
+
+    def write(fd: int, data: memoryview) -> int:
+        nonlocal calls
+        calls += 1
+        if calls > 3:
+            raise ValueError("boom")
+        return os.write(fd, data)
+
+    monkeypatch.setattr(writer_module, "os", _fake_os(write))
+    with pytest.raises(DownloadError, match="cannot write"):
+        download(http, spec, _options(settings, connections=1))
+    assert not spec.dest.exists()
+    part = part_path(spec.dest)
+    kept = part.stat().st_size
+    assert 0 < kept == _record(settings)["kept"]
+    assert part.read_bytes() == _served_prefix(kept)
+
+
+def test_a_part_file_short_of_what_was_hashed_never_takes_the_name(
+    env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The hashes come from the bytes received, the file from the writes: should a write
+    ever claim bytes it did not write, the size check before the rename refuses the file
+    (its hashes would match what was published, its content would not)."""
+    http, settings, spec = env
+    calls = 0
+
+    def write(fd: int, data: memoryview) -> int:
+        nonlocal calls
+        calls += 1
+        if calls == 5:
+            return len(data)  # claims the buffer, writes nothing
+        return os.write(fd, data)
+
+    monkeypatch.setattr(writer_module, "os", _fake_os(write))
+    with pytest.raises(DownloadError, match="part file holds"):
+        download(http, spec, _options(settings, connections=1))
+    assert not spec.dest.exists()
+    assert not part_path(spec.dest).exists()
