@@ -425,10 +425,11 @@ def _adoption_candidates(
     entries: list[Entry], before: dict[str, FileRow], final: dict[str, FileRow]
 ) -> list[Entry]:
     """The entries whose sidecars may say something new: every sidecar, and the model
-    files that are new or changed, whose identity sidecar is, or whose SHA256 is known (a
-    sidecar may then be refused, with a note, on every scan). An unchanged file beside an
-    unchanged sidecar that gave no identity last time gives none now: a re-scan does not
-    open thousands of sidecars again to learn that."""
+    files that are new or changed (a SHA256 learned this scan changes the row), whose
+    identity sidecar is, or whose SHA256 is known while they have no identity (a sidecar
+    may then be refused, with a note, on every scan). An unchanged file beside an unchanged
+    sidecar gives nothing new: a re-scan does not open thousands of sidecars again to learn
+    that, nor one it already held to the file's SHA256."""
     fresh = {p for p, r in final.items() if before.get(p) is not r}
     stems = {
         p[: -len(suffix)].casefold()
@@ -441,7 +442,7 @@ def _adoption_candidates(
         for e in entries
         if e.role != "model"
         or e.path in fresh
-        or (e.path in final and final[e.path].sha256)
+        or (e.path in final and final[e.path].sha256 and final[e.path].civitai_version_id is None)
         or os.path.splitext(e.path)[0].casefold() in stems
     ]
 

@@ -106,3 +106,26 @@ def test_a_sidecar_without_hashes_stays_unconfirmed_when_the_hash_is_known(
         lora = model(run(root, stores, **kw), REL)
         assert lora.row.civitai_version_id == 62833 and lora.row.identify_state is None
         assert not any("describes other bytes" in n for n in lora.notes)
+
+
+def test_a_rescan_reads_no_sidecar_it_already_held_to_the_hash(
+    tmp_path: Path, stores: tuple[Index, HashCache], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sdlib.library import sidecars
+
+    root = trees.a1111(tmp_path / "webui")
+    info = version_json(OTHER)
+    info["files"][0]["hashes"] = {}  # nothing to hold it to: taken unconfirmed, hash or not
+    path = lora_with_info(root, info)
+    model(run(root, stores, hash_all=True), REL)
+    read: list[str] = []
+    real = sidecars.read_json
+
+    def spy(p: Path) -> object:
+        read.append(p.name)
+        return real(p)
+
+    monkeypatch.setattr(sidecars, "read_json", spy)
+    again = model(run(root, stores), REL)
+    assert read == [] and again.row.civitai_version_id == 62833
+    assert again.sha256 == sha256(path)
