@@ -61,12 +61,23 @@ TARGET_ORDER = ("unet", "text-encoder", "text-encoder-2", "t5")
 LORA_ALGOS = frozenset({"lora", "dora"})
 
 
+#: The part labels whose shapes a rule reads (algorithm, rank, widths). Every other part
+#: is kept with shape ``()``: only its presence counts. Files whose names agree and whose
+#: shapes agree at these parts share one scan; a rule that starts reading another part's
+#: shape adds its label here.
+SHAPED_PARTS = frozenset(
+    {"down", "up", "oft_blocks", "hada_w1_b", "diff", "lokr_w1", "lokr_w1_b", "lokr_w2",
+     "lokr_w2_b"}
+)  # fmt: skip
+
+
 @dataclass(slots=True)
 class Module:
     """One patched module: its delta tensors by part label, and what they imply.
 
     ``algo``, ``target`` and ``flat`` are worked out once by :func:`scan`; the rules read
-    them many times.
+    them many times. ``parts`` holds the shape of each label in ``SHAPED_PARTS`` and ``()``
+    for any other label.
     """
 
     name: str
@@ -187,8 +198,9 @@ class LoraScan:
 def scan(keys: Keys) -> LoraScan:
     """The delta modules of ``keys``, each with its parts' shapes and what they imply.
 
-    Files with the same names and the same delta shapes (LoRAs trained with one recipe)
-    share one scan: its modules, and what ``analyze`` found in them."""
+    Files with the same names and the same shapes at the parts rules read (LoRAs trained
+    with one recipe: see ``SHAPED_PARTS``) share one scan: its modules, and what
+    ``analyze`` found in them."""
     layout = _layout(keys)
     shapes = keys.column(keys.shapes)  # by position among the names
     signature = tuple(map(shapes.__getitem__, layout.positions))
@@ -199,7 +211,7 @@ def scan(keys: Keys) -> LoraScan:
     for name, tgt, flat, labels in zip(
         layout.modules, layout.targets, layout.flats, layout.parts, strict=True
     ):
-        parts = {label: shapes[pos] for label, pos in labels}
+        parts = {label: shapes[pos] if label in SHAPED_PARTS else () for label, pos in labels}
         modules[name] = Module(name, parts, _module_algo(parts), tgt, flat)
     found = LoraScan(modules, list(layout.tokens))
     if len(layout.scans) < _SCANS_KEPT:
@@ -222,7 +234,8 @@ class _Layout:
     flats: tuple[str, ...]
     parts: tuple[tuple[tuple[str, int], ...], ...]
     tokens: tuple[str, ...]
-    #: Every part's position, in order: the shapes there are a scan's signature.
+    #: The position of every part in ``SHAPED_PARTS``, in order: the shapes there are a
+    #: scan's signature.
     positions: tuple[int, ...]
     #: Scans made with this layout, with their signatures (compared, never hashed: equal
     #: signatures are the common case and a comparison stops at the first difference).
@@ -260,7 +273,7 @@ def _make_layout(names: Iterable[str]) -> _Layout:
         tuple(m.replace(".", "_").replace(":", "_") + "_" for m in modules),
         tuple(tuple(p.items()) for p in grouped.values()),
         tuple(tokens),
-        tuple(pos for p in grouped.values() for pos in p.values()),
+        tuple(pos for p in grouped.values() for label, pos in p.items() if label in SHAPED_PARTS),
     )
 
 
@@ -297,7 +310,7 @@ def analyze(lora: LoraScan, metadata: Mapping[str, str]) -> LoraVerdict:
     s = lora.summary
     evidence = list(s.evidence)
     base = pick_base(s.found, metadata, evidence)
-    producer = _producer(s.first, metadata)
+    producer = _producer(s.by_name, metadata)
     return LoraVerdict(s.algo, s.rank, _alpha(metadata), s.targets, producer, base, evidence)
 
 
@@ -310,8 +323,8 @@ class _Summary:
     targets: tuple[str, ...]
     #: The base the tensors give (None or unknown: they are silent).
     found: Base | None
-    #: The first module's name (the producer, when the metadata does not say).
-    first: str
+    #: The producer the first module's name points to (when the metadata does not say).
+    by_name: str | None
     evidence: tuple[str, ...]
 
 
@@ -327,7 +340,8 @@ def _summarize(lora: LoraScan) -> _Summary:
     targets = tuple(t for t in TARGET_ORDER if t in present)
     found = found_base(mods, evidence)
     first = mods[0].name if mods else ""
-    return _Summary(algo, rank, targets, found, first, tuple(evidence))
+    by_name = next((who for pattern, who in _PRODUCER_NAMES if pattern.search(first)), None)
+    return _Summary(algo, rank, targets, found, by_name, tuple(evidence))
 
 
 def _algo(mods: list[Module], evidence: list[str]) -> str:
@@ -356,7 +370,7 @@ def _alpha(metadata: Mapping[str, str]) -> float | None:
     return alpha if math.isfinite(alpha) else None
 
 
-def _producer(first: str, metadata: Mapping[str, str]) -> str | None:
+def _producer(by_name: str | None, metadata: Mapping[str, str]) -> str | None:
     software = _software(metadata)
     if software:
         return software
@@ -365,7 +379,7 @@ def _producer(first: str, metadata: Mapping[str, str]) -> str | None:
         return "lycoris"
     if module.startswith("networks."):
         return "kohya"
-    return next((who for pattern, who in _PRODUCER_NAMES if pattern.search(first)), None)
+    return by_name
 
 
 #: Module-name pattern -> producer, for files whose metadata does not say (classify.md 4.1).

@@ -6,9 +6,8 @@ from __future__ import annotations
 
 import itertools
 import json
-import operator
 from collections import Counter
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 from sdlib.files import _signatures as sig
 from sdlib.files._signatures import Keys
@@ -72,8 +71,8 @@ def _elements_by_dtype(k: Keys) -> dict[str, int]:
     own dtype by design; they must not make a file "mixed", and an empty tensor holds no
     weights to have a precision. Column-wise, in a few C-level passes: a checkpoint has
     thousands of tensors and a first scan meets millions. A file holds one dtype, or one
-    and a few tensors of others: those few are visited one by one, and the main dtype's
-    elements are what remains of the sum.
+    and a few tensors of others: those few are found with ``list.index`` and visited one
+    by one, and the main dtype's elements are what remains of the sum.
     """
     dtypes, numels = k.column(k.dtypes), k.column(k.numels)
     n = len(dtypes)
@@ -81,32 +80,35 @@ def _elements_by_dtype(k: Keys) -> dict[str, int]:
         return {}
     shapes = k.column(k.shapes)
     skipped = _skipped(k)
-    # Elements left out: scalars' (shape ()) and the skipped tensors' that are not scalars.
-    scalars = 0 if all(shapes) else sum(itertools.compress(numels, map(operator.not_, shapes)))
+    # The elements of every tensor that is not a scalar, less the skipped ones'.
+    total = sum(itertools.compress(numels, map(len, shapes)))
     named = [at for at in skipped if shapes[at]]
-    total = k.elements
+    total -= sum(map(numels.__getitem__, named))
+    others = set(dtypes)
+    if len(others) == 1:
+        if total > 0:  # some tensor counted (elements are never negative in a real file)
+            return {dtypes[0]: total}
+        return _elements_slowly(dtypes, shapes, numels, skipped)
     first, middle, last = dtypes[0], dtypes[n // 2], dtypes[-1]
     main = middle if middle == last else first  # the majority of three, else the first
-    if main == first and dtypes.count(main) == n:
-        total -= scalars + sum(map(numels.__getitem__, named))
-        if total > 0:  # some tensor counted (elements are never negative in a real file)
-            return {main: total}
-        return _elements_slowly(dtypes, shapes, numels, skipped)
+    others.discard(main)
     found: dict[str, list[int]] = {}  # dtype -> [first counted position, elements]
-    others = other_scalars = 0
-    for at in itertools.compress(itertools.count(), map(operator.ne, dtypes, _repeat(main))):
-        size = numels[at]
-        others += size
-        if not shapes[at]:
-            other_scalars += size
-        elif size and at not in skipped:
-            entry = found.get(dtypes[at])
-            if entry is None:
-                found[dtypes[at]] = [at, size]
-            else:
-                entry[1] += size
-    total -= others + scalars - other_scalars
-    total -= sum(numels[at] for at in named if dtypes[at] == main)
+    for dtype in others:
+        at = dtypes.index(dtype)
+        while True:
+            size = numels[at]
+            if shapes[at] and at not in skipped:
+                total -= size
+                if size:
+                    entry = found.get(dtype)
+                    if entry is None:
+                        found[dtype] = [at, size]
+                    else:
+                        entry[1] += size
+            try:
+                at = dtypes.index(dtype, at + 1)
+            except ValueError:
+                break
     at = dtypes.index(main)
     while not (numels[at] and shapes[at]) or at in skipped:
         try:
@@ -116,10 +118,6 @@ def _elements_by_dtype(k: Keys) -> dict[str, int]:
     else:
         found[main] = [at, total]
     return _in_order(found)
-
-
-def _repeat(value: str) -> Iterator[str]:
-    return itertools.repeat(value)
 
 
 def _in_order(found: dict[str, list[int]]) -> dict[str, int]:

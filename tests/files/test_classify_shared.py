@@ -6,6 +6,7 @@ header read in bulk (columns) must classify exactly as the same tensors given on
 from __future__ import annotations
 
 import json
+import random
 
 import pytest
 
@@ -116,3 +117,100 @@ def test_names_ending_with_a_suffix_come_in_order_even_when_a_name_holds_a_newli
     assert keys.ending(".attn2.to_k.weight") == ["a.attn2.to_k.weight"]
     odd = Keys({"p\nq.position_ids": 0, "position_ids": 1}, [(1,)] * 2, ["F16"] * 2, [1] * 2)
     assert odd.ending("position_ids") == ["p\nq.position_ids", "position_ids"]
+
+
+# --- files with the same names: what the names tell is shared, nothing else -----------------
+
+
+def _redtype(spec: Spec, dtype: str) -> Spec:
+    return {name: (dtype, shape) for name, (_, shape) in spec.items()}
+
+
+def test_a_checkpoint_with_an_earlier_ones_names_keeps_its_own_shapes_and_dtypes() -> None:
+    plain = S.sd15_checkpoint("F16")
+    inpaint = S.sd15_checkpoint("F32", in_ch=9)  # the same names: conv_in 9 wide, all fp32
+    assert list(plain) == list(inpaint)
+    forget_names()
+    first = classify(TensorTable.from_specs(plain, Container.SAFETENSORS, {}))
+    second = classify(TensorTable.from_specs(inpaint, Container.SAFETENSORS, {}))
+    assert (first.variant, str(first.precision)) == (None, "fp16")
+    assert (second.variant, str(second.precision)) == ("inpaint", "fp32")
+    assert second == _fresh(inpaint, {})
+
+
+def test_a_lora_with_the_names_of_an_earlier_one_keeps_its_own_rank_and_precision() -> None:
+    first_spec = S.loha_sd15(rank=8)
+    second_spec = _redtype(S.loha_sd15(rank=4), "BF16")
+    # The parts no rule measures (the w1_a, w2_* factors, alpha) differ too.
+    second_spec = {
+        name: (dtype, (1,) if name.endswith(".alpha") else shape)
+        for name, (dtype, shape) in second_spec.items()
+    }
+    assert list(first_spec) == list(second_spec)
+    forget_names()
+    first = classify(TensorTable.from_specs(first_spec, Container.SAFETENSORS, {}))
+    second = classify(TensorTable.from_specs(second_spec, Container.SAFETENSORS, {}))
+    assert first.lora is not None and second.lora is not None
+    assert (first.lora.rank, str(first.precision)) == (8, "fp16")
+    assert (second.lora.rank, str(second.precision)) == (4, "bf16")
+    assert second == _fresh(second_spec, {})
+
+
+def test_a_subtree_of_shared_names_reads_the_file_it_belongs_to() -> None:
+    # Unwrapped (state_dict.*) checkpoints: the subtree's rows are shared, the shapes not.
+    sd1 = {f"state_dict.{k}": v for k, v in S.sd15_checkpoint("F16").items()}
+    ip2p = {f"state_dict.{k}": v for k, v in S.sd15_checkpoint("F16", in_ch=8).items()}
+    forget_names()
+    classify(TensorTable.from_specs(sd1, Container.PICKLE_ZIP, {}))
+    got = classify(TensorTable.from_specs(ip2p, Container.PICKLE_ZIP, {}))
+    assert (got.kind, got.base, got.variant) == (Kind.CHECKPOINT, Base.SD1, "instruct-pix2pix")
+    assert got == _fresh(ip2p, {})
+
+
+# --- elements by dtype against a tensor-by-tensor count -------------------------------------
+
+_SKIPPED = {"betas", "alphas_cumprod", "logvar", "scaled_fp8", "v_pred"}
+
+
+def _by_hand(spec: Spec) -> dict[str, int]:
+    """The precision vote's elements per dtype, one tensor at a time (classify.md 3), the
+    dtypes in the order of their first counted tensor."""
+    out: dict[str, int] = {}
+    for name, (dtype, shape) in spec.items():
+        if not shape or name in _SKIPPED or name.endswith("position_ids"):
+            continue
+        n = 1
+        for d in shape:
+            n *= d
+        if n:
+            out[dtype] = out.get(dtype, 0) + n
+    return out
+
+
+def _random_spec(rng: random.Random) -> Spec:
+    names = [f"m.{i}.w" for i in range(rng.randrange(1, 40))]
+    names += rng.sample([*_SKIPPED, "x.position_ids", "position_ids"], rng.randrange(0, 3))
+    rng.shuffle(names)
+    dtypes = rng.sample(["F16", "F32", "BF16", "I64", "U8"], rng.randrange(1, 4))
+    spec: Spec = {}
+    for name in names:
+        shape = rng.choice([(), (0,), (1,), (3, 0), (4, 5), (7,), (2, 3, 1, 1)])
+        spec[name] = (rng.choice(dtypes), shape)
+    return spec
+
+
+def test_elements_by_dtype_agree_with_a_tensor_by_tensor_count() -> None:
+    from sdlib.files._signatures import Keys
+    from sdlib.files._traits import _elements_by_dtype
+
+    rng = random.Random(7)
+    for _ in range(400):
+        spec = _random_spec(rng)
+        whole = Keys.of(TensorTable.from_specs(spec).tensors)
+        got = _elements_by_dtype(whole)
+        assert list(got.items()) == list(_by_hand(spec).items()), spec
+        # A subtree (an unwrapped pickle's state_dict) holds its names in sorted order.
+        wrapped = {"other.x": ("F64", (3,)), **{f"state_dict.{k}": v for k, v in spec.items()}}
+        sub = Keys.of(TensorTable.from_specs(wrapped).tensors).sub("state_dict.")
+        got = _elements_by_dtype(sub)
+        assert list(got.items()) == list(_by_hand(dict(sorted(spec.items()))).items()), spec
