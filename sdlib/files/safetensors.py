@@ -134,6 +134,7 @@ def _spans_fit(begins: list[int], ends: list[int], data_size: int) -> bool:
 
 
 _METADATA_KEY = b'{"__metadata__":'
+_NEXT = re.compile(rb"[ \t\n\r]*([,}])")
 
 
 def _split_metadata(raw: bytes) -> tuple[dict[str, str], int] | None:
@@ -150,8 +151,8 @@ def _split_metadata(raw: bytes) -> tuple[dict[str, str], int] | None:
         return {}, 0
     first = raw.find(b'"dtype"')
     close = raw.rfind(b"}", 0, first if first >= 0 else raw.rfind(b"}"))  # (no tensors: the end)
-    after = raw[close + 1 : close + 2]
-    if close < len(_METADATA_KEY) or after not in (b",", b"}"):
+    after = _NEXT.match(raw, close + 1)  # the ',' before the entries or the header's '}'
+    if close < len(_METADATA_KEY) or after is None:
         return None
     # Duplicate keys: each member has one ':' in the bytes, and every ':' in a string is a
     # ':' of its text unless written as an escape (\u003a), so the counts agree exactly
@@ -165,7 +166,7 @@ def _split_metadata(raw: bytes) -> tuple[dict[str, str], int] | None:
     texts = "".join(itertools.chain(metadata, metadata.values()))
     if raw.count(b":", len(_METADATA_KEY), close) != len(metadata) + texts.count(":"):
         return None
-    return metadata, close + 2 if after == b"," else close + 1
+    return metadata, after.end() if after[1] == b"," else after.start(1)
 
 
 if TYPE_CHECKING:
