@@ -443,11 +443,16 @@ class Installer:
 #: machine, imported on a thread while the download runs instead of after its last byte.
 _AFTER_DOWNLOAD = ("sdlib.inspect", "sdlib.files.pickles", "sdlib.files.safetensors",
                    "sdlib.files.classify", "sdlib.library.installed", "html")  # fmt: skip
+_imported = False
 
 
 def _import_in_background(names: Sequence[str]) -> None:
     """A step needing one meanwhile waits for it (Python's import lock); a failure is left
-    to the step's own import."""
+    to the step's own import. Once per process: a batch's later downloads find them loaded."""
+    global _imported
+    if _imported:
+        return
+    _imported = True
 
     def run() -> None:
         for name in names:

@@ -126,6 +126,18 @@ def _slow_write(seconds: float) -> Callable[[int, memoryview], int]:
 # --- the writer alone -------------------------------------------------------------------------
 
 
+def _resumes_from(offset: int, env: tuple[httpx2.Client, Settings, DownloadSpec],
+                  server: DemoServer) -> None:  # fmt: skip
+    """The next run asks the file's host for the rest from ``offset`` and lands it whole."""
+    http, settings, spec = env
+    server.clear_requests()
+    result = download(http, spec, _options(settings, connections=1))
+    assert result.resumed_from == offset
+    assert result.hashes.sha256 == spec.hashes["SHA256"]
+    first = next(r for r in server.requests if r.server == "storage")
+    assert first.header("Range") == f"bytes={offset}-"
+
+
 def test_writer_appends_in_order_and_frees_each_buffer_once_written(tmp_path: Path) -> None:
     path = tmp_path / "out.bin"
     with open(path, "ab") as fh:
@@ -182,12 +194,7 @@ def test_disk_full_mid_download_keeps_exactly_what_was_written_and_resumes(
     assert sorted(p.name for p in spec.dest.parent.iterdir()) == [part.name]
 
     monkeypatch.undo()  # space freed: the next run goes on from there
-    server.clear_requests()
-    result = download(http, spec, _options(settings, connections=1))
-    assert result.resumed_from == limit
-    assert result.hashes.sha256 == spec.hashes["SHA256"]
-    first = next(r for r in server.requests if r.server == "storage")
-    assert first.header("Range") == f"bytes={limit}-"
+    _resumes_from(limit, env, server)
 
 
 def test_a_write_error_other_than_a_full_disk_is_reported_as_such(
@@ -229,12 +236,7 @@ def test_ctrl_c_while_the_writer_is_behind_keeps_every_byte_that_arrived(
     assert part.read_bytes() == _served_prefix(arrived)
 
     monkeypatch.undo()
-    server.clear_requests()
-    result = download(http, spec, _options(settings, connections=1))
-    assert result.resumed_from == arrived
-    assert result.hashes.sha256 == spec.hashes["SHA256"]
-    first = next(r for r in server.requests if r.server == "storage")
-    assert first.header("Range") == f"bytes={arrived}-"
+    _resumes_from(arrived, env, server)
 
 
 def test_a_cancel_while_the_writer_is_behind_keeps_what_arrived_and_resumes(
