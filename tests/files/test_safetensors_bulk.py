@@ -96,6 +96,37 @@ def test_every_demo_fixture_is_read_in_bulk_as_the_careful_path(name: str, slimm
     ]
 
 
+_ONE = '"w":{"dtype":"F16","shape":[2],"data_offsets":[0,4]}'
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        '{"dtype":{"dtype":"F16","shape":[2],"data_offsets":[0,4]}}',  # names like members
+        '{"shape":{"dtype":"F16","shape":[2],"data_offsets":[0,4]}}',
+    ],
+)
+def test_tensors_named_like_a_member_are_read_in_bulk(body: str) -> None:
+    assert _agree(body.encode(), 8 + len(body) + 4)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "{" + _ONE + "," + _ONE + "}",  # the same name twice: five strings lost
+        '{"w":{"dtype":"F16","shape":[2],"shape":[2],"data_offsets":[0,4]}}',  # one key lost
+        '{"w":{"dtype":"F16","shape":[2],"data_offsets":[9,9],"data_offsets":[0,4]}}',
+        '{"w":{"dtype":"F32","dtype":"F16","shape":[2],"data_offsets":[0,4]}}',  # two lost
+        '{"__metadata__":{"a":"b"},' + _ONE + ',"__metadata__":{"a":"b"}}',
+    ],
+)
+def test_a_lost_duplicate_is_never_accepted_in_bulk(body: str) -> None:
+    raw = body.encode()
+    assert safetensors._fast_table(raw, 8 + len(raw) + 4) is None
+    with pytest.raises(FormatError, match="appears twice"):
+        safetensors.parse_header(raw, 8 + len(raw) + 4)
+
+
 def _numel(shape: Any) -> int:
     out = 1
     for d in shape:
@@ -199,8 +230,8 @@ def _header(draw: st.DrawFn) -> tuple[bytes, int, bool]:
         elif change == "overlap":
             offsets[0] = max(0, offsets[0] - 2)
         members.append((name, entry))
-    if any(m[0] in ("dtype", "shape", "__metadata__") for m in members):
-        odd = True  # names the bulk path's counts or its metadata check leave to the careful path
+    if any(m[0] == "__metadata__" for m in members):
+        odd = True  # a second metadata shaped like an entry: left to the careful path
     if len({m[0] for m in members}) != len(members) or any("\\" in m[0] for m in members):
         odd = True
     if any("}" in m[0] for m in members):
