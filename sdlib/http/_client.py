@@ -273,15 +273,24 @@ def build_client(
     mounts: dict[str, httpx2.BaseTransport | None] | None = None
     if transport is None:
         proxy = _proxy(net.proxy)
-        base: httpx2.BaseTransport = _http_transport(
-            verify=verify, proxy=proxy, trust_env=net.proxy is None
-        )
+        base: httpx2.BaseTransport
         if net.proxy is None:
             # Large download bodies skip h11 (see sdlib.http._fastbody); requests that a
-            # *_PROXY variable routes elsewhere go to the mounts below instead.
+            # *_PROXY variable routes elsewhere go to the mounts below instead. The default
+            # TLS context is loaded once, when first needed, for both (sdlib.http._tls).
             from sdlib.http._fastbody import FastBodyTransport
+            from sdlib.http._tls import SchemeTransport, SharedContext
 
-            base = FastBodyTransport(base, verify=verify)
+            tls = SharedContext() if verify is True else None
+            if tls is not None:
+                base = SchemeTransport(
+                    tls, lambda ctx: _http_transport(verify=ctx, proxy=None, trust_env=True)
+                )
+            else:
+                base = _http_transport(verify=verify, proxy=None, trust_env=True)
+            base = FastBodyTransport(base, verify=verify, tls=tls)
+        else:
+            base = _http_transport(verify=verify, proxy=proxy, trust_env=False)
         transport = base
         if net.proxy is None:
             # trust_env proxies are applied through mounts; wrap each in retries too.

@@ -21,7 +21,7 @@ import http.client
 import socket
 import ssl
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx2
@@ -44,10 +44,18 @@ class FastBodyTransport(httpx2.BaseTransport):
     """``http.client`` for marked GETs (see the module docstring), ``inner`` for the rest."""
 
     def __init__(
-        self, inner: httpx2.BaseTransport, *, verify: ssl.SSLContext | bool = True
+        self,
+        inner: httpx2.BaseTransport,
+        *,
+        verify: ssl.SSLContext | bool = True,
+        tls: Callable[[], ssl.SSLContext] | None = None,
     ) -> None:
         self._inner = inner
         self._verify = verify
+        #: The default context shared with ``inner`` (``sdlib.http._tls``), when verifying
+        #: with the default trust: one load of the CA certificates, not one per transport.
+        #: Sharing it is safe: httpx2 here speaks HTTP/1.1 only (ALPN "http/1.1", as here).
+        self._tls = tls
         self._context = verify if isinstance(verify, ssl.SSLContext) else None
         self._idle: dict[_Key, list[http.client.HTTPConnection]] = {}
         self._lock = threading.Lock()
@@ -136,7 +144,9 @@ class FastBodyTransport(httpx2.BaseTransport):
 
     def _ssl_context(self) -> ssl.SSLContext:
         if self._context is None:
-            if self._verify is False:
+            if self._verify is not False and self._tls is not None:
+                context = self._tls()
+            elif self._verify is False:
                 context = ssl.create_default_context()
                 context.check_hostname = False
                 context.verify_mode = ssl.CERT_NONE
