@@ -23,6 +23,7 @@ import httpx2
 from sdlib.download._checks import unknown_size_error
 from sdlib.download._pieces import PieceError, PieceFetcher, _chunk_reader
 from sdlib.download._transfer import (
+    RAMP_READ,
     BackgroundFlush,
     BufferRing,
     CancelWatch,
@@ -157,8 +158,10 @@ class BodyReading:
                     began = time.monotonic()
                     with self.deadline.read(abort):
                         n = readinto(buf[:want])
-                    step = next_read_size(step, time.monotonic() - began, self.opt.stall_timeout,
-                                          cap)  # fmt: skip
+                    step = next_read_size(
+                        step, time.monotonic() - began, self.opt.stall_timeout, cap,
+                        aim=None if self.ramp.settled else RAMP_READ,
+                    )  # fmt: skip
                     if n:
                         self._write(buf[:n])
                         self.ramp.arrived(n)

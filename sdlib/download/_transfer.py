@@ -132,8 +132,24 @@ def first_read_size(options: DownloadOptions, cap: int) -> int:
     return max(MIN_READ, min(FIRST_READ, cap, fits))
 
 
-def next_read_size(step: int, elapsed: float, window: float, cap: int) -> int:
-    """The size of the next read, after one of ``step`` bytes took ``elapsed`` seconds."""
+#: While the connection count is being decided, the stream's reads aim at this many seconds
+#: each (doubling below half of it, halving above twice it): the count is decided between
+#: two reads, and a capped server's 1 MiB read (60 ms at 16 MiB/s) made each decision up to
+#: that late, twice in a ramp from one connection to four. A fast link reads its full size.
+RAMP_READ = 0.012
+
+
+def next_read_size(
+    step: int, elapsed: float, window: float, cap: int, *, aim: float | None = None
+) -> int:
+    """The size of the next read, after one of ``step`` bytes took ``elapsed`` seconds.
+    ``aim``: keep reads near that many seconds (see ``RAMP_READ``)."""
+    if aim is not None:
+        if elapsed < aim / 2:
+            return min(cap, step * 2)
+        if elapsed > aim * 2:
+            return max(MIN_READ, min(cap, step // 2))
+        return min(step, cap)
     if elapsed < 0.05:
         return min(cap, step * 2)
     # Reads of more than about a tenth of a second are halved too: what arrived is then

@@ -23,6 +23,7 @@ from sdlib.config import NetworkSettings, Settings
 from sdlib.demo.server import DemoServer
 from sdlib.download import DownloadOptions, DownloadSpec, download
 from sdlib.download._ramp import READS, SETTLE, WINDOW, Ramp
+from sdlib.download._transfer import RAMP_READ, next_read_size
 from sdlib.http import build_client
 from tests.support.large_file import large_url, served_sha256
 from tests.support.quiet_server import QuietServer
@@ -245,3 +246,59 @@ def test_a_full_link_is_not_slowed_by_splitting(
     last = link.ranges[-1]
     assert last is not None and last.endswith("-"), link.ranges
     assert elapsed <= 1.15 * size / link.rate + 0.5, f"{elapsed:.1f} s for {size / link.rate} s"
+
+
+def test_reads_aim_at_a_few_milliseconds_while_the_count_is_open() -> None:
+    """``next_read_size`` with ``aim``: at 16 MiB/s (a capped server) reads settle at what
+    arrives in about ``RAMP_READ`` seconds, not at the 1 MiB cap (60 ms a read); on a fast
+    link they still grow to the cap."""
+    rate = 16 * MIB
+    step = 64 << 10
+    for _ in range(12):
+        step = next_read_size(step, step / rate, 60.0, MIB, aim=RAMP_READ)
+    assert RAMP_READ / 2 <= step / rate <= RAMP_READ * 2, step
+    fast = 64 << 10
+    for _ in range(12):
+        fast = next_read_size(fast, fast / (1 << 30), 60.0, MIB, aim=RAMP_READ)
+    assert fast == MIB
+    # Without an aim, the 16 MiB/s reads grow to the cap as before.
+    plain = 64 << 10
+    for _ in range(12):
+        plain = next_read_size(plain, plain / rate, 60.0, MIB)
+    assert plain == MIB
+
+
+def test_the_stream_reads_small_while_the_count_is_decided(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Against a server capping each connection at 16 MiB/s, the first stream's reads stay
+    near what arrives in ``RAMP_READ`` seconds while the ramp decides (a decision is due
+    between two reads: a 1 MiB read made each up to 60 ms late), and four connections are
+    reached."""
+    from sdlib.http import _fastbody
+
+    asked: list[int] = []
+    real = _fastbody._Body.readinto
+
+    def recording(self: _fastbody._Body, buffer: memoryview) -> int:
+        if "range" not in self._request.headers:  # the first GET: the stream
+            asked.append(len(buffer))
+        return real(self, buffer)
+
+    monkeypatch.setattr(_fastbody._Body, "readinto", recording)
+    size, cap = 48 * MIB, 16 * MIB
+    with DemoServer(tmp_path / "files", large_size=size, catalogue=()) as server:
+        url = large_url(server)
+        server.rate_limit = cap
+        options = DownloadOptions(piece_size=4 * MIB, split_threshold=16 * MIB, retries=2,
+                                  sleep=lambda _s: None)  # fmt: skip
+        with _client(tmp_path) as http:
+            result = download(http, DownloadSpec(url, tmp_path / "out.safetensors", size=size),
+                              options)  # fmt: skip
+    assert result.connections == 4
+    assert result.hashes.sha256 == served_sha256(size)
+    settled = asked[6:]  # the first reads grow from FIRST_READ
+    assert settled, asked
+    # RAMP_READ at 16 MiB/s is ~200 KiB; one doubling above it at most (a busy machine
+    # makes reads slower, so smaller, never larger).
+    assert max(settled) <= 512 << 10, asked
