@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
-from rich.text import Text
 from textual.binding import Binding, BindingType
 from textual.message import Message
-from textual.widgets import DataTable
 
 from sdlib.formatting import count, date, ellipsize
+from sdlib.tui.widgets.cell_table import CellTable
+from sdlib.tui.widgets.cells import Cell
 
 if TYPE_CHECKING:
     from sdlib.sources.civitai import CivitaiModel
@@ -36,7 +36,7 @@ _HUB_FIXED = (
 PREFETCH_ROWS = 5
 
 
-class ResultsTable(DataTable[Any]):
+class ResultsTable(CellTable):
     """Models as rows keyed by model id (Hub repos by ``hf:ORG/REPO``); posts ``NearEnd``
     when the end comes into view."""
 
@@ -68,54 +68,42 @@ class ResultsTable(DataTable[Any]):
         for key, label, width in columns:
             self.add_column(label, key=key, width=width)
 
-    def hub_cells(self, model: HubModel) -> list[Text]:
+    def hub_cells(self, model: HubModel) -> list[Cell]:
         from sdlib.formatting import terminal_safe
 
         return [
-            Text(ellipsize(terminal_safe(model.id, newlines=False), self.name_width)),
-            Text(model.base.value if model.base.value != "unknown" else "?"),
-            Text(model.gated or "no"),
-            Text(count(model.downloads), justify="right"),
-            Text(count(model.likes), justify="right"),
-            Text(date(model.last_modified)),
+            Cell(ellipsize(terminal_safe(model.id, newlines=False), self.name_width)),
+            Cell(model.base.value if model.base.value != "unknown" else "?"),
+            Cell(model.gated or "no"),
+            Cell(count(model.downloads), right=True),
+            Cell(count(model.likes), right=True),
+            Cell(date(model.last_modified)),
         ]
 
     def add_hub_models(self, models: Iterable[HubModel]) -> int:
         """Append Hub repos not already present (keys ``hf:ORG/REPO``)."""
-        added = 0
-        for model in models:
-            key = f"hf:{model.id}"
-            if key not in self.rows:
-                self.add_row(*self.hub_cells(model), key=key)
-                added += 1
-        return added
+        return self.add_cell_rows((f"hf:{model.id}", self.hub_cells(model)) for model in models)
 
-    def row_cells(self, model: CivitaiModel) -> list[Text]:
-        # Text, not str: DataTable would read "[PRT]" in a model name as markup.
+    def row_cells(self, model: CivitaiModel) -> list[Cell]:
+        # Cells, not str: DataTable would read "[PRT]" in a model name as markup.
         from sdlib.formatting import terminal_safe
 
         # Names come from a server: nothing in them may act on the terminal.
         name = terminal_safe(model.name, newlines=False) + (" ⚠" if model.nsfw else "")
         base = terminal_safe(", ".join(model.base_models), newlines=False) or "?"
         return [
-            Text(ellipsize(name, self.name_width)),
-            Text(ellipsize(terminal_safe(model.type, newlines=False), 12)),
-            Text(ellipsize(base, 10)),
-            Text(count(model.download_count), justify="right"),
-            Text(count(model.thumbs_up_count), justify="right"),
-            Text(date(model.updated)),
+            Cell(ellipsize(name, self.name_width)),
+            Cell(ellipsize(terminal_safe(model.type, newlines=False), 12)),
+            Cell(ellipsize(base, 10)),
+            Cell(count(model.download_count), right=True),
+            Cell(count(model.thumbs_up_count), right=True),
+            Cell(date(model.updated)),
         ]
 
     def add_models(self, models: Iterable[CivitaiModel]) -> int:
-        """Append models not already present; returns how many were added."""
-        added = 0
-        for model in models:
-            key = str(model.id)
-            if key in self.rows:
-                continue  # Civitai's cursors sometimes repeat an item across pages
-            self.add_row(*self.row_cells(model), key=key)
-            added += 1
-        return added
+        """Append models not already present; returns how many were added (Civitai's
+        cursors sometimes repeat an item across pages)."""
+        return self.add_cell_rows((str(model.id), self.row_cells(model)) for model in models)
 
     def near_end(self) -> bool:
         """Is the cursor, or the last row in view, within ``PREFETCH_ROWS`` of the end?"""
