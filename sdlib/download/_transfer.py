@@ -285,8 +285,9 @@ class BackgroundFlush:
     The final ``fsync`` before a download is renamed into place then has little left to
     write, instead of a whole multi-GB file: what was written since the last flush, and
     the rest of a flush still running (which the stop waits for). With 8 MiB that wait was
-    17-29 ms at the end of a 1 GiB download on a busy machine, against 36-111 ms with
-    16 MiB (and 0.13-0.22 s with 64 MiB); the flushes' own CPU did not grow measurably.
+    17-29 and 18-76 ms at the end of a 1 GiB download in two runs on a busy machine,
+    against 36-111 and 32-113 ms with 16 MiB (0.13-0.22 s with 64 MiB), the download's
+    time and the flushes' CPU unchanged within the noise.
     Only where ``os.fdatasync`` exists (Linux, the BSDs); elsewhere
     ``start`` returns None and the final fsync does all the work. ``wrote`` is called by
     the one thread that writes the file (``sdlib.download._writer``), after each write.

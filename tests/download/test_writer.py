@@ -336,7 +336,7 @@ def test_a_growing_part_file_is_pushed_to_disk_every_8_mib(
 ) -> None:
     """The background flush syncs the part file after every 8 MiB written, so the fsync
     before the rename waits for at most that much (16 MiB before: the end of a 1 GiB
-    download waited 36-111 ms for it on a busy machine, 17-29 ms now)."""
+    download waited 32-113 ms for it on a busy machine, 17-76 ms now)."""
     if not hasattr(os, "fdatasync"):
         pytest.skip("no fdatasync here: the final fsync does all the work")
     from sdlib.download._transfer import BackgroundFlush
