@@ -4,8 +4,10 @@ Prints, same run:
   (a) launch -> first interactive frame: `python -m sdlib tui` in a pseudo-terminal
       (120x40) until the Browse screen's footer has been drawn, then until a key ("2")
       has been answered with the Downloads screen; beside `python -c "import textual"`.
-      Run once with previews off and once with auto (textual-image probes the terminal;
-      this harness answers like a terminal without Sixel or Kitty graphics would).
+      Run once with previews off and once with auto (sdlib asks the terminal what it draws,
+      as textual-image would; this harness answers like a terminal without Sixel or Kitty
+      graphics would). PYTHONPATH=<other tree> measures that tree (the child starts in
+      a temporary folder: from a checkout, `-m sdlib` would find the checkout's first).
       Target: < 1 s.
   (b) search response -> rendered table for 100 results: in-process, from posting the
       parsed page to the screen until a frame with all 100 rows has been composed and
@@ -58,6 +60,7 @@ def launch(
     """(seconds to the first Browse frame, seconds until "2" shows Downloads)."""
     pid, fd = os.forkpty()
     if pid == 0:  # the child: sdlib tui on the pty
+        os.chdir(env["HOME"])
         os.execvpe(sys.executable, [sys.executable, "-m", "sdlib", "tui", "--previews",
                                     previews], env)  # fmt: skip
     fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, cols * 10, rows * 20))
@@ -242,6 +245,10 @@ def main() -> None:
                    "SDLIB_CONFIG": str(home / "config.toml"), "SDLIB_CACHE_DIR":
                    str(home / "cache"), "SDLIB_DATA_DIR": str(home / "data")}  # fmt: skip
             env.pop("CIVITAI_TOKEN", None)
+            # The code measured: PYTHONPATH's tree if set, else this checkout (the child
+            # starts elsewhere, so the folder it starts in picks nothing).
+            checkout = str(Path(__file__).resolve().parents[1])
+            env["PYTHONPATH"] = os.environ.get("PYTHONPATH") or checkout
             import_textual()  # warm the page cache and .pyc files
             launch(env, "off")
             t_import = statistics.median(import_textual() for _ in range(args.repeat))

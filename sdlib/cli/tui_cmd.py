@@ -128,21 +128,18 @@ def _start_demo(settings: Any) -> tuple[Any, Any, Path]:
 
 
 class _Probe(threading.Thread):
-    """Import textual-image, which asks the terminal what it can draw (Sixel? Kitty? cell
-    size?). That must finish before Textual takes over stdin; in a thread it overlaps the
-    import of Textual itself instead of adding to start-up time."""
+    """Ask the terminal what it can draw (Sixel? Kitty? cell size?), as textual-image would
+    (sdlib.tui.graphics; textual-image itself is imported after the first frame). That must
+    finish before Textual takes over stdin; in a thread it overlaps the import of Textual."""
 
     def __init__(self) -> None:
         super().__init__(name="sdlib-tui-probe", daemon=True)
         self.ok = False
 
     def run(self) -> None:
-        try:
-            import textual_image.renderable
-            import textual_image.widget  # noqa: F401
-        except ImportError:
-            return
-        self.ok = True
+        from sdlib.tui import graphics
+
+        self.ok = graphics.probe()
 
 
 def _probe_terminal() -> _Probe:

@@ -105,3 +105,29 @@ def test_protocol_choice() -> None:
     assert image_widget_class("sixel") is tiw.SixelImage
     assert image_widget_class("kitty") is tiw.TGPImage
     assert image_widget_class("auto") is tiw.Image
+
+
+@pytest.mark.parametrize("answer", ["halfcell", "unicode"])
+async def test_auto_previews_use_what_the_terminal_answered(
+    make_app: Any, civitai: DemoServer, ui: Any, monkeypatch: pytest.MonkeyPatch, answer: str
+) -> None:
+    """`--previews auto` draws with the class for the probe's answer (textual-image loaded
+    by the preview's worker, after the first frame)."""
+    from textual_image import widget as tiw
+
+    from sdlib.tui import graphics
+
+    monkeypatch.setattr(graphics, "detected", answer)
+    expected = {"halfcell": tiw.HalfcellImage, "unicode": tiw.UnicodeImage}[answer]
+    assert image_widget_class("auto") is expected
+    app = make_app(previews="auto")
+    async with app.run_test(size=(120, 40)) as pilot:
+        await ui.settle(pilot)
+        app.screen.query_one(ResultsTable).move_cursor(row=1)  # DreamShaper: 4 previews
+        await ui.until(
+            pilot,
+            lambda: (
+                "image 1/4 · 512×768" in ui.text(app) and type(frame_children(app)[0]) is expected
+            ),
+            what="DreamShaper's first preview",
+        )

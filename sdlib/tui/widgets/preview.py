@@ -1,8 +1,9 @@
 """A version's preview images, one at a time, drawn in the terminal.
 
-Drawing is textual-image's: Kitty graphics or Sixel where the terminal answered its probe
-(run by ``sdlib tui`` before the app starts), half-block characters otherwise. The
-``previews`` option can force a protocol, or ``off`` for text placeholders (snapshot tests).
+Drawing is textual-image's: Kitty graphics or Sixel where the terminal answered the probe
+(``sdlib.tui.graphics``, run by ``sdlib tui`` before the app starts), half-block characters
+otherwise. The ``previews`` option can force a protocol, or ``off`` for text placeholders
+(snapshot tests).
 Bytes come from ``ImageCache`` (disk) in a worker; decoding and shrinking happen there too.
 NSFW previews are not even fetched unless NSFW is enabled in Settings.
 """
@@ -18,6 +19,7 @@ from textual.containers import Container, Vertical
 from textual.widget import Widget
 from textual.widgets import Static
 
+from sdlib.tui import graphics
 from sdlib.tui.messages import PreviewReady
 
 if TYPE_CHECKING:
@@ -29,15 +31,15 @@ _DEFAULT_CELL = (10, 20)
 
 
 def image_widget_class(protocol: str) -> type[Widget] | None:
-    """textual-image's widget class for ``protocol``; None for ``off`` or when not installed."""
+    """textual-image's widget class for ``protocol``; None for ``off`` or when not installed.
+    (Imports textual-image: in the UI thread, only once a worker has.)"""
     if protocol == "off":
         return None
-    try:
-        from textual_image import widget as tiw
-    except ImportError:
+    tiw = graphics.widgets()
+    if tiw is None:
         return None
     classes: dict[str, Any] = {
-        "auto": tiw.Image,
+        "auto": graphics.auto_class(tiw),
         "sixel": tiw.SixelImage,
         "kitty": tiw.TGPImage,
         "halfcell": tiw.HalfcellImage,
@@ -114,10 +116,11 @@ class PreviewPane(Vertical):
             self._placeholder("NSFW preview hidden\n(enable NSFW in Settings)")
             return
         protocol = self._services.options.previews
-        if image_widget_class(protocol) is None:
+        if not graphics.available(protocol):
             what = "previews are off" if protocol == "off" else "install textual-image for previews"
             self._placeholder(f"[preview {self._index + 1}]\n{what}")
             return
+        graphics.load_in_background()  # while the image is fetched
         self._placeholder("loading preview…")
         frame = self.query_one("#preview-frame", Container)
         cw, ch = cell_size()
@@ -132,6 +135,7 @@ class PreviewPane(Vertical):
         if data is None:
             self.post_message(PreviewReady(url, None, "preview not available (video or error)"))
             return
+        graphics.widgets()  # imported here, not in the UI thread when the image arrives
         image = decode_preview(data, box)
         note = None if image is not None else "preview could not be decoded"
         self.post_message(PreviewReady(url, image, note))
@@ -177,7 +181,7 @@ class LocalPreview(Vertical):
         if path is None:
             self._placeholder("")
             return
-        if image_widget_class(self._protocol) is None:
+        if not graphics.available(self._protocol):
             self._placeholder(
                 "[preview]\npreviews are off"
                 if self._protocol == "off"
@@ -198,6 +202,7 @@ class LocalPreview(Vertical):
                 data = fh.read(MAX_IMAGE_BYTES + 1)
         except OSError:
             data = b""
+        graphics.widgets()  # imported here, not in the UI thread when the image arrives
         image = decode_preview(data, box) if 0 < len(data) <= MAX_IMAGE_BYTES else None
         self.post_message(PreviewReady(path, image, "preview could not be read"))
 

@@ -23,6 +23,7 @@ from textual.events import Focus, Resize
 from textual.message import Message
 from textual.widgets import Static
 
+from sdlib.tui import graphics
 from sdlib.tui.messages import PreviewReady
 from sdlib.tui.widgets.preview import cell_size, image_widget_class
 
@@ -184,7 +185,7 @@ class ThumbGrid(VerticalScroll):
             if tile.item.path in self._cache:
                 self._cache.move_to_end(tile.item.path)
                 tile.show_image(self._cache[tile.item.path], self._protocol)
-            elif image_widget_class(self._protocol) is not None:
+            elif graphics.available(self._protocol):
                 wanted.append((tile.item.path, tile.item.preview))
         batch = tuple(path for path, _ in wanted)
         if batch and batch != self._pending:
@@ -199,6 +200,7 @@ class ThumbGrid(VerticalScroll):
         from sdlib.tui.images import MAX_IMAGE_BYTES, decode_preview
 
         worker = get_current_worker()
+        graphics.widgets()  # imported here, not in the UI thread when the images arrive
         for path, preview in wanted:
             if worker.is_cancelled:
                 return  # the user scrolled on: a newer batch is waiting
