@@ -32,10 +32,10 @@ def probe() -> bool:
     """Ask the terminal what it draws (call before Textual starts). False when textual-image
     is not installed or the terminal could not be asked (no previews then)."""
     global detected
-    try:
-        from textual_image._terminal import get_cell_size
-    except ImportError:
-        return False
+    if not _helpers_known():
+        return _import_now()
+    from textual_image._terminal import get_cell_size
+
     out = sys.__stdout__
     if out is None or not out.isatty():
         detected = "unicode"
@@ -46,6 +46,30 @@ def probe() -> bool:
     except Exception:  # what made textual-image's import fail made the old probe fail
         return False
     detected = found
+    return True
+
+
+def _helpers_known() -> bool:
+    """Has textual-image the terminal helpers ``probe`` asks with (as 0.12 has them)?"""
+    try:
+        from textual_image._terminal import (  # noqa: F401
+            TerminalError,
+            capture_terminal_response,
+            get_cell_size,
+        )
+    except ImportError:
+        return False
+    return True
+
+
+def _import_now() -> bool:
+    """The probe as textual-image itself runs it, by importing it now (a version whose
+    terminal helpers are not the ones ``probe`` knows): ``auto`` is then its own choice."""
+    try:
+        import textual_image.renderable
+        import textual_image.widget  # noqa: F401
+    except ImportError:
+        return False
     return True
 
 

@@ -96,3 +96,20 @@ def test_previews_are_drawn_as_textual_image_would_draw_them(terminal: str) -> N
     # The renderable and the cell size in pixels textual-image picks by itself there.
     reference = in_terminal(TEXTUAL_IMAGE, da1, kitty)
     assert field(after, "CHOICE") == field(reference, "CHOICE")
+
+
+def test_a_textual_image_without_the_known_helpers_is_probed_by_its_own_import(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A textual-image whose terminal helpers are not the ones the probe knows (another
+    version): previews stay on, probed by textual-image's own import as before, and auto
+    is its own ``Image``."""
+    from sdlib.tui import graphics
+
+    monkeypatch.setattr(graphics, "_helpers_known", lambda: False)
+    monkeypatch.setattr(graphics, "detected", None)
+    assert graphics.probe() is True
+    assert graphics.detected is None
+    module = graphics.widgets()
+    assert module is not None
+    assert graphics.auto_class(module) is module.Image

@@ -292,3 +292,15 @@ async def test_rows_cursor_and_detail_follow_pages_and_a_second_search(
         assert shown(app) == served_names(civitai) and 0 < len(shown(app)) < 15
         assert table.cursor_row == 0 and table.scroll_y == 0
         assert detail.model is not None and detail.model.name == shown(app)[0]
+
+
+def test_another_textual_major_version_takes_datatables_own_paths(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The fast paths read DataTable internals as Textual 8 has them: on another major
+    version the same names may mean something else, so they stay off there."""
+    from sdlib.tui.widgets import cell_table
+
+    assert cell_table.CellTable()._fast  # this venv's Textual: the fast paths on
+    monkeypatch.setattr(cell_table, "_TESTED", False)
+    assert not cell_table.CellTable()._fast
