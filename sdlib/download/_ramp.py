@@ -10,6 +10,7 @@ count while each step scales almost linearly (a capped server: 1, 2, 4 within ab
 second). A step that adds less is kept and followed by one more connection; one that adds
 about nothing is undone and the count settles. A step that does not look linear gets a
 second window before its verdict (a connection slow to start, a busy machine's lumpy counts).
+A connection that already carries ``FAST`` is not split at all.
 
 A window starts with a read (the engine asks between reads), lasts at least ``WINDOW`` and
 holds a few reads per connection; after a step, it starts once the new connections have
@@ -55,6 +56,12 @@ LINEAR = 0.7
 #: Trying a step costs about two windows; not worth it when less than this many seconds
 #: of transfer are left at the current rate.
 WORTH = 4 * WINDOW
+#: Bytes/s at which one connection is not split: per-connection caps sit far below it (a
+#: few to a few tens of MB/s), and at this speed the six hashes and the disk are near what
+#: the machine takes: a second connection then only competes with them for the CPU. On a
+#: 2-core machine's loopback, a second connection's bytes arrived faster for a while (they
+#: wait in piece buffers) and the step looked like a gain that the download never saw.
+FAST = 100 << 20
 #: The smallest piece ``cut`` shrinks to, as a share of the full piece size (smaller
 #: pieces mean more requests, each a round trip during which its connection idles).
 LEAST_PIECE = 4
@@ -199,6 +206,9 @@ class Ramp:
         return self._set(min(self.most, self.count + step), now)
 
     def _first_step(self, rate: float, left: int) -> int | None:
+        if rate >= FAST:
+            self.settled = True  # one connection is already as fast as it gets here
+            return None
         if not self._worth(rate, left):
             return None  # measure again: a slower link may make it worth it later
         self._base = (1, rate)

@@ -145,11 +145,20 @@ def test_a_slow_capped_server_gets_four(seed: int) -> None:
 @pytest.mark.parametrize("seed", range(20))
 @pytest.mark.parametrize("stalls", [0.0, 0.01])
 def test_a_full_link_goes_back_to_one_within_a_second(seed: int, stalls: float) -> None:
-    # Loopback: 400 MiB/s however many connections share it.
-    run = simulate(lambda n: 400 * MIB / n, seed=seed, stalls=stalls)
+    # A LAN at 60 MiB/s however many connections share it: tried once, undone.
+    run = simulate(lambda n: 60 * MIB / n, seed=seed, stalls=stalls, read=256 << 10)
     assert run.ramp is not None and run.ramp.settled
     assert run.ramp.peak == 2 and run.changes[-1][1] == 1, run.changes
     assert run.changes[-1][0] <= 1.0, run.changes
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_loopback_is_never_split(seed: int) -> None:
+    # 400 MiB/s on one connection (over FAST): no second one is tried, even where a second
+    # connection's bytes would seem to raise the total (they queue behind the hashing).
+    run = simulate(lambda n: 400 * MIB * (1 + 0.5 * (n > 1)) / n, seed=seed)
+    assert run.ramp is not None and run.ramp.settled
+    assert run.ramp.peak == 1 and run.changes == [], run.changes
 
 
 def test_a_link_two_connections_fill_keeps_two() -> None:
