@@ -6,26 +6,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 from sdlib.hashcache import HashCache
 from sdlib.library.adopt import same_description
 from sdlib.library.index import Index
 from sdlib.library.scan import ScanResult, load_layout, scan
 from tests.support import trees
-
-
-@pytest.fixture
-def stores(tmp_path: Path) -> Iterator[tuple[Index, HashCache]]:
-    with (
-        Index(tmp_path / "data" / "library.sqlite") as index,
-        HashCache(tmp_path / "cache" / "hashes.sqlite") as hc,
-    ):
-        yield index, hc
 
 
 def run(root: Path, stores: tuple[Index, HashCache], **kw: Any) -> ScanResult:

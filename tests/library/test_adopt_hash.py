@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,15 +17,6 @@ from tests.support import trees
 
 REL = "models/Lora/detail.safetensors"
 OTHER = "AB" * 32  # a SHA256 no file here has
-
-
-@pytest.fixture
-def stores(tmp_path: Path) -> Iterator[tuple[Index, HashCache]]:
-    with (
-        Index(tmp_path / "data" / "library.sqlite") as index,
-        HashCache(tmp_path / "cache" / "hashes.sqlite") as hc,
-    ):
-        yield index, hc
 
 
 def _change_bytes(path: Path) -> None:
@@ -109,23 +99,14 @@ def test_a_sidecar_without_hashes_stays_unconfirmed_when_the_hash_is_known(
 
 
 def test_a_rescan_reads_no_sidecar_it_already_held_to_the_hash(
-    tmp_path: Path, stores: tuple[Index, HashCache], monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, stores: tuple[Index, HashCache], sidecar_reads: list[str]
 ) -> None:
-    from sdlib.library import sidecars
-
     root = trees.a1111(tmp_path / "webui")
     info = version_json(OTHER)
     info["files"][0]["hashes"] = {}  # nothing to hold it to: taken unconfirmed, hash or not
     path = lora_with_info(root, info)
     model(run(root, stores, hash_all=True), REL)
-    read: list[str] = []
-    real = sidecars.read_json
-
-    def spy(p: Path) -> object:
-        read.append(p.name)
-        return real(p)
-
-    monkeypatch.setattr(sidecars, "read_json", spy)
+    sidecar_reads.clear()  # the re-scan's reads only
     again = model(run(root, stores), REL)
-    assert read == [] and again.row.civitai_version_id == 62833
+    assert sidecar_reads == [] and again.row.civitai_version_id == 62833
     assert again.sha256 == sha256(path)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import builtins
 import os
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,15 +14,6 @@ from sdlib.hashcache import HashCache
 from sdlib.library.index import Index
 from sdlib.library.scan import ScanResult, load_layout, scan
 from tests.support import trees
-
-
-@pytest.fixture
-def stores(tmp_path: Path) -> Iterator[tuple[Index, HashCache]]:
-    with (
-        Index(tmp_path / "data" / "library.sqlite") as index,
-        HashCache(tmp_path / "cache" / "hashes.sqlite") as hc,
-    ):
-        yield index, hc
 
 
 def run(root: Path, stores: tuple[Index, HashCache], ui: str = "auto", **kw: Any) -> ScanResult:

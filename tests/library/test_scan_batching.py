@@ -7,7 +7,6 @@ from __future__ import annotations
 import gc
 import hashlib
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,15 +16,6 @@ from sdlib.hashcache import HashCache
 from sdlib.library.index import Index
 from sdlib.library.scan import load_layout, scan
 from tests.support import trees
-
-
-@pytest.fixture
-def stores(tmp_path: Path) -> Iterator[tuple[Index, HashCache]]:
-    with (
-        Index(tmp_path / "data" / "library.sqlite") as index,
-        HashCache(tmp_path / "cache" / "hashes.sqlite") as hc,
-    ):
-        yield index, hc
 
 
 def test_first_scan_adds_every_file_in_one_batch(
@@ -83,9 +73,8 @@ def test_the_cycle_collector_is_left_as_it_was(
 
 
 def test_a_rescan_reads_no_sidecar_that_gave_nothing_before(
-    tmp_path: Path, stores: tuple[Index, HashCache], monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, stores: tuple[Index, HashCache], sidecar_reads: list[str]
 ) -> None:
-    from sdlib.library import sidecars
     from tests.library.test_adopt import version_json
 
     root = trees.a1111(tmp_path / "webui")
@@ -94,14 +83,7 @@ def test_a_rescan_reads_no_sidecar_that_gave_nothing_before(
     made = [trees.st(loras / f"{name}.safetensors", name) for name in specs]
     for path in made:  # not an identity: Civitai Helper's "looked up, not found" is {}
         trees.touch(path.with_suffix(".civitai.info"), "{}")
-    read: list[str] = []
-    real = sidecars.read_json
-
-    def spy(path: Path) -> Any:
-        read.append(path.name)
-        return real(path)
-
-    monkeypatch.setattr(sidecars, "read_json", spy)
+    read = sidecar_reads
     layout = load_layout(root, "auto")
     scan(root, layout, *stores)
     assert sorted(read) == sorted(p.stem + ".civitai.info" for p in made)
