@@ -15,6 +15,7 @@ import os
 import re
 import struct
 from collections.abc import Mapping
+from types import ModuleType
 from typing import TYPE_CHECKING, Annotated, Any, BinaryIO, Literal
 
 import msgspec
@@ -74,6 +75,14 @@ def _fast_table(raw: bytes, file_size: int) -> TensorTable | None:
     if parts is None:
         return None
     metadata, start = parts
+    data_size = file_size - 8 - len(raw)
+    # After the metadata, ``start`` is just past its ',' (then an entry must follow: '{}'
+    # would hide a trailing comma) or at the object's closing '}'.
+    after_comma = start > 0 and raw[start - 1] == 0x2C
+    if _native is not None:
+        read = _native.read_entries(raw, start, after_comma, data_size)
+        if read is not None:
+            return TensorTable(TensorColumns(*read), Container.SAFETENSORS, metadata, 8 + len(raw))
     # The entries' object: the bytes after the metadata member, reopened with '{'.
     body = raw if start == 0 else b"{" + memoryview(raw)[start:]
     try:
@@ -81,6 +90,8 @@ def _fast_table(raw: bytes, file_size: int) -> TensorTable | None:
     except msgspec.DecodeError:
         return None
     n = len(entries)
+    if after_comma and not n:
+        return None
     # Duplicates: a dict keeps the last of two equal names silently, and a struct the last
     # of two equal members. msgspec decoded every entry and member it met (a duplicate
     # before it was replaced), and an entry's members are only "dtype", "shape" and
@@ -108,7 +119,6 @@ def _fast_table(raw: bytes, file_size: int) -> TensorTable | None:
     sizes = map(DTYPE_SIZES.__getitem__, dtypes)
     if list(map(operator.sub, ends, begins)) != list(map(operator.mul, counts, sizes)):
         return None
-    data_size = file_size - 8 - len(raw)
     # Layout: the non-empty spans must not overlap nor run past the data. Writers store
     # them in file order, one after another: then begin0 <= end0 <= begin1 <= ... proves
     # it (one run for sorted's merge to find), and the last end bounds every other.
@@ -184,6 +194,23 @@ class _Entry(msgspec.Struct, forbid_unknown_fields=True, gc=False):
 
 
 _ENTRIES = msgspec.json.Decoder(dict[str, _Entry])
+
+
+# The compiled reader of the same headers (setup.py builds it where a C compiler is found):
+# it accepts a subset of what the msgspec path accepts, with equal tables, ~6x faster.
+# SDLIB_NO_NATIVE=1 turns it off (benchmarks, and tests of the Python paths).
+def _load_native() -> ModuleType | None:
+    if os.environ.get("SDLIB_NO_NATIVE", "") not in ("", "0"):
+        return None
+    try:
+        from sdlib.files import _stheader
+    except ImportError:
+        return None
+    _stheader.configure(DTYPE_SIZES)
+    return _stheader
+
+
+_native = _load_native()
 _STRINGS = msgspec.json.Decoder(dict[str, str])
 _FIRST = operator.itemgetter(0)
 _SECOND = operator.itemgetter(1)

@@ -23,6 +23,9 @@ from sdlib.files import safetensors
 from sdlib.files.tensors import DTYPE_SIZES, TensorTable
 from tests.support.paths import CORPUS
 
+#: Every test here runs with the compiled bulk reader and with msgspec's alone.
+pytestmark = pytest.mark.usefixtures("bulk_reader")
+
 
 def _facts(table: TensorTable) -> tuple[Any, ...]:
     """Everything a table says, in order (a TensorColumns and a dict compare alike here)."""
@@ -275,3 +278,12 @@ def test_generated_well_formed_headers_are_read_in_bulk(header: tuple[bytes, int
     raw, size, well_formed = header
     if well_formed:
         assert _agree(raw, size), raw
+
+
+def test_a_trailing_comma_after_the_metadata_is_refused_as_the_careful_path_refuses() -> None:
+    """Found by the compiled reader's tests: the bulk path read '{"__metadata__":{..},}' as
+    metadata and no tensors, where the header is not JSON."""
+    raw = b'{"__metadata__":{"k":"v"},}'
+    assert safetensors._fast_table(raw, 8 + len(raw)) is None
+    with pytest.raises(FormatError, match="not JSON"):
+        safetensors.parse_header(raw, 8 + len(raw))

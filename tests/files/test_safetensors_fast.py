@@ -15,6 +15,9 @@ from sdlib.files import safetensors
 from sdlib.files.safetensors import parse_header
 from sdlib.files.tensors import TensorInfo
 
+#: Every test here runs with the compiled bulk reader and with msgspec's alone.
+pytestmark = pytest.mark.usefixtures("bulk_reader")
+
 F16 = {"dtype": "F16", "shape": [2, 3], "data_offsets": [0, 12]}
 F32 = {"dtype": "F32", "shape": [4], "data_offsets": [12, 28]}
 

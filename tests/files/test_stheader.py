@@ -1,0 +1,283 @@
+"""The compiled safetensors header reader (sdlib/files/_stheader.c), on its own.
+
+Its rule is the bulk path's: it only ever accepts, and what it accepts the careful path
+(json.loads and a check per entry) accepts with an equal table. Here: it is built wherever
+a C compiler was (CI has one); it accepts the compact headers real writers make, so that
+it pays; on every odd number, name, member and layout it refuses or agrees; and cut or
+mutated bytes never make it read past the buffer or crash (run once under AddressSanitizer
+too, see README "Development").
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import struct
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+
+from sdlib.errors import FormatError
+from sdlib.files import safetensors
+from sdlib.files.tensors import DTYPE_SIZES
+from tests.files.test_safetensors_bulk import _corpus, _header
+from tests.support.paths import CORPUS
+
+native = safetensors._native
+
+
+def _native_facts(raw: bytes, size: int) -> Any:
+    """What the compiled reader gives for a whole header, as (name, dtype, shape, offsets)
+    rows; None when it does not accept it."""
+    assert native is not None
+    parts = safetensors._split_metadata(raw)
+    if parts is None:
+        return None
+    _, start = parts
+    read = native.read_entries(
+        raw, start, start > 0 and raw[start - 1] == 0x2C, size - 8 - len(raw)
+    )
+    if read is None:
+        return None
+    rows, dtypes, shapes, begins, ends, counts = read
+    for shape, count in zip(shapes, counts, strict=True):
+        expected = 1
+        for d in shape:
+            expected *= d
+        assert count == expected
+    return [(n, dtypes[i], shapes[i], (begins[i], ends[i])) for n, i in rows.items()]
+
+
+def _careful_facts(raw: bytes, size: int) -> Any:
+    try:
+        table = safetensors._careful_table(raw, size)
+    except FormatError as exc:
+        return exc.message
+    return [(t.name, t.dtype, t.shape, t.offsets) for t in table.tensors.values()]
+
+
+def _agrees(raw: bytes, size: int) -> bool:
+    """The compiled reader refuses, or gives the careful path's table; True if it accepted."""
+    got = _native_facts(raw, size)
+    if got is not None:
+        assert got == _careful_facts(raw, size)
+    return got is not None
+
+
+needs_native = pytest.mark.skipif(native is None, reason="the compiled reader is not built")
+
+
+def test_the_compiled_reader_is_built_where_a_compiler_is() -> None:
+    """setup.py builds it as optional: a silent build failure would leave every scan on
+    the slower path. SDLIB_NO_NATIVE=1 turns it off on purpose."""
+    if os.environ.get("SDLIB_NO_NATIVE", "") not in ("", "0"):
+        pytest.skip("turned off by SDLIB_NO_NATIVE")
+    assert native is not None, (
+        "sdlib.files._stheader is not built: `pip install -e .` needs a C compiler and the "
+        "Python headers (or set SDLIB_NO_NATIVE=1 to test without it)"
+    )
+
+
+def _header_of(entries: dict[str, Any], metadata: dict[str, str] | None = None) -> bytes:
+    body = {"__metadata__": metadata, **entries} if metadata is not None else entries
+    return json.dumps(body, separators=(",", ":")).encode()
+
+
+def _size(raw: bytes, data: int) -> int:
+    return 8 + len(raw) + data
+
+
+@needs_native
+@pytest.mark.parametrize("metadata", [None, {}, {"format": "pt", "a:b": "}"}])
+def test_a_compact_header_is_read_with_every_field(metadata: dict[str, str] | None) -> None:
+    entries = {
+        "a.weight": {"dtype": "F16", "shape": [320, 4, 3, 3], "data_offsets": [0, 23040]},
+        "a.bias": {"dtype": "F32", "shape": [320], "data_offsets": [23040, 24320]},
+        "alpha": {"dtype": "BF16", "shape": [], "data_offsets": [24320, 24322]},
+        "empty": {"dtype": "I64", "shape": [0, 7], "data_offsets": [24322, 24322]},
+    }
+    raw = _header_of(entries, metadata)
+    assert _agrees(raw, _size(raw, 24322))
+    assert _native_facts(raw, _size(raw, 24322)) == [
+        (k, v["dtype"], tuple(v["shape"]), tuple(v["data_offsets"])) for k, v in entries.items()
+    ]
+
+
+@needs_native
+@pytest.mark.parametrize(
+    ("body", "data"),
+    [
+        ('{ "w" : { "dtype" : "F16" , "shape" : [ 2 ] , "data_offsets" : [ 0 , 4 ] } }', 4),
+        (
+            '{\n  "w": {\n    "dtype": "F16",\n    "shape": [2],\n'
+            '    "data_offsets": [0, 4]\n  }\n}',
+            4,
+        ),
+        ('{"w":{"data_offsets":[0,4],"shape":[2],"dtype":"F16"}}', 4),  # members in any order
+        ('{"é.ü":{"dtype":"U8","shape":[1],"data_offsets":[0,1]}}', 1),  # UTF-8 names
+        ('{"w":{"dtype":"F16","shape":[2],"data_offsets":[8,12]}}', 12),  # a gap before
+        ("{}", 0),
+        ('{"__metadata__":{"k":"v"}}', 0),
+        ('{"__metadata__":{"k":"v"} }   ', 0),
+    ],
+)
+def test_well_formed_spellings_are_accepted(body: str, data: int) -> None:
+    raw = body.encode()
+    assert _agrees(raw, _size(raw, data)), body
+
+
+@needs_native
+@pytest.mark.parametrize(
+    ("body", "data"),
+    [
+        # Numbers only json.loads reads, or no tensor has.
+        ('{"w":{"dtype":"U8","shape":[01],"data_offsets":[0,1]}}', 1),
+        ('{"w":{"dtype":"U8","shape":[1.0],"data_offsets":[0,1]}}', 1),
+        ('{"w":{"dtype":"U8","shape":[1e0],"data_offsets":[0,1]}}', 1),
+        ('{"w":{"dtype":"U8","shape":[-0],"data_offsets":[0,0]}}', 0),
+        ('{"w":{"dtype":"U8","shape":[-1],"data_offsets":[0,1]}}', 1),
+        ('{"w":{"dtype":"U8","shape":[true],"data_offsets":[0,1]}}', 1),
+        ('{"w":{"dtype":"U8","shape":[4611686018427387904],"data_offsets":[0,1]}}', 1),  # 2**62
+        ('{"w":{"dtype":"U8","shape":[2147483648,2147483648],"data_offsets":[0,1]}}', 1),
+        ('{"w":{"dtype":"U8","shape":[1],"data_offsets":[0,9223372036854775808]}}', 1),
+        ('{"w":{"dtype":"U8","shape":[1],"data_offsets":[0,18446744073709551617]}}', 1),
+        ('{"w":{"dtype":"U8","shape":[1],"data_offsets":[0,100000000000000000000]}}', 1),
+        ('{"w":{"dtype":"F64","shape":[1152921504606846976],"data_offsets":[0,1]}}', 1),
+        ('{"w":{"dtype":"U8","shape":[' + ",".join(["1"] * 65) + '],"data_offsets":[0,1]}}', 1),
+        # Names and members.
+        (
+            '{"w":{"dtype":"F16","shape":[2],"data_offsets":[0,4]},"w":{"dtype":"F16","shape":[2],'
+            '"data_offsets":[4,8]}}',
+            8,
+        ),
+        ('{"w":{"dtype":"F16","dtype":"F16","shape":[2],"data_offsets":[0,4]}}', 4),
+        ('{"w":{"dtype":"F16","shape":[2]}}', 4),
+        ('{"w":{"dtype":"F16","shape":[2],"data_offsets":[0,4],"x":1}}', 4),
+        ('{"w\\u0041":{"dtype":"F16","shape":[2],"data_offsets":[0,4]}}', 4),
+        ('{"w\tx":{"dtype":"F16","shape":[2],"data_offsets":[0,4]}}', 4),
+        ('{"__metadata__":{"dtype":"F16","shape":[2],"data_offsets":[0,4]}}', 4),
+        ('{"w":{"dtype":"F17","shape":[2],"data_offsets":[0,4]}}', 4),
+        ('{"w":{"dtype":"F4","shape":[2],"data_offsets":[0,1]}}', 1),  # half a byte each
+        # Layout.
+        ('{"w":{"dtype":"F16","shape":[2],"data_offsets":[0,4]}}', 3),  # past the data
+        ('{"w":{"dtype":"F16","shape":[2],"data_offsets":[0,5]}}', 5),  # wrong size
+        ('{"w":{"dtype":"F16","shape":[2],"data_offsets":[4,0]}}', 4),
+        (
+            '{"a":{"dtype":"F16","shape":[2],"data_offsets":[4,8]},'
+            '"b":{"dtype":"F16","shape":[2],"data_offsets":[0,4]}}',
+            8,
+        ),  # not in file order
+        (
+            '{"a":{"dtype":"F16","shape":[2],"data_offsets":[0,4]},'
+            '"b":{"dtype":"F16","shape":[2],"data_offsets":[2,6]}}',
+            8,
+        ),  # overlapping
+        # Syntax.
+        ('{"w":{"dtype":"F16","shape":[2],"data_offsets":[0,4]},}', 4),
+        ('{"w":{"dtype":"F16","shape":[2,],"data_offsets":[0,4]}}', 4),
+        ('{"w":{"dtype":"F16","shape":[2],"data_offsets":[0,4]}} x', 4),
+        ('{"w":{"dtype":"F16","shape":[2],"data_offsets":[0,4]}}}', 4),
+        ('[{"w":{"dtype":"F16","shape":[2],"data_offsets":[0,4]}}]', 4),
+        ('{"__metadata__":{"k":"v"},}', 0),
+    ],
+)
+def test_what_it_does_not_accept_is_left_to_the_python_paths(body: str, data: int) -> None:
+    """Each of these is refused here; the verdict (accept or a message) is the careful
+    path's either way."""
+    raw = body.encode()
+    assert _native_facts(raw, _size(raw, data)) is None, body
+    try:
+        either: Any = [(t.name, t.shape) for t in safetensors.parse_header(raw, _size(raw, data))]
+    except FormatError as exc:
+        either = exc.message
+    careful = _careful_facts(raw, _size(raw, data))
+    assert either == (careful if isinstance(careful, str) else [r[::2] for r in careful])
+
+
+@needs_native
+def test_invalid_utf8_in_a_name_is_refused() -> None:
+    for name in (b"\xff", b"\xc3", b"\xed\xa0\x80", b"\xc0\xaf"):
+        raw = b'{"' + name + b'":{"dtype":"U8","shape":[1],"data_offsets":[0,1]}}'
+        assert _native_facts(raw, _size(raw, 1)) is None
+
+
+@needs_native
+def test_the_largest_accepted_numbers() -> None:
+    big = (1 << 62) - 1
+    raw = _header_of({"w": {"dtype": "U8", "shape": [big], "data_offsets": [0, big]}})
+    assert _agrees(raw, _size(raw, big))
+    top = (1 << 63) - 1
+    raw = _header_of({"w": {"dtype": "U8", "shape": [0], "data_offsets": [top, top]}})
+    assert _agrees(raw, _size(raw, top))
+    # A zero dimension makes no elements, however large the others.
+    raw = _header_of({"w": {"dtype": "U8", "shape": [big, big, 0], "data_offsets": [0, 0]}})
+    assert _agrees(raw, _size(raw, 0))
+
+
+@needs_native
+def test_it_reads_only_inside_the_buffer() -> None:
+    """Every cut of a real header, and bytes changed at random, are refused or agree."""
+    paths = [p for p in _corpus() if p.stat().st_size < 64 << 20][:6]
+    heads = []
+    for path in paths:
+        with open(path, "rb") as fh:
+            (n,) = struct.unpack("<Q", fh.read(8))
+            heads.append((fh.read(n), path.stat().st_size))
+    raw = _header_of({"w": {"dtype": "F16", "shape": [2, 3], "data_offsets": [0, 12]}}, {"a": "b"})
+    heads.append((raw, _size(raw, 12)))
+    rng = random.Random(20)
+    for raw, size in heads:
+        for cut in sorted({*range(0, min(len(raw), 300)), *rng.sample(range(len(raw)), 50)}):
+            _agrees(raw[:cut], size)
+        for _ in range(200):
+            b = bytearray(raw)
+            for _ in range(rng.randint(1, 4)):
+                b[rng.randrange(len(b))] = rng.choice(b'{}[],:"\\0123456789 \n\x00\xff')
+            _agrees(bytes(b), size)
+
+
+@needs_native
+def test_bad_arguments_are_refused() -> None:
+    assert native is not None
+    raw = b'{"w":{"dtype":"U8","shape":[1],"data_offsets":[0,1]}}'
+    for start in (-1, len(raw) + 1):
+        assert native.read_entries(raw, start, False, 1) is None
+    with pytest.raises(TypeError):
+        native.read_entries("text", 0, False, 1)  # type: ignore[arg-type]
+    assert native.read_entries(raw, 0, False, -1) is None
+
+
+@pytest.mark.skipif(not CORPUS.is_dir(), reason="no shared corpus next to the repository")
+@needs_native
+def test_every_real_header_is_accepted() -> None:
+    """Real writers' headers are what a scan meets: the compiled reader must take them
+    (except half-byte dtypes and files not in offset order, which no corpus file has)."""
+    for path in _corpus():
+        with open(path, "rb") as fh:
+            (n,) = struct.unpack("<Q", fh.read(8))
+            raw = fh.read(n)
+        assert _agrees(raw, path.stat().st_size), path.name
+
+
+def _chained_and_whole(raw: bytes, size: int) -> bool:
+    """The careful table's entries are in file order and every dtype a whole byte size."""
+    table = safetensors._careful_table(raw, size)
+    infos = list(table.tensors.values())
+    whole = all(DTYPE_SIZES[t.dtype] == int(DTYPE_SIZES[t.dtype]) for t in infos)
+    flat = [x for t in infos for x in t.offsets]
+    return whole and flat == sorted(flat)
+
+
+@pytest.mark.slow  # hypothesis
+@needs_native
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_header())
+def test_generated_headers_are_refused_or_read_as_the_careful_path(
+    header: tuple[bytes, int, bool],
+) -> None:
+    raw, size, well_formed = header
+    accepted = _agrees(raw, size)
+    if well_formed and _chained_and_whole(raw, size):
+        assert accepted, raw
