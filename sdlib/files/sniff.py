@@ -56,8 +56,14 @@ def pickle_prefix(head: bytes) -> bool:
     loader has imported it by then: the "broken pickle" evasion) is a pickle; an invalid
     opcode or a malformed argument before any global is not.
     """
+    from sdlib.files._pickle_ops import DISPATCH
     from sdlib.files._pickle_vm import Machine, PickleError
 
+    if len(head) > 1 and head[0] not in DISPATCH:
+        # What the machine decides at its first byte (no opcode: not a pickle), without
+        # building one: a scan asks this of every safetensors file, whose first byte (its
+        # header length's lowest) is an opcode about one time in four.
+        return False
     named: set[str] = set()
     machine = Machine(head, entry="sniff", mode="plain", findings=[], globals_seen=named)
     try:

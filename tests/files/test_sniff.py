@@ -43,3 +43,23 @@ def test_error_pages_are_recognised() -> None:
     assert looks_like_text_error(b"  <!doctype html>")
     assert looks_like_text_error(b'{"error":"Model not found"}')
     assert not looks_like_text_error(struct.pack("<Q", 2) + b"{}")
+
+
+def test_a_head_whose_first_byte_is_no_opcode_is_no_pickle() -> None:
+    """Judged by CPython's own opcode table (pickletools) and unpickler: a first byte no
+    unpickler knows is refused at once ("invalid load key"), so such a head is not a
+    pickle: the short cut a scan takes for every safetensors file (whose first byte, its
+    header length's lowest, is an opcode about one time in four)."""
+    import pickle
+    import pickletools
+
+    from sdlib.files.sniff import pickle_prefix
+
+    codes = {op.code.encode("latin-1")[0] for op in pickletools.opcodes}
+    others = [b for b in range(256) if b not in codes]
+    assert len(others) > 150
+    for first in others:
+        head = bytes([first]) + b"\x00" * 7 + b'{"__metadata__":{"format":"pt"}}'
+        assert pickle_prefix(head) is False, first
+        with pytest.raises(pickle.UnpicklingError, match="invalid load key"):
+            pickle.loads(head)  # safe: the unpickler stops at the first byte
