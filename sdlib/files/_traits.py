@@ -4,7 +4,6 @@ metadata. Part of :mod:`sdlib.files.classify`: pure, reading the table only."""
 
 from __future__ import annotations
 
-import itertools
 import json
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -80,8 +79,9 @@ def _elements_by_dtype(k: Keys) -> dict[str, int]:
         return {}
     shapes = k.column(k.shapes)
     skipped = _skipped(k)
-    # The elements of every tensor that is not a scalar, less the skipped ones'.
-    total = sum(itertools.compress(numels, map(len, shapes)))
+    # The elements of every tensor that is not a scalar (a scalar's shape is () and its
+    # count 1), less the skipped ones'.
+    total = sum(numels) - shapes.count(())
     named = [at for at in skipped if shapes[at]]
     total -= sum(map(numels.__getitem__, named))
     others = set(dtypes)
