@@ -43,7 +43,7 @@ def inspect_here(paths: Sequence[str], done: Done) -> None:
 
 
 def inspect_shared(
-    paths: Sequence[str], helpers: int, done: Done, side: deque[Callable[[], None]] | None = None
+    paths: Sequence[str], helpers: int, done: Done, side: deque[Callable[[], object]] | None = None
 ) -> None:
     """Share ``paths`` (already in the order to read them) between this process and
     ``helpers`` spawned ones. Each helper has up to two batches queued so that it never

@@ -245,7 +245,7 @@ class _Job:
                     )
                     continue
             todo.append((e, row))
-        fresh = self._read(todo)
+        fresh = self._read(todo, self._hash_ahead(entries, todo))
         final.update(fresh)
         gone_ids = {r.id for r in final.values()}
         vanished = [r for r in vanished if r.id not in gone_ids]
@@ -274,7 +274,28 @@ class _Job:
 
     # -- reading content ----------------------------------------------------------------------
 
-    def _read(self, todo: list[tuple[Entry, FileRow | None]]) -> dict[str, FileRow]:
+    def _hash_ahead(
+        self, entries: list[Entry], todo: list[tuple[Entry, FileRow | None]]
+    ) -> list[Callable[[], object]]:
+        """Hashing that ``_hash`` will ask for, to run while helper processes parse: new or
+        changed models that share their size with another model file (on a first scan,
+        every file that ``_hash`` hashes). Their hashes wait in the hash cache."""
+        sizes: dict[int, set[tuple[int, int]]] = {}
+        for e in entries:
+            if e.role == "model" and e.st is not None:
+                sizes.setdefault(e.st.st_size, set()).add((e.st.st_dev, e.st.st_ino))
+        return [
+            functools.partial(self._sha256, e.path)
+            for e, row in todo
+            if e.role == "model"
+            and e.st is not None
+            and (row is None or row.size != e.st.st_size or row.mtime_ns != e.st.st_mtime_ns)
+            and (self.hash_all or len(sizes[e.st.st_size]) > 1)
+        ]
+
+    def _read(
+        self, todo: list[tuple[Entry, FileRow | None]], ahead: list[Callable[[], object]]
+    ) -> dict[str, FileRow]:
         out: dict[str, FileRow] = {}
         plans: list[tuple[Entry, FileRow, dict[str, Any], bool]] = []
         for e, row in todo:
@@ -304,13 +325,14 @@ class _Job:
         infos = [e.path for e, _, _, same in plans if not same and e.role == "sidecar"
                  and e.st is not None and e.path.casefold().endswith(SIDECAR_SOURCES)]  # fmt: skip
         kinds: dict[str, str] = {}
-        side: deque[Callable[[], None]] = deque()
+        side: deque[Callable[[], object]] = deque()
         for i in range(0, len(previews), _SIDE_CHUNK):
             chunk = previews[i : i + _SIDE_CHUNK]
             side.append(functools.partial(_sniff_previews, chunk, kinds))
         for i in range(0, len(infos), _SIDE_CHUNK):
             chunk = infos[i : i + _SIDE_CHUNK]
             side.append(functools.partial(_read_sidecars, chunk, self.sidecars))
+        side.extend(ahead)
         contents = self._inspect_all(wanted, sizes, side)
         cleared = {c: None for c in CONTENT_COLUMNS}
         for e, base, stat_cols, same_bytes in plans:
@@ -328,7 +350,7 @@ class _Job:
         return out
 
     def _inspect_all(
-        self, paths: list[str], sizes: dict[str, int], side: deque[Callable[[], None]]
+        self, paths: list[str], sizes: dict[str, int], side: deque[Callable[[], object]]
     ) -> dict[str, dict[str, Any]]:
         """Classify model files from their headers; with helper processes when there are
         many (parsing big headers is CPU work, and a first scan may meet thousands). The

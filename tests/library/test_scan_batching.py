@@ -7,6 +7,7 @@ from __future__ import annotations
 import gc
 import hashlib
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -112,3 +113,47 @@ def test_a_refused_sidecar_is_still_reported_on_every_scan(
         result = scan(root, layout, *stores, **kw)
         notes = next(f for f in result.files if f.path == str(path)).notes
         assert any("describes other bytes" in n for n in notes), notes
+
+
+def test_files_of_one_size_are_hashed_while_headers_are_read(
+    tmp_path: Path, stores: tuple[Index, HashCache], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Same-size files (the first scan's only hashing) are hashed while the helper parses,
+    each once; their SHA256 is the bytes' own, and a re-scan hashes nothing."""
+    from sdlib.library import scan as scan_module
+
+    index, hc = stores
+    root = trees.a1111(tmp_path / "webui")
+    lora = root / "models" / "Lora"
+    for i in range(48):  # three batches: the helper is handed two, this process hashes
+        trees.st(lora / f"l{i}.safetensors", "lora_sd15_kohya", {"n": "x" * (16 * i)}, small=True)
+    twins = [lora / "twin_a.safetensors", lora / "twin_b.safetensors"]
+    trees.st(twins[0], "embedding_sd15")
+    shutil.copyfile(twins[0], twins[1])
+    monkeypatch.setattr(scan_module, "PARALLEL_FROM", 2)
+    order: list[str] = []
+    real_get = HashCache.get
+
+    def spy_get(self: HashCache, path: Any, *a: Any, **k: Any) -> Any:
+        order.append(f"hash {Path(path).name}")
+        return real_get(self, path, *a, **k)
+
+    monkeypatch.setattr(HashCache, "get", spy_get)
+
+    def progress(event: Any) -> None:
+        if event.stage in ("inspect", "hash"):
+            order.append(event.stage)
+
+    result = scan(root, load_layout(root, "auto"), index, hc, on_progress=progress, workers=2)
+    hashed = [e for e in order if e.startswith("hash ")]
+    assert sorted(hashed) == ["hash twin_a.safetensors", "hash twin_b.safetensors"]
+    assert result.hashed == 2
+    # Both were hashed before the last header was in (the "hash" stage only finds them).
+    last_inspect = max(i for i, e in enumerate(order) if e == "inspect")
+    assert all(order.index(h) < last_inspect for h in hashed)
+    sha = hashlib.sha256(twins[0].read_bytes()).hexdigest().upper()  # as Civitai writes it
+    rows = {f.path: f.row for f in result.files}
+    assert {rows[str(t)].sha256 for t in twins} == {sha}
+    order.clear()
+    again = scan(root, load_layout(root, "auto"), index, hc, on_progress=progress, workers=2)
+    assert again.hashed == 0 and not [e for e in order if e.startswith("hash ")]
