@@ -210,6 +210,54 @@ take_entry(Cursor *c, Entry *e)
     return take(c, '}') && seen == (HAS_DTYPE | HAS_SHAPE | HAS_OFFSETS);
 }
 
+/* `text` (a literal) is next: step over it. */
+#define TAKE_LITERAL(c, text)                                                              \
+    ((c)->end - (c)->p >= (Py_ssize_t)(sizeof(text) - 1) &&                                \
+             memcmp((c)->p, (text), sizeof(text) - 1) == 0                                 \
+         ? ((c)->p += sizeof(text) - 1, 1)                                                 \
+         : 0)
+
+/* One entry as every writer spells it, {"dtype":"F16","shape":[2,3],"data_offsets":[0,12]}
+ * with no white space and the members in this order, read without looking up a member
+ * name; 0 (and the cursor where it was) for any other spelling, which take_entry then
+ * reads. Only where the buffer is plain (no string holds an escape). */
+static int
+take_compact_entry(Cursor *c, Entry *e)
+{
+    Cursor t = *c;
+    const unsigned char *q;
+    int i;
+    if (!TAKE_LITERAL(&t, "{\"dtype\":\""))
+        return 0;
+    q = memchr(t.p, '"', (size_t)(t.end - t.p));
+    if (q == NULL)
+        return 0;
+    for (i = 0; i < n_dtypes; i++)
+        if (dtypes[i].len == q - t.p && memcmp(dtypes[i].text, t.p, (size_t)(q - t.p)) == 0)
+            break;
+    if (i == n_dtypes)
+        return 0;
+    e->dtype = i;
+    t.p = q + 1;
+    if (!TAKE_LITERAL(&t, ",\"shape\":["))
+        return 0;
+    e->ndims = 0;
+    if (!TAKE_LITERAL(&t, "]")) {
+        do {
+            if (e->ndims == MAX_DIMS || !take_uint(&t, HUGE_COUNT - 1, &e->dims[e->ndims]))
+                return 0;
+            e->ndims++;
+        } while (TAKE_LITERAL(&t, ","));
+        if (!TAKE_LITERAL(&t, "]"))
+            return 0;
+    }
+    if (!TAKE_LITERAL(&t, ",\"data_offsets\":[") || !take_uint(&t, MAX_OFFSET, &e->begin) ||
+        !TAKE_LITERAL(&t, ",") || !take_uint(&t, MAX_OFFSET, &e->end) || !TAKE_LITERAL(&t, "]}"))
+        return 0;
+    *c = t;
+    return 1;
+}
+
 /* Elements of a shape (a zero dimension makes 0 whatever the others), or 0 with *ok = 0
  * when the product reaches 2**62. */
 static uint64_t
@@ -261,6 +309,126 @@ shape_tuple(const Entry *e)
     return t;
 }
 
+/* Shapes repeat: every LoRA module has the same few, and a checkpoint's blocks too. A
+ * shape's tuple and its element count are kept in a small direct-mapped cache across
+ * calls and shared (both are immutable), instead of made and freed per tensor. Bounded:
+ * at most SHAPE_SLOTS tuples are kept, whatever the headers hold. The GIL is held
+ * throughout, so calls never meet in it. */
+#define CACHED_DIMS 6
+#define SHAPE_SLOTS 4096
+
+typedef struct {
+    int ndims;
+    uint64_t dims[CACHED_DIMS];
+    PyObject *tuple; /* NULL: an empty slot */
+    PyObject *count;
+} ShapeSlot;
+
+static ShapeSlot shape_cache[SHAPE_SLOTS];
+
+/* New references to the shape's tuple and its element count (`count`); 0 on failure. */
+static int
+shape_objects(const Entry *e, uint64_t count, PyObject **tuple, PyObject **number)
+{
+    ShapeSlot *slot = NULL;
+    PyObject *old_tuple, *old_count;
+    if (e->ndims <= CACHED_DIMS) {
+        uint64_t h = 14695981039346656037ULL ^ (uint64_t)e->ndims;
+        int i;
+        for (i = 0; i < e->ndims; i++) {
+            h ^= e->dims[i];
+            h *= 1099511628211ULL;
+        }
+        h ^= h >> 31;
+        slot = &shape_cache[h & (SHAPE_SLOTS - 1)];
+        if (slot->tuple != NULL && slot->ndims == e->ndims &&
+            memcmp(slot->dims, e->dims, sizeof(uint64_t) * (size_t)e->ndims) == 0) {
+            Py_INCREF(slot->tuple);
+            Py_INCREF(slot->count);
+            *tuple = slot->tuple;
+            *number = slot->count;
+            return 1;
+        }
+    }
+    *tuple = shape_tuple(e);
+    if (*tuple == NULL)
+        return 0;
+    *number = PyLong_FromUnsignedLongLong(count);
+    if (*number == NULL) {
+        Py_DECREF(*tuple);
+        return 0;
+    }
+    if (slot != NULL) {
+        old_tuple = slot->tuple;
+        old_count = slot->count;
+        slot->ndims = e->ndims;
+        memcpy(slot->dims, e->dims, sizeof(uint64_t) * (size_t)e->ndims);
+        Py_INCREF(*tuple);
+        Py_INCREF(*number);
+        slot->tuple = *tuple;
+        slot->count = *number;
+        Py_XDECREF(old_tuple);
+        Py_XDECREF(old_count);
+    }
+    return 1;
+}
+
+/* Names repeat too, from file to file: every LoRA of one trainer and base has the same
+ * module names, every checkpoint of one architecture the same keys. An ASCII name's str
+ * is kept in a direct-mapped cache across calls, found by a hash of its bytes and then
+ * compared in full, and shared: no decode, no allocation, and its str hash (which the
+ * rows dict needs) is already computed; files with the same names then hold the same
+ * objects, which later comparisons of whole name lists find by identity. Bounded like
+ * the shape cache. */
+#define NAME_SLOTS 32768
+
+typedef struct {
+    uint64_t hash;
+    PyObject *name; /* NULL: an empty slot; else an ASCII str */
+} NameSlot;
+
+static NameSlot name_cache[NAME_SLOTS];
+
+static uint64_t
+bytes_hash(const unsigned char *p, Py_ssize_t n)
+{
+    uint64_t h = 0x9E3779B97F4A7C15ULL ^ (uint64_t)n, w;
+    while (n >= 8) {
+        memcpy(&w, p, 8);
+        h = (h ^ w) * 0xFF51AFD7ED558CCDULL;
+        h ^= h >> 32;
+        p += 8;
+        n -= 8;
+    }
+    w = 0;
+    memcpy(&w, p, (size_t)n);
+    h = (h ^ w) * 0xC4CEB9FE1A85EC53ULL;
+    return h ^ (h >> 29);
+}
+
+/* A new reference to the str of a name's UTF-8 bytes; NULL with an exception set. */
+static PyObject *
+name_object(const unsigned char *key, Py_ssize_t klen)
+{
+    uint64_t h = bytes_hash(key, klen);
+    NameSlot *slot = &name_cache[h & (NAME_SLOTS - 1)];
+    PyObject *name, *old;
+    if (slot->name != NULL && slot->hash == h && PyUnicode_GET_LENGTH(slot->name) == klen &&
+        memcmp(PyUnicode_DATA(slot->name), key, (size_t)klen) == 0) {
+        Py_INCREF(slot->name);
+        return slot->name;
+    }
+    name = PyUnicode_DecodeUTF8((const char *)key, klen, NULL);
+    if (name != NULL && PyUnicode_IS_ASCII(name)) {
+        old = slot->name;
+        Py_INCREF(name);
+        slot->name = name;
+        slot->hash = h;
+        Py_XDECREF(old);
+    }
+    return name;
+}
+
 /* The outcome of one entry: added, not accepted (None for the caller), or an error. */
 enum { ADDED, REFUSED, FAILED };
 
@@ -271,7 +439,7 @@ add_entry(PyObject **cols, const unsigned char *key, Py_ssize_t klen, const Entr
     int ok;
     uint64_t count = elements(e, &ok), size = dtypes[e->dtype].size;
     Py_ssize_t before;
-    PyObject *name, *row;
+    PyObject *name, *row, *shape, *number;
     if (!ok || e->end < e->begin || e->begin < *last_end)
         return REFUSED;
     if (count > MAX_OFFSET / size || e->end - e->begin != count * size)
@@ -279,7 +447,7 @@ add_entry(PyObject **cols, const unsigned char *key, Py_ssize_t klen, const Entr
     *last_end = e->end;
     if (same(key, klen, "__metadata__"))
         return REFUSED;
-    name = PyUnicode_DecodeUTF8((const char *)key, klen, NULL);
+    name = name_object(key, klen);
     if (name == NULL) {
         if (!PyErr_ExceptionMatches(PyExc_UnicodeDecodeError))
             return FAILED;
@@ -297,10 +465,17 @@ add_entry(PyObject **cols, const unsigned char *key, Py_ssize_t klen, const Entr
     Py_DECREF(name);
     if (PyDict_GET_SIZE(cols[0]) == before) /* the name came before */
         return REFUSED;
-    if (PyList_Append(cols[1], dtypes[e->dtype].name) < 0 || !append_new(cols[2], shape_tuple(e)) ||
-        !append_new(cols[3], PyLong_FromUnsignedLongLong(e->begin)) ||
-        !append_new(cols[4], PyLong_FromUnsignedLongLong(e->end)) ||
-        !append_new(cols[5], PyLong_FromUnsignedLongLong(count)))
+    if (PyList_Append(cols[1], dtypes[e->dtype].name) < 0 ||
+        !shape_objects(e, count, &shape, &number))
+        return FAILED;
+    if (!append_new(cols[2], shape)) { /* (append_new drops the reference it is given) */
+        Py_DECREF(number);
+        return FAILED;
+    }
+    if (!append_new(cols[5], number))
+        return FAILED;
+    if (!append_new(cols[3], PyLong_FromUnsignedLongLong(e->begin)) ||
+        !append_new(cols[4], PyLong_FromUnsignedLongLong(e->end)))
         return FAILED;
     return ADDED;
 }
@@ -343,7 +518,8 @@ read_entries(PyObject *module, PyObject *args)
     while (more) {
         const unsigned char *key;
         Py_ssize_t klen;
-        if (!take_string(&c, &key, &klen) || !take(&c, ':') || !take_entry(&c, &e))
+        if (!take_string(&c, &key, &klen) || !take(&c, ':') ||
+            !((c.plain && take_compact_entry(&c, &e)) || take_entry(&c, &e)))
             goto refused;
         outcome = add_entry(cols, key, klen, &e, &last_end);
         if (outcome == FAILED)

@@ -82,7 +82,7 @@ def test_the_compiled_reader_is_built_where_a_compiler_is() -> None:
 
 def _header_of(entries: dict[str, Any], metadata: dict[str, str] | None = None) -> bytes:
     body = {"__metadata__": metadata, **entries} if metadata is not None else entries
-    return json.dumps(body, separators=(",", ":")).encode()
+    return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 def _size(raw: bytes, data: int) -> int:
@@ -281,3 +281,40 @@ def test_generated_headers_are_refused_or_read_as_the_careful_path(
     accepted = _agrees(raw, size)
     if well_formed and _chained_and_whole(raw, size):
         assert accepted, raw
+
+
+@needs_native
+def test_names_and_shapes_kept_between_calls_never_change_a_table() -> None:
+    """The reader keeps recent names and shapes (and shares them between tables); more of
+    them than it keeps, names equal but for their last bytes, shapes equal but for one
+    dimension, and names that are not ASCII all read back exactly, again and again."""
+
+    def header(names: list[str], dims: list[tuple[int, ...]]) -> tuple[bytes, int]:
+        entries, at = {}, 0
+        for name, shape in zip(names, dims, strict=True):
+            n = 1
+            for d in shape:
+                n *= d
+            entries[name] = {"dtype": "U8", "shape": list(shape), "data_offsets": [at, at + n]}
+            at += n
+        raw = _header_of(entries)
+        return raw, _size(raw, at)
+
+    rng = random.Random(7)
+    many = [f"model.layer.{i}.weight" for i in range(50_000)]  # more than the cache holds
+    shapes = [(1 + i % 3, 1 + i // 3 % 7) for i in range(50_000)]
+    tails = ["a" * 40 + c for c in "abcdefgh"] + ["é" * 3, "naïve", "x"]
+    odd_shapes = [(2, 3), (2, 4), (3, 2), (2, 3, 1), (1, 2, 3), (6,), (), (0,)]
+    heads = [
+        header(many, shapes),
+        header(tails, [rng.choice(odd_shapes) for _ in tails]),
+        header(many[::-1][:20_000], shapes[:20_000]),
+    ]
+    for _ in range(2):
+        for raw, size in heads:
+            assert _agrees(raw, size)
+    first = _native_facts(*heads[1])
+    again = _native_facts(*heads[1])
+    assert first == again
+    # The same ASCII names are the same objects in both tables.
+    assert all(a[0] is b[0] for a, b in zip(first, again, strict=True) if a[0].isascii())
