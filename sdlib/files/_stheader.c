@@ -145,6 +145,17 @@ same(const unsigned char *text, Py_ssize_t len, const char *word)
     return (size_t)len == n && memcmp(text, word, n) == 0;
 }
 
+/* The configured dtype spelled by these bytes (its index), or -1. */
+static int
+find_dtype(const unsigned char *text, Py_ssize_t len)
+{
+    int i;
+    for (i = 0; i < n_dtypes; i++)
+        if (dtypes[i].len == len && memcmp(dtypes[i].text, text, (size_t)len) == 0)
+            return i;
+    return -1;
+}
+
 typedef struct {
     int dtype;
     int ndims;
@@ -171,15 +182,9 @@ take_entry(Cursor *c, Entry *e)
         if (same(key, klen, "dtype")) {
             const unsigned char *text;
             Py_ssize_t len;
-            int i;
-            if (seen & HAS_DTYPE || !take_string(c, &text, &len))
+            if (seen & HAS_DTYPE || !take_string(c, &text, &len) ||
+                (e->dtype = find_dtype(text, len)) < 0)
                 return 0;
-            for (i = 0; i < n_dtypes; i++)
-                if (dtypes[i].len == len && memcmp(dtypes[i].text, text, (size_t)len) == 0)
-                    break;
-            if (i == n_dtypes)
-                return 0;
-            e->dtype = i;
             seen |= HAS_DTYPE;
         }
         else if (same(key, klen, "shape")) {
@@ -226,18 +231,13 @@ take_compact_entry(Cursor *c, Entry *e)
 {
     Cursor t = *c;
     const unsigned char *q;
-    int i;
     if (!TAKE_LITERAL(&t, "{\"dtype\":\""))
         return 0;
     q = memchr(t.p, '"', (size_t)(t.end - t.p));
     if (q == NULL)
         return 0;
-    for (i = 0; i < n_dtypes; i++)
-        if (dtypes[i].len == q - t.p && memcmp(dtypes[i].text, t.p, (size_t)(q - t.p)) == 0)
-            break;
-    if (i == n_dtypes)
+    if ((e->dtype = find_dtype(t.p, q - t.p)) < 0)
         return 0;
-    e->dtype = i;
     t.p = q + 1;
     if (!TAKE_LITERAL(&t, ",\"shape\":["))
         return 0;

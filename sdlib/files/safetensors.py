@@ -76,11 +76,8 @@ def _fast_table(raw: bytes, file_size: int) -> TensorTable | None:
     parts = _split_metadata(raw)
     if parts is None:
         return None
-    metadata, start = parts
+    metadata, start, after_comma = parts
     data_size = file_size - 8 - len(raw)
-    # After the metadata, ``start`` is just past its ',' (then an entry must follow: '{}'
-    # would hide a trailing comma) or at the object's closing '}'.
-    after_comma = start > 0 and raw[start - 1] == 0x2C
     if _native is not None:
         read = _native.read_entries(raw, start, after_comma, data_size)
         if read is not None:
@@ -92,7 +89,7 @@ def _fast_table(raw: bytes, file_size: int) -> TensorTable | None:
     except msgspec.DecodeError:
         return None
     n = len(entries)
-    if after_comma and not n:
+    if after_comma and not n:  # '{}' after the metadata's ',': a trailing comma
         return None
     # Duplicates: a dict keeps the last of two equal names silently, and a struct the last
     # of two equal members. msgspec decoded every entry and member it met (a duplicate
@@ -146,9 +143,11 @@ _METADATA_KEY = b'{"__metadata__":'
 _NEXT = re.compile(rb"[ \t\n\r]*([,}])")
 
 
-def _split_metadata(raw: bytes) -> tuple[dict[str, str], int] | None:
-    """The metadata and where the entries start (0: no metadata), or None when this path
-    cannot read the metadata (it is not first, not all strings, or its end is not found).
+def _split_metadata(raw: bytes) -> tuple[dict[str, str], int, bool] | None:
+    """The metadata, where the entries start (0: no metadata) and whether that is just past
+    the metadata's ',' (then an entry must follow; else it is the object's closing '}'), or
+    None when this path cannot read the metadata (it is not first, not all strings, or its
+    end is not found).
 
     Writers put ``__metadata__`` first. Its value ends at the last '}' before the first
     '"dtype"' (before the last '}' if there is none) unless a name holds a '}'; whichever
@@ -157,7 +156,7 @@ def _split_metadata(raw: bytes) -> tuple[dict[str, str], int] | None:
     misread.
     """
     if not raw.startswith(_METADATA_KEY):
-        return {}, 0
+        return {}, 0, False
     first = raw.find(b'"dtype"')
     close = raw.rfind(b"}", 0, first if first >= 0 else raw.rfind(b"}"))  # (no tensors: the end)
     after = _NEXT.match(raw, close + 1)  # the ',' before the entries or the header's '}'
@@ -175,7 +174,9 @@ def _split_metadata(raw: bytes) -> tuple[dict[str, str], int] | None:
     texts = "".join(itertools.chain(metadata, metadata.values()))
     if raw.count(b":", len(_METADATA_KEY), close) != len(metadata) + texts.count(":"):
         return None
-    return metadata, after.end() if after[1] == b"," else after.start(1)
+    if after[1] == b",":
+        return metadata, after.end(), True
+    return metadata, after.start(1), False
 
 
 if TYPE_CHECKING:

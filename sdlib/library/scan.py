@@ -245,11 +245,12 @@ class _Job:
                     )
                     continue
             todo.append((e, row))
-        fresh = self._read(todo, self._hash_ahead(entries, todo))
+        by_size = _models_by_size(entries)
+        fresh = self._read(todo, by_size)
         final.update(fresh)
         gone_ids = {r.id for r in final.values()}
         vanished = [r for r in vanished if r.id not in gone_ids]
-        self._hash(entries, final, vanished, moves)
+        self._hash(entries, final, vanished, moves, by_size)
         # Identities other tools wrote beside files never looked up (sdlib.library.adopt).
         known = functools.partial(_cached_sha256, self.hashes)
         candidates = _adoption_candidates(entries, by_path, final)
@@ -274,28 +275,11 @@ class _Job:
 
     # -- reading content ----------------------------------------------------------------------
 
-    def _hash_ahead(
-        self, entries: list[Entry], todo: list[tuple[Entry, FileRow | None]]
-    ) -> list[Callable[[], object]]:
-        """Hashing that ``_hash`` will ask for, to run while helper processes parse: new or
-        changed models that share their size with another model file (on a first scan,
-        every file that ``_hash`` hashes). Their hashes wait in the hash cache."""
-        sizes: dict[int, set[tuple[int, int]]] = {}
-        for e in entries:
-            if e.role == "model" and e.st is not None:
-                sizes.setdefault(e.st.st_size, set()).add((e.st.st_dev, e.st.st_ino))
-        return [
-            functools.partial(self._sha256, e.path)
-            for e, row in todo
-            if e.role == "model"
-            and e.st is not None
-            and (row is None or row.size != e.st.st_size or row.mtime_ns != e.st.st_mtime_ns)
-            and (self.hash_all or len(sizes[e.st.st_size]) > 1)
-        ]
-
     def _read(
-        self, todo: list[tuple[Entry, FileRow | None]], ahead: list[Callable[[], object]]
+        self, todo: list[tuple[Entry, FileRow | None]], by_size: dict[int, set[tuple[int, int]]]
     ) -> dict[str, FileRow]:
+        """Rows for ``todo`` from the files' content. ``by_size``: the model files' inodes by
+        size (``_models_by_size``), to hash ahead what ``_hash`` will ask for."""
         out: dict[str, FileRow] = {}
         plans: list[tuple[Entry, FileRow, dict[str, Any], bool]] = []
         for e, row in todo:
@@ -332,7 +316,12 @@ class _Job:
         for i in range(0, len(infos), _SIDE_CHUNK):
             chunk = infos[i : i + _SIDE_CHUNK]
             side.append(functools.partial(_read_sidecars, chunk, self.sidecars))
-        side.extend(ahead)
+        # Hashing that ``_hash`` will ask for, while helpers parse: new or changed models
+        # sharing their size with another model file (on a first scan, all it hashes).
+        # The hashes wait in the hash cache.
+        side.extend(functools.partial(self._sha256, e.path) for e, _, _, same in plans
+                    if not same and e.role == "model" and e.st is not None
+                    and (self.hash_all or len(by_size[e.st.st_size]) > 1))  # fmt: skip
         contents = self._inspect_all(wanted, sizes, side)
         cleared = {c: None for c in CONTENT_COLUMNS}
         for e, base, stat_cols, same_bytes in plans:
@@ -382,13 +371,11 @@ class _Job:
         final: dict[str, FileRow],
         vanished: list[FileRow],
         moves: dict[str, FileRow],
+        inodes_by_size: dict[int, set[tuple[int, int]]],
     ) -> None:
-        """SHA256 where it decides something; then match vanished files by content."""
+        """SHA256 where it decides something; then match vanished files by content.
+        ``inodes_by_size``: ``_models_by_size(entries)``."""
         models = [e for e in entries if e.role == "model" and e.st is not None]
-        inodes_by_size: dict[int, set[tuple[int, int]]] = {}
-        for e in models:
-            assert e.st is not None
-            inodes_by_size.setdefault(e.st.st_size, set()).add((e.st.st_dev, e.st.st_ino))
         gone_sizes = {r.size for r in vanished if r.sha256 and r.role == "model"}
         gone_sizes |= self.index.gone_sizes()
         new_paths = {p for p, r in final.items() if r.id is None}
@@ -441,6 +428,16 @@ class _Job:
         self.result.hashed += 1
         self.result.hashed_bytes += hashes.size
         return hashes.sha256
+
+
+def _models_by_size(entries: list[Entry]) -> dict[int, set[tuple[int, int]]]:
+    """The (device, inode) of each model file, by size: a size held by two inodes is
+    worth a hash (a copy, or a file moved in from another drive)."""
+    out: dict[int, set[tuple[int, int]]] = {}
+    for e in entries:
+        if e.role == "model" and e.st is not None:
+            out.setdefault(e.st.st_size, set()).add((e.st.st_dev, e.st.st_ino))
+    return out
 
 
 def _adoption_candidates(

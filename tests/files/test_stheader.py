@@ -11,6 +11,7 @@ too, see README "Development").
 from __future__ import annotations
 
 import json
+import math
 import os
 import random
 import struct
@@ -35,18 +36,12 @@ def _native_facts(raw: bytes, size: int) -> Any:
     parts = safetensors._split_metadata(raw)
     if parts is None:
         return None
-    _, start = parts
-    read = native.read_entries(
-        raw, start, start > 0 and raw[start - 1] == 0x2C, size - 8 - len(raw)
-    )
+    _, start, after_comma = parts
+    read = native.read_entries(raw, start, after_comma, size - 8 - len(raw))
     if read is None:
         return None
     rows, dtypes, shapes, begins, ends, counts = read
-    for shape, count in zip(shapes, counts, strict=True):
-        expected = 1
-        for d in shape:
-            expected *= d
-        assert count == expected
+    assert counts == [math.prod(shape) for shape in shapes]
     return [(n, dtypes[i], shapes[i], (begins[i], ends[i])) for n, i in rows.items()]
 
 
