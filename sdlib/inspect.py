@@ -258,7 +258,9 @@ def _hidden_pickle(path: Path, head: bytes) -> PickleScan | None:
     A safetensors-looking length and ``{`` can open a pickle (a BINFLOAT swallows them),
     and a loader choosing ``torch.load`` by a ``.ckpt`` name runs what follows. Only a
     file whose head runs as a pickle prefix is scanned (cheap), and only a named unsafe
-    global counts: a header length that reads as a huge integer is not a payload.
+    global counts: a header length that reads as a huge integer is not a payload. Nor
+    does a zip appended at the end (torch takes a file for a zip by its first bytes, and
+    these are the other format's), so the scan does not read the file's end for one.
     """
     from sdlib.files.sniff import pickle_prefix
 
@@ -268,7 +270,7 @@ def _hidden_pickle(path: Path, head: bytes) -> PickleScan | None:
     from sdlib.taxonomy import Verdict
 
     try:
-        scan = scan_file(path)
+        scan = scan_file(path, polyglot=False)
     except FormatError:
         return None
     hostile = any(f.severity is Verdict.UNSAFE and f.module for f in scan.findings)

@@ -28,8 +28,10 @@ LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 LEGACY_PROTOCOL = 1001
 
 
-def scan_buffer(buf: Buffer) -> ScanState:
-    """Route by magic bytes and scan every stream. FormatError when nothing is a pickle."""
+def scan_buffer(buf: Buffer, *, polyglot: bool = True) -> ScanState:
+    """Route by magic bytes and scan every stream. FormatError when nothing is a pickle.
+    ``polyglot``: also look for a zip archive appended to a plain pickle (a caller asking
+    only whether the front runs as a hostile pickle skips it: it reads the file's end)."""
     state = ScanState()
     head = bytes(buf[:64])
     if len(buf) == 0:
@@ -48,7 +50,7 @@ def scan_buffer(buf: Buffer) -> ScanState:
         state.container = Container.PICKLE
         scan_npy(state, buf, 0, "npy")
     elif looks_like_pickle(buf, 0):
-        _scan_pickles(state, buf)
+        _scan_pickles(state, buf, polyglot)
     else:
         raise FormatError(_not_a_pickle(head))
     if not state.parsed:
@@ -69,8 +71,9 @@ def _not_a_pickle(head: bytes) -> str:
 # --- plain and legacy ------------------------------------------------------------------------
 
 
-def _scan_pickles(state: ScanState, buf: Buffer) -> None:
-    _check_polyglot(state, buf)
+def _scan_pickles(state: ScanState, buf: Buffer, polyglot: bool = True) -> None:
+    if polyglot:
+        _check_polyglot(state, buf)
     state.container = Container.PICKLE
     first = state.run(buf, 0, "pickle", "plain")
     if first is None:

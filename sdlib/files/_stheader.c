@@ -68,13 +68,18 @@ take(Cursor *c, unsigned char ch)
 
 /* Whether [p, end) holds no control character and no backslash: then no string in it has
  * an escape or a byte it may not hold, and strings end at the next '"' (one pass over the
- * header, which the compiler vectorises, instead of two tests per byte of every string). */
+ * header, which the compiler vectorises, instead of two tests per byte of every string).
+ * The same pass counts the '{' bytes (about one per entry: part of a template's key). */
 static int
-all_plain(const unsigned char *p, const unsigned char *end)
+all_plain(const unsigned char *p, const unsigned char *end, Py_ssize_t *braces)
 {
     unsigned char bad = 0;
-    for (; p < end; p++)
+    Py_ssize_t n = 0;
+    for (; p < end; p++) {
         bad |= (unsigned char)((*p < 0x20) | (*p == '\\'));
+        n += *p == '{';
+    }
+    *braces = n;
     return !bad;
 }
 
@@ -108,30 +113,26 @@ take_string(Cursor *c, const unsigned char **text, Py_ssize_t *len)
 }
 
 /* A plain JSON integer (digits, no sign, no leading zero, no fraction or exponent) that
- * is at most `max` (< 2**64). Up to 19 digits cannot overflow 64 bits. */
-static int
+ * is at most `max` (< 2**64). Up to 19 digits cannot overflow 64 bits: the loop stops
+ * there, and a 20th digit is then refused like any digit after a leading zero. */
+static inline int
 take_uint(Cursor *c, uint64_t max, uint64_t *out)
 {
-    const unsigned char *p, *first;
-    uint64_t v = 0;
+    const unsigned char *p, *stop;
+    uint64_t v;
     skip_ws(c);
-    p = first = c->p;
-    if (p >= c->end || *p < '0' || *p > '9')
+    p = c->p;
+    if (p >= c->end || (unsigned)(*p - '0') > 9)
         return 0;
-    if (*p == '0') {
-        p++;
-    }
-    else {
-        while (p < c->end && *p >= '0' && *p <= '9') {
-            if (p - first == 19)
-                return 0;
-            v = v * 10 + (uint64_t)(*p - '0');
-            p++;
-        }
+    v = (uint64_t)(*p++ - '0');
+    if (v != 0) {
+        stop = c->end - c->p > 19 ? c->p + 19 : c->end;
+        while (p < stop && (unsigned)(*p - '0') <= 9)
+            v = v * 10 + (uint64_t)(*p++ - '0');
     }
     if (v > max)
         return 0;
-    if (p < c->end && (*p == '.' || *p == 'e' || *p == 'E' || (*p >= '0' && *p <= '9')))
+    if (p < c->end && (*p == '.' || *p == 'e' || *p == 'E' || (unsigned)(*p - '0') <= 9))
         return 0;
     c->p = p;
     *out = v;
@@ -375,19 +376,18 @@ shape_objects(const Entry *e, uint64_t count, PyObject **tuple, PyObject **numbe
 
 /* Names repeat too, from file to file: every LoRA of one trainer and base has the same
  * module names, every checkpoint of one architecture the same keys. An ASCII name's str
- * is kept in a direct-mapped cache across calls, found by a hash of its bytes and then
- * compared in full, and shared: no decode, no allocation, and its str hash (which the
- * rows dict needs) is already computed; files with the same names then hold the same
- * objects, which later comparisons of whole name lists find by identity. Bounded like
- * the shape cache. */
-#define NAME_SLOTS 32768
+ * is kept in a two-way set-associative cache across calls (a direct-mapped one had ~10
+ * pairs of a LoRA's 793 names evict each other in every file), found by a hash of its
+ * bytes and then compared in full, and shared: no decode, no allocation, and its str
+ * hash (which the rows dict needs) is already computed. Bounded like the shape cache. */
+#define NAME_SETS 16384
 
 typedef struct {
     uint64_t hash;
     PyObject *name; /* NULL: an empty slot; else an ASCII str */
 } NameSlot;
 
-static NameSlot name_cache[NAME_SLOTS];
+static NameSlot name_cache[NAME_SETS][2];
 
 static uint64_t
 bytes_hash(const unsigned char *p, Py_ssize_t n)
@@ -406,40 +406,266 @@ bytes_hash(const unsigned char *p, Py_ssize_t n)
     return h ^ (h >> 29);
 }
 
+static inline int
+holds(const NameSlot *slot, uint64_t h, const unsigned char *key, Py_ssize_t klen)
+{
+    return slot->name != NULL && slot->hash == h && PyUnicode_GET_LENGTH(slot->name) == klen &&
+           memcmp(PyUnicode_DATA(slot->name), key, (size_t)klen) == 0;
+}
+
 /* A new reference to the str of a name's UTF-8 bytes; NULL with an exception set. */
 static PyObject *
 name_object(const unsigned char *key, Py_ssize_t klen)
 {
     uint64_t h = bytes_hash(key, klen);
-    NameSlot *slot = &name_cache[h & (NAME_SLOTS - 1)];
+    NameSlot *set = name_cache[h & (NAME_SETS - 1)];
     PyObject *name, *old;
-    if (slot->name != NULL && slot->hash == h && PyUnicode_GET_LENGTH(slot->name) == klen &&
-        memcmp(PyUnicode_DATA(slot->name), key, (size_t)klen) == 0) {
-        Py_INCREF(slot->name);
-        return slot->name;
+    if (holds(&set[0], h, key, klen)) {
+        Py_INCREF(set[0].name);
+        return set[0].name;
+    }
+    if (holds(&set[1], h, key, klen)) {
+        Py_INCREF(set[1].name);
+        return set[1].name;
     }
     name = PyUnicode_DecodeUTF8((const char *)key, klen, NULL);
     if (name != NULL && PyUnicode_IS_ASCII(name)) {
-        old = slot->name;
+        /* The newer of the two stays: the older is dropped, the new one takes its place. */
+        old = set[1].name;
+        set[1] = set[0];
         Py_INCREF(name);
-        slot->name = name;
-        slot->hash = h;
+        set[0].name = name;
+        set[0].hash = h;
         Py_XDECREF(old);
     }
     return name;
+}
+
+/* Rows are numbered 0, 1, 2...: the numbers are made once and shared (Python keeps only
+ * -5..256), instead of one new int per tensor of every file. */
+#define ROW_INTS 16384
+
+static PyObject *row_ints[ROW_INTS];
+
+/* A new reference to the int `i`; NULL with an exception set. */
+static PyObject *
+row_int(Py_ssize_t i)
+{
+    if (i >= ROW_INTS)
+        return PyLong_FromSsize_t(i);
+    if (row_ints[i] == NULL && (row_ints[i] = PyLong_FromSsize_t(i)) == NULL)
+        return NULL;
+    Py_INCREF(row_ints[i]);
+    return row_ints[i];
+}
+
+/* Whole lists of names repeat too: LoRAs of one trainer, base and layout list the same
+ * modules in the same order, checkpoints of one architecture the same keys. The rows dict
+ * (name -> row) of a file is kept as a template, with its names in order, found by a hash
+ * of its first name's bytes and its count of '{' (see template_slot). While a later file's names have the template's bytes in the
+ * same order, each costs one comparison (no cache lookup, no insertion), and a file
+ * whose names are all of the template's shares its dict and its str objects. The dicts
+ * are never changed once made (TensorColumns documents its rows as read-only). Bounded:
+ * TEMPLATE_SLOTS templates of at most TEMPLATE_MAX names. */
+#define TEMPLATE_SLOTS 64
+#define TEMPLATE_MIN 8
+#define TEMPLATE_MAX 8192
+
+typedef struct {
+    PyObject *names; /* a tuple of the (ASCII) names in row order; NULL: an empty slot */
+    PyObject *rows;  /* the dict shared by the files that match */
+} Template;
+
+static Template templates[TEMPLATE_SLOTS];
+
+/* Whether the str `name` (ASCII) is spelled by these bytes. */
+static inline int
+spells(PyObject *name, const unsigned char *key, Py_ssize_t klen)
+{
+    return PyUnicode_GET_LENGTH(name) == klen &&
+           memcmp(PyUnicode_DATA(name), key, (size_t)klen) == 0;
+}
+
+/* A template's slot, by its first name and the '{' bytes of its header's entries: LoRAs
+ * of one trainer start with the same name whatever modules they hold, and their counts
+ * of entries tell most layouts apart. */
+static Template *
+template_slot(const unsigned char *first, Py_ssize_t len, Py_ssize_t braces)
+{
+    uint64_t h = bytes_hash(first, len) ^ ((uint64_t)braces * 0x9E3779B97F4A7C15ULL);
+    return &templates[(h ^ (h >> 32)) & (TEMPLATE_SLOTS - 1)];
+}
+
+/* Keep `rows` (built for this file) as the template for its first name, if its names are
+ * all ASCII (compared as bytes). */
+static int
+remember_template(PyObject *rows, Py_ssize_t braces)
+{
+    Py_ssize_t n = PyDict_GET_SIZE(rows), pos = 0, i = 0;
+    PyObject *names, *key, *value, *old_names, *old_rows, *first;
+    Template *slot;
+    if (n < TEMPLATE_MIN || n > TEMPLATE_MAX)
+        return 1;
+    names = PyTuple_New(n);
+    if (names == NULL)
+        return 0;
+    while (PyDict_Next(rows, &pos, &key, &value)) {
+        if (!PyUnicode_IS_ASCII(key)) {
+            Py_DECREF(names); /* (its unset items are NULL, which a tuple's free skips) */
+            return 1;
+        }
+        Py_INCREF(key);
+        PyTuple_SET_ITEM(names, i, key);
+        i++;
+    }
+    first = PyTuple_GET_ITEM(names, 0);
+    slot = template_slot(PyUnicode_DATA(first), PyUnicode_GET_LENGTH(first), braces);
+    old_names = slot->names;
+    old_rows = slot->rows;
+    Py_INCREF(rows);
+    slot->names = names;
+    slot->rows = rows;
+    Py_XDECREF(old_names);
+    Py_XDECREF(old_rows);
+    return 1;
+}
+
+/* The columns being built: a rows dict (or, while the names follow a template, only how
+ * many of its names matched so far), the dtypes, shapes and element counts as lists, and
+ * the offsets as packed pairs of unsigned 64-bit integers (nobody but a TensorInfo made
+ * on demand reads them: no int objects per tensor). */
+typedef struct {
+    PyObject *rows;         /* NULL while following a template */
+    PyObject *follow_names; /* the template the names have matched so far (references */
+    PyObject *follow_rows;  /* held: a collection meanwhile may run code that replaces it) */
+    Py_ssize_t matched;     /* how many of its names */
+    PyObject *dtypes, *shapes, *counts;
+    uint64_t *offsets;
+    Py_ssize_t n, cap;      /* entries added; pairs `offsets` has room for */
+    Py_ssize_t braces;      /* '{' bytes in the entries' text (with the first name: the key) */
+} Columns;
+
+static void
+columns_clear(Columns *cols)
+{
+    Py_CLEAR(cols->rows);
+    Py_CLEAR(cols->follow_names);
+    Py_CLEAR(cols->follow_rows);
+    Py_CLEAR(cols->dtypes);
+    Py_CLEAR(cols->shapes);
+    Py_CLEAR(cols->counts);
+    PyMem_Free(cols->offsets);
+    cols->offsets = NULL;
+}
+
+/* Stop following the template: the rows dict from the names matched so far. */
+static int
+stop_following(Columns *cols)
+{
+    Py_ssize_t i;
+    cols->rows = PyDict_New();
+    if (cols->rows == NULL)
+        return 0;
+    for (i = 0; i < cols->matched; i++) {
+        PyObject *row = row_int(i);
+        int rc;
+        if (row == NULL)
+            return 0;
+        rc = PyDict_SetItem(cols->rows, PyTuple_GET_ITEM(cols->follow_names, i), row);
+        Py_DECREF(row);
+        if (rc < 0)
+            return 0;
+    }
+    Py_CLEAR(cols->follow_names);
+    Py_CLEAR(cols->follow_rows);
+    return 1;
+}
+
+/* The next name, spelled by `key`: 1 if it goes on following a template (nothing else to
+ * do), 0 if it is for the rows dict (made here when needed), -1 on failure. */
+static int
+follow(Columns *cols, const unsigned char *key, Py_ssize_t klen)
+{
+    if (cols->n == 0) {
+        Template *slot = template_slot(key, klen, cols->braces);
+        if (slot->names != NULL && spells(PyTuple_GET_ITEM(slot->names, 0), key, klen)) {
+            Py_INCREF(slot->names);
+            Py_INCREF(slot->rows);
+            cols->follow_names = slot->names;
+            cols->follow_rows = slot->rows;
+        }
+        else {
+            cols->rows = PyDict_New();
+            return cols->rows == NULL ? -1 : 0;
+        }
+    }
+    if (cols->follow_names == NULL)
+        return 0;
+    if (cols->matched < PyTuple_GET_SIZE(cols->follow_names) &&
+        spells(PyTuple_GET_ITEM(cols->follow_names, cols->matched), key, klen)) {
+        cols->matched++; /* the template's names are unique: never a duplicate */
+        return 1;
+    }
+    return stop_following(cols) ? 0 : -1;
+}
+
+/* Put `name` (a new reference, dropped here) in the rows dict: 1, 0 when it came before
+ * (the caller refuses), -1 on failure (an exception is set). */
+static int
+add_name(Columns *cols, PyObject *name)
+{
+    Py_ssize_t before = PyDict_GET_SIZE(cols->rows);
+    PyObject *row = row_int(before);
+    int rc;
+    if (row == NULL) {
+        Py_DECREF(name);
+        return -1;
+    }
+    rc = PyDict_SetItem(cols->rows, name, row);
+    Py_DECREF(row);
+    Py_DECREF(name);
+    if (rc < 0)
+        return -1;
+    return PyDict_GET_SIZE(cols->rows) != before;
+}
+
+/* The rows dict once every entry is in: the template's own when the names were all of
+ * its names; else this file's, kept as a template for files like it. NULL on failure. */
+static PyObject *
+finish_rows(Columns *cols)
+{
+    PyObject *rows;
+    if (cols->rows == NULL && cols->follow_names != NULL &&
+        cols->matched == PyTuple_GET_SIZE(cols->follow_names)) {
+        Py_INCREF(cols->follow_rows);
+        return cols->follow_rows;
+    }
+    if (cols->rows == NULL) {
+        if (cols->follow_names != NULL) { /* a prefix of the template's names */
+            if (!stop_following(cols))
+                return NULL;
+        }
+        else if ((cols->rows = PyDict_New()) == NULL) { /* no entries */
+            return NULL;
+        }
+    }
+    if (!remember_template(cols->rows, cols->braces))
+        return NULL;
+    rows = cols->rows;
+    cols->rows = NULL;
+    return rows;
 }
 
 /* The outcome of one entry: added, not accepted (None for the caller), or an error. */
 enum { ADDED, REFUSED, FAILED };
 
 static int
-add_entry(PyObject **cols, const unsigned char *key, Py_ssize_t klen, const Entry *e,
+add_entry(Columns *cols, const unsigned char *key, Py_ssize_t klen, const Entry *e,
           uint64_t *last_end)
 {
-    int ok;
+    int ok, added;
     uint64_t count = elements(e, &ok), size = dtypes[e->dtype].size;
-    Py_ssize_t before;
-    PyObject *name, *row, *shape, *number;
+    PyObject *name, *shape, *number;
     if (!ok || e->end < e->begin || e->begin < *last_end)
         return REFUSED;
     if (count > MAX_OFFSET / size || e->end - e->begin != count * size)
@@ -447,42 +673,49 @@ add_entry(PyObject **cols, const unsigned char *key, Py_ssize_t klen, const Entr
     *last_end = e->end;
     if (same(key, klen, "__metadata__"))
         return REFUSED;
-    name = name_object(key, klen);
-    if (name == NULL) {
-        if (!PyErr_ExceptionMatches(PyExc_UnicodeDecodeError))
-            return FAILED;
-        PyErr_Clear();
-        return REFUSED;
-    }
-    before = PyDict_GET_SIZE(cols[0]);
-    row = PyLong_FromSsize_t(before);
-    if (row == NULL || PyDict_SetItem(cols[0], name, row) < 0) {
-        Py_XDECREF(row);
-        Py_DECREF(name);
+    added = follow(cols, key, klen);
+    if (added < 0)
         return FAILED;
+    if (!added) {
+        name = name_object(key, klen);
+        if (name == NULL) {
+            if (!PyErr_ExceptionMatches(PyExc_UnicodeDecodeError))
+                return FAILED;
+            PyErr_Clear();
+            return REFUSED;
+        }
+        added = add_name(cols, name);
+        if (added < 0)
+            return FAILED;
+        if (!added) /* the name came before */
+            return REFUSED;
     }
-    Py_DECREF(row);
-    Py_DECREF(name);
-    if (PyDict_GET_SIZE(cols[0]) == before) /* the name came before */
-        return REFUSED;
-    if (PyList_Append(cols[1], dtypes[e->dtype].name) < 0 ||
+    if (PyList_Append(cols->dtypes, dtypes[e->dtype].name) < 0 ||
         !shape_objects(e, count, &shape, &number))
         return FAILED;
-    if (!append_new(cols[2], shape)) { /* (append_new drops the reference it is given) */
+    if (!append_new(cols->shapes, shape)) { /* (append_new drops the reference it is given) */
         Py_DECREF(number);
         return FAILED;
     }
-    if (!append_new(cols[5], number))
+    if (!append_new(cols->counts, number))
         return FAILED;
-    if (!append_new(cols[3], PyLong_FromUnsignedLongLong(e->begin)) ||
-        !append_new(cols[4], PyLong_FromUnsignedLongLong(e->end)))
-        return FAILED;
+    if (cols->n == cols->cap) {
+        Py_ssize_t cap = cols->cap ? 2 * cols->cap : 256;
+        uint64_t *grown = PyMem_Realloc(cols->offsets, (size_t)cap * 2 * sizeof(uint64_t));
+        if (grown == NULL) {
+            PyErr_NoMemory();
+            return FAILED;
+        }
+        cols->offsets = grown;
+        cols->cap = cap;
+    }
+    cols->offsets[2 * cols->n] = e->begin;
+    cols->offsets[2 * cols->n + 1] = e->end;
+    cols->n++;
     return ADDED;
 }
 
-#define N_COLUMNS 6
-
-/* read_entries(raw, start, after_comma, data_size) -> (rows, dtypes, shapes, begins, ends,
+/* read_entries(raw, start, after_comma, data_size) -> (rows, dtypes, shapes, offsets,
  * counts) | None */
 static PyObject *
 read_entries(PyObject *module, PyObject *args)
@@ -493,10 +726,10 @@ read_entries(PyObject *module, PyObject *args)
     long long data_size;
     Cursor c;
     Entry e;
-    PyObject *cols[N_COLUMNS] = {NULL};
-    PyObject *result = NULL;
+    Columns cols = {NULL};
+    PyObject *rows = NULL, *offsets = NULL, *result = NULL;
     uint64_t last_end = 0;
-    int i, outcome = REFUSED, more;
+    int outcome = REFUSED, more;
 
     if (!PyArg_ParseTuple(args, "y*npL:read_entries", &buf, &start, &after_comma, &data_size))
         return NULL;
@@ -504,15 +737,14 @@ read_entries(PyObject *module, PyObject *args)
         goto refused;
     c.p = (const unsigned char *)buf.buf + start;
     c.end = (const unsigned char *)buf.buf + buf.len;
-    c.plain = all_plain(c.p, c.end);
+    c.plain = all_plain(c.p, c.end, &cols.braces);
     if (start == 0 && !take(&c, '{'))
         goto refused;
-    cols[0] = PyDict_New();
-    for (i = 1; i < N_COLUMNS; i++)
-        cols[i] = PyList_New(0);
-    for (i = 0; i < N_COLUMNS; i++)
-        if (cols[i] == NULL)
-            goto failed;
+    cols.dtypes = PyList_New(0);
+    cols.shapes = PyList_New(0);
+    cols.counts = PyList_New(0);
+    if (cols.dtypes == NULL || cols.shapes == NULL || cols.counts == NULL)
+        goto failed;
     /* After the metadata's ',' an entry must follow; else the object may be empty. */
     more = after_comma || !take(&c, '}');
     while (more) {
@@ -521,7 +753,7 @@ read_entries(PyObject *module, PyObject *args)
         if (!take_string(&c, &key, &klen) || !take(&c, ':') ||
             !((c.plain && take_compact_entry(&c, &e)) || take_entry(&c, &e)))
             goto refused;
-        outcome = add_entry(cols, key, klen, &e, &last_end);
+        outcome = add_entry(&cols, key, klen, &e, &last_end);
         if (outcome == FAILED)
             goto failed;
         if (outcome == REFUSED)
@@ -535,24 +767,30 @@ read_entries(PyObject *module, PyObject *args)
     skip_ws(&c);
     if (c.p != c.end || (data_size < 0 || last_end > (uint64_t)data_size))
         goto refused;
-    result = PyTuple_New(N_COLUMNS);
+    rows = finish_rows(&cols);
+    if (rows == NULL)
+        goto failed;
+    offsets = PyBytes_FromStringAndSize((const char *)cols.offsets,
+                                        cols.n * 2 * (Py_ssize_t)sizeof(uint64_t));
+    if (offsets == NULL)
+        goto failed;
+    result = PyTuple_Pack(5, rows, cols.dtypes, cols.shapes, offsets, cols.counts);
     if (result == NULL)
         goto failed;
-    for (i = 0; i < N_COLUMNS; i++) {
-        PyTuple_SET_ITEM(result, i, cols[i]);
-        cols[i] = NULL;
-    }
+    Py_DECREF(rows);
+    Py_DECREF(offsets);
+    columns_clear(&cols);
     PyBuffer_Release(&buf);
     return result;
 
 refused:
-    for (i = 0; i < N_COLUMNS; i++)
-        Py_XDECREF(cols[i]);
+    columns_clear(&cols);
     PyBuffer_Release(&buf);
     Py_RETURN_NONE;
 failed:
-    for (i = 0; i < N_COLUMNS; i++)
-        Py_XDECREF(cols[i]);
+    Py_XDECREF(rows);
+    Py_XDECREF(offsets);
+    columns_clear(&cols);
     PyBuffer_Release(&buf);
     return NULL;
 }
@@ -605,8 +843,10 @@ static PyMethodDef methods[] = {
      "read_entries(raw, start, after_comma, data_size) -> columns | None\n\n"
      "The entries of a well-formed safetensors header from byte `start` (0: the whole\n"
      "object; else just after the metadata member's ',' or at the object's closing '}'),\n"
-     "checked against `data_size` bytes of tensor data: (rows, dtypes, shapes, begins,\n"
-     "ends, counts), or None when anything is not what this reader accepts."},
+     "checked against `data_size` bytes of tensor data: (rows, dtypes, shapes, offsets,\n"
+     "counts), offsets packed as native unsigned 64-bit (begin, end) pairs, or None when\n"
+     "anything is not what this reader accepts. Files with the same names in the same\n"
+     "order may share one rows dict: never change it."},
     {"configure", configure, METH_O,
      "configure(sizes) -> None\n\nThe dtype names and their element sizes in bytes."},
     {NULL, NULL, 0, NULL},

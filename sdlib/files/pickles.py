@@ -109,10 +109,11 @@ def scan_bytes(data: bytes) -> PickleScan:
     return _scan_result(scan_buffer(data))
 
 
-def scan_file(path: str | os.PathLike[str]) -> PickleScan:
-    """Scan a file through a read-only map (only the pickles and headers are touched)."""
+def scan_file(path: str | os.PathLike[str], *, polyglot: bool = True) -> PickleScan:
+    """Scan a file through a read-only map (only the pickles and headers are touched).
+    ``polyglot=False``: not the end of the file for an appended zip (``scan_buffer``)."""
     with _mapped(path) as buf:
-        return _scan_result(scan_buffer(buf))
+        return _scan_result(scan_buffer(buf, polyglot=polyglot))
 
 
 def read_table(path: str | os.PathLike[str]) -> TensorTable:

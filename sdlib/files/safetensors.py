@@ -81,7 +81,8 @@ def _fast_table(raw: bytes, file_size: int) -> TensorTable | None:
     if _native is not None:
         read = _native.read_entries(raw, start, after_comma, data_size)
         if read is not None:
-            return TensorTable(TensorColumns(*read), Container.SAFETENSORS, metadata, 8 + len(raw))
+            columns = TensorColumns.packed(*read)
+            return TensorTable(columns, Container.SAFETENSORS, metadata, 8 + len(raw))
     # The entries' object: the bytes after the metadata member, reopened with '{'.
     body = raw if start == 0 else b"{" + memoryview(raw)[start:]
     try:

@@ -109,26 +109,65 @@ class TensorColumns(Mapping[str, TensorInfo]):
     walk over the values). Equal to the dict of the same ``TensorInfo`` objects.
     """
 
-    __slots__ = ("_infos", "begins", "dtypes", "ends", "numels", "rows", "shapes")
+    __slots__ = ("_begins", "_ends", "_infos", "_packed", "dtypes", "numels", "rows", "shapes")
 
     def __init__(
         self,
-        rows: dict[str, int],
+        rows: Mapping[str, int],
         dtypes: list[str],
         shapes: list[tuple[int, ...]],
         begins: list[int],
         ends: list[int],
         numels: list[int] | None = None,
     ) -> None:
-        #: name -> its row in the columns, in file order (names are unique).
+        #: name -> its row in the columns, in file order (names are unique). Read-only:
+        #: files with the same names may share one (the compiled reader's templates).
         self.rows = rows
         self.dtypes = dtypes
         self.shapes = shapes
-        self.begins = begins
-        self.ends = ends
+        self._begins: list[int] | None = begins
+        self._ends: list[int] | None = ends
+        self._packed: bytes | None = None
         #: Elements per tensor (``math.prod`` of its shape), if the reader worked them out.
         self.numels = numels
         self._infos: dict[str, TensorInfo] | None = None
+
+    @classmethod
+    def packed(
+        cls,
+        rows: Mapping[str, int],
+        dtypes: list[str],
+        shapes: list[tuple[int, ...]],
+        offsets: bytes,
+        numels: list[int],
+    ) -> TensorColumns:
+        """Columns whose offsets come packed (native unsigned 64-bit begin, end pairs, as
+        the compiled reader gives them): unpacked only if a ``TensorInfo`` is asked for,
+        which a scan never does."""
+        columns = cls(rows, dtypes, shapes, [], [], numels)
+        columns._begins = columns._ends = None
+        columns._packed = offsets
+        return columns
+
+    @property
+    def begins(self) -> list[int]:
+        if self._begins is None:
+            self._unpack()
+        assert self._begins is not None
+        return self._begins
+
+    @property
+    def ends(self) -> list[int]:
+        if self._ends is None:
+            self._unpack()
+        assert self._ends is not None
+        return self._ends
+
+    def _unpack(self) -> None:
+        assert self._packed is not None
+        pairs = memoryview(self._packed).cast("Q")
+        self._begins = pairs[0::2].tolist()
+        self._ends = pairs[1::2].tolist()
 
     def _all(self) -> dict[str, TensorInfo]:
         if self._infos is None:

@@ -256,3 +256,13 @@ def test_junk_opening_with_an_opcode_is_not_called_unsafe(
     assert _inspect_code(path) == code
     if b"posix" in data:
         assert "posix.system" in scan_file(path).globals
+
+
+def test_a_scan_of_the_front_alone_does_not_look_for_an_appended_zip(tmp_path: Path) -> None:
+    """``polyglot=False`` (what a scan asks of a safetensors file whose head runs as a
+    pickle) leaves out only the appended-zip check, which reads the file's end."""
+    path = tmp_path / "m.pt"
+    path.write_bytes(dump({"a": 1})[0] + zip_bytes([("x.txt", b"y")]))
+    appended = "a zip archive is appended to the pickle (polyglot)"
+    assert appended in [f.reason for f in scan_file(path).findings]
+    assert appended not in [f.reason for f in scan_file(path, polyglot=False).findings]

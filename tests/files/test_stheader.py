@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from sdlib.errors import FormatError
 from sdlib.files import safetensors
@@ -40,8 +41,10 @@ def _native_facts(raw: bytes, size: int) -> Any:
     read = native.read_entries(raw, start, after_comma, size - 8 - len(raw))
     if read is None:
         return None
-    rows, dtypes, shapes, begins, ends, counts = read
+    rows, dtypes, shapes, offsets, counts = read
     assert counts == [math.prod(shape) for shape in shapes]
+    pairs = struct.unpack(f"={2 * len(shapes)}Q", offsets)
+    begins, ends = pairs[0::2], pairs[1::2]
     return [(n, dtypes[i], shapes[i], (begins[i], ends[i])) for n, i in rows.items()]
 
 
@@ -313,3 +316,104 @@ def test_names_and_shapes_kept_between_calls_never_change_a_table() -> None:
     assert first == again
     # The same ASCII names are the same objects in both tables.
     assert all(a[0] is b[0] for a, b in zip(first, again, strict=True) if a[0].isascii())
+
+
+def _family_header(names: list[str], dims: list[int], dtype: str = "U8") -> tuple[bytes, int]:
+    """A header of 1-D tensors ``names`` (in this order, repeats kept: it is written as
+    text, not from a dict) of ``dims`` elements each."""
+    parts, at = [], 0
+    size = int(DTYPE_SIZES[dtype])
+    for name, n in zip(names, dims, strict=True):
+        entry = {"dtype": dtype, "shape": [n], "data_offsets": [at, at + n * size]}
+        parts.append(
+            json.dumps(name, ensure_ascii=False) + ":" + json.dumps(entry, separators=(",", ":"))
+        )
+        at += n * size
+    raw = ("{" + ",".join(parts) + "}").encode()
+    return raw, _size(raw, at)
+
+
+def _family(base: list[str]) -> list[tuple[list[str], str]]:
+    """Headers whose names follow ``base`` for a while: the same names (read with other
+    shapes and dtypes), a prefix, more after them, a different tail, a repeat of the first
+    name after all of them or in the middle, and one name swapped."""
+    return [
+        (base, "same"),
+        (base[: len(base) * 2 // 3], "prefix"),
+        ([*base, "extra.0", "extra.1"], "longer"),
+        ([*base[: len(base) // 2], *(f"other.{i}" for i in range(len(base) // 2))], "diverges"),
+        ([*base, base[0]], "repeat after"),
+        ([*base[:5], base[0], *base[5:]], "repeat inside"),
+        ([*base[:3], base[4], base[3], *base[5:]], "swapped"),
+    ]
+
+
+@needs_native
+def test_files_with_the_same_names_share_one_rows_dict_and_each_reads_exactly() -> None:
+    """The reader keeps the names of recent files as templates: a header that follows one
+    to the end shares its rows dict; one that leaves it anywhere (ends early, goes on,
+    diverges, repeats a name) still reads exactly as the careful path, which refuses the
+    repeats."""
+    assert native is not None
+    base = [f"lora_unet_block_{i}.lora_down.weight" for i in range(40)]
+    family = _family(base)
+    rng = random.Random(11)
+    order = [kind for kind in range(len(family)) for _ in range(4)]
+    rng.shuffle(order)
+    shared: list[Any] = []
+    for kind in order:
+        names, label = family[kind]
+        dims = [rng.randint(0, 9) for _ in names]
+        raw, size = _family_header(names, dims, rng.choice(["U8", "F16", "F32"]))
+        accepted = _agrees(raw, size)
+        assert accepted == (not label.startswith("repeat")), label
+        if label == "same":
+            parts = safetensors._split_metadata(raw)
+            assert parts is not None
+            read = native.read_entries(raw, parts[1], parts[2], size - 8 - len(raw))
+            assert read is not None
+            shared.append(read[0])
+    assert len(shared) == 4
+    assert all(rows is shared[0] for rows in shared)  # made once, then shared
+    assert list(shared[0]) == base and list(shared[0].values()) == list(range(len(base)))
+
+
+@needs_native
+def test_names_that_are_not_ascii_are_never_a_template() -> None:
+    base = [f"w.{i}" for i in range(20)] + ["ü.weight"]
+    for _ in range(3):
+        raw, size = _family_header(base, [1] * len(base))
+        assert _agrees(raw, size)
+    raw, size = _family_header(base[:-1] + ["u.weight"], [1] * len(base))
+    assert _agrees(raw, size)
+
+
+@pytest.mark.slow  # hypothesis
+@needs_native
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data())
+def test_any_sequence_of_related_headers_reads_as_the_careful_path(data: st.DataObject) -> None:
+    """Headers made by editing one list of names (cut, extended, a name changed, moved or
+    repeated), read one after another: the templates the reader keeps between calls
+    never change what it gives."""
+    count = data.draw(st.integers(8, 60), label="names")
+    base = [f"model.layer_{i}.weight" for i in range(count)]
+    for _ in range(data.draw(st.integers(1, 6), label="headers")):
+        names = list(base)
+        for _ in range(data.draw(st.integers(0, 3), label="edits")):
+            edit = data.draw(st.sampled_from(["cut", "add", "change", "move", "repeat"]))
+            at = data.draw(st.integers(0, max(0, len(names) - 1)))
+            if edit == "cut" and len(names) > 1:
+                del names[at:]
+            elif edit == "add":
+                names.insert(at, f"added_{at}.bias")
+            elif edit == "change" and names:
+                names[at] = names[at] + "x"
+            elif edit == "move" and names:
+                names.append(names.pop(at))
+            elif edit == "repeat" and names:
+                names.append(names[at])
+        dims = data.draw(st.lists(st.integers(0, 4), min_size=len(names), max_size=len(names)))
+        raw, size = _family_header(names, dims)
+        accepted = _agrees(raw, size)
+        assert accepted == (len(set(names)) == len(names))
