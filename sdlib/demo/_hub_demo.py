@@ -22,6 +22,7 @@ from sdlib.demo._hub_api import CDN_FAULT_KINDS, HUB_FAULT_KINDS, _HubHandler
 from sdlib.demo.hub_catalogue import (
     GATED_TOKENS,
     HUB_CATALOGUE,
+    HUB_LARGE_REPO,
     HUB_RENAMES,
     HUB_TOKENS,
     HubRepoSpec,
@@ -125,8 +126,14 @@ class HubDemo:
         return None
 
     def reset(self) -> None:
+        """Clear faults and settings, and drop a large file ``add_large_file`` added (a
+        server shared between tests then serves its own catalogue again)."""
         with self._lock:
             self._faults.clear()
+            if HUB_LARGE_REPO in self.repos:
+                self._catalogue = tuple(r for r in self._catalogue if r.id != HUB_LARGE_REPO)
+                self.repos.pop(HUB_LARGE_REPO, None)
+                self._files = None  # rebuilt on next use; the others' bytes are reused
         self.tree_page_size = 5
         self.url_ttl = 3600.0
 

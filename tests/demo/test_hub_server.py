@@ -181,3 +181,16 @@ def test_an_ordinary_demo_hub_has_no_large_file(civitai: DemoServer) -> None:
     assert (response.status_code, response.headers["X-Error-Code"]) == (401, "RepoNotFound")
     with pytest.raises(ValueError, match="at least 1 KiB"):
         civitai.hub.add_large_file(100)
+
+
+def test_a_reset_drops_the_large_file_a_test_added(civitai: DemoServer) -> None:
+    """The session's shared server serves its own catalogue again after a test that added
+    the benchmark file (the ``civitai`` fixture resets between tests)."""
+    ref = civitai.hub.add_large_file(4096)
+    repo = ref.removeprefix("hf:").rpartition("/")[0]
+    assert repo in civitai.hub.repos
+    civitai.reset()
+    assert HUB_LARGE_REPO not in civitai.hub.repos
+    assert not any(r == HUB_LARGE_REPO for r, _ in civitai.hub.files)
+    response = httpx2.get(f"{civitai.hub_url}/api/models/{HUB_LARGE_REPO}")
+    assert response.status_code == 401
