@@ -75,9 +75,16 @@ all_plain(const unsigned char *p, const unsigned char *end, Py_ssize_t *braces)
 {
     unsigned char bad = 0;
     Py_ssize_t n = 0;
-    for (; p < end; p++) {
-        bad |= (unsigned char)((*p < 0x20) | (*p == '\\'));
-        n += *p == '{';
+    while (p < end) {
+        /* Blocks of at most 255 bytes: a byte-wide count cannot overflow, and the loop
+         * stays one the compiler vectorises (a wider count made it 4x the instructions). */
+        const unsigned char *stop = end - p > 255 ? p + 255 : end;
+        unsigned char count = 0;
+        for (; p < stop; p++) {
+            bad |= (unsigned char)((*p < 0x20) | (*p == '\\'));
+            count += *p == '{';
+        }
+        n += count;
     }
     *braces = n;
     return !bad;
