@@ -32,7 +32,7 @@ def record_download(
     *,
     ref: str,
     model_id: int | None,
-    version_id: int,
+    version_id: int | None,
     file_id: int | None,
     sha256: str,
     verification: Mapping[str, Any] | None = None,
@@ -43,7 +43,9 @@ def record_download(
     when that describes these bytes. ``verification``: ``Verification.to_dict()``, None
     when nothing was downloaded (an identical file was there: its SHA256 is the published
     one; an earlier outcome is kept). A row already at ``path`` is updated, keeping its id
-    and history.
+    and history. ``version_id`` None: a file with no Civitai identity (from the Hugging
+    Face Hub): recorded with its content, SHA256 and verification, and left for
+    ``identify`` to look up by hash.
     """
     path_s = os.path.abspath(os.fspath(path))
     st = os.stat(path_s)
@@ -57,13 +59,16 @@ def record_download(
                  "civitai_version_name": found.version_name,
                  "civitai_base_model": found.base_model}  # fmt: skip
     kept = _kept(verification)
+    identity: dict[str, Any] = {}
+    if version_id is not None:
+        identity = {"civitai_model_id": model_id, "civitai_version_id": version_id,
+                    "civitai_file_id": file_id, **names, "identify_state": "identified",
+                    "identified_at": now, "matched_by": "download"}  # fmt: skip
     values: dict[str, Any] = {
         **inspect_columns(path_s),
         "role": "model", "present": 1, "dev": st.st_dev, "ino": st.st_ino,
         "size": st.st_size, "mtime_ns": st.st_mtime_ns, "last_seen": now,
-        "sha256": sha256.upper(), "civitai_model_id": model_id,
-        "civitai_version_id": version_id, "civitai_file_id": file_id, **names,
-        "identify_state": "identified", "identified_at": now, "matched_by": "download",
+        "sha256": sha256.upper(), **identity,
     }  # fmt: skip
     if kept is not None:  # already present (nothing downloaded): what was found stays
         values["verification"] = json.dumps(kept)
@@ -77,7 +82,8 @@ def record_download(
             assert row.id is not None
             row_id = row.id
             index.update(row_id, **values)
-        index.event(row_id, "downloaded", ref=ref, version_id=version_id, civitai_file_id=file_id,
+        ids = {"version_id": version_id, "civitai_file_id": file_id} if identity else {}
+        index.event(row_id, "downloaded", ref=ref, **ids,
                     **({"verification": kept} if kept is not None else {}))  # fmt: skip
     return row_id
 

@@ -246,23 +246,25 @@ def record_install(ctx: Context, result: InstallResult) -> None:
     """Remember a finished install in the library index: the file with its identity
     (model, version and file ids, names, base model), its SHA256 and what verifying it
     found (a published secondary hash that disagreed is kept there), so ``updates`` and the
-    Library know it before any scan. Every installer :meth:`Context.installer` builds
-    calls this. Never fails the install: if the index cannot be written, the next scan
-    finds the file and its ``.civitai.info``."""
+    Library know it before any scan; a file with no Civitai identity (from the Hub) with
+    its content, SHA256 and verification, for ``identify`` to look up by hash. Every
+    installer :meth:`Context.installer` builds calls this. Never fails the install: if
+    the index cannot be written, the next scan finds the file and its sidecar."""
     from sdlib.errors import SdlibError
     from sdlib.library.installed import record_download
 
-    if result.version_id is None:
-        return  # the index knows Civitai identities only; a scan still finds the file
     verification = result.verification.to_dict() if result.verification is not None else None
+    # A Hub file's history names the revision its bytes came from.
+    ref = result.ref if result.version_id is not None else result.pinned_ref or result.ref
     try:
         row_id = record_download(
-            ctx.index, result.path, ref=result.ref, model_id=result.model_id,
+            ctx.index, result.path, ref=ref, model_id=result.model_id,
             version_id=result.version_id, file_id=result.file_id, sha256=result.sha256,
             verification=verification,
         )  # fmt: skip
-        # Which source identified it (a CivArchive mirror's file says so); None: Civitai.
-        source = None if result.source == "civitai" else result.source
-        ctx.index.update(row_id, identified_source=source)
+        if result.version_id is not None:
+            # Which source identified it (a CivArchive mirror's file says so); None: Civitai.
+            source = None if result.source == "civitai" else result.source
+            ctx.index.update(row_id, identified_source=source)
     except (SdlibError, OSError):
         return

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from sdlib.demo.server import DemoServer
+from sdlib.library.index import Index
 from sdlib.manifest import parse_lock
 from tests.conftest import RunCli
 
@@ -69,6 +70,27 @@ def test_a_hub_vae_lands_verified_in_the_webui_vae_folder(
     assert _sha256(path) == _sha256(expected) == result["sha256"].lower()
     # The Hub token (none here) and Civitai's never went to the CDN.
     assert not any(r.authorization for r in civitai.requests if r.server == "hub-cdn")
+
+
+def test_a_hub_install_is_in_the_library_index_at_once(hf: RunCli, tmp_path: Path) -> None:
+    """Classified, with its SHA256 and verification and the pinned revision in its
+    history, before any scan; no Civitai identity, so ``identify`` may look it up."""
+    root = tmp_path / "R"
+    done = hf("download", VAE, "--ui", "a1111", "--root", str(root), "--json")
+    assert done.returncode == 0, done.stderr
+    [result] = json.loads(done.stdout)
+    path = Path(result["path"])
+    with Index(tmp_path / "data" / "library.sqlite") as index:
+        row = index.file_at(str(path))
+        assert row is not None and row.id is not None
+        assert (row.kind, row.container, row.present) == ("vae", "safetensors", 1)
+        assert row.sha256 == _sha256(path).upper() and row.size == path.stat().st_size
+        assert row.civitai_version_id is None and row.identify_state is None
+        assert row.verification is not None
+        assert json.loads(row.verification)["status"] == "verified"
+        history = index.history(row.id)
+        assert [e["event"] for e in history] == ["added", "downloaded"]
+        assert history[1]["ref"] == result["pinned_ref"] and "version_id" not in history[1]
 
 
 def test_bytes_already_in_the_hugging_face_cache_are_not_downloaded_again(

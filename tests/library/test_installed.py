@@ -50,3 +50,32 @@ def test_recorded_download_is_classified_identified_and_kept_by_scan(tmp_path: P
         kept = index.get(row_id)
         assert kept is not None and kept.verification is not None  # already present: kept
         assert json.loads(kept.verification)["disagreements"] == [crc]
+
+
+def test_a_file_with_no_civitai_identity_is_recorded_for_identify(tmp_path: Path) -> None:
+    """A Hub download: content, SHA256 and verification, no identity (``identify`` looks
+    it up by hash later), and the next scan opens nothing."""
+    root = trees.a1111(tmp_path / "webui")
+    vae = trees.st(root / "models" / "VAE" / "sdxl_vae.safetensors", "vae_sd")
+    sha = trees.sha256(vae).upper()
+    verification = {"status": "verified", "decided_by": "SHA256", "size_matches": True,
+                    "disagreements": [], "checked": ["SHA256"]}  # fmt: skip
+    with (
+        Index(tmp_path / "data" / "library.sqlite") as index,
+        HashCache(tmp_path / "cache" / "h.sqlite") as hc,
+    ):
+        ref = "hf:stabilityai/sdxl-vae@" + "0" * 40 + "/sdxl_vae.safetensors"
+        row_id = record_download(index, vae, ref=ref, model_id=None, version_id=None,
+                                 file_id=None, sha256=sha.lower(),
+                                 verification=verification)  # fmt: skip
+        row = index.get(row_id)
+        assert row is not None and (row.kind, row.sha256) == ("vae", sha)
+        assert row.civitai_version_id is None and row.identify_state is None
+        assert row.matched_by is None and row.identified_at is None
+        assert [(e["event"], e.get("ref")) for e in index.history(row_id)] == [
+            ("added", None),
+            ("downloaded", ref),
+        ]
+        result = scan(root, load_layout(root, "auto"), index, hc)
+        assert result.inspected == 0
+        assert [m.id for m in result.models] == [row_id]
