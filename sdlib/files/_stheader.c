@@ -3,8 +3,8 @@
  * checked in one pass in C (the optional compiled half of sdlib/files/safetensors.py).
  *
  * A first scan reads millions of entries; in Python each costs a struct, its members and
- * a dozen column passes. Here an entry costs the objects the classifier keeps (its name,
- * shape and offsets) and nothing else.
+ * a dozen column passes. Here an entry costs at most the objects the classifier keeps
+ * (its name and shape, mostly shared with earlier files) and 16 bytes of packed offsets.
  *
  * Like the Python bulk path it stands in front of, it only ever *accepts*: it reads a
  * strict subset of JSON (no escapes, plain non-negative integers, each entry's three
@@ -18,8 +18,10 @@
  *     last end within the data: files written any other way go to the Python paths;
  *   - no name twice, none named "__metadata__", names valid UTF-8.
  *
- * Every read is bounds-checked against the buffer; nothing here recurses or allocates
- * but Python objects (freed on every failure).
+ * Every read is bounds-checked against the buffer; nothing here recurses, and nothing is
+ * allocated but Python objects and the offsets' buffer (all freed on every failure). The
+ * caches kept between calls (names, shapes, templates of whole name lists) are of fixed
+ * size and only save work: what is taken from them is compared in full first.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
