@@ -471,11 +471,12 @@ row_int(Py_ssize_t i)
 /* Whole lists of names repeat too: LoRAs of one trainer, base and layout list the same
  * modules in the same order, checkpoints of one architecture the same keys. The rows dict
  * (name -> row) of a file is kept as a template, with its names in order, found by a hash
- * of its first name's bytes and its count of '{' (see template_slot). While a later file's names have the template's bytes in the
- * same order, each costs one comparison (no cache lookup, no insertion), and a file
- * whose names are all of the template's shares its dict and its str objects. The dicts
- * are never changed once made (TensorColumns documents its rows as read-only). Bounded:
- * TEMPLATE_SLOTS templates of at most TEMPLATE_MAX names. */
+ * of its first name's bytes and its count of '{' (see template_slot). While a later
+ * file's names have the template's bytes in the same order, each costs one comparison
+ * (no cache lookup, no insertion), and a file whose names are all of the template's
+ * shares its dict and its str objects. The dicts are never changed once made
+ * (TensorColumns documents its rows as read-only). Bounded: TEMPLATE_SLOTS templates of
+ * at most TEMPLATE_MAX names. */
 #define TEMPLATE_SLOTS 64
 #define TEMPLATE_MIN 8
 #define TEMPLATE_MAX 8192
