@@ -471,7 +471,7 @@ row_int(Py_ssize_t i)
 /* Whole lists of names repeat too: LoRAs of one trainer, base and layout list the same
  * modules in the same order, checkpoints of one architecture the same keys. The rows dict
  * (name -> row) of a file is kept as a template, with its names in order, found by a hash
- * of its first name's bytes and its count of '{' (see template_slot). While a later
+ * of its first name's bytes and its count of '{' (see template_key). While a later
  * file's names have the template's bytes in the same order, each costs one comparison
  * (no cache lookup, no insertion), and a file whose names are all of the template's
  * shares its dict and its str objects. The dicts are never changed once made
@@ -482,8 +482,10 @@ row_int(Py_ssize_t i)
 #define TEMPLATE_MAX 8192
 
 typedef struct {
-    PyObject *names; /* a tuple of the (ASCII) names in row order; NULL: an empty slot */
+    PyObject *names; /* a tuple of the (ASCII) names in row order; NULL: none kept */
     PyObject *rows;  /* the dict shared by the files that match */
+    uint64_t key;    /* the key of the template kept (see template_key) */
+    uint64_t seen;   /* the key of a file met once, with no template kept for it yet */
 } Template;
 
 static Template templates[TEMPLATE_SLOTS];
@@ -496,26 +498,39 @@ spells(PyObject *name, const unsigned char *key, Py_ssize_t klen)
            memcmp(PyUnicode_DATA(name), key, (size_t)klen) == 0;
 }
 
-/* A template's slot, by its first name and the '{' bytes of its header's entries: LoRAs
- * of one trainer start with the same name whatever modules they hold, and their counts
- * of entries tell most layouts apart. */
-static Template *
-template_slot(const unsigned char *first, Py_ssize_t len, Py_ssize_t braces)
+/* A template's key, from its first name and the '{' bytes of its header's entries: LoRAs
+ * of one trainer start with the same name whatever modules they hold, and their counts of
+ * entries tell most layouts apart. Never 0 (0 marks nothing seen). */
+static uint64_t
+template_key(const unsigned char *first, Py_ssize_t len, Py_ssize_t braces)
 {
     uint64_t h = bytes_hash(first, len) ^ ((uint64_t)braces * 0x9E3779B97F4A7C15ULL);
-    return &templates[(h ^ (h >> 32)) & (TEMPLATE_SLOTS - 1)];
+    h ^= h >> 32;
+    return h ? h : 1;
 }
 
-/* Keep `rows` (built for this file) as the template for its first name, if its names are
- * all ASCII (compared as bytes). */
+static Template *
+template_slot(uint64_t key)
+{
+    return &templates[key & (TEMPLATE_SLOTS - 1)];
+}
+
+/* Keep `rows` (built for a file whose key is `key`) as a template, if its names are all
+ * ASCII (compared as bytes) and files like it come again: a key met for the first time
+ * is only noted, so a library of layouts that never repeat builds no templates (each
+ * costs a tuple of its names and keeps its dict alive) and evicts none. */
 static int
-remember_template(PyObject *rows, Py_ssize_t braces)
+remember_template(PyObject *rows, uint64_t key_hash)
 {
     Py_ssize_t n = PyDict_GET_SIZE(rows), pos = 0, i = 0;
-    PyObject *names, *key, *value, *old_names, *old_rows, *first;
-    Template *slot;
+    PyObject *names, *key, *value, *old_names, *old_rows;
+    Template *slot = template_slot(key_hash);
     if (n < TEMPLATE_MIN || n > TEMPLATE_MAX)
         return 1;
+    if (!(slot->names != NULL && slot->key == key_hash) && slot->seen != key_hash) {
+        slot->seen = key_hash;
+        return 1;
+    }
     names = PyTuple_New(n);
     if (names == NULL)
         return 0;
@@ -528,13 +543,13 @@ remember_template(PyObject *rows, Py_ssize_t braces)
         PyTuple_SET_ITEM(names, i, key);
         i++;
     }
-    first = PyTuple_GET_ITEM(names, 0);
-    slot = template_slot(PyUnicode_DATA(first), PyUnicode_GET_LENGTH(first), braces);
     old_names = slot->names;
     old_rows = slot->rows;
     Py_INCREF(rows);
     slot->names = names;
     slot->rows = rows;
+    slot->key = key_hash;
+    slot->seen = 0;
     Py_XDECREF(old_names);
     Py_XDECREF(old_rows);
     return 1;
@@ -553,6 +568,7 @@ typedef struct {
     uint64_t *offsets;
     Py_ssize_t n, cap;      /* entries added; pairs `offsets` has room for */
     Py_ssize_t braces;      /* '{' bytes in the entries' text (with the first name: the key) */
+    uint64_t key;           /* this file's template key (0: no entry yet) */
 } Columns;
 
 static void
@@ -597,8 +613,11 @@ static int
 follow(Columns *cols, const unsigned char *key, Py_ssize_t klen)
 {
     if (cols->n == 0) {
-        Template *slot = template_slot(key, klen, cols->braces);
-        if (slot->names != NULL && spells(PyTuple_GET_ITEM(slot->names, 0), key, klen)) {
+        Template *slot;
+        cols->key = template_key(key, klen, cols->braces);
+        slot = template_slot(cols->key);
+        if (slot->names != NULL && slot->key == cols->key &&
+            spells(PyTuple_GET_ITEM(slot->names, 0), key, klen)) {
             Py_INCREF(slot->names);
             Py_INCREF(slot->rows);
             cols->follow_names = slot->names;
@@ -659,7 +678,7 @@ finish_rows(Columns *cols)
             return NULL;
         }
     }
-    if (!remember_template(cols->rows, cols->braces))
+    if (cols->key != 0 && !remember_template(cols->rows, cols->key))
         return NULL;
     rows = cols->rows;
     cols->rows = NULL;

@@ -350,34 +350,52 @@ def _family(base: list[str]) -> list[tuple[list[str], str]]:
     ]
 
 
+def _rows_of(raw: bytes, size: int) -> Any:
+    assert native is not None
+    parts = safetensors._split_metadata(raw)
+    assert parts is not None
+    read = native.read_entries(raw, parts[1], parts[2], size - 8 - len(raw))
+    assert read is not None
+    return read[0]
+
+
 @needs_native
 def test_files_with_the_same_names_share_one_rows_dict_and_each_reads_exactly() -> None:
-    """The reader keeps the names of recent files as templates: a header that follows one
-    to the end shares its rows dict; one that leaves it anywhere (ends early, goes on,
-    diverges, repeats a name) still reads exactly as the careful path, which refuses the
-    repeats."""
-    assert native is not None
+    """The reader keeps the names of files whose layout came again as templates: a header
+    that follows one to the end shares its rows dict; one that leaves it anywhere (ends
+    early, goes on, diverges, repeats a name) still reads exactly as the careful path,
+    which refuses the repeats."""
     base = [f"lora_unet_block_{i}.lora_down.weight" for i in range(40)]
     family = _family(base)
     rng = random.Random(11)
     order = [kind for kind in range(len(family)) for _ in range(4)]
     rng.shuffle(order)
-    shared: list[Any] = []
     for kind in order:
         names, label = family[kind]
         dims = [rng.randint(0, 9) for _ in names]
         raw, size = _family_header(names, dims, rng.choice(["U8", "F16", "F32"]))
         accepted = _agrees(raw, size)
         assert accepted == (not label.startswith("repeat")), label
-        if label == "same":
-            parts = safetensors._split_metadata(raw)
-            assert parts is not None
-            read = native.read_entries(raw, parts[1], parts[2], size - 8 - len(raw))
-            assert read is not None
-            shared.append(read[0])
-    assert len(shared) == 4
-    assert all(rows is shared[0] for rows in shared)  # made once, then shared
-    assert list(shared[0]) == base and list(shared[0].values()) == list(range(len(base)))
+    # The same names again and again: from the second time on, one dict is shared.
+    rows = []
+    for _ in range(4):
+        raw, size = _family_header(base, [rng.randint(0, 9) for _ in base])
+        assert _agrees(raw, size)
+        rows.append(_rows_of(raw, size))
+    assert rows[1] is rows[2] is rows[3]
+    assert list(rows[3]) == base and list(rows[3].values()) == list(range(len(base)))
+
+
+@needs_native
+def test_a_layout_met_once_keeps_no_template() -> None:
+    """A library whose layouts never repeat pays nothing for templates: a layout is only
+    noted the first time, kept the second, and shared from the third."""
+    names = [f"unique_{random.Random(5).random()}.{i}" for i in range(30)]
+    reads = []
+    for _ in range(3):
+        raw, size = _family_header(names, [1] * len(names))
+        reads.append(_rows_of(raw, size))
+    assert reads[0] is not reads[1] and reads[1] is reads[2]
 
 
 @needs_native
