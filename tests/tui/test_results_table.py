@@ -272,7 +272,11 @@ async def test_rows_cursor_and_detail_follow_pages_and_a_second_search(
         await ui.settle(pilot)
         table = app.screen.query_one(ResultsTable)
         first = shown(app)
-        assert first == served_names(civitai) and 3 <= len(first) < 15
+        # Pages are fetched until the rows fill the table: usually 12 rows here, all 15
+        # when the pages come back before the detail pane is mounted (the table is taller
+        # until then; seen once in CI on a busy machine). Either way the rows are the pages
+        # served, in order.
+        assert first == served_names(civitai) and 3 <= len(first) <= 15
         await pilot.press("down", "down")
         await ui.settle(pilot)
         detail = app.screen.query_one(ModelDetail)
