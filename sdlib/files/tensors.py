@@ -109,7 +109,7 @@ class TensorColumns(Mapping[str, TensorInfo]):
     walk over the values). Equal to the dict of the same ``TensorInfo`` objects.
     """
 
-    __slots__ = ("_begins", "_ends", "_infos", "_packed", "dtypes", "numels", "rows", "shapes")
+    __slots__ = ("_infos", "_offsets", "_packed", "dtypes", "numels", "rows", "shapes")
 
     def __init__(
         self,
@@ -125,9 +125,9 @@ class TensorColumns(Mapping[str, TensorInfo]):
         self.rows = rows
         self.dtypes = dtypes
         self.shapes = shapes
-        self._begins: list[int] | None = begins
-        self._ends: list[int] | None = ends
-        self._packed: bytes | None = None
+        #: (begins, ends); None while they are still ``_packed``.
+        self._offsets: tuple[list[int], list[int]] | None = (begins, ends)
+        self._packed = b""
         #: Elements per tensor (``math.prod`` of its shape), if the reader worked them out.
         self.numels = numels
         self._infos: dict[str, TensorInfo] | None = None
@@ -145,29 +145,23 @@ class TensorColumns(Mapping[str, TensorInfo]):
         the compiled reader gives them): unpacked only if a ``TensorInfo`` is asked for,
         which a scan never does."""
         columns = cls(rows, dtypes, shapes, [], [], numels)
-        columns._begins = columns._ends = None
+        columns._offsets = None
         columns._packed = offsets
         return columns
 
     @property
     def begins(self) -> list[int]:
-        if self._begins is None:
-            self._unpack()
-        assert self._begins is not None
-        return self._begins
+        return self._unpacked()[0]
 
     @property
     def ends(self) -> list[int]:
-        if self._ends is None:
-            self._unpack()
-        assert self._ends is not None
-        return self._ends
+        return self._unpacked()[1]
 
-    def _unpack(self) -> None:
-        assert self._packed is not None
-        pairs = memoryview(self._packed).cast("Q")
-        self._begins = pairs[0::2].tolist()
-        self._ends = pairs[1::2].tolist()
+    def _unpacked(self) -> tuple[list[int], list[int]]:
+        if self._offsets is None:
+            pairs = memoryview(self._packed).cast("Q")
+            self._offsets = (pairs[0::2].tolist(), pairs[1::2].tolist())
+        return self._offsets
 
     def _all(self) -> dict[str, TensorInfo]:
         if self._infos is None:
